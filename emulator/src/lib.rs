@@ -1,0 +1,443 @@
+//! An in-process emulator of the HashiCorp Vault HTTP API subset that `vault-login` uses: the
+//! kubernetes auth method's login, and the token endpoints `renew-self`, `lookup-self` and
+//! `revoke-self`, with Vault's status codes, error bodies and TTL arithmetic
+//! (see `shared/vault-api.md`).
+//!
+//! Tests drive it synchronously: [`Emulator::start`] binds `127.0.0.1:0` and serves from a
+//! background std thread running its own tokio current-thread runtime, so the control API below
+//! works the same from plain `#[test]`s and from inside `#[tokio::test]`s. Dropping the
+//! [`Emulator`] stops the server.
+//!
+//! ```no_run
+//! use vault_emulator::{Emulator, Role};
+//! let vault = Emulator::start_default();
+//! vault.put_role("kubernetes", "app", Role::default());
+//! let jwt = vault.jwt("default", "app", &["vault"], 3600);
+//! // point VAULT_ADDR at vault.url(), log in with `jwt`, then inspect:
+//! assert_eq!(vault.token_count(), 0);
+//! ```
+//!
+//! # Layout
+//! - `lib.rs`: the public control API: [`Emulator`], [`Options`], [`Role`], [`Fault`],
+//!   [`Request`], [`TokenInfo`].
+//! - `state`: everything the server knows, behind one std `Mutex`: namespaces → auth mounts →
+//!   roles, the token store, the active fault and the request log.
+//! - `vault`: the Vault endpoints as plain functions from a recorded request to a reply; no I/O.
+//! - `server`: the network edge: listener thread, TLS, fault injection, going down and
+//!   re-binding the same port.
+//! - `jwt`: RS256 signing of fake service-account JWTs with the test key, and the claim checks
+//!   the kubernetes auth method makes.
+//! - `tokens`: the token store and Vault's `CalculateTTL`, plus Go-style durations and RFC 3339
+//!   timestamps.
+//! - `tls`: a throwaway CA with server and client certificates.
+#![forbid(unsafe_code)]
+
+mod jwt;
+mod server;
+mod state;
+mod tls;
+mod tokens;
+mod vault;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use state::{lock, State};
+
+/// How to start an [`Emulator`].
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Serve HTTPS with a CA generated at start (see [`Emulator::ca_pem`]).
+    pub tls: bool,
+    /// With `tls`: require a client certificate signed by the same CA (mTLS).
+    pub require_client_cert: bool,
+}
+
+/// A kubernetes auth role, as `vault write auth/<mount>/role/<name>` would configure it.
+#[derive(Clone, Debug)]
+pub struct Role {
+    /// Allowed service-account names; `*`-prefix/suffix globs, a lone `"*"` allows all.
+    pub bound_service_account_names: Vec<String>,
+    /// Allowed service-account namespaces; same glob rules.
+    pub bound_service_account_namespaces: Vec<String>,
+    /// When set, the JWT's `aud` list must contain it.
+    pub audience: Option<String>,
+    /// Token TTL; zero means the mount default (768 h).
+    pub token_ttl: Duration,
+    /// Token max TTL; zero means the mount maximum (768 h).
+    pub token_max_ttl: Duration,
+    /// Makes tokens periodic: every renewal sets the TTL to the period, with no max TTL.
+    pub token_period: Option<Duration>,
+    /// A hard max TTL recorded on the token, which also caps periodic tokens.
+    pub token_explicit_max_ttl: Option<Duration>,
+    /// Service (renewable, has an accessor) or batch tokens.
+    pub token_type: TokenType,
+    /// Policies attached to issued tokens.
+    pub token_policies: Vec<String>,
+    /// `false` issues service tokens that refuse renewal (`lease is not renewable`).
+    pub renewable: bool,
+}
+
+impl Default for Role {
+    fn default() -> Self {
+        Role {
+            bound_service_account_names: vec!["*".into()],
+            bound_service_account_namespaces: vec!["*".into()],
+            audience: None,
+            token_ttl: Duration::from_secs(3600),
+            token_max_ttl: Duration::ZERO,
+            token_period: None,
+            token_explicit_max_ttl: None,
+            token_type: TokenType::Service,
+            token_policies: vec!["default".into()],
+            renewable: true,
+        }
+    }
+}
+
+/// Vault token types.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenType {
+    /// `hvs.` tokens: renewable (unless the role says otherwise), with an accessor.
+    Service,
+    /// `hvb.` tokens: never renewable, no accessor, cannot be revoked by themselves.
+    Batch,
+}
+
+/// A misbehaviour injected into every request (or connection) until cleared.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// 503 `{"errors":["Vault is sealed"]}`.
+    Sealed,
+    /// 500 `{"errors":["internal error"]}`.
+    Internal,
+    /// 429 `request path "<path>": rate limit quota exceeded`, with `Retry-After` when set.
+    RateLimited {
+        /// Seconds for the `Retry-After` header; `None` sends no header.
+        retry_after: Option<u64>,
+    },
+    /// 412 `{"errors":["required index state not present"]}`.
+    PreconditionFailed,
+    /// An HTML error page (`text/html`) with this status, like a proxy in front of Vault.
+    Html {
+        /// The HTTP status, e.g. 502.
+        status: u16,
+    },
+    /// 200 with an HTML page instead of JSON (captive portal, wrong upstream).
+    HtmlOk,
+    /// 200 `application/json` streaming 8 MiB: a JSON-looking prefix, then junk.
+    Oversized,
+    /// Accept connections and close them at once without reading.
+    Refuse,
+    /// Read the request, then drop the connection without answering.
+    Reset,
+    /// Wait this long, then answer normally.
+    Slow(Duration),
+    /// Any status with `{"errors":[...]}`.
+    Status {
+        /// The HTTP status.
+        status: u16,
+        /// The `errors` list, verbatim.
+        errors: Vec<String>,
+    },
+    /// Stop listening (connection refused) until cleared; clearing re-binds the same port.
+    Down,
+    /// 307 with `Location: <to><request path and query>` and no body, like a standby node
+    /// pointing at the active one (`to` is a base URL such as another emulator's `url()`).
+    Redirect {
+        /// Base URL of the node to send the client to.
+        to: String,
+    },
+}
+
+/// One request the emulator received, recorded before any fault is applied.
+#[derive(Clone, Debug)]
+pub struct Request {
+    /// `GET`, `PUT`, `POST`, ...
+    pub method: String,
+    /// The path without the query string, e.g. `/v1/auth/kubernetes/login`.
+    pub path: String,
+    /// Headers in arrival order, names lowercase.
+    pub headers: Vec<(String, String)>,
+    /// The body (lossy UTF-8).
+    pub body: String,
+    /// When the request was read.
+    pub at: SystemTime,
+}
+
+impl Request {
+    /// The first header with this name (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as JSON, `Value::Null` when it is not JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or(serde_json::Value::Null)
+    }
+}
+
+/// What the emulator knows about a live token.
+#[derive(Clone, Debug)]
+pub struct TokenInfo {
+    /// The accessor (`""` for batch tokens).
+    pub accessor: String,
+    /// Token policies.
+    pub policies: Vec<String>,
+    /// Time left until `expire_time`.
+    pub ttl: Duration,
+    /// Whether renew-self may extend it.
+    pub renewable: bool,
+    /// Service or batch.
+    pub token_type: TokenType,
+    /// When the token stops working.
+    pub expire_time: SystemTime,
+    /// After this instant renewals only shrink the TTL (login time, truncated to the second,
+    /// plus the effective max TTL); `None` for periodic tokens without an explicit max TTL.
+    pub max_expire_time: Option<SystemTime>,
+    /// Successful renewals so far.
+    pub renewals: u32,
+    /// The role it logged in with.
+    pub role: String,
+    /// The Kubernetes namespace of the service account.
+    pub namespace: String,
+    /// The service-account name.
+    pub service_account: String,
+}
+
+/// A running Vault emulator; dropping it (its last handle, see [`Emulator::clone_handle`])
+/// stops the server.
+pub struct Emulator {
+    state: Arc<Mutex<State>>,
+    server: Arc<server::Server>,
+    tls: Option<Arc<tls::Material>>,
+}
+
+impl Emulator {
+    /// Starts serving on `127.0.0.1:0`.
+    ///
+    /// # Panics
+    /// When the port cannot be bound or the TLS material cannot be built (test support).
+    pub fn start(opts: Options) -> Emulator {
+        Self::start_at(opts, SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// Starts with [`Options::default`] (plain HTTP).
+    pub fn start_default() -> Emulator {
+        Self::start(Options::default())
+    }
+
+    /// Starts serving on `addr` (port 0 picks a free port).
+    ///
+    /// # Panics
+    /// Like [`Emulator::start`].
+    pub fn start_at(opts: Options, addr: SocketAddr) -> Emulator {
+        let tls = opts.tls.then(|| {
+            tls::Material::generate(opts.require_client_cert)
+                .map(Arc::new)
+                .unwrap_or_else(|e| panic!("vault-emulator: cannot build TLS material: {e}"))
+        });
+        let state = Arc::new(Mutex::new(State::new()));
+        let server_config = tls.as_ref().map(|m| m.server_config.clone());
+        let server = Arc::new(server::Server::start(addr, state.clone(), server_config));
+        Emulator { state, server, tls }
+    }
+
+    /// Another handle to the same emulator (for a checker thread, say); the server keeps
+    /// running until every handle is dropped.
+    pub fn clone_handle(&self) -> Emulator {
+        Emulator {
+            state: self.state.clone(),
+            server: self.server.clone(),
+            tls: self.tls.clone(),
+        }
+    }
+
+    /// The bound address (stays the same across [`Fault::Down`]).
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` with TLS.
+    pub fn url(&self) -> String {
+        match self.tls {
+            Some(_) => format!("https://localhost:{}", self.addr().port()),
+            None => format!("http://{}", self.addr()),
+        }
+    }
+
+    /// The CA certificate (PEM) when serving TLS; the server certificate names `localhost`,
+    /// `127.0.0.1` and `vault.test`.
+    pub fn ca_pem(&self) -> Option<String> {
+        self.tls.as_ref().map(|m| m.ca_pem.clone())
+    }
+
+    /// A client certificate and its PKCS#8 key (PEM), signed by the CA, for mTLS.
+    pub fn client_cert_pem(&self) -> Option<(String, String)> {
+        self.tls
+            .as_ref()
+            .map(|m| (m.client_cert_pem.clone(), m.client_key_pem.clone()))
+    }
+
+    /// A projected service-account JWT for `namespace`/`service_account`, signed with the test
+    /// key, valid from now for `ttl_secs`.
+    ///
+    /// A negative `ttl_secs` gives an already expired JWT (issued an hour before it expired);
+    /// like Vault the emulator allows 60 s of clock skew, so it rejects only `ttl_secs < -60`.
+    pub fn jwt(
+        &self,
+        namespace: &str,
+        service_account: &str,
+        audience: &[&str],
+        ttl_secs: i64,
+    ) -> String {
+        let claims = jwt::sa_claims(
+            namespace,
+            service_account,
+            audience,
+            ttl_secs,
+            tokens::unix_now(),
+        );
+        jwt::sign(&claims)
+    }
+
+    /// Signs arbitrary claims with the test key (header `{"alg":"RS256","kid":"test"}`).
+    pub fn sign_claims(&self, claims: &serde_json::Value) -> String {
+        jwt::sign(claims)
+    }
+
+    /// Enables a kubernetes auth mount (may contain `/`) in the root namespace, or in the
+    /// namespace given to [`Emulator::set_namespace_required`].
+    pub fn enable_mount(&self, mount: &str) {
+        let mut st = lock(&self.state);
+        let ns = st.primary_ns.clone();
+        st.enable_mount(&ns, mount);
+    }
+
+    /// Enables a kubernetes auth mount in Vault namespace `ns` (`""` is the root).
+    pub fn enable_mount_in(&self, ns: &str, mount: &str) {
+        lock(&self.state).enable_mount(ns, mount);
+    }
+
+    /// Creates or replaces a role (enabling the mount if needed), like [`Emulator::enable_mount`].
+    pub fn put_role(&self, mount: &str, name: &str, role: Role) {
+        let mut st = lock(&self.state);
+        let ns = st.primary_ns.clone();
+        st.put_role(&ns, mount, name, role);
+    }
+
+    /// Creates or replaces a role in Vault namespace `ns`.
+    pub fn put_role_in(&self, ns: &str, mount: &str, name: &str, role: Role) {
+        lock(&self.state).put_role(ns, mount, name, role);
+    }
+
+    /// Deletes a role; renewing its tokens then fails with 500, as in Vault.
+    pub fn delete_role(&self, mount: &str, name: &str) {
+        let mut st = lock(&self.state);
+        let ns = st.primary_ns.clone();
+        st.delete_role(&ns, mount, name);
+    }
+
+    /// With `Some(ns)`, moves the configuration made with the plain methods into namespace
+    /// `ns`: requests must then send `X-Vault-Namespace: ns`, and requests without it reach an
+    /// empty root namespace (login: 403 permission denied). `None` moves it back to the root.
+    pub fn set_namespace_required(&self, ns: Option<&str>) {
+        lock(&self.state).set_primary_namespace(ns.unwrap_or(""));
+    }
+
+    /// Applies `fault` to every request until [`Emulator::clear_fault`].
+    pub fn set_fault(&self, fault: Fault) {
+        self.install_fault(fault, None);
+    }
+
+    /// Applies `fault` to the next `n` requests (connections, for [`Fault::Refuse`]), then
+    /// clears itself.
+    ///
+    /// # Panics
+    /// With [`Fault::Down`], which only [`Emulator::clear_fault`] ends.
+    pub fn set_fault_for(&self, fault: Fault, n: usize) {
+        assert!(
+            fault != Fault::Down,
+            "vault-emulator: Fault::Down cannot be counted; use set_fault and clear_fault"
+        );
+        if n > 0 {
+            self.install_fault(fault, Some(n));
+        }
+    }
+
+    /// Removes the fault; after [`Fault::Down`] this re-binds the same port before returning.
+    pub fn clear_fault(&self) {
+        let was_down = lock(&self.state).set_fault(None);
+        if was_down {
+            self.server.up();
+        }
+    }
+
+    fn install_fault(&self, fault: Fault, remaining: Option<usize>) {
+        let down = fault == Fault::Down;
+        let was_down = lock(&self.state).set_fault(Some(state::ActiveFault { fault, remaining }));
+        match (was_down, down) {
+            (false, true) => self.server.down(),
+            (true, false) => self.server.up(),
+            _ => {}
+        }
+    }
+
+    /// Every request received so far, in order.
+    pub fn requests(&self) -> Vec<Request> {
+        lock(&self.state).requests.clone()
+    }
+
+    /// TCP connections accepted so far, including those [`Fault::Refuse`] closed before
+    /// reading (which never show up in [`Emulator::requests`]).
+    pub fn connections(&self) -> usize {
+        lock(&self.state).connections
+    }
+
+    /// Forgets the recorded requests.
+    pub fn clear_requests(&self) {
+        lock(&self.state).requests.clear();
+    }
+
+    /// The token's state, or `None` when it is unknown, revoked or expired.
+    pub fn lookup(&self, token: &str) -> Option<TokenInfo> {
+        lock(&self.state).tokens.info(token, SystemTime::now())
+    }
+
+    /// Whether the token would be accepted now.
+    pub fn is_valid(&self, token: &str) -> bool {
+        self.lookup(token).is_some()
+    }
+
+    /// Revokes one token.
+    pub fn revoke(&self, token: &str) {
+        lock(&self.state).tokens.revoke(token);
+    }
+
+    /// Revokes every token.
+    pub fn revoke_all(&self) {
+        lock(&self.state).tokens.revoke_all();
+    }
+
+    /// How many tokens login has issued (including revoked and expired ones).
+    pub fn token_count(&self) -> usize {
+        lock(&self.state).tokens.issued()
+    }
+
+    /// Every `(token, accessor)` pair handed out so far, in order, including revoked and
+    /// expired tokens and response-wrapping tokens; batch tokens have an empty accessor.
+    /// Meant for checking that a client never logs a secret.
+    pub fn issued_tokens(&self) -> Vec<(String, String)> {
+        lock(&self.state).tokens.history().to_vec()
+    }
+
+    /// Prints `METHOD PATH STATUS` to stderr for every request when `on`.
+    pub fn log_requests(&self, on: bool) {
+        lock(&self.state).log = on;
+    }
+}

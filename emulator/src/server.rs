@@ -1,0 +1,417 @@
+//! The network edge: a std thread running a tokio current-thread runtime that accepts
+//! connections (optionally TLS), records each request, applies the active fault, and otherwise
+//! hands the request to [`vault::handle`]. It can stop listening ([`Fault::Down`]) and re-bind
+//! the same port on command.
+
+use std::convert::Infallible;
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{mpsc as std_mpsc, Arc, Mutex};
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::body::{Body as HttpBody, Bytes, Frame, Incoming};
+use hyper::header::{HeaderName, HeaderValue, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::StatusCode;
+use hyper_util::rt::TokioIo;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
+
+use crate::state::{lock, State};
+use crate::vault::{self, Body, Reply};
+use crate::{Fault, Request};
+
+/// Size of the [`Fault::Oversized`] body.
+const OVERSIZED_LEN: usize = 8 * 1024 * 1024;
+
+/// Commands from the control API; each is acknowledged once carried out.
+enum Command {
+    Down(std_mpsc::Sender<()>),
+    Up(std_mpsc::Sender<()>),
+}
+
+/// Handle to the server thread; dropping it stops the server and joins the thread.
+pub(crate) struct Server {
+    addr: SocketAddr,
+    commands: Option<mpsc::UnboundedSender<Command>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Server {
+    /// Binds `addr` on a new thread and returns once it listens.
+    pub fn start(
+        addr: SocketAddr,
+        state: Arc<Mutex<State>>,
+        tls: Option<Arc<ServerConfig>>,
+    ) -> Server {
+        let (commands, command_rx) = mpsc::unbounded_channel();
+        let (ready_tx, ready_rx) = std_mpsc::channel::<io::Result<SocketAddr>>();
+        let thread = std::thread::Builder::new()
+            .name("vault-emulator".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let runtime = match runtime {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let listener = match bind(addr) {
+                        Ok(l) => l,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let bound = listener.local_addr();
+                    let bound_addr = bound.as_ref().ok().copied();
+                    let _ = ready_tx.send(bound);
+                    if let Some(bound_addr) = bound_addr {
+                        let tls = tls.map(TlsAcceptor::from);
+                        run(listener, bound_addr, state, tls, command_rx).await;
+                    }
+                });
+            })
+            .unwrap_or_else(|e| panic!("vault-emulator: cannot spawn the server thread: {e}"));
+        let bound = match ready_rx.recv() {
+            Ok(Ok(bound)) => bound,
+            Ok(Err(e)) => panic!("vault-emulator: cannot listen on {addr}: {e}"),
+            Err(_) => panic!("vault-emulator: the server thread died while starting"),
+        };
+        Server {
+            addr: bound,
+            commands: Some(commands),
+            thread: Some(thread),
+        }
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Closes the listener and every open connection; returns once done.
+    pub fn down(&self) {
+        self.command(Command::Down);
+    }
+
+    /// Re-binds the same port if it is down; returns once listening again.
+    pub fn up(&self) {
+        self.command(Command::Up);
+    }
+
+    fn command(&self, make: fn(std_mpsc::Sender<()>) -> Command) {
+        let (ack, done) = std_mpsc::channel();
+        if let Some(commands) = &self.commands {
+            if commands.send(make(ack)).is_ok() {
+                let _ = done.recv();
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // Closing the command channel ends the accept loop, which aborts the connections.
+        self.commands.take();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// A listener with `SO_REUSEADDR`, so the port can be bound again after [`Fault::Down`] even
+/// while its old connections sit in TIME_WAIT.
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = match addr {
+        SocketAddr::V4(_) => TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => TcpSocket::new_v6()?,
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+async fn rebind(addr: SocketAddr) -> Option<TcpListener> {
+    for _ in 0..100 {
+        match bind(addr) {
+            Ok(listener) => return Some(listener),
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    eprintln!("vault-emulator: cannot bind {addr} again; staying down");
+    None
+}
+
+async fn accept(listener: Option<&TcpListener>) -> io::Result<TcpStream> {
+    match listener {
+        Some(l) => l.accept().await.map(|(stream, _)| stream),
+        None => std::future::pending().await,
+    }
+}
+
+async fn run(
+    listener: TcpListener,
+    addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    tls: Option<TlsAcceptor>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let mut listener = Some(listener);
+    let mut connections = JoinSet::new();
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => break,
+                Some(Command::Down(ack)) => {
+                    listener = None;
+                    connections.abort_all();
+                    let _ = ack.send(());
+                }
+                Some(Command::Up(ack)) => {
+                    if listener.is_none() {
+                        listener = rebind(addr).await;
+                    }
+                    let _ = ack.send(());
+                }
+            },
+            accepted = accept(listener.as_ref()) => match accepted {
+                Ok(stream) => {
+                    let (refuse, log) = {
+                        let mut st = lock(&state);
+                        st.connections += 1;
+                        (st.refuse_connection(), st.log)
+                    };
+                    if refuse {
+                        if log {
+                            eprintln!("(connection closed by Fault::Refuse)");
+                        }
+                        drop(stream);
+                    } else {
+                        connections.spawn(connection(stream, state.clone(), tls.clone()));
+                    }
+                }
+                // Out of file descriptors and the like: let the condition pass.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+}
+
+async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, tls: Option<TlsAcceptor>) {
+    let _ = stream.set_nodelay(true);
+    match tls {
+        None => serve(stream, state).await,
+        Some(acceptor) => match acceptor.accept(stream).await {
+            Ok(stream) => serve(stream, state).await,
+            Err(e) => {
+                if lock(&state).log {
+                    eprintln!("(TLS handshake failed: {e})");
+                }
+            }
+        },
+    }
+}
+
+async fn serve<S>(io: S, state: Arc<Mutex<State>>)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req| respond(state.clone(), req));
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
+/// Returned by the service to make hyper drop the connection without answering.
+#[derive(Debug)]
+struct Dropped;
+
+impl fmt::Display for Dropped {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("connection dropped by an injected fault")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+type ResponseBody = BoxBody<Bytes, Infallible>;
+
+async fn respond(
+    state: Arc<Mutex<State>>,
+    req: hyper::Request<Incoming>,
+) -> Result<hyper::Response<ResponseBody>, Dropped> {
+    let (parts, body) = req.into_parts();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_string();
+    let body = body.collect().await.map_err(|_| Dropped)?.to_bytes();
+    let record = Request {
+        method: parts.method.to_string(),
+        path: parts.uri.path().to_string(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_string(), value)
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+        at: SystemTime::now(),
+    };
+    let (fault, log) = {
+        let mut st = lock(&state);
+        st.requests.push(record.clone());
+        (st.fault_for_request(), st.log)
+    };
+    let answer = || vault::handle(&mut lock(&state), &record);
+    let reply = match fault {
+        None => answer(),
+        Some(Fault::Slow(delay)) => {
+            tokio::time::sleep(delay).await;
+            answer()
+        }
+        Some(Fault::Reset | Fault::Refuse | Fault::Down) => {
+            if log {
+                eprintln!("{} {} (dropped)", record.method, record.path);
+            }
+            return Err(Dropped);
+        }
+        Some(Fault::Sealed) => Reply::errors(503, &["Vault is sealed"]),
+        Some(Fault::Internal) => Reply::errors(500, &["internal error"]),
+        Some(Fault::RateLimited { retry_after }) => {
+            let path = record.path.strip_prefix("/v1/").unwrap_or(&record.path);
+            let message = format!("request path {path:?}: rate limit quota exceeded");
+            let mut reply = Reply::errors(429, &[message]);
+            if let Some(secs) = retry_after {
+                reply.headers.push(("retry-after", secs.to_string()));
+            }
+            reply
+        }
+        Some(Fault::PreconditionFailed) => {
+            Reply::errors(412, &["required index state not present"])
+        }
+        Some(Fault::Status { status, errors }) => Reply::errors(status, &errors),
+        Some(Fault::Html { status }) => html_error(status),
+        Some(Fault::HtmlOk) => Reply {
+            status: 200,
+            headers: Vec::new(),
+            body: Body::Html(
+                "<!DOCTYPE html>\n<html><head><title>Sign in</title></head>\n<body><h1>Network login required</h1>\
+                 <form method=\"post\"><input name=\"user\"></form></body></html>\n"
+                    .into(),
+            ),
+        },
+        Some(Fault::Redirect { to }) => Reply {
+            status: 307,
+            headers: vec![("location", format!("{}{target}", to.trim_end_matches('/')))],
+            body: Body::Empty,
+        },
+        Some(Fault::Oversized) => Reply {
+            status: 200,
+            headers: Vec::new(),
+            body: Body::Oversized,
+        },
+    };
+    if log {
+        eprintln!("{} {} {}", record.method, record.path, reply.status);
+    }
+    Ok(into_response(reply))
+}
+
+/// A proxy's error page, like nginx answers for a dead upstream.
+fn html_error(status: u16) -> Reply {
+    let reason = StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Error");
+    Reply {
+        status,
+        headers: Vec::new(),
+        body: Body::Html(format!(
+            "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n\
+             <center><h1>{status} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n\
+             </body>\r\n</html>\r\n"
+        )),
+    }
+}
+
+fn into_response(reply: Reply) -> hyper::Response<ResponseBody> {
+    let (content_type, body) = match reply.body {
+        Body::Empty => (None, Empty::new().boxed()),
+        Body::Json(value) => (
+            Some("application/json"),
+            Full::new(Bytes::from(value.to_string())).boxed(),
+        ),
+        Body::Html(page) => (
+            Some("text/html; charset=utf-8"),
+            Full::new(Bytes::from(page)).boxed(),
+        ),
+        Body::Oversized => (Some("application/json"), Junk { sent: 0 }.boxed()),
+    };
+    let mut response = hyper::Response::new(body);
+    *response.status_mut() =
+        StatusCode::from_u16(reply.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = response.headers_mut();
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Some(content_type) = content_type {
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    }
+    for (name, value) in reply.headers {
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), value);
+        }
+    }
+    response
+}
+
+/// The [`Fault::Oversized`] body: a JSON-looking prefix, then `x` up to 8 MiB, in 64 KiB
+/// chunks without a Content-Length, so a client must enforce its own limit while reading.
+struct Junk {
+    sent: usize,
+}
+
+impl HttpBody for Junk {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        const CHUNK: usize = 64 * 1024;
+        if self.sent >= OVERSIZED_LEN {
+            return Poll::Ready(None);
+        }
+        let mut chunk = if self.sent == 0 {
+            br#"{"request_id":"00000000-0000-0000-0000-000000000000","data":{"padding":""#.to_vec()
+        } else {
+            Vec::new()
+        };
+        chunk.resize(CHUNK.min(OVERSIZED_LEN - self.sent), b'x');
+        self.sent += chunk.len();
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(chunk)))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.sent >= OVERSIZED_LEN
+    }
+}

@@ -1,0 +1,143 @@
+//! Everything the emulator knows, shared between the control API and the server thread behind
+//! one std `Mutex` (never held across an `.await`).
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use crate::tokens::TokenStore;
+use crate::{Fault, Request, Role};
+
+/// The auth mount every namespace-less emulator starts with.
+pub(crate) const DEFAULT_MOUNT: &str = "kubernetes";
+
+/// Locks the state; a panic on another thread (a failed test assertion) must not poison it.
+pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// One Vault namespace: its kubernetes auth mounts, each with its roles.
+#[derive(Default)]
+pub(crate) struct Namespace {
+    pub mounts: HashMap<String, HashMap<String, Role>>,
+}
+
+/// A fault and how many more requests it applies to (`None`: until cleared).
+pub(crate) struct ActiveFault {
+    pub fault: Fault,
+    pub remaining: Option<usize>,
+}
+
+pub(crate) struct State {
+    /// The namespace the plain `enable_mount`/`put_role` configure (`""`: root).
+    pub primary_ns: String,
+    pub namespaces: HashMap<String, Namespace>,
+    pub tokens: TokenStore,
+    pub fault: Option<ActiveFault>,
+    pub requests: Vec<Request>,
+    /// TCP connections accepted, including those [`Fault::Refuse`] closed unread.
+    pub connections: usize,
+    pub log: bool,
+}
+
+/// Namespace paths and mount paths are compared without surrounding slashes.
+pub(crate) fn clean(path: &str) -> &str {
+    path.trim_matches('/')
+}
+
+impl State {
+    pub fn new() -> State {
+        let mut root = Namespace::default();
+        root.mounts.insert(DEFAULT_MOUNT.into(), HashMap::new());
+        State {
+            primary_ns: String::new(),
+            namespaces: HashMap::from([(String::new(), root)]),
+            tokens: TokenStore::default(),
+            fault: None,
+            requests: Vec::new(),
+            connections: 0,
+            log: false,
+        }
+    }
+
+    /// The roles of a mount, `None` when the namespace or the mount does not exist.
+    pub fn mount(&self, ns: &str, mount: &str) -> Option<&HashMap<String, Role>> {
+        self.namespaces.get(clean(ns))?.mounts.get(clean(mount))
+    }
+
+    pub fn enable_mount(&mut self, ns: &str, mount: &str) {
+        self.namespaces
+            .entry(clean(ns).to_string())
+            .or_default()
+            .mounts
+            .entry(clean(mount).to_string())
+            .or_default();
+    }
+
+    pub fn put_role(&mut self, ns: &str, mount: &str, name: &str, role: Role) {
+        self.enable_mount(ns, mount);
+        if let Some(roles) = self
+            .namespaces
+            .get_mut(clean(ns))
+            .and_then(|n| n.mounts.get_mut(clean(mount)))
+        {
+            roles.insert(name.to_string(), role);
+        }
+    }
+
+    pub fn delete_role(&mut self, ns: &str, mount: &str, name: &str) {
+        if let Some(roles) = self
+            .namespaces
+            .get_mut(clean(ns))
+            .and_then(|n| n.mounts.get_mut(clean(mount)))
+        {
+            roles.remove(name);
+        }
+    }
+
+    /// Makes `ns` the primary namespace: its mounts are moved there (replacing same-named
+    /// mounts) and the old primary namespace is left empty.
+    pub fn set_primary_namespace(&mut self, ns: &str) {
+        let ns = clean(ns).to_string();
+        if ns == self.primary_ns {
+            return;
+        }
+        let old = std::mem::replace(&mut self.primary_ns, ns.clone());
+        let moved = self.namespaces.remove(&old).unwrap_or_default();
+        self.namespaces.insert(old, Namespace::default());
+        self.namespaces
+            .entry(ns)
+            .or_default()
+            .mounts
+            .extend(moved.mounts);
+    }
+
+    /// Replaces the active fault; returns whether [`Fault::Down`] was active before.
+    pub fn set_fault(&mut self, fault: Option<ActiveFault>) -> bool {
+        let was_down = matches!(&self.fault, Some(a) if a.fault == Fault::Down);
+        self.fault = fault;
+        was_down
+    }
+
+    /// The fault for one request, counting a limited fault down.
+    pub fn fault_for_request(&mut self) -> Option<Fault> {
+        let active = self.fault.as_mut()?;
+        let fault = active.fault.clone();
+        if let Some(n) = active.remaining.as_mut() {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.fault = None;
+            }
+        }
+        Some(fault)
+    }
+
+    /// Whether to drop a freshly accepted connection ([`Fault::Refuse`]), counting it down.
+    pub fn refuse_connection(&mut self) -> bool {
+        match &self.fault {
+            Some(a) if a.fault == Fault::Refuse => self.fault_for_request().is_some(),
+            _ => false,
+        }
+    }
+}

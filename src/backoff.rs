@@ -1,0 +1,146 @@
+//! Retry waits: exponential backoff with full jitter, and the small random source behind it.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+static STATE: AtomicU64 = AtomicU64::new(0);
+
+/// A random 64-bit number (splitmix64): good enough for jitter and temp names, not for secrets.
+pub fn random_u64() -> u64 {
+    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut s = STATE.fetch_add(GAMMA, Ordering::Relaxed);
+    if s == 0 {
+        // First use: seed from the clock and pid so a fleet started together still diverges.
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+        let seed = nanos ^ (u64::from(std::process::id()) << 32) ^ GAMMA;
+        let _ = STATE.compare_exchange(GAMMA, seed, Ordering::Relaxed, Ordering::Relaxed);
+        s = STATE.fetch_add(GAMMA, Ordering::Relaxed);
+    }
+    let mut z = s.wrapping_add(GAMMA);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A uniform random number in `[0, 1)`.
+pub fn random_unit() -> f64 {
+    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The wait before retry number `attempt` (1 = first retry): uniform between `min` and
+/// `min * 2^(attempt-1)` capped at `max` ("full jitter", never below `min`). `unit` is a
+/// random number in `[0, 1)`.
+pub fn delay(attempt: u32, min: Duration, max: Duration, unit: f64) -> Duration {
+    let max = max.max(min);
+    let exp = attempt.saturating_sub(1).min(63);
+    let ceiling = min
+        .checked_mul(1u32.checked_shl(exp.min(31)).unwrap_or(u32::MAX))
+        .unwrap_or(max)
+        .min(max);
+    let unit = unit.clamp(0.0, 1.0);
+    min + (ceiling - min).mul_f64(unit)
+}
+
+/// Tracks consecutive failures and hands out the next wait.
+#[derive(Clone, Debug)]
+pub struct Backoff {
+    min: Duration,
+    max: Duration,
+    attempt: u32,
+}
+
+impl Backoff {
+    /// A backoff between `min` and `max`.
+    pub fn new(min: Duration, max: Duration) -> Self {
+        Backoff {
+            min,
+            max,
+            attempt: 0,
+        }
+    }
+
+    /// Records a failure and returns how long to wait before the next try.
+    pub fn next_delay(&mut self) -> Duration {
+        self.attempt = self.attempt.saturating_add(1);
+        delay(self.attempt, self.min, self.max, random_unit())
+    }
+
+    /// Consecutive failures so far.
+    pub fn failures(&self) -> u32 {
+        self.attempt
+    }
+
+    /// Forgets the failures after a success.
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    #[test]
+    fn grows_exponentially_and_caps() {
+        assert_eq!(delay(1, S(1), S(300), 0.999_999), S(1));
+        assert!(delay(2, S(1), S(300), 0.999_999) > Duration::from_millis(1990));
+        assert!(delay(4, S(1), S(300), 0.999_999) <= S(8));
+        assert!(delay(4, S(1), S(300), 0.999_999) > Duration::from_millis(7990));
+        assert!(delay(20, S(1), S(300), 0.999_999) <= S(300));
+        assert!(delay(20, S(1), S(300), 0.999_999) > S(299));
+        assert!(delay(u32::MAX, S(1), S(300), 0.5) <= S(300));
+    }
+
+    #[test]
+    fn never_below_min_nor_above_max() {
+        for attempt in [0, 1, 2, 5, 10, 40, 100, u32::MAX] {
+            for unit in [0.0, 0.25, 0.5, 0.999, 1.0, -3.0, 7.0] {
+                let d = delay(attempt, Duration::from_millis(500), S(5), unit);
+                assert!(
+                    d >= Duration::from_millis(500) && d <= S(5),
+                    "{attempt} {unit} {d:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn min_above_max_is_clamped() {
+        assert_eq!(delay(3, S(10), S(1), 0.5), S(10));
+    }
+
+    #[test]
+    fn jitter_spreads_values() {
+        let mut seen = std::collections::BTreeSet::new();
+        for _ in 0..100 {
+            seen.insert(delay(6, S(1), S(60), random_unit()).as_millis() / 1000);
+        }
+        assert!(seen.len() > 10, "{seen:?}");
+    }
+
+    #[test]
+    fn random_unit_is_in_range() {
+        for _ in 0..10_000 {
+            let u = random_unit();
+            assert!((0.0..1.0).contains(&u));
+        }
+    }
+
+    #[test]
+    fn backoff_counts_and_resets() {
+        let mut b = Backoff::new(S(1), S(4));
+        for _ in 0..5 {
+            let d = b.next_delay();
+            assert!(d >= S(1) && d <= S(4));
+        }
+        assert_eq!(b.failures(), 5);
+        b.reset();
+        assert_eq!(b.failures(), 0);
+        assert_eq!(b.next_delay(), S(1));
+    }
+}

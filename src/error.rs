@@ -1,0 +1,53 @@
+//! The crate's error type and the process exit codes it maps to.
+
+use crate::config::ConfigError;
+use crate::tls::TlsError;
+use crate::token_file::FileError;
+
+/// Exit code for a clean run: token written (`--once`) or shutdown on a signal.
+pub const EXIT_OK: i32 = 0;
+/// Exit code when the loop gave up or hit a fatal runtime error.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit code for a configuration error (BSD `EX_USAGE`).
+pub const EXIT_USAGE: i32 = 64;
+
+/// Everything that ends a vault-login run early.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Flags or environment are wrong.
+    #[error("invalid configuration: {0}")]
+    Config(#[from] ConfigError),
+    /// The TLS settings cannot be used.
+    #[error("invalid configuration: {0}")]
+    Tls(#[from] TlsError),
+    /// The token file's location is unusable at startup.
+    #[error("invalid configuration: VAULT_LOGIN_TOKEN_FILE: {0}")]
+    TokenFile(#[from] FileError),
+    /// `--once` ran out of time.
+    #[error("gave up after {attempts} attempt(s) in {elapsed}: {last}")]
+    GaveUp {
+        /// Login attempts made.
+        attempts: u32,
+        /// Time spent, human readable.
+        elapsed: String,
+        /// The last failure.
+        last: String,
+    },
+    /// Something the process cannot continue without (runtime, signal handlers, stdout).
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Config(ConfigError::Help(_)) => EXIT_OK,
+            Error::Config(_) | Error::Tls(_) | Error::TokenFile(_) => EXIT_USAGE,
+            Error::GaveUp { .. } | Error::Fatal(_) => EXIT_FAILURE,
+        }
+    }
+}
+
+/// `Result` with the crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,34 @@
+//! vault-login: log in to HashiCorp Vault (or OpenBao) with a Kubernetes pod's service-account
+//! JWT through the `kubernetes` auth method, write the token to a file, and keep it valid.
+//!
+//! # Layout
+//! - [`config`]: flags and environment variables (`VAULT_*`, `BAO_*`, `VAULT_LOGIN_*`) into a [`config::Config`].
+//! - [`secret`]: the [`secret::Secret`] wrapper that keeps tokens and JWTs out of logs.
+//! - [`jwt`]: reads the service-account JWT afresh for each login and decodes its claims for hints.
+//! - [`tls`]: the rustls client configuration (CA file/dir, mTLS, server name, skip-verify).
+//! - [`vault`]: the Vault HTTP client (login, renew-self, lookup-self, revoke-self) and its errors.
+//! - [`token_file`]: atomic, exact-mode writes of the token file.
+//! - [`backoff`]: exponential backoff with full jitter, and the random source for jitter.
+//! - [`schedule`]: pure decisions: when to renew, when to log in again, how long to wait.
+//! - [`watch`]: directory watches for the JWT and token files, degrading to timers.
+//! - [`status`]: the token's state shared with health and metrics.
+//! - [`agent`]: the lifecycle loop (`--once` and sidecar) that executes the schedule.
+//! - [`telemetry`]: log output (text or JSON on stderr).
+//! - [`error`]: the crate's error type and exit codes.
+#![forbid(unsafe_code)]
+
+pub mod agent;
+pub mod backoff;
+pub mod config;
+pub mod error;
+pub mod jwt;
+pub mod schedule;
+pub mod secret;
+pub mod status;
+pub mod telemetry;
+pub mod tls;
+pub mod token_file;
+pub mod vault;
+pub mod watch;
+
+pub use error::{Error, Result};

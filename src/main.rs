@@ -1,0 +1,79 @@
+//! The `vault-login` binary: parse configuration, run the loop, map the outcome to an exit code.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::mpsc;
+use tracing::{error, info, warn};
+use vault_login::agent::{Agent, Control};
+use vault_login::config::{Config, ConfigError};
+use vault_login::error::{Error, EXIT_OK};
+use vault_login::status::Status;
+
+fn main() {
+    let code = match real_main() {
+        Ok(()) => EXIT_OK,
+        Err(Error::Config(ConfigError::Help(text))) => {
+            print!("{text}");
+            EXIT_OK
+        }
+        Err(e) => {
+            // Logging may not be set up yet (configuration errors): print the one line ourselves.
+            eprintln!("vault-login: {e}");
+            e.exit_code()
+        }
+    };
+    std::process::exit(code);
+}
+
+fn real_main() -> Result<(), Error> {
+    let cfg = Config::from_process()?;
+    vault_login::telemetry::init(&cfg.log, cfg.log_format)?;
+    let summary = cfg.summary();
+    let insecure = cfg.tls.skip_verify;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::Fatal(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        let status = Arc::new(Status::default());
+        // Checks TLS files and the token directory: configuration errors stay one line, first.
+        let agent = Agent::new(cfg, status)?;
+        info!(config = %summary, version = env!("CARGO_PKG_VERSION"), "starting");
+        if insecure {
+            warn!("VAULT_SKIP_VERIFY is set: Vault's TLS certificate is NOT verified; anyone on the network path can steal the token");
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        forward_signals(tx)?;
+        let result = agent.run(rx).await;
+        if let Err(e) = &result {
+            error!(error = %e, "exiting");
+        }
+        result
+    })
+}
+
+/// Turns SIGTERM/SIGINT into [`Control::Shutdown`] and SIGHUP into [`Control::Relogin`].
+/// tokio's handlers are registered through signal-hook, so no signal is lost between awaits.
+fn forward_signals(tx: mpsc::UnboundedSender<Control>) -> Result<(), Error> {
+    let install = |kind: SignalKind, name: &str| {
+        signal(kind).map_err(|e| Error::Fatal(format!("cannot install the {name} handler: {e}")))
+    };
+    let mut term = install(SignalKind::terminate(), "SIGTERM")?;
+    let mut int = install(SignalKind::interrupt(), "SIGINT")?;
+    let mut hup = install(SignalKind::hangup(), "SIGHUP")?;
+    tokio::spawn(async move {
+        loop {
+            let msg = tokio::select! {
+                _ = term.recv() => Control::Shutdown,
+                _ = int.recv() => Control::Shutdown,
+                _ = hup.recv() => Control::Relogin,
+            };
+            if tx.send(msg).is_err() {
+                break;
+            }
+        }
+    });
+    Ok(())
+}

@@ -1,0 +1,299 @@
+//! The token file: written atomically so readers only ever see a whole token.
+//!
+//! Each write creates a fresh temp file next to the target (exclusively, so a planted file or
+//! symlink at that name is never followed), sets the exact mode, writes, fsyncs, chowns, renames
+//! over the target and fsyncs the directory. A failure at any step leaves the previous token.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::config::Owner;
+use crate::secret::Secret;
+
+/// Why the token file could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// The directory that should hold the token does not exist.
+    #[error("token directory {} does not exist: mount the shared volume there or point VAULT_LOGIN_TOKEN_FILE into an existing directory", .0.display())]
+    NoDirectory(PathBuf),
+    /// The token path's parent is not a directory.
+    #[error("{} is not a directory: VAULT_LOGIN_TOKEN_FILE must be a path inside a directory", .0.display())]
+    NotADirectory(PathBuf),
+    /// The token path itself is a directory.
+    #[error("token file {} is a directory: point VAULT_LOGIN_TOKEN_FILE at a file name inside it", .0.display())]
+    IsADirectory(PathBuf),
+    /// Any other I/O failure, with the step that failed.
+    #[error("cannot {step} for token file {}: {source}{hint}", path.display())]
+    Io {
+        /// What we were doing.
+        step: &'static str,
+        /// The path involved.
+        path: PathBuf,
+        /// What to check, if we can tell.
+        hint: &'static str,
+        /// The I/O error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Where and how the token is written.
+#[derive(Clone, Debug)]
+pub struct TokenFile {
+    path: PathBuf,
+    mode: u32,
+    owner: Option<Owner>,
+}
+
+static COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn hint_for(e: &io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(13) | Some(1) => " (check the volume's permissions and the container's user)",
+        Some(30) => " (the volume is read-only: mount a writable emptyDir there)",
+        Some(28) | Some(122) => " (the volume is full: raise the emptyDir sizeLimit)",
+        _ => "",
+    }
+}
+
+impl TokenFile {
+    /// A token file at `path`, written with `mode` and optionally chowned to `owner`.
+    pub fn new(path: impl Into<PathBuf>, mode: u32, owner: Option<Owner>) -> Self {
+        TokenFile {
+            path: path.into(),
+            mode,
+            owner,
+        }
+    }
+
+    /// The target path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The directory holding the token file.
+    pub fn dir(&self) -> &Path {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p,
+            _ => Path::new("."),
+        }
+    }
+
+    /// Checks, without writing the token, that the directory exists and accepts new files.
+    ///
+    /// Called at startup so a missing volume is reported before any token is created in Vault.
+    pub fn check(&self) -> Result<(), FileError> {
+        let dir = self.dir();
+        match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(FileError::NotADirectory(dir.to_path_buf())),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Err(FileError::NoDirectory(dir.to_path_buf()))
+            }
+            Err(e) => return Err(self.io("inspect the directory", dir, e)),
+        }
+        if fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_dir()) {
+            return Err(FileError::IsADirectory(self.path.clone()));
+        }
+        let (probe, file) = self.create_temp()?;
+        drop(file);
+        let _ = fs::remove_file(&probe);
+        Ok(())
+    }
+
+    /// Atomically replaces the file's content with `token`.
+    pub fn write(&self, token: &Secret) -> Result<(), FileError> {
+        if fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_dir()) {
+            return Err(FileError::IsADirectory(self.path.clone()));
+        }
+        let (tmp, mut file) = self.create_temp()?;
+        let result = self.fill_and_publish(&tmp, &mut file, token);
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    fn fill_and_publish(
+        &self,
+        tmp: &Path,
+        file: &mut File,
+        token: &Secret,
+    ) -> Result<(), FileError> {
+        file.write_all(token.expose().as_bytes())
+            .map_err(|e| self.io("write the temp file", tmp, e))?;
+        file.sync_all()
+            .map_err(|e| self.io("fsync the temp file", tmp, e))?;
+        if let Some(owner) = self.owner {
+            std::os::unix::fs::fchown(&*file, Some(owner.uid), owner.gid)
+                .map_err(|e| self.io("chown the temp file", tmp, e))?;
+            // chown clears set-id bits on some systems; restate the mode.
+            file.set_permissions(fs::Permissions::from_mode(self.mode))
+                .map_err(|e| self.io("chmod the temp file", tmp, e))?;
+        }
+        fs::rename(tmp, &self.path).map_err(|e| {
+            if e.raw_os_error() == Some(21) {
+                FileError::IsADirectory(self.path.clone())
+            } else {
+                self.io("rename the temp file over", &self.path, e)
+            }
+        })?;
+        // Make the rename itself durable; a failure here does not undo the published token.
+        if let Ok(d) = File::open(self.dir()) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Creates a new temp file beside the target with exactly `mode`, never reusing a name.
+    fn create_temp(&self) -> Result<(PathBuf, File), FileError> {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "token".into());
+        let mut last_err = None;
+        for _ in 0..8 {
+            let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+            let tmp = self.dir().join(format!(
+                ".{name}.tmp.{}.{n}.{:x}",
+                std::process::id(),
+                crate::backoff::random_u64() & 0xffff_ffff
+            ));
+            // create_new = O_CREAT|O_EXCL: fails on any existing entry, including a symlink,
+            // so a planted link is never followed. Mode 0600 at creation, then the exact mode
+            // with fchmod, so the umask cannot widen or narrow it.
+            match OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600 & self.mode)
+                .open(&tmp)
+            {
+                Ok(file) => {
+                    if let Err(e) = file.set_permissions(fs::Permissions::from_mode(self.mode)) {
+                        let _ = fs::remove_file(&tmp);
+                        return Err(self.io("chmod the temp file", &tmp, e));
+                    }
+                    return Ok((tmp, file));
+                }
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_err = Some(e),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                    return Err(FileError::NoDirectory(self.dir().to_path_buf()))
+                }
+                Err(e) => return Err(self.io("create a temp file in", self.dir(), e)),
+            }
+        }
+        let e = last_err.unwrap_or_else(|| io::Error::other("temp names exhausted"));
+        Err(self.io("create a temp file in", self.dir(), e))
+    }
+
+    /// Whether the file currently holds exactly `token` (false if missing or unreadable).
+    pub fn holds(&self, token: &Secret) -> bool {
+        match fs::read(&self.path) {
+            Ok(bytes) => bytes == token.expose().as_bytes(),
+            Err(_) => false,
+        }
+    }
+
+    /// Removes the token file; a missing file is not an error.
+    pub fn remove(&self) -> Result<(), FileError> {
+        match fs::remove_file(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.io("remove", &self.path, e)),
+        }
+    }
+
+    fn io(&self, step: &'static str, path: &Path, source: io::Error) -> FileError {
+        FileError::Io {
+            step,
+            path: path.to_path_buf(),
+            hint: hint_for(&source),
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    fn files_in(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn writes_exact_content_and_mode_and_leaves_no_temp() {
+        let dir = tempfile::tempdir().unwrap();
+        let tf = TokenFile::new(dir.path().join("token"), 0o640, None);
+        tf.check().unwrap();
+        tf.write(&Secret::new("hvs.one")).unwrap();
+        tf.write(&Secret::new("hvs.two")).unwrap();
+        assert_eq!(fs::read_to_string(tf.path()).unwrap(), "hvs.two");
+        assert_eq!(fs::metadata(tf.path()).unwrap().mode() & 0o7777, 0o640);
+        assert_eq!(files_in(dir.path()), vec!["token"]);
+        assert!(tf.holds(&Secret::new("hvs.two")));
+        assert!(!tf.holds(&Secret::new("hvs.one")));
+    }
+
+    #[test]
+    fn missing_directory_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let tf = TokenFile::new(dir.path().join("nope/token"), 0o600, None);
+        let err = tf.check().unwrap_err();
+        assert!(matches!(err, FileError::NoDirectory(_)));
+        assert!(err.to_string().contains("nope"));
+        assert!(matches!(
+            tf.write(&Secret::new("x")),
+            Err(FileError::NoDirectory(_))
+        ));
+    }
+
+    #[test]
+    fn directory_at_token_path_is_rejected_and_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("token")).unwrap();
+        let tf = TokenFile::new(dir.path().join("token"), 0o600, None);
+        assert!(matches!(tf.check(), Err(FileError::IsADirectory(_))));
+        assert!(matches!(
+            tf.write(&Secret::new("x")),
+            Err(FileError::IsADirectory(_))
+        ));
+        assert_eq!(files_in(dir.path()), vec!["token"]);
+    }
+
+    #[test]
+    fn planted_symlink_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        fs::write(&victim, "precious").unwrap();
+        std::os::unix::fs::symlink(&victim, dir.path().join("token")).unwrap();
+        let tf = TokenFile::new(dir.path().join("token"), 0o600, None);
+        tf.write(&Secret::new("hvs.x")).unwrap();
+        assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+        assert!(!fs::symlink_metadata(tf.path())
+            .unwrap()
+            .file_type()
+            .is_symlink());
+        assert_eq!(fs::read_to_string(tf.path()).unwrap(), "hvs.x");
+    }
+
+    #[test]
+    fn remove_is_idempotent() {
+        let dir = tempfile::tempdir().unwrap();
+        let tf = TokenFile::new(dir.path().join("token"), 0o600, None);
+        tf.write(&Secret::new("a")).unwrap();
+        tf.remove().unwrap();
+        tf.remove().unwrap();
+        assert!(!tf.path().exists());
+    }
+}

@@ -1,0 +1,577 @@
+//! The Vault HTTP client: login, renew-self, lookup-self and revoke-self, with bounded response
+//! reading and errors that carry Vault's own messages verbatim.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::{Method, StatusCode, Url};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::config::Config;
+use crate::secret::Secret;
+
+/// The most of a response body we read; Vault's answers are a few KiB.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// A Vault request failure, classified so callers can tell outages from configuration problems.
+#[derive(Debug, thiserror::Error)]
+pub enum VaultError {
+    /// No HTTP answer: connection refused or reset, DNS, TLS, timeout.
+    #[error("{op}: {message}")]
+    Transport {
+        /// The request, e.g. `POST /v1/auth/kubernetes/login`.
+        op: String,
+        /// What went wrong, one line.
+        message: String,
+    },
+    /// Vault answered with an error status and (usually) an `errors` list.
+    #[error("{op}: Vault answered {status}: {}", display_errors(.errors))]
+    Status {
+        /// The request.
+        op: String,
+        /// The HTTP status.
+        status: StatusCode,
+        /// Vault's messages, verbatim (folded onto one line when printed).
+        errors: Vec<String>,
+        /// `Retry-After`, when Vault sent one.
+        retry_after: Option<Duration>,
+    },
+    /// An answer that is not what Vault sends: HTML from a proxy, a body too large, missing fields.
+    #[error("{op}: unexpected answer ({status}): {problem}")]
+    BadResponse {
+        /// The request.
+        op: String,
+        /// The HTTP status.
+        status: StatusCode,
+        /// What is wrong, with a short sanitised excerpt where that is safe.
+        problem: String,
+    },
+}
+
+fn display_errors(errors: &[String]) -> String {
+    if errors.is_empty() {
+        return "(no error message)".to_string();
+    }
+    // Vault >= 1.17 packs several errors in one multi-line string; keep the words, fold the lines.
+    errors
+        .iter()
+        .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl VaultError {
+    /// Whether waiting and trying again can help without anyone changing Vault's configuration.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            VaultError::Transport { .. } => true,
+            VaultError::Status { status, .. } => {
+                matches!(status.as_u16(), 412 | 429 | 473) || status.is_server_error()
+            }
+            VaultError::BadResponse { status, .. } => {
+                // A proxy's HTML error page on 5xx is an outage; a 200 we cannot read is not.
+                status.is_server_error() || !status.is_success()
+            }
+        }
+    }
+
+    /// Whether Vault refused the token or the login (403).
+    pub fn is_permission_denied(&self) -> bool {
+        matches!(self, VaultError::Status { status, .. } if *status == StatusCode::FORBIDDEN)
+    }
+
+    /// The HTTP status, when Vault answered.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            VaultError::Transport { .. } => None,
+            VaultError::Status { status, .. } | VaultError::BadResponse { status, .. } => {
+                Some(*status)
+            }
+        }
+    }
+
+    /// Whether any of Vault's messages contains `needle`.
+    pub fn mentions(&self, needle: &str) -> bool {
+        matches!(self, VaultError::Status { errors, .. } if errors.iter().any(|e| e.contains(needle)))
+    }
+
+    /// The wait Vault asked for with `Retry-After`.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            VaultError::Status { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}
+
+/// The `auth` block of a login or renewal answer.
+#[derive(Clone)]
+pub struct Auth {
+    /// The Vault token.
+    pub client_token: Secret,
+    /// The token's accessor (empty for batch tokens).
+    pub accessor: Secret,
+    /// Policies attached to the token.
+    pub policies: Vec<String>,
+    /// The TTL Vault granted.
+    pub lease_duration: Duration,
+    /// Whether the token may be renewed.
+    pub renewable: bool,
+    /// `service` or `batch`.
+    pub token_type: String,
+    /// The identity entity.
+    pub entity_id: String,
+    /// Auth metadata (role, service account name and namespace...).
+    pub metadata: serde_json::Map<String, Value>,
+}
+
+impl fmt::Debug for Auth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Auth")
+            .field("client_token", &self.client_token)
+            .field("accessor", &self.accessor)
+            .field("policies", &self.policies)
+            .field("lease_duration", &self.lease_duration)
+            .field("renewable", &self.renewable)
+            .field("token_type", &self.token_type)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Auth {
+    /// Whether this is a batch token (never renewable).
+    pub fn is_batch(&self) -> bool {
+        self.token_type == "batch" || self.client_token.expose().starts_with("hvb.")
+    }
+}
+
+/// A successful renewal: the new `auth` block and any warnings (e.g. the max-TTL cap).
+#[derive(Clone, Debug)]
+pub struct Renewal {
+    /// The renewed token's auth block.
+    pub auth: Auth,
+    /// Vault's warnings, verbatim.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct Envelope {
+    #[serde(default)]
+    auth: Option<RawAuth>,
+    #[serde(default)]
+    warnings: Option<Vec<String>>,
+    #[serde(default)]
+    wrap_info: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RawAuth {
+    #[serde(default)]
+    client_token: String,
+    #[serde(default)]
+    accessor: String,
+    #[serde(default)]
+    policies: Option<Vec<String>>,
+    #[serde(default)]
+    lease_duration: u64,
+    #[serde(default)]
+    renewable: bool,
+    #[serde(default)]
+    token_type: Option<String>,
+    #[serde(default)]
+    entity_id: Option<String>,
+    #[serde(default)]
+    metadata: Option<serde_json::Map<String, Value>>,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    errors: Option<Vec<String>>,
+}
+
+/// A client for one Vault server (and namespace).
+#[derive(Clone)]
+pub struct VaultClient {
+    http: reqwest::Client,
+    base: Url,
+    namespace: Option<String>,
+}
+
+impl fmt::Debug for VaultClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VaultClient")
+            .field("base", &self.base.as_str())
+            .field("namespace", &self.namespace)
+            .finish()
+    }
+}
+
+impl VaultClient {
+    /// Builds a client from the configuration (TLS settings, timeout, namespace).
+    pub fn new(cfg: &Config) -> Result<Self, crate::tls::TlsError> {
+        let tls = crate::tls::client_config(&cfg.tls)?;
+        let mut headers = HeaderMap::new();
+        headers.insert("X-Vault-Request", HeaderValue::from_static("true"));
+        let http = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
+            .timeout(cfg.client_timeout)
+            .connect_timeout(cfg.client_timeout.min(Duration::from_secs(30)))
+            .default_headers(headers)
+            .user_agent(concat!("vault-login/", env!("CARGO_PKG_VERSION")))
+            .redirect(redirect_policy())
+            // Proxies from the environment would be a surprise inside a pod; Vault's client ignores
+            // them too unless configured.
+            .no_proxy()
+            .http1_only()
+            // No idle connections: requests are minutes apart, and a pooled connection keeps
+            // an idle-expiry timer that would wake the process while it should sleep.
+            .pool_max_idle_per_host(0)
+            .build()
+            .map_err(|e| crate::tls::TlsError::Setup(e.to_string()))?;
+        Ok(Self::with_http(
+            http,
+            cfg.vault_addr.clone(),
+            cfg.namespace.clone(),
+        ))
+    }
+
+    /// A client over an existing `reqwest::Client` (tests).
+    pub fn with_http(http: reqwest::Client, base: Url, namespace: Option<String>) -> Self {
+        VaultClient {
+            http,
+            base,
+            namespace,
+        }
+    }
+
+    fn url(&self, path: &str) -> Url {
+        let mut url = self.base.clone();
+        let joined = format!("{}/v1/{}", self.base.path().trim_end_matches('/'), path);
+        url.set_path(&joined);
+        url
+    }
+
+    /// `POST /v1/auth/<mount>/login` with the role and JWT.
+    pub async fn login(&self, mount: &str, role: &str, jwt: &Secret) -> Result<Auth, VaultError> {
+        let path = format!("auth/{mount}/login");
+        let body = serde_json::json!({ "role": role, "jwt": jwt.expose() });
+        let (op, status, bytes) = self.send(Method::POST, &path, None, Some(body)).await?;
+        let env = parse_envelope(&op, status, &bytes)?;
+        auth_from(&op, status, env.auth, env.wrap_info.as_ref())
+    }
+
+    /// `POST /v1/auth/token/renew-self`, asking for `increment` (or letting Vault decide).
+    pub async fn renew_self(
+        &self,
+        token: &Secret,
+        increment: Option<Duration>,
+    ) -> Result<Renewal, VaultError> {
+        let body = match increment {
+            Some(i) => serde_json::json!({ "increment": i.as_secs() }),
+            None => serde_json::json!({}),
+        };
+        let (op, status, bytes) = self
+            .send(
+                Method::POST,
+                "auth/token/renew-self",
+                Some(token),
+                Some(body),
+            )
+            .await?;
+        let env = parse_envelope(&op, status, &bytes)?;
+        let warnings = env.warnings.unwrap_or_default();
+        let auth = auth_from(&op, status, env.auth, env.wrap_info.as_ref())?;
+        Ok(Renewal { auth, warnings })
+    }
+
+    /// `GET /v1/auth/token/lookup-self`: the token's `data` block.
+    pub async fn lookup_self(&self, token: &Secret) -> Result<Value, VaultError> {
+        let (op, status, bytes) = self
+            .send(Method::GET, "auth/token/lookup-self", Some(token), None)
+            .await?;
+        let v: Value = serde_json::from_slice(&bytes).map_err(|_| VaultError::BadResponse {
+            op: op.clone(),
+            status,
+            problem: format!("body is not JSON: {}", excerpt(&bytes)),
+        })?;
+        Ok(v.get("data").cloned().unwrap_or(Value::Null))
+    }
+
+    /// `POST /v1/auth/token/revoke-self`.
+    pub async fn revoke_self(&self, token: &Secret) -> Result<(), VaultError> {
+        self.send(Method::POST, "auth/token/revoke-self", Some(token), None)
+            .await
+            .map(|_| ())
+    }
+
+    /// Sends one request and returns the body of a 2xx answer, or the classified failure.
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&Secret>,
+        body: Option<Value>,
+    ) -> Result<(String, StatusCode, Vec<u8>), VaultError> {
+        let op = format!("{method} /v1/{path}");
+        let mut req = self.http.request(method, self.url(path));
+        if let Some(ns) = &self.namespace {
+            req = req.header("X-Vault-Namespace", ns.as_str());
+        }
+        if let Some(token) = token {
+            let mut value =
+                HeaderValue::from_str(token.expose()).map_err(|_| VaultError::Transport {
+                    op: op.clone(),
+                    message: "the token contains characters not allowed in a header".into(),
+                })?;
+            value.set_sensitive(true);
+            req = req.header("X-Vault-Token", value);
+        }
+        if let Some(body) = body {
+            req = req
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        let mut resp = req.send().await.map_err(|e| VaultError::Transport {
+            op: op.clone(),
+            message: crate::tls::describe_error(&e),
+        })?;
+        let status = resp.status();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let declared = resp
+            .headers()
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+            return Err(VaultError::BadResponse {
+                op,
+                status,
+                problem: format!(
+                    "body of {} bytes exceeds the {MAX_BODY_BYTES}-byte limit",
+                    declared.unwrap_or(0)
+                ),
+            });
+        }
+        let mut bytes = Vec::new();
+        loop {
+            match resp.chunk().await {
+                Ok(Some(chunk)) => {
+                    if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                        return Err(VaultError::BadResponse {
+                            op,
+                            status,
+                            problem: format!("body exceeds the {MAX_BODY_BYTES}-byte limit"),
+                        });
+                    }
+                    bytes.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    return Err(VaultError::Transport {
+                        op,
+                        message: format!(
+                            "reading the answer failed: {}",
+                            crate::tls::describe_error(&e)
+                        ),
+                    })
+                }
+            }
+        }
+        if status.is_success() {
+            return Ok((op, status, bytes));
+        }
+        match serde_json::from_slice::<ErrorBody>(&bytes) {
+            Ok(ErrorBody { errors }) => Err(VaultError::Status {
+                op,
+                status,
+                errors: errors.unwrap_or_default(),
+                retry_after,
+            }),
+            Err(_) if bytes.is_empty() => Err(VaultError::Status {
+                op,
+                status,
+                errors: Vec::new(),
+                retry_after,
+            }),
+            Err(_) => Err(VaultError::BadResponse {
+                op,
+                status,
+                problem: format!("body is not Vault's JSON: {}", excerpt(&bytes)),
+            }),
+        }
+    }
+}
+
+fn redirect_policy() -> reqwest::redirect::Policy {
+    // A standby answers 307 to the active node: follow one hop, never from https down to http.
+    reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt.url().scheme() == "http"
+            && attempt.previous().iter().any(|u| u.scheme() == "https");
+        if attempt.previous().len() > 1 || downgrade {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    })
+}
+
+fn parse_envelope(op: &str, status: StatusCode, bytes: &[u8]) -> Result<Envelope, VaultError> {
+    serde_json::from_slice(bytes).map_err(|_| VaultError::BadResponse {
+        op: op.to_string(),
+        status,
+        problem: if bytes.is_empty() {
+            "empty body".to_string()
+        } else {
+            format!("body is not Vault's JSON: {}", excerpt(bytes))
+        },
+    })
+}
+
+fn auth_from(
+    op: &str,
+    status: StatusCode,
+    auth: Option<RawAuth>,
+    wrap_info: Option<&Value>,
+) -> Result<Auth, VaultError> {
+    let bad = |problem: &str| VaultError::BadResponse {
+        op: op.to_string(),
+        status,
+        problem: problem.to_string(),
+    };
+    // Never quote a JSON body here: it may hold a wrapping token or other secrets.
+    let raw = match auth {
+        Some(raw) if !raw.client_token.is_empty() => raw,
+        Some(_) => return Err(bad("auth.client_token is empty")),
+        None if wrap_info.is_some_and(|w| !w.is_null()) => {
+            return Err(bad(
+                "the answer is response-wrapped (wrap_info instead of auth): vault-login needs an unwrapped login; check the path's wrapping policy",
+            ))
+        }
+        None => return Err(bad("no auth.client_token in the answer")),
+    };
+    Ok(Auth {
+        client_token: Secret::new(raw.client_token),
+        accessor: Secret::new(raw.accessor),
+        policies: raw.policies.unwrap_or_default(),
+        lease_duration: Duration::from_secs(raw.lease_duration),
+        renewable: raw.renewable,
+        token_type: raw.token_type.unwrap_or_else(|| "service".into()),
+        entity_id: raw.entity_id.unwrap_or_default(),
+        metadata: raw.metadata.unwrap_or_default(),
+    })
+}
+
+/// The first 120 characters of a non-JSON body, tags stripped and whitespace folded.
+fn excerpt(bytes: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in text.chars() {
+        match c {
+            '<' => {
+                in_tag = true;
+                out.push(' ');
+            }
+            '>' if in_tag => in_tag = false,
+            _ if in_tag => {}
+            c if c.is_control() || c.is_whitespace() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    let folded = out.split_whitespace().collect::<Vec<_>>().join(" ");
+    let short: String = folded.chars().take(120).collect();
+    if short.is_empty() {
+        "(no text)".to_string()
+    } else if folded.chars().count() > 120 {
+        format!("{short:?}…")
+    } else {
+        format!("{short:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multi_error_strings_are_folded() {
+        let e = VaultError::Status {
+            op: "POST /v1/auth/token/renew-self".into(),
+            status: StatusCode::FORBIDDEN,
+            errors: vec!["2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n".into()],
+            retry_after: None,
+        };
+        assert_eq!(
+            e.to_string(),
+            "POST /v1/auth/token/renew-self: Vault answered 403 Forbidden: 2 errors occurred: * permission denied * invalid token"
+        );
+        assert!(e.is_permission_denied());
+        assert!(e.mentions("permission denied"));
+        assert!(!e.is_transient());
+    }
+
+    #[test]
+    fn transient_classification() {
+        let status = |s: u16| VaultError::Status {
+            op: String::new(),
+            status: StatusCode::from_u16(s).unwrap(),
+            errors: vec![],
+            retry_after: None,
+        };
+        for s in [412, 429, 473, 500, 502, 503] {
+            assert!(status(s).is_transient(), "{s}");
+        }
+        for s in [400, 403, 404, 405] {
+            assert!(!status(s).is_transient(), "{s}");
+        }
+    }
+
+    #[test]
+    fn excerpt_strips_html_and_bounds_length() {
+        let html = b"<html><head><title>502 Bad Gateway</title></head>\n<body>nginx</body></html>";
+        assert_eq!(excerpt(html), "\"502 Bad Gateway nginx\"");
+        let long = vec![b'x'; 5000];
+        assert!(excerpt(&long).chars().count() < 130);
+        assert_eq!(excerpt(b""), "(no text)");
+    }
+
+    #[test]
+    fn wrapped_login_is_explained_without_quoting() {
+        let body = br#"{"auth":null,"wrap_info":{"token":"hvs.wrapsecret","ttl":300}}"#;
+        let env = parse_envelope("op", StatusCode::OK, body).unwrap();
+        let err = auth_from("op", StatusCode::OK, env.auth, env.wrap_info.as_ref()).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("response-wrapped"));
+        assert!(!text.contains("wrapsecret"));
+    }
+
+    #[test]
+    fn url_keeps_a_path_prefix() {
+        let c = VaultClient::with_http(
+            reqwest::Client::new(),
+            Url::parse("https://h:8200/prefix").unwrap(),
+            None,
+        );
+        assert_eq!(
+            c.url("auth/k8s/prod/login").as_str(),
+            "https://h:8200/prefix/v1/auth/k8s/prod/login"
+        );
+        let c = VaultClient::with_http(
+            reqwest::Client::new(),
+            Url::parse("http://h").unwrap(),
+            None,
+        );
+        assert_eq!(
+            c.url("auth/token/renew-self").as_str(),
+            "http://h/v1/auth/token/renew-self"
+        );
+    }
+}
