@@ -315,8 +315,9 @@ impl VaultClient {
         token: Option<&Secret>,
         body: Option<Value>,
     ) -> Result<(String, StatusCode, Vec<u8>), VaultError> {
-        let op = format!("{method} /v1/{path}");
-        let mut req = self.http.request(method, self.url(path));
+        let url = self.url(path);
+        let op = format!("{method} {url}");
+        let mut req = self.http.request(method, url);
         if let Some(ns) = &self.namespace {
             req = req.header("X-Vault-Namespace", ns.as_str());
         }

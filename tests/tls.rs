@@ -1,0 +1,126 @@
+//! TLS to the emulator with a CA generated at test time, through the real binary.
+
+mod common;
+
+use std::fs;
+use std::time::Duration;
+
+use common::*;
+
+fn tls_setup(require_client_cert: bool) -> Setup {
+    Setup::with(
+        Options {
+            tls: true,
+            require_client_cert,
+        },
+        Role::default(),
+    )
+}
+
+fn write(s: &Setup, name: &str, pem: &str) -> String {
+    let p = s.dir.path().join(name);
+    fs::write(&p, pem).unwrap();
+    p.display().to_string()
+}
+
+#[test]
+fn ca_file_is_trusted() {
+    let mut s = tls_setup(false);
+    let ca = write(&s, "ca.pem", &s.emu.ca_pem().unwrap());
+    s.set("VAULT_CACERT", ca);
+    s.once(&[]).assert_code(0);
+    assert!(s.emu.is_valid(&s.token().unwrap()));
+}
+
+#[test]
+fn ca_directory_is_trusted() {
+    let mut s = tls_setup(false);
+    let dir = s.dir.path().join("cas");
+    fs::create_dir(&dir).unwrap();
+    fs::write(dir.join("vault-ca.pem"), s.emu.ca_pem().unwrap()).unwrap();
+    fs::write(dir.join("README"), "not a cert").unwrap();
+    s.set("BAO_CAPATH", dir.display().to_string());
+    s.once(&[]).assert_code(0);
+}
+
+#[test]
+fn wrong_ca_is_a_clear_verification_error() {
+    let mut s = tls_setup(false);
+    let other = Emulator::start(Options {
+        tls: true,
+        require_client_cert: false,
+    });
+    let ca = write(&s, "other-ca.pem", &other.ca_pem().unwrap());
+    s.set("VAULT_CACERT", ca).set("VAULT_LOGIN_TIMEOUT", "1s");
+    let run = s.once(&[]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("trusted CA") || run.stderr.contains("not trusted"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("VAULT_CACERT"), "{}", run.stderr);
+    assert!(s.token().is_none());
+}
+
+#[test]
+fn public_roots_do_not_trust_a_private_ca() {
+    let mut s = tls_setup(false);
+    s.set("VAULT_LOGIN_TIMEOUT", "1s");
+    let run = s.once(&[]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("not trusted"), "{}", run.stderr);
+}
+
+#[test]
+fn server_name_override() {
+    let mut s = tls_setup(false);
+    let ca = write(&s, "ca.pem", &s.emu.ca_pem().unwrap());
+    // The certificate is for localhost, 127.0.0.1 and vault.test: verifying against a name it
+    // does not carry must fail even though the URL's host matches, and a carried one must work.
+    s.set("VAULT_CACERT", ca)
+        .set("VAULT_LOGIN_TIMEOUT", "1s")
+        .set("VAULT_TLS_SERVER_NAME", "wrong.test");
+    let run = s.once(&[]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("wrong.test"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("VAULT_TLS_SERVER_NAME"),
+        "{}",
+        run.stderr
+    );
+    s.set("VAULT_TLS_SERVER_NAME", "vault.test");
+    s.once(&[]).assert_code(0);
+}
+
+#[test]
+fn mutual_tls() {
+    let mut s = tls_setup(true);
+    let ca = write(&s, "ca.pem", &s.emu.ca_pem().unwrap());
+    s.set("VAULT_CACERT", ca).set("VAULT_LOGIN_TIMEOUT", "1s");
+    let run = s.once(&[]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("VAULT_CLIENT_CERT"), "{}", run.stderr);
+    let (cert, key) = s.emu.client_cert_pem().unwrap();
+    let cert = write(&s, "client.pem", &cert);
+    let key = write(&s, "client-key.pem", &key);
+    s.set("VAULT_CLIENT_CERT", cert)
+        .set("VAULT_CLIENT_KEY", key);
+    s.once(&[]).assert_code(0);
+    assert!(s.emu.is_valid(&s.token().unwrap()));
+}
+
+#[test]
+fn skip_verify_works_and_warns() {
+    let mut s = tls_setup(false);
+    s.set("VAULT_SKIP_VERIFY", "true");
+    let run = s.once(&[]);
+    run.assert_code(0);
+    assert!(
+        run.stderr.contains("VAULT_SKIP_VERIFY is set"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("WARN"), "{}", run.stderr);
+    let _ = Duration::ZERO;
+}
