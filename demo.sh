@@ -3,7 +3,7 @@
 # Needs only cargo. Shows login, renewals, the max-TTL re-login, an outage, SIGHUP and shutdown.
 set -euo pipefail
 cd "$(dirname "$0")"
-cargo build --release --locked --bin vault-login --bin vault-emulator
+cargo build --release --locked --workspace --bins
 bin=target/release
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT

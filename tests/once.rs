@@ -418,3 +418,29 @@ fn read_only_token_directory_is_reported() {
     assert!(run.stderr.contains("read-only"), "{}", run.stderr);
     assert_eq!(s.emu.requests().len(), 0);
 }
+
+#[test]
+fn token_file_owner_is_applied_on_every_write() {
+    let mut s = Setup::new();
+    if running_as_root() {
+        s.set("VAULT_LOGIN_TOKEN_FILE_OWNER", "4242:4343");
+        s.once(&[]).assert_code(0);
+        let meta = fs::metadata(&s.token_path).unwrap();
+        assert_eq!((meta.uid(), meta.gid()), (4242, 4343));
+        assert_eq!(meta.mode() & 0o7777, 0o600);
+    } else {
+        // Without CAP_CHOWN the write fails and says so, leaving no file behind.
+        s.set("VAULT_LOGIN_TOKEN_FILE_OWNER", "0:0").set("VAULT_LOGIN_TIMEOUT", "500ms");
+        let run = s.once(&[]);
+        run.assert_code(1);
+        assert!(run.stderr.contains("chown"), "{}", run.stderr);
+        assert!(s.token().is_none());
+    }
+}
+
+/// Whether the tests run as root (CI does), judged from /proc without unsafe code.
+fn running_as_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .unwrap_or(false)
+}
