@@ -1,0 +1,94 @@
+//! When a UID's inotify instances are used up (`fs.inotify.max_user_instances`, shared by every
+//! container of that UID on a node), vault-login warns once and keeps working on timers.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const UID: &str = "4242";
+
+fn is_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn works_without_inotify() {
+    let python = "/usr/bin/python3";
+    if !is_root()
+        || !std::path::Path::new(python).exists()
+        || Command::new("setpriv").arg("--version").output().is_err()
+    {
+        eprintln!("skipped: needs root, setpriv and {python}");
+        return;
+    }
+    let mut s = Setup::with_role(Role {
+        token_ttl: Duration::from_secs(2),
+        token_max_ttl: Duration::from_secs(600),
+        ..Role::default()
+    });
+    for d in [
+        s.dir.path(),
+        s.jwt_path.parent().unwrap(),
+        s.token_path.parent().unwrap(),
+    ] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    fs::set_permissions(&s.jwt_path, fs::Permissions::from_mode(0o644)).unwrap();
+
+    // Another process of the same UID takes every inotify instance the UID may have.
+    let mut hog = Command::new("setpriv")
+        .args(["--reuid", UID, "--regid", UID, "--clear-groups", python, "-c"])
+        .arg("import ctypes,sys,time\nlibc=ctypes.CDLL(None)\nfds=[libc.inotify_init1(0) for _ in range(100000)]\nprint(sum(f>=0 for f in fds), flush=True)\ntime.sleep(60)\n")
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(hog.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
+    assert!(
+        line.trim().parse::<u32>().unwrap() > 0,
+        "hog holds instances: {line}"
+    );
+
+    s.set("VAULT_LOGIN_LOG", "info");
+    let mut cmd = Command::new("setpriv");
+    cmd.env_clear()
+        .envs(&s.env)
+        .args(["--reuid", UID, "--regid", UID, "--clear-groups", BIN]);
+    let r = Running::start(cmd);
+    r.wait_log("cannot watch files", Duration::from_secs(5));
+    // Still renews, and a deleted token file comes back at the next wake-up.
+    assert!(
+        wait_until(Duration::from_secs(8), || renewals(&s.emu) >= 2),
+        "{}",
+        r.stderr()
+    );
+    let token = s.token().unwrap();
+    fs::remove_file(&s.token_path).unwrap();
+    assert!(
+        wait_until(Duration::from_secs(4), || s.token().is_some()),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(s.token().unwrap(), token);
+    assert_eq!(
+        r.stderr().matches("cannot watch files").count(),
+        1,
+        "one warning"
+    );
+    let _ = hog.kill();
+    let _ = hog.wait();
+}
