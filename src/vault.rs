@@ -259,8 +259,7 @@ impl VaultClient {
         let path = format!("auth/{mount}/login");
         let body = serde_json::json!({ "role": role, "jwt": jwt.expose() });
         let (op, status, bytes) = self.send(Method::POST, &path, None, Some(body)).await?;
-        let env = parse_envelope(&op, status, &bytes)?;
-        auth_from(&op, status, env.auth, env.wrap_info.as_ref())
+        parse_auth_response(&op, status, None, &bytes).map(|r| r.auth)
     }
 
     /// `POST /v1/auth/token/renew-self`, asking for `increment` (or letting Vault decide).
@@ -281,10 +280,7 @@ impl VaultClient {
                 Some(body),
             )
             .await?;
-        let env = parse_envelope(&op, status, &bytes)?;
-        let warnings = env.warnings.unwrap_or_default();
-        let auth = auth_from(&op, status, env.auth, env.wrap_info.as_ref())?;
-        Ok(Renewal { auth, warnings })
+        parse_auth_response(&op, status, None, &bytes)
     }
 
     /// `GET /v1/auth/token/lookup-self`: the token's `data` block.
@@ -386,29 +382,56 @@ impl VaultClient {
                 }
             }
         }
-        if status.is_success() {
-            return Ok((op, status, bytes));
-        }
-        match serde_json::from_slice::<ErrorBody>(&bytes) {
-            Ok(ErrorBody { errors }) => Err(VaultError::Status {
-                op,
-                status,
-                errors: errors.unwrap_or_default(),
-                retry_after,
-            }),
-            Err(_) if bytes.is_empty() => Err(VaultError::Status {
-                op,
-                status,
-                errors: Vec::new(),
-                retry_after,
-            }),
-            Err(_) => Err(VaultError::BadResponse {
-                op,
-                status,
-                problem: format!("body is not Vault's JSON: {}", excerpt(&bytes)),
-            }),
-        }
+        check_status(&op, status, retry_after, &bytes)?;
+        Ok((op, status, bytes))
     }
+}
+
+/// Turns a non-2xx answer into the matching [`VaultError`]; pure, so it can be fuzzed.
+pub fn check_status(
+    op: &str,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    bytes: &[u8],
+) -> Result<(), VaultError> {
+    if status.is_success() {
+        return Ok(());
+    }
+    let op = op.to_string();
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(ErrorBody { errors }) => Err(VaultError::Status {
+            op,
+            status,
+            errors: errors.unwrap_or_default(),
+            retry_after,
+        }),
+        Err(_) if bytes.is_empty() => Err(VaultError::Status {
+            op,
+            status,
+            errors: Vec::new(),
+            retry_after,
+        }),
+        Err(_) => Err(VaultError::BadResponse {
+            op,
+            status,
+            problem: format!("body is not Vault's JSON: {}", excerpt(bytes)),
+        }),
+    }
+}
+
+/// Parses a whole login or renew-self answer (any status, any bytes) into the token's `auth`
+/// block and Vault's warnings; pure, so it can be fuzzed.
+pub fn parse_auth_response(
+    op: &str,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    bytes: &[u8],
+) -> Result<Renewal, VaultError> {
+    check_status(op, status, retry_after, bytes)?;
+    let env = parse_envelope(op, status, bytes)?;
+    let warnings = env.warnings.unwrap_or_default();
+    let auth = auth_from(op, status, env.auth, env.wrap_info.as_ref())?;
+    Ok(Renewal { auth, warnings })
 }
 
 fn redirect_policy() -> reqwest::redirect::Policy {
