@@ -47,11 +47,9 @@ impl fmt::Display for Secret {
 
 impl Drop for Secret {
     fn drop(&mut self) {
-        // Overwrite the heap buffer so the secret does not linger in freed memory.
-        // SAFETY-free: we write zero bytes, which keeps the String valid UTF-8.
-        let zeros = "\0".repeat(self.0.len());
-        self.0.replace_range(.., &zeros);
-        self.0.clear();
+        // Overwrite the heap buffer so the secret does not linger in freed memory; zeroize's
+        // volatile writes are not optimised away the way a plain overwrite before free may be.
+        zeroize::Zeroize::zeroize(&mut self.0);
     }
 }
 
