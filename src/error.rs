@@ -1,6 +1,7 @@
 //! The crate's error type and the process exit codes it maps to.
 
 use crate::config::ConfigError;
+use crate::health::HealthError;
 use crate::tls::TlsError;
 use crate::token_file::FileError;
 
@@ -23,6 +24,9 @@ pub enum Error {
     /// The token file's location is unusable at startup.
     #[error("invalid configuration: VAULT_LOGIN_TOKEN_FILE: {0}")]
     TokenFile(#[from] FileError),
+    /// The health/metrics address cannot be bound.
+    #[error("invalid configuration: {0}")]
+    Health(#[from] HealthError),
     /// `--once` ran out of time.
     #[error("gave up after {attempts} attempt(s) in {elapsed}: {last}")]
     GaveUp {
@@ -43,7 +47,7 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(ConfigError::Help(_)) => EXIT_OK,
-            Error::Config(_) | Error::Tls(_) | Error::TokenFile(_) => EXIT_USAGE,
+            Error::Config(_) | Error::Tls(_) | Error::TokenFile(_) | Error::Health(_) => EXIT_USAGE,
             Error::GaveUp { .. } | Error::Fatal(_) => EXIT_FAILURE,
         }
     }

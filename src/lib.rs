@@ -12,6 +12,7 @@
 //! - [`schedule`]: pure decisions: when to renew, when to log in again, how long to wait.
 //! - [`watch`]: directory watches for the JWT and token files, degrading to timers.
 //! - [`status`]: the token's state shared with health and metrics.
+//! - [`health`]: the `/healthz`, `/readyz` and `/metrics` HTTP server on `VAULT_LOGIN_LISTEN`.
 //! - [`agent`]: the lifecycle loop (`--once` and sidecar) that executes the schedule.
 //! - [`telemetry`]: log output (text or JSON on stderr).
 //! - [`error`]: the crate's error type and exit codes.
@@ -21,6 +22,7 @@ pub mod agent;
 pub mod backoff;
 pub mod config;
 pub mod error;
+pub mod health;
 pub mod jwt;
 pub mod schedule;
 pub mod secret;

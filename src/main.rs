@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
 use vault_login::agent::{Agent, Control};
 use vault_login::config::{Config, ConfigError};
 use vault_login::error::{Error, EXIT_OK};
+use vault_login::health;
 use vault_login::status::Status;
 
 fn main() {
@@ -38,15 +39,32 @@ fn real_main() -> Result<(), Error> {
         .map_err(|e| Error::Fatal(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
         let status = Arc::new(Status::default());
+        let listen = cfg.listen;
         // Checks TLS files and the token directory: configuration errors stay one line, first.
-        let agent = Agent::new(cfg, status)?;
+        let agent = Agent::new(cfg, Arc::clone(&status))?;
+        let listener = match listen {
+            Some(addr) => Some(health::bind(addr).await?),
+            None => None,
+        };
         info!(config = %summary, version = env!("CARGO_PKG_VERSION"), "starting");
         if insecure {
             warn!("VAULT_SKIP_VERIFY is set: Vault's TLS certificate is NOT verified; anyone on the network path can steal the token");
         }
         let (tx, rx) = mpsc::unbounded_channel();
         forward_signals(tx)?;
+        // The server answers until the loop has finished (so /readyz turns 503 when the token
+        // file is removed on shutdown), then stops.
+        let (stop_health, health_stopped) = oneshot::channel::<()>();
+        let server = listener.map(|listener| {
+            tokio::spawn(health::serve(listener, Arc::clone(&status), async {
+                let _ = health_stopped.await;
+            }))
+        });
         let result = agent.run(rx).await;
+        drop(stop_health);
+        if let Some(server) = server {
+            let _ = server.await;
+        }
         if let Err(e) = &result {
             error!(error = %e, "exiting");
         }

@@ -1,0 +1,170 @@
+//! The health/metrics server of the real binary, following the real token loop.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Duration;
+
+use common::*;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A GET over a raw socket: (status, body). None if the server is not answering.
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(5 * SEC)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out
+        .split_once("\r\n\r\n")
+        .map(|x| x.1.to_string())
+        .unwrap_or_default();
+    Some((status, body))
+}
+
+fn metric(body: &str, name: &str) -> Option<f64> {
+    body.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+fn setup(ttl: u64) -> (Setup, u16) {
+    let mut s = Setup::with_role(Role {
+        token_ttl: Duration::from_secs(ttl),
+        token_max_ttl: Duration::from_secs(600),
+        ..Role::default()
+    });
+    let port = free_port();
+    s.set("VAULT_LOGIN_LISTEN", format!("127.0.0.1:{port}"))
+        .set("VAULT_LOGIN_LOG", "info");
+    (s, port)
+}
+
+#[test]
+fn readyz_follows_the_token() {
+    let (s, port) = setup(2);
+    s.emu.set_fault(Fault::Down);
+    let r = s.spawn(&[]);
+    assert!(
+        wait_until(5 * SEC, || get(port, "/healthz")
+            .is_some_and(|x| x.0 == 200)),
+        "{}",
+        r.stderr()
+    );
+    let (code, body) = get(port, "/readyz").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("no token"), "{body}");
+    s.emu.clear_fault();
+    assert!(
+        wait_until(5 * SEC, || get(port, "/readyz").is_some_and(|x| x.0 == 200)),
+        "{}",
+        r.stderr()
+    );
+    // Vault goes away for longer than the TTL: the token expires and readiness says so.
+    s.emu.set_fault(Fault::Down);
+    assert!(
+        wait_until(6 * SEC, || get(port, "/readyz")
+            .is_some_and(|x| x.0 == 503 && x.1.contains("expired"))),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(
+        get(port, "/healthz").unwrap().0,
+        200,
+        "alive while not ready"
+    );
+    s.emu.clear_fault();
+    assert!(wait_until(5 * SEC, || get(port, "/readyz").is_some_and(|x| x.0 == 200)));
+}
+
+#[test]
+fn metrics_follow_renewals() {
+    let (s, port) = setup(2);
+    let r = s.spawn(&[]);
+    assert!(wait_until(5 * SEC, || s.token().is_some()));
+    assert!(wait_until(5 * SEC, || get(port, "/metrics").is_some_and(
+        |m| metric(&m.1, "vault_login_token_expiry_timestamp_seconds").is_some()
+    )));
+    let (code, m1) = get(port, "/metrics").unwrap();
+    assert_eq!(code, 200);
+    for line in m1.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
+        let name = line.split([' ', '{']).next().unwrap();
+        assert!(m1.contains(&format!("# TYPE {name} ")), "TYPE for {name}");
+        assert!(m1.contains(&format!("# HELP {name} ")), "HELP for {name}");
+        let value = line.rsplit(' ').next().unwrap();
+        assert!(value.parse::<f64>().is_ok(), "{line}");
+    }
+    let exp1 = metric(&m1, "vault_login_token_expiry_timestamp_seconds").unwrap();
+    assert!(
+        wait_until(6 * SEC, || renewals(&s.emu) >= 1),
+        "{}",
+        r.stderr()
+    );
+    assert!(wait_until(2 * SEC, || {
+        let m = get(port, "/metrics").unwrap().1;
+        metric(&m, "vault_login_token_expiry_timestamp_seconds").unwrap() > exp1
+    }));
+    let m2 = get(port, "/metrics").unwrap().1;
+    assert!(
+        m2.contains("vault_login_renewals_total{result=\"success\"}"),
+        "{m2}"
+    );
+    assert!(metric(&m2, "vault_login_token_ttl_seconds").unwrap() > 0.0);
+    assert!(m2.contains("vault_login_build_info{"));
+}
+
+#[test]
+fn slow_health_clients_do_not_delay_renewals() {
+    let (s, port) = setup(2);
+    let r = s.spawn(&[]);
+    assert!(wait_until(5 * SEC, || s.token().is_some()));
+    assert!(wait_until(5 * SEC, || get(port, "/healthz").is_some()));
+    // Many clients that open a connection and send half a request, then stall.
+    let mut stalled = Vec::new();
+    for _ in 0..40 {
+        if let Ok(mut c) = TcpStream::connect(("127.0.0.1", port)) {
+            let _ = c.write_all(b"GET /metrics HTTP/1.1\r\nHost:");
+            stalled.push(c);
+        }
+    }
+    let before = renewals(&s.emu);
+    assert!(
+        wait_until(6 * SEC, || renewals(&s.emu) >= before + 3),
+        "renewals continued: {}",
+        r.stderr()
+    );
+    assert!(
+        wait_until(6 * SEC, || get(port, "/readyz").is_some_and(|x| x.0 == 200)),
+        "server recovers"
+    );
+    drop(stalled);
+}
+
+#[test]
+fn health_port_in_use_is_a_configuration_error() {
+    let (mut s, _) = setup(60);
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    s.set(
+        "VAULT_LOGIN_LISTEN",
+        taken.local_addr().unwrap().to_string(),
+    );
+    let run = s.once(&[]);
+    run.assert_code(64);
+    assert!(run.stderr.contains("VAULT_LOGIN_LISTEN"), "{}", run.stderr);
+}
