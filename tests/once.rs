@@ -430,7 +430,8 @@ fn token_file_owner_is_applied_on_every_write() {
         assert_eq!(meta.mode() & 0o7777, 0o600);
     } else {
         // Without CAP_CHOWN the write fails and says so, leaving no file behind.
-        s.set("VAULT_LOGIN_TOKEN_FILE_OWNER", "0:0").set("VAULT_LOGIN_TIMEOUT", "500ms");
+        s.set("VAULT_LOGIN_TOKEN_FILE_OWNER", "0:0")
+            .set("VAULT_LOGIN_TIMEOUT", "500ms");
         let run = s.once(&[]);
         run.assert_code(1);
         assert!(run.stderr.contains("chown"), "{}", run.stderr);
@@ -441,6 +442,9 @@ fn token_file_owner_is_applied_on_every_write() {
 /// Whether the tests run as root (CI does), judged from /proc without unsafe code.
 fn running_as_root() -> bool {
     fs::read_to_string("/proc/self/status")
-        .map(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0")))
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
         .unwrap_or(false)
 }
