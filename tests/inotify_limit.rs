@@ -67,7 +67,7 @@ fn works_without_inotify() {
     let mut cmd = Command::new("setpriv");
     cmd.env_clear()
         .envs(&s.env)
-        .args(["--reuid", UID, "--regid", UID, "--clear-groups", BIN]);
+        .args(["--reuid", UID, "--regid", UID, "--clear-groups", &bin()]);
     let r = Running::start(cmd);
     r.wait_log("cannot watch files", Duration::from_secs(5));
     // Still renews, and a deleted token file comes back at the next wake-up.

@@ -347,7 +347,7 @@ fn mode_is_exact_whatever_the_umask() {
     let mut cmd = std::process::Command::new("sh");
     cmd.env_clear()
         .envs(&s.env)
-        .args(["-c", &format!("umask 077; exec {BIN} --once")]);
+        .args(["-c", &format!("umask 077; exec {} --once", bin())]);
     run(cmd, Duration::from_secs(20)).assert_code(0);
     assert_eq!(fs::metadata(&s.token_path).unwrap().mode() & 0o7777, 0o644);
 }

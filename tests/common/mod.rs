@@ -12,7 +12,14 @@ use std::time::{Duration, Instant};
 
 pub use vault_emulator::{Emulator, Fault, Options, Role, TokenType};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_vault-login");
+/// The binary under test: the one cargo built, or `VAULT_LOGIN_BIN` (CI points it at the static
+/// musl release build the Dockerfile ships, for a smoke run of the same tests).
+pub fn bin() -> String {
+    std::env::var("VAULT_LOGIN_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_vault-login").to_string())
+}
 
 /// An emulator with role "default" (audience "vault"), a temp dir, a JWT file and a token path.
 pub struct Setup {
@@ -80,7 +87,7 @@ impl Setup {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.env_clear().envs(&self.env).args(args);
         cmd
     }
