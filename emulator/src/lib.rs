@@ -197,8 +197,11 @@ pub struct TokenInfo {
     pub token_type: TokenType,
     /// When the token stops working.
     pub expire_time: SystemTime,
-    /// After this instant renewals only shrink the TTL (login time, truncated to the second,
-    /// plus the effective max TTL); `None` for periodic tokens without an explicit max TTL.
+    /// The max-TTL deadline: the login time truncated to the second plus the effective max TTL
+    /// (Vault's `CalculateTTL` works in whole seconds). A renewal in the second before it is
+    /// granted 1 s, so the token may outlive it by less than a second; from this instant on
+    /// renewals are refused (`past the max TTL, cannot renew`) and the token keeps its expiry.
+    /// `None` for periodic tokens without an explicit max TTL.
     pub max_expire_time: Option<SystemTime>,
     /// Successful renewals so far.
     pub renewals: u32,

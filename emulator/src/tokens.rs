@@ -1,5 +1,20 @@
 //! The token store and Vault's TTL arithmetic (`CalculateTTL` in vault/sdk/framework), plus the
 //! formats Vault prints: Go durations, RFC 3339 timestamps, random ids.
+//!
+//! # Time precision, as in Vault
+//! - `CalculateTTL` truncates both `now` and the token's issue time to the second before doing
+//!   any arithmetic, so every TTL it returns (and every duration in its warnings) is a whole
+//!   number of seconds, and the max-TTL deadline is `trunc(issue time) + max TTL`, a whole
+//!   second ([`TokenEntry::max_valid`]).
+//! - The token's expiry is the *precise* time of the login or renewal plus that TTL
+//!   (`LeaseOptions.ExpirationTime` is `time.Now().Add(TTL)`), and a token is refused from that
+//!   instant on. Issue and expiry times are therefore kept as [`SystemTime`]s.
+//! - A renewal in the last partial second before the deadline finds `maxValidTTL <= 0` and is
+//!   refused (500, `past the max TTL, cannot renew`) without touching the token, which stays
+//!   valid until its previous expiry; a renewal in the second before that grants 1 s and lets
+//!   the token outlive the deadline by less than a second.
+//! - lookup-self's `ttl` is `int64(ExpireTime.Sub(time.Now().Round(time.Second)).Seconds())`
+//!   ([`TokenEntry::ttl_secs`]).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -38,7 +53,8 @@ pub(crate) struct TokenEntry {
     pub creation_ttl: i64,
     pub explicit_max_ttl: i64,
     pub period: i64,
-    /// Unix second after which renewals cannot extend it (see [`TtlOutcome::max_valid`]).
+    /// The unix second (issue time truncated to the second, plus the effective max TTL) from
+    /// which renewals are refused (see [`TtlOutcome::max_valid`]).
     pub max_valid: Option<i64>,
     pub expire_time: SystemTime,
     pub last_renewal: Option<SystemTime>,
@@ -51,12 +67,11 @@ impl TokenEntry {
         now < self.expire_time
     }
 
-    /// Whole seconds left, rounded down like Vault's lookup.
+    /// lookup-self's `ttl`: Vault's `leaseEntry.ttl()`, which rounds `now` to the nearest second
+    /// (halves up, like Go's `Time.Round`) and truncates the rest toward zero.
     pub fn ttl_secs(&self, now: SystemTime) -> i64 {
-        self.expire_time
-            .duration_since(now)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0)
+        let left = unix_nanos(self.expire_time) - round_to_second(unix_nanos(now));
+        i64::try_from(left / NANOS).unwrap_or(i64::MAX)
     }
 }
 
@@ -144,8 +159,9 @@ pub(crate) struct TtlOutcome {
     pub max_valid: Option<i64>,
 }
 
-/// Vault's `CalculateTTL`: `now` and `start` (the token's creation) are unix seconds, already
-/// truncated as Vault truncates them.
+/// Vault's `CalculateTTL` (vault/sdk/framework/lease.go): `now` and `start` (the token's issue
+/// time) are unix seconds, already truncated as Vault truncates them, so the TTL is whole
+/// seconds. The caller sets the expiry to the precise current time plus the TTL.
 pub(crate) fn calculate_ttl(
     input: TtlInput,
     now: i64,
@@ -164,8 +180,8 @@ pub(crate) fn calculate_ttl(
         if period > max_ttl {
             warnings.push(format!(
                 "period of \"{}\" exceeded the effective max_ttl of \"{}\"; period value is capped accordingly",
-                go_duration(period),
-                go_duration(max_ttl)
+                human_duration(period),
+                human_duration(max_ttl)
             ));
             period = max_ttl;
         }
@@ -183,14 +199,15 @@ pub(crate) fn calculate_ttl(
     };
     if let Some(max_valid) = max_valid {
         let max_valid_ttl = max_valid - now;
-        if max_valid_ttl < 0 {
+        // Current Vault refuses at zero too (older releases checked `< 0` and granted a zero TTL).
+        if max_valid_ttl <= 0 {
             return Err("past the max TTL, cannot renew");
         }
         if max_valid_ttl < ttl {
             warnings.push(format!(
                 "TTL of \"{}\" exceeded the effective max_ttl of \"{}\"; TTL value is capped accordingly",
-                go_duration(ttl),
-                go_duration(max_valid_ttl)
+                human_duration(ttl),
+                human_duration(max_valid_ttl)
             ));
             ttl = max_valid_ttl;
         }
@@ -200,6 +217,20 @@ pub(crate) fn calculate_ttl(
         warnings,
         max_valid,
     })
+}
+
+/// Vault's `humanDuration` (sdk/framework/lease.go, hashicorp/vault#7901), which its TTL
+/// warnings use: Go's `Duration.String()` without zero elements: `0s`, `45s`, `9m30s`, `5m`,
+/// `1h`, `1h5s`, `768h`.
+pub(crate) fn human_duration(secs: i64) -> String {
+    let mut s = go_duration(secs);
+    if s.ends_with("m0s") {
+        s.truncate(s.len() - 2);
+    }
+    if let Some(i) = s.find("h0m").filter(|&i| i > 0) {
+        s.replace_range(i + 1..i + 3, "");
+    }
+    s
 }
 
 /// Go's `time.Duration.String()` for whole seconds: `0s`, `45s`, `9m30s`, `1h0m0s`.
@@ -275,6 +306,26 @@ pub(crate) fn unix_secs(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
         Ok(d) => d.as_secs() as i64,
         Err(e) => -(e.duration().as_secs() as i64),
+    }
+}
+
+const NANOS: i128 = 1_000_000_000;
+
+/// Signed nanoseconds since the epoch.
+fn unix_nanos(t: SystemTime) -> i128 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    }
+}
+
+/// Go's `Time.Round(time.Second)` on unix nanoseconds: to the nearest second, halves up.
+fn round_to_second(nanos: i128) -> i128 {
+    let rem = nanos.rem_euclid(NANOS);
+    if rem * 2 < NANOS {
+        nanos - rem
+    } else {
+        nanos - rem + NANOS
     }
 }
 
@@ -426,7 +477,7 @@ mod tests {
         assert_eq!(
             out.warnings,
             vec![
-                "TTL of \"1h0m0s\" exceeded the effective max_ttl of \"9m30s\"; TTL value is capped accordingly"
+                "TTL of \"1h\" exceeded the effective max_ttl of \"9m30s\"; TTL value is capped accordingly"
             ]
         );
     }
@@ -440,13 +491,26 @@ mod tests {
     }
 
     #[test]
-    fn at_max_the_ttl_is_zero_and_past_it_renewal_fails() {
-        let out = calculate_ttl(input(0, 10, 20), 1_020, 1_000).unwrap();
-        assert_eq!(out.ttl, 0);
+    fn the_second_before_max_grants_one_second_and_at_or_past_max_renewal_fails() {
+        let out = calculate_ttl(input(0, 10, 20), 1_019, 1_000).unwrap();
+        assert_eq!((out.ttl, out.max_valid), (1, Some(1_020)));
         assert_eq!(
-            calculate_ttl(input(0, 10, 20), 1_021, 1_000),
-            Err("past the max TTL, cannot renew")
+            out.warnings,
+            vec!["TTL of \"10s\" exceeded the effective max_ttl of \"1s\"; TTL value is capped accordingly"]
         );
+        for now in [1_020, 1_021] {
+            assert_eq!(
+                calculate_ttl(input(0, 10, 20), now, 1_000),
+                Err("past the max TTL, cannot renew")
+            );
+        }
+    }
+
+    #[test]
+    fn a_ttl_that_ends_exactly_at_max_is_not_capped() {
+        let out = calculate_ttl(input(0, 10, 20), 1_010, 1_000).unwrap();
+        assert_eq!(out.ttl, 10);
+        assert!(out.warnings.is_empty());
     }
 
     #[test]
@@ -460,7 +524,10 @@ mod tests {
         let out = calculate_ttl(i, 5_000, 1_000).unwrap();
         assert_eq!(out.ttl, 10, "period is capped by the effective max_ttl");
         assert_eq!(out.max_valid, None);
-        assert!(out.warnings[0].starts_with("period of \"30s\" exceeded"));
+        assert_eq!(
+            out.warnings,
+            vec!["period of \"30s\" exceeded the effective max_ttl of \"10s\"; period value is capped accordingly"]
+        );
 
         let i = TtlInput {
             increment: 5,
@@ -480,6 +547,64 @@ mod tests {
         assert_eq!(go_duration(3600), "1h0m0s");
         assert_eq!(go_duration(768 * 3600), "768h0m0s");
         assert_eq!(go_duration(-61), "-1m1s");
+    }
+
+    #[test]
+    fn human_durations_drop_zero_elements_like_vault() {
+        assert_eq!(human_duration(0), "0s");
+        assert_eq!(human_duration(1), "1s");
+        assert_eq!(human_duration(45), "45s");
+        assert_eq!(human_duration(300), "5m");
+        assert_eq!(human_duration(570), "9m30s");
+        assert_eq!(human_duration(3600), "1h");
+        assert_eq!(human_duration(3605), "1h5s");
+        assert_eq!(human_duration(5400), "1h30m");
+        assert_eq!(human_duration(36_030), "10h30s");
+        assert_eq!(human_duration(768 * 3600), "768h");
+        assert_eq!(human_duration(2_764_721), "767h58m41s");
+        assert_eq!(human_duration(-3600), "-1h");
+        assert_eq!(human_duration(-61), "-1m1s");
+    }
+
+    fn at(secs: u64, millis: u64) -> SystemTime {
+        UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_millis(millis)
+    }
+
+    #[test]
+    fn lookup_ttl_rounds_now_to_the_second_then_truncates() {
+        let entry = |expire: SystemTime| TokenEntry {
+            id: String::new(),
+            accessor: String::new(),
+            token_type: TokenType::Service,
+            renewable: true,
+            policies: Vec::new(),
+            vault_ns: String::new(),
+            mount: String::new(),
+            role: String::new(),
+            sa: ServiceAccount::default(),
+            entity_id: String::new(),
+            creation_time: UNIX_EPOCH,
+            creation_ttl: 0,
+            explicit_max_ttl: 0,
+            period: 0,
+            max_valid: None,
+            expire_time: expire,
+            last_renewal: None,
+            renewals: 0,
+        };
+        let t = entry(at(1_005, 600));
+        // Just issued with 2 s: 2 in the first half of a second, 1 in the second half (Vault's
+        // own tests accept 3599 for a fresh 3600 s token).
+        assert_eq!(entry(at(1_002, 300)).ttl_secs(at(1_000, 300)), 2);
+        assert_eq!(entry(at(1_002, 700)).ttl_secs(at(1_000, 700)), 1);
+        // now 1003.3 → 1003: 2.6 → 2; now 1003.5 → 1004: 1.6 → 1; 1004.6 → 1005: 0.6 → 0.
+        assert_eq!(t.ttl_secs(at(1_003, 300)), 2);
+        assert_eq!(t.ttl_secs(at(1_003, 500)), 1);
+        assert_eq!(t.ttl_secs(at(1_004, 600)), 0);
+        // Still valid but `now` rounds past the expiry: -0.4 truncates to 0.
+        assert!(t.is_live(at(1_005, 500)));
+        assert_eq!(t.ttl_secs(at(1_005, 500)), 0);
+        assert!(!t.is_live(at(1_005, 600)));
     }
 
     #[test]

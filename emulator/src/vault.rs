@@ -56,6 +56,12 @@ impl Reply {
 
 /// Routes one request. Faults have already been applied by the server.
 pub(crate) fn handle(st: &mut State, req: &Request) -> Reply {
+    handle_at(st, req, SystemTime::now())
+}
+
+/// [`handle`] with the current time given, so the TTL arithmetic can be tested at chosen
+/// instants.
+fn handle_at(st: &mut State, req: &Request, now: SystemTime) -> Reply {
     let Some(path) = req.path.strip_prefix("/v1/") else {
         return Reply::errors::<&str>(404, &[]);
     };
@@ -77,9 +83,9 @@ pub(crate) fn handle(st: &mut State, req: &Request) -> Reply {
     let read = req.method == "GET";
     let wrong_method = || Reply::errors::<&str>(405, &[]);
     match path {
-        "auth/token/renew-self" if write => renew_self(st, req, &ns),
-        "auth/token/lookup-self" if read => lookup_self(st, req, &ns),
-        "auth/token/revoke-self" if write => revoke_self(st, req, &ns),
+        "auth/token/renew-self" if write => renew_self(st, req, &ns, now),
+        "auth/token/lookup-self" if read => lookup_self(st, req, &ns, now),
+        "auth/token/revoke-self" if write => revoke_self(st, req, &ns, now),
         "auth/token/renew-self" | "auth/token/lookup-self" | "auth/token/revoke-self" => {
             wrong_method()
         }
@@ -87,7 +93,7 @@ pub(crate) fn handle(st: &mut State, req: &Request) -> Reply {
             .strip_prefix("auth/")
             .and_then(|p| p.strip_suffix("/login"))
         {
-            Some(mount) if !mount.is_empty() && write => login(st, req, &ns, mount),
+            Some(mount) if !mount.is_empty() && write => login(st, req, &ns, mount, now),
             Some(mount) if !mount.is_empty() => wrong_method(),
             _ => Reply::errors::<&str>(404, &[]),
         },
@@ -199,7 +205,7 @@ fn auth_block(t: &TokenEntry, ttl: i64) -> Value {
     })
 }
 
-fn login(st: &mut State, req: &Request, ns: &str, mount: &str) -> Reply {
+fn login(st: &mut State, req: &Request, ns: &str, mount: &str, now: SystemTime) -> Reply {
     // Without a token, a path no mount claims is not a login path: Vault denies it.
     let Some(roles) = st.mount(ns, mount) else {
         return Reply::denied();
@@ -222,7 +228,6 @@ fn login(st: &mut State, req: &Request, ns: &str, mount: &str) -> Reply {
     let Some(token) = jwt::parse(&jwt_str) else {
         return Reply::denied();
     };
-    let now = SystemTime::now();
     let now_f = now
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
@@ -241,6 +246,7 @@ fn login(st: &mut State, req: &Request, ns: &str, mount: &str) -> Reply {
             }
         },
     };
+    // CalculateTTL with no start time: both are now, truncated to the second.
     let now_s = unix_secs(now);
     let input = TtlInput {
         increment: 0,
@@ -339,6 +345,7 @@ fn new_token(
         explicit_max_ttl: input.explicit_max_ttl,
         period: input.period,
         max_valid,
+        // `time.Now().Add(TTL)`: the precise login time plus the whole-second TTL.
         expire_time: now + Duration::from_secs(ttl.max(0).unsigned_abs()),
         last_renewal: None,
         renewals: 0,
@@ -359,8 +366,7 @@ fn caller<'a>(
         .ok_or_else(Reply::denied)
 }
 
-fn renew_self(st: &mut State, req: &Request, ns: &str) -> Reply {
-    let now = SystemTime::now();
+fn renew_self(st: &mut State, req: &Request, ns: &str, now: SystemTime) -> Reply {
     let (mount, role_name, creation, explicit_max_ttl) = match caller(st, req, ns, now) {
         Ok(t) if t.token_type == TokenType::Batch => {
             return Reply::error(400, "batch tokens cannot be renewed")
@@ -403,6 +409,7 @@ fn renew_self(st: &mut State, req: &Request, ns: &str) -> Reply {
         backend_max_ttl: secs(role.token_max_ttl),
         explicit_max_ttl,
     };
+    // Vault truncates now and the issue time to the second; a refusal leaves the token alone.
     let outcome = match calculate_ttl(input, unix_secs(now), unix_secs(creation)) {
         Ok(o) => o,
         Err(message) => return Reply::error(500, message),
@@ -410,6 +417,7 @@ fn renew_self(st: &mut State, req: &Request, ns: &str) -> Reply {
     let Ok(t) = caller(st, req, ns, now) else {
         return Reply::denied();
     };
+    // `time.Now().Add(TTL)`: the precise renewal time plus the whole-second TTL.
     t.expire_time = now + Duration::from_secs(outcome.ttl.max(0).unsigned_abs());
     t.max_valid = outcome.max_valid;
     t.period = input.period;
@@ -426,8 +434,7 @@ fn renew_self(st: &mut State, req: &Request, ns: &str) -> Reply {
     )
 }
 
-fn lookup_self(st: &mut State, req: &Request, ns: &str) -> Reply {
-    let now = SystemTime::now();
+fn lookup_self(st: &mut State, req: &Request, ns: &str, now: SystemTime) -> Reply {
     let t = match caller(st, req, ns, now) {
         Ok(t) => t,
         Err(reply) => return reply,
@@ -464,8 +471,7 @@ fn lookup_self(st: &mut State, req: &Request, ns: &str) -> Reply {
     Reply::json(200, envelope("token", data, Value::Null, &[]))
 }
 
-fn revoke_self(st: &mut State, req: &Request, ns: &str) -> Reply {
-    let now = SystemTime::now();
+fn revoke_self(st: &mut State, req: &Request, ns: &str, now: SystemTime) -> Reply {
     let id = match caller(st, req, ns, now) {
         Ok(t) if t.token_type == TokenType::Batch => {
             return Reply::error(400, "batch tokens cannot be revoked")
@@ -478,5 +484,187 @@ fn revoke_self(st: &mut State, req: &Request, ns: &str) -> Reply {
         status: 204,
         headers: Vec::new(),
         body: Body::Empty,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::unix_now;
+    use std::time::UNIX_EPOCH;
+
+    /// A state with role `app` on the `kubernetes` mount, and a clock `base + millis` where
+    /// `base` is the current whole second (so the service-account JWT is valid).
+    struct Fixture {
+        st: State,
+        base: u64,
+    }
+
+    impl Fixture {
+        fn new(ttl: u64, max: u64) -> Fixture {
+            let mut st = State::new();
+            let role = Role {
+                token_ttl: Duration::from_secs(ttl),
+                token_max_ttl: Duration::from_secs(max),
+                ..Role::default()
+            };
+            st.put_role("", "kubernetes", "app", role);
+            let base = u64::try_from(unix_now()).unwrap();
+            Fixture { st, base }
+        }
+
+        fn at(&self, millis: u64) -> SystemTime {
+            UNIX_EPOCH + Duration::from_secs(self.base) + Duration::from_millis(millis)
+        }
+
+        fn call(&mut self, method: &str, path: &str, token: &str, body: &str, ms: u64) -> Reply {
+            let mut headers = Vec::new();
+            if !token.is_empty() {
+                headers.push(("x-vault-token".to_string(), token.to_string()));
+            }
+            let req = Request {
+                method: method.into(),
+                path: path.into(),
+                headers,
+                body: body.into(),
+                at: self.at(ms),
+            };
+            let now = self.at(ms);
+            handle_at(&mut self.st, &req, now)
+        }
+
+        fn login(&mut self, ms: u64) -> Value {
+            let claims = jwt::sa_claims("default", "app", &[], 3600, unix_now());
+            let body = json!({"role": "app", "jwt": jwt::sign(&claims)}).to_string();
+            ok(self.call("POST", "/v1/auth/kubernetes/login", "", &body, ms))
+        }
+
+        fn renew(&mut self, token: &str, ms: u64) -> Reply {
+            self.call("POST", "/v1/auth/token/renew-self", token, "", ms)
+        }
+
+        fn lookup(&mut self, token: &str, ms: u64) -> Reply {
+            self.call("GET", "/v1/auth/token/lookup-self", token, "", ms)
+        }
+
+        fn expire_time(&self, token: &str) -> SystemTime {
+            // `info` filters out expired tokens, so ask at the epoch.
+            self.st.tokens.info(token, UNIX_EPOCH).unwrap().expire_time
+        }
+    }
+
+    fn json_of(reply: &Reply) -> &Value {
+        match &reply.body {
+            Body::Json(v) => v,
+            other => panic!("not JSON: {other:?}"),
+        }
+    }
+
+    fn ok(reply: Reply) -> Value {
+        assert_eq!(reply.status, 200, "{:?}", reply.body);
+        json_of(&reply).clone()
+    }
+
+    fn capped(ttl: &str, max: &str) -> Value {
+        json!([format!(
+            "TTL of \"{ttl}\" exceeded the effective max_ttl of \"{max}\"; TTL value is capped accordingly"
+        )])
+    }
+
+    #[test]
+    fn normal_renewals_report_whole_second_ttls_and_expire_at_the_precise_time() {
+        let mut f = Fixture::new(2, 600);
+        let v = f.login(250);
+        assert_eq!(v["auth"]["lease_duration"], 2);
+        assert_eq!(v["warnings"], Value::Null);
+        let token = v["auth"]["client_token"].as_str().unwrap().to_string();
+        assert_eq!(f.expire_time(&token), f.at(2_250));
+        for ms in [1_333, 2_777, 4_001] {
+            let v = ok(f.renew(&token, ms));
+            assert_eq!(v["auth"]["lease_duration"], 2, "at {ms} ms");
+            assert_eq!(v["warnings"], Value::Null);
+            assert_eq!(f.expire_time(&token), f.at(ms + 2_000));
+        }
+        // lookup-self: now 4.001 s rounds to 4 s, 2.001 s left → 2.
+        let d = ok(f.lookup(&token, 4_001))["data"].clone();
+        assert_eq!(d["creation_ttl"], 2);
+        assert_eq!(d["ttl"], 2);
+        assert_eq!(d["expire_time"], rfc3339(f.at(6_001)));
+        assert_eq!(d["issue_time"], rfc3339(f.at(250)));
+        assert_eq!(d["creation_time"], f.base);
+        assert_eq!(d["last_renewal_time"], f.base + 4);
+        // now 5.6 s rounds to 6 s: 0.401 s left → 0, still valid.
+        assert_eq!(ok(f.lookup(&token, 5_600))["data"]["ttl"], 0);
+        assert_eq!(f.lookup(&token, 6_000).status, 200);
+        assert_eq!(f.lookup(&token, 6_001).status, 403);
+    }
+
+    #[test]
+    fn a_renewal_in_the_last_partial_second_before_max_ttl_is_refused_and_the_token_lives_on() {
+        // Logged in at x.600 with TTL 2 s and max TTL 5 s: Vault's deadline is the login second
+        // truncated plus 5 s, i.e. base + 5 s, 600 ms before login + 5 s.
+        let mut f = Fixture::new(2, 5);
+        let token = f.login(600)["auth"]["client_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let info = f.st.tokens.info(&token, f.at(600)).unwrap();
+        assert_eq!(info.max_expire_time, Some(f.at(5_000)));
+        // now 2 s: 3 s left before the deadline, the full TTL fits.
+        let v = ok(f.renew(&token, 2_000));
+        assert_eq!(
+            (v["auth"]["lease_duration"].clone(), v["warnings"].clone()),
+            (json!(2), Value::Null)
+        );
+        // now 3.5 s → 3 s: exactly 2 s left, still not capped.
+        let v = ok(f.renew(&token, 3_500));
+        assert_eq!(
+            (v["auth"]["lease_duration"].clone(), v["warnings"].clone()),
+            (json!(2), Value::Null)
+        );
+        // now 4.6 s → 4 s: 1 s left: capped to 1 s with the warning; the token then outlives the
+        // deadline by 600 ms.
+        let v = ok(f.renew(&token, 4_600));
+        assert_eq!(v["auth"]["lease_duration"], 1);
+        assert_eq!(v["warnings"], capped("2s", "1s"));
+        assert_eq!(f.expire_time(&token), f.at(5_600));
+        // now 5.2 s → 5 s (400 ms before login + max TTL): no time left, the renewal is refused
+        // and the token keeps its expiry.
+        let r = f.renew(&token, 5_200);
+        assert_eq!(r.status, 500);
+        assert_eq!(
+            json_of(&r)["errors"],
+            json!(["past the max TTL, cannot renew"])
+        );
+        assert_eq!(f.expire_time(&token), f.at(5_600));
+        let d = ok(f.lookup(&token, 5_200))["data"].clone();
+        assert_eq!(d["ttl"], 0);
+        assert_eq!(d["last_renewal_time"], f.base + 4);
+        assert_eq!(f.st.tokens.info(&token, f.at(5_200)).unwrap().renewals, 3);
+        // Valid for the remaining ~400 ms, then gone.
+        assert_eq!(f.lookup(&token, 5_599).status, 200);
+        assert_eq!(f.lookup(&token, 5_600).status, 403);
+        assert_eq!(f.renew(&token, 5_600).status, 403);
+    }
+
+    #[test]
+    fn a_login_capped_by_max_ttl_reports_whole_seconds() {
+        let mut f = Fixture::new(3600, 90);
+        let v = f.login(999);
+        assert_eq!(v["auth"]["lease_duration"], 90);
+        assert_eq!(v["warnings"], capped("1h", "1m30s"));
+        let token = v["auth"]["client_token"].as_str().unwrap().to_string();
+        assert_eq!(f.expire_time(&token), f.at(90_999));
+        // now 30.5 s → 30 s: 60 s left before the deadline (base + 90 s).
+        let v = ok(f.call(
+            "POST",
+            "/v1/auth/token/renew-self",
+            &token,
+            r#"{"increment": "2m"}"#,
+            30_500,
+        ));
+        assert_eq!(v["auth"]["lease_duration"], 60);
+        assert_eq!(v["warnings"], capped("2m", "1m"));
+        assert_eq!(f.expire_time(&token), f.at(90_500));
     }
 }

@@ -378,7 +378,7 @@ fn renew_self_follows_calculate_ttl() {
     assert_eq!(
         warning,
         format!(
-            "TTL of \"1h0m0s\" exceeded the effective max_ttl of \"1m{}s\"; TTL value is capped accordingly",
+            "TTL of \"1h\" exceeded the effective max_ttl of \"1m{}s\"; TTL value is capped accordingly",
             ttl - 60
         )
     );
@@ -412,7 +412,7 @@ fn capped_login_warns_and_short_tokens_expire() {
     assert_eq!(v["auth"]["lease_duration"], 1);
     assert_eq!(
         v["warnings"],
-        json!(["TTL of \"1h0m0s\" exceeded the effective max_ttl of \"1s\"; TTL value is capped accordingly"])
+        json!(["TTL of \"1h\" exceeded the effective max_ttl of \"1s\"; TTL value is capped accordingly"])
     );
     let token = v["auth"]["client_token"].as_str().unwrap().to_string();
     assert!(vault.is_valid(&token));
