@@ -13,6 +13,7 @@ use tracing::{debug, error, info, warn};
 use crate::backoff::{random_unit, Backoff};
 use crate::config::{human, Config, JwtSource, TokenSink};
 use crate::error::{Error, Result};
+use crate::hooks::Hooks;
 use crate::jwt::{self, unix_now, JwtError};
 use crate::schedule::{self, Next};
 use crate::secret::Secret;
@@ -89,6 +90,7 @@ pub struct Agent {
     client: VaultClient,
     file: Option<TokenFile>,
     status: Arc<Status>,
+    hooks: Hooks,
 }
 
 /// How far in the future "never" is for the timer; tokio needs a real instant.
@@ -107,11 +109,13 @@ impl Agent {
             }
             TokenSink::Stdout => None,
         };
+        let hooks = Hooks::new(&cfg);
         Ok(Agent {
             cfg,
             client,
             file,
             status,
+            hooks,
         })
     }
 
@@ -206,6 +210,8 @@ impl Agent {
                             elapsed = %human(started.elapsed()),
                             "logged in; token written"
                         );
+                        // The process exits next: run the hooks to completion first.
+                        self.hooks.new_token_and_wait(&auth).await;
                         return Ok(());
                     }
                     Err(e) => e,
@@ -285,6 +291,8 @@ impl Agent {
         let mut login_failing = false;
         // Set while the token we hold could not be written: retry the write on its own timer.
         let mut write_retry: Option<Instant> = None;
+        // A new token whose hooks wait for its first successful write.
+        let mut unhooked: Option<Auth> = None;
 
         loop {
             tokio::select! {
@@ -302,11 +310,21 @@ impl Agent {
                 _ = token_changed.notified(), if held.is_some() => {
                     if self.restore_file(held.as_ref()) {
                         write_retry = None;
+                        self.run_pending_hooks(&mut unhooked);
+                    } else if write_retry.is_none() {
+                        // A full or read-only volume sends no further events: retry on a timer.
+                        write_retry = Some(
+                            Instant::now() + self.cfg.min_backoff.max(Duration::from_secs(1)),
+                        );
                     }
                     continue;
                 }
                 _ = sleep_until(write_retry.unwrap_or_else(|| Instant::now() + FAR)), if write_retry.is_some() => {
-                    write_retry = (!self.restore_file(held.as_ref()))
+                    let restored = self.restore_file(held.as_ref());
+                    if restored {
+                        self.run_pending_hooks(&mut unhooked);
+                    }
+                    write_retry = (!restored)
                         .then(|| Instant::now() + self.cfg.min_backoff.max(Duration::from_secs(1)));
                     continue;
                 }
@@ -321,17 +339,28 @@ impl Agent {
                 _ = sleep_until(wake) => {}
             }
 
-            if !watches.watching_token() && !self.restore_file(held.as_ref()) {
-                write_retry =
-                    Some(Instant::now() + self.cfg.min_backoff.max(Duration::from_secs(1)));
+            if !watches.watching_token() {
+                if self.restore_file(held.as_ref()) {
+                    self.run_pending_hooks(&mut unhooked);
+                } else {
+                    write_retry =
+                        Some(Instant::now() + self.cfg.min_backoff.max(Duration::from_secs(1)));
+                }
             }
             let now = Instant::now();
             match action {
                 Action::Idle => {
                     wake = now + FAR;
                 }
-                Action::Login => match self.login().await {
-                    Ok(auth) => {
+                Action::Login => match interruptible(&mut control, self.login()).await {
+                    Err(Control::Shutdown) => break,
+                    Err(Control::Relogin) => {
+                        info!("SIGHUP: abandoning the login in flight and logging in again now");
+                        wake = Instant::now();
+                        backoff.reset();
+                        continue;
+                    }
+                    Ok(Ok(auth)) => {
                         login_failing = false;
                         backoff.reset();
                         let replaced = held.is_some();
@@ -348,10 +377,13 @@ impl Agent {
                             Ok(()) => {
                                 self.status.logged_in(ttl);
                                 write_retry = None;
+                                unhooked = None;
+                                self.hooks.new_token(&auth);
                             }
                             Err(e) => {
                                 error!(error = %e, "token file not written; keeping the token in memory and retrying the write");
                                 self.status.file_failed(&e);
+                                unhooked = Some(auth.clone());
                                 write_retry = Some(
                                     Instant::now()
                                         + self.cfg.min_backoff.max(Duration::from_secs(1)),
@@ -372,7 +404,7 @@ impl Agent {
                         held = Some(got);
                         (action, wake) = plan(next);
                     }
-                    Err(e) => {
+                    Ok(Err(e)) => {
                         login_failing = true;
                         let text = e.to_string();
                         self.status.login_failed(&text);
@@ -407,12 +439,23 @@ impl Agent {
                         wake = now;
                         continue;
                     };
-                    match self
-                        .client
-                        .renew_self(&h.token, self.cfg.renew_increment)
-                        .await
+                    match interruptible(
+                        &mut control,
+                        self.client.renew_self(&h.token, self.cfg.renew_increment),
+                    )
+                    .await
                     {
-                        Ok(r) => {
+                        Err(Control::Shutdown) => break,
+                        Err(Control::Relogin) => {
+                            info!(
+                                "SIGHUP: abandoning the renewal in flight and logging in again now"
+                            );
+                            action = Action::Login;
+                            wake = Instant::now();
+                            backoff.reset();
+                            continue;
+                        }
+                        Ok(Ok(r)) => {
                             backoff.reset();
                             let granted = r.auth.lease_duration;
                             let expected = match self.cfg.renew_increment {
@@ -423,6 +466,7 @@ impl Agent {
                             h.renewable = r.auth.renewable;
                             h.expires_at = (!granted.is_zero()).then(|| Instant::now() + granted);
                             self.status.renewed(granted);
+                            self.hooks.renewed(&r.auth);
                             for w in &r.warnings {
                                 info!(warning = %w, "Vault warning on renewal");
                             }
@@ -439,7 +483,7 @@ impl Agent {
                             }
                             (action, wake) = plan(next);
                         }
-                        Err(e) => {
+                        Ok(Err(e)) => {
                             let text = e.to_string();
                             self.status.renewal_failed(&text);
                             let remaining = h.remaining(Instant::now());
@@ -507,6 +551,14 @@ impl Agent {
         Ok(())
     }
 
+    /// Runs the hooks of a new token whose first write failed, once the file holds it.
+    fn run_pending_hooks(&self, unhooked: &mut Option<Auth>) {
+        let written = |a: &mut Auth| self.file.as_ref().is_none_or(|f| f.holds(&a.client_token));
+        if let Some(auth) = unhooked.take_if(written) {
+            self.hooks.new_token(&auth);
+        }
+    }
+
     /// Rewrites the token file if it was deleted or its content replaced; false if that failed.
     fn restore_file(&self, held: Option<&Held>) -> bool {
         let (Some(f), Some(h)) = (&self.file, held) else {
@@ -527,6 +579,19 @@ impl Agent {
                 false
             }
         }
+    }
+}
+
+/// Runs `fut` unless a control message arrives first: a request to a slow or hung Vault must not
+/// delay SIGTERM (stop within a second) or SIGHUP. A closed channel counts as shutdown.
+async fn interruptible<F: std::future::Future>(
+    control: &mut mpsc::UnboundedReceiver<Control>,
+    fut: F,
+) -> std::result::Result<F::Output, Control> {
+    tokio::select! {
+        biased;
+        c = control.recv() => Err(c.unwrap_or(Control::Shutdown)),
+        r = fut => Ok(r),
     }
 }
 

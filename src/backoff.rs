@@ -40,7 +40,12 @@ pub fn delay(attempt: u32, min: Duration, max: Duration, unit: f64) -> Duration 
         .checked_mul(1u32.checked_shl(exp.min(31)).unwrap_or(u32::MAX))
         .unwrap_or(max)
         .min(max);
-    let unit = unit.clamp(0.0, 1.0);
+    // NaN would make `mul_f64` panic.
+    let unit = if unit.is_nan() {
+        0.0
+    } else {
+        unit.clamp(0.0, 1.0)
+    };
     min + (ceiling - min).mul_f64(unit)
 }
 

@@ -14,6 +14,7 @@ use clap::error::ErrorKind;
 use clap::Parser;
 use reqwest::Url;
 
+use crate::hooks::{self, AppSignal};
 use crate::secret::Secret;
 
 /// Where Kubernetes projects the pod's service-account token by default.
@@ -27,6 +28,7 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_MIN_BACKOFF: Duration = Duration::from_secs(1);
 const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
+const DEFAULT_ON_CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_LOG: &str = "info";
 /// The longest duration any setting accepts: 10 years of 365 days.
 const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
@@ -128,6 +130,16 @@ pub struct Config {
     pub tls: TlsSettings,
     /// Timeout of each HTTP request to Vault (> 0).
     pub client_timeout: Duration,
+    /// Program and arguments to run after each new token, if any (never empty).
+    pub on_change: Option<Vec<String>>,
+    /// Kill the on-change command after this long (> 0).
+    pub on_change_timeout: Duration,
+    /// File holding the pid of the app to signal after each new token, if any.
+    pub signal_pid_file: Option<PathBuf>,
+    /// Signal to send to the app.
+    pub signal: AppSignal,
+    /// Where to write the token's metadata as JSON, if anywhere (never the token file).
+    pub token_info_file: Option<PathBuf>,
 }
 
 /// Why a configuration could not be loaded.
@@ -234,6 +246,21 @@ struct Cli {
     /// Timeout of each request to Vault [env: VAULT_CLIENT_TIMEOUT, BAO_CLIENT_TIMEOUT] [default: 60s]
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     client_timeout: Option<String>,
+    /// Program and arguments to run after each new token, split like a shell would (no shell runs) [env: VAULT_LOGIN_ON_CHANGE]
+    #[arg(long, value_name = "COMMAND", allow_hyphen_values = true)]
+    on_change: Option<String>,
+    /// Kill the on-change command after this long [env: VAULT_LOGIN_ON_CHANGE_TIMEOUT] [default: 30s]
+    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
+    on_change_timeout: Option<String>,
+    /// File holding the pid of the process to signal after each new token [env: VAULT_LOGIN_SIGNAL_PID_FILE]
+    #[arg(long, value_name = "FILE")]
+    signal_pid_file: Option<String>,
+    /// Signal to send to that process, e.g. HUP, SIGUSR1 or 10 [env: VAULT_LOGIN_SIGNAL] [default: HUP]
+    #[arg(long, value_name = "SIGNAL")]
+    signal: Option<String>,
+    /// File to write the token's metadata to as JSON, never the token [env: VAULT_LOGIN_TOKEN_INFO_FILE]
+    #[arg(long, value_name = "FILE")]
+    token_info_file: Option<String>,
 }
 
 /// One setting's flag and the variables read for it, in order of precedence.
@@ -344,6 +371,26 @@ const SKIP_VERIFY: Setting = Setting {
 const CLIENT_TIMEOUT: Setting = Setting {
     flag: "--client-timeout",
     env: &["VAULT_CLIENT_TIMEOUT", "BAO_CLIENT_TIMEOUT"],
+};
+const ON_CHANGE: Setting = Setting {
+    flag: "--on-change",
+    env: &["VAULT_LOGIN_ON_CHANGE"],
+};
+const ON_CHANGE_TIMEOUT: Setting = Setting {
+    flag: "--on-change-timeout",
+    env: &["VAULT_LOGIN_ON_CHANGE_TIMEOUT"],
+};
+const SIGNAL_PID_FILE: Setting = Setting {
+    flag: "--signal-pid-file",
+    env: &["VAULT_LOGIN_SIGNAL_PID_FILE"],
+};
+const SIGNAL: Setting = Setting {
+    flag: "--signal",
+    env: &["VAULT_LOGIN_SIGNAL"],
+};
+const TOKEN_INFO_FILE: Setting = Setting {
+    flag: "--token-info-file",
+    env: &["VAULT_LOGIN_TOKEN_INFO_FILE"],
 };
 
 /// A value that was given, and the flag or variable it came from.
@@ -504,7 +551,16 @@ impl Config {
             Some(gid) => format!("{}:{gid}", o.uid),
             None => o.uid.to_string(),
         });
-        let fields: [(&str, String); 24] = [
+        // Only the program: arguments may carry credentials (e.g. a header for curl).
+        let on_change = match self.on_change.as_deref().and_then(<[String]>::split_first) {
+            Some((program, args)) => shown(&format!("{program} +{} args", args.len())),
+            None => none(),
+        };
+        let signal = match &self.signal_pid_file {
+            Some(_) => self.signal.to_string(),
+            None => none(),
+        };
+        let fields: [(&str, String); 29] = [
             (
                 "vault_addr",
                 shown(self.vault_addr.as_str().trim_end_matches('/')),
@@ -547,6 +603,11 @@ impl Config {
             ),
             ("tls_skip_verify", self.tls.skip_verify.to_string()),
             ("client_timeout", human(self.client_timeout)),
+            ("on_change", on_change),
+            ("on_change_timeout", human(self.on_change_timeout)),
+            ("signal_pid_file", path(&self.signal_pid_file)),
+            ("signal", signal),
+            ("token_info_file", path(&self.token_info_file)),
         ];
         fields
             .iter()
@@ -682,6 +743,48 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         )?
         .map_or(DEFAULT_CLIENT_TIMEOUT, |(d, _)| d);
 
+    let on_change = match lookup.given(cli.on_change, &ON_CHANGE)? {
+        Some(given) => Some(given.parse(parse_on_change)?),
+        None => None,
+    };
+    let on_change_timeout = lookup
+        .duration(
+            cli.on_change_timeout,
+            &ON_CHANGE_TIMEOUT,
+            Duration::from_nanos(1),
+            "30s",
+        )?
+        .map_or(DEFAULT_ON_CHANGE_TIMEOUT, |(d, _)| d);
+    let signal_pid_file = match lookup.given(cli.signal_pid_file, &SIGNAL_PID_FILE)? {
+        Some(given) => Some(given.parse(|s| parse_file_path(s, "the app's process id"))?),
+        None => None,
+    };
+    let signal = lookup.given(cli.signal, &SIGNAL)?;
+    if let (Some(given), None) = (&signal, &signal_pid_file) {
+        return Err(given.invalid(format!(
+            "a signal needs a process to send it to; set {} or {} too, or neither",
+            SIGNAL_PID_FILE.name(),
+            SIGNAL_PID_FILE.flag
+        )));
+    }
+    let signal = match signal {
+        Some(given) => given.parse(hooks::parse_signal)?,
+        None => AppSignal::HUP,
+    };
+    let token_info_file = match lookup.given(cli.token_info_file, &TOKEN_INFO_FILE)? {
+        Some(given) => {
+            let path = given.parse(parse_info_file)?;
+            if matches!(&token_sink, TokenSink::File(token) if *token == path) {
+                return Err(given.invalid(format!(
+                    "{:?} is the token file itself; give another path, e.g. next to it",
+                    given.value
+                )));
+            }
+            Some(path)
+        }
+        None => None,
+    };
+
     // Rules across fields.
     let origin = |backoff: &Option<(Duration, Given)>| match backoff {
         Some((_, given)) => format!("from {}", given.source),
@@ -743,6 +846,11 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
             skip_verify,
         },
         client_timeout,
+        on_change,
+        on_change_timeout,
+        signal_pid_file,
+        signal,
+        token_info_file,
     })
 }
 
@@ -990,6 +1098,51 @@ fn parse_server_name(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_string())
+}
+
+/// Splits the on-change command and checks that a program given by path exists.
+fn parse_on_change(s: &str) -> Result<Vec<String>, String> {
+    let argv = hooks::split_command(s)?;
+    // split_command returns at least the program.
+    let program = argv.first().map_or("", String::as_str);
+    // A bare name is looked up in PATH when it runs; a path can be checked now.
+    if program.contains('/') {
+        match std::fs::metadata(program) {
+            Ok(meta) if meta.is_dir() => {
+                return Err(format!(
+                    "program {program:?} is a directory; give the path of an executable"
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(format!(
+                "program {program:?} {}; give the path of an executable in this container's image",
+                io_problem(&e)
+            ))
+            }
+        }
+    }
+    Ok(argv)
+}
+
+/// A path for the token info file, in a directory that exists now (like the token file's).
+fn parse_info_file(s: &str) -> Result<PathBuf, String> {
+    let path = parse_file_path(s, "the token's metadata")?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(path),
+        Ok(_) => Err(format!(
+            "{s:?} is in {:?}, which is not a directory; give a path in an existing directory",
+            dir.display().to_string()
+        )),
+        Err(e) => Err(format!(
+            "the directory of {s:?} {}; mount the shared volume there or give a path in an existing directory",
+            io_problem(&e)
+        )),
+    }
 }
 
 /// Parses `500ms`, `30s`, `5m`, `1h`, Go-style combinations like `1h30m` or `1.5s`, or a number of seconds.
@@ -2538,5 +2691,223 @@ mod tests {
             e.to_string(),
             "VAULT_LOGIN_TOKEN_FILE_MODE: \"0778\" is not an octal file mode; use e.g. 0600 or 0640"
         );
+    }
+
+    // ----- hooks: on-change command, signal, token info file -----
+
+    #[test]
+    fn hooks_are_off_by_default() {
+        let c = ok(&[], &[]);
+        assert_eq!(c.on_change, None);
+        assert_eq!(c.on_change_timeout, secs(30));
+        assert_eq!(c.signal_pid_file, None);
+        assert_eq!(c.signal, AppSignal::HUP);
+        assert_eq!(c.token_info_file, None);
+        for part in [
+            "on_change=none",
+            "on_change_timeout=30s",
+            "signal_pid_file=none",
+            "signal=none",
+            "token_info_file=none",
+        ] {
+            assert!(summary_has(&c, part), "{part} missing from {}", c.summary());
+        }
+    }
+
+    #[test]
+    fn hook_settings_from_the_environment_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = dir.path().join("info.json").display().to_string();
+        let c = ok(
+            &[],
+            &[
+                (
+                    "VAULT_LOGIN_ON_CHANGE",
+                    "/bin/sh -c 'kill -HUP \"$(cat /run/app.pid)\"' --token hunter2",
+                ),
+                ("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "5s"),
+                ("VAULT_LOGIN_SIGNAL_PID_FILE", "/run/app/app.pid"),
+                ("VAULT_LOGIN_SIGNAL", "sigusr1"),
+                ("VAULT_LOGIN_TOKEN_INFO_FILE", &info),
+            ],
+        );
+        assert_eq!(
+            c.on_change.as_deref(),
+            Some(
+                &[
+                    "/bin/sh".to_string(),
+                    "-c".into(),
+                    "kill -HUP \"$(cat /run/app.pid)\"".into(),
+                    "--token".into(),
+                    "hunter2".into(),
+                ][..]
+            )
+        );
+        assert_eq!(c.on_change_timeout, secs(5));
+        assert_eq!(c.signal_pid_file, Some(PathBuf::from("/run/app/app.pid")));
+        assert_eq!(c.signal.to_string(), "SIGUSR1");
+        assert_eq!(c.token_info_file, Some(PathBuf::from(&info)));
+        // The summary names the program, never its arguments.
+        assert!(
+            c.summary().contains("on_change=\"/bin/sh +4 args\""),
+            "{}",
+            c.summary()
+        );
+        assert!(!c.summary().contains("hunter2"), "{}", c.summary());
+        assert!(summary_has(&c, "signal=SIGUSR1"));
+        assert!(summary_has(&c, "signal_pid_file=/run/app/app.pid"));
+        assert!(summary_has(&c, "on_change_timeout=5s"));
+
+        let on_change = "--on-change=curl -X POST 'http://127.0.0.1:8080/-/reload'";
+        let info_flag = format!("--token-info-file={info}");
+        let c = ok(
+            &[
+                on_change,
+                "--on-change-timeout=1m",
+                "--signal-pid-file=/run/app.pid",
+                "--signal=15",
+                &info_flag,
+            ],
+            &[
+                ("VAULT_LOGIN_ON_CHANGE", "/bin/false"),
+                ("VAULT_LOGIN_SIGNAL", "USR2"),
+            ],
+        );
+        assert_eq!(
+            c.on_change.as_deref(),
+            Some(
+                &[
+                    "curl".to_string(),
+                    "-X".into(),
+                    "POST".into(),
+                    "http://127.0.0.1:8080/-/reload".into()
+                ][..]
+            )
+        );
+        assert_eq!(c.on_change_timeout, secs(60));
+        assert_eq!(c.signal.to_string(), "SIGTERM");
+        assert_eq!(c.token_info_file, Some(PathBuf::from(&info)));
+    }
+
+    #[test]
+    fn on_change_must_split_and_name_a_program() {
+        rejects(
+            "VAULT_LOGIN_ON_CHANGE",
+            "--on-change",
+            "/bin/sh -c 'echo",
+            "unclosed single quote",
+        );
+        rejects(
+            "VAULT_LOGIN_ON_CHANGE",
+            "--on-change",
+            "/bin/sh -c \"echo",
+            "unclosed double quote",
+        );
+        rejects(
+            "VAULT_LOGIN_ON_CHANGE",
+            "--on-change",
+            "nginx -s reload && echo done",
+            "no shell",
+        );
+        let (source, problem) = bad(&[], &[("VAULT_LOGIN_ON_CHANGE", "/no/such/program --flag")]);
+        assert_eq!(source, "VAULT_LOGIN_ON_CHANGE");
+        assert!(
+            problem.contains("\"/no/such/program\" does not exist"),
+            "{problem}"
+        );
+        rejects(
+            "VAULT_LOGIN_ON_CHANGE",
+            "--on-change",
+            "/",
+            "is a directory",
+        );
+        rejects(
+            "VAULT_LOGIN_ON_CHANGE",
+            "--on-change",
+            "''",
+            "names no program",
+        );
+        // A bare name is looked up in PATH at run time.
+        assert_eq!(
+            ok(&[], &[("VAULT_LOGIN_ON_CHANGE", "reload-app now")]).on_change,
+            Some(vec!["reload-app".to_string(), "now".into()])
+        );
+        rejects(
+            "VAULT_LOGIN_ON_CHANGE_TIMEOUT",
+            "--on-change-timeout",
+            "0s",
+            "more than zero",
+        );
+        rejects(
+            "VAULT_LOGIN_ON_CHANGE_TIMEOUT",
+            "--on-change-timeout",
+            "soon",
+            "not a duration",
+        );
+    }
+
+    #[test]
+    fn signal_needs_a_known_name_and_a_pid_file() {
+        let pid = ("VAULT_LOGIN_SIGNAL_PID_FILE", "/run/app.pid");
+        for value in ["FOO", "SIGKILL", "9", "0", "reload"] {
+            let (source, problem) = bad(&[], &[pid, ("VAULT_LOGIN_SIGNAL", value)]);
+            assert_eq!(source, "VAULT_LOGIN_SIGNAL");
+            assert!(problem.contains(&format!("{value:?}")), "{problem}");
+            assert!(problem.contains("HUP, USR1"), "{problem}");
+        }
+        let (source, _) = bad(&["--signal=BOGUS"], &[pid]);
+        assert_eq!(source, "--signal");
+        let (source, problem) = bad(&[], &[("VAULT_LOGIN_SIGNAL", "HUP")]);
+        assert_eq!(source, "VAULT_LOGIN_SIGNAL");
+        assert!(problem.contains("VAULT_LOGIN_SIGNAL_PID_FILE"), "{problem}");
+        rejects(
+            "VAULT_LOGIN_SIGNAL_PID_FILE",
+            "--signal-pid-file",
+            "/run/",
+            "not a file path",
+        );
+        // Names with or without SIG, any case, and numbers.
+        for (value, want) in [("hup", "SIGHUP"), ("SIGQUIT", "SIGQUIT"), ("2", "SIGINT")] {
+            let c = ok(&[], &[pid, ("VAULT_LOGIN_SIGNAL", value)]);
+            assert_eq!(c.signal.to_string(), want);
+        }
+        assert!(summary_has(&ok(&[], &[pid]), "signal=SIGHUP"));
+    }
+
+    #[test]
+    fn token_info_file_needs_an_existing_directory_and_its_own_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "x").unwrap();
+        let missing = dir.path().join("missing").join("info.json");
+        let under_file = file.join("info.json");
+        rejects(
+            "VAULT_LOGIN_TOKEN_INFO_FILE",
+            "--token-info-file",
+            &missing.display().to_string(),
+            "does not exist",
+        );
+        rejects(
+            "VAULT_LOGIN_TOKEN_INFO_FILE",
+            "--token-info-file",
+            &under_file.display().to_string(),
+            "not a directory",
+        );
+        rejects(
+            "VAULT_LOGIN_TOKEN_INFO_FILE",
+            "--token-info-file",
+            &format!("{}/", dir.path().display()),
+            "not a file path",
+        );
+        let token = dir.path().join("token").display().to_string();
+        let (source, problem) = bad(
+            &[],
+            &[
+                ("VAULT_LOGIN_TOKEN_FILE", &token),
+                ("VAULT_LOGIN_TOKEN_INFO_FILE", &token),
+            ],
+        );
+        assert_eq!(source, "VAULT_LOGIN_TOKEN_INFO_FILE");
+        assert!(problem.contains("the token file itself"), "{problem}");
     }
 }

@@ -128,9 +128,10 @@ impl Claims {
     /// One line for logs: `sub=... aud=[...] exp=... (in 59m)`; claims are not secret.
     pub fn describe(&self, now: i64) -> String {
         let sub = self.sub.as_deref().unwrap_or("<none>");
+        // Claims come from a file anyone may have written: saturate rather than overflow.
         let exp = match self.exp {
-            Some(exp) if exp > now => format!("{exp} (in {}s)", exp - now),
-            Some(exp) => format!("{exp} (expired {}s ago)", now - exp),
+            Some(exp) if exp > now => format!("{exp} (in {}s)", exp.saturating_sub(now)),
+            Some(exp) => format!("{exp} (expired {}s ago)", now.saturating_sub(exp)),
             None => "<none>".to_string(),
         };
         format!("sub={sub} aud={:?} exp={exp}", self.aud)
@@ -143,15 +144,15 @@ impl Claims {
             if exp <= now {
                 hints.push(format!(
                     "the JWT expired {}s ago: the kubelet refreshes projected tokens, check the volume's expirationSeconds and that VAULT_LOGIN_JWT_FILE is the projected file",
-                    now - exp
+                    now.saturating_sub(exp)
                 ));
             }
         }
         if let Some(nbf) = self.nbf {
-            if nbf > now + 60 {
+            if nbf > now.saturating_add(60) {
                 hints.push(format!(
                     "the JWT is not valid for another {}s: check clock skew",
-                    nbf - now
+                    nbf.saturating_sub(now)
                 ));
             }
         }
@@ -308,6 +309,22 @@ mod tests {
         assert!(hints.contains("expired 100s ago"));
         assert!(hints.contains("[\"api\"]"));
         assert!(hints.contains("\"sa1\" in namespace \"ns1\""));
+    }
+
+    #[test]
+    fn extreme_times_do_not_overflow() {
+        let c = Claims {
+            exp: Some(i64::MIN),
+            nbf: Some(i64::MAX),
+            ..Claims::default()
+        };
+        for now in [i64::MIN, -1, 0, 1_764_381_600, i64::MAX] {
+            let _ = c.describe(now);
+            assert!(!c.hints(now).is_empty());
+        }
+        assert!(c
+            .describe(0)
+            .contains(&format!("expired {}s ago", i64::MAX)));
     }
 
     #[test]

@@ -13,6 +13,7 @@
 //! - [`watch`]: directory watches for the JWT and token files, degrading to timers.
 //! - [`status`]: the token's state shared with health and metrics.
 //! - [`health`]: the `/healthz`, `/readyz` and `/metrics` HTTP server on `VAULT_LOGIN_LISTEN`.
+//! - [`hooks`]: after a new token: the token info file, the on-change command, the app's signal.
 //! - [`agent`]: the lifecycle loop (`--once` and sidecar) that executes the schedule.
 //! - [`telemetry`]: log output (text or JSON on stderr).
 //! - [`error`]: the crate's error type and exit codes.
@@ -23,6 +24,7 @@ pub mod backoff;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod hooks;
 pub mod jwt;
 pub mod schedule;
 pub mod secret;

@@ -30,7 +30,13 @@ impl Next {
 /// About two thirds of `ttl`, spread by ±10 % using `unit` in `[0, 1)` so a fleet that logged
 /// in together does not renew together.
 pub fn two_thirds(ttl: Duration, unit: f64) -> Duration {
-    let factor = (2.0 / 3.0) * (0.9 + 0.2 * unit.clamp(0.0, 1.0));
+    // NaN would make `mul_f64` panic; treat it like any out-of-range unit.
+    let unit = if unit.is_nan() {
+        0.5
+    } else {
+        unit.clamp(0.0, 1.0)
+    };
+    let factor = (2.0 / 3.0) * (0.9 + 0.2 * unit);
     ttl.mul_f64(factor)
 }
 

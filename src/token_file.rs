@@ -26,7 +26,9 @@ pub enum FileError {
     #[error("token file {} is a directory: point VAULT_LOGIN_TOKEN_FILE at a file name inside it", .0.display())]
     IsADirectory(PathBuf),
     /// Any other I/O failure, with the step that failed.
-    #[error("cannot {step} for token file {}: {source}{hint}", path.display())]
+    // `step` ends where `path` fits: "cannot create a temp file in /dir", "cannot rename the
+    // temp file over /dir/token".
+    #[error("cannot {step} {}: {source}{hint}", path.display())]
     Io {
         /// What we were doing.
         step: &'static str,

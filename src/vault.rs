@@ -15,6 +15,10 @@ use crate::secret::Secret;
 /// The most of a response body we read; Vault's answers are a few KiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// The longest TTL we take from an answer (10 years): a larger `lease_duration` (up to
+/// `u64::MAX` seconds from a broken or hostile server) would overflow the loop's deadlines.
+pub const MAX_LEASE: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+
 /// A Vault request failure, classified so callers can tell outages from configuration problems.
 #[derive(Debug, thiserror::Error)]
 pub enum VaultError {
@@ -288,10 +292,10 @@ impl VaultClient {
         let (op, status, bytes) = self
             .send(Method::GET, "auth/token/lookup-self", Some(token), None)
             .await?;
-        let v: Value = serde_json::from_slice(&bytes).map_err(|_| VaultError::BadResponse {
+        let v: Value = serde_json::from_slice(&bytes).map_err(|e| VaultError::BadResponse {
             op: op.clone(),
             status,
-            problem: format!("body is not JSON: {}", excerpt(&bytes)),
+            problem: format!("body is not JSON: {}", unquoted_excerpt(&bytes, &e)),
         })?;
         Ok(v.get("data").cloned().unwrap_or(Value::Null))
     }
@@ -448,15 +452,43 @@ fn redirect_policy() -> reqwest::redirect::Policy {
 }
 
 fn parse_envelope(op: &str, status: StatusCode, bytes: &[u8]) -> Result<Envelope, VaultError> {
-    serde_json::from_slice(bytes).map_err(|_| VaultError::BadResponse {
+    serde_json::from_slice(bytes).map_err(|e| VaultError::BadResponse {
         op: op.to_string(),
         status,
         problem: if bytes.is_empty() {
             "empty body".to_string()
         } else {
-            format!("body is not Vault's JSON: {}", excerpt(bytes))
+            format!("body is not Vault's JSON: {}", unquoted_excerpt(bytes, &e))
         },
     })
+}
+
+/// An excerpt of a 2xx body that failed to parse, unless it may hold a secret: a successful
+/// answer with a wrong-typed field, cut short or behind junk still holds `client_token` or
+/// `wrap_info.token`, so say where parsing stopped instead of quoting it.
+fn unquoted_excerpt(bytes: &[u8], e: &serde_json::Error) -> String {
+    // Any '{' may start an object holding a token, even after junk, and "token" or "accessor"
+    // may name one: quote only bodies with none of them (a proxy's or portal's HTML page).
+    let names = |word: &[u8]| {
+        bytes
+            .windows(word.len())
+            .any(|w| w.eq_ignore_ascii_case(word))
+    };
+    let may_hold_token = bytes.contains(&b'{') || names(b"token") || names(b"accessor");
+    if may_hold_token {
+        format!(
+            "{} at line {} column {} (content not shown: it may hold a token)",
+            match e.classify() {
+                serde_json::error::Category::Data => "a field has an unexpected type or value",
+                serde_json::error::Category::Eof => "the JSON is cut short",
+                _ => "invalid JSON",
+            },
+            e.line(),
+            e.column()
+        )
+    } else {
+        excerpt(bytes)
+    }
 }
 
 fn auth_from(
@@ -485,7 +517,7 @@ fn auth_from(
         client_token: Secret::new(raw.client_token),
         accessor: Secret::new(raw.accessor),
         policies: raw.policies.unwrap_or_default(),
-        lease_duration: Duration::from_secs(raw.lease_duration),
+        lease_duration: Duration::from_secs(raw.lease_duration).min(MAX_LEASE),
         renewable: raw.renewable,
         token_type: raw.token_type.unwrap_or_else(|| "service".into()),
         entity_id: raw.entity_id.unwrap_or_default(),
@@ -575,6 +607,36 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("response-wrapped"));
         assert!(!text.contains("wrapsecret"));
+    }
+
+    #[test]
+    fn huge_lease_is_clamped() {
+        let body = br#"{"auth":{"client_token":"hvs.x","lease_duration":18446744073709551615}}"#;
+        let r = parse_auth_response("op", StatusCode::OK, None, body).unwrap();
+        assert_eq!(r.auth.lease_duration, MAX_LEASE);
+        assert!(std::time::Instant::now()
+            .checked_add(r.auth.lease_duration)
+            .is_some());
+    }
+
+    #[test]
+    fn unparsable_success_does_not_quote_the_token() {
+        for body in [
+            &br#"{"auth":{"client_token":"hvs.secretvalue","lease_duration":1.5}}"#[..],
+            br#"{"auth":{"client_token":"hvs.secretvalue","lease_duration":-1}}"#,
+            br#"  {"auth":{"client_token":"hvs.secretvalue","#,
+            b"\xff\xfe junk {\"auth\":{\"client_token\":\"hvs.secretvalue\"}}",
+            b"junk \"token\": \"hvs.secretvalue\"",
+            br#"{"wrap_info":{"token":"hvs.secretvalue","ttl":"5m"},"auth":7}"#,
+        ] {
+            let err = parse_auth_response("op", StatusCode::OK, None, body).unwrap_err();
+            let text = err.to_string();
+            assert!(!text.contains("secretvalue"), "{text}");
+            assert!(text.contains("line 1 column"), "{text}");
+        }
+        // A proxy's HTML page is still quoted.
+        let err = parse_auth_response("op", StatusCode::OK, None, b"<h1>Login</h1>").unwrap_err();
+        assert!(err.to_string().contains("\"Login\""), "{err}");
     }
 
     #[test]

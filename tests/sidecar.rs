@@ -445,3 +445,45 @@ fn idle_between_deadlines() {
     let after = context_switches(r.pid());
     assert_eq!(after - before, 0, "woke up while idle");
 }
+
+#[test]
+fn sigterm_is_not_delayed_by_a_hung_vault() {
+    let s = Setup::with_role(role(2, 600));
+    let mut r = s.spawn(&[]);
+    wait_token(&s);
+    // The next renewal hangs for 30 s (the client timeout is 60 s).
+    s.emu.set_fault(Fault::Slow(Duration::from_secs(30)));
+    assert!(
+        wait_until(5 * SEC, || renewals(&s.emu) >= 1),
+        "{}",
+        r.stderr()
+    );
+    thread::sleep(Duration::from_millis(200));
+    let t0 = std::time::Instant::now();
+    r.signal("TERM");
+    let status = r.wait(3 * SEC).expect("exited");
+    assert!(t0.elapsed() < SEC, "{:?}", t0.elapsed());
+    assert_eq!(status.code(), Some(0), "{}", r.stderr());
+    assert!(s.token().is_some());
+}
+
+#[test]
+fn sighup_abandons_a_hung_request_and_logs_in_again() {
+    let s = Setup::with_role(role(2, 600));
+    let r = s.spawn(&[]);
+    let token = wait_token(&s);
+    s.emu.set_fault_for(Fault::Slow(Duration::from_secs(30)), 1);
+    assert!(
+        wait_until(5 * SEC, || renewals(&s.emu) >= 1),
+        "{}",
+        r.stderr()
+    );
+    r.signal("HUP");
+    assert!(
+        wait_until(3 * SEC, || s
+            .token()
+            .is_some_and(|t| t != token && s.emu.is_valid(&t))),
+        "{}",
+        r.stderr()
+    );
+}

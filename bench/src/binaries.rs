@@ -1,0 +1,117 @@
+//! The binaries under test: building the release and static musl `vault-login`, finding them,
+//! and describing them (size, stripped, static).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// The musl target the Dockerfile ships.
+pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+
+/// The workspace root (the bench crate's parent directory).
+pub fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
+}
+
+fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => workspace_root().join("target"),
+    }
+}
+
+fn cargo() -> String {
+    // `cargo run` tells us which cargo it is; fall back to the one on PATH.
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// The exact build commands, for the report.
+pub fn build_commands() -> [String; 2] {
+    [
+        "cargo build --release --locked -p vault-login --bin vault-login".into(),
+        format!("cargo build --release --locked -p vault-login --bin vault-login --target {MUSL_TARGET}"),
+    ]
+}
+
+fn run_cargo(args: &[&str]) -> Result<(), String> {
+    eprintln!("   $ cargo {}", args.join(" "));
+    let status = Command::new(cargo())
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .map_err(|e| format!("cannot run cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("cargo {} failed ({status})", args.join(" ")))
+    }
+}
+
+/// Builds the release binary (glibc) and returns its path.
+pub fn build_release() -> Result<PathBuf, String> {
+    run_cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "vault-login",
+        "--bin",
+        "vault-login",
+    ])?;
+    Ok(target_dir().join("release/vault-login"))
+}
+
+/// Builds the static musl binary and returns its path; installs `musl-tools` first when
+/// `musl-gcc` (which `ring` needs) is missing and we may use apt-get.
+pub fn build_musl() -> Result<PathBuf, String> {
+    let have_musl_gcc = Command::new("sh")
+        .args(["-c", "command -v musl-gcc"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !have_musl_gcc {
+        eprintln!("   musl-gcc missing: apt-get install -y musl-tools");
+        let _ = Command::new("apt-get")
+            .args(["install", "-y", "musl-tools"])
+            .status();
+    }
+    run_cargo(&[
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "vault-login",
+        "--bin",
+        "vault-login",
+        "--target",
+        MUSL_TARGET,
+    ])?;
+    Ok(target_dir().join(MUSL_TARGET).join("release/vault-login"))
+}
+
+/// Size in bytes and what `file` says about the binary (stripped? static?).
+pub fn describe(path: &Path) -> (u64, String) {
+    let size = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let kind = Command::new("file")
+        .arg("-b")
+        .arg(path)
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let mut notes = Vec::new();
+    if kind.contains("static-pie") || kind.contains("statically linked") {
+        notes.push("static");
+    } else if kind.contains("dynamically linked") {
+        notes.push("dynamic");
+    }
+    if kind.contains("not stripped") {
+        notes.push("NOT stripped");
+    } else if kind.contains("stripped") {
+        notes.push("stripped");
+    }
+    (size, notes.join(", "))
+}

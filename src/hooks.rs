@@ -1,0 +1,1035 @@
+//! What happens after a token is published: the token info file (JSON metadata, never the
+//! token), the on-change command, and a signal to the app through its pid file.
+//!
+//! None of these can stop the token loop: a failure is logged and the loop goes on. In the
+//! sidecar the command and the signal run in background tasks, one run at a time, and tokens that
+//! arrive during a run coalesce into one more run after it. In `--once` mode they run to
+//! completion (bounded by their timeouts) before the process exits, so init containers can use
+//! them too.
+
+use std::future::Future;
+use std::io::Read;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use rustix::process::{Pid, Signal};
+use tokio::sync::{oneshot, Notify};
+use tokio::time::{sleep, sleep_until, Instant};
+use tracing::{error, info, warn};
+
+use crate::config::{human, Config, TokenSink};
+use crate::jwt::unix_now;
+use crate::secret::Secret;
+use crate::token_file::TokenFile;
+use crate::vault::Auth;
+
+/// The variable that tells the on-change command where the token file is.
+pub const TOKEN_FILE_ENV: &str = "VAULT_LOGIN_TOKEN_FILE";
+/// The variable that tells the on-change command where the token info file is, when there is one.
+pub const TOKEN_INFO_FILE_ENV: &str = "VAULT_LOGIN_TOKEN_INFO_FILE";
+/// The variable holding a JWT for local use; never passed on to the on-change command.
+const JWT_ENV: &str = "VAULT_LOGIN_JWT";
+/// How many times to try signalling the app after a new token.
+const SIGNAL_TRIES: u32 = 3;
+/// The wait between tries: long enough for an app that is restarting to write its pid file.
+const SIGNAL_RETRY: Duration = Duration::from_secs(1);
+/// How long to wait for a killed command to be reaped, and for its stderr to close.
+const REAP_GRACE: Duration = Duration::from_secs(5);
+/// How much of the command's stderr is kept to find its last line.
+const STDERR_TAIL: usize = 4096;
+/// The longest stderr line logged, in characters.
+const LOGGED_LINE: usize = 300;
+/// How often to look for the command's exit when SIGCHLD cannot be watched.
+const EXIT_POLL: Duration = Duration::from_millis(50);
+
+/// A signal vault-login can send to the app, with its conventional name.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct AppSignal {
+    name: &'static str,
+    signal: Signal,
+}
+
+/// Catchable signals an app may use to reload, by name without the `SIG` prefix. SIGKILL and
+/// SIGSTOP are left out: the app could not react to them.
+const SIGNALS: &[(&str, Signal)] = &[
+    ("HUP", Signal::HUP),
+    ("INT", Signal::INT),
+    ("QUIT", Signal::QUIT),
+    ("ILL", Signal::ILL),
+    ("TRAP", Signal::TRAP),
+    ("ABRT", Signal::ABORT),
+    ("BUS", Signal::BUS),
+    ("FPE", Signal::FPE),
+    ("USR1", Signal::USR1),
+    ("SEGV", Signal::SEGV),
+    ("USR2", Signal::USR2),
+    ("PIPE", Signal::PIPE),
+    ("ALRM", Signal::ALARM),
+    ("TERM", Signal::TERM),
+    ("CHLD", Signal::CHILD),
+    ("CONT", Signal::CONT),
+    ("TSTP", Signal::TSTP),
+    ("TTIN", Signal::TTIN),
+    ("TTOU", Signal::TTOU),
+    ("URG", Signal::URG),
+    ("XCPU", Signal::XCPU),
+    ("XFSZ", Signal::XFSZ),
+    ("VTALRM", Signal::VTALARM),
+    ("PROF", Signal::PROF),
+    ("WINCH", Signal::WINCH),
+    ("IO", Signal::IO),
+    ("SYS", Signal::SYS),
+];
+
+/// Other names of signals in [`SIGNALS`].
+const ALIASES: &[(&str, &str)] = &[("IOT", "ABRT"), ("POLL", "IO"), ("CLD", "CHLD")];
+
+impl AppSignal {
+    /// SIGHUP, the default.
+    pub const HUP: AppSignal = AppSignal {
+        name: "HUP",
+        signal: Signal::HUP,
+    };
+
+    /// The signal's number on this platform.
+    pub fn number(&self) -> i32 {
+        self.signal.as_raw()
+    }
+}
+
+impl std::fmt::Display for AppSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SIG{}", self.name)
+    }
+}
+
+impl std::fmt::Debug for AppSignal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SIG{}", self.name)
+    }
+}
+
+/// Parses a signal name with or without the `SIG` prefix, in any case (`HUP`, `sigusr1`), or
+/// its number (`1`).
+pub fn parse_signal(s: &str) -> Result<AppSignal, String> {
+    const HINT: &str =
+        "use a catchable signal by name or number, e.g. HUP, USR1, USR2, TERM, INT, QUIT or WINCH";
+    let t = s.trim();
+    if t.is_empty() {
+        return Err(format!("the signal is empty; {HINT}"));
+    }
+    if t.bytes().all(|b| b.is_ascii_digit()) {
+        let found = t
+            .parse::<i32>()
+            .ok()
+            .and_then(Signal::from_named_raw)
+            .and_then(|sig| SIGNALS.iter().find(|(_, known)| *known == sig));
+        return match found {
+            Some(&(name, signal)) => Ok(AppSignal { name, signal }),
+            None => Err(format!(
+                "{s:?} is not a signal number vault-login can send; {HINT}"
+            )),
+        };
+    }
+    let upper = t.to_ascii_uppercase();
+    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
+    let bare = ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == bare)
+        .map_or(bare, |(_, name)| *name);
+    match SIGNALS.iter().find(|(name, _)| *name == bare) {
+        Some(&(name, signal)) => Ok(AppSignal { name, signal }),
+        None => Err(format!(
+            "{s:?} is not a signal vault-login can send; {HINT}"
+        )),
+    }
+}
+
+/// Splits a command line into a program and its arguments the way a POSIX shell splits words:
+/// blanks separate words, single quotes keep everything literally, double quotes keep everything
+/// but `\` before `$`, `` ` ``, `"`, `\` or a newline, and `\` outside quotes keeps the next
+/// character. Nothing is expanded (`$HOME` stays as written) and no shell runs the result, so
+/// unquoted operators (`|`, `;`, `&`, `<`, `>`, `` ` ``) are refused rather than passed on.
+pub fn split_command(s: &str) -> Result<Vec<String>, String> {
+    const HINT: &str = "no shell runs the command";
+    let mut words = Vec::new();
+    let mut word = String::new();
+    // Whether a word has started: `''` is an empty argument, not nothing.
+    let mut started = false;
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            ' ' | '\t' | '\n' => {
+                if started {
+                    words.push(std::mem::take(&mut word));
+                    started = false;
+                }
+            }
+            '\\' => match chars.next() {
+                // A backslash-newline joins lines.
+                Some('\n') => {}
+                Some(next) => {
+                    word.push(next);
+                    started = true;
+                }
+                None => {
+                    return Err(format!(
+                        "{s:?} ends with a lone backslash; remove it or escape it as \\\\"
+                    ))
+                }
+            },
+            '\'' => {
+                started = true;
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(inner) => word.push(inner),
+                        None => {
+                            return Err(format!(
+                                "{s:?} has an unclosed single quote; close it with '"
+                            ))
+                        }
+                    }
+                }
+            }
+            '"' => {
+                started = true;
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some('\n') => {}
+                            Some(next @ ('$' | '`' | '"' | '\\')) => word.push(next),
+                            Some(next) => {
+                                word.push('\\');
+                                word.push(next);
+                            }
+                            None => {
+                                return Err(format!(
+                                    "{s:?} has an unclosed double quote; close it with \""
+                                ))
+                            }
+                        },
+                        Some(inner) => word.push(inner),
+                        None => {
+                            return Err(format!(
+                                "{s:?} has an unclosed double quote; close it with \""
+                            ))
+                        }
+                    }
+                }
+            }
+            '|' | ';' | '&' | '<' | '>' | '`' => {
+                return Err(format!(
+                    "{s:?} has an unquoted {c:?}: {HINT}; quote it to pass it as an argument, or run e.g. /bin/sh -c '...' if the image has a shell"
+                ));
+            }
+            other => {
+                word.push(other);
+                started = true;
+            }
+        }
+    }
+    if started {
+        words.push(word);
+    }
+    if words.first().is_none_or(|program| program.is_empty()) {
+        return Err(format!(
+            "{s:?} names no program; give a program and its arguments, e.g. /usr/bin/curl -X POST http://127.0.0.1:8080/reload"
+        ));
+    }
+    Ok(words)
+}
+
+/// The date (year, month 1-12, day 1-31) of a day counted from 1970-01-01, in the proleptic
+/// Gregorian calendar (Howard Hinnant's `civil_from_days`).
+pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March first
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    // The ranges above make these casts lossless.
+    (year, month as u32, day as u32)
+}
+
+/// RFC 3339 UTC time of a Unix timestamp in seconds, e.g. `2024-02-29T12:00:00Z`, clamped to
+/// years 0000 through 9999 so the result always parses.
+pub fn rfc3339(unix_secs: i64) -> String {
+    // 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
+    let secs = unix_secs.clamp(-62_167_219_200, 253_402_300_799);
+    let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        of_day / 3_600,
+        of_day / 60 % 60,
+        of_day % 60
+    )
+}
+
+/// The token info file's content: the token's metadata as pretty JSON, never the token itself.
+/// `issued_at` is when the token was obtained by login, `now` when Vault answered last.
+pub fn token_info(auth: &Auth, issued_at: i64, now: i64) -> Secret {
+    let ttl = auth.lease_duration.as_secs();
+    let expires_at =
+        (ttl > 0).then(|| rfc3339(now.saturating_add(i64::try_from(ttl).unwrap_or(i64::MAX))));
+    let value = serde_json::json!({
+        "accessor": auth.accessor.expose(),
+        "policies": auth.policies,
+        "renewable": auth.renewable,
+        "token_type": auth.token_type,
+        "lease_duration": ttl,
+        "expires_at": expires_at,
+        "issued_at": rfc3339(issued_at),
+        "entity_id": auth.entity_id,
+        "metadata": auth.metadata,
+    });
+    // A Value with string keys always serializes; fall back to compact output regardless.
+    let text = serde_json::to_string_pretty(&value).unwrap_or_else(|_| value.to_string());
+    Secret::new(text + "\n")
+}
+
+/// The last non-blank line of a command's output, trimmed, with control characters replaced and
+/// cut to a length fit for a log line.
+pub fn last_line(output: &[u8]) -> Option<String> {
+    let text = String::from_utf8_lossy(output);
+    let line = text.lines().map(str::trim).rfind(|l| !l.is_empty())?;
+    let mut out: String = line
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(LOGGED_LINE)
+        .collect();
+    if line.chars().count() > LOGGED_LINE {
+        out.push('…');
+    }
+    Some(out)
+}
+
+/// Parses a pid file's content: one positive process id, surrounding blanks allowed.
+pub fn parse_pid(content: &str) -> Result<Pid, String> {
+    let t = content.trim();
+    if t.is_empty() {
+        return Err("is empty".to_string());
+    }
+    // Only positive ids: 0 and negative numbers would signal whole process groups.
+    t.parse::<i32>()
+        .ok()
+        .filter(|pid| *pid > 0)
+        .and_then(Pid::from_raw)
+        .ok_or_else(|| {
+            let shown: String = t.chars().take(40).collect();
+            format!("does not hold a process id (it holds {shown:?})")
+        })
+}
+
+/// The on-change command and what it is told.
+struct OnChange {
+    argv: Vec<String>,
+    timeout: Duration,
+    token_file: Option<PathBuf>,
+    info_file: Option<PathBuf>,
+}
+
+/// Where the app's pid is and what to send it.
+struct SignalTarget {
+    pid_file: PathBuf,
+    signal: AppSignal,
+}
+
+/// The hooks configured for this run.
+pub struct Hooks {
+    command: Option<Arc<OnChange>>,
+    signal: Option<Arc<SignalTarget>>,
+    info: Option<TokenFile>,
+    /// Unix time of the last login, for `issued_at` across renewals of the same token.
+    issued_at: AtomicI64,
+    command_worker: OnceLock<Worker>,
+    signal_worker: OnceLock<Worker>,
+}
+
+impl Hooks {
+    /// The hooks `cfg` asks for; nothing runs until the first token.
+    pub fn new(cfg: &Config) -> Hooks {
+        let token_file = match &cfg.token_sink {
+            TokenSink::File(path) => Some(path.clone()),
+            TokenSink::Stdout => None,
+        };
+        Hooks {
+            command: cfg.on_change.as_ref().map(|argv| {
+                Arc::new(OnChange {
+                    argv: argv.clone(),
+                    timeout: cfg.on_change_timeout,
+                    token_file,
+                    info_file: cfg.token_info_file.clone(),
+                })
+            }),
+            signal: cfg.signal_pid_file.as_ref().map(|pid_file| {
+                Arc::new(SignalTarget {
+                    pid_file: pid_file.clone(),
+                    signal: cfg.signal,
+                })
+            }),
+            info: cfg
+                .token_info_file
+                .as_ref()
+                .map(|path| TokenFile::new(path, cfg.token_file_mode, cfg.token_file_owner)),
+            issued_at: AtomicI64::new(0),
+            command_worker: OnceLock::new(),
+            signal_worker: OnceLock::new(),
+        }
+    }
+
+    /// A new token was published (sidecar): write the info file, then start the command and
+    /// the signal in the background. Must be called within a tokio runtime.
+    pub fn new_token(&self, auth: &Auth) {
+        self.logged_in(auth);
+        if let Some(cmd) = &self.command {
+            let cmd = cmd.clone();
+            self.command_worker
+                .get_or_init(|| Worker::start(move || run_command(cmd.clone())))
+                .wake();
+        }
+        if let Some(target) = &self.signal {
+            let target = target.clone();
+            self.signal_worker
+                .get_or_init(|| Worker::start(move || send_signal(target.clone())))
+                .wake();
+        }
+    }
+
+    /// A new token was published (`--once`): write the info file, run the command and send the
+    /// signal, and return when both are done.
+    pub async fn new_token_and_wait(&self, auth: &Auth) {
+        self.logged_in(auth);
+        let command = async {
+            if let Some(cmd) = &self.command {
+                run_command(cmd.clone()).await;
+            }
+        };
+        let signal = async {
+            if let Some(target) = &self.signal {
+                send_signal(target.clone()).await;
+            }
+        };
+        tokio::join!(command, signal);
+    }
+
+    /// The token was renewed: rewrite the info file with the new expiry.
+    pub fn renewed(&self, auth: &Auth) {
+        self.write_info(auth, self.issued_at.load(Ordering::Relaxed), unix_now());
+    }
+
+    fn logged_in(&self, auth: &Auth) {
+        let now = unix_now();
+        self.issued_at.store(now, Ordering::Relaxed);
+        self.write_info(auth, now, now);
+    }
+
+    fn write_info(&self, auth: &Auth, issued_at: i64, now: i64) {
+        let Some(file) = &self.info else {
+            return;
+        };
+        if let Err(e) = file.write(&token_info(auth, issued_at, now)) {
+            error!(error = %e, path = %file.path().display(), "token info file not written");
+        }
+    }
+}
+
+/// A background task that runs one job at a time; wake-ups during a run coalesce into one more
+/// run after it.
+struct Worker {
+    wake: Arc<Notify>,
+}
+
+impl Worker {
+    fn start<F, Fut>(job: F) -> Worker
+    where
+        F: Fn() -> Fut + Send + 'static,
+        Fut: Future<Output = ()> + Send + 'static,
+    {
+        let wake = Arc::new(Notify::new());
+        let notified = wake.clone();
+        tokio::spawn(async move {
+            loop {
+                // notify_one keeps at most one permit: any number of wake-ups during a run
+                // become one more run.
+                notified.notified().await;
+                job().await;
+            }
+        });
+        Worker { wake }
+    }
+
+    fn wake(&self) {
+        self.wake.notify_one();
+    }
+}
+
+/// A child in its own process group, killed with its group if dropped while still running
+/// (e.g. when vault-login exits during a run).
+struct Group(Child);
+
+impl Group {
+    /// Sends SIGKILL to the whole group, so a shell's children die with it.
+    fn kill(&mut self) {
+        // The group id is the child's pid; it cannot be reused while the child is unreaped.
+        if let Some(pid) = i32::try_from(self.0.id()).ok().and_then(Pid::from_raw) {
+            if rustix::process::kill_process_group(pid, Signal::KILL).is_err() {
+                let _ = self.0.kill();
+            }
+        }
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            self.kill();
+            let _ = self.0.try_wait();
+        }
+    }
+}
+
+/// How a run of the on-change command ended.
+enum Outcome {
+    Exited(ExitStatus),
+    TimedOut,
+    Lost(String),
+}
+
+/// Runs the on-change command once and logs how it went; never fails.
+async fn run_command(cmd: Arc<OnChange>) {
+    let Some((program, args)) = cmd.argv.split_first() else {
+        return;
+    };
+    let program = program.as_str();
+    let started = Instant::now();
+    let mut command = std::process::Command::new(program);
+    command
+        .args(args)
+        .env_remove(JWT_ENV)
+        .stdin(Stdio::null())
+        // Its output goes to the container log; stdout may be carrying the token (`--token-file -`).
+        .stdout(Stdio::from(std::io::stderr()))
+        .stderr(Stdio::piped())
+        .process_group(0);
+    match &cmd.token_file {
+        Some(path) => command.env(TOKEN_FILE_ENV, path),
+        None => command.env_remove(TOKEN_FILE_ENV),
+    };
+    match &cmd.info_file {
+        Some(path) => command.env(TOKEN_INFO_FILE_ENV, path),
+        None => command.env_remove(TOKEN_INFO_FILE_ENV),
+    };
+    // Registered before the spawn so the child's exit cannot be missed.
+    let mut exits = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
+    let mut child = match command.spawn() {
+        Ok(child) => Group(child),
+        Err(e) => {
+            warn!(program, error = %e, "on-change command could not start");
+            return;
+        }
+    };
+    let (tx, stderr_tail) = oneshot::channel();
+    if let Some(mut stderr) = child.0.stderr.take() {
+        // A thread, not a blocking task: a grandchild holding the pipe must not delay shutdown.
+        std::thread::spawn(move || {
+            let mut tail = Vec::new();
+            let mut chunk = [0u8; 1024];
+            while let Ok(n) = stderr.read(&mut chunk) {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&chunk[..n]);
+                if tail.len() > STDERR_TAIL {
+                    tail.drain(..tail.len() - STDERR_TAIL);
+                }
+            }
+            let _ = tx.send(tail);
+        });
+    }
+
+    let mut deadline = started + cmd.timeout;
+    let mut killed = false;
+    let outcome = loop {
+        match child.0.try_wait() {
+            Ok(Some(_)) if killed => break Outcome::TimedOut,
+            Ok(Some(status)) => break Outcome::Exited(status),
+            Ok(None) => {}
+            Err(e) => break Outcome::Lost(e.to_string()),
+        }
+        if Instant::now() >= deadline {
+            if killed {
+                break Outcome::Lost(format!(
+                    "still not reaped {} after SIGKILL",
+                    human(REAP_GRACE)
+                ));
+            }
+            child.kill();
+            killed = true;
+            deadline = Instant::now() + REAP_GRACE;
+            continue;
+        }
+        match exits.as_mut() {
+            Some(exits) => tokio::select! {
+                _ = exits.recv() => {}
+                _ = sleep_until(deadline) => {}
+            },
+            None => sleep(EXIT_POLL.min(deadline.saturating_duration_since(Instant::now()))).await,
+        }
+    };
+    let stderr = match tokio::time::timeout(REAP_GRACE, stderr_tail).await {
+        Ok(Ok(tail)) => last_line(&tail),
+        _ => None,
+    };
+    let stderr = stderr.unwrap_or_default();
+    let elapsed = human(started.elapsed());
+    match outcome {
+        Outcome::Exited(status) if status.success() => {
+            info!(program, %status, elapsed, stderr, "on-change command succeeded");
+        }
+        Outcome::Exited(status) => {
+            warn!(program, %status, elapsed, stderr, "on-change command failed");
+        }
+        Outcome::TimedOut => {
+            warn!(program, timeout = %human(cmd.timeout), stderr, "on-change command timed out and was killed");
+        }
+        Outcome::Lost(e) => {
+            warn!(program, error = %e, stderr, "on-change command: cannot tell how it ended");
+        }
+    }
+}
+
+/// Why the app could not be signalled.
+#[derive(Debug, thiserror::Error)]
+pub enum SignalError {
+    /// The pid file could not be read.
+    #[error("cannot read pid file {}: {source}", path.display())]
+    PidFile {
+        /// The pid file.
+        path: PathBuf,
+        /// The I/O error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The pid file does not hold a process id.
+    #[error("pid file {} {problem}", path.display())]
+    BadPid {
+        /// The pid file.
+        path: PathBuf,
+        /// What is wrong with its content.
+        problem: String,
+    },
+    /// `kill(2)` failed.
+    #[error("cannot send {signal} to process {pid} from pid file {}: {problem}", path.display())]
+    Kill {
+        /// The pid file.
+        path: PathBuf,
+        /// The process id it held.
+        pid: i32,
+        /// The signal.
+        signal: AppSignal,
+        /// Why it failed, with what to check.
+        problem: String,
+    },
+}
+
+/// Reads the pid file and sends the signal once; returns the pid signalled.
+pub fn signal_app(pid_file: &Path, signal: AppSignal) -> Result<i32, SignalError> {
+    let content = std::fs::read_to_string(pid_file).map_err(|source| SignalError::PidFile {
+        path: pid_file.to_path_buf(),
+        source,
+    })?;
+    let pid = parse_pid(&content).map_err(|problem| SignalError::BadPid {
+        path: pid_file.to_path_buf(),
+        problem,
+    })?;
+    rustix::process::kill_process(pid, signal.signal).map_err(|e| SignalError::Kill {
+        path: pid_file.to_path_buf(),
+        pid: pid.as_raw_nonzero().get(),
+        signal,
+        problem: match e {
+            rustix::io::Errno::SRCH => "no such process (a stale pid file?)".to_string(),
+            rustix::io::Errno::PERM => {
+                "permission denied (run both containers as the same user, with shareProcessNamespace: true)".to_string()
+            }
+            other => other.to_string(),
+        },
+    })?;
+    Ok(pid.as_raw_nonzero().get())
+}
+
+/// Signals the app, retrying a few times while the pid file is missing or stale; never fails.
+async fn send_signal(target: Arc<SignalTarget>) {
+    for attempt in 1..=SIGNAL_TRIES {
+        match signal_app(&target.pid_file, target.signal) {
+            Ok(pid) => {
+                info!(pid, signal = %target.signal, "signalled the app");
+                return;
+            }
+            Err(e) if attempt < SIGNAL_TRIES => {
+                warn!(error = %e, attempt, retry_in = %human(SIGNAL_RETRY), "cannot signal the app yet");
+                sleep(SIGNAL_RETRY).await;
+            }
+            Err(e) => {
+                warn!(error = %e, attempts = attempt, "cannot signal the app; giving up until the next token");
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(s: &str) -> Vec<String> {
+        match split_command(s) {
+            Ok(w) => w,
+            Err(e) => panic!("{s:?}: {e}"),
+        }
+    }
+
+    #[test]
+    fn splits_like_a_shell() {
+        for (input, want) in [
+            ("prog", vec!["prog"]),
+            ("  prog  a\tb\nc  ", vec!["prog", "a", "b", "c"]),
+            ("prog 'a b' \"c d\"", vec!["prog", "a b", "c d"]),
+            ("prog a' 'b", vec!["prog", "a b"]),
+            ("prog '' \"\"", vec!["prog", "", ""]),
+            ("prog a\\ b", vec!["prog", "a b"]),
+            ("prog \\'x\\\"", vec!["prog", "'x\""]),
+            ("prog 'it''s'", vec!["prog", "its"]),
+            ("prog \"it's\"", vec!["prog", "it's"]),
+            ("prog '\\n$HOME'", vec!["prog", "\\n$HOME"]),
+            (
+                "prog \"\\$HOME \\\" \\\\ \\` \\n\"",
+                vec!["prog", "$HOME \" \\ ` \\n"],
+            ),
+            ("prog $HOME", vec!["prog", "$HOME"]),
+            ("prog a\\\nb", vec!["prog", "ab"]),
+            ("prog \"a\\\nb\"", vec!["prog", "ab"]),
+            ("prog 'a|b;c&d<e>f`g'", vec!["prog", "a|b;c&d<e>f`g"]),
+            ("prog \"a|b\" a\\|b", vec!["prog", "a|b", "a|b"]),
+            (
+                "/bin/sh -c \"echo \\$VAULT_LOGIN_TOKEN_FILE >> /tmp/out\"",
+                vec!["/bin/sh", "-c", "echo $VAULT_LOGIN_TOKEN_FILE >> /tmp/out"],
+            ),
+            ("héllo wörld", vec!["héllo", "wörld"]),
+        ] {
+            assert_eq!(words(input), want, "{input:?}");
+        }
+    }
+
+    #[test]
+    fn refuses_what_a_shell_would_not_split() {
+        for (input, needle) in [
+            ("prog 'a", "unclosed single quote"),
+            ("prog \"a", "unclosed double quote"),
+            ("prog \"a\\", "unclosed double quote"),
+            ("prog a\\", "lone backslash"),
+            ("", "names no program"),
+            ("   \t\n ", "names no program"),
+            ("'' arg", "names no program"),
+            ("prog | other", "unquoted '|'"),
+            ("prog; other", "unquoted ';'"),
+            ("prog && other", "unquoted '&'"),
+            ("prog > out", "unquoted '>'"),
+            ("prog < in", "unquoted '<'"),
+            ("prog `x`", "unquoted '`'"),
+        ] {
+            let e = split_command(input).unwrap_err();
+            assert!(e.contains(needle), "{input:?}: {e}");
+            assert!(e.contains(&format!("{input:?}")), "{input:?}: {e}");
+            assert!(!e.ends_with('.'), "{e}");
+            assert!(!e.contains('\n'), "{e}");
+        }
+    }
+
+    #[test]
+    fn signal_names_and_numbers() {
+        for (input, name, number) in [
+            ("HUP", "HUP", 1),
+            ("hup", "HUP", 1),
+            ("SIGHUP", "HUP", 1),
+            ("sighup", "HUP", 1),
+            (" SigHup ", "HUP", 1),
+            ("1", "HUP", 1),
+            ("INT", "INT", 2),
+            ("QUIT", "QUIT", 3),
+            ("TERM", "TERM", 15),
+            ("15", "TERM", 15),
+            ("SIGWINCH", "WINCH", 28),
+        ] {
+            let sig = parse_signal(input).unwrap();
+            assert_eq!(sig.to_string(), format!("SIG{name}"), "{input}");
+            assert_eq!(sig.number(), number, "{input}");
+        }
+        // Numbers that differ between architectures: check against the platform's constants.
+        assert_eq!(
+            parse_signal("USR1").unwrap().number(),
+            Signal::USR1.as_raw()
+        );
+        assert_eq!(
+            parse_signal("sigusr2").unwrap().number(),
+            Signal::USR2.as_raw()
+        );
+        let usr1 = Signal::USR1.as_raw().to_string();
+        assert_eq!(parse_signal(&usr1).unwrap().to_string(), "SIGUSR1");
+        assert_eq!(
+            parse_signal("SIGPOLL").unwrap(),
+            parse_signal("IO").unwrap()
+        );
+        assert_eq!(format!("{:?}", AppSignal::HUP), "SIGHUP");
+    }
+
+    #[test]
+    fn signals_that_cannot_be_sent() {
+        for input in [
+            "",
+            " ",
+            "0",
+            "-1",
+            "KILL",
+            "SIGKILL",
+            "9",
+            "STOP",
+            "SIGSTOP",
+            "99",
+            "64",
+            "SIG",
+            "SIGSIGHUP",
+            "HUP1",
+            "1.0",
+            "+1",
+            "reload",
+            "99999999999",
+        ] {
+            let e = parse_signal(input).unwrap_err();
+            assert!(e.contains("HUP, USR1"), "{input:?}: {e}");
+            assert!(!e.ends_with('.'), "{e}");
+        }
+        let e = parse_signal("SIGFOO").unwrap_err();
+        assert!(e.starts_with("\"SIGFOO\" is not a signal"), "{e}");
+    }
+
+    #[test]
+    fn dates_from_days() {
+        for (days, want) in [
+            (0, (1970, 1, 1)),
+            (-1, (1969, 12, 31)),
+            (31, (1970, 2, 1)),
+            (59, (1970, 3, 1)),
+            (10_957, (2000, 1, 1)),
+            (11_016, (2000, 2, 29)),
+            (11_017, (2000, 3, 1)),
+            (19_782, (2024, 2, 29)),
+            (-719_468, (0, 3, 1)),
+            (2_932_896, (9999, 12, 31)),
+        ] {
+            assert_eq!(civil_from_days(days), want, "{days}");
+        }
+        // Every day of four centuries, including 1900 and 2100 (not leap years), in order.
+        let mut prev = civil_from_days(-25_567);
+        assert_eq!(prev, (1900, 1, 1));
+        for days in -25_566..120_000 {
+            let (y, m, d) = civil_from_days(days);
+            let (py, pm, pd) = prev;
+            let next_day = y == py && m == pm && d == pd + 1;
+            let next_month = y == py && m == pm + 1 && d == 1;
+            let next_year = y == py + 1 && m == 1 && d == 1 && pm == 12 && pd == 31;
+            assert!(
+                next_day || next_month || next_year,
+                "{prev:?} -> {:?}",
+                (y, m, d)
+            );
+            if next_month || next_year {
+                let leap = py % 4 == 0 && (py % 100 != 0 || py % 400 == 0);
+                let len = [
+                    31,
+                    if leap { 29 } else { 28 },
+                    31,
+                    30,
+                    31,
+                    30,
+                    31,
+                    31,
+                    30,
+                    31,
+                    30,
+                    31,
+                ];
+                assert_eq!(pd, len[pm as usize - 1], "{prev:?}");
+            }
+            prev = (y, m, d);
+        }
+    }
+
+    #[test]
+    fn rfc3339_times() {
+        for (secs, want) in [
+            (0, "1970-01-01T00:00:00Z"),
+            (-1, "1969-12-31T23:59:59Z"),
+            (951_782_400, "2000-02-29T00:00:00Z"),
+            (1_709_208_000, "2024-02-29T12:00:00Z"),
+            (1_700_000_000, "2023-11-14T22:13:20Z"),
+            (4_102_444_799, "2099-12-31T23:59:59Z"),
+            (253_402_300_799, "9999-12-31T23:59:59Z"),
+            (-62_167_219_200, "0000-01-01T00:00:00Z"),
+            // Clamped: RFC 3339 has four-digit years.
+            (i64::MAX, "9999-12-31T23:59:59Z"),
+            (i64::MIN, "0000-01-01T00:00:00Z"),
+        ] {
+            assert_eq!(rfc3339(secs), want, "{secs}");
+        }
+    }
+
+    fn auth(ttl: u64) -> Auth {
+        let mut metadata = serde_json::Map::new();
+        metadata.insert("role".into(), "app".into());
+        Auth {
+            client_token: Secret::new("hvs.THE-TOKEN"),
+            accessor: Secret::new("acc-123"),
+            policies: vec!["default".into(), "app".into()],
+            lease_duration: Duration::from_secs(ttl),
+            renewable: true,
+            token_type: "service".into(),
+            entity_id: "ent-1".into(),
+            metadata,
+        }
+    }
+
+    #[test]
+    fn token_info_has_the_metadata_and_never_the_token() {
+        let info = token_info(&auth(3600), 1_700_000_000, 1_700_000_100);
+        let text = info.expose();
+        assert!(text.ends_with('\n'));
+        assert!(!text.contains("THE-TOKEN"), "{text}");
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(v["accessor"], "acc-123");
+        assert_eq!(v["policies"], serde_json::json!(["default", "app"]));
+        assert_eq!(v["renewable"], true);
+        assert_eq!(v["token_type"], "service");
+        assert_eq!(v["lease_duration"], 3600);
+        assert_eq!(v["issued_at"], "2023-11-14T22:13:20Z");
+        assert_eq!(v["expires_at"], "2023-11-14T23:15:00Z");
+        assert_eq!(v["entity_id"], "ent-1");
+        assert_eq!(v["metadata"]["role"], "app");
+        assert_eq!(v.as_object().unwrap().len(), 9);
+        // A token that never expires has no expiry.
+        let v: serde_json::Value =
+            serde_json::from_str(token_info(&auth(0), 0, 0).expose()).unwrap();
+        assert_eq!(v["expires_at"], serde_json::Value::Null);
+        assert_eq!(v["lease_duration"], 0);
+        // A huge TTL stays a valid time.
+        let v: serde_json::Value =
+            serde_json::from_str(token_info(&auth(u64::MAX), 0, 1_700_000_000).expose()).unwrap();
+        assert_eq!(v["expires_at"], "9999-12-31T23:59:59Z");
+    }
+
+    #[test]
+    fn last_lines() {
+        assert_eq!(last_line(b""), None);
+        assert_eq!(last_line(b"\n \n\t\n"), None);
+        assert_eq!(last_line(b"boom"), Some("boom".into()));
+        assert_eq!(last_line(b"first\nboom\n"), Some("boom".into()));
+        assert_eq!(
+            last_line(b"first\r\n  boom  \r\n\n  \n"),
+            Some("boom".into())
+        );
+        assert_eq!(last_line(b"a\x1b[31mred"), Some("a [31mred".into()));
+        assert_eq!(
+            last_line(b"bad \xff utf8"),
+            Some("bad \u{fffd} utf8".into())
+        );
+        let long = "x".repeat(1000);
+        let got = last_line(long.as_bytes()).unwrap();
+        assert_eq!(got.chars().count(), LOGGED_LINE + 1);
+        assert!(got.ends_with('…'));
+    }
+
+    #[test]
+    fn pid_files() {
+        assert_eq!(parse_pid("42").unwrap().as_raw_nonzero().get(), 42);
+        assert_eq!(parse_pid(" 42\n").unwrap().as_raw_nonzero().get(), 42);
+        for content in [
+            "",
+            "\n",
+            "0",
+            "-1",
+            "-42",
+            "abc",
+            "42 43",
+            "4.2",
+            "99999999999",
+        ] {
+            assert!(parse_pid(content).is_err(), "{content:?}");
+        }
+        assert!(parse_pid("").unwrap_err().contains("empty"));
+        assert!(parse_pid("abc").unwrap_err().contains("\"abc\""));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn wake_ups_during_a_run_coalesce_into_one_more_run() {
+        use std::sync::atomic::AtomicUsize;
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = runs.clone();
+        let worker = Worker::start(move || {
+            let counted = counted.clone();
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                sleep(Duration::from_secs(10)).await;
+            }
+        });
+        let count = || runs.load(Ordering::SeqCst);
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!(count(), 0, "nothing runs before a wake-up");
+        worker.wake();
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!(count(), 1);
+        for _ in 0..3 {
+            worker.wake();
+        }
+        sleep(Duration::from_secs(5)).await;
+        assert_eq!(count(), 1, "no overlapping run");
+        sleep(Duration::from_secs(10)).await;
+        assert_eq!(count(), 2, "one more run for three wake-ups");
+        sleep(Duration::from_secs(60)).await;
+        assert_eq!(count(), 2);
+        worker.wake();
+        sleep(Duration::from_secs(1)).await;
+        assert_eq!(count(), 3);
+    }
+
+    #[test]
+    fn signal_app_errors_name_the_pid_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.pid");
+        let e = signal_app(&path, AppSignal::HUP).unwrap_err();
+        assert!(matches!(e, SignalError::PidFile { .. }), "{e}");
+        assert!(e.to_string().contains("app.pid"), "{e}");
+        std::fs::write(&path, "nonsense").unwrap();
+        let e = signal_app(&path, AppSignal::HUP).unwrap_err();
+        assert!(matches!(e, SignalError::BadPid { .. }), "{e}");
+        // A process that has exited and been reaped: its pid is (almost certainly) free.
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        std::fs::write(&path, pid.to_string()).unwrap();
+        match signal_app(&path, AppSignal::HUP) {
+            Err(e @ SignalError::Kill { .. }) => {
+                assert!(e.to_string().contains("no such process"), "{e}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,441 @@
+//! A hostile or broken file system, through the real binary: whatever happens to the token
+//! volume or the JWT file, vault-login says clearly what is wrong, never panics, never damages
+//! the previous token or anything a planted link points at, keeps looping where that makes
+//! sense, and recovers once the problem is gone.
+//!
+//! Mounting tmpfs and switching users need root (CI runs as root); those tests skip otherwise.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+/// Generous: a 2-core CI machine may be busy compiling other tests.
+const LIMIT: Duration = Duration::from_secs(20);
+const PREVIOUS: &str = "hvs.previous-token";
+
+fn role(ttl: u64, max: u64, renewable: bool) -> Role {
+    Role {
+        token_ttl: Duration::from_secs(ttl),
+        token_max_ttl: Duration::from_secs(max),
+        renewable,
+        ..Role::default()
+    }
+}
+
+#[track_caller]
+fn assert_no_panic(stderr: &str) {
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+fn running_as_root() -> bool {
+    fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+fn mkfifo(path: &Path) {
+    let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
+    assert!(ok, "mkfifo {}", path.display());
+}
+
+/// Replaces `path` atomically with a file holding `content` (like the kubelet and editors do).
+fn replace_file(path: &Path, content: &str) {
+    let tmp = path.with_extension("new");
+    fs::write(&tmp, content).unwrap();
+    fs::rename(&tmp, path).unwrap();
+}
+
+/// A tmpfs mounted on a fresh directory; unmounted on drop.
+struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts with `opts`; None when this machine does not allow it (not root, no mount).
+    fn mount(parent: &Path, opts: &str) -> Option<Tmpfs> {
+        if !running_as_root() {
+            return None;
+        }
+        let dir = parent.join("vol");
+        fs::create_dir_all(&dir).unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", opts, "tmpfs"])
+            .arg(&dir)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs(dir))
+    }
+
+    /// `mount -o remount,<opts>`, retried: a remount to read-only fails (EBUSY) while a file on
+    /// the volume is open for writing, which the sidecar does for a moment at every write.
+    fn remount(&self, opts: &str) {
+        let ok = wait_until(LIMIT, || {
+            Command::new("mount")
+                .args(["-o", &format!("remount,{opts}")])
+                .arg(&self.0)
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+        assert!(ok, "remount,{opts} {}", self.0.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let ok = Command::new("umount")
+            .arg(&self.0)
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// Waits until the token file holds a token the emulator accepts, other than `not`.
+#[track_caller]
+fn wait_new_token(s: &Setup, r: &Running, not: &str) -> String {
+    let ok = wait_until(LIMIT, || {
+        s.token().is_some_and(|t| t != not && s.emu.is_valid(&t))
+    });
+    assert!(ok, "no new valid token; stderr:\n{}", r.stderr());
+    s.token().unwrap()
+}
+
+/// Waits until `needle` has appeared in stderr at least `n` times.
+#[track_caller]
+fn wait_count(r: &Running, needle: &str, n: usize) {
+    let ok = wait_until(LIMIT, || r.stderr().matches(needle).count() >= n);
+    assert!(ok, "{needle:?} not seen {n} times; stderr:\n{}", r.stderr());
+}
+
+// ----- the token path -----
+
+#[test]
+fn token_directory_that_is_a_file_is_a_config_error() {
+    let mut s = Setup::new();
+    let file = s.dir.path().join("not-a-dir");
+    fs::write(&file, "x").unwrap();
+    s.set(
+        "VAULT_LOGIN_TOKEN_FILE",
+        file.join("token").display().to_string(),
+    );
+    let run = s.once(&[]);
+    run.assert_code(64);
+    assert!(run.stderr.contains("is not a directory"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+    assert_no_panic(&run.stderr);
+    assert_eq!(s.emu.requests().len(), 0);
+    assert_eq!(fs::read_to_string(&file).unwrap(), "x");
+}
+
+#[test]
+fn directory_planted_at_the_token_path_while_running() {
+    let s = Setup::with_role(role(2, 600, true));
+    let r = s.spawn(&[]);
+    let token = wait_new_token(&s, &r, "");
+    // Remove the file and put a directory in its place; the sidecar may restore the file in
+    // between, so try until the directory wins.
+    let planted = wait_until(LIMIT, || {
+        let _ = fs::remove_file(&s.token_path);
+        fs::create_dir(&s.token_path).is_ok()
+    });
+    assert!(planted, "{}", r.stderr());
+    fs::write(s.token_path.join("keep"), "mine").unwrap();
+    r.wait_log("is a directory", LIMIT);
+    // The loop goes on: the token is still renewed in memory.
+    let before = renewals(&s.emu);
+    assert!(
+        wait_until(LIMIT, || renewals(&s.emu) >= before + 2),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(
+        fs::read_to_string(s.token_path.join("keep")).unwrap(),
+        "mine"
+    );
+    // Gone again: the current token comes back as a regular file.
+    fs::remove_dir_all(&s.token_path).unwrap();
+    assert!(
+        wait_until(LIMIT, || s.token().is_some_and(|t| s.emu.is_valid(&t))),
+        "{}",
+        r.stderr()
+    );
+    assert!(fs::symlink_metadata(&s.token_path).unwrap().is_file());
+    assert!(s.emu.is_valid(&token) || s.emu.is_valid(&s.token().unwrap()));
+    assert_no_panic(&r.stderr());
+}
+
+#[test]
+fn symlink_planted_while_running_is_replaced_not_followed() {
+    let s = Setup::with_role(role(3, 600, true));
+    let victim = s.dir.path().join("victim");
+    fs::write(&victim, "precious").unwrap();
+    fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
+    let r = s.spawn(&[]);
+    let token = wait_new_token(&s, &r, "");
+    // Atomically swap the token file for a link to the victim, as an attacker would.
+    let link = s.token_path.with_extension("link");
+    std::os::unix::fs::symlink(&victim, &link).unwrap();
+    fs::rename(&link, &s.token_path).unwrap();
+    let restored = wait_until(LIMIT, || {
+        fs::symlink_metadata(&s.token_path).is_ok_and(|m| m.is_file())
+    });
+    assert!(restored, "{}", r.stderr());
+    assert_eq!(s.token().unwrap(), token, "the current token, restored");
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(
+        fs::metadata(&victim).unwrap().permissions().mode() & 0o777,
+        0o644
+    );
+    // Still renewing afterwards.
+    let before = renewals(&s.emu);
+    assert!(
+        wait_until(LIMIT, || renewals(&s.emu) > before),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    assert_no_panic(&r.stderr());
+}
+
+#[test]
+fn stale_and_planted_temp_names_do_not_break_writes() {
+    let s = Setup::new();
+    let dir = s.token_path.parent().unwrap().to_path_buf();
+    let victim = s.dir.path().join("victim");
+    fs::write(&victim, "precious").unwrap();
+    // Hold the process before exec so its pid (part of the temp names) is known.
+    let go = s.dir.path().join("go");
+    let mut cmd = Command::new("sh");
+    cmd.env_clear().envs(&s.env).args([
+        "-c",
+        &format!(
+            "while [ ! -e '{}' ]; do sleep 0.01; done; exec '{}' --once",
+            go.display(),
+            bin()
+        ),
+    ]);
+    let mut r = Running::start(cmd);
+    let pid = r.pid();
+    // The writer's names are `.token.tmp.<pid>.<counter>.<random hex>`: take the first counters
+    // with likely-looking suffixes, as a FIFO, a directory, a link and a stale file; plus stale
+    // files of earlier runs.
+    let mut planted = Vec::new();
+    for n in 0..16u32 {
+        for suffix in ["0", "1", "deadbeef", "ffffffff"] {
+            let p = dir.join(format!(".token.tmp.{pid}.{n}.{suffix}"));
+            match n % 4 {
+                0 => mkfifo(&p),
+                1 => fs::create_dir(&p).unwrap(),
+                2 => std::os::unix::fs::symlink(&victim, &p).unwrap(),
+                _ => fs::write(&p, "hvs.stale").unwrap(),
+            }
+            planted.push(p);
+        }
+    }
+    for old in [".token.tmp.1.0.0", ".token.tmp.99999.3.abc", ".token.tmp"] {
+        fs::write(dir.join(old), "hvs.stale").unwrap();
+        planted.push(dir.join(old));
+    }
+    fs::write(&go, "").unwrap();
+    let status = r.wait(LIMIT * 2).expect("exits");
+    assert_eq!(status.code(), Some(0), "{}", r.stderr());
+    let token = s.token().unwrap();
+    assert!(s.emu.is_valid(&token));
+    assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    for p in &planted {
+        let m = fs::symlink_metadata(p).unwrap();
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        let n: u32 = name
+            .split('.')
+            .nth(4)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(3);
+        if name.contains(&format!(".{pid}.")) {
+            match n % 4 {
+                0 => assert!(m.file_type().is_fifo(), "{name}"),
+                1 => assert!(m.is_dir(), "{name}"),
+                2 => assert!(m.file_type().is_symlink(), "{name}"),
+                _ => assert_eq!(fs::read_to_string(p).unwrap(), "hvs.stale"),
+            }
+        } else {
+            assert_eq!(fs::read_to_string(p).unwrap(), "hvs.stale", "{name}");
+        }
+    }
+    // Nothing of ours left behind: only the token and what was planted.
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), planted.len() + 1);
+    assert_no_panic(&r.stderr());
+}
+
+// ----- the token volume -----
+
+#[test]
+fn volume_remounted_read_only_while_running() {
+    let mut s = Setup::with_role(role(2, 600, false));
+    let Some(vol) = Tmpfs::mount(s.dir.path(), "size=64k") else {
+        eprintln!("skipped: cannot mount tmpfs here (needs root)");
+        return;
+    };
+    let token_path = vol.0.join("token");
+    s.set("VAULT_LOGIN_TOKEN_FILE", token_path.display().to_string());
+    s.token_path = token_path;
+    let r = s.spawn(&[]);
+    wait_new_token(&s, &r, "");
+    vol.remount("ro");
+    let frozen = s.token().unwrap();
+    // Non-renewable 2s tokens: a new login (and write) about every 1.3s, each failing now.
+    wait_count(&r, "read-only", 2);
+    let logins_ro = logins(&s.emu);
+    assert!(
+        wait_until(LIMIT, || logins(&s.emu) > logins_ro),
+        "the loop keeps logging in; {}",
+        r.stderr()
+    );
+    assert_eq!(s.token().unwrap(), frozen, "previous token untouched");
+    assert!(r.stderr().contains("mount a writable emptyDir"));
+    vol.remount("rw");
+    wait_new_token(&s, &r, &frozen);
+    // No temp file left from the failed attempts.
+    assert_eq!(fs::read_dir(&vol.0).unwrap().count(), 1);
+    assert_no_panic(&r.stderr());
+    drop(r);
+}
+
+#[test]
+fn full_volume_while_running() {
+    let mut s = Setup::with_role(role(2, 600, false));
+    let Some(vol) = Tmpfs::mount(s.dir.path(), "size=8k") else {
+        eprintln!("skipped: cannot mount tmpfs here (needs root)");
+        return;
+    };
+    let token_path = vol.0.join("token");
+    s.set("VAULT_LOGIN_TOKEN_FILE", token_path.display().to_string());
+    s.token_path = token_path;
+    let r = s.spawn(&[]);
+    wait_new_token(&s, &r, "");
+    // Fill the rest of the volume; keep topping it up, since a write in flight may free a page.
+    let filler = vol.0.join("filler");
+    let fill = || {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&filler)
+            .unwrap();
+        while f.write_all(&[b'x'; 512]).is_ok() {}
+    };
+    fill();
+    let full = wait_until(LIMIT, || {
+        fill();
+        r.stderr().contains("volume is full")
+    });
+    assert!(full, "{}", r.stderr());
+    let frozen = s.token().unwrap();
+    let seen = r.stderr().matches("volume is full").count();
+    assert!(
+        wait_until(LIMIT, || {
+            fill();
+            r.stderr().matches("volume is full").count() >= seen + 2
+        }),
+        "the loop keeps trying; {}",
+        r.stderr()
+    );
+    assert_eq!(s.token().unwrap(), frozen, "previous token untouched");
+    fs::remove_file(&filler).unwrap();
+    wait_new_token(&s, &r, &frozen);
+    assert_eq!(
+        fs::read_dir(&vol.0).unwrap().count(),
+        1,
+        "no temp file left"
+    );
+    assert_no_panic(&r.stderr());
+    drop(r);
+}
+
+// ----- the JWT file -----
+
+#[test]
+fn jwt_file_that_is_a_fifo_does_not_hang() {
+    let s = Setup::new();
+    let jwt = fs::read_to_string(&s.jwt_path).unwrap();
+    fs::remove_file(&s.jwt_path).unwrap();
+    mkfifo(&s.jwt_path);
+    fs::write(&s.token_path, PREVIOUS).unwrap();
+    let r = s.spawn(&[]);
+    // Nobody ever writes to the FIFO: an open() would block the loop forever.
+    wait_count(&r, "is not a regular file", 3);
+    assert_eq!(s.token().unwrap(), PREVIOUS);
+    assert_eq!(logins(&s.emu), 0);
+    replace_file(&s.jwt_path, &jwt);
+    wait_new_token(&s, &r, PREVIOUS);
+    assert_no_panic(&r.stderr());
+}
+
+#[test]
+fn huge_jwt_file_is_refused_without_reading_it_all() {
+    let mut s = Setup::new();
+    // 8 GiB, sparse: reading it into memory would exhaust the machine.
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&s.jwt_path)
+        .unwrap();
+    f.set_len(8 << 30).unwrap();
+    drop(f);
+    fs::write(&s.token_path, PREVIOUS).unwrap();
+    s.set("VAULT_LOGIN_TIMEOUT", "1s");
+    let run = s.once(&[]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("larger than 65536 bytes"),
+        "{}",
+        run.stderr
+    );
+    assert_no_panic(&run.stderr);
+    assert_eq!(s.token().unwrap(), PREVIOUS);
+    assert_eq!(logins(&s.emu), 0);
+}
+
+#[test]
+fn unreadable_jwt_file_then_fixed() {
+    const UID: &str = "4242";
+    if !running_as_root() || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
+    let s = Setup::new();
+    for d in [
+        s.dir.path(),
+        s.jwt_path.parent().unwrap(),
+        s.token_path.parent().unwrap(),
+    ] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    // Root's file, mode 0600: the sidecar's user may see it but not read it.
+    fs::set_permissions(&s.jwt_path, fs::Permissions::from_mode(0o600)).unwrap();
+    fs::write(&s.token_path, PREVIOUS).unwrap();
+    let mut cmd = Command::new("setpriv");
+    cmd.env_clear()
+        .envs(&s.env)
+        .args(["--reuid", UID, "--regid", UID, "--clear-groups"])
+        .arg(bin());
+    let r = Running::start(cmd);
+    wait_count(&r, "cannot read service-account JWT file", 3);
+    assert!(r.stderr().contains("ermission denied"), "{}", r.stderr());
+    assert_eq!(s.token().unwrap(), PREVIOUS);
+    assert_eq!(logins(&s.emu), 0);
+    fs::set_permissions(&s.jwt_path, fs::Permissions::from_mode(0o644)).unwrap();
+    wait_new_token(&s, &r, PREVIOUS);
+    assert_no_panic(&r.stderr());
+}
