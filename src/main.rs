@@ -29,8 +29,15 @@ fn main() {
 }
 
 fn real_main() -> Result<(), Error> {
+    // The process holds a Vault token: no core dumps of it, and other processes of the same
+    // user cannot read its memory through /proc or ptrace.
+    let dumpable =
+        rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let cfg = Config::from_process()?;
     vault_login::telemetry::init(&cfg.log, cfg.log_format)?;
+    if let Err(e) = dumpable {
+        warn!(error = %e, "cannot mark the process non-dumpable");
+    }
     let summary = cfg.summary();
     let insecure = cfg.tls.skip_verify;
     let runtime = tokio::runtime::Builder::new_current_thread()

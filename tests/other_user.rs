@@ -1,5 +1,6 @@
-//! When a UID's inotify instances are used up (`fs.inotify.max_user_instances`, shared by every
-//! container of that UID on a node), vault-login warns once and keeps working on timers.
+//! Tests that run the binary as another user (UID 4242, via setpriv): degraded watching when the
+//! UID's inotify instances are used up (`fs.inotify.max_user_instances` is shared by every
+//! container of that UID on a node), and the process being non-dumpable.
 
 mod common;
 
@@ -91,4 +92,42 @@ fn works_without_inotify() {
     );
     let _ = hog.kill();
     let _ = hog.wait();
+}
+
+#[test]
+fn process_is_not_dumpable() {
+    // proc(5): the files of a non-dumpable process are owned by root. Visible only when the
+    // process runs as another user, so run it as UID 4242.
+    if !is_root() || Command::new("setpriv").arg("--version").output().is_err() {
+        eprintln!("skipped: needs root and setpriv");
+        return;
+    }
+    let mut s = Setup::with_role(Role::default());
+    for d in [
+        s.dir.path(),
+        s.jwt_path.parent().unwrap(),
+        s.token_path.parent().unwrap(),
+    ] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    fs::set_permissions(&s.jwt_path, fs::Permissions::from_mode(0o644)).unwrap();
+    s.set("VAULT_LOGIN_LOG", "info");
+    let mut cmd = Command::new("setpriv");
+    cmd.env_clear()
+        .envs(&s.env)
+        .args(["--reuid", UID, "--regid", UID, "--clear-groups", &bin()]);
+    let r = Running::start(cmd);
+    assert!(
+        wait_until(Duration::from_secs(5), || s.token().is_some()),
+        "{}",
+        r.stderr()
+    );
+    use std::os::unix::fs::MetadataExt;
+    let meta = fs::metadata(format!("/proc/{}/environ", r.pid())).unwrap();
+    assert_eq!(
+        meta.uid(),
+        0,
+        "/proc/PID/environ owned by root: process is not dumpable"
+    );
+    assert!(!r.stderr().contains("non-dumpable"), "{}", r.stderr());
 }
