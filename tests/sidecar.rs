@@ -487,3 +487,34 @@ fn sighup_abandons_a_hung_request_and_logs_in_again() {
         r.stderr()
     );
 }
+
+#[test]
+fn renew_increment_is_requested_and_honoured() {
+    // Login grants the role's 6 s; each renewal asks for (and gets) 2 s, which is less than the
+    // login TTL but is what was asked for, so it must not be mistaken for the max-TTL cap.
+    let mut s = Setup::with_role(role(6, 600));
+    s.set("VAULT_LOGIN_RENEW_INCREMENT", "2s");
+    let r = s.spawn(&[]);
+    let token = wait_token(&s);
+    assert!(
+        wait_until(15 * SEC, || renewals(&s.emu) >= 3),
+        "{}",
+        r.stderr()
+    );
+    let reqs: Vec<_> = s
+        .emu
+        .requests()
+        .into_iter()
+        .filter(|q| q.path.ends_with("/renew-self"))
+        .collect();
+    for q in &reqs {
+        assert_eq!(q.json()["increment"], 2, "{:?}", q.body);
+    }
+    let gap = reqs[2].at.duration_since(reqs[1].at).unwrap();
+    assert!(
+        gap < Duration::from_secs(2),
+        "renewed within the 2 s granted: {gap:?}"
+    );
+    assert_eq!(logins(&s.emu), 1, "{}", r.stderr());
+    assert_eq!(s.token().unwrap(), token);
+}
