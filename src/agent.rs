@@ -414,7 +414,8 @@ impl Agent {
                             self.cfg.max_backoff,
                         );
                         let remaining = held.as_ref().map(|h| h.remaining(now));
-                        let delay = match remaining.map(|r| schedule::retry_before_expiry(delay, r))
+                        let delay = match remaining
+                            .map(|r| schedule::retry_before_expiry(delay, r, random_unit()))
                         {
                             Some(Some(d)) => {
                                 warn!(error = %text, retry_in = %human(d), token_valid_for = %human(remaining.unwrap_or_default()), "login failed; the current token stays in the file");
@@ -422,6 +423,10 @@ impl Agent {
                             }
                             Some(None) => {
                                 held = None;
+                                // Retries pulled in before expiry must not inflate the backoff
+                                // of the logins that follow: start again from the minimum.
+                                backoff.reset();
+                                let delay = backoff.next_delay();
                                 error!(error = %text, retry_in = %human(delay), "login failed and the previous token has expired");
                                 delay
                             }
@@ -472,6 +477,7 @@ impl Agent {
                             }
                             let next = schedule::after_renewal(
                                 granted,
+                                expected,
                                 capped,
                                 h.renewable,
                                 random_unit(),
@@ -501,12 +507,14 @@ impl Agent {
                                     e.retry_after(),
                                     self.cfg.max_backoff,
                                 );
-                                match schedule::retry_before_expiry(delay, remaining) {
+                                match schedule::retry_before_expiry(delay, remaining, random_unit())
+                                {
                                     Some(d) => {
                                         warn!(error = %text, retry_in = %human(d), token_valid_for = %human(remaining), "Vault unreachable; keeping the current token and retrying the renewal");
                                         wake = Instant::now() + d;
                                     }
                                     None => {
+                                        backoff.reset();
                                         warn!(error = %text, "renewal failed and the token has expired; logging in again");
                                         action = Action::Login;
                                         wake = Instant::now();

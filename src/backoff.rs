@@ -31,11 +31,12 @@ pub fn random_unit() -> f64 {
 }
 
 /// The wait before retry number `attempt` (1 = first retry): uniform between `min` and
-/// `min * 2^(attempt-1)` capped at `max` ("full jitter", never below `min`). `unit` is a
-/// random number in `[0, 1)`.
+/// `min * 2^attempt` capped at `max` ("full jitter", never below `min`; already the first retry
+/// is spread over min..2·min, so a fleet that failed together does not retry together). `unit`
+/// is a random number in `[0, 1)`.
 pub fn delay(attempt: u32, min: Duration, max: Duration, unit: f64) -> Duration {
     let max = max.max(min);
-    let exp = attempt.saturating_sub(1).min(63);
+    let exp = attempt.min(63);
     let ceiling = min
         .checked_mul(1u32.checked_shl(exp.min(31)).unwrap_or(u32::MAX))
         .unwrap_or(max)
@@ -92,10 +93,11 @@ mod tests {
 
     #[test]
     fn grows_exponentially_and_caps() {
-        assert_eq!(delay(1, S(1), S(300), 0.999_999), S(1));
-        assert!(delay(2, S(1), S(300), 0.999_999) > Duration::from_millis(1990));
-        assert!(delay(4, S(1), S(300), 0.999_999) <= S(8));
-        assert!(delay(4, S(1), S(300), 0.999_999) > Duration::from_millis(7990));
+        assert_eq!(delay(1, S(1), S(300), 0.0), S(1));
+        assert!(delay(1, S(1), S(300), 0.999_999) > Duration::from_millis(1990));
+        assert!(delay(1, S(1), S(300), 0.999_999) <= S(2));
+        assert!(delay(3, S(1), S(300), 0.999_999) <= S(8));
+        assert!(delay(3, S(1), S(300), 0.999_999) > Duration::from_millis(7990));
         assert!(delay(20, S(1), S(300), 0.999_999) <= S(300));
         assert!(delay(20, S(1), S(300), 0.999_999) > S(299));
         assert!(delay(u32::MAX, S(1), S(300), 0.5) <= S(300));
@@ -146,6 +148,7 @@ mod tests {
         assert_eq!(b.failures(), 5);
         b.reset();
         assert_eq!(b.failures(), 0);
-        assert_eq!(b.next_delay(), S(1));
+        let first = b.next_delay();
+        assert!(first >= S(1) && first <= S(2), "{first:?}");
     }
 }

@@ -96,8 +96,9 @@ proptest! {
     fn retry_before_expiry_never_schedules_past_expiry(
         backoff in duration_upto(DAY),
         remaining in prop_oneof![duration_upto(2), duration_upto(MAX_TTL_SECS)],
+        u in any_f64(),
     ) {
-        match schedule::retry_before_expiry(backoff, remaining) {
+        match schedule::retry_before_expiry(backoff, remaining, u) {
             None => prop_assert!(remaining <= EXPIRY_MARGIN),
             Some(d) => {
                 prop_assert!(remaining > EXPIRY_MARGIN);
@@ -132,13 +133,18 @@ proptest! {
         let ttl = secs(ttl);
         for next in [
             schedule::after_login(ttl, renewable, u),
-            schedule::after_renewal(ttl, capped, renewable, u),
+            schedule::after_renewal(ttl, ttl, capped, renewable, u),
         ] {
             match next {
                 Next::Hold => prop_assert!(ttl.is_zero()),
-                Next::Renew(d) | Next::Relogin(d) if !ttl.is_zero() => {
+                Next::Renew(d) if !ttl.is_zero() => {
                     prop_assert!(d < ttl, "{next:?} for {ttl:?}");
-                    // At least a quarter of the life is left when we act.
+                    // Renewals come at 63–77 % of the TTL: at least a fifth is left.
+                    prop_assert!(ttl - d >= ttl / 5, "{next:?} for {ttl:?}");
+                }
+                Next::Relogin(d) if !ttl.is_zero() => {
+                    prop_assert!(d < ttl, "{next:?} for {ttl:?}");
+                    // Replacements come at most at two thirds (±10 %): a quarter is left.
                     prop_assert!(ttl - d >= ttl / 4, "{next:?} for {ttl:?}");
                 }
                 Next::Renew(_) => prop_assert!(false, "renewal planned for a TTL-0 token"),
@@ -146,7 +152,7 @@ proptest! {
             }
         }
         if !ttl.is_zero() {
-            prop_assert!(matches!(schedule::after_renewal(ttl, true, true, u), Next::Relogin(_)));
+            prop_assert!(matches!(schedule::after_renewal(ttl, ttl, true, true, u), Next::Relogin(_)));
         }
     }
 }
@@ -388,7 +394,8 @@ fn simulate(w: &World) {
                 None => {
                     let delay = sim.next_delay();
                     let remaining = held.as_ref().map(|h| h.expires_at.saturating_sub(now));
-                    wake = match remaining.map(|r| schedule::retry_before_expiry(delay, r)) {
+                    let u = sim.unit();
+                    wake = match remaining.map(|r| schedule::retry_before_expiry(delay, r, u)) {
                         Some(Some(d)) => {
                             let h = held.as_ref().unwrap();
                             assert!(now + d < h.expires_at, "login retry after expiry");
@@ -396,7 +403,9 @@ fn simulate(w: &World) {
                         }
                         Some(None) => {
                             held = None;
-                            now + delay
+                            // As agent.rs: the token is gone, restart the backoff from min.
+                            sim.attempt = 0;
+                            now + sim.next_delay()
                         }
                         None => now + delay,
                     };
@@ -418,7 +427,8 @@ fn simulate(w: &World) {
                         h.expires_at = now + granted;
                         h.granted_at = now;
                         let u = sim.unit();
-                        let next = schedule::after_renewal(granted, capped, h.renewable, u);
+                        let next =
+                            schedule::after_renewal(granted, expected, capped, h.renewable, u);
                         if capped && !granted.is_zero() {
                             match next {
                                 Next::Relogin(d) => assert!(
@@ -434,12 +444,14 @@ fn simulate(w: &World) {
                     Err(RenewError::Outage) => {
                         let delay = sim.next_delay();
                         let remaining = h.expires_at.saturating_sub(now);
-                        match schedule::retry_before_expiry(delay, remaining) {
+                        let u = sim.unit();
+                        match schedule::retry_before_expiry(delay, remaining, u) {
                             Some(d) => {
                                 assert!(now + d + EXPIRY_MARGIN <= h.expires_at);
                                 wake = now + d;
                             }
                             None => {
+                                sim.attempt = 0;
                                 action = Action::Login;
                                 wake = now;
                             }

@@ -49,8 +49,17 @@ fn run_cargo(args: &[&str]) -> Result<(), String> {
     }
 }
 
-/// Builds the release binary (glibc) and returns its path.
+/// Builds the release binary (glibc) and returns its path. `VAULT_LOGIN_BENCH_BIN` names an
+/// already built binary to use instead (CI points it at the static musl build it has made, to
+/// save a second LTO build in the smoke run).
 pub fn build_release() -> Result<PathBuf, String> {
+    if let Some(bin) = std::env::var_os("VAULT_LOGIN_BENCH_BIN").filter(|b| !b.is_empty()) {
+        eprintln!(
+            "   using VAULT_LOGIN_BENCH_BIN={}",
+            Path::new(&bin).display()
+        );
+        return Ok(PathBuf::from(bin));
+    }
     run_cargo(&[
         "build",
         "--release",

@@ -170,6 +170,7 @@ fn main() -> ExitCode {
                 size: 20,
                 stagger: Duration::from_secs(10),
                 window: Duration::from_secs(10),
+                recovery_limit: Duration::from_secs(10),
             },
         )
     } else {
@@ -180,6 +181,7 @@ fn main() -> ExitCode {
                 size: 300,
                 stagger: Duration::from_secs(20),
                 window: Duration::from_secs(30),
+                recovery_limit: Duration::from_secs(30),
             },
         )
     };

@@ -280,11 +280,15 @@ fn vault_login(v: &mut Vault, rng: &mut Rng, end: Secs) {
                         MAX,
                     );
                     let remaining = held.as_ref().map(|h| dur(h.expires_at - now));
-                    let delay = match remaining.map(|r| schedule::retry_before_expiry(delay, r)) {
+                    let delay = match remaining
+                        .map(|r| schedule::retry_before_expiry(delay, r, rng.unit()))
+                    {
                         Some(Some(d)) => d,
                         Some(None) => {
                             held = None;
-                            delay
+                            // As agent.rs: the token is gone, restart the backoff from min.
+                            attempt = 1;
+                            backoff::delay(attempt, MIN, MAX, rng.unit())
                         }
                         None => delay,
                     };
@@ -304,7 +308,13 @@ fn vault_login(v: &mut Vault, rng: &mut Rng, end: Secs) {
                         h.expires_at = now + secs(ttl);
                         (action, wake) = plan(
                             now,
-                            schedule::after_renewal(ttl, capped, h.renewable, rng.unit()),
+                            schedule::after_renewal(
+                                ttl,
+                                h.expected,
+                                capped,
+                                h.renewable,
+                                rng.unit(),
+                            ),
                         );
                     }
                     Renewal::Down => {
@@ -314,9 +324,14 @@ fn vault_login(v: &mut Vault, rng: &mut Rng, end: Secs) {
                             None,
                             MAX,
                         );
-                        match schedule::retry_before_expiry(delay, dur(h.expires_at - now)) {
+                        match schedule::retry_before_expiry(
+                            delay,
+                            dur(h.expires_at - now),
+                            rng.unit(),
+                        ) {
                             Some(d) => wake = now + secs(d),
                             None => {
+                                attempt = 0;
                                 action = Action::Login;
                                 wake = now;
                             }

@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The benchmark harness in --quick mode, so it cannot rot: it runs every section against the
+# emulator but asserts no timing (BENCHMARKS.md holds the real figures). Run after
+# .ci/musl-smoke.sh, whose static binary it reuses instead of a second release build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VAULT_LOGIN_BENCH_BIN="$PWD/target/x86_64-unknown-linux-musl/release/vault-login" \
+  cargo run --locked -p vault-login-bench -- --quick
