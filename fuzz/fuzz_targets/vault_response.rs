@@ -54,8 +54,8 @@ fuzz_target!(|data: &[u8]| {
             for unit in [0.0, 0.5, 0.999_999] {
                 for next in [
                     schedule::after_login(ttl, auth.renewable, unit),
-                    schedule::after_renewal(ttl, true, auth.renewable, unit),
-                    schedule::after_renewal(ttl, false, auth.renewable, unit),
+                    schedule::after_renewal(ttl, ttl, true, auth.renewable, unit),
+                    schedule::after_renewal(ttl, ttl, false, auth.renewable, unit),
                 ] {
                     if let Some(d) = next.delay() {
                         assert!(d <= ttl, "{next:?} after a TTL of {ttl:?}");
