@@ -33,15 +33,6 @@ fn assert_no_panic(stderr: &str) {
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
 
-fn running_as_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 fn mkfifo(path: &Path) {
     let ok = Command::new("mkfifo").arg(path).status().unwrap().success();
     assert!(ok, "mkfifo {}", path.display());
@@ -60,7 +51,7 @@ struct Tmpfs(PathBuf);
 impl Tmpfs {
     /// Mounts with `opts`; None when this machine does not allow it (not root, no mount).
     fn mount(parent: &Path, opts: &str) -> Option<Tmpfs> {
-        if !running_as_root() {
+        if !is_root() {
             return None;
         }
         let dir = parent.join("vol");
@@ -410,7 +401,7 @@ fn huge_jwt_file_is_refused_without_reading_it_all() {
 #[test]
 fn unreadable_jwt_file_then_fixed() {
     const UID: &str = "4242";
-    if !running_as_root() || Command::new("setpriv").arg("--version").output().is_err() {
+    if !is_root() || Command::new("setpriv").arg("--version").output().is_err() {
         eprintln!("skipped: needs root and setpriv");
         return;
     }

@@ -422,7 +422,7 @@ fn read_only_token_directory_is_reported() {
 #[test]
 fn token_file_owner_is_applied_on_every_write() {
     let mut s = Setup::new();
-    if running_as_root() {
+    if is_root() {
         s.set("VAULT_LOGIN_TOKEN_FILE_OWNER", "4242:4343");
         s.once(&[]).assert_code(0);
         let meta = fs::metadata(&s.token_path).unwrap();
@@ -437,14 +437,4 @@ fn token_file_owner_is_applied_on_every_write() {
         assert!(run.stderr.contains("chown"), "{}", run.stderr);
         assert!(s.token().is_none());
     }
-}
-
-/// Whether the tests run as root (CI does), judged from /proc without unsafe code.
-fn running_as_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
 }

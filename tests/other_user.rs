@@ -13,15 +13,6 @@ use common::*;
 
 const UID: &str = "4242";
 
-fn is_root() -> bool {
-    fs::read_to_string("/proc/self/status")
-        .map(|s| {
-            s.lines()
-                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-        })
-        .unwrap_or(false)
-}
-
 #[test]
 fn works_without_inotify() {
     let python = "/usr/bin/python3";

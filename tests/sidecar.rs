@@ -12,22 +12,6 @@ use common::*;
 
 const SEC: Duration = Duration::from_secs(1);
 
-fn role(ttl: u64, max: u64) -> Role {
-    Role {
-        token_ttl: Duration::from_secs(ttl),
-        token_max_ttl: Duration::from_secs(max),
-        ..Role::default()
-    }
-}
-
-fn wait_token(s: &Setup) -> String {
-    assert!(
-        wait_until(10 * SEC, || s.token().is_some()),
-        "token written"
-    );
-    s.token().unwrap()
-}
-
 /// Watches the token file from another thread and records every moment it held a token Vault
 /// would refuse (expired, revoked, unknown) or an empty or partial one.
 struct Checker {

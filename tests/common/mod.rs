@@ -281,3 +281,33 @@ pub fn renewals(emu: &Emulator) -> usize {
         .filter(|r| r.path.ends_with("/renew-self"))
         .count()
 }
+
+/// A role with this TTL and max TTL (seconds), otherwise the emulator's defaults.
+pub fn role(ttl: u64, max: u64) -> Role {
+    Role {
+        token_ttl: Duration::from_secs(ttl),
+        token_max_ttl: Duration::from_secs(max),
+        ..Role::default()
+    }
+}
+
+/// Waits up to 10 s for the token file to exist and returns its content.
+#[track_caller]
+pub fn wait_token(s: &Setup) -> String {
+    assert!(
+        wait_until(Duration::from_secs(10), || s.token().is_some()),
+        "token written"
+    );
+    s.token().unwrap()
+}
+
+/// Whether the tests run as root (CI does), judged from /proc without unsafe code; tests that
+/// need root (tmpfs mounts, running as another UID) skip themselves otherwise.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
