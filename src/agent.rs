@@ -373,9 +373,11 @@ impl Agent {
                             renewable,
                             expected: ttl,
                         };
+                        // Counted as a login (metrics, expiry) even if the write fails below;
+                        // readiness follows the file through file_failed/file_restored.
+                        self.status.logged_in(ttl);
                         match self.publish(&got.token) {
                             Ok(()) => {
-                                self.status.logged_in(ttl);
                                 write_retry = None;
                                 unhooked = None;
                                 self.hooks.new_token(&auth);
