@@ -28,14 +28,7 @@ fn works_without_inotify() {
         token_max_ttl: Duration::from_secs(600),
         ..Role::default()
     });
-    for d in [
-        s.dir.path(),
-        s.jwt_path.parent().unwrap(),
-        s.token_path.parent().unwrap(),
-    ] {
-        fs::set_permissions(d, fs::Permissions::from_mode(0o777)).unwrap();
-    }
-    fs::set_permissions(&s.jwt_path, fs::Permissions::from_mode(0o644)).unwrap();
+    open_to_other_users(&s);
 
     // Another process of the same UID takes every inotify instance the UID may have.
     let mut hog = Command::new("setpriv")
@@ -94,14 +87,7 @@ fn process_is_not_dumpable() {
         return;
     }
     let mut s = Setup::with_role(Role::default());
-    for d in [
-        s.dir.path(),
-        s.jwt_path.parent().unwrap(),
-        s.token_path.parent().unwrap(),
-    ] {
-        fs::set_permissions(d, fs::Permissions::from_mode(0o777)).unwrap();
-    }
-    fs::set_permissions(&s.jwt_path, fs::Permissions::from_mode(0o644)).unwrap();
+    open_to_other_users(&s);
     s.set("VAULT_LOGIN_LOG", "info");
     let mut cmd = Command::new("setpriv");
     cmd.env_clear()
@@ -121,4 +107,16 @@ fn process_is_not_dumpable() {
         "/proc/PID/environ owned by root: process is not dumpable"
     );
     assert!(!r.stderr().contains("non-dumpable"), "{}", r.stderr());
+}
+
+/// Lets UID 4242 read the JWT and write the token directory of a setup made by root.
+fn open_to_other_users(s: &Setup) {
+    for d in [
+        s.dir.path(),
+        s.jwt_path.parent().unwrap(),
+        s.token_path.parent().unwrap(),
+    ] {
+        fs::set_permissions(d, fs::Permissions::from_mode(0o777)).unwrap();
+    }
+    fs::set_permissions(&s.jwt_path, fs::Permissions::from_mode(0o644)).unwrap();
 }
