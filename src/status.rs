@@ -110,3 +110,32 @@ impl Status {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::health::readiness;
+
+    #[test]
+    fn a_login_whose_write_failed_becomes_ready_when_the_file_is_restored() {
+        let status = Status::default();
+        let now = SystemTime::now();
+        assert!(readiness(&status.snapshot(), now).is_err(), "no token yet");
+        // As agent.rs does when the first write of a new token fails.
+        status.logged_in(Duration::from_secs(60));
+        status.file_failed("cannot create a temp file in /x: No space left on device");
+        let reason = readiness(&status.snapshot(), now).unwrap_err();
+        assert!(reason.contains("No space left"), "{reason}");
+        status.file_restored();
+        assert!(readiness(&status.snapshot(), now).is_ok());
+        assert_eq!(status.snapshot().logins_ok, 1);
+    }
+
+    #[test]
+    fn removal_on_shutdown_is_not_ready() {
+        let status = Status::default();
+        status.logged_in(Duration::from_secs(60));
+        status.token_removed();
+        assert!(readiness(&status.snapshot(), SystemTime::now()).is_err());
+    }
+}
