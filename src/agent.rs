@@ -401,7 +401,8 @@ impl Agent {
                             accessor = %auth.accessor.prefix(4),
                             next = %describe(next),
                             replaced,
-                            "logged in; token written"
+                            token_file_written = write_retry.is_none(),
+                            "logged in"
                         );
                         held = Some(got);
                         (action, wake) = plan(next);
