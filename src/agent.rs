@@ -190,8 +190,8 @@ impl Agent {
             let outcome = tokio::select! {
                 r = tokio::time::timeout_at(deadline, self.login()) => r,
                 c = control.recv() => {
-                    if matches!(c, Some(Control::Shutdown) | None) {
-                        return Err(Error::Fatal("interrupted before a token was written".into()));
+                    if stops(c) {
+                        return Err(interrupted());
                     }
                     continue;
                 }
@@ -232,8 +232,8 @@ impl Agent {
                                 _ = changed.notified() => continue,
                                 _ = sleep_until(deadline) => break,
                                 c = control.recv() => {
-                                    if matches!(c, Some(Control::Shutdown) | None) {
-                                        return Err(Error::Fatal("interrupted before a token was written".into()));
+                                    if stops(c) {
+                                        return Err(interrupted());
                                     }
                                     continue;
                                 }
@@ -251,8 +251,8 @@ impl Agent {
                     tokio::select! {
                         _ = sleep_until(wake) => {}
                         c = control.recv() => {
-                            if matches!(c, Some(Control::Shutdown) | None) {
-                                return Err(Error::Fatal("interrupted before a token was written".into()));
+                            if stops(c) {
+                                return Err(interrupted());
                             }
                         }
                     }
@@ -313,9 +313,7 @@ impl Agent {
                         self.run_pending_hooks(&mut unhooked);
                     } else if write_retry.is_none() {
                         // A full or read-only volume sends no further events: retry on a timer.
-                        write_retry = Some(
-                            Instant::now() + self.cfg.min_backoff.max(Duration::from_secs(1)),
-                        );
+                        write_retry = Some(self.write_retry_at());
                     }
                     continue;
                 }
@@ -325,7 +323,7 @@ impl Agent {
                         self.run_pending_hooks(&mut unhooked);
                     }
                     write_retry = (!restored)
-                        .then(|| Instant::now() + self.cfg.min_backoff.max(Duration::from_secs(1)));
+                        .then(|| self.write_retry_at());
                     continue;
                 }
                 _ = jwt_changed.notified() => {
@@ -343,8 +341,7 @@ impl Agent {
                 if self.restore_file(held.as_ref()) {
                     self.run_pending_hooks(&mut unhooked);
                 } else {
-                    write_retry =
-                        Some(Instant::now() + self.cfg.min_backoff.max(Duration::from_secs(1)));
+                    write_retry = Some(self.write_retry_at());
                 }
             }
             let now = Instant::now();
@@ -386,10 +383,7 @@ impl Agent {
                                 error!(error = %e, "token file not written; keeping the token in memory and retrying the write");
                                 self.status.file_failed(&e);
                                 unhooked = Some(auth.clone());
-                                write_retry = Some(
-                                    Instant::now()
-                                        + self.cfg.min_backoff.max(Duration::from_secs(1)),
-                                );
+                                write_retry = Some(self.write_retry_at());
                             }
                         }
                         let next = schedule::after_login(ttl, renewable, random_unit());
@@ -562,6 +556,12 @@ impl Agent {
         Ok(())
     }
 
+    /// When to try again to write a token the file could not take (full or read-only volume):
+    /// the min backoff, but not faster than once a second.
+    fn write_retry_at(&self) -> Instant {
+        Instant::now() + self.cfg.min_backoff.max(Duration::from_secs(1))
+    }
+
     /// Runs the hooks of a new token whose first write failed, once the file holds it.
     fn run_pending_hooks(&self, unhooked: &mut Option<Auth>) {
         let written = |a: &mut Auth| self.file.as_ref().is_none_or(|f| f.holds(&a.client_token));
@@ -604,6 +604,16 @@ async fn interruptible<F: std::future::Future>(
         c = control.recv() => Err(c.unwrap_or(Control::Shutdown)),
         r = fut => Ok(r),
     }
+}
+
+/// Whether a control message (or the closed channel) asks `--once` to stop.
+fn stops(c: Option<Control>) -> bool {
+    matches!(c, Some(Control::Shutdown) | None)
+}
+
+/// `--once` was stopped by a signal before it could write a token.
+fn interrupted() -> Error {
+    Error::Fatal("interrupted before a token was written".into())
 }
 
 fn text_delay_log(text: &str, delay: Duration, deadline: Instant) {
