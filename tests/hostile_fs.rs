@@ -271,16 +271,23 @@ fn stale_and_planted_temp_names_do_not_break_writes() {
 
 // ----- the token volume -----
 
-#[test]
-fn volume_remounted_read_only_while_running() {
-    let mut s = Setup::with_role(role(2, 600, false));
-    let Some(vol) = Tmpfs::mount(s.dir.path(), "size=64k") else {
-        eprintln!("skipped: cannot mount tmpfs here (needs root)");
-        return;
-    };
+/// Mounts a tmpfs with `opts` and points the token file into it; None when mounting is not
+/// allowed here.
+fn token_volume(s: &mut Setup, opts: &str) -> Option<Tmpfs> {
+    let vol = Tmpfs::mount(s.dir.path(), opts)?;
     let token_path = vol.0.join("token");
     s.set("VAULT_LOGIN_TOKEN_FILE", token_path.display().to_string());
     s.token_path = token_path;
+    Some(vol)
+}
+
+#[test]
+fn volume_remounted_read_only_while_running() {
+    let mut s = Setup::with_role(role(2, 600, false));
+    let Some(vol) = token_volume(&mut s, "size=64k") else {
+        eprintln!("skipped: cannot mount tmpfs here (needs root)");
+        return;
+    };
     let r = s.spawn(&[]);
     wait_new_token(&s, &r, "");
     vol.remount("ro");
@@ -306,13 +313,10 @@ fn volume_remounted_read_only_while_running() {
 #[test]
 fn full_volume_while_running() {
     let mut s = Setup::with_role(role(2, 600, false));
-    let Some(vol) = Tmpfs::mount(s.dir.path(), "size=8k") else {
+    let Some(vol) = token_volume(&mut s, "size=8k") else {
         eprintln!("skipped: cannot mount tmpfs here (needs root)");
         return;
     };
-    let token_path = vol.0.join("token");
-    s.set("VAULT_LOGIN_TOKEN_FILE", token_path.display().to_string());
-    s.token_path = token_path;
     let r = s.spawn(&[]);
     wait_new_token(&s, &r, "");
     // Fill the rest of the volume; keep topping it up, since a write in flight may free a page.

@@ -49,6 +49,21 @@ fn run_cargo(args: &[&str]) -> Result<(), String> {
     }
 }
 
+/// `cargo build --release --locked -p vault-login --bin vault-login` plus `extra` arguments.
+fn build_vault_login(extra: &[&str]) -> Result<(), String> {
+    let mut args = vec![
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "vault-login",
+        "--bin",
+        "vault-login",
+    ];
+    args.extend_from_slice(extra);
+    run_cargo(&args)
+}
+
 /// Builds the release binary (glibc) and returns its path. `VAULT_LOGIN_BENCH_BIN` names an
 /// already built binary to use instead (CI points it at the static musl build it has made, to
 /// save a second LTO build in the smoke run).
@@ -60,15 +75,7 @@ pub fn build_release() -> Result<PathBuf, String> {
         );
         return Ok(PathBuf::from(bin));
     }
-    run_cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "vault-login",
-        "--bin",
-        "vault-login",
-    ])?;
+    build_vault_login(&[])?;
     Ok(target_dir().join("release/vault-login"))
 }
 
@@ -86,17 +93,7 @@ pub fn build_musl() -> Result<PathBuf, String> {
             .args(["install", "-y", "musl-tools"])
             .status();
     }
-    run_cargo(&[
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "vault-login",
-        "--bin",
-        "vault-login",
-        "--target",
-        MUSL_TARGET,
-    ])?;
+    build_vault_login(&["--target", MUSL_TARGET])?;
     Ok(target_dir().join(MUSL_TARGET).join("release/vault-login"))
 }
 
