@@ -274,35 +274,17 @@ pub fn render_metrics(s: &Snapshot, now: SystemTime) -> String {
         m.sample("vault_login_token_ttl_seconds", "", &float(ttl));
     }
 
-    m.family(
+    m.by_result(
         "vault_login_logins_total",
-        "counter",
         "Logins to Vault with the service-account JWT, by result.",
+        s.logins_ok,
+        s.logins_failed,
     );
-    m.sample(
-        "vault_login_logins_total",
-        "{result=\"success\"}",
-        &s.logins_ok.to_string(),
-    );
-    m.sample(
-        "vault_login_logins_total",
-        "{result=\"failure\"}",
-        &s.logins_failed.to_string(),
-    );
-    m.family(
+    m.by_result(
         "vault_login_renewals_total",
-        "counter",
         "Renewals of the Vault token, by result.",
-    );
-    m.sample(
-        "vault_login_renewals_total",
-        "{result=\"success\"}",
-        &s.renewals_ok.to_string(),
-    );
-    m.sample(
-        "vault_login_renewals_total",
-        "{result=\"failure\"}",
-        &s.renewals_failed.to_string(),
+        s.renewals_ok,
+        s.renewals_failed,
     );
     m.family(
         "vault_login_consecutive_failures",
@@ -336,6 +318,13 @@ impl Exposition {
     fn family(&mut self, name: &str, kind: &str, help: &str) {
         // Writing to a String cannot fail.
         let _ = write!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+    }
+
+    /// A counter family with one sample per `result` label: `success` and `failure`.
+    fn by_result(&mut self, name: &str, help: &str, ok: u64, failed: u64) {
+        self.family(name, "counter", help);
+        self.sample(name, "{result=\"success\"}", &ok.to_string());
+        self.sample(name, "{result=\"failure\"}", &failed.to_string());
     }
 
     fn sample(&mut self, name: &str, labels: &str, value: &str) {
