@@ -124,19 +124,26 @@ impl Watches {
         if self.watcher.is_none() || self.jwt_target.as_os_str().is_empty() {
             return;
         }
-        let Some(want) = nearest_existing(&self.jwt_target) else {
-            return;
-        };
-        if self.jwt_watched.as_ref() == Some(&want) {
-            return;
-        }
-        if let (Some(old), Some(watcher)) = (self.jwt_watched.take(), self.watcher.as_mut()) {
-            if Some(&old) != self.token_watched.as_ref() {
-                let _ = watcher.unwatch(&old);
+        // A subdirectory created between finding the deepest directory and watching it sends
+        // no event to the new watch (`mkdir -p a/b` racing us): look again after each move,
+        // until the deepest existing directory is the one watched. Bounded by the path depth.
+        for _ in 0..=self.jwt_target.components().count() {
+            let Some(want) = nearest_existing(&self.jwt_target) else {
+                return;
+            };
+            if self.jwt_watched.as_ref() == Some(&want) {
+                return;
             }
-        }
-        if Some(&want) == self.token_watched.as_ref() || self.add(&want) {
-            self.jwt_watched = Some(want);
+            if let (Some(old), Some(watcher)) = (self.jwt_watched.take(), self.watcher.as_mut()) {
+                if Some(&old) != self.token_watched.as_ref() {
+                    let _ = watcher.unwatch(&old);
+                }
+            }
+            if Some(&want) == self.token_watched.as_ref() || self.add(&want) {
+                self.jwt_watched = Some(want);
+            } else {
+                return;
+            }
         }
     }
 
