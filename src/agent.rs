@@ -420,9 +420,7 @@ impl Agent {
                             }
                             Some(None) => {
                                 held = None;
-                                // Retries pulled in before expiry must not inflate the backoff
-                                // of the logins that follow: start again from the minimum.
-                                backoff.reset();
+                                backoff.restart_after_expiry();
                                 let delay = backoff.next_delay();
                                 error!(error = %text, retry_in = %human(delay), "login failed and the previous token has expired");
                                 delay
@@ -511,7 +509,7 @@ impl Agent {
                                         wake = Instant::now() + d;
                                     }
                                     None => {
-                                        backoff.reset();
+                                        backoff.restart_after_expiry();
                                         warn!(error = %text, "renewal failed and the token has expired; logging in again");
                                         action = Action::Login;
                                         wake = Instant::now();

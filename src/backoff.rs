@@ -83,7 +83,20 @@ impl Backoff {
     pub fn reset(&mut self) {
         self.attempt = 0;
     }
+
+    /// Starts the logins again after the held token expired while requests kept failing. The
+    /// retries pulled in before expiry say nothing about how long to wait now (counting them
+    /// would park the loop for minutes once Vault is back), so the count restarts; but from the
+    /// window of the third retry, `min..8·min`, not the first: the failures have already lasted
+    /// the token's last stretch, and a fleet whose tokens ran out in the same outage then
+    /// spreads its logins over several seconds instead of retrying within the same one or two.
+    pub fn restart_after_expiry(&mut self) {
+        self.attempt = AFTER_EXPIRY;
+    }
 }
+
+/// The failures [`Backoff::restart_after_expiry`] counts as already made.
+pub const AFTER_EXPIRY: u32 = 2;
 
 #[cfg(test)]
 mod tests {
@@ -101,6 +114,25 @@ mod tests {
         assert!(delay(20, S(1), S(300), 0.999_999) <= S(300));
         assert!(delay(20, S(1), S(300), 0.999_999) > S(299));
         assert!(delay(u32::MAX, S(1), S(300), 0.5) <= S(300));
+    }
+
+    #[test]
+    fn restart_after_expiry_continues_from_the_third_window() {
+        let mut b = Backoff::new(S(1), S(300));
+        for _ in 0..20 {
+            b.next_delay();
+        }
+        b.restart_after_expiry();
+        for _ in 0..50 {
+            let mut c = b.clone();
+            let d = c.next_delay();
+            assert!(d >= S(1) && d <= S(8), "{d:?}");
+            assert_eq!(c.failures(), 3);
+        }
+        // Never above max, even when max is below the window.
+        let mut small = Backoff::new(Duration::from_millis(100), Duration::from_millis(300));
+        small.restart_after_expiry();
+        assert!(small.next_delay() <= Duration::from_millis(300));
     }
 
     #[test]

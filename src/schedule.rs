@@ -112,21 +112,30 @@ pub fn after_renewal(
     }
 }
 
+/// Failed requests are retried on the backoff while it is at most this share of the time the
+/// current token has left.
+pub const BACKOFF_SHARE: f64 = 0.2;
+
 /// The wait before retrying a failed renewal or re-login while the current token is still valid
-/// for `remaining`: the backoff, pulled in so the retry still lands before expiry. `None` means
-/// the token is (about to be) expired: stop retrying it, reset the backoff and log in instead.
-/// `unit` in `[0, 1)` spreads pulled-in retries over 30–50 % of the time left, so a fleet whose
-/// tokens expire together does not retry in lockstep.
+/// for `remaining`. `None` means the token is (about to be) expired: stop retrying it and log in
+/// instead.
+///
+/// While the backoff is small next to the time left (at most [`BACKOFF_SHARE`] of it), the
+/// backoff decides. Once it is not, the token's remaining life is the scarce thing and the
+/// backoff's absolute jitter (a second or two at first) is too narrow to keep a fleet apart:
+/// the retry is drawn late in the time left, at 80–90 % of it (`unit` in `[0, 1)`), so each
+/// retry leaves the next one 10–20 %, and sidecars whose tokens run out together during an
+/// outage come back spread over the life their tokens have left instead of within the same
+/// second (BENCHMARKS.md, section 5). The last retries still land before expiry.
 pub fn retry_before_expiry(backoff: Duration, remaining: Duration, unit: f64) -> Option<Duration> {
     if remaining <= EXPIRY_MARGIN {
         return None;
     }
     let latest = remaining - EXPIRY_MARGIN;
-    if backoff <= latest / 2 {
+    if backoff <= latest.mul_f64(BACKOFF_SHARE) {
         Some(backoff)
     } else {
-        // A share of the remaining time instead: several more tries before expiry, none after.
-        let share = latest.mul_f64(0.3 + 0.2 * unit_or_mid(unit));
+        let share = latest.mul_f64(0.8 + 0.1 * unit_or_mid(unit));
         Some(share.max(EXPIRY_MARGIN.min(latest)))
     }
 }
@@ -259,7 +268,14 @@ mod tests {
                     None => assert!(remaining <= EXPIRY_MARGIN),
                     Some(d) => {
                         assert!(d < remaining, "{remaining_ms} {backoff_ms}: {d:?}");
-                        assert!(d <= MS(backoff_ms).max(EXPIRY_MARGIN));
+                        // Never closer to expiry than the margin.
+                        assert!(
+                            remaining - d >= EXPIRY_MARGIN,
+                            "{remaining_ms} {backoff_ms}: {d:?}"
+                        );
+                        if MS(backoff_ms) <= (remaining - EXPIRY_MARGIN) / 5 {
+                            assert_eq!(d, MS(backoff_ms));
+                        }
                         assert!(!d.is_zero());
                     }
                 }
@@ -280,7 +296,7 @@ mod tests {
             tries += 1;
             assert!(tries < 100);
         }
-        assert!(tries >= 4, "several tries before expiry, got {tries}");
+        assert!(tries >= 3, "several tries before expiry, got {tries}");
         assert!(remaining <= EXPIRY_MARGIN);
     }
 
@@ -332,11 +348,22 @@ mod tests {
     }
 
     #[test]
-    fn pulled_in_retries_are_spread() {
+    fn pulled_in_retries_are_spread_late_in_the_time_left() {
         let a = retry_before_expiry(S(60), S(10), 0.0).unwrap();
         let b = retry_before_expiry(S(60), S(10), 0.999).unwrap();
         assert!(a < b, "{a:?} {b:?}");
-        assert!(a >= MS(2900) && b <= MS(5000), "{a:?} {b:?}");
+        assert!(a >= MS(7900) && b <= MS(8910), "{a:?} {b:?}");
+    }
+
+    #[test]
+    fn the_backoff_decides_while_it_is_small_next_to_the_time_left() {
+        // 18 minutes left (a 1 h token renewed at 70 %): seconds-long backoffs are used as is.
+        for backoff in [S(1), S(2), S(60), S(215)] {
+            assert_eq!(retry_before_expiry(backoff, S(18 * 60), 0.5), Some(backoff));
+        }
+        // A backoff above a fifth of the time left gives way to the share of it.
+        let d = retry_before_expiry(S(2), S(6), 0.5).unwrap();
+        assert!(d > MS(4600) && d < MS(5200), "{d:?}");
     }
 
     #[test]

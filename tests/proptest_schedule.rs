@@ -104,7 +104,15 @@ proptest! {
                 prop_assert!(remaining > EXPIRY_MARGIN);
                 prop_assert!(d + EXPIRY_MARGIN <= remaining, "{backoff:?} {remaining:?}: {d:?}");
                 prop_assert!(!d.is_zero() || backoff.is_zero());
-                prop_assert!(d <= backoff.max(EXPIRY_MARGIN));
+                let latest = remaining - EXPIRY_MARGIN;
+                if backoff <= latest.mul_f64(schedule::BACKOFF_SHARE) {
+                    // A backoff small next to the time left is used as is...
+                    prop_assert_eq!(d, backoff);
+                } else {
+                    // ...otherwise the retry lands late in the time left, leaving 10-20 % of it.
+                    prop_assert!(d >= latest.mul_f64(0.8) - Duration::from_nanos(1), "{backoff:?} {remaining:?}: {d:?}");
+                    prop_assert!(d <= latest.mul_f64(0.9).max(EXPIRY_MARGIN.min(latest)) + Duration::from_nanos(1), "{backoff:?} {remaining:?}: {d:?}");
+                }
             }
         }
     }
@@ -403,8 +411,8 @@ fn simulate(w: &World) {
                         }
                         Some(None) => {
                             held = None;
-                            // As agent.rs: the token is gone, restart the backoff from min.
-                            sim.attempt = 0;
+                            // As agent.rs: the token is gone, Backoff::restart_after_expiry.
+                            sim.attempt = backoff::AFTER_EXPIRY;
                             now + sim.next_delay()
                         }
                         None => now + delay,
@@ -451,7 +459,7 @@ fn simulate(w: &World) {
                                 wake = now + d;
                             }
                             None => {
-                                sim.attempt = 0;
+                                sim.attempt = backoff::AFTER_EXPIRY;
                                 action = Action::Login;
                                 wake = now;
                             }

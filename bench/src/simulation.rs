@@ -126,6 +126,8 @@ struct Vault {
     outages: Vec<(Secs, Secs)>,
     tokens: Vec<Token>,
     tally: Tally,
+    /// When each request was sent.
+    sent: Vec<Secs>,
 }
 
 impl Vault {
@@ -136,6 +138,7 @@ impl Vault {
             outages,
             tokens: Vec::new(),
             tally: Tally::default(),
+            sent: Vec::new(),
         }
     }
 
@@ -166,6 +169,7 @@ impl Vault {
     /// A login at `t`: the new token's index and TTL, or `None` when Vault is down.
     fn login(&mut self, t: Secs) -> Option<(usize, Duration)> {
         self.tally.requests += 1;
+        self.sent.push(t);
         if !self.up(t) {
             self.tally.failed += 1;
             return None;
@@ -184,6 +188,7 @@ impl Vault {
     /// renew-self of token `id` at `t`, with `CalculateTTL`'s whole-second arithmetic.
     fn renew(&mut self, id: usize, t: Secs) -> Renewal {
         self.tally.requests += 1;
+        self.sent.push(t);
         if !self.up(t) {
             self.tally.failed += 1;
             return Renewal::Down;
@@ -230,7 +235,7 @@ fn dur(s: Secs) -> Duration {
 }
 
 /// vault-login's sidecar loop, `agent::Agent::run_sidecar`, on the simulated clock.
-fn vault_login(v: &mut Vault, rng: &mut Rng, end: Secs) {
+fn vault_login(v: &mut Vault, rng: &mut Rng, start: Secs, end: Secs) {
     const MIN: Duration = Duration::from_secs(1);
     const MAX: Duration = Duration::from_secs(300);
     #[derive(Clone, Copy, PartialEq)]
@@ -251,7 +256,7 @@ fn vault_login(v: &mut Vault, rng: &mut Rng, end: Secs) {
         Next::Hold => (Action::Idle, Secs::INFINITY),
     };
     let mut held: Option<Held> = None;
-    let (mut action, mut wake) = (Action::Login, 0.0);
+    let (mut action, mut wake) = (Action::Login, start);
     // Backoff::next_delay: count the failure, then delay(attempt, ...); reset on success.
     let mut attempt = 0u32;
     while wake < end {
@@ -286,8 +291,8 @@ fn vault_login(v: &mut Vault, rng: &mut Rng, end: Secs) {
                         Some(Some(d)) => d,
                         Some(None) => {
                             held = None;
-                            // As agent.rs: the token is gone, restart the backoff from min.
-                            attempt = 1;
+                            // As agent.rs: the token is gone, Backoff::restart_after_expiry.
+                            attempt = backoff::AFTER_EXPIRY + 1;
                             backoff::delay(attempt, MIN, MAX, rng.unit())
                         }
                         None => delay,
@@ -331,7 +336,7 @@ fn vault_login(v: &mut Vault, rng: &mut Rng, end: Secs) {
                         ) {
                             Some(d) => wake = now + secs(d),
                             None => {
-                                attempt = 0;
+                                attempt = backoff::AFTER_EXPIRY;
                                 action = Action::Login;
                                 wake = now;
                             }
@@ -570,12 +575,58 @@ pub fn simulate(s: &Scenario, client: Client) -> Tally {
         let mut jitter = Rng::new(world.next_u64());
         let mut vault = Vault::new(s, outages);
         match client {
-            Client::VaultLogin => vault_login(&mut vault, &mut jitter, end),
+            Client::VaultLogin => vault_login(&mut vault, &mut jitter, 0.0, end),
             Client::Agent(reading) => vault_agent(&mut vault, &mut jitter, end, reading),
         }
         total.add(&vault.finish(end));
     }
     total
+}
+
+/// Section 5's fleet on the simulated clock: `pods` vault-login sidecars started evenly over
+/// `stagger` seconds against a Vault with the role's `ttl`, down during `outage`; every request's
+/// time, sorted. The same model as the simulated days, so it shows what the schedule alone
+/// does to a fleet, without process start-up, scheduling noise or request latency.
+pub fn fleet_requests(
+    pods: u32,
+    ttl: i64,
+    stagger: Secs,
+    outage: (Secs, Secs),
+    end: Secs,
+    seed: u64,
+) -> Vec<Secs> {
+    let s = Scenario {
+        ttl,
+        max_ttl: 32 * 86_400,
+        outages_per_day: 0,
+        outage_len: outage.1 - outage.0,
+        days: 1,
+        pods,
+        seed,
+    };
+    let mut sent = Vec::new();
+    for pod in 0..pods {
+        let mut jitter = Rng::new(seed ^ (u64::from(pod) << 20));
+        let mut vault = Vault::new(&s, vec![outage]);
+        let start = stagger * f64::from(pod) / f64::from(pods);
+        vault_login(&mut vault, &mut jitter, start, end);
+        sent.extend(vault.sent);
+    }
+    sent.sort_by(f64::total_cmp);
+    sent
+}
+
+/// Requests per one-second bucket, `n` buckets from `from`.
+pub fn per_second(sent: &[Secs], from: Secs, n: usize) -> Vec<usize> {
+    let mut buckets = vec![0; n];
+    for &t in sent {
+        if t >= from {
+            if let Some(b) = buckets.get_mut((t - from) as usize) {
+                *b += 1;
+            }
+        }
+    }
+    buckets
 }
 
 /// Per pod per day figures of a tally.
@@ -769,7 +820,7 @@ mod tests {
         vault_agent(&mut v, &mut Rng::new(3), end, AgentReading::Source);
         assert_eq!((v.tally.logins, v.tally.renewals), (1, 1));
         let mut v = Vault::new(&s, Vec::new());
-        vault_login(&mut v, &mut Rng::new(3), end);
+        vault_login(&mut v, &mut Rng::new(3), 0.0, end);
         assert_eq!((v.tally.logins, v.tally.renewals), (1, 0));
     }
 
@@ -787,5 +838,31 @@ mod tests {
         let s = scenario(3);
         let c = Client::Agent(AgentReading::Doc);
         assert_eq!(simulate(&s, c), simulate(&s, c));
+    }
+
+    #[test]
+    fn simulated_fleet_spreads_its_recovery() {
+        // Section 5's scenario: 300 sidecars, TTL 20 s, started over 20 s, Vault down 10 s.
+        let (down, up) = (25.0, 35.0);
+        let sent = fleet_requests(300, 20, 20.0, (down, up), 70.0, 7);
+        // Everyone was logged in and renewing before the outage...
+        assert!(per_second(&sent, 20.0, 5).iter().all(|&b| b > 0));
+        let after = per_second(&sent, up, 30);
+        // ...everyone whose renewal fell in the outage came back, spread over seconds: no
+        // second after recovery holds more than 35 % of the fleet.
+        let busiest = after.iter().copied().max().unwrap();
+        assert!(busiest <= 105, "{after:?}");
+        assert!(after[..10].iter().sum::<usize>() >= 200, "{after:?}");
+        // The fleet did retry during the outage, but backed off instead of hammering.
+        let during = per_second(&sent, down, 10).iter().sum::<usize>();
+        assert!(during > 100 && during < 1500, "{during}");
+    }
+
+    #[test]
+    fn per_second_buckets() {
+        assert_eq!(
+            per_second(&[0.5, 1.0, 1.9, 2.0, 9.0], 1.0, 3),
+            vec![2, 1, 0]
+        );
     }
 }
