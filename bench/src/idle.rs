@@ -17,8 +17,23 @@ fn mib(kib: u64) -> String {
     format!("{:.2} MiB", kib as f64 / 1024.0)
 }
 
+/// Which build is measured: the RSS target is judged on the one the image ships.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Build {
+    /// The static musl binary of the `scratch` image.
+    Shipped,
+    /// The dynamic glibc build of `cargo build --release`, for local runs.
+    Local,
+}
+
 /// Measures `bin` (labelled `label`, e.g. "glibc") idling for `window` and adds its rows.
-pub fn run(report: &mut Report, label: &str, bin: &Path, window: Duration) -> Result<(), String> {
+pub fn run(
+    report: &mut Report,
+    label: &str,
+    build: Build,
+    bin: &Path,
+    window: Duration,
+) -> Result<(), String> {
     let lab = Lab::new(
         &format!("idle-{label}"),
         Duration::from_secs(3600),
@@ -71,14 +86,33 @@ pub fn run(report: &mut Report, label: &str, bin: &Path, window: Duration) -> Re
     );
 
     let secs = window.as_secs_f64();
-    report.add(
-        SECTION,
-        &format!("RSS (VmRSS), {label} build"),
-        mib(fp.rss_kib),
-        "",
-        "≤ 4 MiB",
-        Verdict::of(fp.rss_kib <= TARGET_RSS_KIB),
-    );
+    // Pages of shared libraries (libc, ld.so, libgcc_s) count in every process's RSS that maps
+    // them, but exist once per node.
+    let shared_libs: u64 = by_mapping
+        .iter()
+        .filter(|(name, _)| name.contains(".so"))
+        .map(|(_, kib)| kib)
+        .sum();
+    match build {
+        Build::Shipped => report.add(
+            SECTION,
+            &format!("RSS (VmRSS), {label} build (the image's binary)"),
+            mib(fp.rss_kib),
+            "",
+            "≤ 4 MiB",
+            Verdict::of(fp.rss_kib <= TARGET_RSS_KIB),
+        ),
+        Build::Local => report.add(
+            SECTION,
+            &format!(
+                "RSS (VmRSS), {label} build (local runs; not in the image), of it shared libraries"
+            ),
+            format!("{}, of it {}", mib(fp.rss_kib), mib(shared_libs)),
+            "",
+            "",
+            Verdict::Info,
+        ),
+    }
     report.add(
         SECTION,
         &format!("PSS (shared pages split among their users), {label} build"),

@@ -209,13 +209,16 @@ fn main() -> ExitCode {
         }
     }
     if args.wants("idle") {
-        for (label, bin) in [("glibc", &release), ("musl", &musl)] {
+        for (label, build, bin) in [
+            ("glibc", idle::Build::Local, &release),
+            ("musl", idle::Build::Shipped, &musl),
+        ] {
             if let Some(bin) = bin {
                 section(
                     &mut report,
                     &mut failures,
                     &format!("2 idle footprint ({label})"),
-                    |r| idle::run(r, label, bin, idle_window),
+                    |r| idle::run(r, label, build, bin, idle_window),
                 );
             }
         }
