@@ -231,7 +231,8 @@ fn main() -> ExitCode {
                     "3 binary size",
                     &format!("{label}: {kind}"),
                     format!("{bytes} B = {:.2} MB", bytes as f64 / 1e6),
-                    "",
+                    // The figures for Vault (which ships Agent); not measured here.
+                    "vault binary 178–355 MB, image 186–253 MB (not measured here)",
                     "≤ 4 MB",
                     Verdict::of(bytes <= 4_000_000),
                 );
