@@ -25,6 +25,7 @@ mod binaries;
 mod cold_start;
 mod fleet;
 mod idle;
+mod image;
 mod lab;
 mod procfs;
 mod report;
@@ -237,6 +238,35 @@ fn main() -> ExitCode {
                     Verdict::of(bytes <= 4_000_000),
                 );
             }
+        }
+    }
+    if args.wants("size") {
+        if let Some(bin) = &musl {
+            section(&mut report, &mut failures, "3 image", |r| {
+                let ca = std::path::Path::new(image::CA_BUNDLE);
+                if !ca.is_file() {
+                    // Not Debian-like: say so rather than fail the run.
+                    eprintln!(
+                        "   no CA bundle at {}: image size not measured",
+                        ca.display()
+                    );
+                    return Ok(());
+                }
+                let l = image::measure(bin, ca)?;
+                r.add(
+                    "3 binary size",
+                    "image: the Dockerfile's two layers on scratch (CA bundle, static binary), tar / gzip as pushed and pulled; packed by the harness, not by Docker",
+                    format!(
+                        "{:.2} MB / {:.2} MB",
+                        l.tar_bytes as f64 / 1e6,
+                        l.gzip_bytes as f64 / 1e6
+                    ),
+                    "Vault image 186–253 MB (not measured here)",
+                    "",
+                    Verdict::Info,
+                );
+                Ok(())
+            });
         }
     }
     if args.wants("sim") {
