@@ -83,7 +83,7 @@ pub struct TlsSettings {
     pub client_cert: Option<PathBuf>,
     /// PEM private key for mTLS (set exactly when `client_cert` is).
     pub client_key: Option<PathBuf>,
-    /// Name to verify the server certificate against instead of the URL's host.
+    /// Name sent as SNI and checked in the server certificate instead of the URL's host.
     pub server_name: Option<String>,
     /// Skip verifying the server certificate (dangerous).
     pub skip_verify: bool,
@@ -237,7 +237,7 @@ struct Cli {
     /// PEM client key for mTLS (needs --client-cert) [env: VAULT_CLIENT_KEY, BAO_CLIENT_KEY]
     #[arg(long, value_name = "FILE")]
     client_key: Option<String>,
-    /// Name to verify Vault's certificate against [env: VAULT_TLS_SERVER_NAME, BAO_TLS_SERVER_NAME]
+    /// Name sent as SNI and checked in Vault's certificate [env: VAULT_TLS_SERVER_NAME, BAO_TLS_SERVER_NAME]
     #[arg(long, value_name = "NAME")]
     tls_server_name: Option<String>,
     /// Do not verify Vault's certificate (dangerous) [env: VAULT_SKIP_VERIFY, BAO_SKIP_VERIFY]

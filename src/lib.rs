@@ -6,6 +6,7 @@
 //! - [`secret`]: the [`secret::Secret`] wrapper that keeps tokens and JWTs out of logs.
 //! - [`jwt`]: reads the service-account JWT afresh for each login and decodes its claims for hints.
 //! - [`tls`]: the rustls client configuration (CA file/dir, mTLS, server name, skip-verify).
+//! - [`server_name`]: `VAULT_TLS_SERVER_NAME` as SNI: requests addressed to it, dialled to `VAULT_ADDR`.
 //! - [`vault`]: the Vault HTTP client (login, renew-self, lookup-self, revoke-self) and its errors.
 //! - [`token_file`]: atomic, exact-mode writes of the token file.
 //! - [`backoff`]: exponential backoff with full jitter, and the random source for jitter.
@@ -28,6 +29,7 @@ pub mod hooks;
 pub mod jwt;
 pub mod schedule;
 pub mod secret;
+pub mod server_name;
 pub mod status;
 pub mod telemetry;
 pub mod tls;

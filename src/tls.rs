@@ -4,10 +4,10 @@
 //! `VAULT_CLIENT_KEY`, `VAULT_TLS_SERVER_NAME` and `VAULT_SKIP_VERIFY`. The result is a
 //! [`rustls::ClientConfig`] built on the ring provider, for `reqwest::ClientBuilder::use_preconfigured_tls`.
 //!
-//! `VAULT_TLS_SERVER_NAME` changes only the name that Vault's certificate is checked against; SNI still
-//! carries the host from `VAULT_ADDR` (none at all when that host is an IP address). A Vault listener that
-//! picks its certificate by SNI therefore needs `VAULT_ADDR` to name the host; one with a single
-//! certificate works either way.
+//! `VAULT_TLS_SERVER_NAME` is the name Vault's certificate is checked against, here, and the SNI,
+//! through [`crate::server_name`], which addresses requests to it while connecting to `VAULT_ADDR`'s
+//! host — as the `vault` CLI does. An IP address given as the server name cannot be SNI: then only
+//! the certificate check uses it. The check here also covers redirects to other nodes.
 
 use std::fs;
 use std::io;

@@ -2,6 +2,7 @@
 //! reading and errors that carry Vault's own messages verbatim.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
@@ -11,6 +12,7 @@ use serde_json::Value;
 
 use crate::config::Config;
 use crate::secret::Secret;
+use crate::server_name::Dial;
 
 /// The most of a response body we read; Vault's answers are a few KiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -202,6 +204,8 @@ pub struct VaultClient {
     http: reqwest::Client,
     base: Url,
     namespace: Option<String>,
+    /// Set when `VAULT_TLS_SERVER_NAME` reroutes requests (see [`crate::server_name`]).
+    dial: Option<Dial>,
 }
 
 impl fmt::Debug for VaultClient {
@@ -219,7 +223,12 @@ impl VaultClient {
         let tls = crate::tls::client_config(&cfg.tls)?;
         let mut headers = HeaderMap::new();
         headers.insert("X-Vault-Request", HeaderValue::from_static("true"));
-        let http = reqwest::Client::builder()
+        let dial = Dial::for_addr(&cfg.vault_addr, cfg.tls.server_name.as_deref());
+        let mut builder = reqwest::Client::builder();
+        if let Some(d) = &dial {
+            builder = builder.dns_resolver(Arc::new(d.clone()));
+        }
+        let http = builder
             .use_preconfigured_tls(tls)
             .timeout(cfg.client_timeout)
             .connect_timeout(cfg.client_timeout.min(Duration::from_secs(30)))
@@ -235,11 +244,9 @@ impl VaultClient {
             .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| crate::tls::TlsError::Setup(e.to_string()))?;
-        Ok(Self::with_http(
-            http,
-            cfg.vault_addr.clone(),
-            cfg.namespace.clone(),
-        ))
+        let mut client = Self::with_http(http, cfg.vault_addr.clone(), cfg.namespace.clone());
+        client.dial = dial;
+        Ok(client)
     }
 
     /// A client over an existing `reqwest::Client` (tests).
@@ -248,6 +255,7 @@ impl VaultClient {
             http,
             base,
             namespace,
+            dial: None,
         }
     }
 
@@ -316,8 +324,13 @@ impl VaultClient {
         body: Option<Value>,
     ) -> Result<(String, StatusCode, Vec<u8>), VaultError> {
         let url = self.url(path);
+        // Errors show VAULT_ADDR's URL, whatever name the request is addressed to.
         let op = format!("{method} {url}");
-        let mut req = self.http.request(method, url);
+        let to = match &self.dial {
+            Some(d) => d.address(&url),
+            None => url,
+        };
+        let mut req = self.http.request(method, to);
         if let Some(ns) = &self.namespace {
             req = req.header("X-Vault-Namespace", ns.as_str());
         }

@@ -93,6 +93,52 @@ fn server_name_override() {
     s.once(&[]).assert_code(0);
 }
 
+/// The SNI of the newest request the emulator received.
+fn last_sni(s: &Setup) -> Option<String> {
+    s.emu.requests().last().expect("a request").sni.clone()
+}
+
+#[test]
+fn server_name_is_sent_as_sni_like_the_vault_cli() {
+    let mut s = tls_setup(false);
+    let ca = write(&s, "ca.pem", &s.emu.ca_pem().unwrap());
+    let port = s.emu.addr().port();
+    s.set("VAULT_CACERT", ca);
+    // The URL's host is the SNI by default (none for an IP address).
+    s.once(&[]).assert_code(0);
+    assert_eq!(last_sni(&s).as_deref(), Some("localhost"));
+    s.set("VAULT_ADDR", format!("https://127.0.0.1:{port}"));
+    s.once(&[]).assert_code(0);
+    assert_eq!(last_sni(&s), None);
+    // VAULT_TLS_SERVER_NAME is sent as SNI, while the connection still goes to VAULT_ADDR,
+    // whether its host is an IP address or a name that has to be looked up.
+    s.set("VAULT_TLS_SERVER_NAME", "vault.test");
+    s.once(&[]).assert_code(0);
+    assert_eq!(last_sni(&s).as_deref(), Some("vault.test"));
+    assert!(s.emu.is_valid(&s.token().unwrap()));
+    s.set("VAULT_ADDR", format!("https://localhost:{port}"));
+    s.once(&[]).assert_code(0);
+    assert_eq!(last_sni(&s).as_deref(), Some("vault.test"));
+    // Errors name VAULT_ADDR's URL, not the rerouted one.
+    s.set("VAULT_TLS_SERVER_NAME", "wrong.test")
+        .set("VAULT_LOGIN_TIMEOUT", "1s");
+    let run = s.once(&[]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains(&format!(
+            "https://localhost:{port}/v1/auth/kubernetes/login"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("https://wrong.test"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("VAULT_TLS_SERVER_NAME"),
+        "{}",
+        run.stderr
+    );
+}
+
 #[test]
 fn mutual_tls() {
     let mut s = tls_setup(true);

@@ -164,6 +164,8 @@ pub struct Request {
     pub body: String,
     /// When the request was read.
     pub at: SystemTime,
+    /// The TLS server name (SNI) the client sent, on a TLS connection that sent one.
+    pub sni: Option<String>,
 }
 
 impl Request {

@@ -216,9 +216,12 @@ async fn run(
 async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, tls: Option<TlsAcceptor>) {
     let _ = stream.set_nodelay(true);
     match tls {
-        None => serve(stream, state).await,
+        None => serve(stream, state, None).await,
         Some(acceptor) => match acceptor.accept(stream).await {
-            Ok(stream) => serve(stream, state).await,
+            Ok(stream) => {
+                let sni = stream.get_ref().1.server_name().map(str::to_owned);
+                serve(stream, state, sni).await
+            }
             Err(e) => {
                 if lock(&state).log {
                     eprintln!("(TLS handshake failed: {e})");
@@ -228,11 +231,11 @@ async fn connection(stream: TcpStream, state: Arc<Mutex<State>>, tls: Option<Tls
     }
 }
 
-async fn serve<S>(io: S, state: Arc<Mutex<State>>)
+async fn serve<S>(io: S, state: Arc<Mutex<State>>, sni: Option<String>)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service = service_fn(move |req| respond(state.clone(), req));
+    let service = service_fn(move |req| respond(state.clone(), sni.clone(), req));
     let _ = http1::Builder::new()
         .serve_connection(TokioIo::new(io), service)
         .await;
@@ -254,6 +257,7 @@ type ResponseBody = BoxBody<Bytes, Infallible>;
 
 async fn respond(
     state: Arc<Mutex<State>>,
+    sni: Option<String>,
     req: hyper::Request<Incoming>,
 ) -> Result<hyper::Response<ResponseBody>, Dropped> {
     let (parts, body) = req.into_parts();
@@ -276,6 +280,7 @@ async fn respond(
             .collect(),
         body: String::from_utf8_lossy(&body).into_owned(),
         at: SystemTime::now(),
+        sni,
     };
     let (fault, log) = {
         let mut st = lock(&state);

@@ -528,6 +528,7 @@ mod tests {
                 headers,
                 body: body.into(),
                 at: self.at(ms),
+                sni: None,
             };
             let now = self.at(ms);
             handle_at(&mut self.st, &req, now)
