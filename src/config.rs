@@ -89,6 +89,22 @@ pub struct TlsSettings {
     pub skip_verify: bool,
 }
 
+/// How requests reach Vault: directly, or through an HTTP proxy, read like the `vault` CLI reads
+/// them (Go's `ProxyFromEnvironment`, overridden by `VAULT_PROXY_ADDR`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// `VAULT_PROXY_ADDR` (or the older `VAULT_HTTP_PROXY`): every request goes through it,
+    /// whatever `NO_PROXY` says.
+    pub all: Option<Url>,
+    /// `HTTP_PROXY`: for an `http://` Vault.
+    pub http: Option<Url>,
+    /// `HTTPS_PROXY`: for an `https://` Vault (tunnelled with CONNECT).
+    pub https: Option<Url>,
+    /// `NO_PROXY`, verbatim: hosts, domain suffixes, IP addresses and networks reached directly.
+    /// Loopback addresses and `localhost` are always reached directly, as in Go.
+    pub no_proxy: Option<String>,
+}
+
 /// The checked, effective configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -128,6 +144,8 @@ pub struct Config {
     pub namespace: Option<String>,
     /// TLS settings for talking to Vault.
     pub tls: TlsSettings,
+    /// Proxies between us and Vault.
+    pub proxy: ProxySettings,
     /// Timeout of each HTTP request to Vault (> 0).
     pub client_timeout: Duration,
     /// Program and arguments to run after each new token, if any (never empty).
@@ -246,6 +264,9 @@ struct Cli {
     /// Timeout of each request to Vault [env: VAULT_CLIENT_TIMEOUT, BAO_CLIENT_TIMEOUT] [default: 60s]
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     client_timeout: Option<String>,
+    /// HTTP proxy for every request to Vault, NO_PROXY notwithstanding [env: VAULT_PROXY_ADDR, BAO_PROXY_ADDR, VAULT_HTTP_PROXY, BAO_HTTP_PROXY]; without it HTTPS_PROXY, HTTP_PROXY and NO_PROXY apply
+    #[arg(long, value_name = "URL")]
+    proxy_addr: Option<String>,
     /// Program and arguments to run after each new token, split like a shell would (no shell runs) [env: VAULT_LOGIN_ON_CHANGE]
     #[arg(long, value_name = "COMMAND", allow_hyphen_values = true)]
     on_change: Option<String>,
@@ -371,6 +392,28 @@ const SKIP_VERIFY: Setting = Setting {
 const CLIENT_TIMEOUT: Setting = Setting {
     flag: "--client-timeout",
     env: &["VAULT_CLIENT_TIMEOUT", "BAO_CLIENT_TIMEOUT"],
+};
+const PROXY_ADDR: Setting = Setting {
+    flag: "--proxy-addr",
+    env: &[
+        "VAULT_PROXY_ADDR",
+        "BAO_PROXY_ADDR",
+        "VAULT_HTTP_PROXY",
+        "BAO_HTTP_PROXY",
+    ],
+};
+// The usual proxy variables, upper case first as in Go; they have no flags.
+const HTTP_PROXY: Setting = Setting {
+    flag: "HTTP_PROXY",
+    env: &["HTTP_PROXY", "http_proxy"],
+};
+const HTTPS_PROXY: Setting = Setting {
+    flag: "HTTPS_PROXY",
+    env: &["HTTPS_PROXY", "https_proxy"],
+};
+const NO_PROXY: Setting = Setting {
+    flag: "NO_PROXY",
+    env: &["NO_PROXY", "no_proxy"],
 };
 const ON_CHANGE: Setting = Setting {
     flag: "--on-change",
@@ -560,7 +603,28 @@ impl Config {
             Some(_) => self.signal.to_string(),
             None => none(),
         };
-        let fields: [(&str, String); 29] = [
+        let proxy = match &self.proxy {
+            ProxySettings { all: Some(all), .. } => format!("{} (all requests)", redacted(all)),
+            ProxySettings {
+                http: None,
+                https: None,
+                ..
+            } => none(),
+            p => {
+                let mut parts = Vec::new();
+                if let Some(u) = &p.https {
+                    parts.push(format!("https={}", redacted(u)));
+                }
+                if let Some(u) = &p.http {
+                    parts.push(format!("http={}", redacted(u)));
+                }
+                if let Some(n) = &p.no_proxy {
+                    parts.push(format!("no_proxy={}", shown(n)));
+                }
+                format!("env({})", parts.join(","))
+            }
+        };
+        let fields: [(&str, String); 30] = [
             (
                 "vault_addr",
                 shown(self.vault_addr.as_str().trim_end_matches('/')),
@@ -602,6 +666,7 @@ impl Config {
                 self.tls.server_name.as_deref().map_or_else(none, shown),
             ),
             ("tls_skip_verify", self.tls.skip_verify.to_string()),
+            ("proxy", proxy),
             ("client_timeout", human(self.client_timeout)),
             ("on_change", on_change),
             ("on_change_timeout", human(self.on_change_timeout)),
@@ -743,6 +808,19 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         )?
         .map_or(DEFAULT_CLIENT_TIMEOUT, |(d, _)| d);
 
+    let proxy_url = |setting: &Setting, flag: Option<String>| -> Result<Option<Url>, ConfigError> {
+        match lookup.given(flag, setting)? {
+            Some(given) => Ok(Some(given.parse(parse_proxy_url)?)),
+            None => Ok(None),
+        }
+    };
+    let proxy = ProxySettings {
+        all: proxy_url(&PROXY_ADDR, cli.proxy_addr)?,
+        http: proxy_url(&HTTP_PROXY, None)?,
+        https: proxy_url(&HTTPS_PROXY, None)?,
+        no_proxy: lookup.given(None, &NO_PROXY)?.map(|g| g.value),
+    };
+
     let on_change = match lookup.given(cli.on_change, &ON_CHANGE)? {
         Some(given) => Some(given.parse(parse_on_change)?),
         None => None,
@@ -845,6 +923,7 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
             server_name,
             skip_verify,
         },
+        proxy,
         client_timeout,
         on_change,
         on_change_timeout,
@@ -1098,6 +1177,46 @@ fn parse_server_name(s: &str) -> Result<String, String> {
         ));
     }
     Ok(s.to_string())
+}
+
+/// A proxy URL as Go reads one: `http://` assumed without a scheme; `http` or `https` only.
+/// It may carry `user:password@` (sent as Proxy-Authorization), so it is never quoted whole.
+fn parse_proxy_url(s: &str) -> Result<Url, String> {
+    const EXAMPLE: &str = "e.g. http://proxy.example:3128";
+    let t = s.trim();
+    let with_scheme = if t.contains("://") {
+        t.to_string()
+    } else {
+        format!("http://{t}")
+    };
+    let url = Url::parse(&with_scheme)
+        .map_err(|e| format!("not a valid proxy url ({e}); use {EXAMPLE}"))?;
+    match url.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(format!(
+            "proxy scheme {other:?} is not supported; use an http:// or https:// proxy, {EXAMPLE}"
+        ))
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("the proxy url has no host; use {EXAMPLE}"));
+    }
+    Ok(url)
+}
+
+/// A proxy URL for logs: scheme, host and port, never the credentials.
+pub fn redacted(url: &Url) -> String {
+    let auth = if url.username().is_empty() && url.password().is_none() {
+        ""
+    } else {
+        "***@"
+    };
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(port) => format!("{}://{auth}{host}:{port}", url.scheme()),
+        None => format!("{}://{auth}{host}", url.scheme()),
+    }
 }
 
 /// Splits the on-change command and checks that a program given by path exists.
@@ -1760,6 +1879,11 @@ mod tests {
             "VAULT_TLS_SERVER_NAME",
             "VAULT_SKIP_VERIFY",
             "VAULT_CLIENT_TIMEOUT",
+            "VAULT_PROXY_ADDR",
+            "VAULT_HTTP_PROXY",
+            "HTTP_PROXY",
+            "HTTPS_PROXY",
+            "NO_PROXY",
         ]
         .iter()
         .map(|name| (*name, ""))
@@ -2528,6 +2652,96 @@ mod tests {
             "vault example",
             "whitespace",
         );
+    }
+
+    // ----- proxies -----
+
+    #[test]
+    fn proxy_addr_precedence_like_the_vault_cli() {
+        let url = |c: &Config| c.proxy.all.as_ref().map(|u| u.as_str().to_string());
+        let c = ok(
+            &[],
+            &[
+                ("VAULT_HTTP_PROXY", "http://old:3128"),
+                ("VAULT_PROXY_ADDR", "http://new:3128"),
+            ],
+        );
+        assert_eq!(url(&c).as_deref(), Some("http://new:3128/"));
+        let c = ok(&[], &[("VAULT_HTTP_PROXY", "old:3128")]);
+        assert_eq!(
+            url(&c).as_deref(),
+            Some("http://old:3128/"),
+            "http:// assumed"
+        );
+        let c = ok(&[], &[("BAO_PROXY_ADDR", "https://bao-proxy")]);
+        assert_eq!(url(&c).as_deref(), Some("https://bao-proxy/"));
+        let c = ok(
+            &["--proxy-addr", "http://flag:1"],
+            &[("VAULT_PROXY_ADDR", "http://env:2")],
+        );
+        assert_eq!(url(&c).as_deref(), Some("http://flag:1/"));
+        assert_eq!(ok(&[], &[]).proxy, ProxySettings::default());
+    }
+
+    #[test]
+    fn environment_proxies_upper_case_first() {
+        let c = ok(
+            &[],
+            &[
+                ("HTTPS_PROXY", "http://upper:1"),
+                ("https_proxy", "http://lower:2"),
+                ("http_proxy", "lower-http:3"),
+                ("no_proxy", ".svc,.cluster.local"),
+            ],
+        );
+        assert_eq!(c.proxy.https.unwrap().as_str(), "http://upper:1/");
+        assert_eq!(c.proxy.http.unwrap().as_str(), "http://lower-http:3/");
+        assert_eq!(c.proxy.no_proxy.as_deref(), Some(".svc,.cluster.local"));
+        assert_eq!(c.proxy.all, None);
+    }
+
+    #[test]
+    fn bad_proxies_are_named_without_their_credentials() {
+        for (name, value, needle) in [
+            (
+                "HTTPS_PROXY",
+                "socks5://u:pw@proxy:1080",
+                "http:// or https://",
+            ),
+            ("HTTP_PROXY", "http://u:pw@", "not a valid proxy url"),
+            ("VAULT_PROXY_ADDR", "ftp://proxy", "http:// or https://"),
+        ] {
+            let (source, problem) = bad(&[], &[(name, value)]);
+            assert_eq!(source, name, "{problem}");
+            assert!(problem.contains(needle), "{problem}");
+            assert!(!problem.contains("pw"), "{problem}");
+        }
+        let (source, _) = bad(&["--proxy-addr=socks5://x"], &[]);
+        assert_eq!(source, "--proxy-addr");
+    }
+
+    #[test]
+    fn proxies_are_summarised_without_credentials() {
+        let c = ok(
+            &[],
+            &[
+                ("HTTPS_PROXY", "http://agent:pw@proxy:3128"),
+                ("NO_PROXY", ".svc"),
+            ],
+        );
+        let line = c.summary();
+        assert!(
+            line.contains("proxy=env(https=http://***@proxy:3128,no_proxy=.svc)"),
+            "{line}"
+        );
+        assert!(!line.contains("pw"), "{line}");
+        let c = ok(&[], &[("VAULT_PROXY_ADDR", "http://p:1")]);
+        assert!(c.summary().contains("proxy=http://p:1 (all requests)"));
+        assert!(ok(&[], &[]).summary().contains("proxy=none"));
+        // NO_PROXY alone changes nothing.
+        assert!(ok(&[], &[("NO_PROXY", "*")])
+            .summary()
+            .contains("proxy=none"));
     }
 
     // ----- command line -----

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::{Method, StatusCode, Url};
+use reqwest::{Method, NoProxy, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::Config;
+use crate::config::{Config, ProxySettings};
 use crate::secret::Secret;
 use crate::server_name::Dial;
 
@@ -224,7 +224,8 @@ impl VaultClient {
         let mut headers = HeaderMap::new();
         headers.insert("X-Vault-Request", HeaderValue::from_static("true"));
         let dial = Dial::for_addr(&cfg.vault_addr, cfg.tls.server_name.as_deref());
-        let mut builder = reqwest::Client::builder();
+        let mut builder = with_proxies(reqwest::Client::builder(), &cfg.proxy)
+            .map_err(|e| crate::tls::TlsError::Setup(format!("proxy: {e}")))?;
         if let Some(d) = &dial {
             builder = builder.dns_resolver(Arc::new(d.clone()));
         }
@@ -235,9 +236,6 @@ impl VaultClient {
             .default_headers(headers)
             .user_agent(concat!("vault-login/", env!("CARGO_PKG_VERSION")))
             .redirect(redirect_policy())
-            // Proxies from the environment would be a surprise inside a pod; Vault's client ignores
-            // them too unless configured.
-            .no_proxy()
             .http1_only()
             // No idle connections: requests are minutes apart, and a pooled connection keeps
             // an idle-expiry timer that would wake the process while it should sleep.
@@ -449,6 +447,29 @@ pub fn parse_auth_response(
     let warnings = env.warnings.unwrap_or_default();
     let auth = auth_from(op, status, env.auth, env.wrap_info.as_ref())?;
     Ok(Renewal { auth, warnings })
+}
+
+/// The proxies of `p` (see [`ProxySettings`]), replacing reqwest's own reading of the
+/// environment, which would also proxy loopback addresses (Go never does).
+fn with_proxies(
+    builder: reqwest::ClientBuilder,
+    p: &ProxySettings,
+) -> Result<reqwest::ClientBuilder, reqwest::Error> {
+    let mut builder = builder.no_proxy();
+    if let Some(all) = &p.all {
+        return Ok(builder.proxy(reqwest::Proxy::all(all.as_str())?));
+    }
+    let direct = NoProxy::from_string(&format!(
+        "localhost,127.0.0.0/8,::1,[::1],{}",
+        p.no_proxy.as_deref().unwrap_or("")
+    ));
+    if let Some(https) = &p.https {
+        builder = builder.proxy(reqwest::Proxy::https(https.as_str())?.no_proxy(direct.clone()));
+    }
+    if let Some(http) = &p.http {
+        builder = builder.proxy(reqwest::Proxy::http(http.as_str())?.no_proxy(direct));
+    }
+    Ok(builder)
 }
 
 fn redirect_policy() -> reqwest::redirect::Policy {

@@ -74,6 +74,16 @@ fn missing_and_bad_values() {
             vec!["VAULT_CLIENT_TIMEOUT"],
         ),
         (
+            "VAULT_PROXY_ADDR",
+            Some("socks5://proxy:1080"),
+            vec!["VAULT_PROXY_ADDR", "socks5", "http://"],
+        ),
+        (
+            "HTTPS_PROXY",
+            Some("http://"),
+            vec!["HTTPS_PROXY", "proxy url"],
+        ),
+        (
             "VAULT_SKIP_VERIFY",
             Some("maybe"),
             vec!["VAULT_SKIP_VERIFY", "maybe"],
