@@ -5,7 +5,8 @@
 //! addressed to the server name and a resolver maps that name back to `VAULT_ADDR`'s host (an IP
 //! address as is, a DNS name looked up at every connection, so DNS changes are followed). The
 //! URLs shown in logs and errors stay `VAULT_ADDR`'s. A server name that is an IP address cannot
-//! be sent as SNI; then only verification uses it (see `tls::client_config`).
+//! be sent as SNI, and through a proxy the proxy connects to whatever name the request carries;
+//! in both cases only verification uses the name (see `tls::client_config`).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};

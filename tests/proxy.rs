@@ -240,3 +240,25 @@ fn a_bad_proxy_is_a_configuration_error() {
     assert!(!run.stderr.contains("pw@"), "{}", run.stderr);
     assert_eq!(s.emu.requests().len(), 0);
 }
+
+#[test]
+fn through_a_proxy_the_server_name_is_checked_but_the_tunnel_goes_to_vault_addr() {
+    let (url, seen) = proxy();
+    let mut s = tls_setup();
+    let port = s.emu.addr().port();
+    s.set("VAULT_ADDR", format!("https://vault.test:{port}"))
+        .set("HTTPS_PROXY", &url)
+        .set("VAULT_TLS_SERVER_NAME", "localhost");
+    s.once(&[]).assert_code(0);
+    // The proxy is asked for VAULT_ADDR's host, not the server name (which would be another
+    // machine), and the certificate is checked against the server name.
+    assert_eq!(
+        seen.lines(),
+        vec![format!("CONNECT vault.test:{port} HTTP/1.1")]
+    );
+    s.set("VAULT_TLS_SERVER_NAME", "wrong.test")
+        .set("VAULT_LOGIN_TIMEOUT", "1s");
+    let run = s.once(&[]);
+    run.assert_code(1);
+    assert!(run.stderr.contains("wrong.test"), "{}", run.stderr);
+}
