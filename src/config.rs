@@ -75,8 +75,11 @@ pub enum TokenSink {
 /// How to reach Vault over TLS; paths were checked to be readable when the config was loaded.
 #[derive(Clone, Debug, Default)]
 pub struct TlsSettings {
-    /// PEM file of CA certificates to trust.
+    /// PEM file of CA certificates to trust. Like the `vault` CLI, the first of `ca_cert`,
+    /// `ca_cert_bytes` and `ca_path` that is set decides; the others are ignored.
     pub ca_cert: Option<PathBuf>,
+    /// PEM text of CA certificates to trust (`VAULT_CACERT_BYTES`), checked to hold at least one.
+    pub ca_cert_bytes: Option<String>,
     /// Directory of PEM files of CA certificates to trust.
     pub ca_path: Option<PathBuf>,
     /// PEM client certificate for mTLS (set exactly when `client_key` is).
@@ -373,6 +376,10 @@ const CA_PATH: Setting = Setting {
     flag: "--ca-path",
     env: &["VAULT_CAPATH", "BAO_CAPATH"],
 };
+const CA_CERT_BYTES: Setting = Setting {
+    flag: "VAULT_CACERT_BYTES",
+    env: &["VAULT_CACERT_BYTES", "BAO_CACERT_BYTES"],
+};
 const CLIENT_CERT: Setting = Setting {
     flag: "--client-cert",
     env: &["VAULT_CLIENT_CERT", "BAO_CLIENT_CERT"],
@@ -624,7 +631,7 @@ impl Config {
                 format!("env({})", parts.join(","))
             }
         };
-        let fields: [(&str, String); 30] = [
+        let fields: [(&str, String); 31] = [
             (
                 "vault_addr",
                 shown(self.vault_addr.as_str().trim_end_matches('/')),
@@ -658,6 +665,13 @@ impl Config {
                 },
             ),
             ("ca_cert", path(&self.tls.ca_cert)),
+            (
+                "ca_cert_bytes",
+                self.tls.ca_cert_bytes.as_deref().map_or_else(none, |pem| {
+                    let n = crate::tls::count_pem_certificates(pem).unwrap_or(0);
+                    format!("{n}_certificates")
+                }),
+            ),
             ("ca_path", path(&self.tls.ca_path)),
             ("client_cert", path(&self.tls.client_cert)),
             ("client_key", path(&self.tls.client_key)),
@@ -765,6 +779,13 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
     let ca_cert = ca_cert
         .map(|g| g.readable(false, "give the path of a PEM file of CA certificates"))
         .transpose()?;
+    let ca_cert_bytes = match lookup.given(None, &CA_CERT_BYTES)? {
+        Some(given) => {
+            given.parse(crate::tls::count_pem_certificates)?;
+            Some(given.value)
+        }
+        None => None,
+    };
     let ca_path = lookup.given(cli.ca_path, &CA_PATH)?;
     let ca_path = ca_path
         .map(|g| g.readable(true, "give a directory of PEM CA certificates"))
@@ -917,6 +938,7 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         namespace,
         tls: TlsSettings {
             ca_cert,
+            ca_cert_bytes,
             ca_path,
             client_cert,
             client_key,
@@ -1873,6 +1895,7 @@ mod tests {
             "VAULT_LOGIN_LOG_FORMAT",
             "VAULT_NAMESPACE",
             "VAULT_CACERT",
+            "VAULT_CACERT_BYTES",
             "VAULT_CAPATH",
             "VAULT_CLIENT_CERT",
             "VAULT_CLIENT_KEY",

@@ -24,10 +24,13 @@ use rustls::{
     RootCertStore, SignatureScheme,
 };
 
+use tracing::warn;
+
 use crate::config::TlsSettings;
 
 const CACERT: &str = "VAULT_CACERT";
 const CAPATH: &str = "VAULT_CAPATH";
+const CACERT_BYTES: &str = "VAULT_CACERT_BYTES";
 const CLIENT_CERT: &str = "VAULT_CLIENT_CERT";
 const CLIENT_KEY: &str = "VAULT_CLIENT_KEY";
 
@@ -190,14 +193,31 @@ pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, TlsError> {
     Ok(config)
 }
 
-/// The trust anchors: the given CA file and directory, or the public web PKI when neither is set.
+/// How many `CERTIFICATE` blocks the PEM text holds (at least one), for `VAULT_CACERT_BYTES`.
+pub fn count_pem_certificates(pem: &str) -> Result<usize, String> {
+    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("not valid PEM ({e}); give the CA certificates' PEM text"))?;
+    if certs.is_empty() {
+        return Err("holds no PEM certificate; give the CA certificates' PEM text, -----BEGIN CERTIFICATE----- included".into());
+    }
+    Ok(certs.len())
+}
+
+/// The trust anchors. As in the `vault` CLI (go-rootcerts), the first CA setting given decides:
+/// the CA file, else the PEM text of `VAULT_CACERT_BYTES`, else the CA directory; with none, the
+/// public web PKI.
 fn root_store(settings: &TlsSettings) -> Result<RootCertStore, TlsError> {
     let mut roots = RootCertStore::empty();
-    if settings.ca_cert.is_none() && settings.ca_path.is_none() {
-        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
-        return Ok(roots);
-    }
     if let Some(file) = &settings.ca_cert {
+        for (set, ignored) in [
+            (settings.ca_cert_bytes.is_some(), CACERT_BYTES),
+            (settings.ca_path.is_some(), CAPATH),
+        ] {
+            if set {
+                warn!("{ignored} is ignored: {CACERT} takes precedence, as in the vault CLI");
+            }
+        }
         let certs = read_certificates(CACERT, file)?;
         if certs.is_empty() {
             return Err(TlsError::NoCertificate {
@@ -206,9 +226,22 @@ fn root_store(settings: &TlsSettings) -> Result<RootCertStore, TlsError> {
             });
         }
         add_anchors(&mut roots, CACERT, file, certs)?;
-    }
-    if let Some(dir) = &settings.ca_path {
+    } else if let Some(pem) = &settings.ca_cert_bytes {
+        if settings.ca_path.is_some() {
+            warn!("{CAPATH} is ignored: {CACERT_BYTES} takes precedence, as in the vault CLI");
+        }
+        let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| TlsError::Pem {
+                setting: CACERT_BYTES,
+                path: PathBuf::from("(environment)"),
+                source,
+            })?;
+        add_anchors(&mut roots, CACERT_BYTES, Path::new("(environment)"), certs)?;
+    } else if let Some(dir) = &settings.ca_path {
         add_ca_dir(&mut roots, dir)?;
+    } else {
+        roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     }
     Ok(roots)
 }
@@ -821,27 +854,56 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn ca_file_and_dir_are_combined() {
-        let pki = Pki::new();
-        let addr = serve(&pki.server, None).await;
-        pki.write("cas/other.pem", &ca("another ca").pem);
-        let settings = TlsSettings {
-            ca_cert: Some(pki.ca_file()),
-            ca_path: Some(pki.dir.path().join("cas")),
-            ..Default::default()
-        };
-        assert_eq!(get(&settings, "vault.test", addr).await.unwrap(), "ok");
-
-        // The union works the other way round too.
+    async fn the_first_ca_setting_decides_like_the_vault_cli() {
+        // VAULT_CACERT wins over VAULT_CAPATH: a directory holding the right CA does not help
+        // when the file holds another one.
         let pki = Pki::new();
         let addr = serve(&pki.server, None).await;
         pki.write("cas/ours.pem", &pki.ca.pem);
-        let settings = TlsSettings {
-            ca_cert: Some(pki.write("other.pem", &ca("another ca").pem)),
+        let other = ca("another ca").pem;
+        let file_wins = TlsSettings {
+            ca_cert: Some(pki.write("other.pem", &other)),
             ca_path: Some(pki.dir.path().join("cas")),
             ..Default::default()
         };
-        assert_eq!(get(&settings, "vault.test", addr).await.unwrap(), "ok");
+        let err = get(&file_wins, "vault.test", addr).await.unwrap_err();
+        assert!(describe_error(&err).contains("not trusted"));
+        let file_right = TlsSettings {
+            ca_cert: Some(pki.ca_file()),
+            ca_cert_bytes: Some(other.clone()),
+            ca_path: Some(pki.dir.path().join("cas")),
+            ..Default::default()
+        };
+        assert_eq!(get(&file_right, "vault.test", addr).await.unwrap(), "ok");
+        // VAULT_CACERT_BYTES comes next, before the directory.
+        let bytes_win = TlsSettings {
+            ca_cert_bytes: Some(other.clone()),
+            ca_path: Some(pki.dir.path().join("cas")),
+            ..Default::default()
+        };
+        let err = get(&bytes_win, "vault.test", addr).await.unwrap_err();
+        assert!(describe_error(&err).contains("not trusted"));
+        let bytes_right = TlsSettings {
+            ca_cert_bytes: Some(format!("{other}{}", pki.ca.pem)),
+            ..Default::default()
+        };
+        assert_eq!(get(&bytes_right, "vault.test", addr).await.unwrap(), "ok");
+    }
+
+    #[test]
+    fn pem_text_is_counted_and_checked() {
+        let one = ca("one").pem;
+        let two = format!("some text\n{one}{}", ca("two").pem);
+        assert_eq!(count_pem_certificates(&one), Ok(1));
+        assert_eq!(count_pem_certificates(&two), Ok(2));
+        for bad in [
+            "",
+            "just text",
+            "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n",
+        ] {
+            let problem = count_pem_certificates(bad).unwrap_err();
+            assert!(problem.contains("PEM"), "{problem}");
+        }
     }
 
     #[tokio::test]

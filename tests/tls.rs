@@ -44,6 +44,42 @@ fn ca_directory_is_trusted() {
 }
 
 #[test]
+fn ca_pem_text_from_the_environment_is_trusted() {
+    let mut s = tls_setup(false);
+    s.set("VAULT_CACERT_BYTES", s.emu.ca_pem().unwrap());
+    s.once(&[]).assert_code(0);
+    assert!(s.emu.is_valid(&s.token().unwrap()));
+    s.set("VAULT_CACERT_BYTES", "not a certificate");
+    let run = s.once(&[]);
+    run.assert_code(64);
+    assert!(run.stderr.contains("VAULT_CACERT_BYTES"), "{}", run.stderr);
+    assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
+}
+
+#[test]
+fn the_ca_file_wins_over_the_ca_directory_and_says_so() {
+    let mut s = tls_setup(false);
+    let ca = write(&s, "ca.pem", &s.emu.ca_pem().unwrap());
+    let dir = s.dir.path().join("cas");
+    fs::create_dir(&dir).unwrap();
+    let other = Emulator::start(Options {
+        tls: true,
+        require_client_cert: false,
+    });
+    fs::write(dir.join("other.pem"), other.ca_pem().unwrap()).unwrap();
+    s.set("VAULT_CACERT", ca)
+        .set("VAULT_CAPATH", dir.display().to_string());
+    let run = s.once(&[]);
+    run.assert_code(0);
+    assert!(
+        run.stderr
+            .contains("VAULT_CAPATH is ignored: VAULT_CACERT takes precedence"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn wrong_ca_is_a_clear_verification_error() {
     let mut s = tls_setup(false);
     let other = Emulator::start(Options {
