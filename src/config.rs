@@ -145,6 +145,9 @@ pub struct Config {
     pub log_format: LogFormat,
     /// Vault namespace sent as `X-Vault-Namespace`, without surrounding '/'.
     pub namespace: Option<String>,
+    /// Extra headers for every request (`VAULT_HEADERS`): valid names and values, none of
+    /// Vault's own `X-Vault-*`; values may be secrets (a gateway's key).
+    pub headers: Vec<(String, Secret)>,
     /// TLS settings for talking to Vault.
     pub tls: TlsSettings,
     /// Proxies between us and Vault.
@@ -367,6 +370,10 @@ const LOG_FORMAT: Setting = Setting {
 const NAMESPACE: Setting = Setting {
     flag: "--namespace",
     env: &["VAULT_NAMESPACE", "BAO_NAMESPACE"],
+};
+const HEADERS: Setting = Setting {
+    flag: "VAULT_HEADERS",
+    env: &["VAULT_HEADERS", "BAO_HEADERS"],
 };
 const CA_CERT: Setting = Setting {
     flag: "--ca-cert",
@@ -631,7 +638,7 @@ impl Config {
                 format!("env({})", parts.join(","))
             }
         };
-        let fields: [(&str, String); 31] = [
+        let fields: [(&str, String); 32] = [
             (
                 "vault_addr",
                 shown(self.vault_addr.as_str().trim_end_matches('/')),
@@ -639,6 +646,15 @@ impl Config {
             (
                 "namespace",
                 self.namespace.as_deref().map_or_else(none, shown),
+            ),
+            (
+                "headers",
+                if self.headers.is_empty() {
+                    none()
+                } else {
+                    let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+                    shown(&names.join(","))
+                },
             ),
             ("role", shown(&self.role)),
             ("mount", shown(&self.mount)),
@@ -770,6 +786,10 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         None => LogFormat::Text,
     };
 
+    let headers = match lookup.given(None, &HEADERS)? {
+        Some(given) => given.parse(parse_headers)?,
+        None => Vec::new(),
+    };
     let namespace = match lookup.given(cli.namespace, &NAMESPACE)? {
         Some(given) => given.parse(parse_namespace)?,
         None => None,
@@ -936,6 +956,7 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         log,
         log_format,
         namespace,
+        headers,
         tls: TlsSettings {
             ca_cert,
             ca_cert_bytes,
@@ -1156,6 +1177,56 @@ fn parse_namespace(s: &str) -> Result<Option<String>, String> {
     }
     check_vault_path(s, trimmed, "admin or admin/team-a")?;
     Ok(Some(trimmed.to_string()))
+}
+
+/// `VAULT_HEADERS` as the `vault` CLI reads it: a JSON object of header names to string values.
+/// Never quotes a value (it may be a secret), nor the JSON parser's message (it may quote one).
+fn parse_headers(s: &str) -> Result<Vec<(String, Secret)>, String> {
+    const EXAMPLE: &str = r#"e.g. {"X-Gateway-Key":"..."}"#;
+    // Headers the HTTP client or vault-login set, which a second value would break.
+    const RESERVED: [&str; 6] = [
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "user-agent",
+    ];
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(s).map_err(|_| {
+            format!("not a JSON object of header names to string values; use {EXAMPLE}")
+        })?;
+    let mut headers = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("x-vault-") {
+            return Err(format!(
+                "header {name:?}: X-Vault-* headers are vault-login's own (as in the vault CLI); use VAULT_NAMESPACE for the namespace"
+            ));
+        }
+        if RESERVED.contains(&lower.as_str()) {
+            return Err(format!(
+                "header {name:?} is set by the HTTP client; remove it"
+            ));
+        }
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(format!(
+                "{name:?} is not a valid header name; use {EXAMPLE}"
+            ));
+        }
+        let serde_json::Value::String(value) = value else {
+            return Err(format!(
+                "the value of header {name:?} is not a string; use {EXAMPLE}"
+            ));
+        };
+        if reqwest::header::HeaderValue::from_str(&value).is_err() {
+            return Err(format!(
+                "the value of header {name:?} holds characters not allowed in a header"
+            ));
+        }
+        headers.push((name, Secret::new(value)));
+    }
+    Ok(headers)
 }
 
 fn parse_file_path(s: &str, what: &str) -> Result<PathBuf, String> {
@@ -1894,6 +1965,7 @@ mod tests {
             "VAULT_LOGIN_LOG",
             "VAULT_LOGIN_LOG_FORMAT",
             "VAULT_NAMESPACE",
+            "VAULT_HEADERS",
             "VAULT_CACERT",
             "VAULT_CACERT_BYTES",
             "VAULT_CAPATH",

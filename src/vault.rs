@@ -223,6 +223,16 @@ impl VaultClient {
         let tls = crate::tls::client_config(&cfg.tls)?;
         let mut headers = HeaderMap::new();
         headers.insert("X-Vault-Request", HeaderValue::from_static("true"));
+        for (name, value) in &cfg.headers {
+            // Checked when the configuration was loaded; marked sensitive so no log shows it.
+            if let (Ok(name), Ok(mut value)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                HeaderValue::from_str(value.expose()),
+            ) {
+                value.set_sensitive(true);
+                headers.insert(name, value);
+            }
+        }
         // Through a proxy, the proxy connects to the name in the request, so the server name
         // cannot be rerouted: it is then only checked in the certificate (tls.rs).
         let dial = Dial::for_addr(&cfg.vault_addr, cfg.tls.server_name.as_deref())

@@ -438,3 +438,49 @@ fn token_file_owner_is_applied_on_every_write() {
         assert!(s.token().is_none());
     }
 }
+
+#[test]
+fn vault_headers_go_with_every_request_and_stay_out_of_logs() {
+    let mut s = Setup::new();
+    s.set(
+        "VAULT_HEADERS",
+        r#"{"X-Gateway-Key":"g4t3w4y-s3cret","X-Team":"payments"}"#,
+    )
+    .set("VAULT_LOGIN_LOG", "trace");
+    let run = s.once(&[]);
+    run.assert_code(0);
+    let login = s.emu.requests().pop().unwrap();
+    assert_eq!(login.header("x-gateway-key"), Some("g4t3w4y-s3cret"));
+    assert_eq!(login.header("x-team"), Some("payments"));
+    assert_eq!(login.header("x-vault-request"), Some("true"));
+    assert!(!run.stderr.contains("g4t3w4y-s3cret"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("headers=X-Gateway-Key,X-Team"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn bad_vault_headers_are_configuration_errors() {
+    for (value, needle) in [
+        (r#"{"X-Vault-Token":"s3cret-tok"}"#, "X-Vault-"),
+        (r#"{"X-Key": 42}"#, "not a string"),
+        (r#"{"Host":"vault.internal"}"#, "set by the HTTP client"),
+        (r#"{"bad name":"x"}"#, "not a valid header name"),
+        (
+            r#"{"X-Key":"line\nbreak-s3cret"}"#,
+            "not allowed in a header",
+        ),
+        (r#"["s3cret-list"]"#, "JSON object"),
+    ] {
+        let mut s = Setup::new();
+        s.set("VAULT_HEADERS", value);
+        let run = s.once(&[]);
+        run.assert_code(64);
+        assert!(run.stderr.contains("VAULT_HEADERS"), "{}", run.stderr);
+        assert!(run.stderr.contains(needle), "{value}: {}", run.stderr);
+        assert!(!run.stderr.contains("s3cret"), "{}", run.stderr);
+        assert_eq!(s.emu.requests().len(), 0);
+    }
+}
