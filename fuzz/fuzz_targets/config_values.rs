@@ -1,8 +1,8 @@
 //! Any text through the configuration value parsers and through `Config::load` as
-//! VAULT_ADDR / VAULT_LOGIN_MOUNT / VAULT_NAMESPACE / VAULT_LOGIN_LISTEN: no panic, and what is
-//! accepted holds the invariants `Config` documents.
+//! VAULT_ADDR / VAULT_LOGIN_MOUNT / VAULT_NAMESPACE / VAULT_LOGIN_LISTEN / VAULT_HEADERS /
+//! HTTPS_PROXY: no panic, and what is accepted holds the invariants `Config` documents.
 //!
-//! Input: up to four values separated by NUL bytes (an environment value cannot hold a NUL),
+//! Input: up to six values separated by NUL bytes (an environment value cannot hold a NUL),
 //! decoded lossily like `Config::from_process` does.
 #![no_main]
 
@@ -13,11 +13,13 @@ use vault_login::config::{
     human, parse_bool, parse_duration, parse_mode, parse_owner, Config, ConfigError,
 };
 
-const NAMES: [&str; 4] = [
+const NAMES: [&str; 6] = [
     "VAULT_ADDR",
     "VAULT_LOGIN_MOUNT",
     "VAULT_NAMESPACE",
     "VAULT_LOGIN_LISTEN",
+    "VAULT_HEADERS",
+    "HTTPS_PROXY",
 ];
 const TEN_YEARS: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
 
@@ -70,8 +72,20 @@ fuzz_target!(|data: &[u8]| {
             if let Some(ns) = &cfg.namespace {
                 assert!(!ns.is_empty() && !ns.starts_with('/') && !ns.ends_with('/'));
             }
+            for (name, _) in &cfg.headers {
+                assert!(!name.to_ascii_lowercase().starts_with("x-vault-"), "{name:?}");
+            }
+            if let Some(proxy) = &cfg.proxy.https {
+                assert!(matches!(proxy.scheme(), "http" | "https"));
+                assert!(proxy.host_str().is_some_and(|h| !h.is_empty()));
+            }
             let summary = cfg.summary();
             assert!(!summary.contains('\n'), "{summary}");
+            if let Some(proxy) = &cfg.proxy.https {
+                if let Some(pw) = proxy.password().filter(|p| p.len() > 3) {
+                    assert!(!summary.contains(pw), "{summary}");
+                }
+            }
         }
         Err(ConfigError::Invalid {
             source_name,
