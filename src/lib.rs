@@ -7,6 +7,7 @@
 //! - [`jwt`]: reads the service-account JWT afresh for each login and decodes its claims for hints.
 //! - [`tls`]: the rustls client configuration (CA file/dir, mTLS, server name, skip-verify).
 //! - [`server_name`]: `VAULT_TLS_SERVER_NAME` as SNI: requests addressed to it, dialled to `VAULT_ADDR`.
+//! - [`proxy`]: HTTP proxies to Vault (`VAULT_PROXY_ADDR`, `HTTPS_PROXY`, `NO_PROXY`), as the vault CLI reads them.
 //! - [`vault`]: the Vault HTTP client (login, renew-self, lookup-self, revoke-self) and its errors.
 //! - [`token_file`]: atomic, exact-mode writes of the token file.
 //! - [`backoff`]: exponential backoff with full jitter, and the random source for jitter.
@@ -27,6 +28,7 @@ pub mod error;
 pub mod health;
 pub mod hooks;
 pub mod jwt;
+pub mod proxy;
 pub mod schedule;
 pub mod secret;
 pub mod server_name;

@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
-use reqwest::{Method, NoProxy, StatusCode, Url};
+use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::{Config, ProxySettings};
+use crate::config::Config;
+use crate::proxy;
 use crate::secret::Secret;
 use crate::server_name::Dial;
 
@@ -236,8 +237,8 @@ impl VaultClient {
         // Through a proxy, the proxy connects to the name in the request, so the server name
         // cannot be rerouted: it is then only checked in the certificate (tls.rs).
         let dial = Dial::for_addr(&cfg.vault_addr, cfg.tls.server_name.as_deref())
-            .filter(|_| !proxied(&cfg.vault_addr, &cfg.proxy));
-        let mut builder = with_proxies(reqwest::Client::builder(), &cfg.proxy)
+            .filter(|_| !proxy::proxied(&cfg.vault_addr, &cfg.proxy));
+        let mut builder = proxy::apply(reqwest::Client::builder(), &cfg.proxy)
             .map_err(|e| crate::tls::TlsError::Setup(format!("proxy: {e}")))?;
         if let Some(d) = &dial {
             builder = builder.dns_resolver(Arc::new(d.clone()));
@@ -462,51 +463,6 @@ pub fn parse_auth_response(
     Ok(Renewal { auth, warnings })
 }
 
-/// The proxies of `p` (see [`ProxySettings`]), replacing reqwest's own reading of the
-/// environment, which would also proxy loopback addresses (Go never does).
-fn with_proxies(
-    builder: reqwest::ClientBuilder,
-    p: &ProxySettings,
-) -> Result<reqwest::ClientBuilder, reqwest::Error> {
-    let mut builder = builder.no_proxy();
-    if let Some(all) = &p.all {
-        return Ok(builder.proxy(reqwest::Proxy::all(all.as_str())?));
-    }
-    let direct = NoProxy::from_string(&direct_hosts(p));
-    if let Some(https) = &p.https {
-        builder = builder.proxy(reqwest::Proxy::https(https.as_str())?.no_proxy(direct.clone()));
-    }
-    if let Some(http) = &p.http {
-        builder = builder.proxy(reqwest::Proxy::http(http.as_str())?.no_proxy(direct));
-    }
-    Ok(builder)
-}
-
-/// `NO_PROXY`, plus the loopback names and networks Go never proxies.
-fn direct_hosts(p: &ProxySettings) -> String {
-    format!(
-        "localhost,127.0.0.0/8,::1,[::1],{}",
-        p.no_proxy.as_deref().unwrap_or("")
-    )
-}
-
-/// Whether requests to `url` go through a proxy under `p` (the rules of [`with_proxies`]).
-fn proxied(url: &Url, p: &ProxySettings) -> bool {
-    if p.all.is_some() {
-        return true;
-    }
-    let mut m = hyper_util::client::proxy::matcher::Matcher::builder().no(direct_hosts(p));
-    if let Some(https) = &p.https {
-        m = m.https(https.as_str());
-    }
-    if let Some(http) = &p.http {
-        m = m.http(http.as_str());
-    }
-    url.as_str()
-        .parse::<hyper::Uri>()
-        .is_ok_and(|uri| m.build().intercept(&uri).is_some())
-}
-
 fn redirect_policy() -> reqwest::redirect::Policy {
     // A standby answers 307 to the active node: follow one hop, never from https down to http.
     reqwest::redirect::Policy::custom(|attempt| {
@@ -706,35 +662,6 @@ mod tests {
         // A proxy's HTML page is still quoted.
         let err = parse_auth_response("op", StatusCode::OK, None, b"<h1>Login</h1>").unwrap_err();
         assert!(err.to_string().contains("\"Login\""), "{err}");
-    }
-
-    #[test]
-    fn proxied_follows_the_proxy_rules() {
-        let url = |s: &str| Url::parse(s).unwrap();
-        let https = ProxySettings {
-            https: Some(url("http://proxy:3128")),
-            no_proxy: Some(".svc,10.0.0.0/8".into()),
-            ..ProxySettings::default()
-        };
-        assert!(proxied(&url("https://vault.example:8200"), &https));
-        assert!(
-            !proxied(&url("http://vault.example:8200"), &https),
-            "no HTTP_PROXY"
-        );
-        assert!(!proxied(&url("https://vault.vault.svc:8200"), &https));
-        assert!(!proxied(&url("https://10.1.2.3:8200"), &https));
-        assert!(!proxied(&url("https://127.0.0.1:8200"), &https));
-        assert!(!proxied(&url("https://localhost:8200"), &https));
-        assert!(!proxied(&url("https://[::1]:8200"), &https));
-        let all = ProxySettings {
-            all: Some(url("http://proxy:3128")),
-            ..https
-        };
-        assert!(proxied(&url("https://127.0.0.1:8200"), &all));
-        assert!(!proxied(
-            &url("https://vault:8200"),
-            &ProxySettings::default()
-        ));
     }
 
     #[test]
