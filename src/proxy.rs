@@ -51,6 +51,19 @@ pub fn proxied(url: &Url, p: &ProxySettings) -> bool {
         .is_ok_and(|uri| m.build().intercept(&uri).is_some())
 }
 
+/// The proxy requests to `url` go through, for messages: scheme, host and port, never the
+/// credentials. `None` when they go direct.
+pub fn via(url: &Url, p: &ProxySettings) -> Option<String> {
+    if !proxied(url, p) {
+        return None;
+    }
+    let proxy = p.all.as_ref().or(match url.scheme() {
+        "https" => p.https.as_ref(),
+        _ => p.http.as_ref(),
+    })?;
+    Some(crate::config::redacted(proxy))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,5 +95,18 @@ mod tests {
             &url("https://vault:8200"),
             &ProxySettings::default()
         ));
+        assert_eq!(
+            via(&url("https://vault:8200"), &all).as_deref(),
+            Some("http://proxy:3128")
+        );
+        let secret = ProxySettings {
+            https: Some(url("http://u:pw@proxy:3128")),
+            ..ProxySettings::default()
+        };
+        assert_eq!(
+            via(&url("https://vault:8200"), &secret).as_deref(),
+            Some("http://***@proxy:3128")
+        );
+        assert_eq!(via(&url("http://vault:8200"), &secret), None);
     }
 }

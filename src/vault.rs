@@ -207,6 +207,8 @@ pub struct VaultClient {
     namespace: Option<String>,
     /// Set when `VAULT_TLS_SERVER_NAME` reroutes requests (see [`crate::server_name`]).
     dial: Option<Dial>,
+    /// The proxy requests go through, named in every error (without credentials).
+    via: Option<String>,
 }
 
 impl fmt::Debug for VaultClient {
@@ -258,6 +260,7 @@ impl VaultClient {
             .map_err(|e| crate::tls::TlsError::Setup(e.to_string()))?;
         let mut client = Self::with_http(http, cfg.vault_addr.clone(), cfg.namespace.clone());
         client.dial = dial;
+        client.via = proxy::via(&cfg.vault_addr, &cfg.proxy);
         Ok(client)
     }
 
@@ -268,6 +271,7 @@ impl VaultClient {
             base,
             namespace,
             dial: None,
+            via: None,
         }
     }
 
@@ -336,8 +340,12 @@ impl VaultClient {
         body: Option<Value>,
     ) -> Result<(String, StatusCode, Vec<u8>), VaultError> {
         let url = self.url(path);
-        // Errors show VAULT_ADDR's URL, whatever name the request is addressed to.
-        let op = format!("{method} {url}");
+        // Errors show VAULT_ADDR's URL, whatever name the request is addressed to, and the
+        // proxy in between: "connection refused" may be the proxy's doing.
+        let op = match &self.via {
+            Some(proxy) => format!("{method} {url} (via proxy {proxy})"),
+            None => format!("{method} {url}"),
+        };
         let to = match &self.dial {
             Some(d) => d.address(&url),
             None => url,

@@ -262,3 +262,20 @@ fn through_a_proxy_the_server_name_is_checked_but_the_tunnel_goes_to_vault_addr(
     run.assert_code(1);
     assert!(run.stderr.contains("wrong.test"), "{}", run.stderr);
 }
+
+#[test]
+fn an_unreachable_proxy_is_named_without_its_credentials() {
+    let mut s = tls_setup();
+    let port = s.emu.addr().port();
+    // Nothing listens on port 9 here.
+    s.set("VAULT_ADDR", format!("https://vault.test:{port}"))
+        .set("HTTPS_PROXY", "http://agent:s3cr3t-pw@127.0.0.1:9")
+        .set("VAULT_LOGIN_TIMEOUT", "1s");
+    let run = s.once(&[]);
+    run.assert_code(1);
+    assert!(!run.stderr.contains("s3cr3t-pw"), "{}", run.stderr);
+    // The last line names the proxy too: the refusal is the proxy's, not Vault's.
+    let last = run.stderr.lines().last().unwrap_or("");
+    assert!(last.contains("vault.test"), "{last}");
+    assert!(last.contains("via proxy http://***@127.0.0.1:9"), "{last}");
+}
