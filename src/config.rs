@@ -154,6 +154,8 @@ pub struct Config {
     pub proxy: ProxySettings,
     /// Timeout of each HTTP request to Vault (> 0).
     pub client_timeout: Duration,
+    /// Do not follow a standby's redirect to the active node (`VAULT_DISABLE_REDIRECTS`).
+    pub disable_redirects: bool,
     /// Program and arguments to run after each new token, if any (never empty).
     pub on_change: Option<Vec<String>>,
     /// Kill the on-change command after this long (> 0).
@@ -269,6 +271,9 @@ struct Cli {
     /// Do not verify Vault's certificate (dangerous) [env: VAULT_SKIP_VERIFY, BAO_SKIP_VERIFY]
     #[arg(long)]
     tls_skip_verify: bool,
+    /// Do not follow redirects (a standby's 307 to the active node) [env: VAULT_DISABLE_REDIRECTS, BAO_DISABLE_REDIRECTS]
+    #[arg(long)]
+    disable_redirects: bool,
     /// Timeout of each request to Vault [env: VAULT_CLIENT_TIMEOUT, BAO_CLIENT_TIMEOUT] [default: 60s]
     #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
     client_timeout: Option<String>,
@@ -404,6 +409,10 @@ const TLS_SERVER_NAME: Setting = Setting {
 const SKIP_VERIFY: Setting = Setting {
     flag: "--tls-skip-verify",
     env: &["VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"],
+};
+const DISABLE_REDIRECTS: Setting = Setting {
+    flag: "--disable-redirects",
+    env: &["VAULT_DISABLE_REDIRECTS", "BAO_DISABLE_REDIRECTS"],
 };
 const CLIENT_TIMEOUT: Setting = Setting {
     flag: "--client-timeout",
@@ -640,7 +649,7 @@ impl Config {
                 format!("env({})", parts.join(","))
             }
         };
-        let fields: [(&str, String); 32] = [
+        let fields: [(&str, String); 33] = [
             (
                 "vault_addr",
                 shown(self.vault_addr.as_str().trim_end_matches('/')),
@@ -698,6 +707,7 @@ impl Config {
                 self.tls.server_name.as_deref().map_or_else(none, shown),
             ),
             ("tls_skip_verify", self.tls.skip_verify.to_string()),
+            ("disable_redirects", self.disable_redirects.to_string()),
             ("proxy", proxy),
             ("client_timeout", human(self.client_timeout)),
             ("on_change", on_change),
@@ -842,6 +852,7 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         None => None,
     };
     let skip_verify = lookup.boolean(cli.tls_skip_verify, &SKIP_VERIFY)?;
+    let disable_redirects = lookup.boolean(cli.disable_redirects, &DISABLE_REDIRECTS)?;
     let client_timeout = lookup
         .duration(
             cli.client_timeout,
@@ -970,6 +981,7 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         },
         proxy,
         client_timeout,
+        disable_redirects,
         on_change,
         on_change_timeout,
         signal_pid_file,
@@ -1976,6 +1988,7 @@ mod tests {
             "VAULT_TLS_SERVER_NAME",
             "VAULT_SKIP_VERIFY",
             "VAULT_CLIENT_TIMEOUT",
+            "VAULT_DISABLE_REDIRECTS",
             "VAULT_PROXY_ADDR",
             "VAULT_HTTP_PROXY",
             "HTTP_PROXY",

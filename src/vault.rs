@@ -209,6 +209,8 @@ pub struct VaultClient {
     dial: Option<Dial>,
     /// The proxy requests go through, named in every error (without credentials).
     via: Option<String>,
+    /// `VAULT_DISABLE_REDIRECTS`: a redirect is an error, not followed.
+    no_redirects: bool,
 }
 
 impl fmt::Debug for VaultClient {
@@ -251,7 +253,11 @@ impl VaultClient {
             .connect_timeout(cfg.client_timeout.min(Duration::from_secs(30)))
             .default_headers(headers)
             .user_agent(concat!("vault-login/", env!("CARGO_PKG_VERSION")))
-            .redirect(redirect_policy())
+            .redirect(if cfg.disable_redirects {
+                reqwest::redirect::Policy::none()
+            } else {
+                redirect_policy()
+            })
             .http1_only()
             // No idle connections: requests are minutes apart, and a pooled connection keeps
             // an idle-expiry timer that would wake the process while it should sleep.
@@ -261,6 +267,7 @@ impl VaultClient {
         let mut client = Self::with_http(http, cfg.vault_addr.clone(), cfg.namespace.clone());
         client.dial = dial;
         client.via = proxy::via(&cfg.vault_addr, &cfg.proxy);
+        client.no_redirects = cfg.disable_redirects;
         Ok(client)
     }
 
@@ -272,6 +279,7 @@ impl VaultClient {
             namespace,
             dial: None,
             via: None,
+            no_redirects: false,
         }
     }
 
@@ -373,6 +381,28 @@ impl VaultClient {
             message: crate::tls::describe_error(&e),
         })?;
         let status = resp.status();
+        if status.is_redirection() {
+            // Only what the redirect policy did not follow gets here.
+            let to = resp
+                .headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .map_or_else(
+                    || "nowhere (no Location header)".to_string(),
+                    |l| excerpt(l.as_bytes()),
+                );
+            let why = if self.no_redirects {
+                "VAULT_DISABLE_REDIRECTS is set; point VAULT_ADDR at the active node or unset it"
+            } else {
+                "only one redirect is followed, and never from https to http"
+            };
+            return Err(VaultError::Status {
+                op,
+                status,
+                errors: vec![format!("redirected to {to}, not followed: {why}")],
+                retry_after: None,
+            });
+        }
         let retry_after = resp
             .headers()
             .get(RETRY_AFTER)
