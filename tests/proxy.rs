@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -116,20 +115,6 @@ fn forward(client: TcpStream, seen: &Seen) {
     let _ = from_client.read_to_end(&mut rest);
 }
 
-fn tls_setup() -> Setup {
-    let mut s = Setup::with(
-        Options {
-            tls: true,
-            require_client_cert: false,
-        },
-        Role::default(),
-    );
-    let ca = s.dir.path().join("ca.pem");
-    fs::write(&ca, s.emu.ca_pem().unwrap()).unwrap();
-    s.set("VAULT_CACERT", ca.display().to_string());
-    s
-}
-
 #[test]
 fn vault_proxy_addr_carries_every_request() {
     let (url, seen) = proxy();
@@ -150,7 +135,7 @@ fn vault_proxy_addr_carries_every_request() {
 #[test]
 fn https_proxy_tunnels_to_vault_and_no_proxy_bypasses_it() {
     let (url, seen) = proxy();
-    let mut s = tls_setup();
+    let mut s = Setup::tls_trusted();
     let port = s.emu.addr().port();
     // vault.test resolves nowhere but in the proxy; its certificate names it.
     s.set("VAULT_ADDR", format!("https://vault.test:{port}"))
@@ -203,7 +188,7 @@ fn http_proxy_is_used_for_http_and_never_for_loopback() {
 #[test]
 fn proxy_credentials_are_sent_but_never_logged() {
     let (url, seen) = proxy();
-    let mut s = tls_setup();
+    let mut s = Setup::tls_trusted();
     let port = s.emu.addr().port();
     let with_auth = url.replace("http://", "http://agent:s3cr3t-pw@");
     s.set("VAULT_ADDR", format!("https://vault.test:{port}"))
@@ -244,7 +229,7 @@ fn a_bad_proxy_is_a_configuration_error() {
 #[test]
 fn through_a_proxy_the_server_name_is_checked_but_the_tunnel_goes_to_vault_addr() {
     let (url, seen) = proxy();
-    let mut s = tls_setup();
+    let mut s = Setup::tls_trusted();
     let port = s.emu.addr().port();
     s.set("VAULT_ADDR", format!("https://vault.test:{port}"))
         .set("HTTPS_PROXY", &url)
@@ -265,7 +250,7 @@ fn through_a_proxy_the_server_name_is_checked_but_the_tunnel_goes_to_vault_addr(
 
 #[test]
 fn an_unreachable_proxy_is_named_without_its_credentials() {
-    let mut s = tls_setup();
+    let mut s = Setup::tls_trusted();
     let port = s.emu.addr().port();
     // Nothing listens on port 9 here.
     s.set("VAULT_ADDR", format!("https://vault.test:{port}"))

@@ -76,21 +76,11 @@ fn disable_redirects_turns_a_redirect_into_a_clear_error() {
 #[test]
 fn an_https_standby_never_sends_us_to_http() {
     let active = Setup::new();
-    let mut standby = Setup::with(
-        Options {
-            tls: true,
-            require_client_cert: false,
-        },
-        Role::default(),
-    );
-    let ca = standby.dir.path().join("ca.pem");
-    std::fs::write(&ca, standby.emu.ca_pem().unwrap()).unwrap();
+    let mut standby = Setup::tls_trusted();
     standby.emu.set_fault(Fault::Redirect {
         to: active.emu.url(),
     });
-    standby
-        .set("VAULT_CACERT", ca.display().to_string())
-        .set("VAULT_LOGIN_TIMEOUT", "1s");
+    standby.set("VAULT_LOGIN_TIMEOUT", "1s");
     let run = standby.once(&[]);
     run.assert_code(1);
     assert!(

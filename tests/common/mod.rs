@@ -76,6 +76,21 @@ impl Setup {
         }
     }
 
+    /// An emulator with TLS (no client certificate asked) whose CA is trusted via VAULT_CACERT.
+    pub fn tls_trusted() -> Setup {
+        let mut s = Self::with(
+            Options {
+                tls: true,
+                require_client_cert: false,
+            },
+            Role::default(),
+        );
+        let ca = s.dir.path().join("ca.pem");
+        std::fs::write(&ca, s.emu.ca_pem().unwrap()).unwrap();
+        s.set("VAULT_CACERT", ca.display().to_string());
+        s
+    }
+
     pub fn set(&mut self, k: &str, v: impl Into<String>) -> &mut Self {
         self.env.insert(k.into(), v.into());
         self
