@@ -524,6 +524,18 @@ impl Lookup<'_> {
         }))
     }
 
+    /// The value given for `setting` through `parse`, or `None` when none is given.
+    fn parsed<T>(
+        &self,
+        flag: Option<String>,
+        setting: &Setting,
+        parse: impl FnOnce(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        self.given(flag, setting)?
+            .map(|given| given.parse(parse))
+            .transpose()
+    }
+
     /// Like [`Lookup::given`], for a setting without a default.
     fn required(
         &self,
@@ -737,10 +749,9 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
     let role = lookup.required(cli.role, &ROLE, "the kubernetes auth role to log in as")?;
     let role = role.parse(parse_role)?;
 
-    let mount = match lookup.given(cli.mount, &MOUNT)? {
-        Some(given) => given.parse(parse_mount)?,
-        None => DEFAULT_MOUNT.to_string(),
-    };
+    let mount = lookup
+        .parsed(cli.mount, &MOUNT, parse_mount)?
+        .unwrap_or_else(|| DEFAULT_MOUNT.to_string());
 
     let jwt = match (lookup.env)(JWT_ENV).filter(|v| !v.is_empty()) {
         Some(value) => JwtSource::Env(Secret::new(value)),
@@ -759,14 +770,10 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         None => TokenSink::File(PathBuf::from(DEFAULT_TOKEN_FILE)),
     };
 
-    let token_file_mode = match lookup.given(cli.token_file_mode, &TOKEN_FILE_MODE)? {
-        Some(given) => given.parse(parse_mode)?,
-        None => DEFAULT_TOKEN_FILE_MODE,
-    };
-    let token_file_owner = match lookup.given(cli.token_file_owner, &TOKEN_FILE_OWNER)? {
-        Some(given) => Some(given.parse(parse_owner)?),
-        None => None,
-    };
+    let token_file_mode = lookup
+        .parsed(cli.token_file_mode, &TOKEN_FILE_MODE, parse_mode)?
+        .unwrap_or(DEFAULT_TOKEN_FILE_MODE);
+    let token_file_owner = lookup.parsed(cli.token_file_owner, &TOKEN_FILE_OWNER, parse_owner)?;
 
     let once = lookup.boolean(cli.once, &ONCE)?;
     let timeout = lookup
@@ -786,26 +793,21 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         .map(|(d, _)| d);
     let revoke_on_exit = lookup.boolean(cli.revoke_on_exit, &REVOKE_ON_EXIT)?;
 
-    let listen = match lookup.given(cli.listen, &LISTEN)? {
-        Some(given) => Some(given.parse(parse_listen)?),
-        None => None,
-    };
+    let listen = lookup.parsed(cli.listen, &LISTEN, parse_listen)?;
     let log = lookup
         .given(cli.log, &LOG)?
         .map_or_else(|| DEFAULT_LOG.to_string(), |g| g.value);
-    let log_format = match lookup.given(cli.log_format, &LOG_FORMAT)? {
-        Some(given) => given.parse(parse_log_format)?,
-        None => LogFormat::Text,
-    };
+    let log_format = lookup
+        .parsed(cli.log_format, &LOG_FORMAT, parse_log_format)?
+        .unwrap_or(LogFormat::Text);
 
-    let headers = match lookup.given(None, &HEADERS)? {
-        Some(given) => given.parse(parse_headers)?,
-        None => Vec::new(),
-    };
-    let namespace = match lookup.given(cli.namespace, &NAMESPACE)? {
-        Some(given) => given.parse(parse_namespace)?,
-        None => None,
-    };
+    let headers = lookup
+        .parsed(None, &HEADERS, parse_headers)?
+        .unwrap_or_default();
+    // "/" (the root namespace) parses to none.
+    let namespace = lookup
+        .parsed(cli.namespace, &NAMESPACE, parse_namespace)?
+        .flatten();
 
     let ca_cert = lookup.given(cli.ca_cert, &CA_CERT)?;
     let ca_cert = ca_cert
@@ -847,10 +849,7 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
     let client_key = key
         .map(|g| g.readable(false, "give the path of the PEM client key"))
         .transpose()?;
-    let server_name = match lookup.given(cli.tls_server_name, &TLS_SERVER_NAME)? {
-        Some(given) => Some(given.parse(parse_server_name)?),
-        None => None,
-    };
+    let server_name = lookup.parsed(cli.tls_server_name, &TLS_SERVER_NAME, parse_server_name)?;
     let skip_verify = lookup.boolean(cli.tls_skip_verify, &SKIP_VERIFY)?;
     let disable_redirects = lookup.boolean(cli.disable_redirects, &DISABLE_REDIRECTS)?;
     let client_timeout = lookup
@@ -862,23 +861,14 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         )?
         .map_or(DEFAULT_CLIENT_TIMEOUT, |(d, _)| d);
 
-    let proxy_url = |setting: &Setting, flag: Option<String>| -> Result<Option<Url>, ConfigError> {
-        match lookup.given(flag, setting)? {
-            Some(given) => Ok(Some(given.parse(parse_proxy_url)?)),
-            None => Ok(None),
-        }
-    };
     let proxy = ProxySettings {
-        all: proxy_url(&PROXY_ADDR, cli.proxy_addr)?,
-        http: proxy_url(&HTTP_PROXY, None)?,
-        https: proxy_url(&HTTPS_PROXY, None)?,
+        all: lookup.parsed(cli.proxy_addr, &PROXY_ADDR, parse_proxy_url)?,
+        http: lookup.parsed(None, &HTTP_PROXY, parse_proxy_url)?,
+        https: lookup.parsed(None, &HTTPS_PROXY, parse_proxy_url)?,
         no_proxy: lookup.given(None, &NO_PROXY)?.map(|g| g.value),
     };
 
-    let on_change = match lookup.given(cli.on_change, &ON_CHANGE)? {
-        Some(given) => Some(given.parse(parse_on_change)?),
-        None => None,
-    };
+    let on_change = lookup.parsed(cli.on_change, &ON_CHANGE, parse_on_change)?;
     let on_change_timeout = lookup
         .duration(
             cli.on_change_timeout,
@@ -887,10 +877,9 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
             "30s",
         )?
         .map_or(DEFAULT_ON_CHANGE_TIMEOUT, |(d, _)| d);
-    let signal_pid_file = match lookup.given(cli.signal_pid_file, &SIGNAL_PID_FILE)? {
-        Some(given) => Some(given.parse(|s| parse_file_path(s, "the app's process id"))?),
-        None => None,
-    };
+    let signal_pid_file = lookup.parsed(cli.signal_pid_file, &SIGNAL_PID_FILE, |s| {
+        parse_file_path(s, "the app's process id")
+    })?;
     let signal = lookup.given(cli.signal, &SIGNAL)?;
     if let (Some(given), None) = (&signal, &signal_pid_file) {
         return Err(given.invalid(format!(
