@@ -193,10 +193,16 @@ pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, TlsError> {
     Ok(config)
 }
 
+/// Every `CERTIFICATE` block of PEM text; other blocks and text around them are ignored.
+fn pem_certificates(
+    pem: &[u8],
+) -> Result<Vec<CertificateDer<'static>>, rustls::pki_types::pem::Error> {
+    CertificateDer::pem_slice_iter(pem).collect()
+}
+
 /// How many `CERTIFICATE` blocks the PEM text holds (at least one), for `VAULT_CACERT_BYTES`.
 pub fn count_pem_certificates(pem: &str) -> Result<usize, String> {
-    let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
+    let certs = pem_certificates(pem.as_bytes())
         .map_err(|e| format!("not valid PEM ({e}); give the CA certificates' PEM text"))?;
     if certs.is_empty() {
         return Err("holds no PEM certificate; give the CA certificates' PEM text, -----BEGIN CERTIFICATE----- included".into());
@@ -230,13 +236,11 @@ fn root_store(settings: &TlsSettings) -> Result<RootCertStore, TlsError> {
         if settings.ca_path.is_some() {
             warn!("{CAPATH} is ignored: {CACERT_BYTES} takes precedence, as in the vault CLI");
         }
-        let certs = CertificateDer::pem_slice_iter(pem.as_bytes())
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|source| TlsError::Pem {
-                setting: CACERT_BYTES,
-                path: PathBuf::from("(environment)"),
-                source,
-            })?;
+        let certs = pem_certificates(pem.as_bytes()).map_err(|source| TlsError::Pem {
+            setting: CACERT_BYTES,
+            path: PathBuf::from("(environment)"),
+            source,
+        })?;
         add_anchors(&mut roots, CACERT_BYTES, Path::new("(environment)"), certs)?;
     } else if let Some(dir) = &settings.ca_path {
         add_ca_dir(&mut roots, dir)?;
@@ -308,13 +312,11 @@ fn read_certificates(
         path: path.to_path_buf(),
         source,
     })?;
-    CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|source| TlsError::Pem {
-            setting,
-            path: path.to_path_buf(),
-            source,
-        })
+    pem_certificates(&pem).map_err(|source| TlsError::Pem {
+        setting,
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// A client certificate chain with its key, and the files they came from.

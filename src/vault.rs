@@ -238,10 +238,11 @@ impl VaultClient {
                 headers.insert(name, value);
             }
         }
+        let via = proxy::via(&cfg.vault_addr, &cfg.proxy);
         // Through a proxy, the proxy connects to the name in the request, so the server name
         // cannot be rerouted: it is then only checked in the certificate (tls.rs).
         let dial = Dial::for_addr(&cfg.vault_addr, cfg.tls.server_name.as_deref())
-            .filter(|_| !proxy::proxied(&cfg.vault_addr, &cfg.proxy));
+            .filter(|_| via.is_none());
         let mut builder = proxy::apply(reqwest::Client::builder(), &cfg.proxy)
             .map_err(|e| crate::tls::TlsError::Setup(format!("proxy: {e}")))?;
         if let Some(d) = &dial {
@@ -266,7 +267,7 @@ impl VaultClient {
             .map_err(|e| crate::tls::TlsError::Setup(e.to_string()))?;
         let mut client = Self::with_http(http, cfg.vault_addr.clone(), cfg.namespace.clone());
         client.dial = dial;
-        client.via = proxy::via(&cfg.vault_addr, &cfg.proxy);
+        client.via = via;
         client.no_redirects = cfg.disable_redirects;
         Ok(client)
     }
