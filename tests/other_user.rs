@@ -48,12 +48,7 @@ fn works_without_inotify() {
         "hog holds instances: {line}"
     );
 
-    s.set("VAULT_LOGIN_LOG", "info");
-    let mut cmd = Command::new("setpriv");
-    cmd.env_clear()
-        .envs(&s.env)
-        .args(["--reuid", UID, "--regid", UID, "--clear-groups", &bin()]);
-    let r = Running::start(cmd);
+    let r = start_as_other_user(&mut s);
     r.wait_log("cannot watch files", Duration::from_secs(5));
     // Still renews, and a deleted token file comes back at the next wake-up.
     assert!(
@@ -88,12 +83,7 @@ fn process_is_not_dumpable() {
     }
     let mut s = Setup::with_role(Role::default());
     open_to_other_users(&s);
-    s.set("VAULT_LOGIN_LOG", "info");
-    let mut cmd = Command::new("setpriv");
-    cmd.env_clear()
-        .envs(&s.env)
-        .args(["--reuid", UID, "--regid", UID, "--clear-groups", &bin()]);
-    let r = Running::start(cmd);
+    let r = start_as_other_user(&mut s);
     assert!(
         wait_until(Duration::from_secs(5), || s.token().is_some()),
         "{}",
@@ -110,6 +100,16 @@ fn process_is_not_dumpable() {
 }
 
 /// Lets UID 4242 read the JWT and write the token directory of a setup made by root.
+/// Starts the sidecar of `s` as UID 4242, logging at info.
+fn start_as_other_user(s: &mut Setup) -> Running {
+    s.set("VAULT_LOGIN_LOG", "info");
+    let mut cmd = Command::new("setpriv");
+    cmd.env_clear()
+        .envs(&s.env)
+        .args(["--reuid", UID, "--regid", UID, "--clear-groups", &bin()]);
+    Running::start(cmd)
+}
+
 fn open_to_other_users(s: &Setup) {
     for d in [
         s.dir.path(),
