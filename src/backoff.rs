@@ -70,8 +70,14 @@ impl Backoff {
 
     /// Records a failure and returns how long to wait before the next try.
     pub fn next_delay(&mut self) -> Duration {
+        self.next_delay_with(random_unit())
+    }
+
+    /// Like [`Backoff::next_delay`], with the jitter unit (in `[0, 1)`) given: the state
+    /// machine draws its own, reproducibly.
+    pub fn next_delay_with(&mut self, unit: f64) -> Duration {
         self.attempt = self.attempt.saturating_add(1);
-        delay(self.attempt, self.min, self.max, random_unit())
+        delay(self.attempt, self.min, self.max, unit)
     }
 
     /// Consecutive failures so far.

@@ -30,11 +30,9 @@ const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
 const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_ON_CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
 const DEFAULT_LOG: &str = "info";
-/// The longest duration any setting accepts: 10 years of 365 days.
-const MAX_DURATION: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
+pub use crate::duration::{human, parse_duration, DURATION_HINT, MAX_DURATION};
 /// The only variable for the JWT itself: never a flag, since process arguments are visible to others.
 const JWT_ENV: &str = "VAULT_LOGIN_JWT";
-const DURATION_HINT: &str = "use e.g. 500ms, 30s, 5m, 1h or a number of seconds";
 
 /// Where the service-account JWT comes from.
 #[derive(Clone, Debug)]
@@ -1360,90 +1358,6 @@ fn parse_info_file(s: &str) -> Result<PathBuf, String> {
     }
 }
 
-/// Parses `500ms`, `30s`, `5m`, `1h`, Go-style combinations like `1h30m` or `1.5s`, or a number of seconds.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    const NANOS: [(&str, u128); 4] = [
-        ("ms", 1_000_000),
-        ("s", 1_000_000_000),
-        ("m", 60_000_000_000),
-        ("h", 3_600_000_000_000),
-    ];
-    let t = s.trim();
-    let junk = || format!("{s:?} is not a duration ({DURATION_HINT})");
-    let too_long = || {
-        format!(
-            "{s:?} is too long; the most is 10 years ({})",
-            human(MAX_DURATION)
-        )
-    };
-    if t.is_empty() {
-        return Err(format!("the duration is empty; {DURATION_HINT}"));
-    }
-    if t.starts_with('-') {
-        return Err(format!("{s:?} is negative; {DURATION_HINT}"));
-    }
-    let max = MAX_DURATION.as_nanos();
-    let mut total: u128 = 0;
-    if t.bytes().all(|b| b.is_ascii_digit()) {
-        total = digits_value(t)
-            .and_then(|secs| secs.checked_mul(1_000_000_000))
-            .ok_or_else(too_long)?;
-    } else {
-        let mut rest = t;
-        while !rest.is_empty() {
-            let int_len = rest.bytes().take_while(u8::is_ascii_digit).count();
-            let (int, after) = rest.split_at(int_len);
-            let (frac, after) = match after.strip_prefix('.') {
-                Some(after) => {
-                    let frac_len = after.bytes().take_while(u8::is_ascii_digit).count();
-                    after.split_at(frac_len)
-                }
-                None => ("", after),
-            };
-            if int.is_empty() && frac.is_empty() {
-                return Err(junk());
-            }
-            let unit_len = after.bytes().take_while(u8::is_ascii_alphabetic).count();
-            let (unit, after) = after.split_at(unit_len);
-            let scale = NANOS
-                .iter()
-                .find(|(name, _)| *name == unit)
-                .map(|(_, n)| *n)
-                .ok_or_else(junk)?;
-            let whole = digits_value(int)
-                .and_then(|v| v.checked_mul(scale))
-                .ok_or_else(too_long)?;
-            // Past 18 digits a fraction cannot change the result by a nanosecond, even in hours.
-            let frac = &frac[..frac.len().min(18)];
-            let part = match digits_value(frac) {
-                Some(f) if !frac.is_empty() => f * scale / 10u128.pow(frac.len() as u32),
-                _ => 0,
-            };
-            total = total
-                .checked_add(whole)
-                .and_then(|v| v.checked_add(part))
-                .ok_or_else(too_long)?;
-            if total > max {
-                return Err(too_long());
-            }
-            rest = after;
-        }
-    }
-    if total > max {
-        return Err(too_long());
-    }
-    // The cap keeps the value far inside u64 seconds.
-    let secs = (total / 1_000_000_000) as u64;
-    let nanos = (total % 1_000_000_000) as u32;
-    Ok(Duration::new(secs, nanos))
-}
-
-/// The value of a string of ASCII digits; `None` on overflow; 0 for "".
-fn digits_value(digits: &str) -> Option<u128> {
-    digits.bytes().try_fold(0u128, |acc, b| {
-        acc.checked_mul(10)?.checked_add(u128::from(b - b'0'))
-    })
-}
 
 /// Parses true/false, 1/0, yes/no, on/off, in any case.
 pub fn parse_bool(s: &str) -> Result<bool, String> {
@@ -1502,44 +1416,6 @@ pub fn parse_owner(s: &str) -> Result<Owner, String> {
             gid: None,
         }),
     }
-}
-
-/// Go-style human duration for logs: 1h2m3s, 4m0s, 1.5s, 250ms, 0s
-pub fn human(d: Duration) -> String {
-    let nanos = d.as_nanos();
-    if nanos == 0 {
-        return "0s".to_string();
-    }
-    if nanos < 1_000 {
-        return format!("{nanos}ns");
-    }
-    if nanos < 1_000_000 {
-        return format!("{}µs", decimal(nanos, 3));
-    }
-    if nanos < 1_000_000_000 {
-        return format!("{}ms", decimal(nanos, 6));
-    }
-    let secs = decimal(nanos % 60_000_000_000, 9);
-    let minutes = nanos / 60_000_000_000;
-    if minutes == 0 {
-        return format!("{secs}s");
-    }
-    let hours = minutes / 60;
-    if hours == 0 {
-        return format!("{minutes}m{secs}s");
-    }
-    format!("{hours}h{}m{secs}s", minutes % 60)
-}
-
-/// `value / 10^places` with trailing fractional zeros (and a bare '.') removed.
-fn decimal(value: u128, places: u32) -> String {
-    let scale = 10u128.pow(places);
-    let (int, frac) = (value / scale, value % scale);
-    if frac == 0 {
-        return int.to_string();
-    }
-    let frac = format!("{frac:0width$}", width = places as usize);
-    format!("{int}.{}", frac.trim_end_matches('0'))
 }
 
 #[cfg(test)]

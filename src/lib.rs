@@ -24,10 +24,12 @@
 pub mod agent;
 pub mod backoff;
 pub mod config;
+pub mod duration;
 pub mod error;
 pub mod health;
 pub mod hooks;
 pub mod jwt;
+pub mod machine;
 pub mod proxy;
 pub mod schedule;
 pub mod secret;

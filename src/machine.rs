@@ -1,0 +1,1124 @@
+//! The token loop's decisions as one deterministic state machine, in the style of `quinn-proto`.
+//!
+//! The machine does no I/O and never reads the clock. The driver ([`crate::agent`]) hands it
+//! `now` with every [`Event`] (a login or renewal result, a file write's outcome, a file change,
+//! a signal) and with every [`Machine::handle_timeout`]; it answers with [`Action`]s to perform
+//! ([`Machine::poll_action`]) and the instant it next wants to be woken
+//! ([`Machine::poll_timeout`]). Randomness (jitter) comes from a seed given at construction, so
+//! a run is reproducible: the property tests and the benchmark's simulated days drive this same
+//! machine with a model of Vault in virtual time.
+//!
+//! Contract with the driver:
+//! - at most one request (login or renewal) is in flight; a new request action replaces the
+//!   one in flight (drop it: its result must not be fed back);
+//! - a [`Action::Write`] is carried out before the next action is polled, and its outcome fed
+//!   back with [`Event::Written`] or [`Event::WriteFailed`];
+//! - a request's `sent` is the instant it was sent: a token's expiry counts from then, so a
+//!   slow answer never makes a token look longer-lived than it is;
+//! - after [`Action::Exit`] nothing more is asked.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use tracing::{error, info, warn};
+
+use crate::backoff::Backoff;
+use crate::duration::human;
+use crate::schedule::{self, Next};
+
+/// How long a revocation on exit may take before the process exits anyway: a pod's shutdown
+/// must not wait on a hung Vault.
+pub const REVOKE_GRACE: Duration = Duration::from_millis(800);
+
+/// The shortest wait before retrying a token file write the volume refused (full, read-only):
+/// a broken volume sends no events, so the retry runs on a timer, but not faster than this.
+pub const WRITE_RETRY_FLOOR: Duration = Duration::from_secs(1);
+
+/// What the run is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Goal {
+    /// `--once`: exit 0 once a token is written and the hooks have run; give up after `timeout`.
+    Once {
+        /// How long to keep trying.
+        timeout: Duration,
+    },
+    /// Keep a valid token in the file until told to stop.
+    Sidecar,
+}
+
+/// The settings the machine's decisions depend on.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    /// Once or sidecar.
+    pub goal: Goal,
+    /// The first retry's wait.
+    pub min_backoff: Duration,
+    /// The longest retry wait.
+    pub max_backoff: Duration,
+    /// The TTL asked for on renewal (`VAULT_LOGIN_RENEW_INCREMENT`).
+    pub renew_increment: Option<Duration>,
+    /// Revoke the token and remove the file on exit.
+    pub revoke_on_exit: bool,
+}
+
+/// What Vault granted: a login's or a renewal's `auth` block, reduced to what decisions need.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Grant {
+    /// `lease_duration` (zero: the token never expires).
+    pub ttl: Duration,
+    /// Whether Vault said the token may be renewed (false for batch tokens).
+    pub renewable: bool,
+    /// Whether a warning said the TTL was capped at the max TTL (renewals only).
+    pub capped_warning: bool,
+}
+
+/// How a failed request should be treated: one pure classification ([`classify`]) of what
+/// Vault answered, so all decisions agree on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FailureKind {
+    /// No answer, or an answer that says "later": connection errors, timeouts, 412, 429, 473,
+    /// 5xx other than the max-TTL refusal. Retry the same request.
+    Transient,
+    /// The token or login was refused (403): log in again; for a login, retry with backoff.
+    Denied,
+    /// The token cannot be renewed (400 `lease is not renewable`, batch tokens): replace it by
+    /// a login while a third of its life is left.
+    NotRenewable,
+    /// The token is at its end (500 `past the max TTL`, 400 `lease expired`): log in now.
+    Expired,
+    /// The service-account JWT file does not exist yet: wait for it to appear.
+    JwtMissing,
+    /// Anything else (a bad JWT, a 400, an unreadable answer): retry with backoff while an
+    /// operator fixes it.
+    Other,
+}
+
+/// A failed login or renewal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// How to treat it.
+    pub kind: FailureKind,
+    /// The wait Vault asked for with `Retry-After`.
+    pub retry_after: Option<Duration>,
+    /// One line saying what went wrong (never a secret): for logs and the final error.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure of `kind` saying `message`.
+    pub fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
+        Failure {
+            kind,
+            retry_after: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// Classifies what Vault answered. Messages are matched as substrings so that Vault ≥ 1.17's
+/// multi-error texts (`2 errors occurred:\n\t* permission denied\n\t* invalid token`) and the
+/// wrapped 500s (`1 error occurred:\n\t* past the max TTL, cannot renew`) classify like the old
+/// single strings.
+pub fn classify(status: Option<u16>, errors: &[String]) -> FailureKind {
+    let says = |needle: &str| errors.iter().any(|e| e.contains(needle));
+    let Some(status) = status else {
+        return FailureKind::Transient;
+    };
+    if says("past the max TTL") || says("lease expired") {
+        return FailureKind::Expired;
+    }
+    if says("not renewable") || says("batch tokens cannot be renewed") {
+        return FailureKind::NotRenewable;
+    }
+    match status {
+        403 => FailureKind::Denied,
+        412 | 429 | 473 | 500..=599 => FailureKind::Transient,
+        _ => FailureKind::Other,
+    }
+}
+
+/// The hooks to run after a token change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hook {
+    /// A new token is in the file: info file, on-change command, app signal.
+    NewToken,
+    /// The token was renewed: the info file's expiry.
+    Renewed,
+}
+
+/// Why the run ends.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Exit {
+    /// Done: `--once` wrote its token, or the sidecar was told to stop.
+    Done,
+    /// `--once` was stopped by a signal before it finished.
+    Interrupted,
+    /// `--once` did not get a token written before its deadline.
+    GaveUp {
+        /// Login attempts made.
+        attempts: u32,
+        /// Time spent.
+        elapsed: Duration,
+        /// The last failure.
+        last: String,
+    },
+}
+
+/// What the driver must do.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// Read the JWT afresh and log in; feed back [`Event::LoginDone`]. Give up waiting at
+    /// `deadline` (feed a transient failure).
+    Login {
+        /// The latest instant the request may still be waited for.
+        deadline: Option<Instant>,
+    },
+    /// Renew the held token; feed back [`Event::RenewDone`].
+    Renew {
+        /// The TTL to ask for.
+        increment: Option<Duration>,
+        /// The token's expiry: waiting longer than its remaining life is pointless.
+        deadline: Option<Instant>,
+    },
+    /// Make the token file hold the current token (a no-op if it already does); feed back
+    /// [`Event::Written`] or [`Event::WriteFailed`].
+    Write,
+    /// Watch the JWT file's directory so its appearance is fed back as [`Event::JwtChanged`].
+    WatchJwt,
+    /// Run these hooks in the background.
+    RunHooks(Hook),
+    /// Run the new token's hooks to completion (`--once`), then feed back [`Event::HooksDone`].
+    RunHooksAndWait,
+    /// Revoke the held token (if `token`) and remove the token file; feed back
+    /// [`Event::Revoked`]. Abandon it at `deadline`.
+    Revoke {
+        /// Whether a live token is held.
+        token: bool,
+        /// When to stop waiting for Vault.
+        deadline: Instant,
+    },
+    /// End the run.
+    Exit(Exit),
+}
+
+/// What happened, as the driver saw it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Event {
+    /// A login answered (or failed); `sent` is when its request was sent.
+    LoginDone {
+        /// When the request was sent.
+        sent: Instant,
+        /// The grant, or why not.
+        result: Result<Grant, Failure>,
+    },
+    /// A renewal answered (or failed).
+    RenewDone {
+        /// When the request was sent.
+        sent: Instant,
+        /// The grant, or why not.
+        result: Result<Grant, Failure>,
+    },
+    /// The token file holds the current token.
+    Written,
+    /// The token file could not be written.
+    WriteFailed(String),
+    /// The `--once` hooks finished.
+    HooksDone,
+    /// The revocation on exit finished (either way).
+    Revoked,
+    /// The JWT file appeared or changed.
+    JwtChanged,
+    /// The token file was changed or removed by someone else.
+    TokenFileChanged,
+    /// SIGHUP: log in again now.
+    Relogin,
+    /// SIGTERM or SIGINT: stop.
+    Shutdown,
+}
+
+/// What the next timer does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Step {
+    /// Log in.
+    Login,
+    /// Renew the held token.
+    Renew,
+    /// Nothing: the token never expires.
+    Nothing,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Login => "log in",
+            Step::Renew => "renew",
+            Step::Nothing => "nothing",
+        })
+    }
+}
+
+/// The request in flight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Request {
+    Login,
+    Renew,
+}
+
+/// The token we hold.
+#[derive(Clone, Copy, Debug)]
+struct Held {
+    /// When Vault stops accepting it (None: never).
+    expires_at: Option<Instant>,
+    renewable: bool,
+    /// The TTL an uncapped renewal gives back: the login's TTL.
+    expected: Duration,
+}
+
+impl Held {
+    fn remaining(&self, now: Instant) -> Duration {
+        self.expires_at
+            .map_or(Duration::MAX, |at| at.saturating_duration_since(now))
+    }
+
+    fn live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
+
+/// A small deterministic random source (splitmix64) for jitter.
+#[derive(Clone, Debug)]
+struct Rng(u64);
+
+impl Rng {
+    fn unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// The token loop's state and rules. See the module documentation for the driver's contract.
+#[derive(Debug)]
+pub struct Machine {
+    settings: Settings,
+    rng: Rng,
+    started: Instant,
+    backoff: Backoff,
+    held: Option<Held>,
+    /// The next step and when it is due (None: never).
+    step: Step,
+    due: Option<Instant>,
+    in_flight: Option<Request>,
+    /// Whether the last login failed (a JWT change then retries at once).
+    login_failing: bool,
+    /// Whether the file is known to hold the held token.
+    file_current: bool,
+    /// When to retry a failed write.
+    write_retry: Option<Instant>,
+    /// The new token's hooks, waiting for its first successful write.
+    unhooked: bool,
+    /// `--once`: waiting for the hooks before exiting.
+    awaiting_hooks: bool,
+    attempts: u32,
+    last_error: Option<String>,
+    /// Set once shutting down: the exit to take when the revocation finishes or times out.
+    exiting: Option<(Exit, Instant)>,
+    finished: bool,
+    actions: VecDeque<Action>,
+}
+
+impl Machine {
+    /// A machine that starts by logging in at `now`; `seed` drives all jitter.
+    pub fn new(settings: Settings, now: Instant, seed: u64) -> Machine {
+        let backoff = Backoff::new(settings.min_backoff, settings.max_backoff);
+        Machine {
+            settings,
+            rng: Rng(seed),
+            started: now,
+            backoff,
+            held: None,
+            step: Step::Login,
+            due: Some(now),
+            in_flight: None,
+            login_failing: false,
+            file_current: false,
+            write_retry: None,
+            unhooked: false,
+            awaiting_hooks: false,
+            attempts: 0,
+            last_error: None,
+            exiting: None,
+            finished: false,
+            actions: VecDeque::new(),
+        }
+    }
+
+    /// The next thing to do, if any.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// When to call [`Machine::handle_timeout`] next (None: only events can wake it).
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.finished {
+            return None;
+        }
+        if let Some((_, at)) = &self.exiting {
+            return Some(*at);
+        }
+        let step = self.due.filter(|_| self.in_flight.is_none());
+        [step, self.write_retry, self.deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The next step and when it is due, for logs ("renew in 42m").
+    pub fn next_step(&self) -> (Step, Option<Instant>) {
+        (self.step, self.due)
+    }
+
+    /// Whether a token is held that Vault still accepts at `now`.
+    pub fn holds_live_token(&self, now: Instant) -> bool {
+        self.held.is_some_and(|h| h.live(now))
+    }
+
+    /// Whether the run has ended.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match self.settings.goal {
+            Goal::Once { timeout } => Some(self.started + timeout),
+            Goal::Sidecar => None,
+        }
+    }
+
+    fn once(&self) -> bool {
+        matches!(self.settings.goal, Goal::Once { .. })
+    }
+
+    /// Time has reached [`Machine::poll_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        if self.finished {
+            return;
+        }
+        if let Some((exit, at)) = &self.exiting {
+            if *at <= now {
+                warn!("token revocation did not finish in time; exiting");
+                let exit = exit.clone();
+                self.exit(exit);
+            }
+            return;
+        }
+        if self.deadline().is_some_and(|d| d <= now) {
+            let last = self
+                .last_error
+                .clone()
+                .unwrap_or_else(|| "no attempt finished before the deadline".to_string());
+            self.exit(Exit::GaveUp {
+                attempts: self.attempts,
+                elapsed: now.saturating_duration_since(self.started),
+                last,
+            });
+            return;
+        }
+        if self.write_retry.is_some_and(|at| at <= now) {
+            self.write_retry = None;
+            if self.holds_live_token(now) {
+                self.actions.push_back(Action::Write);
+            } else if self.once() {
+                // The token expired before the volume took it: a new one is needed.
+                self.plan(Step::Login, Some(now));
+            }
+        }
+        if self.in_flight.is_none() && self.due.is_some_and(|at| at <= now) {
+            self.start(now);
+        }
+    }
+
+    /// Something happened at `now`.
+    pub fn handle(&mut self, now: Instant, event: Event) {
+        if self.finished {
+            return;
+        }
+        match event {
+            Event::Shutdown => self.shutdown(now),
+            Event::Revoked => {
+                if let Some((exit, _)) = self.exiting.take() {
+                    self.exit(exit);
+                }
+            }
+            _ if self.exiting.is_some() => {}
+            Event::LoginDone { sent, result } => {
+                if self.in_flight == Some(Request::Login) {
+                    self.in_flight = None;
+                    match result {
+                        Ok(grant) => self.logged_in(sent, grant),
+                        Err(f) => self.login_failed(now, f),
+                    }
+                }
+            }
+            Event::RenewDone { sent, result } => {
+                if self.in_flight == Some(Request::Renew) {
+                    self.in_flight = None;
+                    match result {
+                        Ok(grant) => self.renewed(now, sent, grant),
+                        Err(f) => self.renewal_failed(now, f),
+                    }
+                }
+            }
+            Event::Written => self.written(),
+            Event::WriteFailed(message) => self.write_failed(now, message),
+            Event::HooksDone => {
+                if self.awaiting_hooks {
+                    self.awaiting_hooks = false;
+                    self.exit(Exit::Done);
+                }
+            }
+            Event::JwtChanged => {
+                if self.login_failing && self.step == Step::Login && self.in_flight.is_none() {
+                    info!("service-account JWT changed: retrying the login now");
+                    self.due = Some(now);
+                }
+            }
+            Event::TokenFileChanged => {
+                // Someone replaced or removed the file: put the token back, unless it is
+                // already gone (an expired token is worse than none) or we are about to exit.
+                if !self.awaiting_hooks && self.holds_live_token(now) {
+                    self.file_current = false;
+                    self.actions.push_back(Action::Write);
+                }
+            }
+            Event::Relogin => {
+                if self.awaiting_hooks {
+                    return;
+                }
+                match self.in_flight {
+                    Some(_) => info!("SIGHUP: abandoning the request in flight and logging in again now"),
+                    None => info!("SIGHUP: logging in again now"),
+                }
+                self.in_flight = None;
+                self.backoff.reset();
+                self.plan(Step::Login, Some(now));
+                self.start(now);
+            }
+        }
+    }
+
+    fn shutdown(&mut self, now: Instant) {
+        if self.exiting.take().is_some() {
+            // A second signal while revoking: go now.
+            self.exit(Exit::Done);
+            return;
+        }
+        self.in_flight = None;
+        if self.once() {
+            self.exit(Exit::Interrupted);
+            return;
+        }
+        info!("shutting down");
+        if self.settings.revoke_on_exit {
+            let deadline = now + REVOKE_GRACE;
+            self.exiting = Some((Exit::Done, deadline));
+            self.actions.push_back(Action::Revoke {
+                token: self.holds_live_token(now),
+                deadline,
+            });
+        } else {
+            self.exit(Exit::Done);
+        }
+    }
+
+    fn exit(&mut self, exit: Exit) {
+        self.finished = true;
+        self.exiting = None;
+        self.in_flight = None;
+        self.actions.push_back(Action::Exit(exit));
+    }
+
+    fn plan(&mut self, step: Step, at: Option<Instant>) {
+        self.step = step;
+        self.due = at;
+    }
+
+    fn plan_next(&mut self, base: Instant, next: Next) {
+        match next {
+            Next::Renew(d) => self.plan(Step::Renew, Some(base + d)),
+            Next::Relogin(d) => self.plan(Step::Login, Some(base + d)),
+            Next::Hold => self.plan(Step::Nothing, None),
+        }
+    }
+
+    /// Starts the due step.
+    fn start(&mut self, now: Instant) {
+        match (self.step, self.held) {
+            (Step::Nothing, _) => self.due = None,
+            (Step::Renew, Some(h)) if h.live(now) => {
+                self.in_flight = Some(Request::Renew);
+                self.actions.push_back(Action::Renew {
+                    increment: self.settings.renew_increment,
+                    deadline: h.expires_at,
+                });
+            }
+            _ => {
+                self.step = Step::Login;
+                self.in_flight = Some(Request::Login);
+                self.attempts = self.attempts.saturating_add(1);
+                let held_expiry = self.held.filter(|h| h.live(now)).and_then(|h| h.expires_at);
+                let deadline = match (self.deadline(), held_expiry) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                self.actions.push_back(Action::Login { deadline });
+            }
+        }
+    }
+
+    fn unit(&mut self) -> f64 {
+        self.rng.unit()
+    }
+
+    fn next_backoff(&mut self, retry_after: Option<Duration>) -> Duration {
+        let unit = self.unit();
+        let d = self.backoff.next_delay_with(unit);
+        schedule::honour_retry_after(d, retry_after, self.settings.max_backoff)
+    }
+
+    fn logged_in(&mut self, sent: Instant, grant: Grant) {
+        self.login_failing = false;
+        self.backoff.reset();
+        self.last_error = None;
+        let renewable = grant.renewable;
+        self.held = Some(Held {
+            expires_at: (!grant.ttl.is_zero()).then(|| sent + grant.ttl),
+            renewable,
+            expected: grant.ttl,
+        });
+        self.file_current = false;
+        self.write_retry = None;
+        self.unhooked = true;
+        if self.once() {
+            self.plan(Step::Nothing, None);
+        } else {
+            // Unlike Vault Agent, no renewal right after the login: the token has its full TTL.
+            let unit = self.unit();
+            self.plan_next(sent, schedule::after_login(grant.ttl, renewable, unit));
+        }
+        self.actions.push_back(Action::Write);
+    }
+
+    fn login_failed(&mut self, now: Instant, f: Failure) {
+        self.login_failing = true;
+        if f.kind == FailureKind::JwtMissing {
+            self.actions.push_back(Action::WatchJwt);
+        }
+        let delay = self.next_backoff(f.retry_after);
+        let delay = match self.held.map(|h| h.remaining(now)) {
+            Some(remaining) if !self.once() => {
+                let unit = self.unit();
+                match schedule::retry_before_expiry(delay, remaining, unit) {
+                    Some(d) => {
+                        warn!(error = %f.message, retry_in = %human(d), token_valid_for = %human(remaining), "login failed; the current token stays in the file");
+                        d
+                    }
+                    None => {
+                        self.held = None;
+                        self.backoff.restart_after_expiry();
+                        let unit = self.unit();
+                        let d = self.backoff.next_delay_with(unit);
+                        error!(error = %f.message, retry_in = %human(d), "login failed and the previous token has expired");
+                        d
+                    }
+                }
+            }
+            _ => {
+                match self.deadline() {
+                    Some(deadline) => {
+                        let left = deadline.saturating_duration_since(now);
+                        warn!(error = %f.message, retry_in = %human(delay.min(left)), gives_up_in = %human(left), "login failed");
+                    }
+                    None => warn!(error = %f.message, retry_in = %human(delay), "login failed"),
+                }
+                delay
+            }
+        };
+        self.last_error = Some(f.message);
+        self.plan(Step::Login, Some(now + delay));
+    }
+
+    fn renewed(&mut self, now: Instant, sent: Instant, grant: Grant) {
+        let Some(h) = self.held.as_mut() else {
+            return;
+        };
+        self.backoff.reset();
+        let expected = match self.settings.renew_increment {
+            Some(inc) => inc.min(h.expected),
+            None => h.expected,
+        };
+        let capped = grant.ttl < expected || grant.capped_warning;
+        h.renewable = grant.renewable;
+        h.expires_at = (!grant.ttl.is_zero()).then(|| sent + grant.ttl);
+        let renewable = h.renewable;
+        let unit = self.unit();
+        let next = schedule::after_renewal(grant.ttl, expected, capped, renewable, unit);
+        self.plan_next(sent, next);
+        if capped {
+            info!(ttl = %human(grant.ttl), relogin_in = %next.delay().map_or_else(|| "never".into(), human), "max TTL reached; will log in again before the token expires");
+        } else {
+            info!(ttl = %human(grant.ttl), next = %self.describe(now), "token renewed");
+        }
+        self.actions.push_back(Action::RunHooks(Hook::Renewed));
+    }
+
+    fn renewal_failed(&mut self, now: Instant, f: Failure) {
+        let Some(h) = self.held.as_mut() else {
+            self.plan(Step::Login, Some(now));
+            self.start(now);
+            return;
+        };
+        let remaining = h.remaining(now);
+        match f.kind {
+            FailureKind::NotRenewable => {
+                h.renewable = false;
+                let unit = self.unit();
+                let d = schedule::two_thirds(remaining, unit);
+                warn!(error = %f.message, relogin_in = %human(d), "token is not renewable; will log in again before it expires");
+                self.plan(Step::Login, Some(now + d));
+            }
+            FailureKind::Transient => {
+                let delay = self.next_backoff(f.retry_after);
+                let unit = self.unit();
+                match schedule::retry_before_expiry(delay, remaining, unit) {
+                    Some(d) => {
+                        warn!(error = %f.message, retry_in = %human(d), token_valid_for = %human(remaining), "Vault unreachable; keeping the current token and retrying the renewal");
+                        self.plan(Step::Renew, Some(now + d));
+                    }
+                    None => {
+                        self.backoff.restart_after_expiry();
+                        warn!(error = %f.message, "renewal failed and the token has expired; logging in again");
+                        self.plan(Step::Login, Some(now));
+                        self.start(now);
+                    }
+                }
+            }
+            _ => {
+                warn!(error = %f.message, "renewal refused; logging in again now");
+                self.plan(Step::Login, Some(now));
+                self.start(now);
+            }
+        }
+    }
+
+    fn written(&mut self) {
+        self.file_current = true;
+        self.write_retry = None;
+        if self.unhooked {
+            self.unhooked = false;
+            if self.once() {
+                self.awaiting_hooks = true;
+                self.actions.push_back(Action::RunHooksAndWait);
+            } else {
+                self.actions.push_back(Action::RunHooks(Hook::NewToken));
+            }
+        }
+    }
+
+    fn write_failed(&mut self, now: Instant, message: String) {
+        self.file_current = false;
+        let wait = if self.once() {
+            self.next_backoff(None)
+        } else {
+            self.settings.min_backoff.max(WRITE_RETRY_FLOOR)
+        };
+        error!(error = %message, retry_in = %human(wait), "token file not written; keeping the token in memory and retrying the write");
+        self.last_error = Some(message);
+        self.write_retry = Some(now + wait);
+    }
+
+    /// "renew in 42m", "log in again in 3s", "nothing (token never expires)".
+    pub fn describe(&self, now: Instant) -> String {
+        match (self.step, self.due) {
+            (Step::Nothing, _) | (_, None) => "nothing (token never expires)".to_string(),
+            (Step::Renew, Some(at)) => format!("renew in {}", human(at.saturating_duration_since(now))),
+            (Step::Login, Some(at)) => {
+                format!("log in again in {}", human(at.saturating_duration_since(now)))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    fn settings(goal: Goal) -> Settings {
+        Settings {
+            goal,
+            min_backoff: S(1),
+            max_backoff: S(300),
+            renew_increment: None,
+            revoke_on_exit: false,
+        }
+    }
+
+    fn grant(ttl: u64, renewable: bool) -> Grant {
+        Grant {
+            ttl: S(ttl),
+            renewable,
+            capped_warning: false,
+        }
+    }
+
+    fn actions(m: &mut Machine) -> Vec<Action> {
+        std::iter::from_fn(|| m.poll_action()).collect()
+    }
+
+    fn transient() -> Failure {
+        Failure::new(FailureKind::Transient, "connection refused")
+    }
+
+    /// A sidecar that logged in at `t0` with `ttl` and wrote its file.
+    fn logged_in(ttl: u64, renewable: bool) -> (Machine, Instant) {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Sidecar), t0, 7);
+        m.handle_timeout(t0);
+        assert_eq!(actions(&mut m), vec![Action::Login { deadline: None }]);
+        m.handle(
+            t0,
+            Event::LoginDone {
+                sent: t0,
+                result: Ok(grant(ttl, renewable)),
+            },
+        );
+        assert_eq!(actions(&mut m), vec![Action::Write]);
+        m.handle(t0, Event::Written);
+        assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
+        (m, t0)
+    }
+
+    #[test]
+    fn classification_table() {
+        let e = |s: &str| vec![s.to_string()];
+        let multi = e("2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n");
+        let max = e("1 error occurred:\n\t* past the max TTL, cannot renew\n\n");
+        let cases: Vec<(Option<u16>, Vec<String>, FailureKind)> = vec![
+            (None, vec![], FailureKind::Transient),
+            (Some(403), e("permission denied"), FailureKind::Denied),
+            (Some(403), multi, FailureKind::Denied),
+            (Some(403), vec![], FailureKind::Denied),
+            (Some(400), e("lease is not renewable"), FailureKind::NotRenewable),
+            (Some(400), e("batch tokens cannot be renewed"), FailureKind::NotRenewable),
+            (Some(400), e("lease expired"), FailureKind::Expired),
+            (Some(500), e("past the max TTL, cannot renew"), FailureKind::Expired),
+            (Some(500), max, FailureKind::Expired),
+            (Some(500), e("internal error"), FailureKind::Transient),
+            (Some(503), e("Vault is sealed"), FailureKind::Transient),
+            (Some(502), vec![], FailureKind::Transient),
+            (Some(429), e("rate limit quota exceeded"), FailureKind::Transient),
+            (Some(412), vec![], FailureKind::Transient),
+            (Some(473), vec![], FailureKind::Transient),
+            (Some(400), e("missing role"), FailureKind::Other),
+            (Some(404), vec![], FailureKind::Other),
+            (Some(405), vec![], FailureKind::Other),
+        ];
+        for (status, errors, want) in cases {
+            assert_eq!(classify(status, &errors), want, "{status:?} {errors:?}");
+        }
+    }
+
+    #[test]
+    fn login_then_renew_later_not_at_once() {
+        let (mut m, t0) = logged_in(3600, true);
+        let (step, due) = m.next_step();
+        assert_eq!(step, Step::Renew);
+        let due = due.unwrap();
+        assert!(due >= t0 + S(2268) && due <= t0 + S(2772), "{:?}", due - t0);
+        assert_eq!(m.poll_timeout(), Some(due));
+        m.handle_timeout(due - S(1));
+        assert!(actions(&mut m).is_empty(), "nothing before it is due");
+        m.handle_timeout(due);
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::Renew {
+                increment: None,
+                deadline: Some(t0 + S(3600))
+            }]
+        );
+    }
+
+    #[test]
+    fn expiry_counts_from_the_sent_instant() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Sidecar), t0, 1);
+        m.handle_timeout(t0);
+        actions(&mut m);
+        // The answer took 50 s: the token's life started when the request left.
+        m.handle(
+            t0 + S(50),
+            Event::LoginDone {
+                sent: t0,
+                result: Ok(grant(100, true)),
+            },
+        );
+        m.handle(t0 + S(50), Event::Written);
+        let due = m.poll_timeout().unwrap();
+        assert!(due <= t0 + S(77), "{:?}", due - t0);
+        m.handle_timeout(due);
+        assert!(actions(&mut m).contains(&Action::Renew {
+            increment: None,
+            deadline: Some(t0 + S(100))
+        }));
+    }
+
+    #[test]
+    fn renewal_outage_retries_before_expiry_then_logs_in() {
+        let (mut m, t0) = logged_in(60, true);
+        let mut now = m.poll_timeout().unwrap();
+        let mut tries = 0;
+        loop {
+            m.handle_timeout(now);
+            match actions(&mut m).as_slice() {
+                [Action::Renew { .. }] => {
+                    m.handle(now, Event::RenewDone { sent: now, result: Err(transient()) });
+                    tries += 1;
+                }
+                other => panic!("{other:?}"),
+            }
+            if let [Action::Login { .. }] = actions(&mut m).as_slice() {
+                break;
+            }
+            let next = m.poll_timeout().unwrap();
+            assert!(next > now);
+            if next < t0 + S(60) {
+                assert!(next <= t0 + S(60) - schedule::EXPIRY_MARGIN);
+            }
+            now = next;
+            assert!(tries < 100);
+        }
+        assert!(tries >= 3, "{tries}");
+        assert!(!m.holds_live_token(now + schedule::EXPIRY_MARGIN));
+    }
+
+    #[test]
+    fn refused_renewal_logs_in_now_and_not_renewable_later() {
+        let (mut m, t0) = logged_in(600, true);
+        let due = m.poll_timeout().unwrap();
+        m.handle_timeout(due);
+        actions(&mut m);
+        let denied = Failure::new(FailureKind::Denied, "permission denied");
+        m.handle(due, Event::RenewDone { sent: due, result: Err(denied) });
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::Login {
+                deadline: Some(t0 + S(600))
+            }]
+        );
+
+        let (mut m, t0) = logged_in(600, true);
+        let due = m.poll_timeout().unwrap();
+        m.handle_timeout(due);
+        actions(&mut m);
+        let nr = Failure::new(FailureKind::NotRenewable, "lease is not renewable");
+        m.handle(due, Event::RenewDone { sent: due, result: Err(nr) });
+        assert!(actions(&mut m).is_empty());
+        assert_eq!(m.next_step().0, Step::Login);
+        let at = m.poll_timeout().unwrap();
+        assert!(at > due && at < t0 + S(600));
+    }
+
+    #[test]
+    fn capped_renewal_relogins_before_expiry() {
+        let (mut m, _) = logged_in(3600, true);
+        let due = m.poll_timeout().unwrap();
+        m.handle_timeout(due);
+        actions(&mut m);
+        m.handle(due, Event::RenewDone { sent: due, result: Ok(grant(1500, true)) });
+        assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::Renewed)]);
+        let (step, at) = m.next_step();
+        assert_eq!(step, Step::Login);
+        assert!(at.unwrap() + S(18 * 60) <= due + S(1500));
+    }
+
+    #[test]
+    fn failed_login_keeps_the_held_token_and_drops_it_when_expired() {
+        let (mut m, t0) = logged_in(20, false);
+        let due = m.poll_timeout().unwrap();
+        m.handle_timeout(due);
+        assert!(matches!(actions(&mut m).as_slice(), [Action::Login { .. }]));
+        m.handle(due, Event::LoginDone { sent: due, result: Err(transient()) });
+        assert!(m.holds_live_token(due));
+        let mut now = due;
+        while m.holds_live_token(now) {
+            now = m.poll_timeout().unwrap();
+            assert!(now < t0 + S(20) || !m.holds_live_token(now));
+            m.handle_timeout(now);
+            actions(&mut m);
+            m.handle(now, Event::LoginDone { sent: now, result: Err(transient()) });
+        }
+        // Once the token is gone, the file is not rewritten with it.
+        m.handle(now, Event::TokenFileChanged);
+        assert!(!actions(&mut m).contains(&Action::Write));
+    }
+
+    #[test]
+    fn write_failure_is_retried_and_hooks_wait_for_the_write() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Sidecar), t0, 3);
+        m.handle_timeout(t0);
+        actions(&mut m);
+        m.handle(t0, Event::LoginDone { sent: t0, result: Ok(grant(3600, true)) });
+        assert_eq!(actions(&mut m), vec![Action::Write]);
+        m.handle(t0, Event::WriteFailed("read-only file system".into()));
+        assert!(actions(&mut m).is_empty(), "no hooks for an unwritten token");
+        assert_eq!(m.poll_timeout(), Some(t0 + WRITE_RETRY_FLOOR));
+        m.handle_timeout(t0 + WRITE_RETRY_FLOOR);
+        assert_eq!(actions(&mut m), vec![Action::Write]);
+        m.handle(t0 + WRITE_RETRY_FLOOR, Event::Written);
+        assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
+    }
+
+    #[test]
+    fn file_change_rewrites_a_live_token() {
+        let (mut m, t0) = logged_in(3600, true);
+        m.handle(t0 + S(5), Event::TokenFileChanged);
+        assert_eq!(actions(&mut m), vec![Action::Write]);
+        m.handle(t0 + S(5), Event::Written);
+        assert!(actions(&mut m).is_empty(), "hooks ran once already");
+    }
+
+    #[test]
+    fn jwt_change_retries_a_failing_login_at_once() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Sidecar), t0, 3);
+        m.handle_timeout(t0);
+        actions(&mut m);
+        let missing = Failure::new(FailureKind::JwtMissing, "no JWT");
+        m.handle(t0, Event::LoginDone { sent: t0, result: Err(missing) });
+        assert_eq!(actions(&mut m), vec![Action::WatchJwt]);
+        assert!(m.poll_timeout().unwrap() >= t0 + S(1));
+        m.handle(t0 + S(0), Event::JwtChanged);
+        assert_eq!(m.poll_timeout(), Some(t0));
+    }
+
+    #[test]
+    fn sighup_abandons_the_request_and_logs_in() {
+        let (mut m, _) = logged_in(3600, true);
+        let due = m.poll_timeout().unwrap();
+        m.handle_timeout(due);
+        actions(&mut m);
+        m.handle(due, Event::Relogin);
+        assert!(matches!(actions(&mut m).as_slice(), [Action::Login { .. }]));
+        // The abandoned renewal's answer is ignored.
+        m.handle(due, Event::RenewDone { sent: due, result: Ok(grant(3600, true)) });
+        assert!(actions(&mut m).is_empty());
+    }
+
+    #[test]
+    fn shutdown_exits_in_every_state() {
+        for revoke in [false, true] {
+            let (mut m, t0) = logged_in(3600, true);
+            m.settings.revoke_on_exit = revoke;
+            m.handle(t0, Event::Shutdown);
+            let acts = actions(&mut m);
+            if revoke {
+                assert_eq!(
+                    acts,
+                    vec![Action::Revoke {
+                        token: true,
+                        deadline: t0 + REVOKE_GRACE
+                    }]
+                );
+                assert_eq!(m.poll_timeout(), Some(t0 + REVOKE_GRACE));
+                m.handle_timeout(t0 + REVOKE_GRACE);
+                assert_eq!(actions(&mut m), vec![Action::Exit(Exit::Done)]);
+            } else {
+                assert_eq!(acts, vec![Action::Exit(Exit::Done)]);
+            }
+            assert!(m.is_finished());
+            assert_eq!(m.poll_timeout(), None);
+        }
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Once { timeout: S(60) }), t0, 1);
+        m.handle_timeout(t0);
+        actions(&mut m);
+        m.handle(t0, Event::Shutdown);
+        assert_eq!(actions(&mut m), vec![Action::Exit(Exit::Interrupted)]);
+    }
+
+    #[test]
+    fn once_writes_runs_hooks_then_exits() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Once { timeout: S(60) }), t0, 1);
+        m.handle_timeout(t0);
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::Login {
+                deadline: Some(t0 + S(60))
+            }]
+        );
+        m.handle(t0, Event::LoginDone { sent: t0, result: Ok(grant(3600, true)) });
+        assert_eq!(actions(&mut m), vec![Action::Write]);
+        m.handle(t0, Event::Written);
+        assert_eq!(actions(&mut m), vec![Action::RunHooksAndWait]);
+        assert!(!m.is_finished());
+        m.handle(t0, Event::HooksDone);
+        assert_eq!(actions(&mut m), vec![Action::Exit(Exit::Done)]);
+    }
+
+    #[test]
+    fn once_gives_up_at_the_deadline_with_the_last_error() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Once { timeout: S(10) }), t0, 1);
+        let mut now = t0;
+        loop {
+            m.handle_timeout(now);
+            let acts = actions(&mut m);
+            if let Some(Action::Exit(exit)) = acts.last() {
+                match exit {
+                    Exit::GaveUp { attempts, elapsed, last } => {
+                        assert!(*attempts >= 3, "{attempts}");
+                        assert_eq!(*elapsed, S(10));
+                        assert_eq!(last, "permission denied");
+                    }
+                    other => panic!("{other:?}"),
+                }
+                break;
+            }
+            assert!(matches!(acts.as_slice(), [Action::Login { .. }]));
+            let denied = Failure::new(FailureKind::Denied, "permission denied");
+            m.handle(now, Event::LoginDone { sent: now, result: Err(denied) });
+            let next = m.poll_timeout().unwrap();
+            assert!(next > now && next <= t0 + S(10));
+            now = next;
+        }
+    }
+
+    #[test]
+    fn ttl_zero_holds_forever() {
+        let (m, _) = logged_in(0, true);
+        assert_eq!(m.next_step().0, Step::Nothing);
+        assert_eq!(m.poll_timeout(), None);
+    }
+
+    #[test]
+    fn same_seed_same_run() {
+        let run = |seed| {
+            let (mut m, t0) = logged_in(3600, true);
+            m.rng = Rng(seed);
+            let due = m.poll_timeout().unwrap();
+            m.handle_timeout(due);
+            actions(&mut m);
+            m.handle(due, Event::RenewDone { sent: due, result: Err(transient()) });
+            m.poll_timeout().unwrap() - t0
+        };
+        assert_eq!(run(5), run(5));
+    }
+}
