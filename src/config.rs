@@ -1358,7 +1358,6 @@ fn parse_info_file(s: &str) -> Result<PathBuf, String> {
     }
 }
 
-
 /// Parses true/false, 1/0, yes/no, on/off, in any case.
 pub fn parse_bool(s: &str) -> Result<bool, String> {
     match s.trim().to_ascii_lowercase().as_str() {

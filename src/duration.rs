@@ -131,4 +131,3 @@ fn decimal(value: u128, places: u32) -> String {
     let frac = format!("{frac:0width$}", width = places as usize);
     format!("{int}.{}", frac.trim_end_matches('0'))
 }
-

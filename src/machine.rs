@@ -500,7 +500,9 @@ impl Machine {
                     return;
                 }
                 match self.in_flight {
-                    Some(_) => info!("SIGHUP: abandoning the request in flight and logging in again now"),
+                    Some(_) => {
+                        info!("SIGHUP: abandoning the request in flight and logging in again now")
+                    }
                     None => info!("SIGHUP: logging in again now"),
                 }
                 self.in_flight = None;
@@ -745,9 +747,14 @@ impl Machine {
     pub fn describe(&self, now: Instant) -> String {
         match (self.step, self.due) {
             (Step::Nothing, _) | (_, None) => "nothing (token never expires)".to_string(),
-            (Step::Renew, Some(at)) => format!("renew in {}", human(at.saturating_duration_since(now))),
+            (Step::Renew, Some(at)) => {
+                format!("renew in {}", human(at.saturating_duration_since(now)))
+            }
             (Step::Login, Some(at)) => {
-                format!("log in again in {}", human(at.saturating_duration_since(now)))
+                format!(
+                    "log in again in {}",
+                    human(at.saturating_duration_since(now))
+                )
             }
         }
     }
@@ -814,15 +821,31 @@ mod tests {
             (Some(403), e("permission denied"), FailureKind::Denied),
             (Some(403), multi, FailureKind::Denied),
             (Some(403), vec![], FailureKind::Denied),
-            (Some(400), e("lease is not renewable"), FailureKind::NotRenewable),
-            (Some(400), e("batch tokens cannot be renewed"), FailureKind::NotRenewable),
+            (
+                Some(400),
+                e("lease is not renewable"),
+                FailureKind::NotRenewable,
+            ),
+            (
+                Some(400),
+                e("batch tokens cannot be renewed"),
+                FailureKind::NotRenewable,
+            ),
             (Some(400), e("lease expired"), FailureKind::Expired),
-            (Some(500), e("past the max TTL, cannot renew"), FailureKind::Expired),
+            (
+                Some(500),
+                e("past the max TTL, cannot renew"),
+                FailureKind::Expired,
+            ),
             (Some(500), max, FailureKind::Expired),
             (Some(500), e("internal error"), FailureKind::Transient),
             (Some(503), e("Vault is sealed"), FailureKind::Transient),
             (Some(502), vec![], FailureKind::Transient),
-            (Some(429), e("rate limit quota exceeded"), FailureKind::Transient),
+            (
+                Some(429),
+                e("rate limit quota exceeded"),
+                FailureKind::Transient,
+            ),
             (Some(412), vec![], FailureKind::Transient),
             (Some(473), vec![], FailureKind::Transient),
             (Some(400), e("missing role"), FailureKind::Other),
@@ -887,7 +910,13 @@ mod tests {
             m.handle_timeout(now);
             match actions(&mut m).as_slice() {
                 [Action::Renew { .. }] => {
-                    m.handle(now, Event::RenewDone { sent: now, result: Err(transient()) });
+                    m.handle(
+                        now,
+                        Event::RenewDone {
+                            sent: now,
+                            result: Err(transient()),
+                        },
+                    );
                     tries += 1;
                 }
                 other => panic!("{other:?}"),
@@ -914,7 +943,13 @@ mod tests {
         m.handle_timeout(due);
         actions(&mut m);
         let denied = Failure::new(FailureKind::Denied, "permission denied");
-        m.handle(due, Event::RenewDone { sent: due, result: Err(denied) });
+        m.handle(
+            due,
+            Event::RenewDone {
+                sent: due,
+                result: Err(denied),
+            },
+        );
         assert_eq!(
             actions(&mut m),
             vec![Action::Login {
@@ -927,7 +962,13 @@ mod tests {
         m.handle_timeout(due);
         actions(&mut m);
         let nr = Failure::new(FailureKind::NotRenewable, "lease is not renewable");
-        m.handle(due, Event::RenewDone { sent: due, result: Err(nr) });
+        m.handle(
+            due,
+            Event::RenewDone {
+                sent: due,
+                result: Err(nr),
+            },
+        );
         assert!(actions(&mut m).is_empty());
         assert_eq!(m.next_step().0, Step::Login);
         let at = m.poll_timeout().unwrap();
@@ -940,7 +981,13 @@ mod tests {
         let due = m.poll_timeout().unwrap();
         m.handle_timeout(due);
         actions(&mut m);
-        m.handle(due, Event::RenewDone { sent: due, result: Ok(grant(1500, true)) });
+        m.handle(
+            due,
+            Event::RenewDone {
+                sent: due,
+                result: Ok(grant(1500, true)),
+            },
+        );
         assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::Renewed)]);
         let (step, at) = m.next_step();
         assert_eq!(step, Step::Login);
@@ -953,7 +1000,13 @@ mod tests {
         let due = m.poll_timeout().unwrap();
         m.handle_timeout(due);
         assert!(matches!(actions(&mut m).as_slice(), [Action::Login { .. }]));
-        m.handle(due, Event::LoginDone { sent: due, result: Err(transient()) });
+        m.handle(
+            due,
+            Event::LoginDone {
+                sent: due,
+                result: Err(transient()),
+            },
+        );
         assert!(m.holds_live_token(due));
         let mut now = due;
         while m.holds_live_token(now) {
@@ -961,7 +1014,13 @@ mod tests {
             assert!(now < t0 + S(20) || !m.holds_live_token(now));
             m.handle_timeout(now);
             actions(&mut m);
-            m.handle(now, Event::LoginDone { sent: now, result: Err(transient()) });
+            m.handle(
+                now,
+                Event::LoginDone {
+                    sent: now,
+                    result: Err(transient()),
+                },
+            );
         }
         // Once the token is gone, the file is not rewritten with it.
         m.handle(now, Event::TokenFileChanged);
@@ -974,10 +1033,19 @@ mod tests {
         let mut m = Machine::new(settings(Goal::Sidecar), t0, 3);
         m.handle_timeout(t0);
         actions(&mut m);
-        m.handle(t0, Event::LoginDone { sent: t0, result: Ok(grant(3600, true)) });
+        m.handle(
+            t0,
+            Event::LoginDone {
+                sent: t0,
+                result: Ok(grant(3600, true)),
+            },
+        );
         assert_eq!(actions(&mut m), vec![Action::Write]);
         m.handle(t0, Event::WriteFailed("read-only file system".into()));
-        assert!(actions(&mut m).is_empty(), "no hooks for an unwritten token");
+        assert!(
+            actions(&mut m).is_empty(),
+            "no hooks for an unwritten token"
+        );
         assert_eq!(m.poll_timeout(), Some(t0 + WRITE_RETRY_FLOOR));
         m.handle_timeout(t0 + WRITE_RETRY_FLOOR);
         assert_eq!(actions(&mut m), vec![Action::Write]);
@@ -1001,7 +1069,13 @@ mod tests {
         m.handle_timeout(t0);
         actions(&mut m);
         let missing = Failure::new(FailureKind::JwtMissing, "no JWT");
-        m.handle(t0, Event::LoginDone { sent: t0, result: Err(missing) });
+        m.handle(
+            t0,
+            Event::LoginDone {
+                sent: t0,
+                result: Err(missing),
+            },
+        );
         assert_eq!(actions(&mut m), vec![Action::WatchJwt]);
         assert!(m.poll_timeout().unwrap() >= t0 + S(1));
         m.handle(t0 + S(0), Event::JwtChanged);
@@ -1017,7 +1091,13 @@ mod tests {
         m.handle(due, Event::Relogin);
         assert!(matches!(actions(&mut m).as_slice(), [Action::Login { .. }]));
         // The abandoned renewal's answer is ignored.
-        m.handle(due, Event::RenewDone { sent: due, result: Ok(grant(3600, true)) });
+        m.handle(
+            due,
+            Event::RenewDone {
+                sent: due,
+                result: Ok(grant(3600, true)),
+            },
+        );
         assert!(actions(&mut m).is_empty());
     }
 
@@ -1064,7 +1144,13 @@ mod tests {
                 deadline: Some(t0 + S(60))
             }]
         );
-        m.handle(t0, Event::LoginDone { sent: t0, result: Ok(grant(3600, true)) });
+        m.handle(
+            t0,
+            Event::LoginDone {
+                sent: t0,
+                result: Ok(grant(3600, true)),
+            },
+        );
         assert_eq!(actions(&mut m), vec![Action::Write]);
         m.handle(t0, Event::Written);
         assert_eq!(actions(&mut m), vec![Action::RunHooksAndWait]);
@@ -1083,7 +1169,11 @@ mod tests {
             let acts = actions(&mut m);
             if let Some(Action::Exit(exit)) = acts.last() {
                 match exit {
-                    Exit::GaveUp { attempts, elapsed, last } => {
+                    Exit::GaveUp {
+                        attempts,
+                        elapsed,
+                        last,
+                    } => {
                         assert!(*attempts >= 3, "{attempts}");
                         assert_eq!(*elapsed, S(10));
                         assert_eq!(last, "permission denied");
@@ -1094,7 +1184,13 @@ mod tests {
             }
             assert!(matches!(acts.as_slice(), [Action::Login { .. }]));
             let denied = Failure::new(FailureKind::Denied, "permission denied");
-            m.handle(now, Event::LoginDone { sent: now, result: Err(denied) });
+            m.handle(
+                now,
+                Event::LoginDone {
+                    sent: now,
+                    result: Err(denied),
+                },
+            );
             let next = m.poll_timeout().unwrap();
             assert!(next > now && next <= t0 + S(10));
             now = next;
@@ -1116,7 +1212,13 @@ mod tests {
             let due = m.poll_timeout().unwrap();
             m.handle_timeout(due);
             actions(&mut m);
-            m.handle(due, Event::RenewDone { sent: due, result: Err(transient()) });
+            m.handle(
+                due,
+                Event::RenewDone {
+                    sent: due,
+                    result: Err(transient()),
+                },
+            );
             m.poll_timeout().unwrap() - t0
         };
         assert_eq!(run(5), run(5));

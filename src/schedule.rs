@@ -77,10 +77,14 @@ pub fn after_login(ttl: Duration, renewable: bool, unit: f64) -> Next {
 pub fn is_capped(granted: Duration, expected: Duration, warnings: &[String]) -> bool {
     // Without a cap Vault grants exactly the role's TTL (or the increment): any shortfall is
     // the cap. Vault's TTLs are whole seconds, so no rounding slack is needed.
-    granted < expected
-        || warnings
-            .iter()
-            .any(|w| w.contains("capped") || w.contains("max_ttl") || w.contains("max TTL"))
+    granted < expected || warns_of_cap(warnings)
+}
+
+/// Whether one of Vault's warnings says the TTL was capped at the max TTL.
+pub fn warns_of_cap(warnings: &[String]) -> bool {
+    warnings
+        .iter()
+        .any(|w| w.contains("capped") || w.contains("max_ttl") || w.contains("max TTL"))
 }
 
 /// The plan after a renewal that granted `granted` (`expected` is what an uncapped renewal
