@@ -1,11 +1,15 @@
-//! Property tests of the renewal schedule: the pure decisions in `schedule` and `backoff`, alone
-//! and driven the way the sidecar loop (`agent::run_sidecar`) drives them, against a model of
-//! Vault (TTL, max TTL, increment, renewable or not) and arbitrary outages, in virtual time.
+//! Property tests of the token loop: the pure decisions in `schedule` and `backoff` on their own,
+//! and the real state machine (`vault_login::machine`) driven in virtual time against a model of
+//! Vault (TTL, max TTL, increment, renewable or not, latency) and random events: outages, hung
+//! requests, refused logins, revocations, token-file deletions, JWT rotations, SIGHUP, SIGTERM.
 
 use std::time::Duration;
 
 use proptest::prelude::*;
 use vault_login::backoff;
+use vault_login::machine::{
+    self, Action, Event, Exit, Failure, FailureKind, Goal, Grant, Machine, Settings, REVOKE_GRACE,
+};
 use vault_login::schedule::{self, Next, EXPIRY_MARGIN, MAX_RETRY_AFTER};
 
 const DAY: u64 = 86_400;
@@ -165,66 +169,163 @@ proptest! {
     }
 }
 
-// ----- the loop, simulated -----
+// ----- the machine, driven against a model of Vault -----
 
-/// The Vault side: what the role grants, and when it is unreachable.
+/// What Vault and the pod's surroundings do, on the scale of the token's life.
 #[derive(Clone, Debug)]
 struct World {
     /// The role's `token_ttl` (whole seconds, > 0).
     ttl: Duration,
     /// The role's `token_max_ttl` (whole seconds, > 0).
     max_ttl: Duration,
-    /// Whether the role issues renewable (service) tokens.
+    /// Whether the role issues renewable service tokens (false: non-renewable or batch).
     renewable: bool,
     /// `VAULT_LOGIN_RENEW_INCREMENT`.
     increment: Option<Duration>,
     min_backoff: Duration,
     max_backoff: Duration,
-    /// Half-open intervals `[start, end)` of virtual time during which Vault is unreachable.
+    /// Round-trip time of a request while Vault is healthy.
+    latency: Duration,
+    /// `[start, end)`: Vault unreachable (requests fail after the latency).
     outages: Vec<(Duration, Duration)>,
-    /// The jitter units the loop draws, in turn.
-    units: Vec<f64>,
+    /// `[start, end)`: Vault answers, but only after this long (a hung node).
+    slow: Vec<(Duration, Duration, Duration)>,
+    /// `[start, end)`: logins are refused with 403 (a role or reviewer problem).
+    denied: Vec<(Duration, Duration)>,
+    /// Instants when an operator revokes every token.
+    revocations: Vec<Duration>,
+    /// Instants when another container deletes or replaces the token file.
+    deletions: Vec<Duration>,
+    /// Instants when the kubelet rotates the JWT.
+    rotations: Vec<Duration>,
+    /// Instants of SIGHUP.
+    hangups: Vec<Duration>,
+    /// When SIGTERM arrives.
+    terminate: Duration,
+    revoke_on_exit: bool,
+    seed: u64,
 }
 
 impl World {
-    fn down(&self, t: Duration) -> bool {
-        self.outages.iter().any(|(a, b)| *a <= t && t < *b)
+    fn within(spans: &[(Duration, Duration)], t: Duration) -> bool {
+        spans.iter().any(|(a, b)| *a <= t && t < *b)
     }
 
-    /// Whether Vault is unreachable at any time in `[from, to]`.
-    fn down_during(&self, from: Duration, to: Duration) -> bool {
-        self.outages.iter().any(|(a, b)| *a <= to && from < *b)
+    fn down(&self, t: Duration) -> bool {
+        Self::within(&self.outages, t)
+    }
+
+    fn slowness(&self, t: Duration) -> Option<Duration> {
+        self.slow
+            .iter()
+            .find(|(a, b, _)| *a <= t && t < *b)
+            .map(|(_, _, d)| *d)
+    }
+
+    /// Whether Vault failed to answer promptly at any time in `[from, to]`: down, slow or
+    /// refusing logins.
+    fn degraded_during(&self, from: Duration, to: Duration) -> bool {
+        let hits = |a: &Duration, b: &Duration| *a <= to && from < *b;
+        self.outages.iter().any(|(a, b)| hits(a, b))
+            || self.denied.iter().any(|(a, b)| hits(a, b))
+            || self.slow.iter().any(|(a, b, _)| hits(a, b))
+    }
+
+    /// The end of the last degradation overlapping `[from, to]` (or `from`, if none).
+    fn last_degraded_end(&self, from: Duration, to: Duration) -> Duration {
+        let hits = |a: &Duration, b: &Duration| *a <= to && from < *b;
+        self.outages
+            .iter()
+            .chain(&self.denied)
+            .filter(|(a, b)| hits(a, b))
+            .map(|(_, b)| *b)
+            .chain(
+                self.slow
+                    .iter()
+                    .filter(|(a, b, _)| hits(a, b))
+                    // A request sent at the end of a slow stretch is answered this much later.
+                    .map(|(_, b, d)| *b + *d),
+            )
+            .fold(from, Duration::max)
+    }
+
+    fn calm(&self) -> bool {
+        self.outages.is_empty()
+            && self.slow.is_empty()
+            && self.denied.is_empty()
+            && self.revocations.is_empty()
+            && self.hangups.is_empty()
+    }
+
+    fn settings(&self) -> Settings {
+        Settings {
+            goal: Goal::Sidecar,
+            min_backoff: self.min_backoff,
+            max_backoff: self.max_backoff,
+            renew_increment: self.increment,
+            revoke_on_exit: self.revoke_on_exit,
+        }
     }
 }
 
+/// Spans placed one after the other on `scale`, from (gap, length) fractions.
+fn spans(scale: f64, shape: &[(f64, f64)]) -> Vec<(Duration, Duration)> {
+    let mut at = 0.0;
+    shape
+        .iter()
+        .map(|(gap, len)| {
+            let start = at + gap * scale;
+            at = start + len * scale;
+            (Duration::from_secs_f64(start), Duration::from_secs_f64(at))
+        })
+        .collect()
+}
+
+fn instants(scale: f64, fractions: &[f64]) -> Vec<Duration> {
+    fractions
+        .iter()
+        .map(|f| Duration::from_secs_f64(f * scale))
+        .collect()
+}
+
+/// A TTL in seconds, spread over every scale: seconds, minutes, hours, days.
+fn lifetime() -> impl Strategy<Value = u64> {
+    prop_oneof![1..=60u64, 60..=3_600u64, 3_600..=DAY, DAY..=MAX_TTL_SECS]
+}
+
 fn world() -> impl Strategy<Value = World> {
+    let shape = || proptest::collection::vec((0.0..3.0f64, 0.0..1.5f64), 0..5);
+    let points = || proptest::collection::vec(0.0..8.0f64, 0..4);
     (
-        1..=MAX_TTL_SECS,
-        prop_oneof![Just(None), (1..=MAX_TTL_SECS).prop_map(Some)],
-        any::<bool>(),
-        proptest::option::of(1..=MAX_TTL_SECS),
-        1..=5_000u64,
-        1..=600u64,
-        proptest::collection::vec((0.0..3.0f64, 0.0..1.5f64), 0..6),
-        proptest::collection::vec(unit(), 1..16),
+        (
+            lifetime(),
+            prop_oneof![Just(None), lifetime().prop_map(Some)],
+            any::<bool>(),
+            proptest::option::of(lifetime()),
+            1..=5_000u64,
+            1..=600u64,
+            0..=2_000u64,
+        ),
+        (shape(), shape(), shape(), 0.0..1.0f64),
+        (points(), points(), points(), points()),
+        (0.5..10.0f64, any::<bool>(), any::<u64>()),
     )
         .prop_map(
-            |(ttl, max_ttl, renewable, increment, min_ms, max_s, gaps, units)| {
+            |(
+                (ttl, max_ttl, renewable, increment, min_ms, max_s, latency_ms),
+                (outages, slow, denied, slowness),
+                (revocations, deletions, rotations, hangups),
+                (terminate, revoke_on_exit, seed),
+            )| {
                 let ttl = secs(ttl);
-                // Unset max TTL: the mount's 32 days (or the TTL when it is longer).
-                let max_ttl = secs(max_ttl.unwrap_or(32 * DAY)).max(Duration::from_secs(1));
+                // Unset max TTL: the mount's 32 days.
+                let max_ttl = secs(max_ttl.unwrap_or(32 * DAY)).max(secs(1));
                 let min_backoff = Duration::from_millis(min_ms);
                 let max_backoff = secs(max_s).max(min_backoff);
-                // Outages are placed on the scale of the token's life, so they hit every phase.
+                // Everything is placed on the scale of the token's life, to hit every phase.
                 let scale = ttl.min(max_ttl).as_secs_f64();
-                let mut outages = Vec::new();
-                let mut at = 0.0;
-                for (gap, len) in gaps {
-                    let start = at + gap * scale;
-                    let end = start + len * scale;
-                    outages.push((Duration::from_secs_f64(start), Duration::from_secs_f64(end)));
-                    at = end;
-                }
+                let shortest = ttl.min(max_ttl).min(increment.map_or(ttl, secs));
+                let latency = Duration::from_millis(latency_ms).min(shortest / 20);
                 World {
                     ttl,
                     max_ttl,
@@ -232,8 +333,20 @@ fn world() -> impl Strategy<Value = World> {
                     increment: increment.map(secs),
                     min_backoff,
                     max_backoff,
-                    outages,
-                    units,
+                    latency,
+                    outages: spans(scale, &outages),
+                    slow: spans(scale, &slow)
+                        .into_iter()
+                        .map(|(a, b)| (a, b, Duration::from_secs_f64(scale * slowness)))
+                        .collect(),
+                    denied: spans(scale, &denied),
+                    revocations: instants(scale, &revocations),
+                    deletions: instants(scale, &deletions),
+                    rotations: instants(scale, &rotations),
+                    hangups: instants(scale, &hangups),
+                    terminate: Duration::from_secs_f64(scale * terminate),
+                    revoke_on_exit,
+                    seed,
                 }
             },
         )
@@ -242,265 +355,406 @@ fn world() -> impl Strategy<Value = World> {
 /// A token as Vault sees it.
 #[derive(Clone, Debug)]
 struct VaultToken {
-    id: u64,
     issued: Duration,
     expires: Duration,
-}
-
-/// A token as the loop holds it (mirrors `agent::Held`).
-#[derive(Clone, Debug)]
-struct Held {
-    id: u64,
-    expires_at: Duration,
-    renewable: bool,
-    expected: Duration,
-    /// When Vault last granted it a life (login or renewal), for the outage check.
+    revoked: bool,
+    /// When Vault last gave it a life (login or renewal).
     granted_at: Duration,
+    /// When the request that gave it that life was sent.
+    asked_at: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq)]
-enum Action {
+enum Req {
     Login,
-    Renew,
+    Renew(usize),
 }
 
-enum RenewError {
-    Outage,
-    PastMaxTtl,
-    Denied,
+/// A request in flight: what, when sent, when its answer arrives (and what it is).
+struct Flight {
+    req: Req,
+    sent: Duration,
+    answer_at: Duration,
+    result: Result<Grant, Failure>,
 }
 
+/// One request the machine sent.
+#[derive(Clone, Debug)]
+struct Sent {
+    sent: Duration,
+    req: Req,
+    failed: bool,
+    answered: Duration,
+    /// The held token's expiry (counted from its request's `sent`) when this was sent.
+    held_expiry: Option<Duration>,
+}
+
+/// Vault, the token file and the log of what the machine did.
 struct Sim<'a> {
     w: &'a World,
-    now: Duration,
-    next_id: u64,
-    vault: Vec<VaultToken>,
-    unit_at: usize,
-    attempt: u32,
+    tokens: Vec<VaultToken>,
+    /// The token (index) the machine holds according to its last successful login.
+    held: Option<usize>,
+    /// The token the file holds.
+    file: Option<usize>,
+    /// Every request, in order.
+    log: Vec<Sent>,
+    /// The held token's expiry as the machine counts it: from the request's `sent`.
+    held_until: Option<Duration>,
+    /// When each external event (JWT rotation, SIGHUP) last happened.
+    nudges: Vec<Duration>,
 }
 
 impl Sim<'_> {
-    fn unit(&mut self) -> f64 {
-        let u = self.w.units[self.unit_at % self.w.units.len()];
-        self.unit_at += 1;
-        u
-    }
-
-    /// `Backoff::next_delay` with the simulation's units, checked against its bounds.
-    fn next_delay(&mut self) -> Duration {
-        self.attempt = self.attempt.saturating_add(1);
-        let u = self.unit();
-        let d = backoff::delay(self.attempt, self.w.min_backoff, self.w.max_backoff, u);
-        assert!(
-            d >= self.w.min_backoff && d <= self.w.max_backoff,
-            "backoff {d:?} outside {:?}..{:?}",
-            self.w.min_backoff,
-            self.w.max_backoff
-        );
-        schedule::honour_retry_after(d, None, self.w.max_backoff)
-    }
-
-    fn login(&mut self) -> Option<(u64, Duration, bool)> {
-        if self.w.down(self.now) {
-            return None;
+    /// Vault handles `req` at `at` (the request's arrival).
+    fn vault(&mut self, req: Req, sent: Duration, at: Duration) -> Result<Grant, Failure> {
+        let w = self.w;
+        if w.down(at) {
+            return Err(Failure::new(FailureKind::Transient, "connection refused"));
         }
-        let lease = self.w.ttl.min(self.w.max_ttl);
-        let id = self.next_id;
-        self.next_id += 1;
-        self.vault.push(VaultToken {
-            id,
-            issued: self.now,
-            expires: self.now + lease,
+        for r in &w.revocations {
+            for t in self
+                .tokens
+                .iter_mut()
+                .filter(|t| t.issued <= *r && *r <= at)
+            {
+                t.revoked = true;
+            }
+        }
+        match req {
+            Req::Login => {
+                if World::within(&w.denied, at) {
+                    return Err(Failure::new(FailureKind::Denied, "permission denied"));
+                }
+                let ttl = w.ttl.min(w.max_ttl);
+                self.tokens.push(VaultToken {
+                    issued: at,
+                    expires: at + ttl,
+                    revoked: false,
+                    granted_at: at,
+                    asked_at: sent,
+                });
+                Ok(Grant {
+                    ttl,
+                    renewable: w.renewable,
+                    capped_warning: false,
+                })
+            }
+            Req::Renew(i) => {
+                let t = &mut self.tokens[i];
+                if t.revoked || t.expires <= at {
+                    let denied = "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n";
+                    return Err(Failure::new(
+                        machine::classify(Some(403), &[denied.into()]),
+                        denied,
+                    ));
+                }
+                if !w.renewable {
+                    return Err(Failure::new(
+                        machine::classify(Some(400), &["lease is not renewable".into()]),
+                        "lease is not renewable",
+                    ));
+                }
+                let max_expire = t.issued + w.max_ttl;
+                if at >= max_expire {
+                    let text = "1 error occurred:\n\t* past the max TTL, cannot renew\n\n";
+                    return Err(Failure::new(
+                        machine::classify(Some(500), &[text.into()]),
+                        text,
+                    ));
+                }
+                // Vault's CalculateTTL: the increment (or the role TTL), capped by max TTL, in
+                // whole seconds.
+                let want = w.increment.unwrap_or(w.ttl);
+                let left = secs((max_expire - at).as_secs());
+                let (granted, capped_warning) = if want > left {
+                    (left, true)
+                } else {
+                    (want, false)
+                };
+                t.expires = at + granted;
+                t.granted_at = at;
+                t.asked_at = sent;
+                Ok(Grant {
+                    ttl: granted,
+                    renewable: true,
+                    capped_warning,
+                })
+            }
+        }
+    }
+
+    /// Sends `req` at `now`, answered after the latency (or at `deadline`, if sooner).
+    fn send(&mut self, req: Req, now: Duration, deadline: Option<Duration>) -> Flight {
+        let rtt = self.w.slowness(now).unwrap_or(self.w.latency);
+        // Vault acts half-way: the machine's "expiry counts from sent" must be conservative.
+        let result = self.vault(req, now, now + rtt / 2);
+        let (answer_at, result) = match deadline {
+            Some(d) if d < now + rtt => (
+                d.max(now),
+                Err(Failure::new(
+                    FailureKind::Transient,
+                    "no answer before the deadline",
+                )),
+            ),
+            _ => (now + rtt, result),
+        };
+        self.log.push(Sent {
+            sent: now,
+            req,
+            failed: result.is_err(),
+            answered: answer_at,
+            held_expiry: self.held_until,
         });
-        Some((id, lease, self.w.renewable))
+        Flight {
+            req,
+            sent: now,
+            answer_at,
+            result,
+        }
     }
 
-    /// Vault's `CalculateTTL` for renew-self: the increment (or the role TTL), capped by max TTL.
-    fn renew(&mut self, id: u64) -> Result<(Duration, Vec<String>), RenewError> {
-        if self.w.down(self.now) {
-            return Err(RenewError::Outage);
+    /// The file must not hold a token whose life ran out while Vault answered promptly.
+    fn check_file(&self, now: Duration) {
+        let Some(i) = self.file else { return };
+        let t = &self.tokens[i];
+        // A renewal that granted 0 s (under a second before the max TTL) is answered by an
+        // immediate login: nothing to check for that token.
+        if now >= t.expires && !t.revoked && t.expires > t.granted_at {
+            // Retries are drawn ever closer to expiry (80-90 % of what is left), so a Vault
+            // that answers promptly during the token's last stretch is always asked in time.
+            // The machine counts the life from when it asked, so judge it by that expiry.
+            let counted_until = t.asked_at + (t.expires - t.granted_at);
+            let healthy_since = self.w.last_degraded_end(t.asked_at, counted_until);
+            let tail = counted_until.saturating_sub(healthy_since);
+            assert!(
+                tail <= (EXPIRY_MARGIN + self.w.latency) * 20,
+                "the file holds a token that expired at {:?} although Vault answered promptly for its last {tail:?}; now {now:?}",
+                t.expires
+            );
+            assert!(
+                self.w.degraded_during(t.issued, t.expires),
+                "the file holds a token that expired at {:?} with Vault healthy since its login at {:?}; now {now:?}",
+                t.expires,
+                t.issued
+            );
         }
-        let now = self.now;
-        let (w, tok) = (self.w, self.vault.iter_mut().find(|t| t.id == id));
-        let Some(tok) = tok.filter(|t| t.expires > now) else {
-            return Err(RenewError::Denied);
-        };
-        let max_expire = tok.issued + w.max_ttl;
-        if now >= max_expire {
-            return Err(RenewError::PastMaxTtl);
-        }
-        let want = w.increment.unwrap_or(w.ttl);
-        let left = max_expire - now;
-        let mut warnings = Vec::new();
-        let granted = if want > left {
-            warnings.push(format!(
-                "TTL of {want:?} exceeded the effective max_ttl of {left:?}; TTL value is capped accordingly"
-            ));
-            // Vault's TTLs are whole seconds.
-            secs(left.as_secs())
-        } else {
-            want
-        };
-        tok.expires = now + granted;
-        Ok((granted, warnings))
     }
 }
 
-/// Runs the loop against the world; panics (with context) when a property fails.
-fn simulate(w: &World) {
+/// The outcome of a simulated run.
+struct Run {
+    log: Vec<Sent>,
+    exited_at: Duration,
+    logins_ok: usize,
+}
+
+/// Drives the real [`Machine`] against the world in virtual time; panics (with context) when a
+/// property fails.
+fn simulate(w: &World) -> Run {
+    let base = std::time::Instant::now();
+    let at = |d: Duration| base + d;
+    let off = |i: std::time::Instant| i.saturating_duration_since(base);
+    let mut m = Machine::new(w.settings(), base, w.seed);
     let mut sim = Sim {
         w,
-        now: Duration::ZERO,
-        next_id: 1,
-        vault: Vec::new(),
-        unit_at: 0,
-        attempt: 0,
+        tokens: Vec::new(),
+        held: None,
+        file: None,
+        log: Vec::new(),
+        held_until: None,
+        nudges: Vec::new(),
     };
-    let mut held: Option<Held> = None;
-    let mut action = Action::Login;
-    let mut wake = Duration::ZERO;
-    let horizon = w.ttl.min(w.max_ttl) * 4 + w.max_ttl;
+    let mut flight: Option<Flight> = None;
+    // External events, in time order: (when, event).
+    let mut external: Vec<(Duration, Event)> = Vec::new();
+    external.extend(w.deletions.iter().map(|t| (*t, Event::TokenFileChanged)));
+    external.extend(w.rotations.iter().map(|t| (*t, Event::JwtChanged)));
+    external.extend(w.hangups.iter().map(|t| (*t, Event::Relogin)));
+    external.push((w.terminate, Event::Shutdown));
+    external.sort_by_key(|(t, _)| *t);
+    external.reverse();
+    let mut now = Duration::ZERO;
+    let mut terminated_at: Option<Duration> = None;
+    let mut last_login: Option<Duration> = None;
 
-    for _ in 0..MAX_STEPS {
-        if wake > horizon {
-            return;
+    for step in 0..MAX_STEPS {
+        if step == MAX_STEPS / 2 && terminated_at.is_none() {
+            // A long outage on a short backoff takes many steps: end the run here instead.
+            external.retain(|(_, e)| *e != Event::Shutdown);
+            external.push((now, Event::Shutdown));
         }
-        assert!(wake >= sim.now, "time goes forward");
-        sim.now = wake;
-        let now = sim.now;
-
-        // The token the file holds: if its life ran out, Vault must have been unreachable
-        // at some point since it was last granted (otherwise the loop acted too late).
-        // A renewal that granted 0s (less than a second left before max TTL) is answered by an
-        // immediate re-login: nothing to check for that token.
-        if let Some(h) = held.as_ref().filter(|h| h.expires_at > h.granted_at) {
-            if now >= h.expires_at {
-                assert!(
-                    w.down_during(h.granted_at, h.expires_at),
-                    "token expired at {:?} with Vault reachable since {:?}; now {now:?}",
-                    h.expires_at,
-                    h.granted_at
-                );
-            }
-        }
-
-        match action {
-            Action::Login => match sim.login() {
-                Some((id, ttl, renewable)) => {
-                    sim.attempt = 0;
-                    let u = sim.unit();
-                    let next = schedule::after_login(ttl, renewable, u);
-                    held = Some(Held {
-                        id,
-                        expires_at: now + ttl,
-                        renewable,
-                        expected: ttl,
-                        granted_at: now,
-                    });
-                    (action, wake) = plan(next, now, now + ttl);
+        while let Some(action) = m.poll_action() {
+            match action {
+                Action::Login { deadline } => {
+                    flight = Some(sim.send(Req::Login, now, deadline.map(off)));
                 }
-                None => {
-                    let delay = sim.next_delay();
-                    let remaining = held.as_ref().map(|h| h.expires_at.saturating_sub(now));
-                    let u = sim.unit();
-                    wake = match remaining.map(|r| schedule::retry_before_expiry(delay, r, u)) {
-                        Some(Some(d)) => {
-                            let h = held.as_ref().unwrap();
-                            assert!(now + d < h.expires_at, "login retry after expiry");
-                            now + d
+                Action::Renew { deadline, .. } => {
+                    let i = sim.held.expect("a renewal needs a token");
+                    // Retries land before expiry: never a renewal of a token already gone.
+                    let until = sim.held_until.expect("a renewal needs a grant");
+                    assert!(
+                        now < until,
+                        "renewal at {now:?} of a token gone at {until:?}"
+                    );
+                    if let Some(login) = last_login.take() {
+                        // No renewal right after a login: the fresh token has its full TTL.
+                        let ttl = w.ttl.min(w.max_ttl).min(w.increment.unwrap_or(w.ttl));
+                        if !w.degraded_during(login, now) {
+                            assert!(
+                                now - login >= ttl.mul_f64(0.6),
+                                "renewal {:?} after a login of a {ttl:?} token",
+                                now - login
+                            );
                         }
-                        Some(None) => {
-                            held = None;
-                            // As agent.rs: the token is gone, Backoff::restart_after_expiry.
-                            sim.attempt = backoff::AFTER_EXPIRY;
-                            now + sim.next_delay()
-                        }
-                        None => now + delay,
+                    }
+                    flight = Some(sim.send(Req::Renew(i), now, deadline.map(off)));
+                }
+                Action::Write => {
+                    sim.file = sim.held;
+                    m.handle(at(now), Event::Written);
+                }
+                Action::WatchJwt | Action::RunHooks(_) => {}
+                Action::RunHooksAndWait => m.handle(at(now), Event::HooksDone),
+                Action::Revoke { deadline, .. } => {
+                    assert!(w.revoke_on_exit);
+                    assert!(off(deadline) <= now + REVOKE_GRACE);
+                    m.handle(at(now + w.latency), Event::Revoked);
+                }
+                Action::Exit(exit) => {
+                    assert_eq!(exit, Exit::Done);
+                    let t = terminated_at.expect("the sidecar exits only when told to");
+                    assert!(
+                        now <= t + REVOKE_GRACE + w.latency,
+                        "exit {now:?} after SIGTERM at {t:?}"
+                    );
+                    return Run {
+                        log: sim.log,
+                        exited_at: now,
+                        logins_ok: sim.tokens.len(),
                     };
                 }
-            },
-            Action::Renew => {
-                let h = held.as_mut().expect("renew without a token");
-                match sim.renew(h.id) {
-                    Ok((granted, warnings)) => {
-                        sim.attempt = 0;
-                        let expected = match w.increment {
-                            Some(inc) => inc.min(h.expected),
-                            None => h.expected,
-                        };
-                        let capped = schedule::is_capped(granted, expected, &warnings);
-                        if !warnings.is_empty() {
-                            assert!(capped, "a max-TTL warning means capped");
-                        }
-                        h.expires_at = now + granted;
-                        h.granted_at = now;
-                        let u = sim.unit();
-                        let next =
-                            schedule::after_renewal(granted, expected, capped, h.renewable, u);
-                        if capped && !granted.is_zero() {
-                            match next {
-                                Next::Relogin(d) => assert!(
-                                    granted - d >= granted / 4,
-                                    "capped at {granted:?}, relogin in {d:?}"
-                                ),
-                                other => panic!("capped renewal planned {other:?}"),
-                            }
-                        }
-                        let expires = h.expires_at;
-                        (action, wake) = plan(next, now, expires);
-                    }
-                    Err(RenewError::Outage) => {
-                        let delay = sim.next_delay();
-                        let remaining = h.expires_at.saturating_sub(now);
-                        let u = sim.unit();
-                        match schedule::retry_before_expiry(delay, remaining, u) {
-                            Some(d) => {
-                                assert!(now + d + EXPIRY_MARGIN <= h.expires_at);
-                                wake = now + d;
-                            }
-                            None => {
-                                sim.attempt = backoff::AFTER_EXPIRY;
-                                action = Action::Login;
-                                wake = now;
-                            }
-                        }
-                    }
-                    Err(RenewError::PastMaxTtl | RenewError::Denied) => {
-                        action = Action::Login;
-                        wake = now;
-                    }
-                }
             }
         }
-        // Never a renewal of a token we no longer hold.
-        assert!(action != Action::Renew || held.is_some());
+        // The next thing to happen: the machine's timer, an answer, or an external event.
+        // A plan counted from a request's `sent` may already be due: it fires at once.
+        let timer = m.poll_timeout().map(|t| off(t).max(now));
+        let answer = flight.as_ref().map(|f| f.answer_at);
+        let next_ext = external.last().map(|(t, _)| *t);
+        let next = [timer, answer, next_ext].into_iter().flatten().min();
+        let Some(next) = next else {
+            panic!("the machine waits forever at {now:?} (SIGTERM pending: {next_ext:?})");
+        };
+        assert!(next >= now, "time goes forward: {next:?} < {now:?}");
+        now = next;
+        sim.check_file(now);
+        if answer == Some(now) {
+            let f = flight.take().expect("answer");
+            if let Ok(g) = &f.result {
+                sim.held_until = Some(f.sent + g.ttl);
+            }
+            let event = match f.req {
+                Req::Login => {
+                    if f.result.is_ok() {
+                        sim.held = Some(sim.tokens.len() - 1);
+                        last_login = Some(f.sent);
+                    }
+                    Event::LoginDone {
+                        sent: at(f.sent),
+                        result: f.result,
+                    }
+                }
+                Req::Renew(_) => Event::RenewDone {
+                    sent: at(f.sent),
+                    result: f.result,
+                },
+            };
+            m.handle(at(now), event);
+        } else if next_ext == Some(now) {
+            let (_, event) = external.pop().expect("event");
+            match event {
+                Event::TokenFileChanged => sim.file = None,
+                Event::Shutdown => terminated_at = Some(now),
+                Event::Relogin | Event::JwtChanged => sim.nudges.push(now),
+                _ => {}
+            }
+            if event != Event::Relogin && event != Event::JwtChanged && event != Event::Shutdown {
+                m.handle(at(now), event);
+            } else {
+                if matches!(event, Event::Relogin | Event::Shutdown) {
+                    // The driver drops the request in flight.
+                    flight = None;
+                }
+                m.handle(at(now), event);
+            }
+        } else {
+            m.handle_timeout(at(now));
+        }
     }
+    panic!("no exit after {MAX_STEPS} steps; now {now:?}");
 }
 
-/// `agent::plan`, checking that the next action comes before the token expires.
-fn plan(next: Next, now: Duration, expires: Duration) -> (Action, Duration) {
-    match next {
-        Next::Renew(d) => {
-            assert!(now + d < expires, "renewal at {d:?} after expiry");
-            (Action::Renew, now + d)
+/// Retries of a failed request wait at least the minimum backoff, unless a JWT change or
+/// SIGHUP asked for an earlier attempt or the token held was about to expire.
+fn check_retries(w: &World, run: &Run) {
+    for pair in run.log.windows(2) {
+        let (a, b) = (&pair[0], &pair[1]);
+        if !a.failed || a.req != b.req || b.sent - a.sent >= w.min_backoff {
+            continue;
         }
-        Next::Relogin(d) => {
-            assert!(
-                now + d < expires || expires == now,
-                "relogin in {d:?} after expiry"
-            );
-            (Action::Login, now + d)
-        }
-        Next::Hold => panic!("Vault never grants TTL 0 in this model"),
+        let nudged = w
+            .rotations
+            .iter()
+            .chain(&w.hangups)
+            .any(|n| a.sent <= *n && *n <= b.sent);
+        // A retry is pulled in to 80-90 % of what is left once the backoff is large next to it.
+        let near_expiry = a
+            .held_expiry
+            .is_some_and(|e| e <= a.answered + w.min_backoff.mul_f64(1.25) + EXPIRY_MARGIN);
+        assert!(
+            nudged || near_expiry,
+            "retry {:?} {:?} after the failure sent at {:?}, below the minimum backoff {:?} (token held until {:?})",
+            b.req,
+            b.sent - a.sent,
+            a.sent,
+            w.min_backoff,
+            a.held_expiry
+        );
     }
 }
 
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(512))]
 
+    /// The file never holds an expired token while Vault answered in time; no renewal right
+    /// after a login; SIGTERM always ends the run.
     #[test]
-    fn the_loop_acts_before_expiry_whatever_the_outages(w in world()) {
-        simulate(&w);
+    fn the_machine_keeps_a_valid_token_whatever_happens(w in world()) {
+        let run = simulate(&w);
+        check_retries(&w, &run);
+    }
+
+    /// In calm weather the requests per token lifetime are bounded: one login, then renewals
+    /// no closer together than 60 % of what each grants, until the max TTL.
+    #[test]
+    fn requests_per_token_are_bounded(mut w in world()) {
+        w.outages.clear();
+        w.slow.clear();
+        w.denied.clear();
+        w.revocations.clear();
+        w.hangups.clear();
+        prop_assume!(w.calm());
+        let run = simulate(&w);
+        let life = w.ttl.min(w.max_ttl);
+        let grant = life.min(w.increment.unwrap_or(life)).max(secs(1));
+        let per_token = (w.max_ttl.as_secs_f64() / (grant.as_secs_f64() * 0.6)).ceil() as usize + 3;
+        let requests = run.log.len();
+        prop_assert!(run.log.iter().all(|s| !s.failed), "no failure in calm weather");
+        prop_assert!(
+            requests <= run.logins_ok.max(1) * per_token,
+            "{requests} requests for {} tokens (at most {per_token} each)",
+            run.logins_ok
+        );
     }
 }
 
@@ -513,8 +767,17 @@ fn simulation_covers_the_edges() {
         increment: None,
         min_backoff: Duration::from_millis(1),
         max_backoff: secs(1),
+        latency: Duration::from_millis(5),
         outages: Vec::new(),
-        units: vec![0.0, 0.999_999],
+        slow: Vec::new(),
+        denied: Vec::new(),
+        revocations: Vec::new(),
+        deletions: Vec::new(),
+        rotations: Vec::new(),
+        hangups: Vec::new(),
+        terminate: secs(10),
+        revoke_on_exit: true,
+        seed: 1,
     };
     for (ttl, max, renewable, increment) in [
         (1, 1, true, None),
@@ -526,17 +789,31 @@ fn simulation_covers_the_edges() {
         (MAX_TTL_SECS, MAX_TTL_SECS, false, None),
         (2, 600, false, None),
     ] {
+        let life = secs(ttl.min(max));
         let mut w = World {
             ttl: secs(ttl),
             max_ttl: secs(max),
             renewable,
             increment: increment.map(secs),
+            terminate: life * 5,
             ..base.clone()
         };
-        simulate(&w);
+        let calm = simulate(&w);
+        assert!(calm.logins_ok >= 1);
         // An outage that starts just before the first renewal and outlives the token.
-        let start = secs(ttl.min(max)).mul_f64(0.5);
-        w.outages = vec![(start, start + secs(ttl.min(max)) * 2)];
-        simulate(&w);
+        let start = life.mul_f64(0.5);
+        w.outages = vec![(start, start + life * 2)];
+        let run = simulate(&w);
+        check_retries(&w, &run);
+        assert!(
+            run.log.iter().any(|s| s.failed && s.sent >= start),
+            "the outage was felt"
+        );
+        // SIGTERM while a request hangs.
+        w.outages.clear();
+        w.slow = vec![(Duration::ZERO, life * 10, life * 3)];
+        w.terminate = life / 2;
+        let run = simulate(&w);
+        assert!(run.exited_at <= life / 2 + REVOKE_GRACE + w.latency);
     }
 }
