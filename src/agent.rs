@@ -19,7 +19,6 @@ use crate::jwt::{self, unix_now, JwtError};
 use crate::machine::{
     self, Action, Event, Exit, Failure, FailureKind, Goal, Grant, Hook, Machine, Settings,
 };
-use crate::schedule;
 use crate::secret::Secret;
 use crate::status::Status;
 use crate::token_file::TokenFile;
@@ -312,7 +311,7 @@ impl Agent {
                 let grant = Grant {
                     ttl: r.auth.lease_duration,
                     renewable: r.auth.renewable,
-                    capped_warning: schedule::warns_of_cap(&r.warnings),
+                    capped_warning: machine::warns_of_cap(&r.warnings),
                 };
                 if let Some(held) = auth.as_mut() {
                     // Keep the token we hold: a renewal answer may omit it.

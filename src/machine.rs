@@ -138,6 +138,14 @@ pub fn classify(status: Option<u16>, errors: &[String]) -> FailureKind {
     }
 }
 
+/// Whether one of Vault's warnings on a renewal says the TTL was capped at the max TTL
+/// (`TTL of "1h" exceeded the effective max_ttl of "9m30s"; TTL value is capped accordingly`).
+pub fn warns_of_cap(warnings: &[String]) -> bool {
+    warnings
+        .iter()
+        .any(|w| w.contains("capped") || w.contains("max_ttl") || w.contains("max TTL"))
+}
+
 /// The hooks to run after a token change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Hook {
@@ -854,6 +862,49 @@ mod tests {
         for (status, errors, want) in cases {
             assert_eq!(classify(status, &errors), want, "{status:?} {errors:?}");
         }
+    }
+
+    #[test]
+    fn cap_warnings() {
+        let warn = vec![
+            "TTL of \"1h0m0s\" exceeded the effective max_ttl of \"9m30s\"; TTL value is capped accordingly"
+                .to_string(),
+        ];
+        assert!(warns_of_cap(&warn));
+        assert!(!warns_of_cap(&[]));
+        assert!(!warns_of_cap(&["endpoint is deprecated".to_string()]));
+    }
+
+    #[test]
+    fn a_short_grant_is_capped_even_without_a_warning() {
+        let (mut m, _) = logged_in(3600, true);
+        let due = m.poll_timeout().unwrap();
+        m.handle_timeout(due);
+        actions(&mut m);
+        m.handle(
+            due,
+            Event::RenewDone {
+                sent: due,
+                result: Ok(grant(3599, true)),
+            },
+        );
+        assert_eq!(
+            m.next_step().0,
+            Step::Login,
+            "3599 s of an expected 3600 s: capped"
+        );
+        let (mut m, _) = logged_in(3600, true);
+        let due = m.poll_timeout().unwrap();
+        m.handle_timeout(due);
+        actions(&mut m);
+        m.handle(
+            due,
+            Event::RenewDone {
+                sent: due,
+                result: Ok(grant(7200, true)),
+            },
+        );
+        assert_eq!(m.next_step().0, Step::Renew, "more than expected is fine");
     }
 
     #[test]

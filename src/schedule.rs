@@ -72,21 +72,6 @@ pub fn after_login(ttl: Duration, renewable: bool, unit: f64) -> Next {
     }
 }
 
-/// Whether a renewal hit the max-TTL cap: Vault granted less than we could expect (`expected`
-/// is the login TTL, or the requested increment when smaller), or said so in a warning.
-pub fn is_capped(granted: Duration, expected: Duration, warnings: &[String]) -> bool {
-    // Without a cap Vault grants exactly the role's TTL (or the increment): any shortfall is
-    // the cap. Vault's TTLs are whole seconds, so no rounding slack is needed.
-    granted < expected || warns_of_cap(warnings)
-}
-
-/// Whether one of Vault's warnings says the TTL was capped at the max TTL.
-pub fn warns_of_cap(warnings: &[String]) -> bool {
-    warnings
-        .iter()
-        .any(|w| w.contains("capped") || w.contains("max_ttl") || w.contains("max TTL"))
-}
-
 /// The plan after a renewal that granted `granted` (`expected` is what an uncapped renewal
 /// grants): keep renewing, or, once capped or not renewable, log in again while a third of the
 /// remaining life is left — earlier still when that third would be shorter than the margin a
@@ -224,23 +209,6 @@ mod tests {
             Next::Relogin(Duration::ZERO)
         );
         assert_eq!(Next::Hold.delay(), None);
-    }
-
-    #[test]
-    fn capped_detection() {
-        assert!(!is_capped(S(3600), S(3600), &[]));
-        assert!(is_capped(S(3599), S(3600), &[]));
-        assert!(is_capped(S(570), S(3600), &[]));
-        assert!(is_capped(S(1), S(2), &[]));
-        let warn = vec![
-            "TTL of \"1h0m0s\" exceeded the effective max_ttl of \"9m30s\"; TTL value is capped accordingly"
-                .to_string(),
-        ];
-        assert!(is_capped(S(3600), S(3600), &warn));
-        assert!(
-            !is_capped(S(7200), S(3600), &[]),
-            "more than expected is fine"
-        );
     }
 
     #[test]

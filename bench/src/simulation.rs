@@ -2,9 +2,9 @@
 //! clock, of one pod's token over many days, driven once by vault-login's schedule and once by
 //! Vault Agent's, against the same model of Vault and the same outages.
 //!
-//! - vault-login: the library's own `schedule` and `backoff` functions, called exactly where
-//!   `agent::Agent::run_sidecar` calls them (one match arm here per arm there; min backoff 1 s,
-//!   max 5 m, jitter from a seeded source instead of the clock).
+//! - vault-login: the library's own state machine (`vault_login::machine`), the same one the
+//!   agent drives, fed this clock and this model's answers (min backoff 1 s, max 5 m, jitter
+//!   from the machine's seeded source).
 //! - Vault Agent: `AuthHandler.Run` (command/agentproxyshared/auth/auth.go) around
 //!   `LifetimeWatcher.doRenewWithOptions` (api/lifetime_watcher.go), as in hashicorp/vault
 //!   main: log in, renew at once, sleep `2/3·R + grace/3` (grace 10–20 % of the lease, re-drawn
@@ -22,8 +22,11 @@
 
 use std::time::Duration;
 
-use vault_login::backoff;
-use vault_login::schedule::{self, Next};
+use std::time::Instant;
+
+use vault_login::machine::{
+    self, Action, Event, Failure, FailureKind, Goal, Grant, Machine, Settings,
+};
 
 use crate::report::{Report, Verdict};
 use crate::stats::Rng;
@@ -234,123 +237,80 @@ fn dur(s: Secs) -> Duration {
     Duration::from_secs_f64(s.max(0.0))
 }
 
-/// vault-login's sidecar loop, `agent::Agent::run_sidecar`, on the simulated clock.
+/// vault-login's sidecar: the library's own state machine (`vault_login::machine`, the one
+/// the agent drives), fed the simulated clock and this model's answers. Requests take no time.
 fn vault_login(v: &mut Vault, rng: &mut Rng, start: Secs, end: Secs) {
-    const MIN: Duration = Duration::from_secs(1);
-    const MAX: Duration = Duration::from_secs(300);
-    #[derive(Clone, Copy, PartialEq)]
-    enum Action {
-        Login,
-        Renew,
-        Idle,
-    }
-    struct Held {
-        id: usize,
-        expires_at: Secs,
-        renewable: bool,
-        expected: Duration,
-    }
-    let plan = |now: Secs, next: Next| match next {
-        Next::Renew(d) => (Action::Renew, now + secs(d)),
-        Next::Relogin(d) => (Action::Login, now + secs(d)),
-        Next::Hold => (Action::Idle, Secs::INFINITY),
+    let base = Instant::now();
+    let at = |s: Secs| base + dur(s);
+    let settings = Settings {
+        goal: Goal::Sidecar,
+        min_backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(300),
+        renew_increment: None,
+        revoke_on_exit: false,
     };
-    let mut held: Option<Held> = None;
-    let (mut action, mut wake) = (Action::Login, start);
-    // Backoff::next_delay: count the failure, then delay(attempt, ...); reset on success.
-    let mut attempt = 0u32;
-    while wake < end {
-        let now = wake;
-        match action {
-            Action::Idle => break,
-            Action::Login => match v.login(now) {
-                Some((id, ttl)) => {
-                    attempt = 0;
-                    // Service tokens from a renewable role.
-                    let renewable = true;
-                    held = Some(Held {
-                        id,
-                        expires_at: now + secs(ttl),
-                        renewable,
-                        expected: ttl,
-                    });
-                    (action, wake) = plan(now, schedule::after_login(ttl, renewable, rng.unit()));
-                }
-                None => {
-                    attempt += 1;
-                    // No Retry-After when the connection is refused.
-                    let delay = schedule::honour_retry_after(
-                        backoff::delay(attempt, MIN, MAX, rng.unit()),
-                        None,
-                        MAX,
-                    );
-                    let remaining = held.as_ref().map(|h| dur(h.expires_at - now));
-                    let delay = match remaining
-                        .map(|r| schedule::retry_before_expiry(delay, r, rng.unit()))
-                    {
-                        Some(Some(d)) => d,
-                        Some(None) => {
-                            held = None;
-                            // As agent.rs: the token is gone, Backoff::restart_after_expiry.
-                            attempt = backoff::AFTER_EXPIRY + 1;
-                            backoff::delay(attempt, MIN, MAX, rng.unit())
-                        }
-                        None => delay,
-                    };
-                    wake = now + secs(delay);
-                }
-            },
-            Action::Renew => {
-                let Some(h) = held.as_mut() else {
-                    action = Action::Login;
-                    wake = now;
-                    continue;
-                };
-                match v.renew(h.id, now) {
-                    Renewal::Granted { ttl, warnings } => {
-                        attempt = 0;
-                        let capped = schedule::is_capped(ttl, h.expected, &warnings);
-                        h.expires_at = now + secs(ttl);
-                        (action, wake) = plan(
-                            now,
-                            schedule::after_renewal(
+    let mut m = Machine::new(settings, at(start), rng.next_u64());
+    let mut held: Option<usize> = None;
+    let mut now = start;
+    loop {
+        while let Some(action) = m.poll_action() {
+            let event = match action {
+                Action::Login { .. } => Event::LoginDone {
+                    sent: at(now),
+                    result: match v.login(now) {
+                        Some((id, ttl)) => {
+                            held = Some(id);
+                            // Service tokens from a renewable role.
+                            Ok(Grant {
                                 ttl,
-                                h.expected,
-                                capped,
-                                h.renewable,
-                                rng.unit(),
-                            ),
-                        );
-                    }
-                    Renewal::Down => {
-                        attempt += 1;
-                        let delay = schedule::honour_retry_after(
-                            backoff::delay(attempt, MIN, MAX, rng.unit()),
-                            None,
-                            MAX,
-                        );
-                        match schedule::retry_before_expiry(
-                            delay,
-                            dur(h.expires_at - now),
-                            rng.unit(),
-                        ) {
-                            Some(d) => wake = now + secs(d),
-                            None => {
-                                attempt = backoff::AFTER_EXPIRY;
-                                action = Action::Login;
-                                wake = now;
-                            }
+                                renewable: true,
+                                capped_warning: false,
+                            })
                         }
-                    }
-                    // Not transient (403), or transient but past the max TTL: log in now.
-                    Renewal::Denied | Renewal::PastMax => {
-                        action = Action::Login;
-                        wake = now;
-                    }
-                }
-            }
+                        None => Err(refused()),
+                    },
+                },
+                Action::Renew { .. } => Event::RenewDone {
+                    sent: at(now),
+                    result: match held.map(|id| v.renew(id, now)) {
+                        Some(Renewal::Granted { ttl, warnings }) => Ok(Grant {
+                            ttl,
+                            renewable: true,
+                            capped_warning: machine::warns_of_cap(&warnings),
+                        }),
+                        Some(Renewal::Down) | None => Err(refused()),
+                        Some(Renewal::PastMax) => Err(vault_error(500, PAST_MAX)),
+                        Some(Renewal::Denied) => Err(vault_error(403, DENIED)),
+                    },
+                },
+                // The file is a tmpfs: writes succeed.
+                Action::Write => Event::Written,
+                _ => continue,
+            };
+            m.handle(at(now), event);
         }
+        let Some(wake) = m.poll_timeout() else {
+            break;
+        };
+        let wake = secs(wake.saturating_duration_since(base)).max(now);
+        if wake >= end {
+            break;
+        }
+        now = wake;
+        m.handle_timeout(at(now));
     }
+}
+
+/// Vault ≥ 1.17's answers, as the agent would classify them.
+const PAST_MAX: &str = "1 error occurred:\n\t* past the max TTL, cannot renew\n\n";
+const DENIED: &str = "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n";
+
+fn vault_error(status: u16, text: &str) -> Failure {
+    Failure::new(machine::classify(Some(status), &[text.to_string()]), text)
+}
+
+fn refused() -> Failure {
+    Failure::new(FailureKind::Transient, "connection refused")
 }
 
 /// sdk/helper/backoff: the auth handler's login backoff.
@@ -759,11 +719,7 @@ mod tests {
         match v.renew(id, 60.2) {
             Renewal::Granted { ttl, warnings } => {
                 assert_eq!(ttl, Duration::from_secs(40));
-                assert!(schedule::is_capped(
-                    ttl,
-                    Duration::from_secs(100),
-                    &warnings
-                ));
+                assert!(machine::warns_of_cap(&warnings));
             }
             other => panic!("{other:?}"),
         }
