@@ -15,10 +15,9 @@ use crate::backoff::random_u64;
 use crate::config::{human, Config, JwtSource, TokenSink};
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
-use crate::jwt::{self, unix_now, JwtError};
-use crate::machine::{
-    self, Action, Event, Exit, Failure, FailureKind, Goal, Grant, Hook, Machine, Settings,
-};
+use crate::jwt::{self, unix_now};
+use crate::login::{self, kind_of, LoginError};
+use crate::machine::{self, Action, Event, Exit, Failure, Goal, Grant, Hook, Machine, Settings};
 use crate::secret::Secret;
 use crate::status::Status;
 use crate::token_file::TokenFile;
@@ -32,50 +31,6 @@ pub enum Control {
     Shutdown,
     /// Re-read the JWT and log in again now: SIGHUP.
     Relogin,
-}
-
-/// Why a login attempt failed.
-#[derive(Debug, thiserror::Error)]
-pub enum LoginError {
-    /// The JWT could not be read.
-    #[error(transparent)]
-    Jwt(#[from] JwtError),
-    /// Vault refused or could not be reached.
-    #[error("{error}{hints}")]
-    Vault {
-        /// The Vault failure.
-        error: VaultError,
-        /// Hints from the JWT's claims, for permission-denied answers.
-        hints: String,
-    },
-}
-
-impl LoginError {
-    /// How the machine should treat it.
-    pub fn failure(&self) -> Failure {
-        let (kind, retry_after) = match self {
-            LoginError::Jwt(JwtError::Missing(_)) => (FailureKind::JwtMissing, None),
-            LoginError::Jwt(_) => (FailureKind::Other, None),
-            LoginError::Vault { error, .. } => (kind_of(error), error.retry_after()),
-        };
-        Failure {
-            kind,
-            retry_after,
-            message: self.to_string(),
-        }
-    }
-}
-
-/// The machine's classification of a Vault error.
-pub fn kind_of(error: &VaultError) -> FailureKind {
-    match error {
-        VaultError::Transport { .. } => FailureKind::Transient,
-        VaultError::Status { status, errors, .. } => {
-            machine::classify(Some(status.as_u16()), errors)
-        }
-        VaultError::BadResponse { .. } if error.is_transient() => FailureKind::Transient,
-        VaultError::BadResponse { .. } => FailureKind::Other,
-    }
 }
 
 /// A finished request, as the driver hands it back to itself.
@@ -393,45 +348,17 @@ impl Agent {
         self.file.as_ref().map(TokenFile::dir)
     }
 
-    /// One login attempt: read the JWT afresh, post it to Vault; abandoned at `deadline`.
+    /// One login attempt, abandoned at `deadline`.
     async fn login(&self, deadline: Option<Instant>) -> Answer {
         let sent = Instant::now();
-        let attempt = async {
-            let jwt = jwt::read(&self.cfg.jwt)?;
-            self.client
-                .login(&self.cfg.mount, &self.cfg.role, &jwt.token)
-                .await
-                .map_err(|error| {
-                    let hints = if error.is_permission_denied() {
-                        let now = unix_now();
-                        format!(
-                            " (JWT {}; {})",
-                            jwt.claims.describe(now),
-                            jwt.claims.hints(now).join("; ")
-                        )
-                    } else {
-                        String::new()
-                    };
-                    LoginError::Vault { error, hints }
-                })
-        };
+        let attempt = login::attempt(&self.client, &self.cfg.jwt, &self.cfg.mount, &self.cfg.role);
         let result = match deadline {
             Some(d) => timeout_at(d, attempt)
                 .await
-                .unwrap_or_else(|_| Err(self.timed_out("POST", "login"))),
+                .unwrap_or_else(|_| Err(LoginError::TimedOut)),
             None => attempt.await,
         };
         Answer::Login(sent, result)
-    }
-
-    fn timed_out(&self, method: &str, what: &str) -> LoginError {
-        LoginError::Vault {
-            error: VaultError::Transport {
-                op: format!("{method} {what}"),
-                message: "no answer before the deadline".into(),
-            },
-            hints: String::new(),
-        }
     }
 
     /// One renewal of `token`; abandoned at the token's expiry.

@@ -29,6 +29,7 @@ pub mod error;
 pub mod health;
 pub mod hooks;
 pub mod jwt;
+pub mod login;
 pub mod machine;
 pub mod proxy;
 pub mod schedule;

@@ -1,0 +1,144 @@
+//! One login attempt: read the service-account JWT afresh, post it to the kubernetes auth
+//! method, and explain a refusal with what the JWT says; plus how the machine should treat
+//! each failure.
+
+use crate::config::JwtSource;
+use crate::jwt::{self, unix_now, JwtError};
+use crate::machine::{self, Failure, FailureKind};
+use crate::secret::Secret;
+use crate::vault::{Auth, VaultClient, VaultError};
+
+/// Why a login attempt failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LoginError {
+    /// The JWT could not be read.
+    #[error(transparent)]
+    Jwt(#[from] JwtError),
+    /// Vault refused or could not be reached.
+    #[error("{error}{hints}")]
+    Vault {
+        /// The Vault failure.
+        error: VaultError,
+        /// Hints from the JWT's claims, for permission-denied answers.
+        hints: String,
+    },
+    /// No answer before the run's deadline.
+    #[error("login: no answer from Vault before the deadline")]
+    TimedOut,
+}
+
+impl LoginError {
+    /// How the machine should treat it.
+    pub fn failure(&self) -> Failure {
+        let (kind, retry_after) = match self {
+            LoginError::Jwt(JwtError::Missing(_)) => (FailureKind::JwtMissing, None),
+            LoginError::Jwt(_) => (FailureKind::Other, None),
+            LoginError::Vault { error, .. } => (kind_of(error), error.retry_after()),
+            LoginError::TimedOut => (FailureKind::Transient, None),
+        };
+        Failure {
+            kind,
+            retry_after,
+            message: self.to_string(),
+        }
+    }
+}
+
+/// The machine's classification of a Vault error.
+pub fn kind_of(error: &VaultError) -> FailureKind {
+    match error {
+        VaultError::Transport { .. } => FailureKind::Transient,
+        VaultError::Status { status, errors, .. } => {
+            machine::classify(Some(status.as_u16()), errors)
+        }
+        VaultError::BadResponse { .. } if error.is_transient() => FailureKind::Transient,
+        VaultError::BadResponse { .. } => FailureKind::Other,
+    }
+}
+
+/// Reads the JWT from `source` and logs in to `mount` as `role`.
+pub async fn attempt(
+    client: &VaultClient,
+    source: &JwtSource,
+    mount: &str,
+    role: &str,
+) -> Result<Auth, LoginError> {
+    let jwt = jwt::read(source)?;
+    let token: &Secret = &jwt.token;
+    client.login(mount, role, token).await.map_err(|error| {
+        let hints = if error.is_permission_denied() {
+            let now = unix_now();
+            format!(
+                " (JWT {}; {})",
+                jwt.claims.describe(now),
+                jwt.claims.hints(now).join("; ")
+            )
+        } else {
+            String::new()
+        };
+        LoginError::Vault { error, hints }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::StatusCode;
+
+    fn status(code: u16, errors: &[&str]) -> VaultError {
+        VaultError::Status {
+            op: "PUT /v1/auth/token/renew-self".into(),
+            status: StatusCode::from_u16(code).unwrap(),
+            errors: errors.iter().map(|e| e.to_string()).collect(),
+            retry_after: None,
+        }
+    }
+
+    #[test]
+    fn vault_errors_classify_through_the_machine() {
+        let transport = VaultError::Transport {
+            op: "POST login".into(),
+            message: "connection refused".into(),
+        };
+        assert_eq!(kind_of(&transport), FailureKind::Transient);
+        assert_eq!(
+            kind_of(&status(
+                403,
+                &["2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"]
+            )),
+            FailureKind::Denied
+        );
+        assert_eq!(
+            kind_of(&status(
+                500,
+                &["1 error occurred:\n\t* past the max TTL, cannot renew\n\n"]
+            )),
+            FailureKind::Expired
+        );
+        let html = VaultError::BadResponse {
+            op: "POST login".into(),
+            status: StatusCode::BAD_GATEWAY,
+            problem: "HTML".into(),
+        };
+        assert_eq!(kind_of(&html), FailureKind::Transient);
+        let garbled = VaultError::BadResponse {
+            op: "POST login".into(),
+            status: StatusCode::OK,
+            problem: "no auth".into(),
+        };
+        assert_eq!(kind_of(&garbled), FailureKind::Other);
+    }
+
+    #[test]
+    fn a_missing_jwt_waits_and_a_timeout_retries() {
+        let missing = LoginError::Jwt(JwtError::Missing("/var/run/token".into()));
+        assert_eq!(missing.failure().kind, FailureKind::JwtMissing);
+        assert!(missing.failure().message.contains("/var/run/token"));
+        assert_eq!(LoginError::TimedOut.failure().kind, FailureKind::Transient);
+        let e = LoginError::Vault {
+            error: status(429, &["rate limit quota exceeded"]),
+            hints: String::new(),
+        };
+        assert_eq!(e.failure().kind, FailureKind::Transient);
+    }
+}
