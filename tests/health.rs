@@ -111,7 +111,17 @@ async fn readyz_follows_the_token() {
     s.status.login_failed("vault: permission denied");
     let r = get(s.addr, "/readyz").await;
     assert_eq!(r.code, 503);
-    assert_eq!(r.body, "no token written yet: vault: permission denied\n");
+    assert_eq!(
+        r.body,
+        "no token written yet: vault: permission denied (details in vault-login's log)\n"
+    );
+    // Vault's messages and the JWT's claims stay in the log: the endpoint is unauthenticated.
+    s.status.login_failed("POST /v1/auth/kubernetes/login: Vault answered 403 Forbidden: permission denied (JWT sub=system:serviceaccount:ns:sa aud=[\"k3s\"])");
+    let r = get(s.addr, "/readyz").await;
+    assert_eq!(
+        r.body,
+        "no token written yet: POST /v1/auth/kubernetes/login: Vault answered 403 Forbidden (details in vault-login's log)\n"
+    );
 
     s.status.logged_in(Duration::from_secs(1));
     let r = get(s.addr, "/readyz").await;
