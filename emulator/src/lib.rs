@@ -253,6 +253,14 @@ impl Emulator {
         Emulator { state, server, tls }
     }
 
+    /// Answers errors as Vault before 1.17 and OpenBao do (`on`): a bad token gets
+    /// `["permission denied"]` and a 500 its bare message, instead of Vault >= 1.17's
+    /// `go-multierror` text (`"2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"`),
+    /// the default.
+    pub fn set_legacy_errors(&self, on: bool) {
+        lock(&self.state).legacy_errors = on;
+    }
+
     /// Another handle to the same emulator (for a checker thread, say); the server keeps
     /// running until every handle is dropped.
     pub fn clone_handle(&self) -> Emulator {
