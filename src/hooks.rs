@@ -492,7 +492,8 @@ impl GroupGuard {
         }
     }
 
-    /// The command ended and its stderr closed: its group id may soon name another group.
+    /// The command was reaped: its group id may soon name another group, and what it left
+    /// running in the background is its own business.
     fn disarm(&mut self) {
         self.0 = None;
     }
@@ -584,7 +585,8 @@ async fn run_command(cmd: Arc<OnChange>) {
             return;
         }
     };
-    // Declared after `child`, so dropped (and the group killed) before it.
+    // Declared after `child`, so dropped (and the group killed) before it: the group id stays
+    // valid while the child is not reaped.
     let mut group = GroupGuard(
         child
             .id()
@@ -604,14 +606,12 @@ async fn run_command(cmd: Arc<OnChange>) {
             }
         }
     };
+    group.disarm();
     // A grandchild may hold stderr open after the command exits: wait for it only so long.
     let tail = match tail {
         Some(tail) => Some(tail),
         None => tokio::time::timeout(REAP_GRACE, &mut reading).await.ok(),
     };
-    if tail.is_some() {
-        group.disarm();
-    }
     let stderr = tail.as_deref().and_then(last_line).unwrap_or_default();
     let elapsed = human(started.elapsed());
     match outcome {
