@@ -484,6 +484,7 @@ const PEAK_RSS_KIB: u64 = 64 * 1024;
 #[track_caller]
 fn assert_memory_bounded(r: &Running) {
     let peak = peak_rss_kib(r.pid());
+    eprintln!("peak RSS {peak} KiB");
     assert!(
         peak < PEAK_RSS_KIB,
         "peak RSS {peak} KiB; stderr:\n{}",
