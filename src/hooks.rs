@@ -1092,6 +1092,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn new_token_and_wait_is_cancel_safe() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shell, grandchild) = (dir.path().join("shell"), dir.path().join("grandchild"));
+        let on_change = format!(
+            "/bin/sh -c 'sleep 300 & echo $! > {g}; echo $$ > {s}; wait'",
+            g = grandchild.display(),
+            s = shell.display()
+        );
+        let token = dir.path().join("token").display().to_string();
+        let pid_file = dir.path().join("app.pid").display().to_string();
+        let vars = [
+            ("VAULT_ADDR", "http://127.0.0.1:8200"),
+            ("VAULT_LOGIN_ROLE", "app"),
+            ("VAULT_LOGIN_TOKEN_FILE", token.as_str()),
+            ("VAULT_LOGIN_ON_CHANGE", on_change.as_str()),
+            ("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "5m"),
+            // Missing: the signal is retried while the command hangs.
+            ("VAULT_LOGIN_SIGNAL_PID_FILE", pid_file.as_str()),
+        ];
+        let env = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let cfg = Config::load(["vault-login"], &env).unwrap();
+        let hooks = Hooks::new(&cfg);
+        let auth = Auth {
+            client_token: Secret::new("hvs.x"),
+            accessor: Secret::new("a"),
+            policies: vec![],
+            lease_duration: Duration::from_secs(60),
+            renewable: true,
+            token_type: "service".into(),
+            entity_id: String::new(),
+            metadata: serde_json::Map::new(),
+        };
+        // As the driver does: the hooks against a stop signal that wins once the command runs.
+        let pids = async { (read_pid(&shell).await, read_pid(&grandchild).await) };
+        let (shell, grandchild) = tokio::select! {
+            () = hooks.new_token_and_wait(&auth) => panic!("the command hangs: cannot finish"),
+            pids = pids => pids,
+        };
+        // The future is dropped: the command's group is killed at once.
+        let dropped_at = std::time::Instant::now();
+        while (alive(shell) || alive(grandchild)) && dropped_at.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            !alive(shell) && !alive(grandchild),
+            "the command outlived its cancelled wait"
+        );
+    }
+
+    #[tokio::test]
     async fn a_command_past_its_timeout_is_killed_with_its_group() {
         let dir = tempfile::tempdir().unwrap();
         let grandchild = dir.path().join("grandchild");
