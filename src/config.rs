@@ -6,6 +6,7 @@
 //! the flag or variable it came from and says what to do.
 
 use std::ffi::OsString;
+use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -92,7 +93,8 @@ pub struct TlsSettings {
 
 /// How requests reach Vault: directly, or through an HTTP proxy, read like the `vault` CLI reads
 /// them (Go's `ProxyFromEnvironment`, overridden by `VAULT_PROXY_ADDR`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+// Debug is written by hand below: a proxy URL may carry `user:password@`.
+#[derive(Clone, Default, PartialEq, Eq)]
 pub struct ProxySettings {
     /// `VAULT_PROXY_ADDR` (or the older `VAULT_HTTP_PROXY`): every request goes through it,
     /// whatever `NO_PROXY` says.
@@ -104,6 +106,18 @@ pub struct ProxySettings {
     /// `NO_PROXY`, verbatim: hosts, domain suffixes, IP addresses and networks reached directly.
     /// Loopback addresses and `localhost` are always reached directly, as in Go.
     pub no_proxy: Option<String>,
+}
+
+impl fmt::Debug for ProxySettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |u: &Option<Url>| u.as_ref().map(redacted);
+        f.debug_struct("ProxySettings")
+            .field("all", &shown(&self.all))
+            .field("http", &shown(&self.http))
+            .field("https", &shown(&self.https))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
 }
 
 /// The checked, effective configuration.
@@ -187,7 +201,8 @@ pub enum ConfigError {
 
 /// The command line. Values stay strings: they are parsed together with the environment so that
 /// errors name the flag or variable the value came from.
-#[derive(Debug, Parser)]
+// No Debug: the raw flags may hold a proxy's password.
+#[derive(Parser)]
 #[command(
     name = "vault-login",
     bin_name = "vault-login",
@@ -1447,6 +1462,40 @@ mod tests {
             Ok(config) => config,
             Err(e) => panic!("expected a config for {args:?} {vars:?}, got {e}"),
         }
+    }
+
+    #[test]
+    fn debug_output_redacts_credentials() {
+        let cfg = ok(
+            &[],
+            &[
+                (
+                    "VAULT_PROXY_ADDR",
+                    "http://proxyuser:hunter2@proxy.example:3128",
+                ),
+                ("HTTPS_PROXY", "http://u2:pw-two@other.example:8080"),
+                ("HTTP_PROXY", "http://u3:pw-three@third.example"),
+                ("VAULT_HEADERS", r#"{"X-Api-Key": "gateway-sekrit"}"#),
+                ("VAULT_LOGIN_JWT", JWT),
+            ],
+        );
+        let shown = format!("{cfg:?}");
+        for secret in [
+            "hunter2",
+            "proxyuser",
+            "pw-two",
+            "pw-three",
+            "gateway-sekrit",
+            JWT,
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        // What is not secret stays, so the output is still useful.
+        for public in ["proxy.example:3128", "other.example:8080", "X-Api-Key"] {
+            assert!(shown.contains(public), "{public} missing from {shown}");
+        }
+        let proxy = format!("{:?}", cfg.proxy);
+        assert!(proxy.contains("http://***@proxy.example:3128"), "{proxy}");
     }
 
     /// The source name and problem of an `Invalid` error, after checking the message's shape.

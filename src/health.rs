@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use tokio::time::Instant;
+
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
 use hyper::server::conn::http1;
@@ -24,7 +26,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::status::{Snapshot, Status};
+use crate::status::{Now, Snapshot, Status};
 
 /// Connections served at once; further clients wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 16;
@@ -124,7 +126,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 /// Serves one connection, bounded in time; its errors are the client's problem, logged at debug.
 async fn connection(stream: TcpStream, peer: SocketAddr, status: Arc<Status>) {
     let service = service_fn(move |req: Request<Incoming>| {
-        let res = respond(&req, &status.snapshot(), SystemTime::now());
+        let res = respond(&req, &status.snapshot(), status.now());
         debug!(
             %peer,
             method = %req.method(),
@@ -150,7 +152,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, status: Arc<Status>) {
 }
 
 /// The response to one request; the request body is never read.
-fn respond<B>(req: &Request<B>, s: &Snapshot, now: SystemTime) -> Response<String> {
+fn respond<B>(req: &Request<B>, s: &Snapshot, now: Now) -> Response<String> {
     let path = req.uri().path();
     if !matches!(path, "/healthz" | "/readyz" | "/metrics") {
         return response(
@@ -191,8 +193,14 @@ fn response(code: StatusCode, content_type: &'static str, body: String) -> Respo
     res
 }
 
-/// Readiness decision (pure): Ok(()) or Err(one-line reason).
-pub fn readiness(s: &Snapshot, now: SystemTime) -> Result<(), String> {
+/// The longest `/readyz` body line, in characters: probes and dashboards show it as is.
+pub const MAX_REASON_CHARS: usize = 200;
+
+/// Readiness decision (pure), on the monotonic clock: Ok(()) or Err(one bounded line saying why).
+///
+/// The endpoint is unauthenticated, so the line names what failed, and Vault's status when it
+/// answered, but not Vault's messages or the JWT's claims: those are in the log.
+pub fn readiness(s: &Snapshot, now: Now) -> Result<(), String> {
     let problem = if !s.token_written {
         if s.logins_ok == 0 {
             "no token written yet".to_string()
@@ -203,29 +211,57 @@ pub fn readiness(s: &Snapshot, now: SystemTime) -> Result<(), String> {
         return Ok(());
     } else {
         match s.expires_at {
-            Some(at) => match now.duration_since(at) {
-                // `at` is later than `now`: still valid.
-                Err(_) => return Ok(()),
-                Ok(ago) => format!("token expired {}s ago", ago.as_secs()),
-            },
+            Some(at) if at > now.mono => return Ok(()),
+            Some(at) => format!("token expired {}s ago", (now.mono - at).as_secs()),
             None => "token expiry unknown".to_string(),
         }
     };
-    Err(match &s.last_error {
-        Some(e) => format!("{problem}: {}", one_line(e)),
+    let line = match &s.last_error {
+        Some(e) => format!("{problem}: {} (details in vault-login's log)", summary(e)),
         None => problem,
-    })
+    };
+    Err(bounded(&line, MAX_REASON_CHARS))
 }
 
-/// `s` with line breaks and other control characters turned into spaces.
-fn one_line(s: &str) -> String {
-    s.chars()
+/// The public part of an error: up to Vault's status when Vault answered (its messages and the
+/// JWT hints that follow are for the log), on one line.
+fn summary(error: &str) -> String {
+    const ANSWERED: &str = ": Vault answered ";
+    let public = match error.find(ANSWERED) {
+        Some(i) => {
+            let rest = &error[i + ANSWERED.len()..];
+            let status_len = rest.find(':').unwrap_or(rest.len());
+            &error[..i + ANSWERED.len() + status_len]
+        }
+        None => error,
+    };
+    public
+        .chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect()
 }
 
+/// `s` cut to `max` characters, marked with `…` when cut.
+fn bounded(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut cut: String = s.chars().take(max - 1).collect();
+    cut.push('…');
+    cut
+}
+
+/// The wall-clock time of a monotonic instant, as the wall clock reads now.
+fn wall_time_of(at: Instant, now: Now) -> SystemTime {
+    if at >= now.mono {
+        now.wall.checked_add(at - now.mono).unwrap_or(now.wall)
+    } else {
+        now.wall.checked_sub(now.mono - at).unwrap_or(UNIX_EPOCH)
+    }
+}
+
 /// Renders the Prometheus text exposition for a snapshot (pure, unit-tested).
-pub fn render_metrics(s: &Snapshot, now: SystemTime) -> String {
+pub fn render_metrics(s: &Snapshot, now: Now) -> String {
     let mut m = Exposition(String::with_capacity(2048));
     m.family(
         "vault_login_build_info",
@@ -257,7 +293,7 @@ pub fn render_metrics(s: &Snapshot, now: SystemTime) -> String {
         m.sample(
             "vault_login_token_expiry_timestamp_seconds",
             "",
-            &float(unix_seconds(at)),
+            &float(unix_seconds(wall_time_of(at, now))),
         );
     }
     m.family(
@@ -266,7 +302,7 @@ pub fn render_metrics(s: &Snapshot, now: SystemTime) -> String {
         "Seconds until the token in the file expires: 0 once expired, +Inf if it never expires (absent while there is no token).",
     );
     let ttl = match expires_at {
-        Some(at) => Some(at.duration_since(now).map_or(0.0, |d| d.as_secs_f64())),
+        Some(at) => Some(at.saturating_duration_since(now.mono).as_secs_f64()),
         None if s.token_written && s.never_expires => Some(f64::INFINITY),
         None => None,
     };
@@ -355,8 +391,14 @@ mod tests {
     use super::*;
     use std::collections::{BTreeMap, HashSet};
 
-    fn at(secs: u64) -> SystemTime {
-        UNIX_EPOCH + Duration::from_secs(secs)
+    /// Both clocks `secs` seconds after the epoch; the monotonic one counted from a fixed base.
+    fn at(secs: u64) -> Now {
+        static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let base = *BASE.get_or_init(Instant::now);
+        Now {
+            mono: base + Duration::from_secs(secs),
+            wall: UNIX_EPOCH + Duration::from_secs(secs),
+        }
     }
 
     const NOW: u64 = 1_700_000_000;
@@ -368,9 +410,9 @@ mod tests {
     fn valid(ttl: u64) -> Snapshot {
         Snapshot {
             token_written: true,
-            expires_at: Some(at(NOW + ttl)),
+            expires_at: Some(at(NOW + ttl).mono),
             logins_ok: 1,
-            last_success: Some(at(NOW - 5)),
+            last_success: Some(at(NOW - 5).wall),
             ..Snapshot::default()
         }
     }
@@ -496,7 +538,7 @@ mod tests {
             samples(&s, NOW)["vault_login_token_expiry_timestamp_seconds"],
             (NOW + 60) as f64
         );
-        s.expires_at = Some(at(NOW + 90));
+        s.expires_at = Some(at(NOW + 90).mono);
         let m = samples(&s, NOW);
         assert_eq!(
             m["vault_login_token_expiry_timestamp_seconds"],
@@ -565,7 +607,7 @@ mod tests {
         let s = Snapshot {
             logins_ok: u64::MAX,
             consecutive_failures: u64::MAX,
-            expires_at: Some(UNIX_EPOCH + Duration::from_secs(u64::MAX / 4)),
+            expires_at: Some(at(u64::MAX / 8).mono),
             ..valid(1)
         };
         let text = render_metrics(&s, at(NOW));
@@ -596,7 +638,10 @@ mod tests {
         };
         assert_eq!(
             readiness(&s, at(NOW)),
-            Err("no token written yet: vault: permission denied".to_string())
+            Err(
+                "no token written yet: vault: permission denied (details in vault-login's log)"
+                    .to_string()
+            )
         );
     }
 
@@ -632,7 +677,10 @@ mod tests {
         };
         assert_eq!(
             readiness(&s, at(NOW + 72) + Duration::from_millis(900)),
-            Err("token expired 12s ago: connection refused".to_string())
+            Err(
+                "token expired 12s ago: connection refused (details in vault-login's log)"
+                    .to_string()
+            )
         );
     }
 
@@ -644,7 +692,7 @@ mod tests {
             ..valid(0)
         };
         assert_eq!(readiness(&s, at(NOW)), Ok(()));
-        assert_eq!(readiness(&s, at(u64::MAX / 4)), Ok(()));
+        assert_eq!(readiness(&s, at(u64::MAX / 8)), Ok(()));
     }
 
     #[test]
@@ -657,7 +705,7 @@ mod tests {
         assert_eq!(
             readiness(&s, at(NOW)),
             Err(
-                "token file does not hold the current token: cannot write token file /x: no space left"
+                "token file does not hold the current token: cannot write token file /x: no space left (details in vault-login's log)"
                     .to_string()
             )
         );
@@ -679,7 +727,44 @@ mod tests {
         };
         let why = readiness(&s, at(NOW)).unwrap_err();
         assert!(!why.contains(['\n', '\r', '\t']), "{why:?}");
-        assert!(why.ends_with("line one line two   three"), "{why:?}");
+        assert!(
+            why.ends_with("line one line two   three (details in vault-login's log)"),
+            "{why:?}"
+        );
+    }
+
+    #[test]
+    fn reasons_keep_vaults_messages_and_jwt_claims_for_the_log() {
+        let login = "POST /v1/auth/kubernetes/login: Vault answered 403 Forbidden: 2 errors occurred: * permission denied * invalid token (JWT sub=system:serviceaccount:ns1:sa1 aud=[\"k3s\"] exp=1 (expired 5s ago); the role must bind service account \"sa1\" in namespace \"ns1\")";
+        let s = Snapshot {
+            last_error: Some(login.into()),
+            ..fresh()
+        };
+        let why = readiness(&s, at(NOW)).unwrap_err();
+        assert_eq!(
+            why,
+            "no token written yet: POST /v1/auth/kubernetes/login: Vault answered 403 Forbidden (details in vault-login's log)"
+        );
+        let renew = "POST /v1/auth/token/renew-self: Vault answered 500 Internal Server Error: 1 error occurred: * past the max TTL, cannot renew";
+        let s = Snapshot {
+            last_error: Some(renew.into()),
+            ..valid(60)
+        };
+        let why = readiness(&s, at(NOW + 61)).unwrap_err();
+        assert!(
+            why.ends_with(
+                "Vault answered 500 Internal Server Error (details in vault-login's log)"
+            ),
+            "{why}"
+        );
+        // Anything else is cut to a bounded line.
+        let s = Snapshot {
+            last_error: Some("x".repeat(100_000)),
+            ..fresh()
+        };
+        let why = readiness(&s, at(NOW)).unwrap_err();
+        assert_eq!(why.chars().count(), MAX_REASON_CHARS);
+        assert!(why.ends_with('…'), "{why}");
     }
 
     fn request(method: Method, path: &str) -> Request<()> {

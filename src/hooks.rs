@@ -8,21 +8,22 @@
 //! them too.
 
 use std::future::Future;
-use std::io::Read;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ExitStatus, Stdio};
+use std::process::{ExitStatus, Stdio};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use rustix::process::{Pid, Signal};
-use tokio::sync::{oneshot, Notify};
-use tokio::time::{sleep, sleep_until, Instant};
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, ChildStderr};
+use tokio::sync::Notify;
+use tokio::time::{sleep, Instant};
 use tracing::{error, info, warn};
 
 use crate::config::{human, Config, TokenSink};
 use crate::jwt::unix_now;
+use crate::safe_fs::{self, Links, UnsafeFile};
 use crate::secret::Secret;
 use crate::token_file::TokenFile;
 use crate::vault::Auth;
@@ -33,6 +34,8 @@ pub const TOKEN_FILE_ENV: &str = "VAULT_LOGIN_TOKEN_FILE";
 pub const TOKEN_INFO_FILE_ENV: &str = "VAULT_LOGIN_TOKEN_INFO_FILE";
 /// The variable holding a JWT for local use; never passed on to the on-change command.
 const JWT_ENV: &str = "VAULT_LOGIN_JWT";
+/// The most of a pid file read: a pid and a newline are a few bytes.
+pub const MAX_PID_FILE_BYTES: u64 = 64;
 /// How many times to try signalling the app after a new token.
 const SIGNAL_TRIES: u32 = 3;
 /// The wait between tries: long enough for an app that is restarting to write its pid file.
@@ -43,8 +46,6 @@ const REAP_GRACE: Duration = Duration::from_secs(5);
 const STDERR_TAIL: usize = 4096;
 /// The longest stderr line logged, in characters.
 const LOGGED_LINE: usize = 300;
-/// How often to look for the command's exit when SIGCHLD cannot be watched.
-const EXIT_POLL: Duration = Duration::from_millis(50);
 
 /// A signal vault-login can send to the app, with its conventional name.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -378,10 +379,11 @@ impl Hooks {
                     signal: cfg.signal,
                 })
             }),
-            info: cfg
-                .token_info_file
-                .as_ref()
-                .map(|path| TokenFile::new(path, cfg.token_file_mode, cfg.token_file_owner)),
+            info: cfg.token_info_file.as_ref().map(|path| {
+                let file = TokenFile::new(path, cfg.token_file_mode, cfg.token_file_owner);
+                file.remove_stale_temps();
+                file
+            }),
             issued_at: AtomicI64::new(0),
             command_worker: OnceLock::new(),
             signal_worker: OnceLock::new(),
@@ -408,6 +410,9 @@ impl Hooks {
 
     /// A new token was published (`--once`): write the info file, run the command and send the
     /// signal, and return when both are done.
+    ///
+    /// Cancel-safe: dropping the future (e.g. in a `select!` against SIGTERM) kills the command's
+    /// process group at once and stops signalling; the info file is already written.
     pub async fn new_token_and_wait(&self, auth: &Auth) {
         self.logged_in(auth);
         let command = async {
@@ -474,28 +479,29 @@ impl Worker {
     }
 }
 
-/// A child in its own process group, killed with its group if dropped while still running
-/// (e.g. when vault-login exits during a run).
-struct Group(Child);
+/// The command's process group, killed with SIGKILL when this is dropped while armed: a wait
+/// that is cancelled (SIGTERM, the runtime shutting down) or timed out must not leave the
+/// command, or a shell's children, running.
+struct GroupGuard(Option<Pid>);
 
-impl Group {
-    /// Sends SIGKILL to the whole group, so a shell's children die with it.
-    fn kill(&mut self) {
-        // The group id is the child's pid; it cannot be reused while the child is unreaped.
-        if let Some(pid) = i32::try_from(self.0.id()).ok().and_then(Pid::from_raw) {
-            if rustix::process::kill_process_group(pid, Signal::KILL).is_err() {
-                let _ = self.0.kill();
-            }
+impl GroupGuard {
+    /// Sends SIGKILL to the whole group; a group already gone is not an error.
+    fn kill(&self) {
+        if let Some(pgid) = self.0 {
+            let _ = rustix::process::kill_process_group(pgid, Signal::KILL);
         }
+    }
+
+    /// The command was reaped: its group id may soon name another group, and what it left
+    /// running in the background is its own business.
+    fn disarm(&mut self) {
+        self.0 = None;
     }
 }
 
-impl Drop for Group {
+impl Drop for GroupGuard {
     fn drop(&mut self) {
-        if matches!(self.0.try_wait(), Ok(None)) {
-            self.kill();
-            let _ = self.0.try_wait();
-        }
+        self.kill();
     }
 }
 
@@ -506,14 +512,54 @@ enum Outcome {
     Lost(String),
 }
 
+/// Reads the command's stderr to its end, keeping the last [`STDERR_TAIL`] bytes.
+async fn stderr_tail(stderr: Option<ChildStderr>) -> Vec<u8> {
+    let mut tail = Vec::new();
+    let Some(mut stderr) = stderr else {
+        return tail;
+    };
+    let mut chunk = [0u8; 1024];
+    while let Ok(n) = stderr.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        tail.extend_from_slice(&chunk[..n]);
+        if tail.len() > STDERR_TAIL {
+            tail.drain(..tail.len() - STDERR_TAIL);
+        }
+    }
+    tail
+}
+
+/// Waits for the command until `deadline`, then kills its group and waits for it to be reaped.
+async fn wait_or_kill(child: &mut Child, group: &GroupGuard, deadline: Instant) -> Outcome {
+    match tokio::time::timeout_at(deadline, child.wait()).await {
+        Ok(Ok(status)) => Outcome::Exited(status),
+        Ok(Err(e)) => Outcome::Lost(e.to_string()),
+        Err(_) => {
+            group.kill();
+            match tokio::time::timeout(REAP_GRACE, child.wait()).await {
+                Ok(Ok(_)) => Outcome::TimedOut,
+                Ok(Err(e)) => Outcome::Lost(e.to_string()),
+                Err(_) => Outcome::Lost(format!(
+                    "still not reaped {} after SIGKILL",
+                    human(REAP_GRACE)
+                )),
+            }
+        }
+    }
+}
+
 /// Runs the on-change command once and logs how it went; never fails.
+///
+/// Cancel-safe: dropping the future kills the command's whole process group at once.
 async fn run_command(cmd: Arc<OnChange>) {
     let Some((program, args)) = cmd.argv.split_first() else {
         return;
     };
     let program = program.as_str();
     let started = Instant::now();
-    let mut command = std::process::Command::new(program);
+    let mut command = tokio::process::Command::new(program);
     command
         .args(args)
         .env_remove(JWT_ENV)
@@ -521,7 +567,9 @@ async fn run_command(cmd: Arc<OnChange>) {
         // Its output goes to the container log; stdout may be carrying the token (`--token-file -`).
         .stdout(Stdio::from(std::io::stderr()))
         .stderr(Stdio::piped())
-        .process_group(0);
+        // Its own group, so a kill reaches a shell's children too.
+        .process_group(0)
+        .kill_on_drop(true);
     match &cmd.token_file {
         Some(path) => command.env(TOKEN_FILE_ENV, path),
         None => command.env_remove(TOKEN_FILE_ENV),
@@ -530,68 +578,41 @@ async fn run_command(cmd: Arc<OnChange>) {
         Some(path) => command.env(TOKEN_INFO_FILE_ENV, path),
         None => command.env_remove(TOKEN_INFO_FILE_ENV),
     };
-    // Registered before the spawn so the child's exit cannot be missed.
-    let mut exits = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
     let mut child = match command.spawn() {
-        Ok(child) => Group(child),
+        Ok(child) => child,
         Err(e) => {
             warn!(program, error = %e, "on-change command could not start");
             return;
         }
     };
-    let (tx, stderr_tail) = oneshot::channel();
-    if let Some(mut stderr) = child.0.stderr.take() {
-        // A thread, not a blocking task: a grandchild holding the pipe must not delay shutdown.
-        std::thread::spawn(move || {
-            let mut tail = Vec::new();
-            let mut chunk = [0u8; 1024];
-            while let Ok(n) = stderr.read(&mut chunk) {
-                if n == 0 {
-                    break;
-                }
-                tail.extend_from_slice(&chunk[..n]);
-                if tail.len() > STDERR_TAIL {
-                    tail.drain(..tail.len() - STDERR_TAIL);
-                }
+    // Declared after `child`, so dropped (and the group killed) before it: the group id stays
+    // valid while the child is not reaped.
+    let mut group = GroupGuard(
+        child
+            .id()
+            .and_then(|id| i32::try_from(id).ok())
+            .and_then(Pid::from_raw),
+    );
+    let reading = stderr_tail(child.stderr.take());
+    tokio::pin!(reading);
+    let mut tail = None;
+    let outcome = {
+        let waiting = wait_or_kill(&mut child, &group, started + cmd.timeout);
+        tokio::pin!(waiting);
+        loop {
+            tokio::select! {
+                outcome = &mut waiting => break outcome,
+                got = &mut reading, if tail.is_none() => tail = Some(got),
             }
-            let _ = tx.send(tail);
-        });
-    }
-
-    let mut deadline = started + cmd.timeout;
-    let mut killed = false;
-    let outcome = loop {
-        match child.0.try_wait() {
-            Ok(Some(_)) if killed => break Outcome::TimedOut,
-            Ok(Some(status)) => break Outcome::Exited(status),
-            Ok(None) => {}
-            Err(e) => break Outcome::Lost(e.to_string()),
-        }
-        if Instant::now() >= deadline {
-            if killed {
-                break Outcome::Lost(format!(
-                    "still not reaped {} after SIGKILL",
-                    human(REAP_GRACE)
-                ));
-            }
-            child.kill();
-            killed = true;
-            deadline = Instant::now() + REAP_GRACE;
-            continue;
-        }
-        match exits.as_mut() {
-            Some(exits) => tokio::select! {
-                _ = exits.recv() => {}
-                _ = sleep_until(deadline) => {}
-            },
-            None => sleep(EXIT_POLL.min(deadline.saturating_duration_since(Instant::now()))).await,
         }
     };
-    let stderr = match tokio::time::timeout(REAP_GRACE, stderr_tail).await {
-        Ok(Ok(tail)) => last_line(&tail),
-        _ => None,
+    group.disarm();
+    // A grandchild may hold stderr open after the command exits: wait for it only so long.
+    let tail = match tail {
+        Some(tail) => Some(tail),
+        None => tokio::time::timeout(REAP_GRACE, &mut reading).await.ok(),
     };
-    let stderr = stderr.unwrap_or_default();
+    let stderr = tail.as_deref().and_then(last_line).unwrap_or_default();
     let elapsed = human(started.elapsed());
     match outcome {
         Outcome::Exited(status) if status.success() => {
@@ -612,14 +633,14 @@ async fn run_command(cmd: Arc<OnChange>) {
 /// Why the app could not be signalled.
 #[derive(Debug, thiserror::Error)]
 pub enum SignalError {
-    /// The pid file could not be read.
+    /// The pid file could not be read, or is not a small regular file.
     #[error("cannot read pid file {}: {source}", path.display())]
     PidFile {
         /// The pid file.
         path: PathBuf,
-        /// The I/O error.
+        /// Why: the I/O error, or what was planted there instead of a pid file.
         #[source]
-        source: std::io::Error,
+        source: UnsafeFile,
     },
     /// The pid file does not hold a process id.
     #[error("pid file {} {problem}", path.display())]
@@ -644,11 +665,19 @@ pub enum SignalError {
 }
 
 /// Reads the pid file and sends the signal once; returns the pid signalled.
+///
+/// The app's container can write the pid file, so it is read without blocking, without
+/// following a symlink and only [`MAX_PID_FILE_BYTES`] of it: a FIFO, `/dev/zero` or a huge
+/// file there is an error, not a stall.
 pub fn signal_app(pid_file: &Path, signal: AppSignal) -> Result<i32, SignalError> {
-    let content = std::fs::read_to_string(pid_file).map_err(|source| SignalError::PidFile {
-        path: pid_file.to_path_buf(),
-        source,
-    })?;
+    let content =
+        safe_fs::read_regular(pid_file, Links::Refuse, MAX_PID_FILE_BYTES).map_err(|source| {
+            SignalError::PidFile {
+                path: pid_file.to_path_buf(),
+                source,
+            }
+        })?;
+    let content = String::from_utf8_lossy(&content);
     let pid = parse_pid(&content).map_err(|problem| SignalError::BadPid {
         path: pid_file.to_path_buf(),
         problem,
@@ -1008,6 +1037,161 @@ mod tests {
         worker.wake();
         sleep(Duration::from_secs(1)).await;
         assert_eq!(count(), 3);
+    }
+
+    /// Whether a process exists and is not a zombie.
+    fn alive(pid: i32) -> bool {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            // The state follows the parenthesised command name.
+            Ok(stat) => stat
+                .rsplit_once(") ")
+                .is_some_and(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X')),
+            Err(_) => false,
+        }
+    }
+
+    async fn read_pid(path: &Path) -> i32 {
+        for _ in 0..500 {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                if let Ok(pid) = text.trim().parse() {
+                    return pid;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("{} never written", path.display());
+    }
+
+    #[tokio::test]
+    async fn dropping_a_running_command_kills_its_whole_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shell, grandchild) = (dir.path().join("shell"), dir.path().join("grandchild"));
+        let script = format!(
+            "sleep 300 & echo $! > {g}; echo $$ > {s}; wait",
+            g = grandchild.display(),
+            s = shell.display()
+        );
+        let cmd = Arc::new(OnChange {
+            argv: vec!["/bin/sh".into(), "-c".into(), script],
+            timeout: Duration::from_secs(300),
+            token_file: None,
+            info_file: None,
+        });
+        let run = tokio::spawn(run_command(cmd));
+        let (shell, grandchild) = (read_pid(&shell).await, read_pid(&grandchild).await);
+        assert!(alive(shell) && alive(grandchild));
+        run.abort();
+        assert!(run.await.unwrap_err().is_cancelled());
+        // SIGKILL is sent synchronously on drop; the kernel needs a moment to tear them down.
+        let killed_at = std::time::Instant::now();
+        while (alive(shell) || alive(grandchild)) && killed_at.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(!alive(shell), "the command survived");
+        assert!(!alive(grandchild), "the command's child survived");
+    }
+
+    #[tokio::test]
+    async fn new_token_and_wait_is_cancel_safe() {
+        let dir = tempfile::tempdir().unwrap();
+        let (shell, grandchild) = (dir.path().join("shell"), dir.path().join("grandchild"));
+        let on_change = format!(
+            "/bin/sh -c 'sleep 300 & echo $! > {g}; echo $$ > {s}; wait'",
+            g = grandchild.display(),
+            s = shell.display()
+        );
+        let token = dir.path().join("token").display().to_string();
+        let pid_file = dir.path().join("app.pid").display().to_string();
+        let vars = [
+            ("VAULT_ADDR", "http://127.0.0.1:8200"),
+            ("VAULT_LOGIN_ROLE", "app"),
+            ("VAULT_LOGIN_TOKEN_FILE", token.as_str()),
+            ("VAULT_LOGIN_ON_CHANGE", on_change.as_str()),
+            ("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "5m"),
+            // Missing: the signal is retried while the command hangs.
+            ("VAULT_LOGIN_SIGNAL_PID_FILE", pid_file.as_str()),
+        ];
+        let env = |name: &str| {
+            vars.iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_string())
+        };
+        let cfg = Config::load(["vault-login"], &env).unwrap();
+        let hooks = Hooks::new(&cfg);
+        let auth = Auth {
+            client_token: Secret::new("hvs.x"),
+            accessor: Secret::new("a"),
+            policies: vec![],
+            lease_duration: Duration::from_secs(60),
+            renewable: true,
+            token_type: "service".into(),
+            entity_id: String::new(),
+            metadata: serde_json::Map::new(),
+        };
+        // As the driver does: the hooks against a stop signal that wins once the command runs.
+        let pids = async { (read_pid(&shell).await, read_pid(&grandchild).await) };
+        let (shell, grandchild) = tokio::select! {
+            () = hooks.new_token_and_wait(&auth) => panic!("the command hangs: cannot finish"),
+            pids = pids => pids,
+        };
+        // The future is dropped: the command's group is killed at once.
+        let dropped_at = std::time::Instant::now();
+        while (alive(shell) || alive(grandchild)) && dropped_at.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(
+            !alive(shell) && !alive(grandchild),
+            "the command outlived its cancelled wait"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_command_past_its_timeout_is_killed_with_its_group() {
+        let dir = tempfile::tempdir().unwrap();
+        let grandchild = dir.path().join("grandchild");
+        let script = format!("sleep 300 & echo $! > {}; wait", grandchild.display());
+        let cmd = Arc::new(OnChange {
+            argv: vec!["/bin/sh".into(), "-c".into(), script],
+            timeout: Duration::from_millis(500),
+            token_file: None,
+            info_file: None,
+        });
+        let run = tokio::spawn(run_command(cmd));
+        let grandchild = read_pid(&grandchild).await;
+        tokio::time::timeout(Duration::from_secs(20), run)
+            .await
+            .expect("the timeout ends the run")
+            .unwrap();
+        assert!(
+            !alive(grandchild),
+            "the command's child survived its timeout"
+        );
+    }
+
+    #[test]
+    fn planted_pid_files_are_refused_without_blocking_or_reading_much() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("app.pid");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &path,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let e = signal_app(&path, AppSignal::HUP).unwrap_err().to_string();
+        assert!(e.contains("app.pid") && e.contains("FIFO"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &path).unwrap();
+        let e = signal_app(&path, AppSignal::HUP).unwrap_err().to_string();
+        assert!(e.contains("symbolic link"), "{e}");
+        std::fs::remove_file(&path).unwrap();
+        // A pid padded past the bound: refused, though a pid is in it.
+        let padded = format!("{}{}", " ".repeat(64), std::process::id());
+        std::fs::write(&path, padded).unwrap();
+        let e = signal_app(&path, AppSignal::HUP).unwrap_err().to_string();
+        assert!(e.contains("larger than 64 bytes"), "{e}");
     }
 
     #[test]

@@ -2,8 +2,6 @@
 //! its claims decoded (never verified: Vault does that) so errors can say what is wrong.
 
 use std::fmt;
-use std::fs;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -12,6 +10,7 @@ use base64::Engine;
 use serde::Deserialize;
 
 use crate::config::JwtSource;
+use crate::safe_fs::{self, Links, UnsafeFile};
 use crate::secret::Secret;
 
 /// The most we read of a JWT file: real service-account tokens are around 1 KiB.
@@ -33,8 +32,13 @@ pub enum JwtError {
         source: std::io::Error,
     },
     /// The path is not a regular file (a directory, FIFO, device...).
-    #[error("service-account JWT file {} is not a regular file (point VAULT_LOGIN_JWT_FILE at the token file itself)", .0.display())]
-    NotAFile(PathBuf),
+    #[error("service-account JWT file {} is {kind}, not a regular file (point VAULT_LOGIN_JWT_FILE at the token file itself)", path.display())]
+    NotAFile {
+        /// The JWT file.
+        path: PathBuf,
+        /// What it is instead, e.g. `a FIFO (named pipe)`.
+        kind: &'static str,
+    },
     /// The file is larger than any service-account token.
     #[error("service-account JWT in {} is larger than {MAX_JWT_BYTES} bytes: not a service-account token", .0)]
     TooLarge(String),
@@ -220,30 +224,32 @@ fn parse(raw: &str, origin: &str) -> Result<Jwt, JwtError> {
 }
 
 fn read_file(path: &Path) -> Result<String, JwtError> {
-    let unreadable = |source| JwtError::Unreadable {
-        path: path.to_path_buf(),
-        source,
-    };
-    // Follow symlinks: projected volumes publish `token -> ..data/token`.
-    let meta = match fs::metadata(path) {
-        Ok(meta) => meta,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(JwtError::Missing(path.to_path_buf()))
+    // Follow symlinks: projected volumes publish `token -> ..data/token`. The open never blocks
+    // and only a regular file is read, so a FIFO or device planted there cannot stall the loop.
+    let buf = match safe_fs::read_regular(path, Links::Follow, MAX_JWT_BYTES) {
+        Ok(buf) => buf,
+        Err(e) if e.is_not_found() => return Err(JwtError::Missing(path.to_path_buf())),
+        Err(UnsafeFile::Io(source)) => {
+            return Err(JwtError::Unreadable {
+                path: path.to_path_buf(),
+                source,
+            })
         }
-        Err(e) => return Err(unreadable(e)),
+        Err(UnsafeFile::NotRegular(kind)) => {
+            return Err(JwtError::NotAFile {
+                path: path.to_path_buf(),
+                kind,
+            })
+        }
+        Err(UnsafeFile::TooLarge(_)) => return Err(JwtError::TooLarge(path.display().to_string())),
+        // Links are followed here, so the open cannot refuse one.
+        Err(UnsafeFile::Symlink) => {
+            return Err(JwtError::NotAFile {
+                path: path.to_path_buf(),
+                kind: "a symbolic link",
+            })
+        }
     };
-    // Opening a FIFO would block the whole loop; a directory cannot be read.
-    if !meta.is_file() {
-        return Err(JwtError::NotAFile(path.to_path_buf()));
-    }
-    let file = fs::File::open(path).map_err(unreadable)?;
-    let mut buf = Vec::with_capacity(2048);
-    file.take(MAX_JWT_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(unreadable)?;
-    if buf.len() as u64 > MAX_JWT_BYTES {
-        return Err(JwtError::TooLarge(path.display().to_string()));
-    }
     String::from_utf8(buf).map_err(|_| JwtError::Malformed {
         origin: path.display().to_string(),
         problem: "it is not UTF-8 text",
@@ -253,6 +259,7 @@ fn read_file(path: &Path) -> Result<String, JwtError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn make(payload: &str) -> String {
         format!(
@@ -348,7 +355,7 @@ mod tests {
         ));
         assert!(matches!(
             read(&JwtSource::File(dir.path().to_path_buf())),
-            Err(JwtError::NotAFile(_))
+            Err(JwtError::NotAFile { .. })
         ));
         let empty = dir.path().join("empty");
         fs::write(&empty, "\n").unwrap();
@@ -362,6 +369,38 @@ mod tests {
             read(&JwtSource::File(huge)),
             Err(JwtError::TooLarge(_))
         ));
+    }
+
+    #[test]
+    fn fifos_and_devices_are_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &fifo,
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        let e = read(&JwtSource::File(fifo)).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("is a FIFO (named pipe), not a regular file"),
+            "{e}"
+        );
+        let zero = dir.path().join("zero");
+        std::os::unix::fs::symlink("/dev/zero", &zero).unwrap();
+        let e = read(&JwtSource::File(zero)).unwrap_err();
+        assert!(e.to_string().contains("is a character device"), "{e}");
+        // The kubelet's layout still works: token -> ..data/token, ..data -> a dated directory.
+        fs::create_dir(dir.path().join("..2026_11_29")).unwrap();
+        let jwt = make(r#"{"sub":"k"}"#);
+        fs::write(dir.path().join("..2026_11_29/token"), &jwt).unwrap();
+        std::os::unix::fs::symlink("..2026_11_29", dir.path().join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/token", dir.path().join("token")).unwrap();
+        let got = read(&JwtSource::File(dir.path().join("token"))).unwrap();
+        assert_eq!(got.token.expose(), jwt);
     }
 
     #[test]

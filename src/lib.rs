@@ -9,6 +9,7 @@
 //! - [`server_name`]: `VAULT_TLS_SERVER_NAME` as SNI: requests addressed to it, dialled to `VAULT_ADDR`.
 //! - [`proxy`]: HTTP proxies to Vault (`VAULT_PROXY_ADDR`, `HTTPS_PROXY`, `NO_PROXY`), as the vault CLI reads them.
 //! - [`vault`]: the Vault HTTP client (login, renew-self, lookup-self, revoke-self) and its errors.
+//! - [`safe_fs`]: non-blocking, bounded reads of files other containers can write (pid, token, JWT).
 //! - [`token_file`]: atomic, exact-mode writes of the token file.
 //! - [`backoff`]: exponential backoff with full jitter, and the random source for jitter.
 //! - [`schedule`]: pure decisions: when to renew, when to log in again, how long to wait.
@@ -32,6 +33,7 @@ pub mod jwt;
 pub mod login;
 pub mod machine;
 pub mod proxy;
+pub mod safe_fs;
 pub mod schedule;
 pub mod secret;
 pub mod server_name;

@@ -1,13 +1,56 @@
 //! What the loop knows about its token, shared with the health and metrics server.
+//!
+//! Expiry is kept on the monotonic clock: a wall-clock step (NTP, a VM resumed, a bad RTC)
+//! must not make a valid token look expired, or an expired one valid. The wall clock is read
+//! only to print timestamps, through a source tests can replace.
 
-use std::sync::Mutex;
+use std::fmt;
+use std::ops::{Add, Sub};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
+
+use tokio::time::Instant;
+
+/// The longest lifetime kept: keeps `Instant` arithmetic far from overflow (100 years).
+const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
+
+/// One reading of both clocks: `mono` decides, `wall` is for printing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Now {
+    /// The monotonic clock (tokio's, so tests can pause and advance it).
+    pub mono: Instant,
+    /// The wall clock, for timestamps in metrics.
+    pub wall: SystemTime,
+}
+
+impl Add<Duration> for Now {
+    type Output = Now;
+    /// Both clocks `d` later.
+    fn add(self, d: Duration) -> Now {
+        Now {
+            mono: self.mono + d,
+            wall: self.wall + d,
+        }
+    }
+}
+
+impl Sub<Duration> for Now {
+    type Output = Now;
+    /// Both clocks `d` earlier.
+    fn sub(self, d: Duration) -> Now {
+        Now {
+            mono: self.mono - d,
+            wall: self.wall - d,
+        }
+    }
+}
 
 /// Counters and the current token's lifetime; never the token itself.
 #[derive(Clone, Debug, Default)]
 pub struct Snapshot {
-    /// When the token in the file expires (None: no token yet, or it never expires).
-    pub expires_at: Option<SystemTime>,
+    /// When the token in the file expires, on the monotonic clock (None: no token yet, or it
+    /// never expires).
+    pub expires_at: Option<Instant>,
     /// Whether a token has been written to the file.
     pub token_written: bool,
     /// Whether the token never expires (TTL 0).
@@ -22,52 +65,81 @@ pub struct Snapshot {
     pub renewals_failed: u64,
     /// Failures since the last success.
     pub consecutive_failures: u64,
-    /// When the last login or renewal succeeded.
+    /// When the last login or renewal succeeded, by the wall clock then.
     pub last_success: Option<SystemTime>,
-    /// Why the token is not usable, when it is not (for `/readyz`).
+    /// Why the token is not usable, when it is not; the full text, for the log. `/readyz`
+    /// shows only a short, bounded summary of it.
     pub last_error: Option<String>,
 }
 
-/// Thread-safe holder of the [`Snapshot`].
-#[derive(Debug, Default)]
-pub struct Status(Mutex<Snapshot>);
+/// A wall-clock source.
+pub type WallClock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Thread-safe holder of the [`Snapshot`], with the clocks it is read against.
+pub struct Status {
+    state: Mutex<Snapshot>,
+    wall: WallClock,
+}
+
+impl Default for Status {
+    fn default() -> Self {
+        Status::with_wall_clock(Arc::new(SystemTime::now))
+    }
+}
+
+impl fmt::Debug for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Status")
+            .field("state", &self.snapshot())
+            .finish_non_exhaustive()
+    }
+}
 
 impl Status {
+    /// A status that reads the wall clock from `wall` (tests step it; the monotonic clock
+    /// still decides expiry).
+    pub fn with_wall_clock(wall: WallClock) -> Status {
+        Status {
+            state: Mutex::new(Snapshot::default()),
+            wall,
+        }
+    }
+
+    /// Both clocks, now.
+    pub fn now(&self) -> Now {
+        Now {
+            mono: Instant::now(),
+            wall: (self.wall)(),
+        }
+    }
+
     /// A copy of the current state.
     pub fn snapshot(&self) -> Snapshot {
-        self.0.lock().map(|s| s.clone()).unwrap_or_default()
+        self.state.lock().map(|s| s.clone()).unwrap_or_default()
     }
 
     fn update(&self, f: impl FnOnce(&mut Snapshot)) {
-        if let Ok(mut s) = self.0.lock() {
+        if let Ok(mut s) = self.state.lock() {
             f(&mut s);
         }
     }
 
     /// A new token with `ttl` was written to the file.
     pub fn logged_in(&self, ttl: Duration) {
-        let now = SystemTime::now();
+        let now = self.now();
         self.update(|s| {
             s.logins_ok += 1;
-            s.consecutive_failures = 0;
-            s.last_success = Some(now);
             s.token_written = true;
-            s.never_expires = ttl.is_zero();
-            s.expires_at = (!ttl.is_zero()).then(|| now + ttl);
-            s.last_error = None;
+            s.succeeded(now, ttl);
         });
     }
 
     /// The token was renewed for `ttl`.
     pub fn renewed(&self, ttl: Duration) {
-        let now = SystemTime::now();
+        let now = self.now();
         self.update(|s| {
             s.renewals_ok += 1;
-            s.consecutive_failures = 0;
-            s.last_success = Some(now);
-            s.never_expires = ttl.is_zero();
-            s.expires_at = (!ttl.is_zero()).then(|| now + ttl);
-            s.last_error = None;
+            s.succeeded(now, ttl);
         });
     }
 
@@ -111,23 +183,37 @@ impl Status {
     }
 }
 
+impl Snapshot {
+    /// A login or renewal granted `ttl` at `now`.
+    fn succeeded(&mut self, now: Now, ttl: Duration) {
+        self.consecutive_failures = 0;
+        self.last_success = Some(now.wall);
+        self.never_expires = ttl.is_zero();
+        self.expires_at = (!ttl.is_zero()).then(|| now.mono + ttl.min(MAX_TTL));
+        self.last_error = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::readiness;
+    use crate::health::{readiness, render_metrics};
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn a_login_whose_write_failed_becomes_ready_when_the_file_is_restored() {
         let status = Status::default();
-        let now = SystemTime::now();
-        assert!(readiness(&status.snapshot(), now).is_err(), "no token yet");
+        assert!(
+            readiness(&status.snapshot(), status.now()).is_err(),
+            "no token yet"
+        );
         // As agent.rs does when the first write of a new token fails.
         status.logged_in(Duration::from_secs(60));
         status.file_failed("cannot create a temp file in /x: No space left on device");
-        let reason = readiness(&status.snapshot(), now).unwrap_err();
+        let reason = readiness(&status.snapshot(), status.now()).unwrap_err();
         assert!(reason.contains("No space left"), "{reason}");
         status.file_restored();
-        assert!(readiness(&status.snapshot(), now).is_ok());
+        assert!(readiness(&status.snapshot(), status.now()).is_ok());
         assert_eq!(status.snapshot().logins_ok, 1);
     }
 
@@ -136,6 +222,67 @@ mod tests {
         let status = Status::default();
         status.logged_in(Duration::from_secs(60));
         status.token_removed();
-        assert!(readiness(&status.snapshot(), SystemTime::now()).is_err());
+        assert!(readiness(&status.snapshot(), status.now()).is_err());
+    }
+
+    /// A wall clock the test can step: seconds since the epoch.
+    fn stepped_clock(start: u64) -> (Arc<std::sync::atomic::AtomicU64>, Status) {
+        let secs = Arc::new(std::sync::atomic::AtomicU64::new(start));
+        let read = secs.clone();
+        let status = Status::with_wall_clock(Arc::new(move || {
+            UNIX_EPOCH + Duration::from_secs(read.load(std::sync::atomic::Ordering::SeqCst))
+        }));
+        (secs, status)
+    }
+
+    fn ttl_metric(text: &str) -> f64 {
+        let line = text
+            .lines()
+            .find(|l| l.starts_with("vault_login_token_ttl_seconds "))
+            .unwrap_or_else(|| panic!("no ttl in {text}"));
+        line.rsplit_once(' ').unwrap().1.parse().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_wall_clock_step_does_not_flip_readiness() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let (wall, status) = stepped_clock(1_700_000_000);
+        status.logged_in(Duration::from_secs(60));
+        // The wall clock jumps two hours ahead (an NTP step): the token is still valid.
+        wall.fetch_add(7_200, SeqCst);
+        let now = status.now();
+        assert_eq!(readiness(&status.snapshot(), now), Ok(()));
+        let text = render_metrics(&status.snapshot(), now);
+        assert_eq!(ttl_metric(&text), 60.0);
+        assert!(text.contains("\nvault_login_token_ready 1\n"), "{text}");
+        // Printed timestamps follow the wall clock as it is now.
+        assert!(
+            text.contains("\nvault_login_token_expiry_timestamp_seconds 1700007260\n"),
+            "{text}"
+        );
+        // ... and back a day: an expired token must not look valid either.
+        wall.fetch_sub(7_200 + 86_400, SeqCst);
+        tokio::time::advance(Duration::from_secs(61)).await;
+        let reason = readiness(&status.snapshot(), status.now()).unwrap_err();
+        assert_eq!(reason, "token expired 1s ago");
+        assert_eq!(
+            ttl_metric(&render_metrics(&status.snapshot(), status.now())),
+            0.0
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn expiry_follows_the_monotonic_clock() {
+        let (_wall, status) = stepped_clock(1_700_000_000);
+        status.logged_in(Duration::from_secs(60));
+        tokio::time::advance(Duration::from_secs(59)).await;
+        assert_eq!(readiness(&status.snapshot(), status.now()), Ok(()));
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(readiness(&status.snapshot(), status.now()).is_err());
+        status.renewed(Duration::from_secs(30));
+        assert_eq!(readiness(&status.snapshot(), status.now()), Ok(()));
+        // A TTL beyond any Instant arithmetic is kept, capped.
+        status.renewed(Duration::MAX);
+        assert_eq!(readiness(&status.snapshot(), status.now()), Ok(()));
     }
 }

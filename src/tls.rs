@@ -1249,6 +1249,30 @@ mod tests {
     }
 
     #[test]
+    fn debug_output_never_shows_the_client_key() {
+        let pki = Pki::new();
+        let settings = TlsSettings {
+            client_cert: Some(pki.write("cert.pem", &pki.client.cert_pem)),
+            client_key: Some(pki.write("key.pem", &pki.client.key_pem)),
+            ..Default::default()
+        };
+        let config = client_config(&settings).unwrap();
+        let der = rustls::pki_types::PrivateKeyDer::from_pem_slice(pki.client.key_pem.as_bytes())
+            .unwrap();
+        // The key as Debug would print its bytes, and a line of its PEM body.
+        let bytes = format!("{:?}", &der.secret_der()[..16]);
+        let bytes = bytes
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_string();
+        let pem_line = pki.client.key_pem.lines().nth(1).unwrap().to_string();
+        for shown in [format!("{config:?}"), format!("{settings:?}")] {
+            assert!(!shown.contains(&bytes), "{shown}");
+            assert!(!shown.contains(&pem_line), "{shown}");
+        }
+    }
+
+    #[test]
     fn client_cert_and_key_must_come_together() {
         let pki = Pki::new();
         let err = config_err(&TlsSettings {

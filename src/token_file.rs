@@ -3,6 +3,10 @@
 //! Each write creates a fresh temp file next to the target (exclusively, so a planted file or
 //! symlink at that name is never followed), sets the exact mode, writes, fsyncs, chowns, renames
 //! over the target and fsyncs the directory. A failure at any step leaves the previous token.
+//!
+//! The directory is shared with other containers, so reading the token back never follows a
+//! symlink, never blocks on a FIFO and never reads more than a token's length; temp files a
+//! killed run left behind (each holding a live token) are removed at start.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -11,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::config::Owner;
+use crate::safe_fs::{self, Links};
 use crate::secret::Secret;
 
 /// Why the token file could not be written.
@@ -84,7 +89,8 @@ impl TokenFile {
         }
     }
 
-    /// Checks, without writing the token, that the directory exists and accepts new files.
+    /// Checks, without writing the token, that the directory exists and accepts new files, and
+    /// removes temp files a killed run left next to the token.
     ///
     /// Called at startup so a missing volume is reported before any token is created in Vault.
     pub fn check(&self) -> Result<(), FileError> {
@@ -100,10 +106,51 @@ impl TokenFile {
         if fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_dir()) {
             return Err(FileError::IsADirectory(self.path.clone()));
         }
+        self.remove_stale_temps();
         let (probe, file) = self.create_temp()?;
         drop(file);
         let _ = fs::remove_file(&probe);
         Ok(())
+    }
+
+    /// The prefix of this file's temp names: `.<name>.tmp.`.
+    fn temp_prefix(&self) -> String {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "token".into());
+        format!(".{name}.tmp.")
+    }
+
+    /// Removes temp files left by a run that was killed between creating and renaming one;
+    /// returns how many. Call it before this process writes: any temp then is not ours.
+    pub fn remove_stale_temps(&self) -> usize {
+        let prefix = self.temp_prefix();
+        let Ok(entries) = fs::read_dir(self.dir()) else {
+            return 0;
+        };
+        let mut removed = 0;
+        for entry in entries.flatten() {
+            let stale = entry.file_name().to_str().is_some_and(|n| {
+                n.strip_prefix(prefix.as_str())
+                    .is_some_and(|rest| !rest.is_empty())
+            });
+            // Only files and links: unlinking either never touches what a link points to.
+            let not_dir = entry.file_type().is_ok_and(|t| !t.is_dir());
+            if stale && not_dir {
+                match fs::remove_file(entry.path()) {
+                    Ok(()) => {
+                        removed += 1;
+                        tracing::warn!(path = %entry.path().display(), "removed a temp file a previous run left next to the token");
+                    }
+                    Err(e) => {
+                        tracing::warn!(path = %entry.path().display(), error = %e, "cannot remove a temp file a previous run left next to the token")
+                    }
+                }
+            }
+        }
+        removed
     }
 
     /// Atomically replaces the file's content with `token`.
@@ -144,7 +191,8 @@ impl TokenFile {
             }
         })?;
         // Make the rename itself durable; a failure here does not undo the published token.
-        if let Ok(d) = File::open(self.dir()) {
+        // The open never blocks, whatever another container put at the directory's path.
+        if let Ok(d) = safe_fs::open_directory(self.dir()) {
             let _ = d.sync_all();
         }
         Ok(())
@@ -152,16 +200,12 @@ impl TokenFile {
 
     /// Creates a new temp file beside the target with exactly `mode`, never reusing a name.
     fn create_temp(&self) -> Result<(PathBuf, File), FileError> {
-        let name = self
-            .path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "token".into());
+        let prefix = self.temp_prefix();
         let mut last_err = None;
         for _ in 0..8 {
             let n = COUNTER.fetch_add(1, Ordering::Relaxed);
             let tmp = self.dir().join(format!(
-                ".{name}.tmp.{}.{n}.{:x}",
+                "{prefix}{}.{n}.{:x}",
                 std::process::id(),
                 crate::backoff::random_u64() & 0xffff_ffff
             ));
@@ -193,10 +237,19 @@ impl TokenFile {
     }
 
     /// Whether the file currently holds exactly `token` (false if missing or unreadable).
+    ///
+    /// What another container put there (a symlink, a FIFO, a device, a huge file) is read at
+    /// most one byte past the token's length, without blocking, and counts as not holding it.
     pub fn holds(&self, token: &Secret) -> bool {
-        match fs::read(&self.path) {
-            Ok(bytes) => bytes == token.expose().as_bytes(),
-            Err(_) => false,
+        let want = token.expose().as_bytes();
+        match safe_fs::read_regular(&self.path, Links::Refuse, want.len() as u64) {
+            Ok(bytes) => bytes == want,
+            Err(e) => {
+                if !e.is_not_found() {
+                    tracing::warn!(path = %self.path.display(), error = %e, "the token file does not hold the token");
+                }
+                false
+            }
         }
     }
 
@@ -287,6 +340,55 @@ mod tests {
             .file_type()
             .is_symlink());
         assert_eq!(fs::read_to_string(tf.path()).unwrap(), "hvs.x");
+    }
+
+    #[test]
+    fn stale_temps_of_a_killed_run_are_removed_at_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let keep = ["token", "other", ".other.tmp.1.2.3", ".token.tmp."];
+        for name in keep {
+            fs::write(dir.path().join(name), "x").unwrap();
+        }
+        fs::write(dir.path().join(".token.tmp.77.0.abc"), "hvs.live").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join(".token.tmp.78.1.f")).unwrap();
+        fs::create_dir(dir.path().join(".token.tmp.dir")).unwrap();
+        let tf = TokenFile::new(dir.path().join("token"), 0o600, None);
+        tf.check().unwrap();
+        let mut want: Vec<String> = keep.iter().map(|s| s.to_string()).collect();
+        want.push(".token.tmp.dir".into());
+        want.sort();
+        assert_eq!(files_in(dir.path()), want);
+        assert!(Path::new("/etc/passwd").exists());
+        assert_eq!(tf.remove_stale_temps(), 0);
+    }
+
+    #[test]
+    fn holds_never_blocks_or_reads_without_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let tf = TokenFile::new(dir.path().join("token"), 0o600, None);
+        let token = Secret::new("hvs.abc");
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            tf.path(),
+            rustix::fs::FileType::Fifo,
+            rustix::fs::Mode::from_raw_mode(0o600),
+            0,
+        )
+        .unwrap();
+        assert!(!tf.holds(&token));
+        fs::remove_file(tf.path()).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", tf.path()).unwrap();
+        assert!(!tf.holds(&token));
+        fs::remove_file(tf.path()).unwrap();
+        // A link to a file holding the token is still not the token file.
+        fs::write(dir.path().join("elsewhere"), "hvs.abc").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("elsewhere"), tf.path()).unwrap();
+        assert!(!tf.holds(&token));
+        fs::remove_file(tf.path()).unwrap();
+        fs::write(tf.path(), "hvs.abcd").unwrap();
+        assert!(!tf.holds(&token));
+        tf.write(&token).unwrap();
+        assert!(tf.holds(&token));
     }
 
     #[test]

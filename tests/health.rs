@@ -20,9 +20,13 @@ struct Server {
 }
 
 async fn start() -> Server {
+    start_with(Status::default()).await
+}
+
+async fn start_with(status: Status) -> Server {
     let listener = health::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let status = Arc::new(Status::default());
+    let status = Arc::new(status);
     let (stop, stopped) = oneshot::channel::<()>();
     let task = tokio::spawn(health::serve(listener, Arc::clone(&status), async {
         let _ = stopped.await;
@@ -111,7 +115,17 @@ async fn readyz_follows_the_token() {
     s.status.login_failed("vault: permission denied");
     let r = get(s.addr, "/readyz").await;
     assert_eq!(r.code, 503);
-    assert_eq!(r.body, "no token written yet: vault: permission denied\n");
+    assert_eq!(
+        r.body,
+        "no token written yet: vault: permission denied (details in vault-login's log)\n"
+    );
+    // Vault's messages and the JWT's claims stay in the log: the endpoint is unauthenticated.
+    s.status.login_failed("POST /v1/auth/kubernetes/login: Vault answered 403 Forbidden: permission denied (JWT sub=system:serviceaccount:ns:sa aud=[\"k3s\"])");
+    let r = get(s.addr, "/readyz").await;
+    assert_eq!(
+        r.body,
+        "no token written yet: POST /v1/auth/kubernetes/login: Vault answered 403 Forbidden (details in vault-login's log)\n"
+    );
 
     s.status.logged_in(Duration::from_secs(1));
     let r = get(s.addr, "/readyz").await;
@@ -129,6 +143,37 @@ async fn readyz_follows_the_token() {
     assert_eq!(get(s.addr, "/readyz").await.code, 200);
     s.status.token_removed();
     assert_eq!(get(s.addr, "/readyz").await.code, 503);
+}
+
+#[tokio::test]
+async fn a_wall_clock_step_does_not_flip_readyz() {
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+    use std::time::UNIX_EPOCH;
+    let wall = Arc::new(AtomicU64::new(1_700_000_000));
+    let read = Arc::clone(&wall);
+    let s = start_with(Status::with_wall_clock(Arc::new(move || {
+        UNIX_EPOCH + Duration::from_secs(read.load(SeqCst))
+    })))
+    .await;
+    s.status.logged_in(Duration::from_secs(600));
+    // The wall clock steps a day ahead: the token has not aged, and is still ready.
+    wall.fetch_add(86_400, SeqCst);
+    let r = get(s.addr, "/readyz").await;
+    assert_eq!((r.code, r.body.as_str()), (200, "ok\n"));
+    let m = get(s.addr, "/metrics").await.body;
+    assert_eq!(sample(&m, "vault_login_token_ready"), Some(1.0));
+    let ttl = sample(&m, "vault_login_token_ttl_seconds").unwrap();
+    assert!(ttl > 590.0 && ttl <= 600.0, "{ttl}");
+    // Its expiry is printed by the wall clock as it reads now.
+    let expiry = sample(&m, "vault_login_token_expiry_timestamp_seconds").unwrap();
+    assert!((expiry - (1_700_086_400.0 + ttl)).abs() < 1.0, "{expiry}");
+    // And a step back does not revive an expired token.
+    s.status.renewed(Duration::from_secs(1));
+    wall.fetch_sub(2 * 86_400, SeqCst);
+    eventually(Duration::from_secs(5), "/readyz turns 503", || async {
+        get(s.addr, "/readyz").await.code == 503
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -8,7 +8,7 @@
 mod common;
 
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -201,7 +201,7 @@ fn symlink_planted_while_running_is_replaced_not_followed() {
 }
 
 #[test]
-fn stale_and_planted_temp_names_do_not_break_writes() {
+fn stale_temps_are_removed_at_start_and_planted_names_do_not_break_writes() {
     let s = Setup::new();
     let dir = s.token_path.parent().unwrap().to_path_buf();
     let victim = s.dir.path().join("victim");
@@ -221,7 +221,7 @@ fn stale_and_planted_temp_names_do_not_break_writes() {
     let pid = r.pid();
     // The writer's names are `.token.tmp.<pid>.<counter>.<random hex>`: take the first counters
     // with likely-looking suffixes, as a FIFO, a directory, a link and a stale file; plus stale
-    // files of earlier runs.
+    // files of earlier runs (a killed run leaves a live token in them).
     let mut planted = Vec::new();
     for n in 0..16u32 {
         for suffix in ["0", "1", "deadbeef", "ffffffff"] {
@@ -235,37 +235,39 @@ fn stale_and_planted_temp_names_do_not_break_writes() {
             planted.push(p);
         }
     }
-    for old in [".token.tmp.1.0.0", ".token.tmp.99999.3.abc", ".token.tmp"] {
+    for old in [".token.tmp.1.0.0", ".token.tmp.99999.3.abc"] {
         fs::write(dir.join(old), "hvs.stale").unwrap();
         planted.push(dir.join(old));
     }
+    // Not a temp name of ours: kept.
+    fs::write(dir.join(".token.tmp"), "other").unwrap();
     fs::write(&go, "").unwrap();
     let status = r.wait(LIMIT * 2).expect("exits");
     assert_eq!(status.code(), Some(0), "{}", r.stderr());
     let token = s.token().unwrap();
     assert!(s.emu.is_valid(&token));
     assert_eq!(fs::read_to_string(&victim).unwrap(), "precious");
+    assert!(
+        r.stderr()
+            .contains("removed a temp file a previous run left"),
+        "{}",
+        r.stderr()
+    );
+    // Files, FIFOs and links at temp names are gone; directories cannot hold a token and stay.
+    let mut left = Vec::new();
     for p in &planted {
-        let m = fs::symlink_metadata(p).unwrap();
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        let n: u32 = name
-            .split('.')
-            .nth(4)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(3);
-        if name.contains(&format!(".{pid}.")) {
-            match n % 4 {
-                0 => assert!(m.file_type().is_fifo(), "{name}"),
-                1 => assert!(m.is_dir(), "{name}"),
-                2 => assert!(m.file_type().is_symlink(), "{name}"),
-                _ => assert_eq!(fs::read_to_string(p).unwrap(), "hvs.stale"),
+        match fs::symlink_metadata(p) {
+            Ok(m) => {
+                assert!(m.is_dir(), "{} left behind", p.display());
+                left.push(p);
             }
-        } else {
-            assert_eq!(fs::read_to_string(p).unwrap(), "hvs.stale", "{name}");
+            Err(e) => assert_eq!(e.kind(), std::io::ErrorKind::NotFound),
         }
     }
-    // Nothing of ours left behind: only the token and what was planted.
-    assert_eq!(fs::read_dir(&dir).unwrap().count(), planted.len() + 1);
+    assert_eq!(left.len(), 16);
+    assert_eq!(fs::read_to_string(dir.join(".token.tmp")).unwrap(), "other");
+    // Nothing of ours left behind: only the token, `.token.tmp` and the directories.
+    assert_eq!(fs::read_dir(&dir).unwrap().count(), left.len() + 2);
     assert_no_panic(&r.stderr());
 }
 
@@ -369,7 +371,7 @@ fn jwt_file_that_is_a_fifo_does_not_hang() {
     fs::write(&s.token_path, PREVIOUS).unwrap();
     let r = s.spawn(&[]);
     // Nobody ever writes to the FIFO: an open() would block the loop forever.
-    wait_count(&r, "is not a regular file", 3);
+    wait_count(&r, "is a FIFO (named pipe), not a regular file", 3);
     assert_eq!(s.token().unwrap(), PREVIOUS);
     assert_eq!(logins(&s.emu), 0);
     replace_file(&s.jwt_path, &jwt);
@@ -432,5 +434,167 @@ fn unreadable_jwt_file_then_fixed() {
     assert_eq!(logins(&s.emu), 0);
     fs::set_permissions(&s.jwt_path, fs::Permissions::from_mode(0o644)).unwrap();
     wait_new_token(&s, &r, PREVIOUS);
+    assert_no_panic(&r.stderr());
+}
+
+// ----- files another container can write: FIFOs, /dev/zero, huge files -----
+
+/// What another container can plant at a path it can write.
+#[derive(Clone, Copy, Debug)]
+enum Plant {
+    /// A FIFO nobody writes to: an open() without O_NONBLOCK blocks forever.
+    Fifo,
+    /// A symlink to /dev/zero: a read without bound never ends.
+    DevZero,
+    /// A 100 MB file (sparse): a read without bound costs 100 MB.
+    Huge,
+}
+
+const PLANTS: [Plant; 3] = [Plant::Fifo, Plant::DevZero, Plant::Huge];
+
+/// Replaces `path` atomically with `what`.
+fn plant(path: &Path, what: Plant) {
+    let tmp = path.with_extension("planted");
+    let _ = fs::remove_file(&tmp);
+    match what {
+        Plant::Fifo => mkfifo(&tmp),
+        Plant::DevZero => std::os::unix::fs::symlink("/dev/zero", &tmp).unwrap(),
+        Plant::Huge => fs::File::create(&tmp)
+            .unwrap()
+            .set_len(100 * 1024 * 1024)
+            .unwrap(),
+    }
+    fs::rename(&tmp, path).unwrap();
+}
+
+/// The process's peak resident memory (VmHWM), in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status")
+}
+
+/// Generous for a debug build talking HTTP (about 10-20 MiB), well under the 100 MB a single
+/// unbounded read of a planted file would cost.
+const PEAK_RSS_KIB: u64 = 64 * 1024;
+
+#[track_caller]
+fn assert_memory_bounded(r: &Running) {
+    let peak = peak_rss_kib(r.pid());
+    eprintln!("peak RSS {peak} KiB");
+    assert!(
+        peak < PEAK_RSS_KIB,
+        "peak RSS {peak} KiB; stderr:\n{}",
+        r.stderr()
+    );
+}
+
+/// Whether the token path holds a regular file with a token the emulator accepts (never opens
+/// anything else: the test must not hang on a planted FIFO either).
+fn holds_valid_token(s: &Setup) -> bool {
+    fs::symlink_metadata(&s.token_path).is_ok_and(|m| m.is_file() && m.len() < 4096)
+        && s.token().is_some_and(|t| s.emu.is_valid(&t))
+}
+
+#[test]
+fn fifo_dev_zero_and_huge_file_at_the_pid_file() {
+    // Non-renewable 3 s tokens: a login (and a signal) about every 2 s.
+    let mut s = Setup::with_role(role(3, 600, false));
+    let pid_file = s.dir.path().join("app.pid");
+    s.set(
+        "VAULT_LOGIN_SIGNAL_PID_FILE",
+        pid_file.display().to_string(),
+    );
+    s.set("VAULT_LOGIN_SIGNAL", "USR2");
+    let r = s.spawn(&[]);
+    wait_new_token(&s, &r, "");
+    for (what, says) in PLANTS.into_iter().zip([
+        "it is a FIFO (named pipe), not a regular file",
+        "it is a symbolic link, which vault-login does not follow here",
+        "it is larger than 64 bytes",
+    ]) {
+        plant(&pid_file, what);
+        let seen = r.stderr().matches(says).count();
+        wait_count(&r, says, seen + 1);
+        // The loop is not stuck on the pid file: it logs in twice more, with valid tokens.
+        let before = logins(&s.emu);
+        let ok = wait_until(LIMIT, || logins(&s.emu) >= before + 2);
+        assert!(ok, "{what:?}: logins stopped; stderr:\n{}", r.stderr());
+        assert!(holds_valid_token(&s), "{what:?}: {}", r.stderr());
+    }
+    assert!(
+        r.stderr().contains("cannot signal the app"),
+        "{}",
+        r.stderr()
+    );
+    assert_memory_bounded(&r);
+    assert_no_panic(&r.stderr());
+}
+
+#[test]
+fn fifo_dev_zero_and_huge_file_at_the_jwt_file() {
+    let s = Setup::with_role(role(2, 600, true));
+    let jwt = fs::read_to_string(&s.jwt_path).unwrap();
+    let r = s.spawn(&[]);
+    let first = wait_new_token(&s, &r, "");
+    for (what, says) in PLANTS.into_iter().zip([
+        "is a FIFO (named pipe), not a regular file",
+        "is a character device, not a regular file",
+        "is larger than 65536 bytes",
+    ]) {
+        plant(&s.jwt_path, what);
+        // SIGHUP: log in again now, which reads the JWT file.
+        let seen = r.stderr().matches(says).count();
+        r.signal("HUP");
+        wait_count(&r, says, seen + 1);
+        // The loop goes on: the login is retried (and fails the same way) ...
+        wait_count(&r, says, seen + 3);
+        // ... and the token in the file stays valid.
+        assert!(holds_valid_token(&s), "{what:?}: {}", r.stderr());
+    }
+    assert_memory_bounded(&r);
+    replace_file(&s.jwt_path, &jwt);
+    wait_new_token(&s, &r, &first);
+    // Renewals go on with the new token.
+    let before = renewals(&s.emu);
+    assert!(
+        wait_until(LIMIT, || renewals(&s.emu) >= before + 2),
+        "{}",
+        r.stderr()
+    );
+    assert_no_panic(&r.stderr());
+}
+
+#[test]
+fn fifo_dev_zero_and_huge_file_at_the_token_path() {
+    let s = Setup::with_role(role(2, 600, true));
+    let r = s.spawn(&[]);
+    wait_new_token(&s, &r, "");
+    for what in PLANTS {
+        plant(&s.token_path, what);
+        // Read back without blocking and without reading it all, seen not to hold the token,
+        // and replaced by the token.
+        let ok = wait_until(LIMIT, || holds_valid_token(&s));
+        assert!(ok, "{what:?} not replaced; stderr:\n{}", r.stderr());
+        let before = renewals(&s.emu);
+        let ok = wait_until(LIMIT, || renewals(&s.emu) >= before + 2);
+        assert!(ok, "{what:?}: renewals stopped; stderr:\n{}", r.stderr());
+    }
+    for says in [
+        "it is a FIFO (named pipe), not a regular file",
+        "it is a symbolic link, which vault-login does not follow here",
+        "it is larger than",
+    ] {
+        assert!(r.stderr().contains(says), "{says:?}: {}", r.stderr());
+    }
+    r.wait_log("restored the current token", LIMIT);
+    assert!(
+        fs::read_link(&s.token_path).is_err(),
+        "the link was replaced"
+    );
+    assert_memory_bounded(&r);
     assert_no_panic(&r.stderr());
 }

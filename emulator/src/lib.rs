@@ -3,6 +3,11 @@
 //! `revoke-self`, with Vault's status codes, error bodies and TTL arithmetic
 //! (see `shared/vault-api.md`).
 //!
+//! Errors read as Vault >= 1.17 writes them: a bad token's 403 and a 500 are one `go-multierror`
+//! text (`"2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"`), and an unknown
+//! path or wrong method is a 403, never 404 or 405; [`Emulator::set_legacy_errors`] switches to
+//! older Vault's and OpenBao's bare messages.
+//!
 //! Tests drive it synchronously: [`Emulator::start`] binds `127.0.0.1:0` and serves from a
 //! background std thread running its own tokio current-thread runtime, so the control API below
 //! works the same from plain `#[test]`s and from inside `#[tokio::test]`s. Dropping the
@@ -251,6 +256,14 @@ impl Emulator {
         let server_config = tls.as_ref().map(|m| m.server_config.clone());
         let server = Arc::new(server::Server::start(addr, state.clone(), server_config));
         Emulator { state, server, tls }
+    }
+
+    /// Answers errors as Vault before 1.17 and OpenBao do (`on`): a bad token gets
+    /// `["permission denied"]` and a 500 its bare message, instead of Vault >= 1.17's
+    /// `go-multierror` text (`"2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"`),
+    /// the default.
+    pub fn set_legacy_errors(&self, on: bool) {
+        lock(&self.state).legacy_errors = on;
     }
 
     /// Another handle to the same emulator (for a checker thread, say); the server keeps

@@ -39,6 +39,9 @@ pub(crate) struct State {
     /// TCP connections accepted, including those [`Fault::Refuse`] closed unread.
     pub connections: usize,
     pub log: bool,
+    /// Answer errors in the form of Vault before 1.17 (and OpenBao): `["permission denied"]`
+    /// rather than one `go-multierror` text.
+    pub legacy_errors: bool,
 }
 
 /// Namespace paths and mount paths are compared without surrounding slashes.
@@ -58,6 +61,7 @@ impl State {
             requests: Vec::new(),
             connections: 0,
             log: false,
+            legacy_errors: false,
         }
     }
 

@@ -52,6 +52,38 @@ impl Reply {
     fn denied() -> Reply {
         Reply::error(403, "permission denied")
     }
+
+    /// An error as Vault's router returns it: folded into one `go-multierror` text
+    /// (`1 error occurred:\n\t* ...\n\n`), or each message alone in the older form
+    /// ([`State::legacy_errors`]).
+    fn wrapped(legacy: bool, status: u16, messages: &[&str]) -> Reply {
+        if legacy {
+            return Reply::errors(status, &messages[..1.min(messages.len())]);
+        }
+        Reply::error(status, &multi_error(messages))
+    }
+
+    /// 403 for a token that is missing, unknown, expired or revoked.
+    fn bad_token(legacy: bool, sent: bool) -> Reply {
+        if sent {
+            Reply::wrapped(legacy, 403, &["permission denied", "invalid token"])
+        } else {
+            Reply::wrapped(legacy, 403, &["permission denied"])
+        }
+    }
+}
+
+/// `go-multierror`'s text for `messages`, as Vault >= 1.17 sends it.
+fn multi_error(messages: &[&str]) -> String {
+    let mut text = match messages.len() {
+        1 => "1 error occurred:\n".to_string(),
+        n => format!("{n} errors occurred:\n"),
+    };
+    for m in messages {
+        text.push_str(&format!("\t* {m}\n"));
+    }
+    text.push('\n');
+    text
 }
 
 /// Routes one request. Faults have already been applied by the server.
@@ -81,21 +113,22 @@ fn handle_at(st: &mut State, req: &Request, now: SystemTime) -> Reply {
     };
     let write = matches!(req.method.as_str(), "POST" | "PUT");
     let read = req.method == "GET";
-    let wrong_method = || Reply::errors::<&str>(405, &[]);
     match path {
         "auth/token/renew-self" if write => renew_self(st, req, &ns, now),
         "auth/token/lookup-self" if read => lookup_self(st, req, &ns, now),
         "auth/token/revoke-self" if write => revoke_self(st, req, &ns, now),
-        "auth/token/renew-self" | "auth/token/lookup-self" | "auth/token/revoke-self" => {
-            wrong_method()
-        }
         _ => match path
             .strip_prefix("auth/")
             .and_then(|p| p.strip_suffix("/login"))
         {
             Some(mount) if !mount.is_empty() && write => login(st, req, &ns, mount, now),
-            Some(mount) if !mount.is_empty() => wrong_method(),
-            _ => Reply::errors::<&str>(404, &[]),
+            // Login paths are unauthenticated, so Vault routes them: an unsupported operation.
+            Some(mount) if !mount.is_empty() && st.mount(&ns, mount).is_some() => {
+                Reply::errors::<&str>(405, &[])
+            }
+            // Vault checks the token's policy before routing: with the `default` policy, or
+            // no token, an unknown path or a wrong method is denied, never 404 or 405.
+            _ => Reply::wrapped(st.legacy_errors, 403, &["permission denied"]),
         },
     }
 }
@@ -193,7 +226,7 @@ fn auth_block(t: &TokenEntry, ttl: i64) -> Value {
         "accessor": t.accessor,
         "policies": t.policies,
         "token_policies": t.policies,
-        "identity_policies": null,
+        // `identity_policies` is `omitempty`: the emulator has no identity groups, so never.
         "metadata": metadata(t),
         "lease_duration": ttl,
         "renewable": t.renewable,
@@ -359,11 +392,14 @@ fn caller<'a>(
     ns: &str,
     now: SystemTime,
 ) -> Result<&'a mut TokenEntry, Reply> {
-    let token = client_token(req).ok_or_else(Reply::denied)?;
+    let legacy = st.legacy_errors;
+    let Some(token) = client_token(req) else {
+        return Err(Reply::bad_token(legacy, false));
+    };
     st.tokens
         .live_mut(&token, now)
         .filter(|t| t.vault_ns == ns)
-        .ok_or_else(Reply::denied)
+        .ok_or_else(|| Reply::bad_token(legacy, true))
 }
 
 fn renew_self(st: &mut State, req: &Request, ns: &str, now: SystemTime) -> Reply {
@@ -397,10 +433,9 @@ fn renew_self(st: &mut State, req: &Request, ns: &str, now: SystemTime) -> Reply
         .and_then(|r| r.get(&role_name))
         .cloned()
     else {
-        return Reply::error(
-            500,
-            &format!("failed to renew entry: role {role_name} does not exist during renewal"),
-        );
+        let message =
+            format!("failed to renew entry: role {role_name} does not exist during renewal");
+        return Reply::wrapped(st.legacy_errors, 500, &[&message]);
     };
     let input = TtlInput {
         increment,
@@ -412,10 +447,11 @@ fn renew_self(st: &mut State, req: &Request, ns: &str, now: SystemTime) -> Reply
     // Vault truncates now and the issue time to the second; a refusal leaves the token alone.
     let outcome = match calculate_ttl(input, unix_secs(now), unix_secs(creation)) {
         Ok(o) => o,
-        Err(message) => return Reply::error(500, message),
+        Err(message) => return Reply::wrapped(st.legacy_errors, 500, &[message]),
     };
-    let Ok(t) = caller(st, req, ns, now) else {
-        return Reply::denied();
+    let t = match caller(st, req, ns, now) {
+        Ok(t) => t,
+        Err(reply) => return reply,
     };
     // `time.Now().Add(TTL)`: the precise renewal time plus the whole-second TTL.
     t.expire_time = now + Duration::from_secs(outcome.ttl.max(0).unsigned_abs());
@@ -635,7 +671,7 @@ mod tests {
         assert_eq!(r.status, 500);
         assert_eq!(
             json_of(&r)["errors"],
-            json!(["past the max TTL, cannot renew"])
+            json!(["1 error occurred:\n\t* past the max TTL, cannot renew\n\n"])
         );
         assert_eq!(f.expire_time(&token), f.at(5_600));
         let d = ok(f.lookup(&token, 5_200))["data"].clone();
@@ -646,6 +682,99 @@ mod tests {
         assert_eq!(f.lookup(&token, 5_599).status, 200);
         assert_eq!(f.lookup(&token, 5_600).status, 403);
         assert_eq!(f.renew(&token, 5_600).status, 403);
+    }
+
+    fn errors_of(reply: &Reply) -> Value {
+        json_of(reply)["errors"].clone()
+    }
+
+    #[test]
+    fn bad_tokens_unknown_paths_and_500s_answer_as_vault_does_in_both_forms() {
+        for legacy in [false, true] {
+            let mut f = Fixture::new(2, 5);
+            f.st.legacy_errors = legacy;
+            let token = f.login(0)["auth"]["client_token"]
+                .as_str()
+                .unwrap()
+                .to_string();
+            let (bad_token, no_token, denied, past_max) = if legacy {
+                (
+                    json!(["permission denied"]),
+                    json!(["permission denied"]),
+                    json!(["permission denied"]),
+                    json!(["past the max TTL, cannot renew"]),
+                )
+            } else {
+                (
+                    json!(["2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"]),
+                    json!(["1 error occurred:\n\t* permission denied\n\n"]),
+                    json!(["1 error occurred:\n\t* permission denied\n\n"]),
+                    json!(["1 error occurred:\n\t* past the max TTL, cannot renew\n\n"]),
+                )
+            };
+            for (method, path) in [
+                ("POST", "/v1/auth/token/renew-self"),
+                ("GET", "/v1/auth/token/lookup-self"),
+                ("POST", "/v1/auth/token/revoke-self"),
+            ] {
+                let r = f.call(method, path, "hvs.unknown", "", 100);
+                assert_eq!(
+                    (r.status, errors_of(&r)),
+                    (403, bad_token.clone()),
+                    "{path}"
+                );
+                let r = f.call(method, path, "", "", 100);
+                assert_eq!((r.status, errors_of(&r)), (403, no_token.clone()), "{path}");
+            }
+            // Unknown paths and wrong methods: denied before routing, never 404 or 405.
+            for (method, path) in [
+                ("GET", "/v1/secret/nope"),
+                ("GET", "/v1/auth/token/renew-self"),
+                ("POST", "/v1/auth/token/lookup-self"),
+                ("DELETE", "/v1/auth/token/revoke-self"),
+                ("GET", "/v1/auth/nomount/login"),
+            ] {
+                let r = f.call(method, path, &token, "", 100);
+                assert_eq!(
+                    (r.status, errors_of(&r)),
+                    (403, denied.clone()),
+                    "{method} {path}"
+                );
+            }
+            // A login to a mount that does not exist: the auth method's plain denial.
+            let r = f.call(
+                "POST",
+                "/v1/auth/nomount/login",
+                "",
+                r#"{"role":"app","jwt":"x"}"#,
+                100,
+            );
+            assert_eq!(
+                (r.status, errors_of(&r)),
+                (403, json!(["permission denied"]))
+            );
+            // Past max TTL: a 500 wrapped as Vault's router wraps it.
+            for ms in [1_500, 3_000, 4_500] {
+                assert_eq!(f.renew(&token, ms).status, 200, "at {ms} ms");
+            }
+            let r = f.renew(&token, 5_200);
+            assert_eq!((r.status, errors_of(&r)), (500, past_max));
+        }
+    }
+
+    #[test]
+    fn identity_policies_are_left_out_when_empty() {
+        let mut f = Fixture::new(60, 600);
+        let v = f.login(0);
+        let auth = v["auth"].as_object().unwrap();
+        assert!(!auth.contains_key("identity_policies"), "{v}");
+        assert_eq!(auth["token_policies"], json!(["default"]));
+        let token = auth["client_token"].as_str().unwrap().to_string();
+        let v = ok(f.renew(&token, 1_000));
+        assert!(!v["auth"]
+            .as_object()
+            .unwrap()
+            .contains_key("identity_policies"));
     }
 
     #[test]

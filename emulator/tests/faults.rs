@@ -213,7 +213,7 @@ fn down_refuses_connections_and_clear_rebinds_the_same_port() {
     // A keep-alive connection opened before the outage dies with it.
     let mut open = connect(addr).unwrap();
     send_keep_alive(&mut open, "GET", "/v1/sys/health").unwrap();
-    assert_eq!(read_one(&mut open).unwrap().status, 404);
+    assert_eq!(read_one(&mut open).unwrap().status, 403);
 
     vault.set_fault(Fault::Down);
     let err = TcpStream::connect(addr).unwrap_err();
