@@ -187,7 +187,6 @@ fn sigterm_during_a_write_retry_sidecar() {
 }
 
 #[test]
-#[ignore = "needs driver select on write retries in --once (lead)"]
 fn sigterm_during_a_write_retry_once() {
     during_a_write_retry(true);
 }
@@ -250,7 +249,6 @@ fn sigterm_while_the_on_change_command_hangs_sidecar() {
 }
 
 #[test]
-#[ignore = "needs driver select on hooks (lead)"]
 fn sigterm_while_the_on_change_command_hangs_once() {
     let (s, mut r, shell, child) = with_a_hanging_hook(true);
     let _reap = Reap(vec![shell, child]);
@@ -295,13 +293,11 @@ fn sigterm_while_the_pid_file_is_a_fifo_sidecar() {
 }
 
 #[test]
-#[ignore = "needs driver select on hooks (lead)"]
 fn sigterm_while_signalling_the_app_once() {
     while_signalling_the_app(true, false);
 }
 
 #[test]
-#[ignore = "needs driver select on hooks (lead)"]
 fn sigterm_while_the_pid_file_is_a_fifo_once() {
     while_signalling_the_app(true, true);
 }
