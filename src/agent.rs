@@ -42,7 +42,7 @@ pub enum LoginError {
     Vault {
         /// The Vault failure.
         error: VaultError,
-        /// Hints from the JWT's claims, for permission-denied answers.
+        /// Hints from [`crate::hints::login_hints`].
         hints: String,
     },
 }
@@ -150,17 +150,14 @@ impl Agent {
         self.client
             .login(&self.cfg.mount, &self.cfg.role, &jwt.token)
             .await
+            .inspect(crate::hints::log_login)
             .map_err(|error| {
-                let hints = if error.is_permission_denied() {
-                    let now = unix_now();
-                    format!(
-                        " (JWT {}; {})",
-                        jwt.claims.describe(now),
-                        jwt.claims.hints(now).join("; ")
-                    )
-                } else {
-                    String::new()
-                };
+                let hints = crate::hints::login_hints(
+                    &error,
+                    &self.cfg.mount,
+                    Some(&jwt.claims),
+                    unix_now(),
+                );
                 LoginError::Vault { error, hints }
             })
     }

@@ -9,6 +9,7 @@
 //! - [`server_name`]: `VAULT_TLS_SERVER_NAME` as SNI: requests addressed to it, dialled to `VAULT_ADDR`.
 //! - [`proxy`]: HTTP proxies to Vault (`VAULT_PROXY_ADDR`, `HTTPS_PROXY`, `NO_PROXY`), as the vault CLI reads them.
 //! - [`vault`]: the Vault HTTP client (login, renew-self, lookup-self, revoke-self) and its errors.
+//! - [`hints`]: what a login tells the operator: hints for Vault's refusals, the verify fields of a success.
 //! - [`token_file`]: atomic, exact-mode writes of the token file.
 //! - [`backoff`]: exponential backoff with full jitter, and the random source for jitter.
 //! - [`schedule`]: pure decisions: when to renew, when to log in again, how long to wait.
@@ -26,6 +27,7 @@ pub mod backoff;
 pub mod config;
 pub mod error;
 pub mod health;
+pub mod hints;
 pub mod hooks;
 pub mod jwt;
 pub mod proxy;
