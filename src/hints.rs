@@ -178,12 +178,14 @@ mod tests {
         }
     }
 
+    /// (error, mount, claims, must contain, must not contain)
+    type Case<'a> = (VaultError, &'a str, Option<&'a Claims>, Vec<&'a str>, Vec<&'a str>);
+
     #[test]
     fn hint_table() {
         let live = claims(NOW + 600);
         let expired = claims(NOW - 30);
-        // (error, mount, claims, must contain, must not contain)
-        let cases: Vec<(VaultError, &str, Option<&Claims>, Vec<&str>, Vec<&str>)> = vec![
+        let cases: Vec<Case> = vec![
             (
                 status(403, &["permission denied"]),
                 "kubernetes",
