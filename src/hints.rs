@@ -179,7 +179,13 @@ mod tests {
     }
 
     /// (error, mount, claims, must contain, must not contain)
-    type Case<'a> = (VaultError, &'a str, Option<&'a Claims>, Vec<&'a str>, Vec<&'a str>);
+    type Case<'a> = (
+        VaultError,
+        &'a str,
+        Option<&'a Claims>,
+        Vec<&'a str>,
+        Vec<&'a str>,
+    );
 
     #[test]
     fn hint_table() {
