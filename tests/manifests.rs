@@ -562,6 +562,26 @@ fn run_workload(w: &Doc, docs: &[Doc], prepare: &dyn Fn(&Emulator)) -> Vec<Outco
             };
             env.insert(name, mapped);
         }
+        // The app talks to the Vault that issued the token.
+        let addr_of = |c: &Value| {
+            c["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["name"] == "VAULT_ADDR")
+                .and_then(|e| e["value"].as_str())
+                .map(str::to_string)
+        };
+        for app in all.iter().filter(|a| !is_vault_login(a)) {
+            if let (Some(mine), Some(theirs)) = (addr_of(c), addr_of(app)) {
+                if mine != theirs {
+                    problems.push(format!(
+                        "VAULT_ADDR is {mine} here but {theirs} in container {}",
+                        app["name"]
+                    ));
+                }
+            }
+        }
         // The binary's own defaults are paths inside the container too.
         let mut container_token_path = c["env"]
             .as_array()
@@ -803,6 +823,105 @@ fn the_tutorials_verify_step_shows_the_token_fields_but_not_the_token() {
         assert!(line.contains(field), "{field} missing in {line}");
     }
     assert!(!o.stderr.contains(&token), "the token is in the log");
+}
+
+#[test]
+fn the_tutorial_keeps_its_names() {
+    let docs = all_docs();
+    let pod = tutorial_pod(&docs);
+    let v = &pod.value;
+    assert_eq!(v["metadata"]["labels"]["app"], "login-app");
+    let spec = pod.pod_spec().unwrap();
+    assert_eq!(
+        spec["serviceAccountName"].as_str().unwrap_or("default"),
+        "default"
+    );
+    for c in containers(spec) {
+        let addr = c["env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == "VAULT_ADDR")
+            .map(|e| e["value"].clone());
+        assert_eq!(addr, Some(json!("http://dev-vault:8200")), "{}", c["name"]);
+    }
+    let app = &spec["containers"][0];
+    assert_eq!(app["image"], "docker.io/hashicorp/vault:1.10.0");
+
+    let tf = Terraform::load(&repo().join("k8s/tutorial"));
+    for var in [
+        "kubernetes_host",
+        "kubernetes_ca_cert",
+        "token_reviewer_jwt",
+    ] {
+        assert!(
+            tf.blocks
+                .iter()
+                .any(|b| b.kind == "variable" && b.labels == [var]),
+            "variable {var}"
+        );
+    }
+    let config = tf
+        .resources("vault_kubernetes_auth_backend_config")
+        .next()
+        .unwrap();
+    assert_eq!(
+        config.attrs["kubernetes_ca_cert"],
+        "base64decode(var.kubernetes_ca_cert)"
+    );
+    assert_eq!(config.attrs["token_reviewer_jwt"], "var.token_reviewer_jwt");
+    assert_eq!(config.attrs["issuer"], "\"api\"");
+    assert_eq!(config.attrs["disable_iss_validation"], "\"true\"");
+    let role = tf
+        .resources("vault_kubernetes_auth_backend_role")
+        .next()
+        .unwrap();
+    assert_eq!(
+        role.labels,
+        ["vault_kubernetes_auth_backend_role", "default"]
+    );
+    for (k, want) in [
+        ("role_name", vec!["default"]),
+        ("bound_service_account_names", vec!["default"]),
+        ("bound_service_account_namespaces", vec!["default"]),
+        ("token_ttl", vec!["3600"]),
+        ("token_policies", vec!["default"]),
+        ("audience", vec!["k3s"]),
+        ("token_max_ttl", vec!["86400"]),
+    ] {
+        assert_eq!(tf.list(&role.attrs[k]), want, "{k}");
+    }
+    assert_eq!(tf.one(&role.attrs["backend"]), "kubernetes");
+}
+
+#[test]
+fn the_tutorials_default_token_works_too() {
+    // The tutorial's own way: the automounted default token (audiences include `k3s` on k3s) at
+    // vault-login's default JWT path, instead of the projected volume.
+    let docs = all_docs();
+    let mut pod = tutorial_pod(&docs);
+    let spec = pod.pod_spec_mut();
+    spec.as_object_mut()
+        .unwrap()
+        .remove("automountServiceAccountToken");
+    let c = &mut spec["initContainers"][0];
+    c["env"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|e| e["name"] != "VAULT_LOGIN_JWT_FILE");
+    c["volumeMounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| m["name"] != "vault-login-jwt");
+    let o = run_one(&pod, &docs, &|_| {});
+    assert!(o.ok(), "{o:?}");
+    // It logged in with the default token: the startup line shows its audiences.
+    assert!(
+        o.stderr
+            .contains(r#"aud=["https://kubernetes.default.svc.cluster.local", "k3s"]"#),
+        "{}",
+        o.stderr
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
