@@ -29,7 +29,7 @@ pub fn login_hints(err: &VaultError, mount: &str, claims: Option<&Claims>, now: 
             hints.extend(jwt);
             hints.push(format!(
                 "a bare \"permission denied\" means one of two things: no kubernetes auth method is mounted at auth/{mount} \
-                 (VAULT_LOGIN_MOUNT={mount}; `vault auth list` shows the mounts), or Vault could not review the JWT with the \
+                 (VAULT_LOGIN_MOUNT={mount}; `vault auth list` shows the mounts, in VAULT_NAMESPACE's namespace where namespaces are used), or Vault could not review the JWT with the \
                  TokenReview API: check with `vault read auth/{mount}/config` that token_reviewer_jwt is a valid token of \
                  Vault's reviewer service account, that this account is bound to the system:auth-delegator cluster role, \
                  that kubernetes_ca_cert is the cluster's CA, and that kubernetes_host is reachable from Vault (not only from your machine)"
