@@ -10,6 +10,7 @@
 //! - [`proxy`]: HTTP proxies to Vault (`VAULT_PROXY_ADDR`, `HTTPS_PROXY`, `NO_PROXY`), as the vault CLI reads them.
 //! - [`vault`]: the Vault HTTP client (login, renew-self, lookup-self, revoke-self) and its errors.
 //! - [`safe_fs`]: non-blocking, bounded reads of files other containers can write (pid, token, JWT).
+//! - [`hints`]: what a login tells the operator: hints for Vault's refusals, the verify fields of a success.
 //! - [`token_file`]: atomic, exact-mode writes of the token file.
 //! - [`backoff`]: exponential backoff with full jitter, and the random source for jitter.
 //! - [`schedule`]: pure decisions: when to renew, when to log in again, how long to wait.
@@ -28,6 +29,7 @@ pub mod config;
 pub mod duration;
 pub mod error;
 pub mod health;
+pub mod hints;
 pub mod hooks;
 pub mod jwt;
 pub mod login;

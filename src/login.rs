@@ -3,6 +3,7 @@
 //! each failure.
 
 use crate::config::JwtSource;
+use crate::hints;
 use crate::jwt::{self, unix_now, JwtError};
 use crate::machine::{self, Failure, FailureKind};
 use crate::secret::Secret;
@@ -19,7 +20,7 @@ pub enum LoginError {
     Vault {
         /// The Vault failure.
         error: VaultError,
-        /// Hints from the JWT's claims, for permission-denied answers.
+        /// Hints from [`crate::hints::login_hints`].
         hints: String,
     },
     /// No answer before the run's deadline.
@@ -65,19 +66,14 @@ pub async fn attempt(
 ) -> Result<Auth, LoginError> {
     let jwt = jwt::read(source)?;
     let token: &Secret = &jwt.token;
-    client.login(mount, role, token).await.map_err(|error| {
-        let hints = if error.is_permission_denied() {
-            let now = unix_now();
-            format!(
-                " (JWT {}; {})",
-                jwt.claims.describe(now),
-                jwt.claims.hints(now).join("; ")
-            )
-        } else {
-            String::new()
-        };
-        LoginError::Vault { error, hints }
-    })
+    client
+        .login(mount, role, token)
+        .await
+        .inspect(hints::log_login)
+        .map_err(|error| {
+            let hints = hints::login_hints(&error, mount, Some(&jwt.claims), unix_now());
+            LoginError::Vault { error, hints }
+        })
 }
 
 #[cfg(test)]

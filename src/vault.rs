@@ -377,9 +377,17 @@ impl VaultClient {
                 .header(CONTENT_TYPE, "application/json")
                 .body(body.to_string());
         }
-        let mut resp = req.send().await.map_err(|e| VaultError::Transport {
-            op: op.clone(),
-            message: crate::tls::describe_error(&e),
+        let mut resp = req.send().await.map_err(|e| {
+            let message = crate::tls::describe_error(&e);
+            let message = if message == "connection refused" {
+                refused(&self.base, self.via.as_deref())
+            } else {
+                message
+            };
+            VaultError::Transport {
+                op: op.clone(),
+                message,
+            }
         })?;
         let status = resp.status();
         if status.is_redirection() {
@@ -452,6 +460,23 @@ impl VaultClient {
         }
         check_status(&op, status, retry_after, &bytes)?;
         Ok((op, status, bytes))
+    }
+}
+
+/// "connection refused", with where to look: nothing listens at VAULT_ADDR's host and port.
+fn refused(base: &Url, via: Option<&str>) -> String {
+    let at = match (base.host_str(), base.port_or_known_default()) {
+        (Some(h), Some(p)) => format!("{h}:{p}"),
+        (Some(h), None) => h.to_string(),
+        _ => base.to_string(),
+    };
+    match via {
+        Some(proxy) => format!(
+            "connection refused: the proxy {proxy} or, through it, {at} refused the connection; check the proxy settings (VAULT_PROXY_ADDR, HTTPS_PROXY, NO_PROXY) and VAULT_ADDR"
+        ),
+        None => format!(
+            "connection refused: nothing accepts connections at {at}; check VAULT_ADDR's host and port, and in Kubernetes that the Service it names exists in that namespace with ready endpoints on that port (kubectl get service,endpoints), or that a Vault outside the cluster listens on an address the pod can reach"
+        ),
     }
 }
 
@@ -701,6 +726,24 @@ mod tests {
         // A proxy's HTML page is still quoted.
         let err = parse_auth_response("op", StatusCode::OK, None, b"<h1>Login</h1>").unwrap_err();
         assert!(err.to_string().contains("\"Login\""), "{err}");
+    }
+
+    #[test]
+    fn refused_names_the_address_and_the_service() {
+        let text = refused(&Url::parse("http://dev-vault:8200").unwrap(), None);
+        assert!(text.starts_with("connection refused: "), "{text}");
+        assert!(text.contains("dev-vault:8200"), "{text}");
+        assert!(
+            text.contains("VAULT_ADDR") && text.contains("Service"),
+            "{text}"
+        );
+        let text = refused(&Url::parse("https://vault.example").unwrap(), None);
+        assert!(text.contains("vault.example:443"), "{text}");
+        let text = refused(
+            &Url::parse("https://vault.example").unwrap(),
+            Some("http://proxy:3128"),
+        );
+        assert!(text.contains("proxy http://proxy:3128"), "{text}");
     }
 
     #[test]

@@ -361,6 +361,18 @@ impl Emulator {
         st.delete_role(&ns, mount, name);
     }
 
+    /// Makes the TokenReview of `mount` (in the namespace [`Emulator::enable_mount`] uses) fail
+    /// while `failing`, as when Vault's `token_reviewer_jwt` is wrong or expired, its service
+    /// account lacks `system:auth-delegator`, `kubernetes_ca_cert` does not match, or
+    /// `kubernetes_host` is unreachable from Vault. Vault checks the JWT's claims first, so a
+    /// wrong audience or binding still gets its own message; a JWT that passes them gets the
+    /// bare 403 `permission denied` the kubernetes auth method answers for any failed review.
+    pub fn set_token_review_failing(&self, mount: &str, failing: bool) {
+        let mut st = lock(&self.state);
+        let ns = st.primary_ns.clone();
+        st.set_review_failing(&ns, mount, failing);
+    }
+
     /// With `Some(ns)`, moves the configuration made with the plain methods into namespace
     /// `ns`: requests must then send `X-Vault-Namespace: ns`, and requests without it reach an
     /// empty root namespace (login: 403 permission denied). `None` moves it back to the root.

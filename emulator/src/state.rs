@@ -1,7 +1,7 @@
 //! Everything the emulator knows, shared between the control API and the server thread behind
 //! one std `Mutex` (never held across an `.await`).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::tokens::TokenStore;
@@ -21,6 +21,8 @@ pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
 #[derive(Default)]
 pub(crate) struct Namespace {
     pub mounts: HashMap<String, HashMap<String, Role>>,
+    /// Mounts whose TokenReview call fails (see `Emulator::set_token_review_failing`).
+    pub review_failing: HashSet<String>,
 }
 
 /// A fault and how many more requests it applies to (`None`: until cleared).
@@ -90,6 +92,26 @@ impl State {
         }
     }
 
+    /// Whether the mount's TokenReview call fails.
+    pub fn review_fails(&self, ns: &str, mount: &str) -> bool {
+        self.namespaces
+            .get(clean(ns))
+            .is_some_and(|n| n.review_failing.contains(clean(mount)))
+    }
+
+    pub fn set_review_failing(&mut self, ns: &str, mount: &str, failing: bool) {
+        let set = &mut self
+            .namespaces
+            .entry(clean(ns).to_string())
+            .or_default()
+            .review_failing;
+        if failing {
+            set.insert(clean(mount).to_string());
+        } else {
+            set.remove(clean(mount));
+        }
+    }
+
     pub fn delete_role(&mut self, ns: &str, mount: &str, name: &str) {
         if let Some(roles) = self
             .namespaces
@@ -110,11 +132,9 @@ impl State {
         let old = std::mem::replace(&mut self.primary_ns, ns.clone());
         let moved = self.namespaces.remove(&old).unwrap_or_default();
         self.namespaces.insert(old, Namespace::default());
-        self.namespaces
-            .entry(ns)
-            .or_default()
-            .mounts
-            .extend(moved.mounts);
+        let target = self.namespaces.entry(ns).or_default();
+        target.mounts.extend(moved.mounts);
+        target.review_failing.extend(moved.review_failing);
     }
 
     /// Replaces the active fault; returns whether [`Fault::Down`] was active before.

@@ -269,6 +269,10 @@ fn login(st: &mut State, req: &Request, ns: &str, mount: &str, now: SystemTime) 
         Ok(sa) => sa,
         Err(refusal) => return Reply::error(refusal.status, refusal.message),
     };
+    // The TokenReview comes after the claim checks; any failure of it is a bare 403.
+    if st.review_fails(ns, mount) {
+        return Reply::denied();
+    }
     let wrap_ttl = match req.header("x-vault-wrap-ttl") {
         None => None,
         Some(v) => match parse_duration(&Value::String(v.to_string())) {

@@ -739,3 +739,47 @@ fn a_required_namespace_hides_the_root_configuration() {
     vault.set_namespace_required(None);
     assert_eq!(login(&vault, "kubernetes", "app", &jwt).status, 200);
 }
+
+#[test]
+fn a_failing_token_review_is_a_bare_permission_denied_after_the_claim_checks() {
+    let vault = Emulator::start_default();
+    vault.put_role(
+        "kubernetes",
+        "default",
+        Role {
+            bound_service_account_names: vec!["default".into()],
+            bound_service_account_namespaces: vec!["default".into()],
+            audience: Some("k3s".into()),
+            ..Role::default()
+        },
+    );
+    let good = vault.jwt("default", "default", &["k3s"], 600);
+    vault.set_token_review_failing("kubernetes", true);
+    let resp = login(&vault, "kubernetes", "default", &good);
+    assert_eq!(
+        (resp.status, resp.error()),
+        (403, "permission denied".into())
+    );
+    assert_eq!(vault.token_count(), 0);
+    // Vault reviews the token only after its own claim checks: those keep their messages.
+    let wrong_aud = vault.jwt("default", "default", &["vault"], 600);
+    assert!(login(&vault, "kubernetes", "default", &wrong_aud)
+        .error()
+        .contains("invalid audience"));
+    let wrong_sa = vault.jwt("default", "other", &["k3s"], 600);
+    assert_eq!(
+        login(&vault, "kubernetes", "default", &wrong_sa).error(),
+        "service account name not authorized"
+    );
+    // Another mount reviews with its own configuration.
+    vault.put_role("other", "default", Role::default());
+    assert_eq!(login(&vault, "other", "default", &good).status, 200);
+    // Fixed reviewer setup: the same JWT logs in.
+    vault.set_token_review_failing("/kubernetes/", false);
+    let resp = login(&vault, "kubernetes", "default", &good);
+    assert_eq!(resp.status, 200);
+    let meta = &resp.json()["auth"]["metadata"];
+    assert_eq!(meta["role"], "default");
+    assert_eq!(meta["service_account_name"], "default");
+    assert_eq!(meta["service_account_namespace"], "default");
+}
