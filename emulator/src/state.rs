@@ -39,6 +39,8 @@ pub(crate) struct State {
     /// TCP connections accepted, including those [`Fault::Refuse`] closed unread.
     pub connections: usize,
     pub log: bool,
+    /// Secret engines, policies and leases (`secrets.rs`).
+    pub secrets: crate::secrets::Secrets,
 }
 
 /// Namespace paths and mount paths are compared without surrounding slashes.
@@ -58,6 +60,7 @@ impl State {
             requests: Vec::new(),
             connections: 0,
             log: false,
+            secrets: crate::secrets::Secrets::default(),
         }
     }
 
