@@ -162,3 +162,122 @@ fn secs(s: i64) -> Duration {
 pub(crate) fn max_expire_time(lease: &Lease) -> Option<SystemTime> {
     lease.max_valid.map(from_unix)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::{ServiceAccount, TokenEntry};
+    use crate::TokenType;
+    use std::time::UNIX_EPOCH;
+
+    /// A store holding one token valid for a day from `base`, and the clock `base + millis`.
+    fn fixture() -> (TokenStore, impl Fn(u64) -> SystemTime) {
+        let base = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut tokens = TokenStore::default();
+        tokens.insert(TokenEntry {
+            id: "hvs.t".into(),
+            accessor: "a".into(),
+            token_type: TokenType::Service,
+            renewable: true,
+            policies: vec!["default".into()],
+            vault_ns: String::new(),
+            mount: "kubernetes".into(),
+            role: "app".into(),
+            sa: ServiceAccount::default(),
+            entity_id: String::new(),
+            creation_time: base,
+            creation_ttl: 86400,
+            explicit_max_ttl: 0,
+            period: 0,
+            max_valid: None,
+            expire_time: base + Duration::from_secs(86400),
+            last_renewal: None,
+            renewals: 0,
+        });
+        (tokens, move |ms| base + Duration::from_millis(ms))
+    }
+
+    #[test]
+    fn renewals_are_capped_at_max_ttl_with_vaults_warning_then_refused() {
+        let (tokens, at) = fixture();
+        let mut leases = LeaseStore::default();
+        // Issued at x.600 with TTL 2 s, max TTL 5 s: the deadline is the issue second + 5 s.
+        let (lease, ttl) = leases
+            .issue(
+                "db/creds/app/x".into(),
+                "hvs.t",
+                true,
+                2,
+                5,
+                Map::new(),
+                at(600),
+            )
+            .unwrap();
+        assert_eq!(ttl, 2);
+        assert_eq!(lease.expire_time, at(2_600));
+        let (l, o) = leases
+            .renew("db/creds/app/x", 0, at(2_000), &tokens)
+            .unwrap();
+        assert_eq!((o.ttl, o.warnings.len()), (2, 0));
+        assert_eq!(l.expire_time, at(4_000));
+        // now 3.5 s → 3 s: exactly 2 s left, not capped.
+        let (l, o) = leases
+            .renew("db/creds/app/x", 0, at(3_500), &tokens)
+            .unwrap();
+        assert_eq!((o.ttl, o.warnings.len()), (2, 0));
+        assert_eq!(l.expire_time, at(5_500));
+        // now 4.6 s → 4 s: 1 s left before the deadline: capped, with the warning.
+        let (l, o) = leases
+            .renew("db/creds/app/x", 3600, at(4_600), &tokens)
+            .unwrap();
+        assert_eq!(o.ttl, 1);
+        assert_eq!(
+            o.warnings,
+            vec![
+                "TTL of \"1h\" exceeded the effective max_ttl of \"1s\"; TTL value is capped accordingly"
+                    .to_string()
+            ]
+        );
+        assert_eq!(l.expire_time, at(5_600));
+        assert_eq!(l.renewals, 3);
+        // now 5.2 s → 5 s: the lease still lives, but no time is left to grant.
+        assert!(leases.live("db/creds/app/x", at(5_200), &tokens).is_some());
+        assert_eq!(
+            leases
+                .renew("db/creds/app/x", 0, at(5_200), &tokens)
+                .unwrap_err(),
+            (400, "past the max TTL, cannot renew")
+        );
+        // Expired: revoked by the expiration manager, so unknown.
+        assert!(leases.live("db/creds/app/x", at(5_600), &tokens).is_none());
+        assert_eq!(
+            leases
+                .renew("db/creds/app/x", 0, at(5_600), &tokens)
+                .unwrap_err(),
+            (400, "lease not found or lease is not renewable")
+        );
+    }
+
+    #[test]
+    fn a_small_increment_shortens_the_lease_and_a_non_renewable_lease_is_refused() {
+        let (tokens, at) = fixture();
+        let mut leases = LeaseStore::default();
+        leases
+            .issue("a".into(), "hvs.t", true, 3600, 0, Map::new(), at(0))
+            .unwrap();
+        let (l, o) = leases.renew("a", 10, at(1_000), &tokens).unwrap();
+        assert_eq!(o.ttl, 10);
+        assert_eq!(l.expire_time, at(11_000));
+        leases
+            .issue("b".into(), "hvs.t", false, 3600, 0, Map::new(), at(0))
+            .unwrap();
+        assert_eq!(
+            leases.renew("b", 0, at(1_000), &tokens).unwrap_err(),
+            (400, "lease is not renewable")
+        );
+        // A lease dies with its token.
+        let mut tokens = tokens;
+        tokens.revoke("hvs.t");
+        assert!(leases.all_live(at(1_000), &tokens).is_empty());
+    }
+}
