@@ -9,7 +9,9 @@
 //! - [`server_name`]: `VAULT_TLS_SERVER_NAME` as SNI: requests addressed to it, dialled to `VAULT_ADDR`.
 //! - [`proxy`]: HTTP proxies to Vault (`VAULT_PROXY_ADDR`, `HTTPS_PROXY`, `NO_PROXY`), as the vault CLI reads them.
 //! - [`vault`]: the Vault HTTP client (login, renew-self, lookup-self, revoke-self) and its errors.
-//! - [`token_file`]: atomic, exact-mode writes of the token file.
+//! - [`token_file`]: atomic, exact-mode writes of the token file (and of secret files).
+//! - [`secrets`]: secrets to files: the `VAULT_LOGIN_SECRET_<NAME>` specs, rendering (JSON, one
+//!   field, dotenv), when to rewrite, read errors, and the secret-file writer.
 //! - [`backoff`]: exponential backoff with full jitter, and the random source for jitter.
 //! - [`schedule`]: pure decisions: when to renew, when to log in again, how long to wait.
 //! - [`watch`]: directory watches for the JWT and token files, degrading to timers.
@@ -31,6 +33,7 @@ pub mod jwt;
 pub mod proxy;
 pub mod schedule;
 pub mod secret;
+pub mod secrets;
 pub mod server_name;
 pub mod status;
 pub mod telemetry;
