@@ -201,6 +201,8 @@ pub enum ConfigError {
     after_help = "The JWT itself may be given in VAULT_LOGIN_JWT (environment only; it wins over --jwt-file).\n\
                   Environment only, as in the vault CLI: VAULT_CACERT_BYTES (CA certificates' PEM text; VAULT_CACERT wins over it, it over VAULT_CAPATH), \
                   VAULT_HEADERS (JSON object of extra headers), HTTPS_PROXY, HTTP_PROXY and NO_PROXY.\n\
+                  Secrets to files, environment only: VAULT_LOGIN_SECRET_<NAME>=<path>, <path>#<field> or dotenv:<path> writes <dir>/<name>; \
+                  VAULT_LOGIN_SECRETS_DIR (default: the token file's directory), VAULT_LOGIN_SECRETS_REFRESH (default 5m).\n\
                   A flag wins over its variable; an empty variable counts as unset; a BAO_* variable is read when its VAULT_* twin is unset.\n\
                   Durations: 500ms, 30s, 5m, 1h, 1h30m or a number of seconds. Booleans: true/false, 1/0, yes/no, on/off."
 )]

@@ -1,7 +1,9 @@
 //! An in-process emulator of the HashiCorp Vault HTTP API subset that `vault-login` uses: the
-//! kubernetes auth method's login, and the token endpoints `renew-self`, `lookup-self` and
-//! `revoke-self`, with Vault's status codes, error bodies and TTL arithmetic
-//! (see `shared/vault-api.md`).
+//! kubernetes auth method's login, the token endpoints `renew-self`, `lookup-self` and
+//! `revoke-self`, secret reads from KV v2, KV v1 and a dynamic engine behind ACL policies, and
+//! `sys/leases/renew` / `sys/leases/revoke`, with Vault's status codes, error bodies and TTL
+//! arithmetic (see `shared/vault-api.md`, and the docs of `secrets.rs`, `leases.rs` and
+//! `policy.rs` for the facts the secret engines follow).
 //!
 //! Tests drive it synchronously: [`Emulator::start`] binds `127.0.0.1:0` and serves from a
 //! background std thread running its own tokio current-thread runtime, so the control API below
