@@ -604,6 +604,17 @@ pub struct LeaseRenewal {
     pub warnings: Vec<String>,
 }
 
+impl LeaseRenewal {
+    /// Whether Vault granted less than `asked` because the lease reached its max TTL: then the
+    /// lease ends in `lease_duration` whatever is renewed, and new credentials must be read
+    /// before that. Vault says so with its "TTL value is capped" warning; a grant shorter than
+    /// asked counts too, for servers that do not warn.
+    pub fn is_capped(&self, asked: Option<Duration>) -> bool {
+        self.warnings.iter().any(|w| w.contains("is capped"))
+            || asked.is_some_and(|a| self.lease_duration < a)
+    }
+}
+
 #[derive(Deserialize)]
 struct SecretEnvelope {
     #[serde(default)]
@@ -956,6 +967,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(renewed.lease_duration, Duration::from_secs(30));
+        assert!(!renewed.is_capped(Some(Duration::from_secs(30))));
+        assert!(!renewed.is_capped(None));
+        assert!(renewed.is_capped(Some(Duration::from_secs(60))));
+        let warned = LeaseRenewal {
+            warnings: vec![
+                "TTL of \"1h\" exceeded the effective max_ttl of \"30s\"; TTL value is capped accordingly"
+                    .into(),
+            ],
+            ..renewed.clone()
+        };
+        assert!(warned.is_capped(None));
         assert!(parse_lease_renewal("op", StatusCode::OK, br#"{"lease_id":""}"#).is_err());
     }
 
