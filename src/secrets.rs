@@ -842,6 +842,30 @@ mod tests {
         assert_eq!(names, vec!["app.env"], "nothing ran");
     }
 
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(48))]
+
+        /// Any value without NUL comes back byte for byte from `. file` in /bin/sh.
+        #[test]
+        fn dotenv_round_trips_any_value_through_sh(value in "[^\u{0}]{0,40}") {
+            let dir = tempfile::tempdir().unwrap();
+            let r = read(json!({"V": value}), None);
+            let rendered = render(&spec("dotenv:kv/app"), &r).unwrap();
+            std::fs::write(dir.path().join("f"), rendered.expose()).unwrap();
+            let out = std::process::Command::new("/bin/sh")
+                .arg("-c")
+                .arg(". ./f && printf '%s' \"$V\"")
+                .current_dir(dir.path())
+                .env_clear()
+                .output()
+                .unwrap();
+            proptest::prop_assert!(out.status.success());
+            proptest::prop_assert_eq!(String::from_utf8(out.stdout).unwrap(), value);
+            let entries = std::fs::read_dir(dir.path()).unwrap().count();
+            proptest::prop_assert_eq!(entries, 1);
+        }
+    }
+
     #[test]
     fn dotenv_refuses_names_and_values_a_shell_cannot_hold() {
         for (data, needle) in [
