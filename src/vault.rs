@@ -345,8 +345,11 @@ impl VaultClient {
     ///
     /// `path` is the API path without `/v1/`, e.g. `internal/data/database/config`.
     pub async fn read_secret(&self, token: &Secret, path: &str) -> Result<SecretRead, VaultError> {
-        let (op, status, bytes) = self.send(Method::GET, path, Some(token), None).await?;
-        parse_secret_response(&op, status, path, &bytes)
+        let (op, status, mut bytes) = self.send(Method::GET, path, Some(token), None).await?;
+        let read = parse_secret_response(&op, status, path, &bytes);
+        // The raw answer holds the secret's values too.
+        zeroize::Zeroize::zeroize(&mut bytes);
+        read
     }
 
     /// `PUT /v1/sys/leases/renew`: extends a dynamic secret's lease by `increment` (or the
@@ -561,6 +564,21 @@ impl SecretData {
     }
 }
 
+impl Drop for SecretData {
+    fn drop(&mut self) {
+        // Like `Secret`: overwrite the values' heap buffers so they do not linger in freed memory.
+        fn wipe(v: &mut Value) {
+            match v {
+                Value::String(s) => zeroize::Zeroize::zeroize(s),
+                Value::Array(items) => items.iter_mut().for_each(wipe),
+                Value::Object(map) => map.values_mut().for_each(wipe),
+                _ => {}
+            }
+        }
+        self.0.values_mut().for_each(wipe);
+    }
+}
+
 impl fmt::Debug for SecretData {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "SecretData({:?}: ***)", self.field_names())
@@ -652,22 +670,14 @@ fn parse_secret_envelope(
     })
 }
 
-/// The inner `data`/`metadata.version` of a KV v2 answer read at a `…/data/…` path.
-fn kv2_parts(
-    path: &str,
-    data: &serde_json::Map<String, Value>,
-) -> Option<(serde_json::Map<String, Value>, u64)> {
+/// The version of a KV v2 answer read at a `…/data/…` path, `None` for any other answer.
+fn kv2_version(path: &str, data: &serde_json::Map<String, Value>) -> Option<u64> {
     let on_data_path = path.split('/').skip(1).any(|s| s == "data");
     let shaped = data.len() == 2 && data.contains_key("data") && data.contains_key("metadata");
     if !on_data_path || !shaped {
         return None;
     }
-    let version = data.get("metadata")?.get("version")?.as_u64()?;
-    let inner = match data.get("data")? {
-        Value::Object(map) => map.clone(),
-        _ => serde_json::Map::new(),
-    };
-    Some((inner, version))
+    data.get("metadata")?.get("version")?.as_u64()
 }
 
 /// Parses a whole secret read (any status, any bytes) for `path`; pure, so it can be fuzzed.
@@ -691,12 +701,23 @@ pub fn parse_secret_response(
             bad("no data in the answer")
         });
     };
-    let (data, kv2_version) = match kv2_parts(path, &data) {
-        Some((inner, version)) => (inner, Some(version)),
-        None => (data, None),
-    };
+    // Wrapped at once, so every copy of the values is wiped when dropped.
+    let mut data = SecretData(data);
+    let kv2_version = kv2_version(path, &data.0);
+    if kv2_version.is_some() {
+        let inner = match data.0.remove("data") {
+            Some(Value::Object(map)) => map,
+            other => {
+                drop(SecretData(
+                    other.into_iter().map(|v| (String::new(), v)).collect(),
+                ));
+                serde_json::Map::new()
+            }
+        };
+        data = SecretData(inner);
+    }
     Ok(SecretRead {
-        data: SecretData(data),
+        data,
         lease_id: env.lease_id.unwrap_or_default(),
         lease_duration: Duration::from_secs(env.lease_duration.unwrap_or(0)).min(MAX_LEASE),
         renewable: env.renewable.unwrap_or(false),
