@@ -239,6 +239,7 @@ fn authorize(
     let invalid = || Reply::errors(403, &[INVALID_TOKEN]);
     let token = req
         .header("x-vault-token")
+        .or_else(|| req.header("authorization")?.strip_prefix("Bearer "))
         .map(str::trim)
         .filter(|t| !t.is_empty())
         .ok_or_else(invalid)?
