@@ -337,8 +337,8 @@ pub enum SecretError {
         /// The variable to fix.
         variable: String,
     },
-    /// The data cannot be written in the chosen form (dotenv).
-    #[error("the secret at {path} cannot be written as dotenv: {problem}")]
+    /// The data cannot be written in the chosen form (dotenv, or JSON in theory).
+    #[error("the secret at {path} cannot be written: {problem}")]
     NotRenderable {
         /// The API path.
         path: String,
@@ -445,7 +445,10 @@ fn shell_name(key: &str) -> bool {
 pub fn render(spec: &SecretSpec, read: &SecretRead) -> Result<Rendered, SecretError> {
     let data = read.data.expose();
     let bytes = match &spec.format {
-        Format::Json => serde_json::to_vec(data).unwrap_or_default(),
+        Format::Json => serde_json::to_vec(data).map_err(|e| SecretError::NotRenderable {
+            path: spec.path.clone(),
+            problem: format!("cannot encode the data as JSON: {e}"),
+        })?,
         Format::Field(field) => match data.get(field) {
             Some(value) => raw_value(value),
             None => {
@@ -462,7 +465,7 @@ pub fn render(spec: &SecretSpec, read: &SecretRead) -> Result<Rendered, SecretEr
             for key in read.data.field_names() {
                 let not_renderable = |problem: String| SecretError::NotRenderable {
                     path: spec.path.clone(),
-                    problem,
+                    problem: format!("as dotenv: {problem}"),
                 };
                 if !shell_name(&key) {
                     return Err(not_renderable(format!(
