@@ -17,6 +17,7 @@ use reqwest::Url;
 
 use crate::hooks::{self, AppSignal};
 use crate::secret::Secret;
+use crate::secrets::{self, SecretsSettings};
 
 /// Where Kubernetes projects the pod's service-account token by default.
 pub const DEFAULT_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
@@ -178,6 +179,8 @@ pub struct Config {
     pub signal: AppSignal,
     /// Where to write the token's metadata as JSON, if anywhere (never the token file).
     pub token_info_file: Option<PathBuf>,
+    /// Secrets to write to files (`VAULT_LOGIN_SECRET_<NAME>`; environment only).
+    pub secrets: SecretsSettings,
 }
 
 /// Why a configuration could not be loaded.
@@ -211,6 +214,8 @@ pub enum ConfigError {
     after_help = "The JWT itself may be given in VAULT_LOGIN_JWT (environment only; it wins over --jwt-file).\n\
                   Environment only, as in the vault CLI: VAULT_CACERT_BYTES (CA certificates' PEM text; VAULT_CACERT wins over it, it over VAULT_CAPATH), \
                   VAULT_HEADERS (JSON object of extra headers), HTTPS_PROXY, HTTP_PROXY and NO_PROXY.\n\
+                  Secrets to files, environment only: VAULT_LOGIN_SECRET_<NAME>=<path>, <path>#<field> or dotenv:<path> writes <dir>/<name>; \
+                  VAULT_LOGIN_SECRETS_DIR (default: the token file's directory), VAULT_LOGIN_SECRETS_REFRESH (default 5m).\n\
                   A flag wins over its variable; an empty variable counts as unset; a BAO_* variable is read when its VAULT_* twin is unset.\n\
                   Durations: 500ms, 30s, 5m, 1h, 1h30m or a number of seconds. Booleans: true/false, 1/0, yes/no, on/off."
 )]
@@ -473,6 +478,15 @@ const TOKEN_INFO_FILE: Setting = Setting {
     flag: "--token-info-file",
     env: &["VAULT_LOGIN_TOKEN_INFO_FILE"],
 };
+// Environment only: there are no flags for secrets, so the "flag" is the variable itself.
+const SECRETS_DIR: Setting = Setting {
+    flag: secrets::SECRETS_DIR_ENV,
+    env: &[secrets::SECRETS_DIR_ENV],
+};
+const SECRETS_REFRESH: Setting = Setting {
+    flag: secrets::SECRETS_REFRESH_ENV,
+    env: &[secrets::SECRETS_REFRESH_ENV],
+};
 
 /// A value that was given, and the flag or variable it came from.
 struct Given {
@@ -507,6 +521,8 @@ fn invalid(source_name: &str, problem: impl Into<String>) -> ConfigError {
 /// Reads settings: a flag's value first, then each variable in turn.
 struct Lookup<'a> {
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// Every variable's name, for the `VAULT_LOGIN_SECRET_<NAME>` family.
+    names: &'a [String],
 }
 
 impl Lookup<'_> {
@@ -609,20 +625,40 @@ impl Lookup<'_> {
 
 impl Config {
     /// Parses flags (args[0] is the program name) and the environment seen through `env`.
+    /// Sees no `VAULT_LOGIN_SECRET_<NAME>` variables (it cannot list names); see
+    /// [`Config::load_with_names`].
     pub fn load<I, T>(args: I, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError>
     where
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        Config::load_with_names(args, env, &[])
+    }
+
+    /// Like [`Config::load`], given the names of all environment variables, among which the
+    /// `VAULT_LOGIN_SECRET_<NAME>` ones are found (their values are read through `env`).
+    pub fn load_with_names<I, T>(
+        args: I,
+        env: &dyn Fn(&str) -> Option<String>,
+        names: &[String],
+    ) -> Result<Config, ConfigError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
         let cli = Cli::try_parse_from(args).map_err(clap_error)?;
-        build(cli, &Lookup { env })
+        build(cli, &Lookup { env, names })
     }
 
     /// Parses flags and the real process environment.
     pub fn from_process() -> Result<Config, ConfigError> {
         // Lossy so a non-UTF-8 value is reported as bad rather than silently ignored.
         let env = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
-        Config::load(std::env::args_os(), &env)
+        let names: Vec<String> = std::env::vars_os()
+            .map(|(name, _)| name.to_string_lossy().into_owned())
+            .filter(|name| name.starts_with(secrets::SECRET_ENV_PREFIX))
+            .collect();
+        Config::load_with_names(std::env::args_os(), &env, &names)
     }
 
     /// One line describing the effective configuration, without secrets (never the JWT; say "jwt=env:VAULT_LOGIN_JWT" or "jwt=file:/path").
@@ -674,7 +710,15 @@ impl Config {
                 format!("env({})", parts.join(","))
             }
         };
-        let fields: [(&str, String); 33] = [
+        let secrets = match self.secrets.specs.len() {
+            0 => none(),
+            n => format!(
+                "{n}(dir={},refresh={})",
+                shown(&self.secrets.dir.display().to_string()),
+                human(self.secrets.refresh)
+            ),
+        };
+        let fields: [(&str, String); 34] = [
             (
                 "vault_addr",
                 shown(self.vault_addr.as_str().trim_end_matches('/')),
@@ -740,6 +784,7 @@ impl Config {
             ("signal_pid_file", path(&self.signal_pid_file)),
             ("signal", signal),
             ("token_info_file", path(&self.token_info_file)),
+            ("secrets", secrets),
         ];
         fields
             .iter()
@@ -919,6 +964,8 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         None => None,
     };
 
+    let secrets = secrets_settings(lookup, &token_sink, token_info_file.as_deref())?;
+
     // Rules across fields.
     let origin = |backoff: &Option<(Duration, Given)>| match backoff {
         Some((_, given)) => format!("from {}", given.source),
@@ -989,7 +1036,67 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         signal_pid_file,
         signal,
         token_info_file,
+        secrets,
     })
+}
+
+/// The `VAULT_LOGIN_SECRET*` settings; the secret files must not overwrite the token file or
+/// the token info file.
+fn secrets_settings(
+    lookup: &Lookup<'_>,
+    token_sink: &TokenSink,
+    token_info_file: Option<&Path>,
+) -> Result<SecretsSettings, ConfigError> {
+    let specs = secrets::specs_from_env(lookup.names, lookup.env)
+        .map_err(|e| invalid(&e.variable, e.problem))?;
+    let refresh = lookup
+        .duration(None, &SECRETS_REFRESH, Duration::from_secs(1), "5m")?
+        .map_or(secrets::DEFAULT_REFRESH, |(d, _)| d);
+    let dir = match lookup.given(None, &SECRETS_DIR)? {
+        Some(given) => {
+            let dir = PathBuf::from(&given.value);
+            // Checked now only when there is something to write there.
+            if !specs.is_empty() {
+                check_readable(&dir, true).map_err(|problem| {
+                    given.invalid(format!(
+                        "{problem}; mount the shared volume there or give an existing directory"
+                    ))
+                })?;
+            }
+            dir
+        }
+        None => match token_sink {
+            TokenSink::File(token) => match token.parent() {
+                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+                _ => PathBuf::from("."),
+            },
+            TokenSink::Stdout => {
+                if let Some(first) = specs.first() {
+                    return Err(invalid(
+                        &first.variable,
+                        format!(
+                            "the token goes to standard output, so there is no token directory to write secrets next to; set {}",
+                            secrets::SECRETS_DIR_ENV
+                        ),
+                    ));
+                }
+                PathBuf::from(".")
+            }
+        },
+    };
+    let settings = SecretsSettings {
+        dir,
+        refresh,
+        specs,
+    };
+    let mut reserved: Vec<&Path> = token_info_file.into_iter().collect();
+    if let TokenSink::File(token) = token_sink {
+        reserved.push(token);
+    }
+    settings
+        .check_reserved(&reserved)
+        .map_err(|e| invalid(&e.variable, e.problem))?;
+    Ok(settings)
 }
 
 /// Turns a clap error into [`ConfigError::Help`] or a one-line [`ConfigError::Usage`].
@@ -1445,9 +1552,10 @@ mod tests {
             .iter()
             .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
             .collect();
+        let names: Vec<String> = map.keys().cloned().collect();
         let env = move |name: &str| map.get(name).cloned();
         let argv = std::iter::once("vault-login").chain(args.iter().copied());
-        Config::load(argv, &env)
+        Config::load_with_names(argv, &env, &names)
     }
 
     /// Loads with the two required settings present in the environment.
@@ -3146,5 +3254,88 @@ mod tests {
         );
         assert_eq!(source, "VAULT_LOGIN_TOKEN_INFO_FILE");
         assert!(problem.contains("the token file itself"), "{problem}");
+    }
+
+    #[test]
+    fn secrets_default_to_the_token_directory_and_five_minutes() {
+        let c = ok(
+            &["--token-file", "/vault/token"],
+            &[
+                ("VAULT_LOGIN_SECRET_DB", "internal/data/database/config"),
+                (
+                    "VAULT_LOGIN_SECRET_DB_PASSWORD",
+                    "internal/data/database/config#password",
+                ),
+            ],
+        );
+        assert_eq!(c.secrets.dir, PathBuf::from("/vault"));
+        assert_eq!(c.secrets.refresh, Duration::from_secs(300));
+        let names: Vec<&str> = c.secrets.specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, vec!["db", "db_password"]);
+        assert!(
+            summary_has(&c, "secrets=2(dir=/vault,refresh=5m0s)"),
+            "{}",
+            c.summary()
+        );
+        assert!(summary_has(&ok(&[], &[]), "secrets=none"));
+        assert!(ok(&[], &[]).secrets.specs.is_empty());
+    }
+
+    #[test]
+    fn secrets_dir_and_refresh_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let c = ok(
+            &[],
+            &[
+                ("VAULT_LOGIN_SECRET_APP", "dotenv:kv/app"),
+                ("VAULT_LOGIN_SECRETS_DIR", d),
+                ("VAULT_LOGIN_SECRETS_REFRESH", "90s"),
+            ],
+        );
+        assert_eq!(c.secrets.dir, dir.path());
+        assert_eq!(c.secrets.refresh, Duration::from_secs(90));
+        let (source, problem) = bad(
+            &[],
+            &[
+                ("VAULT_LOGIN_SECRET_APP", "kv/app"),
+                ("VAULT_LOGIN_SECRETS_DIR", "/no/such/dir"),
+            ],
+        );
+        assert_eq!(source, "VAULT_LOGIN_SECRETS_DIR");
+        assert!(problem.contains("does not exist"), "{problem}");
+        // Without secrets the directory is not needed, so not checked.
+        assert!(load(&[], &[("VAULT_LOGIN_SECRETS_DIR", "/no/such/dir")]).is_ok());
+        for value in ["0", "500ms", "soon"] {
+            let (source, _) = bad(&[], &[("VAULT_LOGIN_SECRETS_REFRESH", value)]);
+            assert_eq!(source, "VAULT_LOGIN_SECRETS_REFRESH");
+        }
+    }
+
+    #[test]
+    fn bad_secret_settings_are_one_line_errors_naming_the_variable() {
+        let (source, problem) = bad(&[], &[("VAULT_LOGIN_SECRET_DB", "internal/data/db#")]);
+        assert_eq!(source, "VAULT_LOGIN_SECRET_DB");
+        assert!(problem.contains("nothing after '#'"), "{problem}");
+        let (source, problem) = bad(
+            &["--token-file", "/vault/token"],
+            &[("VAULT_LOGIN_SECRET_TOKEN", "kv/app")],
+        );
+        assert_eq!(source, "VAULT_LOGIN_SECRET_TOKEN");
+        assert!(
+            problem.contains("/vault/token is already written"),
+            "{problem}"
+        );
+        let (source, problem) = bad(
+            &["--once", "--token-file", "-"],
+            &[("VAULT_LOGIN_SECRET_DB", "kv/app")],
+        );
+        assert_eq!(source, "VAULT_LOGIN_SECRET_DB");
+        assert!(problem.contains("set VAULT_LOGIN_SECRETS_DIR"), "{problem}");
+        let err = load(&[], &[("VAULT_LOGIN_SECRET_DB", "/v1/kv/app")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "VAULT_LOGIN_SECRET_DB: \"/v1/kv/app\" starts with v1/; give the API path without /v1/, e.g. internal/data/database/config"
+        );
     }
 }

@@ -11,7 +11,9 @@
 //! - [`vault`]: the Vault HTTP client (login, renew-self, lookup-self, revoke-self) and its errors.
 //! - [`safe_fs`]: non-blocking, bounded reads of files other containers can write (pid, token, JWT).
 //! - [`hints`]: what a login tells the operator: hints for Vault's refusals, the verify fields of a success.
-//! - [`token_file`]: atomic, exact-mode writes of the token file.
+//! - [`token_file`]: atomic, exact-mode writes of the token file (and of secret files).
+//! - [`secrets`]: secrets to files: the `VAULT_LOGIN_SECRET_<NAME>` specs, rendering (JSON, one
+//!   field, dotenv), when to rewrite, read errors, and the secret-file writer.
 //! - [`backoff`]: exponential backoff with full jitter, and the random source for jitter.
 //! - [`schedule`]: pure decisions: when to renew, when to log in again, how long to wait.
 //! - [`watch`]: directory watches for the JWT and token files, degrading to timers.
@@ -38,6 +40,7 @@ pub mod proxy;
 pub mod safe_fs;
 pub mod schedule;
 pub mod secret;
+pub mod secrets;
 pub mod server_name;
 pub mod status;
 pub mod telemetry;

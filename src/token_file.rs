@@ -155,24 +155,25 @@ impl TokenFile {
 
     /// Atomically replaces the file's content with `token`.
     pub fn write(&self, token: &Secret) -> Result<(), FileError> {
+        self.write_bytes(token.expose().as_bytes())
+    }
+
+    /// Atomically replaces the file's content with `bytes` (a rendered secret file), with the
+    /// same temp file, mode, owner, fsync and rename as [`TokenFile::write`].
+    pub fn write_bytes(&self, bytes: &[u8]) -> Result<(), FileError> {
         if fs::symlink_metadata(&self.path).is_ok_and(|m| m.is_dir()) {
             return Err(FileError::IsADirectory(self.path.clone()));
         }
         let (tmp, mut file) = self.create_temp()?;
-        let result = self.fill_and_publish(&tmp, &mut file, token);
+        let result = self.fill_and_publish(&tmp, &mut file, bytes);
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
         result
     }
 
-    fn fill_and_publish(
-        &self,
-        tmp: &Path,
-        file: &mut File,
-        token: &Secret,
-    ) -> Result<(), FileError> {
-        file.write_all(token.expose().as_bytes())
+    fn fill_and_publish(&self, tmp: &Path, file: &mut File, bytes: &[u8]) -> Result<(), FileError> {
+        file.write_all(bytes)
             .map_err(|e| self.io("write the temp file", tmp, e))?;
         file.sync_all()
             .map_err(|e| self.io("fsync the temp file", tmp, e))?;

@@ -1,5 +1,6 @@
-//! The Vault HTTP client: login, renew-self, lookup-self and revoke-self, with bounded response
-//! reading and errors that carry Vault's own messages verbatim.
+//! The Vault HTTP client: login, renew-self, lookup-self and revoke-self, secret reads and
+//! their leases (`sys/leases/renew`, `sys/leases/revoke`), with bounded response reading and
+//! errors that carry Vault's own messages verbatim.
 
 use std::fmt;
 use std::sync::Arc;
@@ -340,6 +341,44 @@ impl VaultClient {
             .map(|_| ())
     }
 
+    /// `GET /v1/<path>`: a secret (KV v2, KV v1, or a dynamic secret with a lease).
+    ///
+    /// `path` is the API path without `/v1/`, e.g. `internal/data/database/config`.
+    pub async fn read_secret(&self, token: &Secret, path: &str) -> Result<SecretRead, VaultError> {
+        let (op, status, mut bytes) = self.send(Method::GET, path, Some(token), None).await?;
+        let read = parse_secret_response(&op, status, path, &bytes);
+        // The raw answer holds the secret's values too.
+        zeroize::Zeroize::zeroize(&mut bytes);
+        read
+    }
+
+    /// `PUT /v1/sys/leases/renew`: extends a dynamic secret's lease by `increment` (or the
+    /// role's default TTL).
+    pub async fn renew_lease(
+        &self,
+        token: &Secret,
+        lease_id: &str,
+        increment: Option<Duration>,
+    ) -> Result<LeaseRenewal, VaultError> {
+        let mut body = serde_json::json!({ "lease_id": lease_id });
+        if let Some(i) = increment {
+            body["increment"] = serde_json::json!(i.as_secs());
+        }
+        let (op, status, bytes) = self
+            .send(Method::PUT, "sys/leases/renew", Some(token), Some(body))
+            .await?;
+        parse_lease_renewal(&op, status, &bytes)
+    }
+
+    /// `PUT /v1/sys/leases/revoke`: ends a dynamic secret's lease now (Vault answers 204, also
+    /// for an unknown lease).
+    pub async fn revoke_lease(&self, token: &Secret, lease_id: &str) -> Result<(), VaultError> {
+        let body = serde_json::json!({ "lease_id": lease_id });
+        self.send(Method::PUT, "sys/leases/revoke", Some(token), Some(body))
+            .await
+            .map(|_| ())
+    }
+
     /// Sends one request and returns the body of a 2xx answer, or the classified failure.
     async fn send(
         &self,
@@ -525,6 +564,215 @@ pub fn parse_auth_response(
     let warnings = env.warnings.unwrap_or_default();
     let auth = auth_from(op, status, env.auth, env.wrap_info.as_ref())?;
     Ok(Renewal { auth, warnings })
+}
+
+/// A secret's data: field names to values. `Debug` shows the field names only.
+#[derive(Clone, Default, PartialEq)]
+pub struct SecretData(serde_json::Map<String, Value>);
+
+impl SecretData {
+    /// Wraps a secret's fields.
+    pub fn new(fields: serde_json::Map<String, Value>) -> Self {
+        SecretData(fields)
+    }
+
+    /// The fields and values; call only to render the secret file.
+    pub fn expose(&self) -> &serde_json::Map<String, Value> {
+        &self.0
+    }
+
+    /// The field names, sorted (safe to show).
+    pub fn field_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.0.keys().cloned().collect();
+        names.sort();
+        names
+    }
+}
+
+impl Drop for SecretData {
+    fn drop(&mut self) {
+        // Like `Secret`: overwrite the values' heap buffers so they do not linger in freed memory.
+        fn wipe(v: &mut Value) {
+            match v {
+                Value::String(s) => zeroize::Zeroize::zeroize(s),
+                Value::Array(items) => items.iter_mut().for_each(wipe),
+                Value::Object(map) => map.values_mut().for_each(wipe),
+                _ => {}
+            }
+        }
+        self.0.values_mut().for_each(wipe);
+    }
+}
+
+impl fmt::Debug for SecretData {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SecretData({:?}: ***)", self.field_names())
+    }
+}
+
+/// A secret as Vault answered `GET /v1/<path>`.
+#[derive(Clone, Debug)]
+pub struct SecretRead {
+    /// The secret's fields; for KV v2 the inner `data.data`, without the metadata.
+    pub data: SecretData,
+    /// The lease of a dynamic secret; empty for KV.
+    pub lease_id: String,
+    /// The lease's TTL (a dynamic secret) or refresh hint (KV v1's 768 h); zero for KV v2.
+    pub lease_duration: Duration,
+    /// Whether the lease can be renewed with [`VaultClient::renew_lease`].
+    pub renewable: bool,
+    /// The KV v2 version read (`data.metadata.version`), when this is a KV v2 answer.
+    pub kv2_version: Option<u64>,
+    /// Vault's warnings, verbatim.
+    pub warnings: Vec<String>,
+}
+
+impl SecretRead {
+    /// Whether this is a dynamic secret with a lease that can be renewed.
+    pub fn has_renewable_lease(&self) -> bool {
+        self.renewable && !self.lease_id.is_empty()
+    }
+}
+
+/// A successful `sys/leases/renew`.
+#[derive(Clone, Debug)]
+pub struct LeaseRenewal {
+    /// The lease renewed.
+    pub lease_id: String,
+    /// The TTL granted: less than asked once the lease nears its max TTL (see `warnings`).
+    pub lease_duration: Duration,
+    /// Whether it can be renewed again.
+    pub renewable: bool,
+    /// Vault's warnings, verbatim (e.g. the max-TTL cap).
+    pub warnings: Vec<String>,
+}
+
+impl LeaseRenewal {
+    /// Whether Vault granted less than `asked` because the lease reached its max TTL: then the
+    /// lease ends in `lease_duration` whatever is renewed, and new credentials must be read
+    /// before that. Vault says so with its "TTL value is capped" warning; a grant shorter than
+    /// asked counts too, for servers that do not warn.
+    pub fn is_capped(&self, asked: Option<Duration>) -> bool {
+        self.warnings.iter().any(|w| w.contains("is capped"))
+            || asked.is_some_and(|a| self.lease_duration < a)
+    }
+}
+
+#[derive(Deserialize)]
+struct SecretEnvelope {
+    #[serde(default)]
+    lease_id: Option<String>,
+    #[serde(default)]
+    lease_duration: Option<u64>,
+    #[serde(default)]
+    renewable: Option<bool>,
+    #[serde(default)]
+    data: Option<serde_json::Map<String, Value>>,
+    #[serde(default)]
+    warnings: Option<Vec<String>>,
+    #[serde(default)]
+    wrap_info: Option<Value>,
+}
+
+/// Parses a 2xx secret body; never quotes it, since it holds secret values.
+fn parse_secret_envelope(
+    op: &str,
+    status: StatusCode,
+    bytes: &[u8],
+) -> Result<SecretEnvelope, VaultError> {
+    serde_json::from_slice(bytes).map_err(|e| VaultError::BadResponse {
+        op: op.to_string(),
+        status,
+        problem: if bytes.is_empty() {
+            "empty body".to_string()
+        } else {
+            format!(
+                "body is not Vault's JSON at line {} column {} (content not shown: it may hold a secret)",
+                e.line(),
+                e.column()
+            )
+        },
+    })
+}
+
+/// The version of a KV v2 answer read at a `…/data/…` path, `None` for any other answer.
+fn kv2_version(path: &str, data: &serde_json::Map<String, Value>) -> Option<u64> {
+    let on_data_path = path.split('/').skip(1).any(|s| s == "data");
+    let shaped = data.len() == 2 && data.contains_key("data") && data.contains_key("metadata");
+    if !on_data_path || !shaped {
+        return None;
+    }
+    data.get("metadata")?.get("version")?.as_u64()
+}
+
+/// Parses a whole secret read (any status, any bytes) for `path`; pure, so it can be fuzzed.
+pub fn parse_secret_response(
+    op: &str,
+    status: StatusCode,
+    path: &str,
+    bytes: &[u8],
+) -> Result<SecretRead, VaultError> {
+    check_status(op, status, None, bytes)?;
+    let env = parse_secret_envelope(op, status, bytes)?;
+    let bad = |problem: &str| VaultError::BadResponse {
+        op: op.to_string(),
+        status,
+        problem: problem.to_string(),
+    };
+    let Some(data) = env.data else {
+        return Err(if env.wrap_info.is_some_and(|w| !w.is_null()) {
+            bad("the answer is response-wrapped (wrap_info instead of data): check the path's wrapping policy")
+        } else {
+            bad("no data in the answer")
+        });
+    };
+    // Wrapped at once, so every copy of the values is wiped when dropped.
+    let mut data = SecretData(data);
+    let kv2_version = kv2_version(path, &data.0);
+    if kv2_version.is_some() {
+        let inner = match data.0.remove("data") {
+            Some(Value::Object(map)) => map,
+            other => {
+                drop(SecretData(
+                    other.into_iter().map(|v| (String::new(), v)).collect(),
+                ));
+                serde_json::Map::new()
+            }
+        };
+        data = SecretData(inner);
+    }
+    Ok(SecretRead {
+        data,
+        lease_id: env.lease_id.unwrap_or_default(),
+        lease_duration: Duration::from_secs(env.lease_duration.unwrap_or(0)).min(MAX_LEASE),
+        renewable: env.renewable.unwrap_or(false),
+        kv2_version,
+        warnings: env.warnings.unwrap_or_default(),
+    })
+}
+
+/// Parses a whole `sys/leases/renew` answer (any status, any bytes); pure, so it can be fuzzed.
+pub fn parse_lease_renewal(
+    op: &str,
+    status: StatusCode,
+    bytes: &[u8],
+) -> Result<LeaseRenewal, VaultError> {
+    check_status(op, status, None, bytes)?;
+    let env = parse_secret_envelope(op, status, bytes)?;
+    let lease_id = env.lease_id.unwrap_or_default();
+    if lease_id.is_empty() {
+        return Err(VaultError::BadResponse {
+            op: op.to_string(),
+            status,
+            problem: "no lease_id in the answer".to_string(),
+        });
+    }
+    Ok(LeaseRenewal {
+        lease_id,
+        lease_duration: Duration::from_secs(env.lease_duration.unwrap_or(0)).min(MAX_LEASE),
+        renewable: env.renewable.unwrap_or(false),
+        warnings: env.warnings.unwrap_or_default(),
+    })
 }
 
 fn redirect_policy() -> reqwest::redirect::Policy {
@@ -744,6 +992,72 @@ mod tests {
             Some("http://proxy:3128"),
         );
         assert!(text.contains("proxy http://proxy:3128"), "{text}");
+    }
+
+    #[test]
+    fn kv2_answers_are_unwrapped_to_the_inner_data_and_version() {
+        let body = br#"{"request_id":"r","lease_id":"","renewable":false,"lease_duration":0,
+            "data":{"data":{"password":"s3cret"},"metadata":{"created_time":"2026-01-01T00:00:00Z",
+            "custom_metadata":null,"deletion_time":"","destroyed":false,"version":3}},
+            "wrap_info":null,"warnings":null,"auth":null,"mount_type":"kv"}"#;
+        let r = parse_secret_response("op", StatusCode::OK, "internal/data/database/config", body)
+            .unwrap();
+        assert_eq!(r.kv2_version, Some(3));
+        assert_eq!(r.data.expose()["password"], "s3cret");
+        assert_eq!(r.data.expose().len(), 1);
+        assert!(!r.has_renewable_lease());
+        let debug = format!("{r:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(debug.contains("password"), "{debug}");
+        // The same shape on a path without a data segment is taken as it is (KV v1).
+        let r = parse_secret_response("op", StatusCode::OK, "kv/app", body).unwrap();
+        assert_eq!(r.kv2_version, None);
+        assert_eq!(r.data.field_names(), vec!["data", "metadata"]);
+    }
+
+    #[test]
+    fn dynamic_answers_keep_their_lease() {
+        let body = br#"{"lease_id":"database/creds/app/abc","renewable":true,"lease_duration":600,
+            "data":{"username":"u","password":"p"},"warnings":["w"]}"#;
+        let r = parse_secret_response("op", StatusCode::OK, "database/creds/app", body).unwrap();
+        assert_eq!(r.lease_id, "database/creds/app/abc");
+        assert_eq!(r.lease_duration, Duration::from_secs(600));
+        assert!(r.has_renewable_lease());
+        assert_eq!(r.warnings, vec!["w"]);
+        let renewed = parse_lease_renewal(
+            "op",
+            StatusCode::OK,
+            br#"{"lease_id":"database/creds/app/abc","renewable":true,"lease_duration":30,"data":null}"#,
+        )
+        .unwrap();
+        assert_eq!(renewed.lease_duration, Duration::from_secs(30));
+        assert!(!renewed.is_capped(Some(Duration::from_secs(30))));
+        assert!(!renewed.is_capped(None));
+        assert!(renewed.is_capped(Some(Duration::from_secs(60))));
+        let warned = LeaseRenewal {
+            warnings: vec![
+                "TTL of \"1h\" exceeded the effective max_ttl of \"30s\"; TTL value is capped accordingly"
+                    .into(),
+            ],
+            ..renewed.clone()
+        };
+        assert!(warned.is_capped(None));
+        assert!(parse_lease_renewal("op", StatusCode::OK, br#"{"lease_id":""}"#).is_err());
+    }
+
+    #[test]
+    fn unparsable_secret_bodies_are_never_quoted() {
+        for body in [
+            &b"password=hunter2-secret"[..],
+            br#"{"data":{"password":"hunter2-secret"}"#,
+            br#"{"data":["hunter2-secret"]}"#,
+        ] {
+            let err = parse_secret_response("op", StatusCode::OK, "kv/app", body).unwrap_err();
+            assert!(!err.to_string().contains("hunter2"), "{err}");
+        }
+        let err =
+            parse_secret_response("op", StatusCode::OK, "kv/app", br#"{"data":null}"#).unwrap_err();
+        assert!(err.to_string().contains("no data"), "{err}");
     }
 
     #[test]

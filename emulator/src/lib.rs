@@ -1,7 +1,9 @@
 //! An in-process emulator of the HashiCorp Vault HTTP API subset that `vault-login` uses: the
-//! kubernetes auth method's login, and the token endpoints `renew-self`, `lookup-self` and
-//! `revoke-self`, with Vault's status codes, error bodies and TTL arithmetic
-//! (see `shared/vault-api.md`).
+//! kubernetes auth method's login, the token endpoints `renew-self`, `lookup-self` and
+//! `revoke-self`, secret reads from KV v2, KV v1 and a dynamic engine behind ACL policies, and
+//! `sys/leases/renew` / `sys/leases/revoke`, with Vault's status codes, error bodies and TTL
+//! arithmetic (see `shared/vault-api.md`, and the docs of `secrets.rs`, `leases.rs` and
+//! `policy.rs` for the facts the secret engines follow).
 //!
 //! Errors read as Vault >= 1.17 writes them: a bad token's 403 and a 500 are one `go-multierror`
 //! text (`"2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"`), and an unknown
@@ -35,9 +37,16 @@
 //! - `tokens`: the token store and Vault's `CalculateTTL`, plus Go-style durations and RFC 3339
 //!   timestamps.
 //! - `tls`: a throwaway CA with server and client certificates.
+//! - `secrets`: KV v2, KV v1 and a dynamic (database-style) engine, with their own dispatch in
+//!   front of the router; `leases`: dynamic-secret leases (issue, renew, revoke, expiry);
+//!   `policy`: ACL policies and the capability check. Their module docs list the Vault facts
+//!   they follow.
 #![forbid(unsafe_code)]
 
 mod jwt;
+mod leases;
+mod policy;
+mod secrets;
 mod server;
 mod state;
 mod tls;
@@ -99,6 +108,45 @@ impl Default for Role {
             renewable: true,
         }
     }
+}
+
+/// A dynamic-secret role, as `vault write database/roles/<name>` configures one.
+#[derive(Clone, Debug)]
+pub struct DynamicRole {
+    /// The lease's TTL at issue and on renewal without an increment; zero means the mount
+    /// default (768 h).
+    pub default_ttl: Duration,
+    /// The lease's max TTL; zero means the mount maximum (768 h).
+    pub max_ttl: Duration,
+    /// `false` issues leases that refuse renewal (`lease is not renewable`).
+    pub renewable: bool,
+}
+
+impl Default for DynamicRole {
+    fn default() -> Self {
+        DynamicRole {
+            default_ttl: Duration::from_secs(3600),
+            max_ttl: Duration::from_secs(24 * 3600),
+            renewable: true,
+        }
+    }
+}
+
+/// What the emulator knows about a live lease.
+#[derive(Clone, Debug)]
+pub struct LeaseInfo {
+    /// The lease id, `<mount>/creds/<role>/<random>`.
+    pub lease_id: String,
+    /// Time left until it expires.
+    pub ttl: Duration,
+    /// When it expires.
+    pub expire_time: SystemTime,
+    /// From this instant on renewals are refused (`past the max TTL, cannot renew`).
+    pub max_expire_time: Option<SystemTime>,
+    /// Successful renewals so far.
+    pub renewals: u32,
+    /// The credentials handed out (test support: for leak checks).
+    pub data: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Vault token types.
@@ -466,8 +514,102 @@ impl Emulator {
         lock(&self.state).tokens.history().to_vec()
     }
 
+    /// Writes a new version of a KV v2 secret at `<mount>/data/<path>` (mounting a KV v2 engine
+    /// at `mount` if needed) and returns its version number. `data` must be a JSON object.
+    ///
+    /// # Panics
+    /// When `data` is not an object (test support).
+    pub fn put_kv2(&self, mount: &str, path: &str, data: serde_json::Value) -> u64 {
+        let data = object(data);
+        lock(&self.state)
+            .secrets
+            .put_kv2(mount, path, data, SystemTime::now())
+    }
+
+    /// Soft-deletes the latest version of a KV v2 secret, like `vault kv delete`.
+    pub fn delete_kv2(&self, mount: &str, path: &str) {
+        lock(&self.state)
+            .secrets
+            .delete_kv2(mount, path, 0, false, SystemTime::now());
+    }
+
+    /// Destroys one version of a KV v2 secret, like `vault kv destroy -versions=N`.
+    pub fn destroy_kv2(&self, mount: &str, path: &str, version: u64) {
+        lock(&self.state)
+            .secrets
+            .delete_kv2(mount, path, version.max(1), true, SystemTime::now());
+    }
+
+    /// Writes a KV v1 secret at `<mount>/<path>` (mounting a KV v1 engine at `mount` if
+    /// needed). `data` must be a JSON object.
+    ///
+    /// # Panics
+    /// When `data` is not an object (test support).
+    pub fn put_kv1(&self, mount: &str, path: &str, data: serde_json::Value) {
+        let data = object(data);
+        lock(&self.state).secrets.put_kv1(mount, path, data);
+    }
+
+    /// Creates or replaces a dynamic-secret role read at `<mount>/creds/<name>` (mounting the
+    /// engine at `mount` if needed).
+    pub fn put_dynamic_role(&self, mount: &str, name: &str, role: DynamicRole) {
+        lock(&self.state).secrets.put_role(mount, name, role);
+    }
+
+    /// Creates or replaces an ACL policy: `(path pattern, capabilities)` pairs, e.g.
+    /// `put_policy("app", &[("internal/data/database/config", &["read"])])`; give its name in
+    /// [`Role::token_policies`]. `root` allows everything; `default` always exists.
+    pub fn put_policy(&self, name: &str, rules: &[(&str, &[&str])]) {
+        lock(&self.state).secrets.put_policy(name, rules);
+    }
+
+    /// Leases live now: not expired, not revoked, their token still valid.
+    pub fn leases(&self) -> Vec<LeaseInfo> {
+        let now = SystemTime::now();
+        let st = lock(&self.state);
+        st.secrets
+            .leases
+            .all_live(now, &st.tokens)
+            .into_iter()
+            .map(|l| LeaseInfo {
+                ttl: l.expire_time.duration_since(now).unwrap_or_default(),
+                expire_time: l.expire_time,
+                max_expire_time: leases::max_expire_time(&l),
+                renewals: l.renewals,
+                data: l.data,
+                lease_id: l.id,
+            })
+            .collect()
+    }
+
+    /// How many leases are live now (see [`Emulator::leases`]).
+    pub fn lease_count(&self) -> usize {
+        self.leases().len()
+    }
+
+    /// How many leases were ever issued, including revoked and expired ones.
+    pub fn leases_issued(&self) -> usize {
+        lock(&self.state).secrets.leases.issued()
+    }
+
+    /// Revokes one lease, as an operator's `vault lease revoke` would.
+    pub fn revoke_lease(&self, lease_id: &str) {
+        lock(&self.state).secrets.leases.revoke(lease_id);
+    }
+
     /// Prints `METHOD PATH STATUS` to stderr for every request when `on`.
     pub fn log_requests(&self, on: bool) {
         lock(&self.state).log = on;
+    }
+}
+
+/// A JSON object's map.
+///
+/// # Panics
+/// When `value` is not an object (test support: the control API takes literal `json!({...})`).
+fn object(value: serde_json::Value) -> serde_json::Map<String, serde_json::Value> {
+    match value {
+        serde_json::Value::Object(map) => map,
+        other => panic!("vault-emulator: secret data must be a JSON object, got {other}"),
     }
 }

@@ -44,6 +44,8 @@ pub(crate) struct State {
     /// Answer errors in the form of Vault before 1.17 (and OpenBao): `["permission denied"]`
     /// rather than one `go-multierror` text.
     pub legacy_errors: bool,
+    /// Secret engines, policies and leases (`secrets.rs`).
+    pub secrets: crate::secrets::Secrets,
 }
 
 /// Namespace paths and mount paths are compared without surrounding slashes.
@@ -64,6 +66,7 @@ impl State {
             connections: 0,
             log: false,
             legacy_errors: false,
+            secrets: crate::secrets::Secrets::default(),
         }
     }
 

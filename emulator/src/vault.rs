@@ -111,6 +111,10 @@ fn handle_at(st: &mut State, req: &Request, now: SystemTime) -> Reply {
         ("", p) => p.to_string(),
         (h, p) => format!("{h}/{p}"),
     };
+    // Secret engines, policies and leases have their own dispatch (secrets.rs).
+    if let Some(reply) = crate::secrets::route(st, req, &ns, path, now) {
+        return reply;
+    }
     let write = matches!(req.method.as_str(), "POST" | "PUT");
     let read = req.method == "GET";
     match path {

@@ -1,0 +1,510 @@
+//! Secret engines (KV v2, KV v1, a database-style dynamic engine), the ACL check in front of
+//! them, and `sys/leases/renew` / `sys/leases/revoke`: one dispatch, [`route`], that the router
+//! in `vault.rs` consults before its own routes.
+//!
+//! # What is emulated (hashicorp/vault-plugin-secrets-kv, vault/expiration.go, http/logical.go)
+//! - Every request here needs a live token of the namespace (else 403, Vault ≥ 1.17's
+//!   `2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n`), and its policies must
+//!   grant the capability (`read` for a GET, `update` for the lease endpoints) on the request
+//!   path, else 403 `1 error occurred:\n\t* permission denied\n\n`. Vault checks the ACL before
+//!   routing, so a KV v2 read without `data/` (`internal/database/config`) is denied by a policy
+//!   written for `internal/data/…`; when a policy does allow it, KV v2 answers 404
+//!   `1 error occurred:\n\t* unsupported path\n\n`.
+//! - KV v2 `GET <mount>/data/<path>` → `data: {data, metadata: {created_time, custom_metadata,
+//!   deletion_time, destroyed, version}}`, `lease_duration` 0, `mount_type` `kv`. A path never
+//!   written answers 404 `{"errors":[]}`; a soft-deleted or destroyed latest version answers
+//!   404 with the whole envelope, `data.data` null and the metadata (`deletion_time` set, or
+//!   `destroyed` true). `GET <mount>/metadata/<path>` → `current_version`, `oldest_version`,
+//!   `versions` by number, and the other metadata fields.
+//! - KV v1 `GET <mount>/<path>` → `data` is the secret itself; `lease_duration` 2764800 (768 h,
+//!   or the secret's own `ttl` key), `lease_id` "", `renewable` false.
+//! - Dynamic `GET <mount>/creds/<role>` → new `username`/`password` every read, `lease_id`
+//!   `<mount>/creds/<role>/<24 base62>`, `renewable`, `lease_duration` (see `leases.rs`);
+//!   `mount_type` `database`. An unknown role answers 400 `unknown role: <role>`.
+//! - `?version=N` on KV v2 reads is not emulated (the emulator does not record query strings).
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::SystemTime;
+
+use serde_json::{json, Map, Value};
+
+use crate::leases::LeaseStore;
+use crate::policy::{Policies, Rule};
+use crate::state::{clean, State};
+use crate::tokens::{parse_duration, random_base62, random_uuid, rfc3339, MOUNT_TTL_SECS};
+use crate::vault::{Body, Reply};
+use crate::{DynamicRole, Request};
+
+/// Vault ≥ 1.17's body for a valid token without the capability.
+pub(crate) const DENIED: &str = "1 error occurred:\n\t* permission denied\n\n";
+/// Vault ≥ 1.17's body for a missing, expired or revoked token.
+pub(crate) const INVALID_TOKEN: &str =
+    "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n";
+
+/// One version of a KV v2 secret.
+#[derive(Clone, Debug)]
+pub(crate) struct Kv2Version {
+    pub data: Map<String, Value>,
+    pub created: SystemTime,
+    pub deleted: Option<SystemTime>,
+    pub destroyed: bool,
+}
+
+/// A KV v2 secret: its versions (version n at index n-1) and metadata.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Kv2Secret {
+    pub versions: Vec<Kv2Version>,
+    pub custom_metadata: Option<Map<String, Value>>,
+}
+
+/// A mounted secret engine.
+pub(crate) enum Engine {
+    KvV2(HashMap<String, Kv2Secret>),
+    KvV1(HashMap<String, Map<String, Value>>),
+    Database(HashMap<String, DynamicRole>),
+}
+
+/// The secret engines, policies and leases of the primary namespace.
+#[derive(Default)]
+pub(crate) struct Secrets {
+    pub mounts: HashMap<String, Engine>,
+    pub policies: Policies,
+    pub leases: LeaseStore,
+}
+
+impl Secrets {
+    /// The engine at `mount`, created with `make` when absent or of another kind.
+    fn engine(
+        &mut self,
+        mount: &str,
+        is: fn(&Engine) -> bool,
+        make: fn() -> Engine,
+    ) -> &mut Engine {
+        let mount = clean(mount).to_string();
+        let entry = self.mounts.entry(mount).or_insert_with(make);
+        if !is(entry) {
+            *entry = make();
+        }
+        entry
+    }
+
+    /// Writes a new KV v2 version; returns its number.
+    pub fn put_kv2(
+        &mut self,
+        mount: &str,
+        path: &str,
+        data: Map<String, Value>,
+        now: SystemTime,
+    ) -> u64 {
+        let engine = self.engine(
+            mount,
+            |e| matches!(e, Engine::KvV2(_)),
+            || Engine::KvV2(HashMap::new()),
+        );
+        let Engine::KvV2(secrets) = engine else {
+            return 0;
+        };
+        let secret = secrets.entry(clean(path).to_string()).or_default();
+        secret.versions.push(Kv2Version {
+            data,
+            created: now,
+            deleted: None,
+            destroyed: false,
+        });
+        secret.versions.len() as u64
+    }
+
+    /// Soft-deletes (or, with `destroy`, destroys) one KV v2 version (0: the latest).
+    pub fn delete_kv2(
+        &mut self,
+        mount: &str,
+        path: &str,
+        version: u64,
+        destroy: bool,
+        now: SystemTime,
+    ) {
+        if let Some(Engine::KvV2(secrets)) = self.mounts.get_mut(clean(mount)) {
+            if let Some(secret) = secrets.get_mut(clean(path)) {
+                let n = if version == 0 {
+                    secret.versions.len() as u64
+                } else {
+                    version
+                };
+                if let Some(v) = n
+                    .checked_sub(1)
+                    .and_then(|i| secret.versions.get_mut(i as usize))
+                {
+                    if destroy {
+                        v.destroyed = true;
+                        v.data = Map::new();
+                    } else {
+                        v.deleted = Some(now);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes a KV v1 secret.
+    pub fn put_kv1(&mut self, mount: &str, path: &str, data: Map<String, Value>) {
+        if let Engine::KvV1(secrets) = self.engine(
+            mount,
+            |e| matches!(e, Engine::KvV1(_)),
+            || Engine::KvV1(HashMap::new()),
+        ) {
+            secrets.insert(clean(path).to_string(), data);
+        }
+    }
+
+    /// Creates or replaces a dynamic-secret role.
+    pub fn put_role(&mut self, mount: &str, name: &str, role: DynamicRole) {
+        if let Engine::Database(roles) = self.engine(
+            mount,
+            |e| matches!(e, Engine::Database(_)),
+            || Engine::Database(HashMap::new()),
+        ) {
+            roles.insert(name.to_string(), role);
+        }
+    }
+
+    /// Creates or replaces a policy from `(pattern, capabilities)` pairs.
+    pub fn put_policy(&mut self, name: &str, rules: &[(&str, &[&str])]) {
+        let rules = rules
+            .iter()
+            .map(|(pattern, caps)| Rule {
+                pattern: clean(pattern).to_string(),
+                capabilities: caps.iter().map(|c| c.to_string()).collect(),
+            })
+            .collect();
+        self.policies.put(name, rules);
+    }
+
+    /// The mount that owns `path` (the longest mount prefix) and the rest of the path.
+    fn split<'p>(&self, path: &'p str) -> Option<(String, &'p str)> {
+        self.mounts
+            .keys()
+            .filter(|m| path == m.as_str() || path.starts_with(&format!("{m}/")))
+            .max_by_key(|m| m.len())
+            .map(|m| (m.clone(), path[m.len()..].trim_start_matches('/')))
+    }
+}
+
+/// Answers a request for a secret engine or the lease endpoints; `None` leaves it to the other
+/// routes. `path` is the API path after `/v1/`.
+pub(crate) fn route(
+    st: &mut State,
+    req: &Request,
+    ns: &str,
+    path: &str,
+    now: SystemTime,
+) -> Option<Reply> {
+    let write = matches!(req.method.as_str(), "POST" | "PUT");
+    let lease_op = ["sys/leases/renew", "sys/leases/revoke"]
+        .into_iter()
+        .find(|op| path == *op || path.starts_with(&format!("{op}/")));
+    if let Some(op) = lease_op {
+        if !write {
+            return Some(Reply::errors::<&str>(405, &[]));
+        }
+        let url_id = path[op.len()..].trim_start_matches('/').to_string();
+        return Some(match authorize(st, req, ns, op, "update", now) {
+            Err(reply) => reply,
+            Ok(token) if op == "sys/leases/renew" => renew(st, req, &url_id, &token, now),
+            Ok(_) => revoke(st, req, &url_id),
+        });
+    }
+    if ns != st.primary_ns {
+        return None;
+    }
+    let (mount, rest) = st.secrets.split(path)?;
+    let rest = rest.to_string();
+    if req.method != "GET" {
+        return Some(Reply::errors::<&str>(405, &[]));
+    }
+    let token = match authorize(st, req, ns, path, "read", now) {
+        Ok(token) => token,
+        Err(reply) => return Some(reply),
+    };
+    Some(read(st, &mount, &rest, path, &token, now))
+}
+
+/// The caller's token if it is live in `ns` and its policies grant `capability` on `path`.
+fn authorize(
+    st: &mut State,
+    req: &Request,
+    ns: &str,
+    path: &str,
+    capability: &str,
+    now: SystemTime,
+) -> Result<String, Reply> {
+    let invalid = || Reply::errors(403, &[INVALID_TOKEN]);
+    let token = req
+        .header("x-vault-token")
+        .or_else(|| req.header("authorization")?.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(invalid)?
+        .to_string();
+    let policies = st
+        .tokens
+        .live_mut(&token, now)
+        .filter(|t| t.vault_ns == ns)
+        .map(|t| t.policies.clone())
+        .ok_or_else(invalid)?;
+    if st.secrets.policies.allows(&policies, path, capability) {
+        Ok(token)
+    } else {
+        Err(Reply::errors(403, &[DENIED]))
+    }
+}
+
+/// The standard envelope for a secret.
+fn envelope(
+    lease_id: &str,
+    renewable: bool,
+    lease_duration: i64,
+    data: Value,
+    warnings: &[String],
+    mount_type: &str,
+) -> Value {
+    json!({
+        "request_id": random_uuid(),
+        "lease_id": lease_id,
+        "renewable": renewable,
+        "lease_duration": lease_duration,
+        "data": data,
+        "wrap_info": null,
+        "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
+        "auth": null,
+        "mount_type": mount_type,
+    })
+}
+
+fn not_found() -> Reply {
+    Reply::errors::<&str>(404, &[])
+}
+
+fn read(
+    st: &mut State,
+    mount: &str,
+    rest: &str,
+    path: &str,
+    token: &str,
+    now: SystemTime,
+) -> Reply {
+    let Some(engine) = st.secrets.mounts.get(mount) else {
+        return not_found();
+    };
+    match engine {
+        Engine::KvV2(secrets) => {
+            if let Some(key) = rest.strip_prefix("data/") {
+                read_kv2(secrets.get(key))
+            } else if let Some(key) = rest.strip_prefix("metadata/") {
+                read_kv2_metadata(secrets.get(key))
+            } else {
+                Reply::errors(404, &["1 error occurred:\n\t* unsupported path\n\n"])
+            }
+        }
+        Engine::KvV1(secrets) => match secrets.get(rest) {
+            Some(data) => {
+                let ttl = data
+                    .get("ttl")
+                    .and_then(parse_duration)
+                    .filter(|t| *t > 0)
+                    .unwrap_or(MOUNT_TTL_SECS);
+                Reply::json(
+                    200,
+                    envelope("", false, ttl, Value::Object(data.clone()), &[], "kv"),
+                )
+            }
+            None => not_found(),
+        },
+        Engine::Database(roles) => {
+            let Some(role_name) = rest.strip_prefix("creds/").filter(|r| !r.contains('/')) else {
+                return Reply::errors(404, &["1 error occurred:\n\t* unsupported path\n\n"]);
+            };
+            let Some(role) = roles.get(role_name).cloned() else {
+                return Reply::errors(400, &[format!("unknown role: {role_name}")]);
+            };
+            let mut data = Map::new();
+            data.insert(
+                "username".into(),
+                json!(format!(
+                    "v-kubernetes-{role_name}-{}-{}",
+                    random_base62(20),
+                    crate::tokens::unix_secs(now)
+                )),
+            );
+            data.insert("password".into(), json!(random_base62(20)));
+            let id = format!("{}/{}", clean(path), random_base62(24));
+            let ttl = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            match st.secrets.leases.issue(
+                id,
+                token,
+                role.renewable,
+                ttl(role.default_ttl),
+                ttl(role.max_ttl),
+                data,
+                now,
+            ) {
+                Ok((lease, ttl)) => Reply::json(
+                    200,
+                    envelope(
+                        &lease.id,
+                        lease.renewable,
+                        ttl,
+                        Value::Object(lease.data),
+                        &[],
+                        "database",
+                    ),
+                ),
+                Err(message) => Reply::errors(500, &[message]),
+            }
+        }
+    }
+}
+
+fn version_metadata(n: usize, v: &Kv2Version, custom: &Option<Map<String, Value>>) -> Value {
+    json!({
+        "created_time": rfc3339(v.created),
+        "custom_metadata": custom,
+        "deletion_time": v.deleted.map(rfc3339).unwrap_or_default(),
+        "destroyed": v.destroyed,
+        "version": n,
+    })
+}
+
+fn read_kv2(secret: Option<&Kv2Secret>) -> Reply {
+    let Some((n, v)) = secret.and_then(|s| s.versions.last().map(|v| (s.versions.len(), v))) else {
+        return not_found();
+    };
+    let custom = &secret.and_then(|s| s.custom_metadata.clone());
+    let metadata = version_metadata(n, v, custom);
+    if v.deleted.is_some() || v.destroyed {
+        // Vault answers 404 with the whole envelope, so clients can see why.
+        let body = envelope(
+            "",
+            false,
+            0,
+            json!({"data": null, "metadata": metadata}),
+            &[],
+            "kv",
+        );
+        return Reply::json(404, body);
+    }
+    Reply::json(
+        200,
+        envelope(
+            "",
+            false,
+            0,
+            json!({"data": Value::Object(v.data.clone()), "metadata": metadata}),
+            &[],
+            "kv",
+        ),
+    )
+}
+
+fn read_kv2_metadata(secret: Option<&Kv2Secret>) -> Reply {
+    let Some(secret) = secret.filter(|s| !s.versions.is_empty()) else {
+        return not_found();
+    };
+    let versions: BTreeMap<String, Value> = secret
+        .versions
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            (
+                (i + 1).to_string(),
+                json!({
+                    "created_time": rfc3339(v.created),
+                    "deletion_time": v.deleted.map(rfc3339).unwrap_or_default(),
+                    "destroyed": v.destroyed,
+                }),
+            )
+        })
+        .collect();
+    let first = &secret.versions[0];
+    let last = &secret.versions[secret.versions.len() - 1];
+    let data = json!({
+        "cas_required": false,
+        "created_time": rfc3339(first.created),
+        "current_version": secret.versions.len(),
+        "custom_metadata": secret.custom_metadata,
+        "delete_version_after": "0s",
+        "max_versions": 0,
+        "oldest_version": 0,
+        "updated_time": rfc3339(last.created),
+        "versions": versions,
+    });
+    Reply::json(200, envelope("", false, 0, data, &[], "kv"))
+}
+
+/// The request body as a JSON object (`{}` when empty), or Vault's 400.
+fn body(req: &Request) -> Result<Map<String, Value>, Reply> {
+    if req.body.trim().is_empty() {
+        return Ok(Map::new());
+    }
+    match serde_json::from_str::<Value>(&req.body) {
+        Ok(Value::Object(map)) => Ok(map),
+        _ => Err(Reply::errors(400, &["failed to parse JSON input"])),
+    }
+}
+
+fn lease_id_of(body: &Map<String, Value>, url_id: &str) -> Option<String> {
+    body.get("lease_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .or_else(|| (!url_id.is_empty()).then(|| url_id.to_string()))
+}
+
+fn renew(st: &mut State, req: &Request, url_id: &str, _token: &str, now: SystemTime) -> Reply {
+    let body = match body(req) {
+        Ok(b) => b,
+        Err(reply) => return reply,
+    };
+    let Some(id) = lease_id_of(&body, url_id) else {
+        return Reply::errors(400, &["lease_id must be specified"]);
+    };
+    let increment = match body.get("increment") {
+        None | Some(Value::Null) => 0,
+        Some(v) => match parse_duration(v) {
+            Some(s) => s,
+            None => return Reply::errors(400, &[format!("invalid increment {v}")]),
+        },
+    };
+    let State {
+        secrets, tokens, ..
+    } = st;
+    match secrets.leases.renew(&id, increment, now, tokens) {
+        Ok((lease, outcome)) => Reply::json(
+            200,
+            envelope(
+                &lease.id,
+                lease.renewable,
+                outcome.ttl,
+                Value::Null,
+                &outcome.warnings,
+                "system",
+            ),
+        ),
+        Err((status, message)) => Reply::errors(status, &[message]),
+    }
+}
+
+fn revoke(st: &mut State, req: &Request, url_id: &str) -> Reply {
+    let body = match body(req) {
+        Ok(b) => b,
+        Err(reply) => return reply,
+    };
+    let Some(id) = lease_id_of(&body, url_id) else {
+        return Reply::errors(400, &["lease_id must be specified"]);
+    };
+    st.secrets.leases.revoke(&id);
+    Reply {
+        status: 204,
+        headers: Vec::new(),
+        body: Body::Empty,
+    }
+}
