@@ -1,6 +1,6 @@
 //! The token loop's decisions as one deterministic state machine, in the style of `quinn-proto`.
 //!
-//! The machine does no I/O and never reads the clock. The driver ([`crate::agent`]) hands it
+//! The machine does no I/O and never reads the clock. The driver (the `agent` module) hands it
 //! `now` with every [`Event`] (a login or renewal result, a file write's outcome, a file change,
 //! a signal) and with every [`Machine::handle_timeout`]; it answers with [`Action`]s to perform
 //! ([`Machine::poll_action`]) and the instant it next wants to be woken
