@@ -17,11 +17,14 @@ use crate::error::{Error, Result};
 use crate::hooks::Hooks;
 use crate::jwt::{self, unix_now};
 use crate::login::{self, kind_of, LoginError};
-use crate::machine::{self, Action, Event, Exit, Failure, Goal, Grant, Hook, Machine, Settings};
+use crate::machine::{
+    self, Action, Event, Exit, Failure, FailureKind, Goal, Grant, Hook, Machine, Settings,
+};
 use crate::secret::Secret;
+use crate::secrets::{self, Fingerprint, Rendered, SecretError, SecretSpec, SecretWriter};
 use crate::status::Status;
 use crate::token_file::TokenFile;
-use crate::vault::{Auth, Renewal, VaultClient, VaultError};
+use crate::vault::{Auth, LeaseRenewal, Renewal, SecretRead, VaultClient, VaultError};
 use crate::watch::Watches;
 
 /// What the outside world (signals, tests) can ask of a running loop.
@@ -40,6 +43,27 @@ enum Answer {
     Revoked,
 }
 
+/// A finished secret read or lease renewal.
+enum SecretAnswer {
+    Read(
+        usize,
+        Instant,
+        std::result::Result<(SecretRead, Rendered), SecretError>,
+    ),
+    Renewed(
+        usize,
+        Instant,
+        std::result::Result<LeaseRenewal, VaultError>,
+    ),
+}
+
+/// What the driver remembers of each secret: the fingerprint of its file and its lease.
+#[derive(Clone, Debug, Default)]
+struct SecretMemo {
+    written: Option<Fingerprint>,
+    lease_id: Option<String>,
+}
+
 type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// The running vault-login: configuration, Vault client, token file and shared status.
@@ -49,6 +73,8 @@ pub struct Agent {
     file: Option<TokenFile>,
     status: Arc<Status>,
     hooks: Hooks,
+    secrets: Vec<SecretSpec>,
+    writer: SecretWriter,
 }
 
 impl Agent {
@@ -65,12 +91,20 @@ impl Agent {
             TokenSink::Stdout => None,
         };
         let hooks = Hooks::new(&cfg);
+        let writer = SecretWriter::new(&cfg.secrets.dir, cfg.token_file_mode, cfg.token_file_owner);
+        let secrets = cfg.secrets.specs.clone();
+        if !secrets.is_empty() {
+            writer.check()?;
+        }
+        status.track_secrets(secrets.iter().map(|s| s.name.clone()));
         Ok(Agent {
             cfg,
             client,
             file,
             status,
             hooks,
+            secrets,
+            writer,
         })
     }
 
@@ -87,6 +121,8 @@ impl Agent {
             max_backoff: self.cfg.max_backoff,
             renew_increment: self.cfg.renew_increment,
             revoke_on_exit: self.cfg.revoke_on_exit,
+            secrets: self.secrets.len(),
+            refresh: self.cfg.secrets.refresh,
         }
     }
 
@@ -100,6 +136,8 @@ impl Agent {
         let mut watches = (!self.cfg.once).then(|| Watches::new(self.jwt_file(), self.token_dir()));
         let mut request: Option<Pending<'_, Answer>> = None;
         let mut hooks_done: Option<Pending<'_, ()>> = None;
+        let mut secret_request: Option<Pending<'_, SecretAnswer>> = None;
+        let mut memos = vec![SecretMemo::default(); self.secrets.len()];
         // The held token's latest auth block, for renewals, writes, hooks and revocation.
         let mut auth: Option<Auth> = None;
         let mut control_open = true;
@@ -146,6 +184,18 @@ impl Agent {
                             self.hooks.renewed(a);
                         }
                     }
+                    Action::RunHooks(Hook::SecretsChanged) => self.hooks.secrets_changed(),
+                    Action::ReadSecret { index } => {
+                        let token = auth.as_ref().map(|a| a.client_token.clone());
+                        secret_request = Some(Box::pin(self.read_secret(index, token)));
+                    }
+                    Action::RenewLease { index, deadline } => {
+                        let token = auth.as_ref().map(|a| a.client_token.clone());
+                        let lease = memos[index].lease_id.clone().unwrap_or_default();
+                        let deadline = deadline.map(Instant::from_std);
+                        secret_request =
+                            Some(Box::pin(self.renew_lease(index, token, lease, deadline)));
+                    }
                     Action::RunHooksAndWait => {
                         let a = auth.clone();
                         let hooks = &self.hooks;
@@ -160,7 +210,13 @@ impl Agent {
                             .as_ref()
                             .filter(|_| token)
                             .map(|a| a.client_token.clone());
-                        request = Some(Box::pin(self.revoke(token, Instant::from_std(deadline))));
+                        let leases = memos.iter_mut().filter_map(|m| m.lease_id.take()).collect();
+                        secret_request = None;
+                        request = Some(Box::pin(self.revoke(
+                            token,
+                            leases,
+                            Instant::from_std(deadline),
+                        )));
                     }
                     Action::Exit(exit) => return self.exit(exit, started),
                 }
@@ -185,6 +241,7 @@ impl Agent {
                     if event != Event::Relogin {
                         // Whatever was in flight is abandoned.
                         request = None;
+                        secret_request = None;
                     }
                     machine.handle(now(), event);
                 }
@@ -193,6 +250,11 @@ impl Agent {
                     let event = self.answered(answer, &mut auth, &machine);
                     machine.handle(now(), event);
                     self.log_plan(&machine, &auth);
+                }
+                answer = async { secret_request.as_mut().expect("guarded by is_some").await }, if secret_request.is_some() => {
+                    secret_request = None;
+                    let event = self.secret_answered(answer, &mut memos);
+                    machine.handle(now(), event);
                 }
                 () = async { hooks_done.as_mut().expect("guarded by is_some").await }, if hooks_done.is_some() => {
                     hooks_done = None;
@@ -297,6 +359,117 @@ impl Agent {
         }
     }
 
+    /// Turns a finished secret read into the machine's event: writes the file when its content
+    /// (or KV v2 version) changed, remembers the lease, updates the status.
+    fn secret_answered(&self, answer: SecretAnswer, memos: &mut [SecretMemo]) -> Event {
+        match answer {
+            SecretAnswer::Read(index, sent, result) => {
+                let spec = &self.secrets[index];
+                let result = result.and_then(|(read, rendered)| {
+                    let changed = rendered.changed_since(memos[index].written);
+                    if changed {
+                        let path = self.writer.write(spec, &rendered)?;
+                        memos[index].written = Some(rendered.fingerprint());
+                        info!(secret = %spec.name, path = %path.display(), version = ?read.kv2_version, "secret written");
+                    }
+                    let leased = !read.lease_id.is_empty() && !read.lease_duration.is_zero();
+                    memos[index].lease_id = leased.then(|| read.lease_id.clone());
+                    Ok(machine::SecretGrant {
+                        changed,
+                        lease: leased.then_some(Grant {
+                            ttl: read.lease_duration,
+                            renewable: read.renewable,
+                            capped_warning: false,
+                        }),
+                    })
+                });
+                let result = match result {
+                    Ok(grant) => {
+                        self.status.secret_read(index, grant.changed);
+                        Ok(grant)
+                    }
+                    Err(e) => {
+                        let message = format!("{}: {e}", spec.variable);
+                        self.status.secret_failed(index, &message);
+                        let kind = if e.is_transient() {
+                            FailureKind::Transient
+                        } else {
+                            FailureKind::Other
+                        };
+                        Err(Failure::new(kind, message))
+                    }
+                };
+                Event::SecretRead {
+                    index,
+                    sent: sent.into_std(),
+                    result,
+                }
+            }
+            SecretAnswer::Renewed(index, sent, result) => {
+                let result = match result {
+                    Ok(r) => Ok(Grant {
+                        ttl: r.lease_duration,
+                        renewable: r.renewable,
+                        capped_warning: machine::warns_of_cap(&r.warnings),
+                    }),
+                    Err(e) => {
+                        let message =
+                            format!("{}: lease renewal: {e}", self.secrets[index].variable);
+                        self.status.secret_failed(index, &message);
+                        Err(Failure {
+                            kind: kind_of(&e),
+                            retry_after: e.retry_after(),
+                            message,
+                        })
+                    }
+                };
+                Event::LeaseRenewed {
+                    index,
+                    sent: sent.into_std(),
+                    result,
+                }
+            }
+        }
+    }
+
+    /// Reads secret `index` with `token`.
+    async fn read_secret(&self, index: usize, token: Option<Secret>) -> SecretAnswer {
+        let sent = Instant::now();
+        let spec = &self.secrets[index];
+        let result = match token {
+            Some(token) => secrets::fetch(&self.client, &token, spec).await,
+            None => Err(secrets::read_error(&spec.path, no_token())),
+        };
+        SecretAnswer::Read(index, sent, result)
+    }
+
+    /// Renews the lease of secret `index`; abandoned at the lease's expiry.
+    async fn renew_lease(
+        &self,
+        index: usize,
+        token: Option<Secret>,
+        lease: String,
+        deadline: Option<Instant>,
+    ) -> SecretAnswer {
+        let sent = Instant::now();
+        let result = match token {
+            Some(token) => {
+                let attempt = self.client.renew_lease(&token, &lease, None);
+                match deadline {
+                    Some(d) => timeout_at(d, attempt).await.unwrap_or_else(|_| {
+                        Err(VaultError::Transport {
+                            op: "PUT /v1/sys/leases/renew".into(),
+                            message: "no answer before the lease expired".into(),
+                        })
+                    }),
+                    None => attempt.await,
+                }
+            }
+            None => Err(no_token()),
+        };
+        SecretAnswer::Renewed(index, sent, result)
+    }
+
     fn log_plan(&self, machine: &Machine, auth: &Option<Auth>) {
         if !self.cfg.once && auth.is_some() {
             info!(next = %machine.describe(Instant::now().into_std()), "plan");
@@ -391,8 +564,35 @@ impl Agent {
         Answer::Renew(sent, result)
     }
 
-    /// Revokes `token` (if any) and removes the token file.
-    async fn revoke(&self, token: Option<Secret>, deadline: Instant) -> Answer {
+    /// Revokes the secrets' `leases` and `token` (if any), and removes the token and secret
+    /// files.
+    async fn revoke(
+        &self,
+        token: Option<Secret>,
+        leases: Vec<String>,
+        deadline: Instant,
+    ) -> Answer {
+        if let Some(token) = &token {
+            for lease in &leases {
+                match timeout_at(deadline, self.client.revoke_lease(token, lease)).await {
+                    Ok(Ok(())) => info!("secret lease revoked"),
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "secret lease not revoked (revoke-self revokes it with the token)")
+                    }
+                    Err(_) => warn!("secret lease revocation timed out"),
+                }
+            }
+        }
+        for spec in &self.secrets {
+            let path = self.writer.path_for(spec);
+            match std::fs::remove_file(&path) {
+                Ok(()) => info!(path = %path.display(), "secret file removed"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "cannot remove the secret file")
+                }
+            }
+        }
         if let Some(token) = token {
             match timeout_at(deadline, self.client.revoke_self(&token)).await {
                 Ok(Ok(())) => info!("token revoked"),
@@ -450,6 +650,14 @@ impl Agent {
                 Event::WriteFailed(e)
             }
         }
+    }
+}
+
+/// The error of a request that needs a token when none is held.
+fn no_token() -> VaultError {
+    VaultError::Transport {
+        op: "read".into(),
+        message: "no token held".into(),
     }
 }
 

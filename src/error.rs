@@ -24,6 +24,9 @@ pub enum Error {
     /// The token file's location is unusable at startup.
     #[error("invalid configuration: VAULT_LOGIN_TOKEN_FILE: {0}")]
     TokenFile(#[from] FileError),
+    /// The secrets directory is unusable at startup.
+    #[error("invalid configuration: {0}")]
+    Secrets(#[from] crate::secrets::SecretError),
     /// The health/metrics address cannot be bound.
     #[error("invalid configuration: {0}")]
     Health(#[from] HealthError),
@@ -47,7 +50,11 @@ impl Error {
     pub fn exit_code(&self) -> i32 {
         match self {
             Error::Config(ConfigError::Help(_)) => EXIT_OK,
-            Error::Config(_) | Error::Tls(_) | Error::TokenFile(_) | Error::Health(_) => EXIT_USAGE,
+            Error::Config(_)
+            | Error::Tls(_)
+            | Error::TokenFile(_)
+            | Error::Secrets(_)
+            | Error::Health(_) => EXIT_USAGE,
             Error::GaveUp { .. } | Error::Fatal(_) => EXIT_FAILURE,
         }
     }

@@ -207,20 +207,36 @@ pub fn readiness(s: &Snapshot, now: Now) -> Result<(), String> {
         } else {
             "token file does not hold the current token".to_string()
         }
-    } else if s.never_expires {
-        return Ok(());
+    } else if let Some(problem) = token_problem(s, now) {
+        problem
     } else {
-        match s.expires_at {
-            Some(at) if at > now.mono => return Ok(()),
-            Some(at) => format!("token expired {}s ago", (now.mono - at).as_secs()),
-            None => "token expiry unknown".to_string(),
-        }
+        // Ready only once every secret's file is written too.
+        let Some(secret) = s.secrets.iter().find(|x| !x.written) else {
+            return Ok(());
+        };
+        let line = match &secret.last_error {
+            Some(e) => format!("secret {} not written yet: {}", secret.name, summary(e)),
+            None => format!("secret {} not written yet", secret.name),
+        };
+        return Err(bounded(&line, MAX_REASON_CHARS));
     };
     let line = match &s.last_error {
         Some(e) => format!("{problem}: {} (details in vault-login's log)", summary(e)),
         None => problem,
     };
     Err(bounded(&line, MAX_REASON_CHARS))
+}
+
+/// Why the token in the file is not usable at `now`, if it is not.
+fn token_problem(s: &Snapshot, now: Now) -> Option<String> {
+    if s.never_expires {
+        return None;
+    }
+    match s.expires_at {
+        Some(at) if at > now.mono => None,
+        Some(at) => Some(format!("token expired {}s ago", (now.mono - at).as_secs())),
+        None => Some("token expiry unknown".to_string()),
+    }
 }
 
 /// The public part of an error: up to Vault's status when Vault answered (its messages and the
@@ -343,6 +359,40 @@ pub fn render_metrics(s: &Snapshot, now: Now) -> String {
             "",
             &float(unix_seconds(at)),
         );
+    }
+    if !s.secrets.is_empty() {
+        m.family(
+            "vault_login_secret_reads_total",
+            "counter",
+            "Reads (and lease renewals) of each secret written next to the token, by result.",
+        );
+        for x in &s.secrets {
+            let name = &x.name;
+            m.sample(
+                "vault_login_secret_reads_total",
+                &format!("{{secret=\"{name}\",result=\"success\"}}"),
+                &x.reads_ok.to_string(),
+            );
+            m.sample(
+                "vault_login_secret_reads_total",
+                &format!("{{secret=\"{name}\",result=\"failure\"}}"),
+                &x.reads_failed.to_string(),
+            );
+        }
+        m.family(
+            "vault_login_secret_last_change_timestamp_seconds",
+            "gauge",
+            "When each secret's file last changed, in seconds since the Unix epoch (absent before it is written).",
+        );
+        for x in &s.secrets {
+            if let Some(at) = x.last_change {
+                m.sample(
+                    "vault_login_secret_last_change_timestamp_seconds",
+                    &format!("{{secret=\"{}\"}}", x.name),
+                    &float(unix_seconds(at)),
+                );
+            }
+        }
     }
     m.0
 }

@@ -394,6 +394,12 @@ impl Hooks {
     /// the signal in the background. Must be called within a tokio runtime.
     pub fn new_token(&self, auth: &Auth) {
         self.logged_in(auth);
+        self.secrets_changed();
+    }
+
+    /// Only secret files changed (sidecar): start the command and the signal in the background;
+    /// the info file describes the token, which did not change.
+    pub fn secrets_changed(&self) {
         if let Some(cmd) = &self.command {
             let cmd = cmd.clone();
             self.command_worker
@@ -1162,6 +1168,11 @@ mod tests {
             .await
             .expect("the timeout ends the run")
             .unwrap();
+        // SIGKILL is sent; the kernel may take a moment to tear the process down.
+        let killed_at = std::time::Instant::now();
+        while alive(grandchild) && killed_at.elapsed() < Duration::from_secs(5) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         assert!(
             !alive(grandchild),
             "the command's child survived its timeout"

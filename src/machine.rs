@@ -60,6 +60,10 @@ pub struct Settings {
     pub renew_increment: Option<Duration>,
     /// Revoke the token and remove the file on exit.
     pub revoke_on_exit: bool,
+    /// How many secrets (`VAULT_LOGIN_SECRET_<NAME>`) to keep written next to the token.
+    pub secrets: usize,
+    /// How often a secret without a lease is read again (`VAULT_LOGIN_SECRETS_REFRESH`).
+    pub refresh: Duration,
 }
 
 /// What Vault granted: a login's or a renewal's `auth` block, reduced to what decisions need.
@@ -153,6 +157,17 @@ pub enum Hook {
     NewToken,
     /// The token was renewed: the info file's expiry.
     Renewed,
+    /// Only secret files changed: on-change command and app signal.
+    SecretsChanged,
+}
+
+/// What a secret read gave: whether its file changed, and its lease, if it has one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SecretGrant {
+    /// Whether the file was rewritten (a new KV v2 version, new content, new credentials).
+    pub changed: bool,
+    /// The lease of a dynamic secret (None: a static secret, refreshed on a timer).
+    pub lease: Option<Grant>,
 }
 
 /// Why the run ends.
@@ -189,6 +204,19 @@ pub enum Action {
         /// The token's expiry: waiting longer than its remaining life is pointless.
         deadline: Option<Instant>,
     },
+    /// Read secret `index` with the held token and write its file if it changed; feed back
+    /// [`Event::SecretRead`].
+    ReadSecret {
+        /// Which secret.
+        index: usize,
+    },
+    /// Renew the lease of secret `index`; feed back [`Event::LeaseRenewed`].
+    RenewLease {
+        /// Which secret.
+        index: usize,
+        /// The lease's expiry: waiting longer is pointless.
+        deadline: Option<Instant>,
+    },
     /// Make the token file hold the current token (a no-op if it already does); feed back
     /// [`Event::Written`] or [`Event::WriteFailed`].
     Write,
@@ -222,6 +250,24 @@ pub enum Event {
     },
     /// A renewal answered (or failed).
     RenewDone {
+        /// When the request was sent.
+        sent: Instant,
+        /// The grant, or why not.
+        result: Result<Grant, Failure>,
+    },
+    /// A secret read (and its file write) finished; `sent` is when the read was sent.
+    SecretRead {
+        /// Which secret.
+        index: usize,
+        /// When the request was sent.
+        sent: Instant,
+        /// What it gave, or why not.
+        result: Result<SecretGrant, Failure>,
+    },
+    /// A secret's lease renewal answered.
+    LeaseRenewed {
+        /// Which secret.
+        index: usize,
         /// When the request was sent.
         sent: Instant,
         /// The grant, or why not.
@@ -294,6 +340,20 @@ impl Held {
     }
 }
 
+/// One secret's lane: what to do next with it and when.
+#[derive(Clone, Debug)]
+struct SecretState {
+    /// When the next read or renewal is due (None: nothing planned).
+    due: Option<Instant>,
+    /// Renew the lease (true) or read the secret (false).
+    renew: bool,
+    /// Whether its file has been written since the start.
+    written: bool,
+    /// The lease of a dynamic secret.
+    lease: Option<Held>,
+    backoff: Backoff,
+}
+
 /// A small deterministic random source (splitmix64) for jitter.
 #[derive(Clone, Debug)]
 struct Rng(u64);
@@ -337,13 +397,28 @@ pub struct Machine {
     exiting: Option<(Exit, Instant)>,
     finished: bool,
     actions: VecDeque<Action>,
+    secrets: Vec<SecretState>,
+    /// The secret whose read or renewal is in flight (one at a time, beside the token's).
+    secret_in_flight: Option<usize>,
+    /// Hooks owed once the current batch of file changes is complete.
+    owed: Option<Hook>,
 }
 
 impl Machine {
     /// A machine that starts by logging in at `now`; `seed` drives all jitter.
     pub fn new(settings: Settings, now: Instant, seed: u64) -> Machine {
         let backoff = Backoff::new(settings.min_backoff, settings.max_backoff);
+        let secret = SecretState {
+            due: None,
+            renew: false,
+            written: false,
+            lease: None,
+            backoff: backoff.clone(),
+        };
         Machine {
+            secrets: vec![secret; settings.secrets],
+            secret_in_flight: None,
+            owed: None,
             settings,
             rng: Rng(seed),
             started: now,
@@ -379,10 +454,28 @@ impl Machine {
             return Some(*at);
         }
         let step = self.due.filter(|_| self.in_flight.is_none());
-        [step, self.write_retry, self.deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            step,
+            self.write_retry,
+            self.deadline(),
+            self.next_secret_due(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    /// When the secrets' lane next has work, if it can run (a live, written token; idle lane).
+    fn next_secret_due(&self) -> Option<Instant> {
+        if self.secret_in_flight.is_some() || !self.file_current {
+            return None;
+        }
+        self.secrets.iter().filter_map(|s| s.due).min()
+    }
+
+    /// Whether every secret's file has been written.
+    pub fn secrets_written(&self) -> bool {
+        self.secrets.iter().all(|s| s.written)
     }
 
     /// The next step and when it is due, for logs ("renew in 42m").
@@ -448,6 +541,8 @@ impl Machine {
         if self.in_flight.is_none() && self.due.is_some_and(|at| at <= now) {
             self.start(now);
         }
+        self.start_secret(now);
+        self.settle_hooks(now);
     }
 
     /// Something happened at `now`.
@@ -481,7 +576,35 @@ impl Machine {
                     }
                 }
             }
-            Event::Written => self.written(),
+            Event::SecretRead {
+                index,
+                sent,
+                result,
+            } => {
+                if self.secret_in_flight == Some(index) {
+                    self.secret_in_flight = None;
+                    self.secret_read(now, index, sent, result);
+                    self.start_secret(now);
+                    self.settle_hooks(now);
+                }
+            }
+            Event::LeaseRenewed {
+                index,
+                sent,
+                result,
+            } => {
+                if self.secret_in_flight == Some(index) {
+                    self.secret_in_flight = None;
+                    self.lease_renewed(now, index, sent, result);
+                    self.start_secret(now);
+                    self.settle_hooks(now);
+                }
+            }
+            Event::Written => {
+                self.written(now);
+                self.start_secret(now);
+                self.settle_hooks(now);
+            }
             Event::WriteFailed(message) => self.write_failed(now, message),
             Event::HooksDone => {
                 if self.awaiting_hooks {
@@ -724,18 +847,193 @@ impl Machine {
         }
     }
 
-    fn written(&mut self) {
+    fn written(&mut self, now: Instant) {
         self.file_current = true;
         self.write_retry = None;
         if self.unhooked {
             self.unhooked = false;
-            if self.once() {
-                self.awaiting_hooks = true;
-                self.actions.push_back(Action::RunHooksAndWait);
-            } else {
-                self.actions.push_back(Action::RunHooks(Hook::NewToken));
+            self.owed = Some(Hook::NewToken);
+            // Every secret is read again with each new token (a dynamic secret's lease is
+            // the old token's child and dies with it).
+            for s in &mut self.secrets {
+                s.due = Some(now);
+                s.renew = false;
             }
         }
+    }
+
+    /// Runs the hooks owed once the batch of file changes is complete: no secret read is in
+    /// flight or due now, and (`--once`) every secret is written.
+    fn settle_hooks(&mut self, now: Instant) {
+        let Some(hook) = self.owed else {
+            return;
+        };
+        if self.secret_in_flight.is_some() || self.awaiting_hooks {
+            return;
+        }
+        if self.once() {
+            if self.secrets_written() {
+                self.owed = None;
+                self.awaiting_hooks = true;
+                self.actions.push_back(Action::RunHooksAndWait);
+            }
+            return;
+        }
+        // More reads of this batch still to run: wait for them.
+        let pending_now = self.file_current
+            && self.holds_live_token(now)
+            && self.secrets.iter().any(|s| s.due.is_some_and(|d| d <= now));
+        if !pending_now {
+            self.owed = None;
+            self.actions.push_back(Action::RunHooks(hook));
+        }
+    }
+
+    /// Starts the earliest due secret read or lease renewal, when the lane is free and a live,
+    /// written token is there to read with.
+    fn start_secret(&mut self, now: Instant) {
+        if self.secret_in_flight.is_some() || !self.file_current || !self.holds_live_token(now) {
+            return;
+        }
+        let next = self
+            .secrets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.due.filter(|d| *d <= now).map(|d| (d, i)))
+            .min();
+        let Some((_, index)) = next else {
+            return;
+        };
+        let s = &mut self.secrets[index];
+        s.due = None;
+        self.secret_in_flight = Some(index);
+        match s.lease.filter(|l| s.renew && l.live(now)) {
+            Some(lease) => self.actions.push_back(Action::RenewLease {
+                index,
+                deadline: lease.expires_at,
+            }),
+            None => self.actions.push_back(Action::ReadSecret { index }),
+        }
+    }
+
+    /// Plans secret `index`'s next step from a plan relative to `base`.
+    fn plan_secret(&mut self, index: usize, base: Instant, next: Next, now: Instant) {
+        let refresh = self.settings.refresh;
+        let once = self.once();
+        let s = &mut self.secrets[index];
+        match next {
+            _ if once => s.due = None,
+            Next::Renew(d) => {
+                s.renew = true;
+                s.due = Some(base + d);
+            }
+            Next::Relogin(d) => {
+                s.renew = false;
+                s.due = Some(base + d);
+            }
+            Next::Hold => {
+                s.renew = false;
+                s.due = Some(now + refresh);
+            }
+        }
+    }
+
+    fn secret_read(
+        &mut self,
+        now: Instant,
+        index: usize,
+        sent: Instant,
+        result: Result<SecretGrant, Failure>,
+    ) {
+        match result {
+            Ok(grant) => {
+                let s = &mut self.secrets[index];
+                s.written = true;
+                s.backoff.reset();
+                if grant.changed {
+                    self.owed = self.owed.or(Some(Hook::SecretsChanged));
+                }
+                match grant.lease.filter(|l| !l.ttl.is_zero()) {
+                    Some(lease) => {
+                        s.lease = Some(Held {
+                            expires_at: Some(sent + lease.ttl),
+                            renewable: lease.renewable,
+                            expected: lease.ttl,
+                        });
+                        // As for a token: no renewal right after the read.
+                        let unit = self.unit();
+                        let next = schedule::after_login(lease.ttl, lease.renewable, unit);
+                        self.plan_secret(index, sent, next, now);
+                    }
+                    None => {
+                        s.lease = None;
+                        self.plan_secret(index, sent, Next::Hold, now);
+                    }
+                }
+            }
+            Err(f) => self.secret_failed(now, index, f, false),
+        }
+    }
+
+    fn lease_renewed(
+        &mut self,
+        now: Instant,
+        index: usize,
+        sent: Instant,
+        result: Result<Grant, Failure>,
+    ) {
+        let Some(lease) = self.secrets[index].lease.as_mut() else {
+            self.plan_secret(index, now, Next::Relogin(Duration::ZERO), now);
+            return;
+        };
+        match result {
+            Ok(g) => {
+                let capped = g.ttl < lease.expected || g.capped_warning;
+                lease.expires_at = (!g.ttl.is_zero()).then(|| sent + g.ttl);
+                lease.renewable = g.renewable;
+                let expected = lease.expected;
+                self.secrets[index].backoff.reset();
+                let unit = self.unit();
+                // Capped or not renewable: new credentials before the lease's max TTL.
+                let next = schedule::after_renewal(g.ttl, expected, capped, g.renewable, unit);
+                if capped {
+                    info!(secret = index, ttl = %human(g.ttl), "lease at its max TTL; new credentials will be read before it expires");
+                }
+                self.plan_secret(index, sent, next, now);
+            }
+            Err(f) if f.kind == FailureKind::Transient => self.secret_failed(now, index, f, true),
+            Err(f) => {
+                // The lease is gone (expired, revoked, not renewable): new credentials now.
+                warn!(error = %f.message, "lease not renewed; reading new credentials");
+                let s = &mut self.secrets[index];
+                s.lease = None;
+                s.renew = false;
+                s.due = Some(now);
+            }
+        }
+    }
+
+    /// A read or renewal of secret `index` failed: retry (the renewal, while the lease lasts
+    /// and the failure is transient; otherwise a read) on the backoff, before the lease expires.
+    fn secret_failed(&mut self, now: Instant, index: usize, f: Failure, renew_again: bool) {
+        let u1 = self.unit();
+        let u2 = self.unit();
+        let max = self.settings.max_backoff;
+        let s = &mut self.secrets[index];
+        let delay = schedule::honour_retry_after(s.backoff.next_delay_with(u1), f.retry_after, max);
+        let remaining = s.lease.map(|l| l.remaining(now));
+        let (renew, delay) = match remaining.map(|r| schedule::retry_before_expiry(delay, r, u2)) {
+            Some(Some(d)) => (renew_again, d),
+            Some(None) => {
+                s.lease = None;
+                (false, delay)
+            }
+            None => (false, delay),
+        };
+        warn!(error = %f.message, retry_in = %human(delay), "secret not read; its file keeps the last good content");
+        s.renew = renew;
+        s.due = Some(now + delay);
+        self.last_error = Some(f.message);
     }
 
     fn write_failed(&mut self, now: Instant, message: String) {
@@ -780,6 +1078,8 @@ mod tests {
             max_backoff: S(300),
             renew_increment: None,
             revoke_on_exit: false,
+            secrets: 0,
+            refresh: Duration::from_secs(300),
         }
     }
 

@@ -70,6 +70,25 @@ pub struct Snapshot {
     /// Why the token is not usable, when it is not; the full text, for the log. `/readyz`
     /// shows only a short, bounded summary of it.
     pub last_error: Option<String>,
+    /// The secrets written next to the token, in configuration order.
+    pub secrets: Vec<SecretStatus>,
+}
+
+/// One secret's file: never its value.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SecretStatus {
+    /// The file's name (`VAULT_LOGIN_SECRET_<NAME>` lower-cased).
+    pub name: String,
+    /// Whether its file has been written.
+    pub written: bool,
+    /// Successful reads.
+    pub reads_ok: u64,
+    /// Failed reads and lease renewals.
+    pub reads_failed: u64,
+    /// When its file last changed, by the wall clock then.
+    pub last_change: Option<SystemTime>,
+    /// The last failure's text (for the log; `/readyz` shows a summary), until a success.
+    pub last_error: Option<String>,
 }
 
 /// A wall-clock source.
@@ -172,6 +191,43 @@ impl Status {
     /// The token file holds the current token again.
     pub fn file_restored(&self) {
         self.update(|s| s.token_written = true);
+    }
+
+    /// The secrets to track, by file name (before the loop starts).
+    pub fn track_secrets(&self, names: impl IntoIterator<Item = String>) {
+        let secrets = names
+            .into_iter()
+            .map(|name| SecretStatus {
+                name,
+                ..SecretStatus::default()
+            })
+            .collect();
+        self.update(|s| s.secrets = secrets);
+    }
+
+    /// Secret `index` was read (`changed`: its file was rewritten).
+    pub fn secret_read(&self, index: usize, changed: bool) {
+        let now = (self.wall)();
+        self.update(|s| {
+            if let Some(x) = s.secrets.get_mut(index) {
+                x.written = true;
+                x.reads_ok += 1;
+                x.last_error = None;
+                if changed {
+                    x.last_change = Some(now);
+                }
+            }
+        });
+    }
+
+    /// Reading or renewing secret `index` failed with `error`.
+    pub fn secret_failed(&self, index: usize, error: &str) {
+        self.update(|s| {
+            if let Some(x) = s.secrets.get_mut(index) {
+                x.reads_failed += 1;
+                x.last_error = Some(error.to_string());
+            }
+        });
     }
 
     /// The token file was removed on shutdown.

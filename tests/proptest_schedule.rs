@@ -8,7 +8,8 @@ use std::time::Duration;
 use proptest::prelude::*;
 use vault_login::backoff;
 use vault_login::machine::{
-    self, Action, Event, Exit, Failure, FailureKind, Goal, Grant, Machine, Settings, REVOKE_GRACE,
+    self, Action, Event, Exit, Failure, FailureKind, Goal, Grant, Machine, SecretGrant, Settings,
+    REVOKE_GRACE,
 };
 use vault_login::schedule::{self, Next, EXPIRY_MARGIN, MAX_RETRY_AFTER};
 
@@ -204,6 +205,12 @@ struct World {
     terminate: Duration,
     revoke_on_exit: bool,
     seed: u64,
+    /// Dynamic secrets: each lease's TTL and max TTL.
+    leases: Vec<(Duration, Duration)>,
+    /// Static (KV) secrets, read again every refresh interval.
+    statics: usize,
+    /// `VAULT_LOGIN_SECRETS_REFRESH`.
+    refresh: Duration,
 }
 
 impl World {
@@ -264,6 +271,8 @@ impl World {
             max_backoff: self.max_backoff,
             renew_increment: self.increment,
             revoke_on_exit: self.revoke_on_exit,
+            secrets: self.leases.len() + self.statics,
+            refresh: self.refresh,
         }
     }
 }
@@ -309,6 +318,11 @@ fn world() -> impl Strategy<Value = World> {
         (shape(), shape(), shape(), 0.0..1.0f64),
         (points(), points(), points(), points()),
         (0.5..10.0f64, any::<bool>(), any::<u64>()),
+        (
+            proptest::collection::vec((lifetime(), lifetime()), 0..3),
+            0..3usize,
+            1..=3_600u64,
+        ),
     )
         .prop_map(
             |(
@@ -316,6 +330,7 @@ fn world() -> impl Strategy<Value = World> {
                 (outages, slow, denied, slowness),
                 (revocations, deletions, rotations, hangups),
                 (terminate, revoke_on_exit, seed),
+                (leases, statics, refresh),
             )| {
                 let ttl = secs(ttl);
                 // Unset max TTL: the mount's 32 days.
@@ -347,6 +362,12 @@ fn world() -> impl Strategy<Value = World> {
                     terminate: Duration::from_secs_f64(scale * terminate),
                     revoke_on_exit,
                     seed,
+                    leases: leases
+                        .into_iter()
+                        .map(|(ttl, max)| (secs(ttl).min(secs(max)), secs(max)))
+                        .collect(),
+                    statics,
+                    refresh: secs(refresh),
                 }
             },
         )
@@ -403,9 +424,154 @@ struct Sim<'a> {
     held_until: Option<Duration>,
     /// When each external event (JWT rotation, SIGHUP) last happened.
     nudges: Vec<Duration>,
+    /// Every lease Vault issued for a dynamic secret.
+    leases: Vec<VaultToken>,
+    /// The lease each dynamic secret's file holds.
+    secret_files: Vec<Option<usize>>,
+    /// The static secrets' files: written at least once.
+    static_files: Vec<bool>,
+    /// The read or renewal in flight on the secrets' lane.
+    secret_flight: Option<SecretFlight>,
+}
+
+/// A secret read or lease renewal in flight.
+struct SecretFlight {
+    index: usize,
+    renew: bool,
+    sent: Duration,
+    answer_at: Duration,
+    /// The lease a read created (dynamic secrets).
+    lease: Option<usize>,
+    result: Result<Grant, Failure>,
 }
 
 impl Sim<'_> {
+    /// Whether the token held is one Vault still accepts at `at`.
+    fn token_ok(&self, at: Duration) -> bool {
+        self.held.is_some_and(|i| {
+            let t = &self.tokens[i];
+            t.expires > at
+                && !self
+                    .w
+                    .revocations
+                    .iter()
+                    .any(|r| t.issued <= *r && *r <= at)
+        })
+    }
+
+    /// Secret `index` read (or its lease renewed) at `now`, answered after the latency.
+    fn send_secret(
+        &mut self,
+        index: usize,
+        renew: bool,
+        now: Duration,
+        deadline: Option<Duration>,
+    ) {
+        let w = self.w;
+        let rtt = w.slowness(now).unwrap_or(w.latency);
+        let at = now + rtt / 2;
+        let mut lease = None;
+        let result = if w.down(at) {
+            Err(Failure::new(FailureKind::Transient, "connection refused"))
+        } else if !self.token_ok(at) {
+            let denied = "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n";
+            Err(Failure::new(FailureKind::Other, denied))
+        } else if index >= w.leases.len() {
+            Ok(Grant {
+                ttl: Duration::ZERO,
+                renewable: false,
+                capped_warning: false,
+            })
+        } else if renew {
+            let (ttl, _) = w.leases[index];
+            let l = self.secret_files[index].map(|l| &mut self.leases[l]);
+            match l {
+                Some(l) if l.expires > at => {
+                    let max_expire = l.issued + w.leases[index].1;
+                    let left = secs(max_expire.saturating_sub(at).as_secs());
+                    let (granted, capped_warning) = if ttl > left {
+                        (left, true)
+                    } else {
+                        (ttl, false)
+                    };
+                    l.expires = at + granted;
+                    l.granted_at = at;
+                    l.asked_at = now;
+                    Ok(Grant {
+                        ttl: granted,
+                        renewable: true,
+                        capped_warning,
+                    })
+                }
+                _ => {
+                    let text = "lease not found or lease is not renewable";
+                    Err(Failure::new(
+                        machine::classify(Some(400), &[text.into()]),
+                        text,
+                    ))
+                }
+            }
+        } else {
+            let (ttl, _) = w.leases[index];
+            self.leases.push(VaultToken {
+                issued: at,
+                expires: at + ttl,
+                revoked: false,
+                granted_at: at,
+                asked_at: now,
+            });
+            lease = Some(self.leases.len() - 1);
+            Ok(Grant {
+                ttl,
+                renewable: true,
+                capped_warning: false,
+            })
+        };
+        let (answer_at, result) = match deadline {
+            Some(d) if d < now + rtt => (
+                d.max(now),
+                Err(Failure::new(
+                    FailureKind::Transient,
+                    "no answer before the deadline",
+                )),
+            ),
+            _ => (now + rtt, result),
+        };
+        self.secret_flight = Some(SecretFlight {
+            index,
+            renew,
+            sent: now,
+            answer_at,
+            lease: lease.filter(|_| result.is_ok()),
+            result,
+        });
+    }
+
+    /// A dynamic secret's file must not hold credentials whose lease ran out while Vault
+    /// answered promptly during its last stretch.
+    fn check_secret_files(&self, now: Duration) {
+        for l in self.secret_files.iter().flatten() {
+            let l = &self.leases[*l];
+            if now >= l.expires && l.expires > l.granted_at {
+                let counted_until = l.asked_at + (l.expires - l.granted_at);
+                let healthy_since = self.w.last_degraded_end(l.asked_at, counted_until);
+                // A token replaced by SIGHUP or a revocation makes the secrets wait for it.
+                let token_churn = self
+                    .w
+                    .hangups
+                    .iter()
+                    .chain(&self.w.revocations)
+                    .any(|t| l.issued <= *t && *t <= l.expires);
+                let tail = counted_until.saturating_sub(healthy_since);
+                assert!(
+                    token_churn || tail <= (EXPIRY_MARGIN + self.w.latency) * 20 + self.w.max_backoff,
+                    "a secret file holds credentials whose lease expired at {:?} although Vault answered promptly for its last {tail:?}; now {now:?}",
+                    l.expires
+                );
+            }
+        }
+    }
+
     /// Vault handles `req` at `at` (the request's arrival).
     fn vault(&mut self, req: Req, sent: Duration, at: Duration) -> Result<Grant, Failure> {
         let w = self.w;
@@ -564,6 +730,10 @@ fn simulate(w: &World) -> Run {
         log: Vec::new(),
         held_until: None,
         nudges: Vec::new(),
+        leases: Vec::new(),
+        secret_files: vec![None; w.leases.len()],
+        static_files: vec![false; w.statics],
+        secret_flight: None,
     };
     let mut flight: Option<Flight> = None;
     // External events, in time order: (when, event).
@@ -614,6 +784,24 @@ fn simulate(w: &World) -> Run {
                     sim.file = sim.held;
                     m.handle(at(now), Event::Written);
                 }
+                Action::ReadSecret { index } => {
+                    assert!(sim.secret_flight.is_none(), "one secret request at a time");
+                    sim.send_secret(index, false, now, None);
+                }
+                Action::RenewLease { index, deadline } => {
+                    assert!(sim.secret_flight.is_none(), "one secret request at a time");
+                    let l = sim.secret_files[index].map(|l| sim.leases[l].clone());
+                    let l = l.expect("a renewal needs a lease");
+                    // No renewal right after the read: the lease has its full TTL.
+                    if l.granted_at == l.issued && !w.degraded_during(l.asked_at, now) {
+                        assert!(
+                            now - l.asked_at >= w.leases[index].0.mul_f64(0.6),
+                            "lease renewal {:?} after the read",
+                            now - l.asked_at
+                        );
+                    }
+                    sim.send_secret(index, true, now, deadline.map(off));
+                }
                 Action::WatchJwt | Action::RunHooks(_) => {}
                 Action::RunHooksAndWait => m.handle(at(now), Event::HooksDone),
                 Action::Revoke { deadline, .. } => {
@@ -640,15 +828,48 @@ fn simulate(w: &World) -> Run {
         // A plan counted from a request's `sent` may already be due: it fires at once.
         let timer = m.poll_timeout().map(|t| off(t).max(now));
         let answer = flight.as_ref().map(|f| f.answer_at);
+        let secret_answer = sim.secret_flight.as_ref().map(|f| f.answer_at);
         let next_ext = external.last().map(|(t, _)| *t);
-        let next = [timer, answer, next_ext].into_iter().flatten().min();
+        let next = [timer, answer, secret_answer, next_ext]
+            .into_iter()
+            .flatten()
+            .min();
         let Some(next) = next else {
             panic!("the machine waits forever at {now:?} (SIGTERM pending: {next_ext:?})");
         };
         assert!(next >= now, "time goes forward: {next:?} < {now:?}");
         now = next;
         sim.check_file(now);
-        if answer == Some(now) {
+        sim.check_secret_files(now);
+        if secret_answer == Some(now) && answer != Some(now) {
+            let f = sim.secret_flight.take().expect("answer");
+            let event = if f.renew {
+                Event::LeaseRenewed {
+                    index: f.index,
+                    sent: at(f.sent),
+                    result: f.result,
+                }
+            } else {
+                let lease = f.result.as_ref().ok().copied().filter(|g| !g.ttl.is_zero());
+                let changed = match f.lease {
+                    Some(l) => {
+                        sim.secret_files[f.index] = Some(l);
+                        true
+                    }
+                    None if f.result.is_ok() => {
+                        let s = f.index - w.leases.len();
+                        !std::mem::replace(&mut sim.static_files[s], true)
+                    }
+                    None => false,
+                };
+                Event::SecretRead {
+                    index: f.index,
+                    sent: at(f.sent),
+                    result: f.result.map(|_| SecretGrant { changed, lease }),
+                }
+            };
+            m.handle(at(now), event);
+        } else if answer == Some(now) {
             let f = flight.take().expect("answer");
             if let Ok(g) = &f.result {
                 sim.held_until = Some(f.sent + g.ttl);
@@ -684,6 +905,9 @@ fn simulate(w: &World) -> Run {
                 if matches!(event, Event::Relogin | Event::Shutdown) {
                     // The driver drops the request in flight.
                     flight = None;
+                }
+                if event == Event::Shutdown {
+                    sim.secret_flight = None;
                 }
                 m.handle(at(now), event);
             }
@@ -778,6 +1002,9 @@ fn simulation_covers_the_edges() {
         terminate: secs(10),
         revoke_on_exit: true,
         seed: 1,
+        leases: vec![(secs(1), secs(3)), (secs(3600), secs(7200))],
+        statics: 1,
+        refresh: secs(60),
     };
     for (ttl, max, renewable, increment) in [
         (1, 1, true, None),
@@ -796,6 +1023,9 @@ fn simulation_covers_the_edges() {
             renewable,
             increment: increment.map(secs),
             terminate: life * 5,
+            // Secrets on the token's scale, so their renewals do not dwarf its steps.
+            leases: vec![(life, life * 3), ((life / 2).max(secs(1)), life * 10)],
+            refresh: life,
             ..base.clone()
         };
         let calm = simulate(&w);

@@ -248,6 +248,8 @@ fn vault_login(v: &mut Vault, rng: &mut Rng, start: Secs, end: Secs) {
         max_backoff: Duration::from_secs(300),
         renew_increment: None,
         revoke_on_exit: false,
+        secrets: 0,
+        refresh: Duration::from_secs(300),
     };
     let mut m = Machine::new(settings, at(start), rng.next_u64());
     let mut held: Option<usize> = None;
