@@ -1,0 +1,329 @@
+//! Secrets to files through the real binary and its loop: `--once` writes the token and every
+//! secret before exiting, the sidecar refreshes static secrets on their interval (rewriting only
+//! on a new KV v2 version or new content), renews dynamic leases and reads new credentials before
+//! their max TTL, runs hooks once per batch, gates readiness, and revokes on exit.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+use vault_emulator::DynamicRole;
+
+const SEC: Duration = Duration::from_secs(1);
+const PASSWORD: &str = "db-secret-password";
+
+/// The tutorial's secret, a KV v1 secret and a dynamic role, with a policy granting read on
+/// them to the role's tokens.
+fn setup(ttl: u64) -> Setup {
+    let mut s = Setup::with_role(Role {
+        token_policies: vec!["app".into()],
+        token_ttl: Duration::from_secs(ttl),
+        token_max_ttl: Duration::from_secs(600),
+        ..Role::default()
+    });
+    s.emu.put_policy(
+        "app",
+        &[
+            ("internal/data/database/config", &["read"]),
+            ("kv/app", &["read"]),
+            ("database/creds/app", &["read"]),
+        ],
+    );
+    s.emu.put_kv2(
+        "internal",
+        "database/config",
+        json!({"username": "db-readonly-username", "password": PASSWORD}),
+    );
+    s.emu.put_kv1("kv", "app", json!({"api_key": "k-1"}));
+    s.set("VAULT_LOGIN_LOG", "debug");
+    s
+}
+
+fn out(s: &Setup, name: &str) -> PathBuf {
+    s.token_path.parent().unwrap().join(name)
+}
+
+fn read(s: &Setup, name: &str) -> Option<String> {
+    std::fs::read_to_string(out(s, name)).ok()
+}
+
+fn reads_of(s: &Setup, path: &str) -> usize {
+    s.emu
+        .requests()
+        .iter()
+        .filter(|r| r.path == format!("/v1/{path}"))
+        .count()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn get(port: u16, path: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(5 * SEC)).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let status = body.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, body.split_once("\r\n\r\n")?.1.to_string()))
+}
+
+#[test]
+fn once_writes_the_token_and_every_secret_then_exits() {
+    let mut s = setup(3600);
+    s.set("VAULT_LOGIN_SECRET_DB", "internal/data/database/config")
+        .set(
+            "VAULT_LOGIN_SECRET_DB_PASSWORD",
+            "internal/data/database/config#password",
+        )
+        .set("VAULT_LOGIN_SECRET_API", "kv/app")
+        .set(
+            "VAULT_LOGIN_SECRET_DB_ENV",
+            "dotenv:internal/data/database/config",
+        );
+    let run = s.once(&[]);
+    run.assert_code(0);
+    assert!(s.emu.is_valid(&s.token().unwrap()));
+    let db: serde_json::Value = serde_json::from_str(&read(&s, "db").unwrap()).unwrap();
+    // KV v2: the inner data, not the metadata.
+    assert_eq!(
+        db,
+        json!({"username": "db-readonly-username", "password": PASSWORD})
+    );
+    assert_eq!(read(&s, "db_password").unwrap(), PASSWORD);
+    assert_eq!(read(&s, "api").unwrap(), r#"{"api_key":"k-1"}"#);
+    let env = read(&s, "db_env").unwrap();
+    assert!(
+        env.contains(&format!("export password='{PASSWORD}'")),
+        "{env}"
+    );
+    for name in ["db", "db_password", "api", "db_env"] {
+        let mode = std::fs::metadata(out(&s, name))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600, "{name}");
+    }
+    assert!(!run.stderr.contains(PASSWORD), "{}", run.stderr);
+}
+
+#[test]
+fn once_names_the_path_it_could_not_read_and_fails() {
+    let mut s = setup(3600);
+    s.set("VAULT_LOGIN_SECRET_DB", "internal/database/config")
+        .set("VAULT_LOGIN_TIMEOUT", "1s");
+    let run = s.once(&[]);
+    run.assert_code(1);
+    // A 403 names the path, the policy to grant, and the KV v2 data/ hint.
+    assert!(
+        run.stderr.contains("internal/database/config"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("must grant"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("internal/data/database/config"),
+        "{}",
+        run.stderr
+    );
+    assert!(read(&s, "db").is_none(), "no file for a secret never read");
+
+    let mut s = setup(3600);
+    s.emu.put_policy("app", &[("internal/data/*", &["read"])]);
+    s.set("VAULT_LOGIN_SECRET_DB", "internal/data/missing")
+        .set("VAULT_LOGIN_TIMEOUT", "1s");
+    let run = s.once(&[]);
+    run.assert_code(1);
+    assert!(
+        run.stderr.contains("no secret at internal/data/missing"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_new_kv2_version_reaches_the_file_within_the_refresh_and_the_same_version_is_not_rewritten() {
+    let mut s = setup(3600);
+    let runs = s.dir.path().join("runs");
+    s.set("VAULT_LOGIN_SECRET_DB", "internal/data/database/config")
+        .set("VAULT_LOGIN_SECRET_API", "kv/app")
+        .set("VAULT_LOGIN_SECRETS_REFRESH", "1s")
+        .set(
+            "VAULT_LOGIN_ON_CHANGE",
+            format!("/bin/sh -c 'echo run >> {}'", runs.display()),
+        );
+    let r = s.spawn(&[]);
+    assert!(
+        wait_until(10 * SEC, || read(&s, "db").is_some()
+            && read(&s, "api").is_some()),
+        "{}",
+        r.stderr()
+    );
+    let count = || {
+        std::fs::read_to_string(&runs)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    // The token and both secrets: one batch, one run of the command.
+    assert!(wait_until(5 * SEC, || count() == 1), "{}", r.stderr());
+    let inode = std::fs::metadata(out(&s, "db")).unwrap().ino();
+    let before = reads_of(&s, "internal/data/database/config");
+    assert!(
+        wait_until(10 * SEC, || reads_of(&s, "internal/data/database/config")
+            >= before + 2),
+        "read again every refresh interval"
+    );
+    assert_eq!(
+        std::fs::metadata(out(&s, "db")).unwrap().ino(),
+        inode,
+        "same version: not rewritten"
+    );
+    assert_eq!(count(), 1, "no change, no hook");
+
+    s.emu.put_kv2(
+        "internal",
+        "database/config",
+        json!({"username": "db-readonly-username", "password": "rotated"}),
+    );
+    assert!(
+        wait_until(5 * SEC, || read(&s, "db")
+            .is_some_and(|t| t.contains("rotated"))),
+        "a new version within one refresh; {}",
+        r.stderr()
+    );
+    assert!(
+        wait_until(5 * SEC, || count() == 2),
+        "one hook run per change"
+    );
+    // KV v1: rewritten only when the content changes.
+    s.emu.put_kv1("kv", "app", json!({"api_key": "k-2"}));
+    assert!(wait_until(5 * SEC, || read(&s, "api")
+        .is_some_and(|t| t.contains("k-2"))));
+    assert!(wait_until(5 * SEC, || count() == 3));
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(count(), 3);
+    assert!(!r.stderr().contains(PASSWORD) && !r.stderr().contains("rotated"));
+}
+
+#[test]
+fn dynamic_leases_are_renewed_and_replaced_before_their_max_ttl() {
+    let mut s = setup(3600);
+    s.emu.put_dynamic_role(
+        "database",
+        "app",
+        DynamicRole {
+            default_ttl: Duration::from_secs(2),
+            max_ttl: Duration::from_secs(4),
+            renewable: true,
+        },
+    );
+    s.set("VAULT_LOGIN_SECRET_CREDS", "database/creds/app");
+    let r = s.spawn(&[]);
+    assert!(
+        wait_until(10 * SEC, || read(&s, "creds").is_some()),
+        "{}",
+        r.stderr()
+    );
+    let first = read(&s, "creds").unwrap();
+    let renewals = || reads_of(&s, "sys/leases/renew");
+    // No renewal right after the read: the first comes at about 2/3 of the 2 s lease.
+    std::thread::sleep(Duration::from_millis(900));
+    assert_eq!(renewals(), 0, "{}", r.stderr());
+    assert!(wait_until(5 * SEC, || renewals() >= 1), "{}", r.stderr());
+    // Before the 4 s max TTL, new credentials are read and written.
+    assert!(
+        wait_until(10 * SEC, || read(&s, "creds").is_some_and(|c| c != first)),
+        "{}",
+        r.stderr()
+    );
+    assert!(s.emu.leases_issued() >= 2);
+    // The credentials in the file always belong to a live lease.
+    for _ in 0..8 {
+        assert!(s.emu.lease_count() >= 1, "{}", r.stderr());
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}
+
+#[test]
+fn readiness_waits_for_every_secret_and_metrics_count_reads() {
+    let mut s = setup(3600);
+    let port = free_port();
+    s.emu.put_policy("app", &[("kv/app", &["read"])]);
+    s.set("VAULT_LOGIN_SECRET_DB", "internal/data/database/config")
+        .set("VAULT_LOGIN_SECRET_API", "kv/app")
+        .set("VAULT_LOGIN_MIN_BACKOFF", "200ms")
+        .set("VAULT_LOGIN_MAX_BACKOFF", "500ms")
+        .set("VAULT_LOGIN_LISTEN", format!("127.0.0.1:{port}"));
+    let r = s.spawn(&[]);
+    assert!(wait_until(10 * SEC, || s.token().is_some()
+        && read(&s, "api").is_some()));
+    assert!(
+        wait_until(5 * SEC, || get(port, "/readyz").is_some_and(|(c, b)| c
+            == 503
+            && b.contains("secret db not written yet"))),
+        "{:?}\n{}",
+        get(port, "/readyz"),
+        r.stderr()
+    );
+    let (_, metrics) = get(port, "/metrics").unwrap();
+    assert!(
+        metrics.contains(r#"vault_login_secret_reads_total{secret="db",result="failure"}"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"vault_login_secret_last_change_timestamp_seconds{secret="api"}"#),
+        "{metrics}"
+    );
+    // The operator grants read: the next retry writes it and the pod becomes ready.
+    s.emu.put_policy(
+        "app",
+        &[
+            ("kv/app", &["read"]),
+            ("internal/data/database/config", &["read"]),
+        ],
+    );
+    assert!(
+        wait_until(10 * SEC, || get(port, "/readyz")
+            .is_some_and(|(c, _)| c == 200)),
+        "{:?}\n{}",
+        get(port, "/readyz"),
+        r.stderr()
+    );
+    let (_, metrics) = get(port, "/metrics").unwrap();
+    assert!(!metrics.contains(PASSWORD) && !metrics.contains("k-1"));
+}
+
+#[test]
+fn revoke_on_exit_revokes_leases_and_removes_the_secret_files() {
+    let mut s = setup(3600);
+    s.emu
+        .put_dynamic_role("database", "app", DynamicRole::default());
+    s.set("VAULT_LOGIN_SECRET_CREDS", "database/creds/app")
+        .set("VAULT_LOGIN_SECRET_DB", "internal/data/database/config")
+        .set("VAULT_LOGIN_REVOKE_ON_EXIT", "true");
+    let mut r = s.spawn(&[]);
+    assert!(wait_until(10 * SEC, || read(&s, "creds").is_some()
+        && read(&s, "db").is_some()));
+    assert_eq!(s.emu.lease_count(), 1);
+    r.signal("TERM");
+    let status = r.wait(10 * SEC).expect("exits");
+    assert!(status.success(), "{}", r.stderr());
+    assert!(read(&s, "creds").is_none() && read(&s, "db").is_none());
+    assert!(s.token().is_none());
+    assert_eq!(s.emu.lease_count(), 0, "{}", r.stderr());
+}
