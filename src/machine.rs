@@ -1550,6 +1550,181 @@ mod tests {
         assert_eq!(m.poll_timeout(), None);
     }
 
+    /// A machine with `n` secrets that logged in and wrote its token at `t0`.
+    fn with_secrets(goal: Goal, n: usize) -> (Machine, Instant) {
+        let t0 = Instant::now();
+        let mut s = settings(goal);
+        s.secrets = n;
+        s.refresh = S(300);
+        let mut m = Machine::new(s, t0, 9);
+        m.handle_timeout(t0);
+        actions(&mut m);
+        m.handle(
+            t0,
+            Event::LoginDone {
+                sent: t0,
+                result: Ok(grant(3600, true)),
+            },
+        );
+        assert_eq!(actions(&mut m), vec![Action::Write]);
+        m.handle(t0, Event::Written);
+        (m, t0)
+    }
+
+    fn read_ok(changed: bool, lease: Option<u64>) -> Result<SecretGrant, Failure> {
+        Ok(SecretGrant {
+            changed,
+            lease: lease.map(|ttl| grant(ttl, true)),
+        })
+    }
+
+    #[test]
+    fn secrets_are_read_after_a_new_token_one_at_a_time_then_hooks_once() {
+        let (mut m, t0) = with_secrets(Goal::Sidecar, 2);
+        assert_eq!(actions(&mut m), vec![Action::ReadSecret { index: 0 }]);
+        m.handle(
+            t0,
+            Event::SecretRead {
+                index: 0,
+                sent: t0,
+                result: read_ok(true, None),
+            },
+        );
+        assert_eq!(actions(&mut m), vec![Action::ReadSecret { index: 1 }]);
+        m.handle(
+            t0,
+            Event::SecretRead {
+                index: 1,
+                sent: t0,
+                result: read_ok(true, None),
+            },
+        );
+        // One batch: the token and both files, one run of the hooks.
+        assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
+        assert!(m.secrets_written());
+        // Static secrets come back every refresh interval; unchanged means no hooks.
+        assert_eq!(m.poll_timeout(), Some(t0 + S(300)));
+        m.handle_timeout(t0 + S(300));
+        assert_eq!(actions(&mut m), vec![Action::ReadSecret { index: 0 }]);
+        m.handle(
+            t0 + S(300),
+            Event::SecretRead {
+                index: 0,
+                sent: t0 + S(300),
+                result: read_ok(false, None),
+            },
+        );
+        assert_eq!(actions(&mut m), vec![Action::ReadSecret { index: 1 }]);
+        m.handle(
+            t0 + S(300),
+            Event::SecretRead {
+                index: 1,
+                sent: t0 + S(300),
+                result: read_ok(true, None),
+            },
+        );
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::RunHooks(Hook::SecretsChanged)]
+        );
+    }
+
+    #[test]
+    fn a_lease_is_renewed_at_two_thirds_not_at_once_and_replaced_when_capped() {
+        let (mut m, t0) = with_secrets(Goal::Sidecar, 1);
+        actions(&mut m);
+        m.handle(
+            t0,
+            Event::SecretRead {
+                index: 0,
+                sent: t0,
+                result: read_ok(true, Some(600)),
+            },
+        );
+        actions(&mut m);
+        let due = m.poll_timeout().unwrap();
+        assert!(due >= t0 + S(378) && due <= t0 + S(462), "{:?}", due - t0);
+        m.handle_timeout(due);
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::RenewLease {
+                index: 0,
+                deadline: Some(t0 + S(600))
+            }]
+        );
+        // Capped well short of the usual margin: new credentials at once.
+        m.handle(
+            due,
+            Event::LeaseRenewed {
+                index: 0,
+                sent: due,
+                result: Ok(grant(100, true)),
+            },
+        );
+        assert_eq!(actions(&mut m), vec![Action::ReadSecret { index: 0 }]);
+    }
+
+    #[test]
+    fn a_failed_read_is_retried_on_the_backoff_and_keeps_the_file() {
+        let (mut m, t0) = with_secrets(Goal::Sidecar, 1);
+        actions(&mut m);
+        let denied = Failure::new(FailureKind::Other, "reading kv/app: Vault answered 403");
+        m.handle(
+            t0,
+            Event::SecretRead {
+                index: 0,
+                sent: t0,
+                result: Err(denied),
+            },
+        );
+        // The token's hooks still run: the batch is over, the secret retries later.
+        assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
+        assert!(!m.secrets_written());
+        let retry = m.poll_timeout().unwrap();
+        assert!(retry >= t0 + S(1) && retry <= t0 + S(2), "{:?}", retry - t0);
+    }
+
+    #[test]
+    fn once_exits_only_when_every_secret_is_written_or_gives_up_naming_it() {
+        let (mut m, t0) = with_secrets(Goal::Once { timeout: S(10) }, 1);
+        assert_eq!(actions(&mut m), vec![Action::ReadSecret { index: 0 }]);
+        m.handle(
+            t0,
+            Event::SecretRead {
+                index: 0,
+                sent: t0,
+                result: read_ok(true, None),
+            },
+        );
+        assert_eq!(actions(&mut m), vec![Action::RunHooksAndWait]);
+        m.handle(t0, Event::HooksDone);
+        assert_eq!(actions(&mut m), vec![Action::Exit(Exit::Done)]);
+
+        let (mut m, t0) = with_secrets(Goal::Once { timeout: S(10) }, 1);
+        let mut now = t0;
+        loop {
+            let acts = actions(&mut m);
+            if let Some(Action::Exit(Exit::GaveUp { last, .. })) = acts.last() {
+                assert!(last.contains("internal/data/db"), "{last}");
+                break;
+            }
+            if acts.contains(&Action::ReadSecret { index: 0 }) {
+                let e = Failure::new(FailureKind::Other, "reading internal/data/db: 403");
+                m.handle(
+                    now,
+                    Event::SecretRead {
+                        index: 0,
+                        sent: now,
+                        result: Err(e),
+                    },
+                );
+            }
+            now = m.poll_timeout().unwrap();
+            assert!(now <= t0 + S(10));
+            m.handle_timeout(now);
+        }
+    }
+
     #[test]
     fn same_seed_same_run() {
         let run = |seed| {
