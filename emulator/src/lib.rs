@@ -8,6 +8,9 @@
 //! works the same from plain `#[test]`s and from inside `#[tokio::test]`s. Dropping the
 //! [`Emulator`] stops the server.
 //!
+//! For tests in virtual time, [`Emulator::start_in_runtime`] serves from a task on the test's
+//! own runtime instead, with a clock that follows tokio's (paused) clock.
+//!
 //! ```no_run
 //! use vault_emulator::{Emulator, Role};
 //! let vault = Emulator::start_default();
@@ -21,9 +24,9 @@
 //! - `lib.rs`: the public control API: [`Emulator`], [`Options`], [`Role`], [`Fault`],
 //!   [`Request`], [`TokenInfo`].
 //! - `state`: everything the server knows, behind one std `Mutex`: namespaces → auth mounts →
-//!   roles, the token store, the active fault and the request log.
+//!   roles, the token store, the active fault, the request log and the one clock.
 //! - `vault`: the Vault endpoints as plain functions from a recorded request to a reply; no I/O.
-//! - `server`: the network edge: listener thread, TLS, fault injection, going down and
+//! - `server`: the network edge: listener thread or task, TLS, fault injection, going down and
 //!   re-binding the same port.
 //! - `jwt`: RS256 signing of fake service-account JWTs with the test key, and the claim checks
 //!   the kubernetes auth method makes.
@@ -43,7 +46,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use state::{lock, State};
+use state::{lock, Clock, State};
 
 /// How to start an [`Emulator`].
 #[derive(Clone, Debug, Default)]
@@ -242,15 +245,52 @@ impl Emulator {
     /// # Panics
     /// Like [`Emulator::start`].
     pub fn start_at(opts: Options, addr: SocketAddr) -> Emulator {
-        let tls = opts.tls.then(|| {
-            tls::Material::generate(opts.require_client_cert)
-                .map(Arc::new)
-                .unwrap_or_else(|e| panic!("vault-emulator: cannot build TLS material: {e}"))
-        });
-        let state = Arc::new(Mutex::new(State::new()));
+        let tls = Self::tls_material(&opts);
+        let state = Arc::new(Mutex::new(State::new(Clock::System)));
         let server_config = tls.as_ref().map(|m| m.server_config.clone());
         let server = Arc::new(server::Server::start(addr, state.clone(), server_config));
         Emulator { state, server, tls }
+    }
+
+    /// Starts serving on `127.0.0.1:0` from a task on the current tokio runtime (no thread of
+    /// its own), with a clock that follows tokio's: every time the emulator uses (token TTLs
+    /// and expiry, JWT checks, lookup-self, [`Request::at`], [`Emulator::jwt`]) is the wall
+    /// clock at start plus the time tokio's clock has moved since.
+    ///
+    /// Meant for `#[tokio::test(start_paused = true)]`: the paused clock jumps to the next
+    /// timer only when every task waits, and a request in flight to this server never looks
+    /// idle (its bytes are ready at once over loopback), so the emulator's time is the test's
+    /// virtual time and a TTL of hours passes in milliseconds. The control API works from
+    /// inside the test (going [`Fault::Down`] and back is synchronous); the server stops when
+    /// the last handle is dropped or the runtime shuts down.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, or like [`Emulator::start`].
+    pub fn start_in_runtime(opts: Options) -> Emulator {
+        let tls = Self::tls_material(&opts);
+        let state = Arc::new(Mutex::new(State::new(Clock::tokio())));
+        let server_config = tls.as_ref().map(|m| m.server_config.clone());
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = server::Server::start_in_runtime(addr, state.clone(), server_config);
+        Emulator {
+            state,
+            server: Arc::new(server),
+            tls,
+        }
+    }
+
+    /// The emulator's current time: the system clock, or tokio's for
+    /// [`Emulator::start_in_runtime`].
+    pub fn now(&self) -> SystemTime {
+        lock(&self.state).now()
+    }
+
+    fn tls_material(opts: &Options) -> Option<Arc<tls::Material>> {
+        opts.tls.then(|| {
+            tls::Material::generate(opts.require_client_cert)
+                .map(Arc::new)
+                .unwrap_or_else(|e| panic!("vault-emulator: cannot build TLS material: {e}"))
+        })
     }
 
     /// Another handle to the same emulator (for a checker thread, say); the server keeps
@@ -301,13 +341,8 @@ impl Emulator {
         audience: &[&str],
         ttl_secs: i64,
     ) -> String {
-        let claims = jwt::sa_claims(
-            namespace,
-            service_account,
-            audience,
-            ttl_secs,
-            tokens::unix_now(),
-        );
+        let now = tokens::unix_secs(lock(&self.state).now());
+        let claims = jwt::sa_claims(namespace, service_account, audience, ttl_secs, now);
         jwt::sign(&claims)
     }
 
@@ -411,7 +446,8 @@ impl Emulator {
 
     /// The token's state, or `None` when it is unknown, revoked or expired.
     pub fn lookup(&self, token: &str) -> Option<TokenInfo> {
-        lock(&self.state).tokens.info(token, SystemTime::now())
+        let st = lock(&self.state);
+        st.tokens.info(token, st.now())
     }
 
     /// Whether the token would be accepted now.
