@@ -433,6 +433,16 @@ impl Emulator {
         lock(&self.state).requests.clone()
     }
 
+    /// How many recorded requests match `pred`, without copying the log (cheap enough to poll
+    /// through days of virtual time).
+    pub fn count_requests(&self, pred: impl Fn(&Request) -> bool) -> usize {
+        lock(&self.state)
+            .requests
+            .iter()
+            .filter(|r| pred(r))
+            .count()
+    }
+
     /// TCP connections accepted so far, including those [`Fault::Refuse`] closed before
     /// reading (which never show up in [`Emulator::requests`]).
     pub fn connections(&self) -> usize {
