@@ -152,9 +152,14 @@ impl Running {
     pub async fn finish(mut self) -> Finished {
         let task = self.task.take().expect("finished once");
         let result = task.await.expect("agent task panicked");
+        let mut stderr = self.logs.text();
+        if let Err(e) = &result {
+            // What the binary's main prints last.
+            stderr.push_str(&format!("vault-login: {e}\n"));
+        }
         Finished {
             result,
-            stderr: self.logs.text(),
+            stderr,
             elapsed: self.started.elapsed(),
         }
     }
@@ -182,6 +187,7 @@ impl Drop for Running {
 #[derive(Debug)]
 pub struct Finished {
     pub result: vault_login::Result<()>,
+    /// The logs, then the line the binary prints when it fails (`vault-login: <error>`).
     pub stderr: String,
     /// Virtual time from start to return.
     pub elapsed: Duration,
@@ -194,14 +200,6 @@ impl Finished {
             Ok(()) => EXIT_OK,
             Err(e) => e.exit_code(),
         }
-    }
-
-    /// The line the binary prints on stderr when it fails (`vault-login: <error>`).
-    pub fn error_line(&self) -> Option<String> {
-        self.result
-            .as_ref()
-            .err()
-            .map(|e| format!("vault-login: {e}"))
     }
 
     #[track_caller]
