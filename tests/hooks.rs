@@ -1,5 +1,8 @@
 //! Hooks through the real binary: the on-change command, the app's signal and the token info
-//! file, in sidecar and `--once` mode.
+//! file, in sidecar and `--once` mode. The on-change command is a real child process and the
+//! token info file carries wall-clock times, so those tests run in real time with TTLs of
+//! seconds; the app's signal, retried on tokio timers, is tested in virtual time
+//! (`common::virtual_time`).
 
 mod common;
 
@@ -10,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::Duration;
 
+use common::virtual_time::{wait_for, Virtual};
 use common::*;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -70,7 +74,7 @@ fn dead_pid() -> u32 {
 
 #[test]
 fn on_change_runs_after_each_new_token_and_not_after_renewals() {
-    let mut s = Setup::with_role(role(2, 6));
+    let mut s = Setup::with_role(role(2, 4));
     let out = path(&s, "runs.txt");
     s.set("VAULT_LOGIN_ON_CHANGE", append_token_path(&out));
     let r = s.spawn(&[]);
@@ -139,7 +143,8 @@ fn tokens_during_a_run_coalesce_into_one_more_run_without_overlap() {
         lines(&out),
         r.stderr()
     );
-    thread::sleep(2 * SEC);
+    // A third run would start as soon as the second ended.
+    thread::sleep(SEC);
     assert_eq!(lines(&out), ["start", "end", "start", "end"]);
 }
 
@@ -151,13 +156,14 @@ fn a_hanging_command_is_killed_with_its_children_and_the_loop_keeps_renewing() {
     s.set(
         "VAULT_LOGIN_ON_CHANGE",
         format!(
-            "/bin/sh -c \"echo started >> '{out_q}'; (sleep 4; echo orphan >> '{out_q}'); echo finished >> '{out_q}'\""
+            "/bin/sh -c \"echo started >> '{out_q}'; (sleep 3; echo orphan >> '{out_q}'); echo finished >> '{out_q}'\""
         ),
     )
-    .set("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "3s");
+    .set("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "2500ms");
     let r = s.spawn(&[]);
     wait_token(&s);
     assert!(wait_until(5 * SEC, || lines(&out) == ["started"]));
+    let started = std::time::Instant::now();
     // The loop does not wait for the command.
     assert!(
         wait_until(3 * SEC, || renewals(&s.emu) >= 1),
@@ -176,8 +182,8 @@ fn a_hanging_command_is_killed_with_its_children_and_the_loop_keeps_renewing() {
         "{}",
         r.stderr()
     );
-    // The whole process group was killed: the subshell never wrote its line.
-    thread::sleep(2 * SEC);
+    // The whole process group was killed: the subshell never wrote its line, due 3 s after start.
+    thread::sleep((4 * SEC).saturating_sub(started.elapsed()));
     assert_eq!(lines(&out), ["started"]);
     assert_eq!(logins(&s.emu), 1);
 }
@@ -211,7 +217,7 @@ fn a_failing_command_is_logged_with_its_status_and_last_stderr_line() {
     let mut r = s.spawn(&[]);
     r.wait_log("on-change command failed", 5 * SEC);
     assert!(
-        wait_until(5 * SEC, || renewals(&s.emu) >= 2),
+        wait_until(5 * SEC, || renewals(&s.emu) >= 1),
         "{}",
         r.stderr()
     );
@@ -333,36 +339,36 @@ fn signal_by_name_after_every_new_token_in_the_sidecar() {
     assert!(r.stderr().contains("SIGUSR1"), "{}", r.stderr());
 }
 
-#[test]
-fn a_stale_or_missing_pid_file_is_a_warning_and_the_loop_goes_on() {
+#[tokio::test(start_paused = true)]
+async fn a_stale_or_missing_pid_file_is_a_warning_and_the_loop_goes_on() {
     // Stale: the process is gone. Tried a few times, then left for the next token.
-    let mut s = Setup::with_role(role(2, 600));
-    let pid_file = path(&s, "app.pid");
+    let mut s = Virtual::with_role(role(3600, 30 * 86_400));
+    let pid_file = s.dir.path().join("app.pid");
     fs::write(&pid_file, dead_pid().to_string()).unwrap();
     s.set(
         "VAULT_LOGIN_SIGNAL_PID_FILE",
         pid_file.display().to_string(),
     );
-    let mut r = s.spawn(&[]);
-    r.wait_log("cannot signal the app yet", 5 * SEC);
-    r.wait_log("giving up until the next token", 5 * SEC);
+    let r = s.spawn(&[]);
+    r.wait_log("cannot signal the app yet", 5 * SEC).await;
+    r.wait_log("giving up until the next token", 5 * SEC).await;
     assert!(r.stderr().contains("no such process"), "{}", r.stderr());
     assert!(
-        wait_until(5 * SEC, || renewals(&s.emu) >= 2),
+        wait_for(2 * 3600 * SEC, || renewals(&s.emu) >= 2).await,
         "{}",
         r.stderr()
     );
-    assert!(r.wait(Duration::ZERO).is_none(), "still running");
+    assert!(r.is_running(), "still running");
     drop(r);
 
     // Missing, in --once mode: the token is still written, and the exit code is 0.
-    let mut s = Setup::new();
-    let pid_file = path(&s, "missing.pid");
+    let mut s = Virtual::new();
+    let pid_file = s.dir.path().join("missing.pid");
     s.set(
         "VAULT_LOGIN_SIGNAL_PID_FILE",
         pid_file.display().to_string(),
     );
-    let run = s.once(&[]);
+    let run = s.once(&[]).await;
     run.assert_code(0);
     assert!(s.emu.is_valid(&s.token().unwrap()));
     let warnings = run
@@ -386,7 +392,7 @@ fn info(path: &Path) -> Option<serde_json::Value> {
 
 #[test]
 fn token_info_file_follows_logins_and_renewals() {
-    let mut s = Setup::with_role(role(2, 6));
+    let mut s = Setup::with_role(role(2, 4));
     let info_path = s.token_path.with_file_name("token.json");
     s.set(
         "VAULT_LOGIN_TOKEN_INFO_FILE",
