@@ -114,7 +114,7 @@ fn renews_several_times_without_logging_in_again() {
 /// through many max-TTL cycles.
 #[test]
 fn logs_in_again_before_max_ttl_and_never_leaves_an_expired_token() {
-    let s = Setup::with_role(role(2, 4));
+    let s = Setup::with_role(role(2, 2));
     let r = s.spawn(&[]);
     let first = wait_token(&s);
     let checker = Checker::start(&s);
@@ -126,7 +126,13 @@ fn logs_in_again_before_max_ttl_and_never_leaves_an_expired_token() {
     );
     let reads = checker.finish();
     assert!(reads > 100);
-    assert!(r.stderr().contains("max TTL reached"), "{}", r.stderr());
+    // Vault counts the max TTL in whole seconds, so in real time the renewal before it may be
+    // capped or already refused; the virtual-time test sees the cap every time.
+    let stderr = r.stderr();
+    assert!(
+        stderr.contains("max TTL reached") || stderr.contains("past the max TTL"),
+        "{stderr}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
