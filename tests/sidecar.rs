@@ -553,9 +553,9 @@ fn idle_between_deadlines() {
     s.set("VAULT_LOGIN_LOG", "info");
     let r = s.spawn(&[]);
     wait_token(&s);
-    thread::sleep(Duration::from_millis(500));
+    thread::sleep(Duration::from_millis(300));
     let before = context_switches(r.pid());
-    thread::sleep(Duration::from_secs(2));
+    thread::sleep(Duration::from_millis(1500));
     let after = context_switches(r.pid());
     assert_eq!(after - before, 0, "woke up while idle");
 }
