@@ -110,7 +110,7 @@ fn renews_several_times_without_logging_in_again() {
     assert!(r.stderr().contains("token renewed"));
 }
 
-/// Smoke test of the binary; [`logs_in_again_before_max_ttl_for_days_in_virtual_time`] runs
+/// Smoke test of the binary; [`max_ttl_relogins_for_days_in_virtual_time`] runs
 /// through many max-TTL cycles.
 #[test]
 fn logs_in_again_before_max_ttl_and_never_leaves_an_expired_token() {
@@ -167,7 +167,7 @@ async fn renews_for_days_without_logging_in_again() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn logs_in_again_before_max_ttl_for_days_in_virtual_time() {
+async fn max_ttl_relogins_for_days_in_virtual_time() {
     let v = Virtual::with_role(hourly(DAY));
     let r = v.spawn(&[]);
     let first = v.wait_token().await;
