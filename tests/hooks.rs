@@ -10,10 +10,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::thread;
 use std::time::Duration;
 
-use common::virtual_time::{wait_for, Virtual};
+use common::virtual_time::{hold_still, settle, wait_for, Virtual};
 use common::*;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -72,38 +71,55 @@ fn dead_pid() -> u32 {
     pid
 }
 
-#[test]
-fn on_change_runs_after_each_new_token_and_not_after_renewals() {
-    let mut s = Setup::with_role(role(1, 3));
-    let out = path(&s, "runs.txt");
-    s.set("VAULT_LOGIN_ON_CHANGE", append_token_path(&out));
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A role with a TTL of an hour and a max TTL of `max_hours`.
+fn hourly(max_hours: u64) -> Role {
+    role(3600, max_hours * 3600)
+}
+
+// The on-change tests below run the token loop in virtual time and the command in real time:
+// after each new token the test waits for the command with `settle`, which holds the virtual
+// clock still, so the command's timeout (virtual) cannot fire while the real process runs.
+
+#[tokio::test(start_paused = true)]
+async fn on_change_runs_after_each_new_token_and_not_after_renewals() {
+    let mut s = Virtual::with_role(hourly(3));
+    let out = s.dir.path().join("runs.txt");
+    s.set("VAULT_LOGIN_ON_CHANGE", append_token_path(&out))
+        .set("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "24h");
     let r = s.spawn(&[]);
-    let token = wait_token(&s);
+    let token = s.wait_token().await;
     assert!(
-        wait_until(5 * SEC, || lines(&out).len() == 1),
+        settle(5 * SEC, || lines(&out).len() == 1).await,
         "first run; stderr:\n{}",
         r.stderr()
     );
     // Renewals keep the token: no run.
     assert!(
-        wait_until(10 * SEC, || renewals(&s.emu) >= 2),
+        wait_for(3 * HOUR, || renewals(&s.emu) >= 2).await,
         "{}",
         r.stderr()
     );
-    if logins(&s.emu) == 1 {
-        assert_eq!(lines(&out).len(), 1, "{}", r.stderr());
-    }
+    assert_eq!(logins(&s.emu), 1, "{}", r.stderr());
+    // A run started by a renewal would have written its line by now.
+    hold_still(SEC / 5).await;
+    assert_eq!(lines(&out).len(), 1, "{}", r.stderr());
     // Each login that replaces the token: one more run.
-    assert!(
-        wait_until(20 * SEC, || {
-            let n = logins(&s.emu);
-            n >= 2 && lines(&out).len() == n
-        }),
-        "{} runs for {} logins; stderr:\n{}",
-        lines(&out).len(),
-        logins(&s.emu),
-        r.stderr()
-    );
+    for n in 2..=3 {
+        assert!(
+            wait_for(24 * HOUR, || logins(&s.emu) >= n).await,
+            "{}",
+            r.stderr()
+        );
+        assert!(
+            settle(5 * SEC, || lines(&out).len() == logins(&s.emu)).await,
+            "{} runs for {} logins; stderr:\n{}",
+            lines(&out).len(),
+            logins(&s.emu),
+            r.stderr()
+        );
+    }
     let token_path = s.token_path.display().to_string();
     assert!(
         lines(&out).iter().all(|l| *l == token_path),
@@ -116,57 +132,64 @@ fn on_change_runs_after_each_new_token_and_not_after_renewals() {
     assert!(!stderr.contains(&s.token().unwrap()), "token in the log");
 }
 
-#[test]
-fn tokens_during_a_run_coalesce_into_one_more_run_without_overlap() {
-    let mut s = Setup::new();
-    let out = path(&s, "runs.txt");
+#[tokio::test(start_paused = true)]
+async fn tokens_during_a_run_coalesce_into_one_more_run_without_overlap() {
+    let mut s = Virtual::new();
+    let out = s.dir.path().join("runs.txt");
     let out_q = out.display();
     s.set(
         "VAULT_LOGIN_ON_CHANGE",
-        format!("/bin/sh -c \"echo start >> '{out_q}'; sleep 1; echo end >> '{out_q}'\""),
-    );
+        format!("/bin/sh -c \"echo start >> '{out_q}'; sleep 0.5; echo end >> '{out_q}'\""),
+    )
+    .set("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "24h");
     let r = s.spawn(&[]);
-    wait_token(&s);
-    assert!(wait_until(5 * SEC, || lines(&out) == ["start"]));
-    // Three new tokens while the first run sleeps.
+    s.wait_token().await;
+    assert!(settle(5 * SEC, || lines(&out) == ["start"]).await);
+    // Three new tokens while the first run sleeps (what SIGHUP does).
     for n in 2..=4 {
-        r.signal("HUP");
+        r.relogin();
         assert!(
-            wait_until(5 * SEC, || logins(&s.emu) == n),
+            settle(5 * SEC, || logins(&s.emu) == n && s.token().is_some()).await,
             "{}",
             r.stderr()
         );
     }
+    assert_eq!(
+        lines(&out),
+        ["start"],
+        "the tokens came during the first run"
+    );
     assert!(
-        wait_until(5 * SEC, || lines(&out).len() == 4),
+        settle(5 * SEC, || lines(&out).len() == 4).await,
         "{:?}; stderr:\n{}",
         lines(&out),
         r.stderr()
     );
     // A third run would start as soon as the second ended.
-    thread::sleep(SEC / 2);
+    hold_still(SEC / 2).await;
     assert_eq!(lines(&out), ["start", "end", "start", "end"]);
 }
 
-#[test]
-fn a_hanging_command_is_killed_with_its_children_and_the_loop_keeps_renewing() {
-    let mut s = Setup::with_role(role(2, 600));
-    let out = path(&s, "runs.txt");
+#[tokio::test(start_paused = true)]
+async fn a_hanging_command_is_killed_with_its_children_and_the_loop_keeps_renewing() {
+    let mut s = Virtual::with_role(hourly(720));
+    let out = s.dir.path().join("runs.txt");
     let out_q = out.display();
     s.set(
         "VAULT_LOGIN_ON_CHANGE",
         format!(
-            "/bin/sh -c \"echo started >> '{out_q}'; (sleep 3; echo orphan >> '{out_q}'); echo finished >> '{out_q}'\""
+            "/bin/sh -c \"echo started >> '{out_q}'; (sleep 1.5; echo orphan >> '{out_q}'); echo finished >> '{out_q}'\""
         ),
     )
-    .set("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "2500ms");
+    // Longer than the first renewal (at about 42 min), virtual.
+    .set("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "50m");
     let r = s.spawn(&[]);
-    wait_token(&s);
-    assert!(wait_until(5 * SEC, || lines(&out) == ["started"]));
+    s.wait_token().await;
+    assert!(settle(5 * SEC, || lines(&out) == ["started"]).await);
     let started = std::time::Instant::now();
     // The loop does not wait for the command.
     assert!(
-        wait_until(3 * SEC, || renewals(&s.emu) >= 1),
+        wait_for(HOUR, || renewals(&s.emu) >= 1).await,
         "{}",
         r.stderr()
     );
@@ -175,15 +198,17 @@ fn a_hanging_command_is_killed_with_its_children_and_the_loop_keeps_renewing() {
         "renewed while the command ran: {}",
         r.stderr()
     );
-    r.wait_log("on-change command timed out and was killed", 5 * SEC);
+    r.wait_log("on-change command timed out and was killed", HOUR)
+        .await;
     let renewed = renewals(&s.emu);
     assert!(
-        wait_until(5 * SEC, || renewals(&s.emu) > renewed),
+        wait_for(HOUR, || renewals(&s.emu) > renewed).await,
         "{}",
         r.stderr()
     );
-    // The whole process group was killed: the subshell never wrote its line, due 3 s after start.
-    thread::sleep((SEC * 7 / 2).saturating_sub(started.elapsed()));
+    // The whole process group was killed: the subshell never wrote its line, due 1.5 s (real)
+    // after the first.
+    hold_still((2 * SEC).saturating_sub(started.elapsed())).await;
     assert_eq!(lines(&out), ["started"]);
     assert_eq!(logins(&s.emu), 1);
 }
@@ -207,21 +232,31 @@ fn a_failing_command_is_logged_with_its_status_and_last_stderr_line() {
     assert!(line.contains("boom"), "{line}");
     assert!(!line.contains("first"), "{line}");
     assert!(s.emu.is_valid(&s.token().unwrap()));
+}
 
-    // Sidecar: the loop goes on.
-    let mut s = Setup::with_role(role(1, 600));
+/// The sidecar part of [`a_failing_command_is_logged_with_its_status_and_last_stderr_line`]:
+/// the loop goes on (token loop in virtual time, the command in real time).
+#[tokio::test(start_paused = true)]
+async fn after_a_failing_command_the_loop_goes_on() {
+    let mut s = Virtual::with_role(hourly(720));
     s.set(
         "VAULT_LOGIN_ON_CHANGE",
         "/bin/sh -c \"echo boom >&2; exit 3\"",
-    );
-    let mut r = s.spawn(&[]);
-    r.wait_log("on-change command failed", 5 * SEC);
+    )
+    .set("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "24h");
+    let r = s.spawn(&[]);
+    s.wait_token().await;
     assert!(
-        wait_until(5 * SEC, || renewals(&s.emu) >= 1),
+        settle(5 * SEC, || r.stderr().contains("on-change command failed")).await,
         "{}",
         r.stderr()
     );
-    assert!(r.wait(Duration::ZERO).is_none(), "still running");
+    assert!(
+        wait_for(HOUR, || renewals(&s.emu) >= 1).await,
+        "{}",
+        r.stderr()
+    );
+    assert!(r.is_running(), "still running");
 }
 
 #[test]

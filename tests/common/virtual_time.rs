@@ -4,8 +4,9 @@
 //! binary. tokio's paused clock jumps to the next timer whenever every task waits, so hours of
 //! token lifetime pass in milliseconds and the timing is the same on a loaded machine.
 //!
-//! Real child processes (the on-change command) and inotify events run in real time on other
-//! threads while virtual time races ahead: tests of those stay with the binary in real time.
+//! Real child processes (the on-change command) and inotify events run in real time, outside
+//! the runtime: a test waits for them with [`settle`], which holds virtual time still meanwhile
+//! (tokio does not auto-advance a paused clock while a blocking task runs).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -266,6 +267,30 @@ pub async fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         sleep(step.min(deadline - Instant::now())).await;
     }
+}
+
+/// Waits in real time for the world outside the runtime (a child process, a file-system event)
+/// until `cond` holds (true) or `limit` of real time passes (false). Virtual time stands still
+/// meanwhile, so a timeout in the agent cannot fire just because the test waited; the runtime
+/// still runs every task that has work (I/O, signals, the agent's reaction).
+pub async fn settle(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        hold_still(Duration::from_millis(5)).await;
+    }
+}
+
+/// Lets `real` of real time pass with virtual time standing still.
+pub async fn hold_still(real: Duration) {
+    tokio::task::spawn_blocking(move || std::thread::sleep(real))
+        .await
+        .expect("a sleeping blocking task");
 }
 
 /// Watches the token file as a task and records every moment it held a token Vault would
