@@ -278,7 +278,8 @@ async fn idle_connections_beyond_the_cap_only_delay_others() {
     drop(idle);
 }
 
-#[tokio::test]
+/// In virtual time, so "promptly" is exact: no timer of the server may hold up the return.
+#[tokio::test(start_paused = true)]
 async fn shutdown_stops_the_server() {
     let mut s = start().await;
     assert_eq!(get(s.addr, "/healthz").await.code, 200);

@@ -337,7 +337,7 @@ fn revoke_on_exit_revokes_and_removes_the_file() {
     let mut r = s.spawn(&[]);
     let token = wait_token(&s);
     r.signal("INT");
-    let status = r.wait(3 * SEC).expect("exited");
+    let status = r.wait(10 * SEC).expect("exited");
     assert_eq!(status.code(), Some(0), "{}", r.stderr());
     assert!(!s.emu.is_valid(&token));
     assert!(s.token().is_none());
