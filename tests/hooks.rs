@@ -427,7 +427,7 @@ fn info(path: &Path) -> Option<serde_json::Value> {
 
 #[test]
 fn token_info_file_follows_logins_and_renewals() {
-    let mut s = Setup::with_role(role(2, 4));
+    let mut s = Setup::with_role(role(2, 600));
     let info_path = s.token_path.with_file_name("token.json");
     s.set(
         "VAULT_LOGIN_TOKEN_INFO_FILE",
@@ -474,7 +474,8 @@ fn token_info_file_follows_logins_and_renewals() {
     assert_eq!(renewed["issued_at"], issued.as_str());
     assert_eq!(renewed["accessor"], first["accessor"]);
 
-    // A new login: a new issue time and accessor.
+    // A new login (SIGHUP, more than a second after the first): a new issue time and accessor.
+    r.signal("HUP");
     assert!(
         wait_until(15 * SEC, || {
             info(&info_path).is_some_and(|v| v["issued_at"].as_str() != Some(issued.as_str()))
