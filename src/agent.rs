@@ -64,7 +64,7 @@ struct SecretMemo {
     lease_id: Option<String>,
 }
 
-type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
+type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// The running vault-login: configuration, Vault client, token file and shared status.
 pub struct Agent {

@@ -1,5 +1,8 @@
 //! Hooks through the real binary: the on-change command, the app's signal and the token info
-//! file, in sidecar and `--once` mode.
+//! file, in sidecar and `--once` mode. The on-change command is a real child process and the
+//! token info file carries wall-clock times, so those tests run in real time with TTLs of
+//! seconds; the app's signal, retried on tokio timers, is tested in virtual time
+//! (`common::virtual_time`).
 
 mod common;
 
@@ -7,9 +10,9 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::thread;
 use std::time::Duration;
 
+use common::virtual_time::{hold_still, settle, wait_for, Virtual};
 use common::*;
 
 const SEC: Duration = Duration::from_secs(1);
@@ -68,38 +71,55 @@ fn dead_pid() -> u32 {
     pid
 }
 
-#[test]
-fn on_change_runs_after_each_new_token_and_not_after_renewals() {
-    let mut s = Setup::with_role(role(2, 6));
-    let out = path(&s, "runs.txt");
-    s.set("VAULT_LOGIN_ON_CHANGE", append_token_path(&out));
+const HOUR: Duration = Duration::from_secs(3600);
+
+/// A role with a TTL of an hour and a max TTL of `max_hours`.
+fn hourly(max_hours: u64) -> Role {
+    role(3600, max_hours * 3600)
+}
+
+// The on-change tests below run the token loop in virtual time and the command in real time:
+// after each new token the test waits for the command with `settle`, which holds the virtual
+// clock still, so the command's timeout (virtual) cannot fire while the real process runs.
+
+#[tokio::test(start_paused = true)]
+async fn on_change_runs_after_each_new_token_and_not_after_renewals() {
+    let mut s = Virtual::with_role(hourly(3));
+    let out = s.dir.path().join("runs.txt");
+    s.set("VAULT_LOGIN_ON_CHANGE", append_token_path(&out))
+        .set("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "24h");
     let r = s.spawn(&[]);
-    let token = wait_token(&s);
+    let token = s.wait_token().await;
     assert!(
-        wait_until(5 * SEC, || lines(&out).len() == 1),
+        settle(5 * SEC, || lines(&out).len() == 1).await,
         "first run; stderr:\n{}",
         r.stderr()
     );
     // Renewals keep the token: no run.
     assert!(
-        wait_until(10 * SEC, || renewals(&s.emu) >= 2),
+        wait_for(3 * HOUR, || renewals(&s.emu) >= 2).await,
         "{}",
         r.stderr()
     );
-    if logins(&s.emu) == 1 {
-        assert_eq!(lines(&out).len(), 1, "{}", r.stderr());
-    }
+    assert_eq!(logins(&s.emu), 1, "{}", r.stderr());
+    // A run started by a renewal would have written its line by now.
+    hold_still(SEC / 5).await;
+    assert_eq!(lines(&out).len(), 1, "{}", r.stderr());
     // Each login that replaces the token: one more run.
-    assert!(
-        wait_until(20 * SEC, || {
-            let n = logins(&s.emu);
-            n >= 2 && lines(&out).len() == n
-        }),
-        "{} runs for {} logins; stderr:\n{}",
-        lines(&out).len(),
-        logins(&s.emu),
-        r.stderr()
-    );
+    for n in 2..=3 {
+        assert!(
+            wait_for(24 * HOUR, || logins(&s.emu) >= n).await,
+            "{}",
+            r.stderr()
+        );
+        assert!(
+            settle(5 * SEC, || lines(&out).len() == logins(&s.emu)).await,
+            "{} runs for {} logins; stderr:\n{}",
+            lines(&out).len(),
+            logins(&s.emu),
+            r.stderr()
+        );
+    }
     let token_path = s.token_path.display().to_string();
     assert!(
         lines(&out).iter().all(|l| *l == token_path),
@@ -112,55 +132,66 @@ fn on_change_runs_after_each_new_token_and_not_after_renewals() {
     assert!(!stderr.contains(&s.token().unwrap()), "token in the log");
 }
 
-#[test]
-fn tokens_during_a_run_coalesce_into_one_more_run_without_overlap() {
-    let mut s = Setup::new();
-    let out = path(&s, "runs.txt");
+#[tokio::test(start_paused = true)]
+async fn tokens_during_a_run_coalesce_into_one_more_run_without_overlap() {
+    let mut s = Virtual::new();
+    let out = s.dir.path().join("runs.txt");
     let out_q = out.display();
     s.set(
         "VAULT_LOGIN_ON_CHANGE",
-        format!("/bin/sh -c \"echo start >> '{out_q}'; sleep 1; echo end >> '{out_q}'\""),
-    );
+        format!("/bin/sh -c \"echo start >> '{out_q}'; sleep 0.5; echo end >> '{out_q}'\""),
+    )
+    .set("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "24h");
     let r = s.spawn(&[]);
-    wait_token(&s);
-    assert!(wait_until(5 * SEC, || lines(&out) == ["start"]));
-    // Three new tokens while the first run sleeps.
+    s.wait_token().await;
+    assert!(settle(5 * SEC, || lines(&out) == ["start"]).await);
+    // Three new tokens while the first run sleeps (what SIGHUP does).
     for n in 2..=4 {
-        r.signal("HUP");
+        r.relogin();
         assert!(
-            wait_until(5 * SEC, || logins(&s.emu) == n),
+            settle(5 * SEC, || logins(&s.emu) == n && s.token().is_some()).await,
             "{}",
             r.stderr()
         );
     }
+    assert_eq!(
+        lines(&out),
+        ["start"],
+        "the tokens came during the first run"
+    );
     assert!(
-        wait_until(5 * SEC, || lines(&out).len() == 4),
+        settle(5 * SEC, || lines(&out).len() == 4).await,
         "{:?}; stderr:\n{}",
         lines(&out),
         r.stderr()
     );
-    thread::sleep(2 * SEC);
+    // A third run would start as soon as the second ended.
+    hold_still(SEC / 2).await;
     assert_eq!(lines(&out), ["start", "end", "start", "end"]);
 }
 
-#[test]
-fn a_hanging_command_is_killed_with_its_children_and_the_loop_keeps_renewing() {
-    let mut s = Setup::with_role(role(2, 600));
-    let out = path(&s, "runs.txt");
+#[tokio::test(start_paused = true)]
+async fn a_hanging_command_is_killed_with_its_children_and_the_loop_keeps_renewing() {
+    let mut s = Virtual::with_role(hourly(720));
+    let out = s.dir.path().join("runs.txt");
     let out_q = out.display();
     s.set(
         "VAULT_LOGIN_ON_CHANGE",
         format!(
-            "/bin/sh -c \"echo started >> '{out_q}'; (sleep 4; echo orphan >> '{out_q}'); echo finished >> '{out_q}'\""
+            "/bin/sh -c \"echo started >> '{out_q}'; (sleep 1.5; echo orphan >> '{out_q}'); echo finished >> '{out_q}'\""
         ),
     )
-    .set("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "3s");
+    // Longer than the first renewal (at about 42 min), virtual.
+    .set("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "50m");
+    // The login, and so the command's start, happens at this virtual instant: it needs no timer.
+    let spawned = tokio::time::Instant::now();
     let r = s.spawn(&[]);
-    wait_token(&s);
-    assert!(wait_until(5 * SEC, || lines(&out) == ["started"]));
+    s.wait_token().await;
+    assert!(settle(5 * SEC, || lines(&out) == ["started"]).await);
+    let started = std::time::Instant::now();
     // The loop does not wait for the command.
     assert!(
-        wait_until(3 * SEC, || renewals(&s.emu) >= 1),
+        wait_for(HOUR, || renewals(&s.emu) >= 1).await,
         "{}",
         r.stderr()
     );
@@ -169,15 +200,26 @@ fn a_hanging_command_is_killed_with_its_children_and_the_loop_keeps_renewing() {
         "renewed while the command ran: {}",
         r.stderr()
     );
-    r.wait_log("on-change command timed out and was killed", 5 * SEC);
-    let renewed = renewals(&s.emu);
+    // Just past the timeout, then hold virtual time still: the killed group exits in real time,
+    // and the agent's grace for reaping it (virtual) must not run out meanwhile.
+    tokio::time::sleep_until(spawned + 50 * 60 * SEC + 2 * SEC).await;
     assert!(
-        wait_until(5 * SEC, || renewals(&s.emu) > renewed),
+        settle(5 * SEC, || r
+            .stderr()
+            .contains("on-change command timed out and was killed"))
+        .await,
         "{}",
         r.stderr()
     );
-    // The whole process group was killed: the subshell never wrote its line.
-    thread::sleep(2 * SEC);
+    let renewed = renewals(&s.emu);
+    assert!(
+        wait_for(HOUR, || renewals(&s.emu) > renewed).await,
+        "{}",
+        r.stderr()
+    );
+    // The whole process group was killed: the subshell never wrote its line, due 1.5 s (real)
+    // after the first.
+    hold_still((2 * SEC).saturating_sub(started.elapsed())).await;
     assert_eq!(lines(&out), ["started"]);
     assert_eq!(logins(&s.emu), 1);
 }
@@ -201,21 +243,31 @@ fn a_failing_command_is_logged_with_its_status_and_last_stderr_line() {
     assert!(line.contains("boom"), "{line}");
     assert!(!line.contains("first"), "{line}");
     assert!(s.emu.is_valid(&s.token().unwrap()));
+}
 
-    // Sidecar: the loop goes on.
-    let mut s = Setup::with_role(role(2, 600));
+/// The sidecar part of [`a_failing_command_is_logged_with_its_status_and_last_stderr_line`]:
+/// the loop goes on (token loop in virtual time, the command in real time).
+#[tokio::test(start_paused = true)]
+async fn after_a_failing_command_the_loop_goes_on() {
+    let mut s = Virtual::with_role(hourly(720));
     s.set(
         "VAULT_LOGIN_ON_CHANGE",
         "/bin/sh -c \"echo boom >&2; exit 3\"",
-    );
-    let mut r = s.spawn(&[]);
-    r.wait_log("on-change command failed", 5 * SEC);
+    )
+    .set("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "24h");
+    let r = s.spawn(&[]);
+    s.wait_token().await;
     assert!(
-        wait_until(5 * SEC, || renewals(&s.emu) >= 2),
+        settle(5 * SEC, || r.stderr().contains("on-change command failed")).await,
         "{}",
         r.stderr()
     );
-    assert!(r.wait(Duration::ZERO).is_none(), "still running");
+    assert!(
+        wait_for(HOUR, || renewals(&s.emu) >= 1).await,
+        "{}",
+        r.stderr()
+    );
+    assert!(r.is_running(), "still running");
 }
 
 #[test]
@@ -333,36 +385,36 @@ fn signal_by_name_after_every_new_token_in_the_sidecar() {
     assert!(r.stderr().contains("SIGUSR1"), "{}", r.stderr());
 }
 
-#[test]
-fn a_stale_or_missing_pid_file_is_a_warning_and_the_loop_goes_on() {
+#[tokio::test(start_paused = true)]
+async fn a_stale_or_missing_pid_file_is_a_warning_and_the_loop_goes_on() {
     // Stale: the process is gone. Tried a few times, then left for the next token.
-    let mut s = Setup::with_role(role(2, 600));
-    let pid_file = path(&s, "app.pid");
+    let mut s = Virtual::with_role(role(3600, 30 * 86_400));
+    let pid_file = s.dir.path().join("app.pid");
     fs::write(&pid_file, dead_pid().to_string()).unwrap();
     s.set(
         "VAULT_LOGIN_SIGNAL_PID_FILE",
         pid_file.display().to_string(),
     );
-    let mut r = s.spawn(&[]);
-    r.wait_log("cannot signal the app yet", 5 * SEC);
-    r.wait_log("giving up until the next token", 5 * SEC);
+    let r = s.spawn(&[]);
+    r.wait_log("cannot signal the app yet", 5 * SEC).await;
+    r.wait_log("giving up until the next token", 5 * SEC).await;
     assert!(r.stderr().contains("no such process"), "{}", r.stderr());
     assert!(
-        wait_until(5 * SEC, || renewals(&s.emu) >= 2),
+        wait_for(2 * 3600 * SEC, || renewals(&s.emu) >= 2).await,
         "{}",
         r.stderr()
     );
-    assert!(r.wait(Duration::ZERO).is_none(), "still running");
+    assert!(r.is_running(), "still running");
     drop(r);
 
     // Missing, in --once mode: the token is still written, and the exit code is 0.
-    let mut s = Setup::new();
-    let pid_file = path(&s, "missing.pid");
+    let mut s = Virtual::new();
+    let pid_file = s.dir.path().join("missing.pid");
     s.set(
         "VAULT_LOGIN_SIGNAL_PID_FILE",
         pid_file.display().to_string(),
     );
-    let run = s.once(&[]);
+    let run = s.once(&[]).await;
     run.assert_code(0);
     assert!(s.emu.is_valid(&s.token().unwrap()));
     let warnings = run
@@ -386,7 +438,7 @@ fn info(path: &Path) -> Option<serde_json::Value> {
 
 #[test]
 fn token_info_file_follows_logins_and_renewals() {
-    let mut s = Setup::with_role(role(2, 6));
+    let mut s = Setup::with_role(role(2, 600));
     let info_path = s.token_path.with_file_name("token.json");
     s.set(
         "VAULT_LOGIN_TOKEN_INFO_FILE",
@@ -433,7 +485,8 @@ fn token_info_file_follows_logins_and_renewals() {
     assert_eq!(renewed["issued_at"], issued.as_str());
     assert_eq!(renewed["accessor"], first["accessor"]);
 
-    // A new login: a new issue time and accessor.
+    // A new login (SIGHUP, more than a second after the first): a new issue time and accessor.
+    r.signal("HUP");
     assert!(
         wait_until(15 * SEC, || {
             info(&info_path).is_some_and(|v| v["issued_at"].as_str() != Some(issued.as_str()))

@@ -147,7 +147,7 @@ fn directory_planted_at_the_token_path_while_running() {
     // The loop goes on: the token is still renewed in memory.
     let before = renewals(&s.emu);
     assert!(
-        wait_until(LIMIT, || renewals(&s.emu) >= before + 2),
+        wait_until(LIMIT, || renewals(&s.emu) > before),
         "{}",
         r.stderr()
     );
@@ -169,7 +169,7 @@ fn directory_planted_at_the_token_path_while_running() {
 
 #[test]
 fn symlink_planted_while_running_is_replaced_not_followed() {
-    let s = Setup::with_role(role(3, 600, true));
+    let s = Setup::with_role(role(2, 600, true));
     let victim = s.dir.path().join("victim");
     fs::write(&victim, "precious").unwrap();
     fs::set_permissions(&victim, fs::Permissions::from_mode(0o644)).unwrap();
@@ -285,7 +285,7 @@ fn token_volume(s: &mut Setup, opts: &str) -> Option<Tmpfs> {
 
 #[test]
 fn volume_remounted_read_only_while_running() {
-    let mut s = Setup::with_role(role(2, 600, false));
+    let mut s = Setup::with_role(role(1, 600, false));
     let Some(vol) = token_volume(&mut s, "size=64k") else {
         eprintln!("skipped: cannot mount tmpfs here (needs root)");
         return;
@@ -294,7 +294,7 @@ fn volume_remounted_read_only_while_running() {
     wait_new_token(&s, &r, "");
     vol.remount("ro");
     let frozen = s.token().unwrap();
-    // Non-renewable 2s tokens: a new login (and write) about every 1.3s, each failing now.
+    // Non-renewable 1s tokens: a new login (and write) about every 0.7s, each failing now.
     wait_count(&r, "read-only", 2);
     let logins_ro = logins(&s.emu);
     assert!(
@@ -379,9 +379,10 @@ fn jwt_file_that_is_a_fifo_does_not_hang() {
     assert_no_panic(&r.stderr());
 }
 
-#[test]
-fn huge_jwt_file_is_refused_without_reading_it_all() {
-    let mut s = Setup::new();
+/// In virtual time (the agent in-process): only the `--once` deadline is waited for.
+#[tokio::test(start_paused = true)]
+async fn huge_jwt_file_is_refused_without_reading_it_all() {
+    let mut s = common::virtual_time::Virtual::new();
     // 8 GiB, sparse: reading it into memory would exhaust the machine.
     let f = fs::OpenOptions::new()
         .write(true)
@@ -392,7 +393,7 @@ fn huge_jwt_file_is_refused_without_reading_it_all() {
     drop(f);
     fs::write(&s.token_path, PREVIOUS).unwrap();
     s.set("VAULT_LOGIN_TIMEOUT", "1s");
-    let run = s.once(&[]);
+    let run = s.once(&[]).await;
     run.assert_code(1);
     assert!(
         run.stderr.contains("larger than 65536 bytes"),

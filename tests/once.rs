@@ -1,4 +1,6 @@
-//! `--once` (init container) against the Vault emulator, through the real binary.
+//! `--once` (init container) against the Vault emulator: through the real binary, and in
+//! virtual time (the real agent in-process, `common::virtual_time`) where retries and deadlines
+//! would otherwise make the test wait for them.
 
 mod common;
 
@@ -6,6 +8,7 @@ use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::time::Duration;
 
+use common::virtual_time::Virtual;
 use common::*;
 
 #[test]
@@ -95,8 +98,8 @@ fn flags_work_like_env() {
     assert_eq!(fs::metadata(&s.token_path).unwrap().mode() & 0o7777, 0o640);
 }
 
-#[test]
-fn transient_faults_are_retried_until_success() {
+#[tokio::test(start_paused = true)]
+async fn transient_faults_are_retried_until_success() {
     let faults = vec![
         Fault::Sealed,
         Fault::Internal,
@@ -116,10 +119,10 @@ fn transient_faults_are_retried_until_success() {
         },
     ];
     for fault in faults {
-        let s = Setup::new();
+        let s = Virtual::new();
         let name = format!("{fault:?}");
         s.emu.set_fault_for(fault, 2);
-        let run = s.once(&[]);
+        let run = s.once(&[]).await;
         run.assert_code(0);
         assert!(
             s.emu.is_valid(&s.token().unwrap()),
@@ -161,52 +164,53 @@ fn sealed_message_is_carried_verbatim() {
     assert!(run.stderr.contains("503"), "{}", run.stderr);
 }
 
-#[test]
-fn retry_after_is_honoured() {
-    let s = Setup::new();
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_honoured() {
+    let s = Virtual::new();
     s.emu.set_fault_for(
         Fault::RateLimited {
             retry_after: Some(2),
         },
         1,
     );
-    let run = s.once(&[]);
+    let run = s.once(&[]).await;
     run.assert_code(0);
     let reqs = s.emu.requests();
     let gap = reqs[1].at.duration_since(reqs[0].at).unwrap();
-    assert!(gap >= Duration::from_millis(1900), "waited {gap:?}");
+    assert!(gap >= Duration::from_secs(2), "waited {gap:?}");
     assert!(run.stderr.contains("rate limit quota exceeded"));
 }
 
-#[test]
-fn oversized_body_is_an_error_not_an_oom() {
-    let mut s = Setup::new();
+#[tokio::test(start_paused = true)]
+async fn oversized_body_is_an_error_not_an_oom() {
+    let mut s = Virtual::new();
     s.set("VAULT_LOGIN_TIMEOUT", "1500ms");
     s.emu.set_fault(Fault::Oversized);
-    let run = s.once(&[]);
+    let run = s.once(&[]).await;
     run.assert_code(1);
     assert!(run.stderr.contains("byte limit"), "{}", run.stderr);
 }
 
-#[test]
-fn slow_vault_hits_client_timeout_and_retries() {
-    let mut s = Setup::new();
+#[tokio::test(start_paused = true)]
+async fn slow_vault_hits_client_timeout_and_retries() {
+    let mut s = Virtual::new();
     s.set("VAULT_CLIENT_TIMEOUT", "500ms");
     s.emu.set_fault_for(Fault::Slow(Duration::from_secs(3)), 1);
-    let run = s.once(&[]);
+    let run = s.once(&[]).await;
     run.assert_code(0);
     assert!(run.stderr.contains("timed out"), "{}", run.stderr);
+    // Virtual time: the client timeout and one backoff step, not the 3 s answer.
     assert!(run.elapsed < Duration::from_secs(3), "{:?}", run.elapsed);
 }
 
-#[test]
-fn permission_denied_gives_up_at_the_deadline_with_vaults_message_and_hints() {
-    let mut s = Setup::with_role(Role {
+#[tokio::test(start_paused = true)]
+async fn permission_denied_gives_up_at_the_deadline_with_vaults_message_and_hints() {
+    let mut s = Virtual::with_role(Role {
         bound_service_account_names: vec!["other".into()],
         ..Role::default()
     });
     s.set("VAULT_LOGIN_TIMEOUT", "1500ms");
-    let run = s.once(&[]);
+    let run = s.once(&[]).await;
     run.assert_code(1);
     let last = run.stderr.lines().last().unwrap();
     assert!(last.starts_with("vault-login: gave up after"), "{last}");
@@ -218,16 +222,17 @@ fn permission_denied_gives_up_at_the_deadline_with_vaults_message_and_hints() {
         last.contains("system:serviceaccount:default:default"),
         "{last}"
     );
-    assert!(run.elapsed >= Duration::from_millis(1400) && run.elapsed < Duration::from_secs(5));
+    // Virtual time: exactly the deadline.
+    assert_eq!(run.elapsed, Duration::from_millis(1500));
     assert!(s.token().is_none());
 }
 
-#[test]
-fn audience_mismatch_hint_lists_the_jwt_audiences() {
-    let mut s = Setup::new();
+#[tokio::test(start_paused = true)]
+async fn audience_mismatch_hint_lists_the_jwt_audiences() {
+    let mut s = Virtual::new();
     fs::write(&s.jwt_path, s.emu.jwt("default", "default", &["k3s"], 3600)).unwrap();
     s.set("VAULT_LOGIN_TIMEOUT", "1s");
-    let run = s.once(&[]);
+    let run = s.once(&[]).await;
     run.assert_code(1);
     assert!(
         run.stderr.contains("invalid audience (aud) claim"),
@@ -237,16 +242,16 @@ fn audience_mismatch_hint_lists_the_jwt_audiences() {
     assert!(run.stderr.contains("[\"k3s\"]"), "{}", run.stderr);
 }
 
-#[test]
-fn expired_jwt_hint() {
-    let mut s = Setup::new();
+#[tokio::test(start_paused = true)]
+async fn expired_jwt_hint() {
+    let mut s = Virtual::new();
     fs::write(
         &s.jwt_path,
         s.emu.jwt("default", "default", &["vault"], -600),
     )
     .unwrap();
     s.set("VAULT_LOGIN_TIMEOUT", "1s");
-    let run = s.once(&[]);
+    let run = s.once(&[]).await;
     run.assert_code(1);
     assert!(run.stderr.contains("token is expired"), "{}", run.stderr);
     assert!(run.stderr.contains("the JWT expired"), "{}", run.stderr);
@@ -288,17 +293,17 @@ fn jwt_directory_appearing_late_is_awaited() {
     assert!(status.success(), "{}", r.stderr());
 }
 
-#[test]
-fn empty_and_garbage_jwt_are_named() {
+#[tokio::test(start_paused = true)]
+async fn empty_and_garbage_jwt_are_named() {
     for (content, needle) in [
         ("", "is empty"),
         ("not-a-jwt", "malformed"),
         ("a.b", "three base64url parts"),
     ] {
-        let mut s = Setup::new();
+        let mut s = Virtual::new();
         fs::write(&s.jwt_path, content).unwrap();
         s.set("VAULT_LOGIN_TIMEOUT", "700ms");
-        let run = s.once(&[]);
+        let run = s.once(&[]).await;
         run.assert_code(1);
         assert!(run.stderr.contains(needle), "{content:?}: {}", run.stderr);
         assert!(run.stderr.contains(&s.jwt_path.display().to_string()));
@@ -352,13 +357,13 @@ fn mode_is_exact_whatever_the_umask() {
     assert_eq!(fs::metadata(&s.token_path).unwrap().mode() & 0o7777, 0o644);
 }
 
-#[test]
-fn previous_token_survives_a_failed_run() {
-    let mut s = Setup::new();
+#[tokio::test(start_paused = true)]
+async fn previous_token_survives_a_failed_run() {
+    let mut s = Virtual::new();
     fs::write(&s.token_path, "hvs.previous").unwrap();
     s.emu.set_fault(Fault::Sealed);
     s.set("VAULT_LOGIN_TIMEOUT", "500ms");
-    s.once(&[]).assert_code(1);
+    s.once(&[]).await.assert_code(1);
     assert_eq!(s.token().unwrap(), "hvs.previous");
 }
 

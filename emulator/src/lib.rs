@@ -15,6 +15,9 @@
 //! works the same from plain `#[test]`s and from inside `#[tokio::test]`s. Dropping the
 //! [`Emulator`] stops the server.
 //!
+//! For tests in virtual time, [`Emulator::start_in_runtime`] serves from a task on the test's
+//! own runtime instead, with a clock that follows tokio's (paused) clock.
+//!
 //! ```no_run
 //! use vault_emulator::{Emulator, Role};
 //! let vault = Emulator::start_default();
@@ -28,9 +31,9 @@
 //! - `lib.rs`: the public control API: [`Emulator`], [`Options`], [`Role`], [`Fault`],
 //!   [`Request`], [`TokenInfo`].
 //! - `state`: everything the server knows, behind one std `Mutex`: namespaces → auth mounts →
-//!   roles, the token store, the active fault and the request log.
+//!   roles, the token store, the active fault, the request log and the one clock.
 //! - `vault`: the Vault endpoints as plain functions from a recorded request to a reply; no I/O.
-//! - `server`: the network edge: listener thread, TLS, fault injection, going down and
+//! - `server`: the network edge: listener thread or task, TLS, fault injection, going down and
 //!   re-binding the same port.
 //! - `jwt`: RS256 signing of fake service-account JWTs with the test key, and the claim checks
 //!   the kubernetes auth method makes.
@@ -57,7 +60,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use state::{lock, State};
+use state::{lock, Clock, State};
 
 /// How to start an [`Emulator`].
 #[derive(Clone, Debug, Default)]
@@ -295,12 +298,8 @@ impl Emulator {
     /// # Panics
     /// Like [`Emulator::start`].
     pub fn start_at(opts: Options, addr: SocketAddr) -> Emulator {
-        let tls = opts.tls.then(|| {
-            tls::Material::generate(opts.require_client_cert)
-                .map(Arc::new)
-                .unwrap_or_else(|e| panic!("vault-emulator: cannot build TLS material: {e}"))
-        });
-        let state = Arc::new(Mutex::new(State::new()));
+        let tls = Self::tls_material(&opts);
+        let state = Arc::new(Mutex::new(State::new(Clock::System)));
         let server_config = tls.as_ref().map(|m| m.server_config.clone());
         let server = Arc::new(server::Server::start(addr, state.clone(), server_config));
         Emulator { state, server, tls }
@@ -312,6 +311,47 @@ impl Emulator {
     /// the default.
     pub fn set_legacy_errors(&self, on: bool) {
         lock(&self.state).legacy_errors = on;
+    }
+
+    /// Starts serving on `127.0.0.1:0` from a task on the current tokio runtime (no thread of
+    /// its own), with a clock that follows tokio's: every time the emulator uses (token TTLs
+    /// and expiry, JWT checks, lookup-self, [`Request::at`], [`Emulator::jwt`]) is the wall
+    /// clock at start plus the time tokio's clock has moved since.
+    ///
+    /// Meant for `#[tokio::test(start_paused = true)]`: the paused clock jumps to the next
+    /// timer only when every task waits, and a request in flight to this server never looks
+    /// idle (its bytes are ready at once over loopback), so the emulator's time is the test's
+    /// virtual time and a TTL of hours passes in milliseconds. The control API works from
+    /// inside the test (going [`Fault::Down`] and back is synchronous); the server stops when
+    /// the last handle is dropped or the runtime shuts down.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, or like [`Emulator::start`].
+    pub fn start_in_runtime(opts: Options) -> Emulator {
+        let tls = Self::tls_material(&opts);
+        let state = Arc::new(Mutex::new(State::new(Clock::tokio())));
+        let server_config = tls.as_ref().map(|m| m.server_config.clone());
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        let server = server::Server::start_in_runtime(addr, state.clone(), server_config);
+        Emulator {
+            state,
+            server: Arc::new(server),
+            tls,
+        }
+    }
+
+    /// The emulator's current time: the system clock, or tokio's for
+    /// [`Emulator::start_in_runtime`].
+    pub fn now(&self) -> SystemTime {
+        lock(&self.state).now()
+    }
+
+    fn tls_material(opts: &Options) -> Option<Arc<tls::Material>> {
+        opts.tls.then(|| {
+            tls::Material::generate(opts.require_client_cert)
+                .map(Arc::new)
+                .unwrap_or_else(|e| panic!("vault-emulator: cannot build TLS material: {e}"))
+        })
     }
 
     /// Another handle to the same emulator (for a checker thread, say); the server keeps
@@ -362,13 +402,8 @@ impl Emulator {
         audience: &[&str],
         ttl_secs: i64,
     ) -> String {
-        let claims = jwt::sa_claims(
-            namespace,
-            service_account,
-            audience,
-            ttl_secs,
-            tokens::unix_now(),
-        );
+        let now = tokens::unix_secs(lock(&self.state).now());
+        let claims = jwt::sa_claims(namespace, service_account, audience, ttl_secs, now);
         jwt::sign(&claims)
     }
 
@@ -471,6 +506,16 @@ impl Emulator {
         lock(&self.state).requests.clone()
     }
 
+    /// How many recorded requests match `pred`, without copying the log (cheap enough to poll
+    /// through days of virtual time).
+    pub fn count_requests(&self, pred: impl Fn(&Request) -> bool) -> usize {
+        lock(&self.state)
+            .requests
+            .iter()
+            .filter(|r| pred(r))
+            .count()
+    }
+
     /// TCP connections accepted so far, including those [`Fault::Refuse`] closed before
     /// reading (which never show up in [`Emulator::requests`]).
     pub fn connections(&self) -> usize {
@@ -484,7 +529,8 @@ impl Emulator {
 
     /// The token's state, or `None` when it is unknown, revoked or expired.
     pub fn lookup(&self, token: &str) -> Option<TokenInfo> {
-        lock(&self.state).tokens.info(token, SystemTime::now())
+        let st = lock(&self.state);
+        st.tokens.info(token, st.now())
     }
 
     /// Whether the token would be accepted now.
@@ -521,23 +567,24 @@ impl Emulator {
     /// When `data` is not an object (test support).
     pub fn put_kv2(&self, mount: &str, path: &str, data: serde_json::Value) -> u64 {
         let data = object(data);
-        lock(&self.state)
-            .secrets
-            .put_kv2(mount, path, data, SystemTime::now())
+        let mut st = lock(&self.state);
+        let now = st.now();
+        st.secrets.put_kv2(mount, path, data, now)
     }
 
     /// Soft-deletes the latest version of a KV v2 secret, like `vault kv delete`.
     pub fn delete_kv2(&self, mount: &str, path: &str) {
-        lock(&self.state)
-            .secrets
-            .delete_kv2(mount, path, 0, false, SystemTime::now());
+        let mut st = lock(&self.state);
+        let now = st.now();
+        st.secrets.delete_kv2(mount, path, 0, false, now);
     }
 
     /// Destroys one version of a KV v2 secret, like `vault kv destroy -versions=N`.
     pub fn destroy_kv2(&self, mount: &str, path: &str, version: u64) {
-        lock(&self.state)
-            .secrets
-            .delete_kv2(mount, path, version.max(1), true, SystemTime::now());
+        let mut st = lock(&self.state);
+        let now = st.now();
+        st.secrets
+            .delete_kv2(mount, path, version.max(1), true, now);
     }
 
     /// Writes a KV v1 secret at `<mount>/<path>` (mounting a KV v1 engine at `mount` if
@@ -565,8 +612,8 @@ impl Emulator {
 
     /// Leases live now: not expired, not revoked, their token still valid.
     pub fn leases(&self) -> Vec<LeaseInfo> {
-        let now = SystemTime::now();
         let st = lock(&self.state);
+        let now = st.now();
         st.secrets
             .leases
             .all_live(now, &st.tokens)

@@ -1,17 +1,21 @@
-//! The network edge: a std thread running a tokio current-thread runtime that accepts
-//! connections (optionally TLS), records each request, applies the active fault, and otherwise
-//! hands the request to [`vault::handle`]. It can stop listening ([`Fault::Down`]) and re-bind
-//! the same port on command.
+//! The network edge: accepts connections (optionally TLS), records each request, applies the
+//! active fault, and otherwise hands the request to [`vault::handle`]. It runs either on a std
+//! thread with its own tokio current-thread runtime ([`Server::start`]) or as a task on the
+//! caller's runtime ([`Server::start_in_runtime`]). It can stop listening ([`Fault::Down`]) and
+//! re-bind the same port; both happen synchronously in the caller, so neither mode waits for an
+//! acknowledgement from the accept loop (which, on the caller's own current-thread runtime,
+//! could never come).
 
 use std::convert::Infallible;
 use std::fmt;
+use std::future::poll_fn;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{mpsc as std_mpsc, Arc, Mutex};
-use std::task::{Context, Poll};
+use std::sync::{mpsc as std_mpsc, Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
 use std::thread::JoinHandle;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
@@ -24,8 +28,8 @@ use hyper_util::rt::TokioIo;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use tokio::sync::mpsc;
-use tokio::task::JoinSet;
+use tokio::runtime::Handle;
+use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::state::{lock, State};
@@ -35,17 +39,46 @@ use crate::{Fault, Request};
 /// Size of the [`Fault::Oversized`] body.
 const OVERSIZED_LEN: usize = 8 * 1024 * 1024;
 
-/// Commands from the control API; each is acknowledged once carried out.
-enum Command {
-    Down(std_mpsc::Sender<()>),
-    Up(std_mpsc::Sender<()>),
+/// The listening socket and the open connections, shared by the accept loop and the control
+/// API: the control API closes or re-binds the socket itself, and the accept loop only borrows
+/// it for each poll.
+struct Listening {
+    /// `None` while down.
+    listener: Option<TcpListener>,
+    /// Bumped when going down, so a connection accepted just before is dropped unserved.
+    generation: u64,
+    /// Open connections, aborted when going down or stopping.
+    connections: Vec<AbortHandle>,
+    /// The accept loop's waker, woken after re-binding or when stopping.
+    waker: Option<Waker>,
+    /// Set when the [`Server`] is dropped: the accept loop ends.
+    stopped: bool,
 }
 
-/// Handle to the server thread; dropping it stops the server and joins the thread.
+type Shared = Arc<Mutex<Listening>>;
+
+fn listening(shared: &Mutex<Listening>) -> MutexGuard<'_, Listening> {
+    // A panic elsewhere (a failed test assertion) must not poison the server.
+    shared
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Where the accept loop runs.
+enum Mode {
+    /// On its own thread and runtime, joined on drop.
+    Thread(Option<JoinHandle<()>>),
+    /// As a task on the runtime that started it, aborted on drop.
+    Task(tokio::task::JoinHandle<()>),
+}
+
+/// Handle to the running server; dropping it stops the server.
 pub(crate) struct Server {
     addr: SocketAddr,
-    commands: Option<mpsc::UnboundedSender<Command>>,
-    thread: Option<JoinHandle<()>>,
+    shared: Shared,
+    /// The runtime the listener is registered with (needed to re-bind from any thread).
+    runtime: Handle,
+    mode: Mode,
 }
 
 impl Server {
@@ -55,8 +88,7 @@ impl Server {
         state: Arc<Mutex<State>>,
         tls: Option<Arc<ServerConfig>>,
     ) -> Server {
-        let (commands, command_rx) = mpsc::unbounded_channel();
-        let (ready_tx, ready_rx) = std_mpsc::channel::<io::Result<SocketAddr>>();
+        let (ready_tx, ready_rx) = std_mpsc::channel::<io::Result<(SocketAddr, Shared, Handle)>>();
         let thread = std::thread::Builder::new()
             .name("vault-emulator".into())
             .spawn(move || {
@@ -71,32 +103,51 @@ impl Server {
                     }
                 };
                 runtime.block_on(async move {
-                    let listener = match bind(addr) {
+                    let (bound, shared) = match listen(addr) {
                         Ok(l) => l,
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
                             return;
                         }
                     };
-                    let bound = listener.local_addr();
-                    let bound_addr = bound.as_ref().ok().copied();
-                    let _ = ready_tx.send(bound);
-                    if let Some(bound_addr) = bound_addr {
-                        let tls = tls.map(TlsAcceptor::from);
-                        run(listener, bound_addr, state, tls, command_rx).await;
-                    }
+                    let _ = ready_tx.send(Ok((bound, shared.clone(), Handle::current())));
+                    run(shared, state, tls.map(TlsAcceptor::from)).await;
                 });
             })
             .unwrap_or_else(|e| panic!("vault-emulator: cannot spawn the server thread: {e}"));
-        let bound = match ready_rx.recv() {
-            Ok(Ok(bound)) => bound,
+        let (bound, shared, runtime) = match ready_rx.recv() {
+            Ok(Ok(ready)) => ready,
             Ok(Err(e)) => panic!("vault-emulator: cannot listen on {addr}: {e}"),
             Err(_) => panic!("vault-emulator: the server thread died while starting"),
         };
         Server {
             addr: bound,
-            commands: Some(commands),
-            thread: Some(thread),
+            shared,
+            runtime,
+            mode: Mode::Thread(Some(thread)),
+        }
+    }
+
+    /// Binds `addr` and spawns the accept loop on the current tokio runtime.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime, or when `addr` cannot be bound.
+    pub fn start_in_runtime(
+        addr: SocketAddr,
+        state: Arc<Mutex<State>>,
+        tls: Option<Arc<ServerConfig>>,
+    ) -> Server {
+        let runtime = Handle::try_current().unwrap_or_else(|_| {
+            panic!("vault-emulator: start_in_runtime must be called inside a tokio runtime")
+        });
+        let (bound, shared) =
+            listen(addr).unwrap_or_else(|e| panic!("vault-emulator: cannot listen on {addr}: {e}"));
+        let task = runtime.spawn(run(shared.clone(), state, tls.map(TlsAcceptor::from)));
+        Server {
+            addr: bound,
+            shared,
+            runtime,
+            mode: Mode::Task(task),
         }
     }
 
@@ -104,32 +155,60 @@ impl Server {
         self.addr
     }
 
-    /// Closes the listener and every open connection; returns once done.
+    /// Closes the listener (connections are refused from now on) and aborts every open
+    /// connection.
     pub fn down(&self) {
-        self.command(Command::Down);
+        let (listener, connections) = {
+            let mut l = listening(&self.shared);
+            l.generation += 1;
+            (l.listener.take(), std::mem::take(&mut l.connections))
+        };
+        drop(listener);
+        for c in connections {
+            c.abort();
+        }
     }
 
     /// Re-binds the same port if it is down; returns once listening again.
     pub fn up(&self) {
-        self.command(Command::Up);
-    }
-
-    fn command(&self, make: fn(std_mpsc::Sender<()>) -> Command) {
-        let (ack, done) = std_mpsc::channel();
-        if let Some(commands) = &self.commands {
-            if commands.send(make(ack)).is_ok() {
-                let _ = done.recv();
-            }
+        // Registering the new socket needs the server's runtime, wherever this is called from.
+        let _context = self.runtime.enter();
+        let mut l = listening(&self.shared);
+        if l.listener.is_some() || l.stopped {
+            return;
+        }
+        l.listener = rebind(self.addr);
+        if let Some(waker) = l.waker.take() {
+            waker.wake();
         }
     }
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
-        // Closing the command channel ends the accept loop, which aborts the connections.
-        self.commands.take();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        let (listener, connections, waker) = {
+            let mut l = listening(&self.shared);
+            l.stopped = true;
+            (
+                l.listener.take(),
+                std::mem::take(&mut l.connections),
+                l.waker.take(),
+            )
+        };
+        drop(listener);
+        for c in connections {
+            c.abort();
+        }
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+        match &mut self.mode {
+            Mode::Thread(thread) => {
+                if let Some(thread) = thread.take() {
+                    let _ = thread.join();
+                }
+            }
+            Mode::Task(task) => task.abort(),
         }
     }
 }
@@ -146,69 +225,78 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     socket.listen(1024)
 }
 
-async fn rebind(addr: SocketAddr) -> Option<TcpListener> {
+fn listen(addr: SocketAddr) -> io::Result<(SocketAddr, Shared)> {
+    let listener = bind(addr)?;
+    let bound = listener.local_addr()?;
+    let shared = Arc::new(Mutex::new(Listening {
+        listener: Some(listener),
+        generation: 0,
+        connections: Vec::new(),
+        waker: None,
+        stopped: false,
+    }));
+    Ok((bound, shared))
+}
+
+/// Binds the port again; another process may have taken it meanwhile, so retry for a while.
+fn rebind(addr: SocketAddr) -> Option<TcpListener> {
     for _ in 0..100 {
         match bind(addr) {
             Ok(listener) => return Some(listener),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => std::thread::sleep(Duration::from_millis(50)),
         }
     }
     eprintln!("vault-emulator: cannot bind {addr} again; staying down");
     None
 }
 
-async fn accept(listener: Option<&TcpListener>) -> io::Result<TcpStream> {
-    match listener {
-        Some(l) => l.accept().await.map(|(stream, _)| stream),
-        None => std::future::pending().await,
+/// The next accepted connection and the generation it was accepted in; `None` once stopped.
+fn poll_accept(shared: &Mutex<Listening>, cx: &mut Context<'_>) -> Poll<Option<Accepted>> {
+    let mut l = listening(shared);
+    if l.stopped {
+        return Poll::Ready(None);
+    }
+    if !l.waker.as_ref().is_some_and(|w| w.will_wake(cx.waker())) {
+        l.waker = Some(cx.waker().clone());
+    }
+    let generation = l.generation;
+    match &l.listener {
+        Some(listener) => listener
+            .poll_accept(cx)
+            .map(|r| Some((r.map(|(stream, _)| stream), generation))),
+        None => Poll::Pending,
     }
 }
 
-async fn run(
-    listener: TcpListener,
-    addr: SocketAddr,
-    state: Arc<Mutex<State>>,
-    tls: Option<TlsAcceptor>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
-) {
-    let mut listener = Some(listener);
-    let mut connections = JoinSet::new();
-    loop {
-        tokio::select! {
-            command = commands.recv() => match command {
-                None => break,
-                Some(Command::Down(ack)) => {
-                    listener = None;
-                    connections.abort_all();
-                    let _ = ack.send(());
-                }
-                Some(Command::Up(ack)) => {
-                    if listener.is_none() {
-                        listener = rebind(addr).await;
+type Accepted = (io::Result<TcpStream>, u64);
+
+async fn run(shared: Shared, state: Arc<Mutex<State>>, tls: Option<TlsAcceptor>) {
+    while let Some((accepted, generation)) = poll_fn(|cx| poll_accept(&shared, cx)).await {
+        match accepted {
+            Ok(stream) => {
+                let (refuse, log) = {
+                    let mut st = lock(&state);
+                    st.connections += 1;
+                    (st.refuse_connection(), st.log)
+                };
+                if refuse {
+                    if log {
+                        eprintln!("(connection closed by Fault::Refuse)");
                     }
-                    let _ = ack.send(());
+                    drop(stream);
+                    continue;
                 }
-            },
-            accepted = accept(listener.as_ref()) => match accepted {
-                Ok(stream) => {
-                    let (refuse, log) = {
-                        let mut st = lock(&state);
-                        st.connections += 1;
-                        (st.refuse_connection(), st.log)
-                    };
-                    if refuse {
-                        if log {
-                            eprintln!("(connection closed by Fault::Refuse)");
-                        }
-                        drop(stream);
-                    } else {
-                        connections.spawn(connection(stream, state.clone(), tls.clone()));
-                    }
+                let mut l = listening(&shared);
+                if l.generation != generation || l.stopped {
+                    // Went down between accepting and here: as if never accepted.
+                    continue;
                 }
-                // Out of file descriptors and the like: let the condition pass.
-                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
-            },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+                l.connections.retain(|c| !c.is_finished());
+                let task = tokio::spawn(connection(stream, state.clone(), tls.clone()));
+                l.connections.push(task.abort_handle());
+            }
+            // Out of file descriptors and the like: let the condition pass.
+            Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
 }
@@ -279,7 +367,7 @@ async fn respond(
             })
             .collect(),
         body: String::from_utf8_lossy(&body).into_owned(),
-        at: SystemTime::now(),
+        at: lock(&state).now(),
         sni,
     };
     let (fault, log) = {

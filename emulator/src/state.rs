@@ -3,6 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
+use std::time::SystemTime;
 
 use crate::tokens::TokenStore;
 use crate::{Fault, Request, Role};
@@ -23,6 +24,55 @@ pub(crate) struct Namespace {
     pub mounts: HashMap<String, HashMap<String, Role>>,
     /// Mounts whose TokenReview call fails (see `Emulator::set_token_review_failing`).
     pub review_failing: HashSet<String>,
+}
+
+/// Where every "now" of the emulator comes from: token TTLs, creation and expiry, JWT checks,
+/// lookup-self and the request log all read [`State::now`], so one clock rules them.
+#[derive(Clone, Debug)]
+pub(crate) enum Clock {
+    /// The system clock (the server thread of [`crate::Emulator::start`]).
+    System,
+    /// `base` plus the time tokio's clock has moved since `start`: under a paused tokio clock
+    /// (`#[tokio::test(start_paused = true)]`) the emulator's time is the test's virtual time.
+    Tokio {
+        base: SystemTime,
+        start: tokio::time::Instant,
+        /// The runtime whose clock counts; entered to read it from any thread.
+        runtime: tokio::runtime::Handle,
+    },
+}
+
+impl Clock {
+    /// A clock following the current runtime's tokio clock from now on.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn tokio() -> Clock {
+        let runtime = tokio::runtime::Handle::try_current().unwrap_or_else(|_| {
+            panic!("vault-emulator: start_in_runtime must be called inside a tokio runtime")
+        });
+        Clock::Tokio {
+            base: SystemTime::now(),
+            start: tokio::time::Instant::now(),
+            runtime,
+        }
+    }
+
+    pub fn now(&self) -> SystemTime {
+        match self {
+            Clock::System => SystemTime::now(),
+            Clock::Tokio {
+                base,
+                start,
+                runtime,
+            } => {
+                // tokio reads a paused clock from the runtime in context: a checker thread
+                // outside the runtime must see the same time as the test.
+                let _context = runtime.enter();
+                *base + start.elapsed()
+            }
+        }
+    }
 }
 
 /// A fault and how many more requests it applies to (`None`: until cleared).
@@ -46,6 +96,8 @@ pub(crate) struct State {
     pub legacy_errors: bool,
     /// Secret engines, policies and leases (`secrets.rs`).
     pub secrets: crate::secrets::Secrets,
+    /// Where "now" comes from: the system clock, or tokio's for tests in virtual time.
+    pub clock: Clock,
 }
 
 /// Namespace paths and mount paths are compared without surrounding slashes.
@@ -54,7 +106,7 @@ pub(crate) fn clean(path: &str) -> &str {
 }
 
 impl State {
-    pub fn new() -> State {
+    pub fn new(clock: Clock) -> State {
         let mut root = Namespace::default();
         root.mounts.insert(DEFAULT_MOUNT.into(), HashMap::new());
         State {
@@ -67,7 +119,13 @@ impl State {
             log: false,
             legacy_errors: false,
             secrets: crate::secrets::Secrets::default(),
+            clock,
         }
+    }
+
+    /// The emulator's current time.
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
     }
 
     /// The roles of a mount, `None` when the namespace or the mount does not exist.

@@ -297,7 +297,9 @@ fn parse_duration_str(s: &str) -> Option<i64> {
     Some((sign * total) as i64)
 }
 
-/// Whole unix seconds now (Vault truncates times to the second for TTL arithmetic).
+/// Whole unix seconds by the system clock, for tests of the arithmetic; the server reads
+/// [`crate::state::State::now`].
+#[cfg(test)]
 pub(crate) fn unix_now() -> i64 {
     unix_secs(SystemTime::now())
 }

@@ -88,7 +88,8 @@ fn multi_error(messages: &[&str]) -> String {
 
 /// Routes one request. Faults have already been applied by the server.
 pub(crate) fn handle(st: &mut State, req: &Request) -> Reply {
-    handle_at(st, req, SystemTime::now())
+    let now = st.now();
+    handle_at(st, req, now)
 }
 
 /// [`handle`] with the current time given, so the TTL arithmetic can be tested at chosen
@@ -546,7 +547,7 @@ mod tests {
 
     impl Fixture {
         fn new(ttl: u64, max: u64) -> Fixture {
-            let mut st = State::new();
+            let mut st = State::new(crate::state::Clock::System);
             let role = Role {
                 token_ttl: Duration::from_secs(ttl),
                 token_max_ttl: Duration::from_secs(max),

@@ -3,14 +3,13 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::thread::sleep;
 use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::*;
 use serde_json::{json, Value};
-use vault_emulator::{Emulator, Role, TokenType};
+use vault_emulator::{Emulator, Options, Role, TokenType};
 
 /// Vault >= 1.17's answer to an unknown, expired or revoked token.
 const BAD_TOKEN: &str = "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n";
@@ -397,9 +396,10 @@ fn renew_self_follows_calculate_ttl() {
     assert_eq!(resp.json()["auth"]["lease_duration"], 10);
 }
 
-#[test]
-fn capped_login_warns_and_short_tokens_expire() {
-    let vault = Emulator::start_default();
+/// In virtual time: the server runs on the test's paused clock (`Emulator::start_in_runtime`).
+#[tokio::test(start_paused = true)]
+async fn capped_login_warns_and_short_tokens_expire() {
+    let vault = Emulator::start_in_runtime(Options::default());
     vault.put_role(
         "kubernetes",
         "app",
@@ -409,12 +409,16 @@ fn capped_login_warns_and_short_tokens_expire() {
             ..Role::default()
         },
     );
-    let v = login(
-        &vault,
-        "kubernetes",
-        "app",
-        &vault.jwt("default", "app", &[], 60),
+    let body = json!({"role": "app", "jwt": vault.jwt("default", "app", &[], 60)}).to_string();
+    let v = call_async(
+        vault.addr(),
+        "POST",
+        "/v1/auth/kubernetes/login",
+        &[],
+        &body,
     )
+    .await
+    .unwrap()
     .json();
     assert_eq!(v["auth"]["lease_duration"], 1);
     assert_eq!(
@@ -423,10 +427,20 @@ fn capped_login_warns_and_short_tokens_expire() {
     );
     let token = v["auth"]["client_token"].as_str().unwrap().to_string();
     assert!(vault.is_valid(&token));
-    sleep(Duration::from_millis(1100));
+    tokio::time::sleep(Duration::from_millis(999)).await;
+    assert!(vault.is_valid(&token));
+    tokio::time::sleep(Duration::from_millis(1)).await;
     assert!(!vault.is_valid(&token));
     assert!(vault.lookup(&token).is_none());
-    let resp = with_token(&vault, "POST", "renew-self", &token, "");
+    let resp = call_async(
+        vault.addr(),
+        "POST",
+        "/v1/auth/token/renew-self",
+        &[("X-Vault-Token", &token)],
+        "",
+    )
+    .await
+    .unwrap();
     assert_eq!((resp.status, resp.error()), (403, BAD_TOKEN.into()));
 }
 

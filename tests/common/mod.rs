@@ -2,6 +2,8 @@
 //! the real `vault-login` binary started with a clean environment.
 #![allow(dead_code, unused_imports)]
 
+pub mod virtual_time;
+
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::PathBuf;
@@ -41,32 +43,7 @@ impl Setup {
 
     pub fn with(opts: Options, role: Role) -> Setup {
         let emu = Emulator::start(opts);
-        let role = Role {
-            audience: role.audience.or(Some("vault".into())),
-            ..role
-        };
-        emu.put_role("kubernetes", "default", role);
-        let dir = tempfile::tempdir().unwrap();
-        let jwt_path = dir.path().join("sa").join("token");
-        std::fs::create_dir_all(jwt_path.parent().unwrap()).unwrap();
-        std::fs::write(&jwt_path, emu.jwt("default", "default", &["vault"], 3600)).unwrap();
-        let token_dir = dir.path().join("out");
-        std::fs::create_dir_all(&token_dir).unwrap();
-        let token_path = token_dir.join("token");
-        let mut env = BTreeMap::new();
-        env.insert("VAULT_ADDR".into(), emu.url());
-        env.insert("VAULT_LOGIN_ROLE".into(), "default".into());
-        env.insert(
-            "VAULT_LOGIN_JWT_FILE".into(),
-            jwt_path.display().to_string(),
-        );
-        env.insert(
-            "VAULT_LOGIN_TOKEN_FILE".into(),
-            token_path.display().to_string(),
-        );
-        env.insert("VAULT_LOGIN_MIN_BACKOFF".into(), "100ms".into());
-        env.insert("VAULT_LOGIN_MAX_BACKOFF".into(), "500ms".into());
-        env.insert("VAULT_LOGIN_LOG".into(), "debug".into());
+        let (dir, jwt_path, token_path, env) = prepare(&emu, role, 3600);
         Setup {
             emu,
             dir,
@@ -122,6 +99,49 @@ impl Setup {
     pub fn token(&self) -> Option<String> {
         std::fs::read_to_string(&self.token_path).ok()
     }
+}
+
+/// Gives `emu` the role "default" (audience "vault" unless the role names one) and lays out a
+/// temp dir with a JWT file valid for `jwt_ttl_secs`; returns it with the JWT path, the token
+/// path and the environment that points vault-login at all three.
+pub fn prepare(
+    emu: &Emulator,
+    role: Role,
+    jwt_ttl_secs: i64,
+) -> (
+    tempfile::TempDir,
+    PathBuf,
+    PathBuf,
+    BTreeMap<String, String>,
+) {
+    let role = Role {
+        audience: role.audience.or(Some("vault".into())),
+        ..role
+    };
+    emu.put_role("kubernetes", "default", role);
+    let dir = tempfile::tempdir().unwrap();
+    let jwt_path = dir.path().join("sa").join("token");
+    std::fs::create_dir_all(jwt_path.parent().unwrap()).unwrap();
+    let jwt = emu.jwt("default", "default", &["vault"], jwt_ttl_secs);
+    std::fs::write(&jwt_path, jwt).unwrap();
+    let token_dir = dir.path().join("out");
+    std::fs::create_dir_all(&token_dir).unwrap();
+    let token_path = token_dir.join("token");
+    let mut env = BTreeMap::new();
+    env.insert("VAULT_ADDR".into(), emu.url());
+    env.insert("VAULT_LOGIN_ROLE".into(), "default".into());
+    env.insert(
+        "VAULT_LOGIN_JWT_FILE".into(),
+        jwt_path.display().to_string(),
+    );
+    env.insert(
+        "VAULT_LOGIN_TOKEN_FILE".into(),
+        token_path.display().to_string(),
+    );
+    env.insert("VAULT_LOGIN_MIN_BACKOFF".into(), "100ms".into());
+    env.insert("VAULT_LOGIN_MAX_BACKOFF".into(), "500ms".into());
+    env.insert("VAULT_LOGIN_LOG".into(), "debug".into());
+    (dir, jwt_path, token_path, env)
 }
 
 /// The outcome of a finished run.
@@ -283,18 +303,12 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
 
 /// Login requests the emulator received.
 pub fn logins(emu: &Emulator) -> usize {
-    emu.requests()
-        .iter()
-        .filter(|r| r.path.ends_with("/login"))
-        .count()
+    emu.count_requests(|r| r.path.ends_with("/login"))
 }
 
 /// Renewal requests the emulator received.
 pub fn renewals(emu: &Emulator) -> usize {
-    emu.requests()
-        .iter()
-        .filter(|r| r.path.ends_with("/renew-self"))
-        .count()
+    emu.count_requests(|r| r.path.ends_with("/renew-self"))
 }
 
 /// A role with this TTL and max TTL (seconds), otherwise the emulator's defaults.

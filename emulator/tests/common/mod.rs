@@ -78,7 +78,8 @@ pub fn read_response(r: &mut impl Read) -> io::Result<Resp> {
     parse(&raw)
 }
 
-fn parse(raw: &[u8]) -> io::Result<Resp> {
+/// Parses a whole response as read until EOF.
+pub fn parse(raw: &[u8]) -> io::Result<Resp> {
     let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, what.to_string());
     let split = raw
         .windows(4)
@@ -122,6 +123,25 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(data.get(..size)?);
         data = data.get(size + 2..)?;
     }
+}
+
+/// [`call`] over a tokio socket, for a server on the test's own runtime
+/// ([`Emulator::start_in_runtime`]), where a blocking client would stall the server.
+pub async fn call_async(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> io::Result<Resp> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = Vec::new();
+    write_request(&mut raw, method, path, headers, body, true)?;
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(&raw).await?;
+    let mut answer = Vec::new();
+    s.read_to_end(&mut answer).await?;
+    parse(&answer)
 }
 
 pub fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
