@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The demo: vault-login's full sidecar loop against the in-repo Vault emulator on loopback.
-# Needs only cargo. Shows login, renewals, the max-TTL re-login, an outage, SIGHUP and shutdown.
+# Needs only cargo. Shows login, renewals, the max-TTL re-login, an outage, SIGHUP and shutdown,
+# and the tutorial's KV v2 secret written next to the token (VAULT_LOGIN_SECRET_DB).
 set -euo pipefail
 cd "$(dirname "$0")"
 cargo build --release --locked --workspace --bins
@@ -21,6 +22,9 @@ VAULT_LOGIN_ROLE=default \
 VAULT_LOGIN_JWT_FILE="$work/sa/token" \
 VAULT_LOGIN_TOKEN_FILE="$work/out/token" \
 VAULT_LOGIN_MAX_BACKOFF=2s \
+VAULT_LOGIN_SECRET_DB=internal/data/database/config \
+VAULT_LOGIN_SECRET_DB_PASSWORD='internal/data/database/config#password' \
+VAULT_LOGIN_SECRETS_REFRESH=10s \
   "$bin/vault-login" &
 pid=$!
 sleep 38
@@ -28,6 +32,7 @@ echo "== SIGHUP: log in again now"
 kill -HUP "$pid"
 sleep 7
 echo "== token file: $(wc -c <"$work/out/token") bytes, mode $(stat -c %a "$work/out/token")"
+echo "== secret files next to it: db ($(stat -c %a "$work/out/db")): $(tr -d '\n' <"$work/out/db" | sed 's/"password":"[^"]*"/"password":"…"/'); db_password: $(wc -c <"$work/out/db_password") bytes"
 echo "== SIGTERM"
 kill -TERM "$pid"
 wait "$pid" && echo "== vault-login exited 0"

@@ -322,3 +322,22 @@ fn measure(
         exited,
     })
 }
+
+#[cfg(test)]
+mod replay_figure {
+    use super::*;
+
+    /// Prints the replay figure BENCHMARKS.md quotes (run with --nocapture); asserts the target.
+    #[test]
+    fn simulated_replay_of_the_full_fleet_meets_the_target() {
+        let plan = Plan {
+            size: 300,
+            stagger: Duration::from_secs(20),
+            window: Duration::from_secs(30),
+            recovery_limit: Duration::from_secs(30),
+        };
+        let (mean, max) = simulated_busiest(&plan);
+        println!("simulated busiest second: mean {mean:.1} max {max} of 300");
+        assert!(mean <= 105.0, "mean {mean}");
+    }
+}

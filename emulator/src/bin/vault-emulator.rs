@@ -13,7 +13,8 @@ usage: vault-emulator [--port N] [--ttl SECS] [--max-ttl SECS] [--role NAME] [--
                       [--jwt-out PATH] [--addr-out PATH] [--batch] [--quiet]
                       [--down-after SECS --down-for SECS]
 
-Serves the Vault API subset vault-login uses on 127.0.0.1 (kubernetes auth at auth/kubernetes).
+Serves the Vault API subset vault-login uses on 127.0.0.1 (kubernetes auth at auth/kubernetes),
+with the tutorial's KV v2 secret at internal/data/database/config readable by the role.
   --port N          port to listen on (default 0: any free port)
   --ttl SECS        role token_ttl (default 10)
   --max-ttl SECS    role token_max_ttl (default 30)
@@ -120,8 +121,16 @@ fn main() -> ExitCode {
             } else {
                 TokenType::Service
             },
+            token_policies: vec!["default".into(), "app".into()],
             ..Role::default()
         },
+    );
+    // The tutorial's next step: its KV v2 secret, readable by the role's tokens.
+    vault.put_policy("app", &[("internal/data/database/config", &["read"])]);
+    vault.put_kv2(
+        "internal",
+        "database/config",
+        serde_json::json!({"username": "db-readonly-username", "password": "db-secret-password"}),
     );
     if let Some(path) = &args.jwt_out {
         let audience = args.audience.as_deref().unwrap_or("vault");
