@@ -15,12 +15,22 @@
 //! - [`secrets`]: secrets to files: the `VAULT_LOGIN_SECRET_<NAME>` specs, rendering (JSON, one
 //!   field, dotenv), when to rewrite, read errors, and the secret-file writer.
 //! - [`backoff`]: exponential backoff with full jitter, and the random source for jitter.
-//! - [`schedule`]: pure decisions: when to renew, when to log in again, how long to wait.
+//! - [`schedule`]: pure functions of durations: when to renew, when to log in again, how long to
+//!   wait before expiry.
+//! - [`machine`]: the loop's decisions as one deterministic state machine (quinn-proto style):
+//!   fed `now` and events (results, file changes, signals, timers), it answers with actions (log
+//!   in, renew, write, read a secret, renew a lease, run hooks, revoke, exit) and when to wake.
+//!   Randomness comes from a seed. The agent, the property tests and the bench's simulated days
+//!   all drive this one machine.
+//! - [`login`]: one login attempt (JWT read afresh, posted, refusals explained) and the
+//!   classification of its failures for the machine.
+//! - [`duration`]: durations as settings are written (`1h30m`) and as logs print them.
 //! - [`watch`]: directory watches for the JWT and token files, degrading to timers.
 //! - [`status`]: the token's state shared with health and metrics.
 //! - [`health`]: the `/healthz`, `/readyz` and `/metrics` HTTP server on `VAULT_LOGIN_LISTEN`.
 //! - [`hooks`]: after a new token: the token info file, the on-change command, the app's signal.
-//! - [`agent`]: the lifecycle loop (`--once` and sidecar) that executes the schedule.
+//! - [`agent`]: the thin async driver: performs the machine's actions with the real client, files,
+//!   hooks and watches, and feeds results, file changes, signals and timers back; no decisions.
 //! - [`telemetry`]: log output (text or JSON on stderr).
 //! - [`error`]: the crate's error type and exit codes.
 #![forbid(unsafe_code)]

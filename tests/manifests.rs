@@ -237,6 +237,7 @@ fn hcl_blocks(text: &str) -> Vec<Block> {
 
 struct Terraform {
     blocks: Vec<Block>,
+    text: String,
 }
 
 impl Terraform {
@@ -251,6 +252,7 @@ impl Terraform {
         });
         Terraform {
             blocks: hcl_blocks(&text),
+            text,
         }
     }
 
@@ -335,7 +337,51 @@ impl Terraform {
             emu.put_role(&mount, &name, role);
             roles += 1;
         }
+        for (name, paths) in self.policies() {
+            let rules: Vec<(&str, &[&str])> =
+                paths.iter().map(|p| (p.as_str(), &["read"][..])).collect();
+            emu.put_policy(&name, &rules);
+        }
         roles
+    }
+
+    /// Each `vault_policy`'s name and the paths its heredoc grants (`${res.name.attr}`
+    /// interpolations resolved); every rule in k8s/ grants read.
+    fn policies(&self) -> Vec<(String, Vec<String>)> {
+        let mut out = Vec::new();
+        let mut lines = self.text.lines();
+        while let Some(line) = lines.next() {
+            let Some(label) = line
+                .trim()
+                .strip_prefix("resource \"vault_policy\" \"")
+                .and_then(|r| r.split('"').next())
+            else {
+                continue;
+            };
+            let block = self
+                .resources("vault_policy")
+                .find(|b| b.labels.get(1).is_some_and(|l| l == label))
+                .expect("parsed");
+            let name = self.one(&block.attrs["name"]);
+            let mut paths = Vec::new();
+            for l in lines.by_ref() {
+                let l = l.trim();
+                if l == "}" {
+                    break;
+                }
+                if let Some(p) = l.strip_prefix("path \"").and_then(|r| r.split('"').next()) {
+                    let mut p = p.to_string();
+                    while let Some(i) = p.find("${") {
+                        let j = p[i..].find('}').expect("closed interpolation") + i;
+                        let value = self.one(&p[i + 2..j]);
+                        p.replace_range(i..=j, &value);
+                    }
+                    paths.push(p);
+                }
+            }
+            out.push((name, paths));
+        }
+        out
     }
 }
 
@@ -536,13 +582,32 @@ fn run_workload(w: &Doc, docs: &[Doc], prepare: &dyn Fn(&Emulator)) -> Vec<Outco
         let mounts = mounts_of(c, automount);
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         let mut listen_port = None;
+        let mut secrets: Vec<String> = Vec::new();
         for e in c["env"].as_array().into_iter().flatten() {
             let name = e["name"].as_str().unwrap().to_string();
             let Some(value) = e["value"].as_str() else {
                 problems.push(format!("{name}: only literal values are supported here"));
                 continue;
             };
-            if !known_env_names().contains(&name) {
+            let secret =
+                name.starts_with("VAULT_LOGIN_SECRET_") && name != "VAULT_LOGIN_SECRETS_DIR";
+            if secret {
+                // The tutorial's `vault kv put internal/database/config ...`: the data an
+                // operator stores before the pod starts.
+                let path = value.split_once(':').map_or(value, |x| x.1);
+                let path = path.split('#').next().unwrap_or_default();
+                if let Some((mount, rest)) = path.split_once("/data/") {
+                    emu.put_kv2(
+                        mount,
+                        rest,
+                        json!({"username": "db-readonly-username", "password": "db-secret-password"}),
+                    );
+                }
+                secrets.push(
+                    name.trim_start_matches("VAULT_LOGIN_SECRET_")
+                        .to_ascii_lowercase(),
+                );
+            } else if !known_env_names().contains(&name) {
                 problems.push(format!(
                     "{name} is not a variable vault-login reads (not in --help): a typo?"
                 ));
@@ -679,6 +744,21 @@ fn run_workload(w: &Doc, docs: &[Doc], prepare: &dyn Fn(&Emulator)) -> Vec<Outco
                 || run.stderr().contains("login failed")
                 || run.child.try_wait().ok().flatten().is_some()
         });
+        // Every secret the container names is written next to the token (or in the secrets
+        // directory) once it is done or ready.
+        let secrets_dir = env
+            .get("VAULT_LOGIN_SECRETS_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| token_file.parent().unwrap().to_path_buf());
+        let all_secrets = || secrets.iter().all(|n| secrets_dir.join(n).is_file());
+        wait_until(10 * SEC, || {
+            all_secrets()
+                || run.stderr().contains("secret not read")
+                || run.child.try_wait().ok().flatten().is_some()
+        });
+        for n in secrets.iter().filter(|n| !secrets_dir.join(n).is_file()) {
+            problems.push(format!("secret file {n} was not written"));
+        }
         let token = fs::read_to_string(&token_file)
             .ok()
             .filter(|t| emu.is_valid(t));
@@ -714,7 +794,7 @@ fn run_workload(w: &Doc, docs: &[Doc], prepare: &dyn Fn(&Emulator)) -> Vec<Outco
                         "--once did not exit 0 after writing the token: {other:?}"
                     )),
                 }
-            } else {
+            } else if problems.is_empty() {
                 for (kind, path) in &probes {
                     let port = listen_port.map(|p| p.1).unwrap_or_default();
                     let ok = wait_until(5 * SEC, || {
@@ -1328,8 +1408,10 @@ fn the_expression_evaluator_follows_promql() {
 /// token, and checks which alerts' expressions hold at each point (the rules' `for:` is
 /// Prometheus's business). With promtool installed, the same scrapes also go through
 /// `promtool check rules` and `promtool test rules`.
-#[test]
-fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
+/// In virtual time: the agent runs in-process against the in-runtime emulator, and each scrape
+/// is the exact `/metrics` body the health server would serve for the agent's status.
+#[tokio::test(start_paused = true)]
+async fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
     let rules = alert_rules();
     let names: Vec<&str> = rules.iter().map(|(a, _)| a.as_str()).collect();
     assert_eq!(
@@ -1340,28 +1422,25 @@ fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
             "VaultLoginNotReady"
         ]
     );
-    let mut s = Setup::with_role(Role {
-        // Long enough that three failed renewals (at about 0.7 of it, then every <= 0.5 s)
-        // come well before expiry on a loaded machine.
+    let mut s = virtual_time::Virtual::with_role(Role {
+        // Three failed renewals (at about 0.7 of it, then on the backoff) come well before
+        // expiry.
         token_ttl: Duration::from_secs(20),
         token_max_ttl: Duration::from_secs(600),
         ..Role::default()
     });
-    let port = free_port();
-    s.set("VAULT_LOGIN_LISTEN", format!("127.0.0.1:{port}"))
-        .set("VAULT_LOGIN_LOG", "info");
+    s.set("VAULT_LOGIN_LOG", "info");
     let r = s.spawn(&[]);
-    // Empty until the server listens.
     let scrape = || {
-        http_get(port, "/metrics")
-            .map(|(_, body)| parse_metrics(&body))
-            .unwrap_or_default()
+        let body = vault_login::health::render_metrics(&r.status.snapshot(), r.status.now());
+        parse_metrics(&body)
     };
     let mut scenarios: Vec<(&str, Samples, Vec<&str>)> = Vec::new();
 
     assert!(
-        wait_until(10 * SEC, || scrape().get("vault_login_token_ready")
-            == Some(&1.0)),
+        virtual_time::wait_for(10 * SEC, || scrape().get("vault_login_token_ready")
+            == Some(&1.0))
+        .await,
         "{}",
         r.stderr()
     );
@@ -1376,9 +1455,10 @@ fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
     // Vault goes away: the renewal at about 14 s fails and is retried.
     s.emu.set_fault(Fault::Down);
     assert!(
-        wait_until(30 * SEC, || scrape()
+        virtual_time::wait_for(30 * SEC, || scrape()
             .get("vault_login_consecutive_failures")
-            .is_some_and(|n| *n >= 3.0)),
+            .is_some_and(|n| *n >= 3.0))
+        .await,
         "{}",
         r.stderr()
     );
@@ -1403,9 +1483,10 @@ fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
 
     // Under a quarter of the 20 s left: expiring soon, still ready.
     assert!(
-        wait_until(30 * SEC, || scrape()
+        virtual_time::wait_for(30 * SEC, || scrape()
             .get("vault_login_token_ttl_seconds")
-            .is_some_and(|t| *t > 0.5 && *t < 4.8)),
+            .is_some_and(|t| *t > 0.5 && *t < 4.8))
+        .await,
         "{}",
         r.stderr()
     );
@@ -1424,8 +1505,9 @@ fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
 
     // Expired: not ready; the TTL is 0, which is still "expiring soon".
     assert!(
-        wait_until(15 * SEC, || scrape().get("vault_login_token_ready")
-            == Some(&0.0)),
+        virtual_time::wait_for(15 * SEC, || scrape().get("vault_login_token_ready")
+            == Some(&0.0))
+        .await,
         "{}",
         r.stderr()
     );
@@ -1452,8 +1534,9 @@ fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
     // Vault is back: a new login clears everything.
     s.emu.clear_fault();
     assert!(
-        wait_until(15 * SEC, || scrape().get("vault_login_token_ready")
-            == Some(&1.0)),
+        virtual_time::wait_for(15 * SEC, || scrape().get("vault_login_token_ready")
+            == Some(&1.0))
+        .await,
         "{}",
         r.stderr()
     );
@@ -1548,4 +1631,26 @@ fn promtool_check(rules: &[(String, String)], scenarios: &[(&str, Samples, Vec<&
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+#[test]
+fn a_secret_the_policy_does_not_grant_fails() {
+    let docs = all_docs();
+    let mut w = workloads(&docs)
+        .into_iter()
+        .find(|d| d.file.ends_with("deployment-sidecar.yaml"))
+        .expect("the sidecar example");
+    let o = run_one(&w, &docs, &|_| {});
+    assert!(o.ok(), "{o:?}");
+    // A path the Terraform's policy does not grant: Vault answers 403, the file never appears.
+    env_mut(&mut w, "VAULT_LOGIN_SECRET_DB")["value"] = json!("internal/data/other");
+    let o = run_one(&w, &docs, &|_| {});
+    assert!(
+        o.problems
+            .iter()
+            .any(|p| p.contains("secret file db was not written")),
+        "{:?}",
+        o.problems
+    );
+    assert!(o.stderr.contains("must grant"), "{}", o.stderr);
 }

@@ -83,7 +83,11 @@ impl Virtual {
         let cfg = self
             .config(args)
             .unwrap_or_else(|e| panic!("configuration refused: {e}"));
-        let status = Arc::new(Status::default());
+        // The wall clock the metrics print follows virtual time too, as the emulator's does.
+        let (wall0, mono0) = (std::time::SystemTime::now(), Instant::now());
+        let status = Arc::new(Status::with_wall_clock(Arc::new(move || {
+            wall0 + (Instant::now() - mono0)
+        })));
         let agent =
             Agent::new(cfg, Arc::clone(&status)).unwrap_or_else(|e| panic!("agent not built: {e}"));
         let (control, rx) = mpsc::unbounded_channel();
