@@ -1,31 +1,36 @@
 //! The driver: performs what the [`crate::machine`] asks (log in, renew, write the file, run
 //! hooks, revoke, exit) with the real Vault client, token file, hooks and watches, and feeds
 //! the results, file changes, signals and timer expiries back to it. No decision is taken here.
+//!
+//! - `requests`: the I/O it performs: login, renewal and revocation with their deadlines, and
+//!   the token file (or stdout).
+//! - `secrets`: reading secrets, writing their files when they change, renewing their leases.
 
 use std::future::Future;
-use std::io::Write;
 use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tokio::time::{sleep_until, timeout_at, Instant};
-use tracing::{error, info, warn};
+use tokio::time::{sleep_until, Instant};
+use tracing::{info, warn};
 
 use crate::backoff::random_u64;
 use crate::config::{human, Config, JwtSource, TokenSink};
 use crate::error::{Error, Result};
 use crate::hooks::Hooks;
 use crate::jwt::{self, unix_now};
-use crate::login::{self, kind_of, LoginError};
-use crate::machine::{
-    self, Action, Event, Exit, Failure, FailureKind, Goal, Grant, Hook, Machine, Settings,
-};
-use crate::secret::Secret;
-use crate::secrets::{self, Fingerprint, Rendered, SecretError, SecretSpec, SecretWriter};
+use crate::login::{kind_of, LoginError};
+use crate::machine::{self, Action, Event, Exit, Failure, Goal, Grant, Hook, Machine, Settings};
+use crate::secrets::{SecretSpec, SecretWriter};
 use crate::status::Status;
 use crate::token_file::TokenFile;
-use crate::vault::{Auth, LeaseRenewal, Renewal, SecretRead, VaultClient, VaultError};
+use crate::vault::{Auth, Renewal, VaultClient, VaultError};
 use crate::watch::Watches;
+
+mod requests;
+mod secrets;
+
+use self::secrets::{SecretAnswer, SecretMemo};
 
 /// What the outside world (signals, tests) can ask of a running loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -41,27 +46,6 @@ enum Answer {
     Login(Instant, std::result::Result<Auth, LoginError>),
     Renew(Instant, std::result::Result<Renewal, VaultError>),
     Revoked,
-}
-
-/// A finished secret read or lease renewal.
-enum SecretAnswer {
-    Read(
-        usize,
-        Instant,
-        std::result::Result<(SecretRead, Rendered), SecretError>,
-    ),
-    Renewed(
-        usize,
-        Instant,
-        std::result::Result<LeaseRenewal, VaultError>,
-    ),
-}
-
-/// What the driver remembers of each secret: the fingerprint of its file and its lease.
-#[derive(Clone, Debug, Default)]
-struct SecretMemo {
-    written: Option<Fingerprint>,
-    lease_id: Option<String>,
 }
 
 type Pending<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -359,117 +343,6 @@ impl Agent {
         }
     }
 
-    /// Turns a finished secret read into the machine's event: writes the file when its content
-    /// (or KV v2 version) changed, remembers the lease, updates the status.
-    fn secret_answered(&self, answer: SecretAnswer, memos: &mut [SecretMemo]) -> Event {
-        match answer {
-            SecretAnswer::Read(index, sent, result) => {
-                let spec = &self.secrets[index];
-                let result = result.and_then(|(read, rendered)| {
-                    let changed = rendered.changed_since(memos[index].written);
-                    if changed {
-                        let path = self.writer.write(spec, &rendered)?;
-                        memos[index].written = Some(rendered.fingerprint());
-                        info!(secret = %spec.name, path = %path.display(), version = ?read.kv2_version, "secret written");
-                    }
-                    let leased = !read.lease_id.is_empty() && !read.lease_duration.is_zero();
-                    memos[index].lease_id = leased.then(|| read.lease_id.clone());
-                    Ok(machine::SecretGrant {
-                        changed,
-                        lease: leased.then_some(Grant {
-                            ttl: read.lease_duration,
-                            renewable: read.renewable,
-                            capped_warning: false,
-                        }),
-                    })
-                });
-                let result = match result {
-                    Ok(grant) => {
-                        self.status.secret_read(index, grant.changed);
-                        Ok(grant)
-                    }
-                    Err(e) => {
-                        let message = format!("{}: {e}", spec.variable);
-                        self.status.secret_failed(index, &message);
-                        let kind = if e.is_transient() {
-                            FailureKind::Transient
-                        } else {
-                            FailureKind::Other
-                        };
-                        Err(Failure::new(kind, message))
-                    }
-                };
-                Event::SecretRead {
-                    index,
-                    sent: sent.into_std(),
-                    result,
-                }
-            }
-            SecretAnswer::Renewed(index, sent, result) => {
-                let result = match result {
-                    Ok(r) => Ok(Grant {
-                        ttl: r.lease_duration,
-                        renewable: r.renewable,
-                        capped_warning: machine::warns_of_cap(&r.warnings),
-                    }),
-                    Err(e) => {
-                        let message =
-                            format!("{}: lease renewal: {e}", self.secrets[index].variable);
-                        self.status.secret_failed(index, &message);
-                        Err(Failure {
-                            kind: kind_of(&e),
-                            retry_after: e.retry_after(),
-                            message,
-                        })
-                    }
-                };
-                Event::LeaseRenewed {
-                    index,
-                    sent: sent.into_std(),
-                    result,
-                }
-            }
-        }
-    }
-
-    /// Reads secret `index` with `token`.
-    async fn read_secret(&self, index: usize, token: Option<Secret>) -> SecretAnswer {
-        let sent = Instant::now();
-        let spec = &self.secrets[index];
-        let result = match token {
-            Some(token) => secrets::fetch(&self.client, &token, spec).await,
-            None => Err(secrets::read_error(&spec.path, no_token())),
-        };
-        SecretAnswer::Read(index, sent, result)
-    }
-
-    /// Renews the lease of secret `index`; abandoned at the lease's expiry.
-    async fn renew_lease(
-        &self,
-        index: usize,
-        token: Option<Secret>,
-        lease: String,
-        deadline: Option<Instant>,
-    ) -> SecretAnswer {
-        let sent = Instant::now();
-        let result = match token {
-            Some(token) => {
-                let attempt = self.client.renew_lease(&token, &lease, None);
-                match deadline {
-                    Some(d) => timeout_at(d, attempt).await.unwrap_or_else(|_| {
-                        Err(VaultError::Transport {
-                            op: "PUT /v1/sys/leases/renew".into(),
-                            message: "no answer before the lease expired".into(),
-                        })
-                    }),
-                    None => attempt.await,
-                }
-            }
-            None => Err(no_token()),
-        };
-        SecretAnswer::Renewed(index, sent, result)
-    }
-
     fn log_plan(&self, machine: &Machine, auth: &Option<Auth>) {
         if !self.cfg.once && auth.is_some() {
             info!(next = %machine.describe(Instant::now().into_std()), "plan");
@@ -519,145 +392,6 @@ impl Agent {
 
     fn token_dir(&self) -> Option<&std::path::Path> {
         self.file.as_ref().map(TokenFile::dir)
-    }
-
-    /// One login attempt, abandoned at `deadline`.
-    async fn login(&self, deadline: Option<Instant>) -> Answer {
-        let sent = Instant::now();
-        let attempt = login::attempt(&self.client, &self.cfg.jwt, &self.cfg.mount, &self.cfg.role);
-        let result = match deadline {
-            Some(d) => timeout_at(d, attempt)
-                .await
-                .unwrap_or_else(|_| Err(LoginError::TimedOut)),
-            None => attempt.await,
-        };
-        Answer::Login(sent, result)
-    }
-
-    /// One renewal of `token`; abandoned at the token's expiry.
-    async fn renew(
-        &self,
-        token: Option<Secret>,
-        increment: Option<std::time::Duration>,
-        deadline: Option<Instant>,
-    ) -> Answer {
-        let sent = Instant::now();
-        let Some(token) = token else {
-            return Answer::Renew(
-                sent,
-                Err(VaultError::Transport {
-                    op: "renew-self".into(),
-                    message: "no token held".into(),
-                }),
-            );
-        };
-        let attempt = self.client.renew_self(&token, increment);
-        let result = match deadline {
-            Some(d) => timeout_at(d, attempt).await.unwrap_or_else(|_| {
-                Err(VaultError::Transport {
-                    op: "POST /v1/auth/token/renew-self".into(),
-                    message: "no answer before the token expired".into(),
-                })
-            }),
-            None => attempt.await,
-        };
-        Answer::Renew(sent, result)
-    }
-
-    /// Revokes the secrets' `leases` and `token` (if any), and removes the token and secret
-    /// files.
-    async fn revoke(
-        &self,
-        token: Option<Secret>,
-        leases: Vec<String>,
-        deadline: Instant,
-    ) -> Answer {
-        if let Some(token) = &token {
-            for lease in &leases {
-                match timeout_at(deadline, self.client.revoke_lease(token, lease)).await {
-                    Ok(Ok(())) => info!("secret lease revoked"),
-                    Ok(Err(e)) => {
-                        warn!(error = %e, "secret lease not revoked (revoke-self revokes it with the token)")
-                    }
-                    Err(_) => warn!("secret lease revocation timed out"),
-                }
-            }
-        }
-        for spec in &self.secrets {
-            let path = self.writer.path_for(spec);
-            match std::fs::remove_file(&path) {
-                Ok(()) => info!(path = %path.display(), "secret file removed"),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    warn!(path = %path.display(), error = %e, "cannot remove the secret file")
-                }
-            }
-        }
-        if let Some(token) = token {
-            match timeout_at(deadline, self.client.revoke_self(&token)).await {
-                Ok(Ok(())) => info!("token revoked"),
-                Ok(Err(e)) => warn!(error = %e, "token revocation failed"),
-                Err(_) => warn!("token revocation timed out"),
-            }
-        }
-        if let Some(f) = &self.file {
-            match f.remove() {
-                Ok(()) => {
-                    self.status.token_removed();
-                    info!(path = %f.path().display(), "token file removed");
-                }
-                Err(e) => warn!(error = %e, "cannot remove the token file"),
-            }
-        }
-        Answer::Revoked
-    }
-
-    /// Whether the file (or stdout) already has `auth`'s token: nothing to restore.
-    fn file_holds(&self, auth: &Option<Auth>) -> bool {
-        match (&self.file, auth) {
-            (Some(f), Some(a)) => f.holds(&a.client_token),
-            _ => true,
-        }
-    }
-
-    /// Makes the file hold `token`: to the file (unless it already does), or to stdout.
-    fn write(&self, token: Option<&Secret>, restoring: bool) -> Event {
-        let Some(token) = token else {
-            return Event::WriteFailed("no token to write".into());
-        };
-        let result = match &self.file {
-            Some(f) if f.holds(token) => Ok(()),
-            Some(f) => f.write(token).map_err(|e| e.to_string()).map(|()| {
-                if restoring {
-                    warn!(path = %f.path().display(), "token file was missing or changed; restored the current token");
-                }
-            }),
-            None => {
-                let mut out = std::io::stdout().lock();
-                writeln!(out, "{}", token.expose())
-                    .and_then(|_| out.flush())
-                    .map_err(|e| format!("cannot write the token to stdout: {e}"))
-            }
-        };
-        match result {
-            Ok(()) => {
-                self.status.file_restored();
-                Event::Written
-            }
-            Err(e) => {
-                self.status.file_failed(&e);
-                error!(error = %e, "token file not written");
-                Event::WriteFailed(e)
-            }
-        }
-    }
-}
-
-/// The error of a request that needs a token when none is held.
-fn no_token() -> VaultError {
-    VaultError::Transport {
-        op: "read".into(),
-        message: "no token held".into(),
     }
 }
 

@@ -1,0 +1,154 @@
+//! The I/O the driver performs for the token: a login, a renewal and a revocation, each cut
+//! at its deadline, and making the token file (or stdout) hold the token.
+
+use std::io::Write;
+
+use tokio::time::{timeout_at, Instant};
+use tracing::{error, info, warn};
+
+use super::{Agent, Answer};
+use crate::login::{self, LoginError};
+use crate::machine::Event;
+use crate::secret::Secret;
+use crate::vault::{Auth, VaultError};
+
+impl Agent {
+    /// One login attempt, abandoned at `deadline`.
+    pub(super) async fn login(&self, deadline: Option<Instant>) -> Answer {
+        let sent = Instant::now();
+        let attempt = login::attempt(&self.client, &self.cfg.jwt, &self.cfg.mount, &self.cfg.role);
+        let result = match deadline {
+            Some(d) => timeout_at(d, attempt)
+                .await
+                .unwrap_or_else(|_| Err(LoginError::TimedOut)),
+            None => attempt.await,
+        };
+        Answer::Login(sent, result)
+    }
+
+    /// One renewal of `token`; abandoned at the token's expiry.
+    pub(super) async fn renew(
+        &self,
+        token: Option<Secret>,
+        increment: Option<std::time::Duration>,
+        deadline: Option<Instant>,
+    ) -> Answer {
+        let sent = Instant::now();
+        let Some(token) = token else {
+            return Answer::Renew(
+                sent,
+                Err(VaultError::Transport {
+                    op: "renew-self".into(),
+                    message: "no token held".into(),
+                }),
+            );
+        };
+        let attempt = self.client.renew_self(&token, increment);
+        let result = match deadline {
+            Some(d) => timeout_at(d, attempt).await.unwrap_or_else(|_| {
+                Err(VaultError::Transport {
+                    op: "POST /v1/auth/token/renew-self".into(),
+                    message: "no answer before the token expired".into(),
+                })
+            }),
+            None => attempt.await,
+        };
+        Answer::Renew(sent, result)
+    }
+
+    /// Revokes the secrets' `leases` and `token` (if any), and removes the token and secret
+    /// files.
+    pub(super) async fn revoke(
+        &self,
+        token: Option<Secret>,
+        leases: Vec<String>,
+        deadline: Instant,
+    ) -> Answer {
+        if let Some(token) = &token {
+            for lease in &leases {
+                match timeout_at(deadline, self.client.revoke_lease(token, lease)).await {
+                    Ok(Ok(())) => info!("secret lease revoked"),
+                    Ok(Err(e)) => {
+                        warn!(error = %e, "secret lease not revoked (revoke-self revokes it with the token)")
+                    }
+                    Err(_) => warn!("secret lease revocation timed out"),
+                }
+            }
+        }
+        for spec in &self.secrets {
+            let path = self.writer.path_for(spec);
+            match std::fs::remove_file(&path) {
+                Ok(()) => info!(path = %path.display(), "secret file removed"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "cannot remove the secret file")
+                }
+            }
+        }
+        if let Some(token) = token {
+            match timeout_at(deadline, self.client.revoke_self(&token)).await {
+                Ok(Ok(())) => info!("token revoked"),
+                Ok(Err(e)) => warn!(error = %e, "token revocation failed"),
+                Err(_) => warn!("token revocation timed out"),
+            }
+        }
+        if let Some(f) = &self.file {
+            match f.remove() {
+                Ok(()) => {
+                    self.status.token_removed();
+                    info!(path = %f.path().display(), "token file removed");
+                }
+                Err(e) => warn!(error = %e, "cannot remove the token file"),
+            }
+        }
+        Answer::Revoked
+    }
+
+    /// Whether the file (or stdout) already has `auth`'s token: nothing to restore.
+    pub(super) fn file_holds(&self, auth: &Option<Auth>) -> bool {
+        match (&self.file, auth) {
+            (Some(f), Some(a)) => f.holds(&a.client_token),
+            _ => true,
+        }
+    }
+
+    /// Makes the file hold `token`: to the file (unless it already does), or to stdout.
+    pub(super) fn write(&self, token: Option<&Secret>, restoring: bool) -> Event {
+        let Some(token) = token else {
+            return Event::WriteFailed("no token to write".into());
+        };
+        let result = match &self.file {
+            Some(f) if f.holds(token) => Ok(()),
+            Some(f) => f.write(token).map_err(|e| e.to_string()).map(|()| {
+                if restoring {
+                    warn!(path = %f.path().display(), "token file was missing or changed; restored the current token");
+                }
+            }),
+            None => {
+                let mut out = std::io::stdout().lock();
+                writeln!(out, "{}", token.expose())
+                    .and_then(|_| out.flush())
+                    .map_err(|e| format!("cannot write the token to stdout: {e}"))
+            }
+        };
+        match result {
+            Ok(()) => {
+                self.status.file_restored();
+                Event::Written
+            }
+            Err(e) => {
+                self.status.file_failed(&e);
+                error!(error = %e, "token file not written");
+                Event::WriteFailed(e)
+            }
+        }
+    }
+}
+
+/// The error of a request that needs a token when none is held.
+pub(super) fn no_token() -> VaultError {
+    VaultError::Transport {
+        op: "read".into(),
+        message: "no token held".into(),
+    }
+}
