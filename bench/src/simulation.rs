@@ -25,7 +25,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use vault_login::machine::{
-    self, Action, Event, Failure, FailureKind, Goal, Grant, Machine, Settings,
+    self, Action, Event, Failure, FailureKind, Goal, Grant, Machine, SecretGrant, Settings,
 };
 
 use crate::report::{Report, Verdict};
@@ -301,6 +301,125 @@ fn vault_login(v: &mut Vault, rng: &mut Rng, start: Secs, end: Secs) {
         now = wake;
         m.handle_timeout(at(now));
     }
+}
+
+/// The cost of secrets on the simulated clock: one calm pod (TTL 1 h, max 24 h) writing
+/// `statics` KV secrets (refreshed every 5 min) and `dynamic` leased secrets (lease 1 h, max
+/// 24 h), driven by the same machine for `days`. Returns (token requests, secret reads, lease
+/// renewals) per day.
+pub fn secret_requests(statics: usize, dynamic: usize, days: u32, seed: u64) -> (f64, f64, f64) {
+    const LEASE: Duration = Duration::from_secs(3600);
+    const LEASE_MAX: Secs = 86_400.0;
+    let end = f64::from(days) * DAY;
+    let s = Scenario {
+        ttl: 3600,
+        max_ttl: 86_400,
+        outages_per_day: 0,
+        outage_len: 0.0,
+        days,
+        pods: 1,
+        seed,
+    };
+    let mut v = Vault::new(&s, Vec::new());
+    let base = Instant::now();
+    let at = |s: Secs| base + dur(s);
+    let settings = Settings {
+        goal: Goal::Sidecar,
+        min_backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(300),
+        renew_increment: None,
+        revoke_on_exit: false,
+        secrets: statics + dynamic,
+        refresh: Duration::from_secs(300),
+    };
+    let mut m = Machine::new(settings, at(0.0), seed);
+    let mut held = None;
+    // Each dynamic secret's lease: issued at, expires at.
+    let mut leases: Vec<(Secs, Secs)> = vec![(0.0, 0.0); dynamic];
+    let (mut reads, mut renewals) = (0u64, 0u64);
+    let mut now = 0.0;
+    loop {
+        while let Some(action) = m.poll_action() {
+            let event = match action {
+                Action::Login { .. } => {
+                    let (id, ttl) = v.login(now).expect("calm");
+                    held = Some(id);
+                    Event::LoginDone {
+                        sent: at(now),
+                        result: Ok(Grant {
+                            ttl,
+                            renewable: true,
+                            capped_warning: false,
+                        }),
+                    }
+                }
+                Action::Renew { .. } => Event::RenewDone {
+                    sent: at(now),
+                    result: match held.map(|id| v.renew(id, now)) {
+                        Some(Renewal::Granted { ttl, warnings }) => Ok(Grant {
+                            ttl,
+                            renewable: true,
+                            capped_warning: machine::warns_of_cap(&warnings),
+                        }),
+                        Some(Renewal::PastMax) => Err(vault_error(500, PAST_MAX)),
+                        _ => Err(vault_error(403, DENIED)),
+                    },
+                },
+                Action::Write => Event::Written,
+                Action::ReadSecret { index } => {
+                    reads += 1;
+                    let lease = (index >= statics).then(|| {
+                        leases[index - statics] = (now, now + secs(LEASE));
+                        Grant {
+                            ttl: LEASE,
+                            renewable: true,
+                            capped_warning: false,
+                        }
+                    });
+                    Event::SecretRead {
+                        index,
+                        sent: at(now),
+                        result: Ok(SecretGrant {
+                            changed: lease.is_some(),
+                            lease,
+                        }),
+                    }
+                }
+                Action::RenewLease { index, .. } => {
+                    renewals += 1;
+                    let (issued, _) = leases[index - statics];
+                    let left = (issued + LEASE_MAX - now).floor().max(0.0);
+                    let ttl = secs(LEASE).min(left);
+                    leases[index - statics].1 = now + ttl;
+                    Event::LeaseRenewed {
+                        index,
+                        sent: at(now),
+                        result: Ok(Grant {
+                            ttl: dur(ttl),
+                            renewable: true,
+                            capped_warning: ttl < secs(LEASE),
+                        }),
+                    }
+                }
+                _ => continue,
+            };
+            m.handle(at(now), event);
+        }
+        let Some(wake) = m.poll_timeout() else { break };
+        let wake = secs(wake.saturating_duration_since(base)).max(now);
+        if wake >= end {
+            break;
+        }
+        now = wake;
+        m.handle_timeout(at(now));
+    }
+    let days = f64::from(days);
+    let t = v.finish(end);
+    (
+        t.requests as f64 / days,
+        reads as f64 / days,
+        renewals as f64 / days,
+    )
 }
 
 /// Vault ≥ 1.17's answers, as the agent would classify them.
@@ -614,6 +733,37 @@ pub fn per_day(s: &Scenario, t: &Tally) -> PerDay {
 
 /// Runs the calm and the outage scenarios for every client and adds the section's rows.
 pub fn run(report: &mut Report) {
+    let (token, _, _) = secret_requests(0, 0, 30, 0x5EED);
+    for (name, statics, dynamic, baseline) in [
+        (
+            "one KV secret (refresh 5 min)",
+            1,
+            0,
+            "Agent: 288 reads a day (static_secret_render_interval 5m)",
+        ),
+        (
+            "one dynamic secret (lease 1 h, max 24 h)",
+            0,
+            1,
+            "Agent: renews at 2/3 + grace, once more right after each read",
+        ),
+    ] {
+        let (t, reads, renewals) = secret_requests(statics, dynamic, 30, 0x5EED);
+        eprintln!(
+            "   secrets {name}: token {t:.2}/day, reads {reads:.2}/day, renewals {renewals:.2}/day"
+        );
+        report.add(
+            "4 simulated day, secrets",
+            &format!("extra Vault requests per pod per day for {name} (1 pod × 30 days, calm)"),
+            format!(
+                "{:.2} ({reads:.2} reads, {renewals:.2} lease renewals)",
+                reads + renewals + t - token
+            ),
+            baseline.to_string(),
+            "",
+            Verdict::Info,
+        );
+    }
     let calm = Scenario {
         ttl: 3600,
         max_ttl: 86_400,
@@ -707,6 +857,19 @@ mod tests {
             pods: 10,
             seed: 1,
         }
+    }
+
+    #[test]
+    fn secrets_cost_what_their_schedule_says() {
+        let (token, reads, renewals) = secret_requests(1, 0, 3, 1);
+        // A static secret: one read per 5 min, plus one per new token.
+        assert!((288.0..=292.0).contains(&reads), "{reads}");
+        assert_eq!(renewals, 0.0);
+        assert!(token < 40.0, "{token}");
+        let (_, reads, renewals) = secret_requests(0, 1, 3, 1);
+        // A 1 h lease renewed at about 70 % until its 24 h max, then new credentials.
+        assert!((1.0..=4.0).contains(&reads), "{reads}");
+        assert!((30.0..=40.0).contains(&renewals), "{renewals}");
     }
 
     #[test]
