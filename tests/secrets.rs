@@ -220,43 +220,74 @@ fn a_new_kv2_version_reaches_the_file_within_the_refresh_and_the_same_version_is
     assert!(!r.stderr().contains(PASSWORD) && !r.stderr().contains("rotated"));
 }
 
-#[test]
-fn dynamic_leases_are_renewed_and_replaced_before_their_max_ttl() {
-    let mut s = setup(3600);
-    s.emu.put_dynamic_role(
+/// In virtual time, with a realistic lease: 1 h, max 24 h, over two days.
+#[tokio::test(start_paused = true)]
+async fn dynamic_leases_are_renewed_and_replaced_before_their_max_ttl() {
+    use common::virtual_time::{wait_for, Virtual};
+    const HOUR: Duration = Duration::from_secs(3600);
+    let mut v = Virtual::with_role(Role {
+        token_policies: vec!["app".into()],
+        token_ttl: HOUR,
+        token_max_ttl: 30 * 24 * HOUR,
+        ..Role::default()
+    });
+    v.emu
+        .put_policy("app", &[("database/creds/app", &["read"])]);
+    v.emu.put_dynamic_role(
         "database",
         "app",
         DynamicRole {
-            default_ttl: Duration::from_secs(2),
-            max_ttl: Duration::from_secs(4),
+            default_ttl: HOUR,
+            max_ttl: 24 * HOUR,
             renewable: true,
         },
     );
-    s.set("VAULT_LOGIN_SECRET_CREDS", "database/creds/app");
-    let r = s.spawn(&[]);
+    v.set("VAULT_LOGIN_SECRET_CREDS", "database/creds/app");
+    let creds = v.token_path.parent().unwrap().join("creds");
+    let r = v.spawn(&[]);
+    assert!(wait_for(HOUR, || creds.is_file()).await, "{}", r.stderr());
+    let first = std::fs::read_to_string(&creds).unwrap();
+    let renewals = |v: &Virtual| {
+        v.emu
+            .requests()
+            .iter()
+            .filter(|r| r.path == "/v1/sys/leases/renew")
+            .count()
+    };
+    // No renewal right after the read: the first comes at about 70 % of the hour.
+    tokio::time::sleep(HOUR / 2).await;
+    assert_eq!(renewals(&v), 0, "{}", r.stderr());
     assert!(
-        wait_until(10 * SEC, || read(&s, "creds").is_some()),
+        wait_for(HOUR / 2, || renewals(&v) == 1).await,
         "{}",
         r.stderr()
     );
-    let first = read(&s, "creds").unwrap();
-    let renewals = || reads_of(&s, "sys/leases/renew");
-    // No renewal right after the read: the first comes at about 2/3 of the 2 s lease.
-    std::thread::sleep(Duration::from_millis(900));
-    assert_eq!(renewals(), 0, "{}", r.stderr());
-    assert!(wait_until(5 * SEC, || renewals() >= 1), "{}", r.stderr());
-    // Before the 4 s max TTL, new credentials are read and written.
-    assert!(
-        wait_until(10 * SEC, || read(&s, "creds").is_some_and(|c| c != first)),
-        "{}",
-        r.stderr()
-    );
-    assert!(s.emu.leases_issued() >= 2);
-    // The credentials in the file always belong to a live lease.
-    for _ in 0..8 {
-        assert!(s.emu.lease_count() >= 1, "{}", r.stderr());
-        std::thread::sleep(Duration::from_millis(250));
+    // The file always holds credentials of a live lease, renewed (not re-read) until the lease
+    // nears its max TTL, then replaced by new ones before it.
+    let mut changes = 0;
+    let mut last = first;
+    for _ in 0..(2 * 24 * 6) {
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        assert!(v.emu.lease_count() >= 1, "no live lease; {}", r.stderr());
+        let now = std::fs::read_to_string(&creds).unwrap();
+        if now != last {
+            changes += 1;
+            last = now;
+        }
     }
+    assert!(
+        (1..=3).contains(&changes),
+        "{changes} new credentials in two days"
+    );
+    let renewed = renewals(&v);
+    assert!(
+        (50..=80).contains(&renewed),
+        "{renewed} lease renewals in two days"
+    );
+    assert!(
+        !r.stderr().contains("password"),
+        "no secret field in the log"
+    );
 }
 
 #[test]

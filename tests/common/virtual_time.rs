@@ -70,7 +70,9 @@ impl Virtual {
     pub fn config(&self, args: &[&str]) -> Result<Config, Error> {
         let env = |name: &str| self.env.get(name).cloned();
         let argv = std::iter::once("vault-login").chain(args.iter().copied());
-        Ok(Config::load(argv, &env)?)
+        // The names too, as `from_process` lists them: `VAULT_LOGIN_SECRET_<NAME>` is open-ended.
+        let names: Vec<String> = self.env.keys().cloned().collect();
+        Ok(Config::load_with_names(argv, &env, &names)?)
     }
 
     /// Starts the agent (sidecar mode unless `args` says `--once`) as a task on this runtime.
