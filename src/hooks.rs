@@ -21,19 +21,17 @@ use tokio::sync::Notify;
 use tokio::time::{sleep, Instant};
 use tracing::{error, info, warn};
 
-use crate::config::{human, Config, TokenSink};
-use crate::jwt::unix_now;
+use crate::duration::human;
+use crate::jwt::{unix_now, JWT_ENV};
 use crate::safe_fs::{self, Links, UnsafeFile};
 use crate::secret::Secret;
-use crate::token_file::TokenFile;
+use crate::token_file::{Owner, TokenFile};
 use crate::vault::Auth;
 
 /// The variable that tells the on-change command where the token file is.
 pub const TOKEN_FILE_ENV: &str = "VAULT_LOGIN_TOKEN_FILE";
 /// The variable that tells the on-change command where the token info file is, when there is one.
 pub const TOKEN_INFO_FILE_ENV: &str = "VAULT_LOGIN_TOKEN_INFO_FILE";
-/// The variable holding a JWT for local use; never passed on to the on-change command.
-const JWT_ENV: &str = "VAULT_LOGIN_JWT";
 /// The most of a pid file read: a pid and a newline are a few bytes.
 pub const MAX_PID_FILE_BYTES: u64 = 64;
 /// How many times to try signalling the app after a new token.
@@ -150,102 +148,6 @@ pub fn parse_signal(s: &str) -> Result<AppSignal, String> {
     }
 }
 
-/// Splits a command line into a program and its arguments the way a POSIX shell splits words:
-/// blanks separate words, single quotes keep everything literally, double quotes keep everything
-/// but `\` before `$`, `` ` ``, `"`, `\` or a newline, and `\` outside quotes keeps the next
-/// character. Nothing is expanded (`$HOME` stays as written) and no shell runs the result, so
-/// unquoted operators (`|`, `;`, `&`, `<`, `>`, `` ` ``) are refused rather than passed on.
-pub fn split_command(s: &str) -> Result<Vec<String>, String> {
-    const HINT: &str = "no shell runs the command";
-    let mut words = Vec::new();
-    let mut word = String::new();
-    // Whether a word has started: `''` is an empty argument, not nothing.
-    let mut started = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' | '\t' | '\n' => {
-                if started {
-                    words.push(std::mem::take(&mut word));
-                    started = false;
-                }
-            }
-            '\\' => match chars.next() {
-                // A backslash-newline joins lines.
-                Some('\n') => {}
-                Some(next) => {
-                    word.push(next);
-                    started = true;
-                }
-                None => {
-                    return Err(format!(
-                        "{s:?} ends with a lone backslash; remove it or escape it as \\\\"
-                    ))
-                }
-            },
-            '\'' => {
-                started = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(inner) => word.push(inner),
-                        None => {
-                            return Err(format!(
-                                "{s:?} has an unclosed single quote; close it with '"
-                            ))
-                        }
-                    }
-                }
-            }
-            '"' => {
-                started = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some('\n') => {}
-                            Some(next @ ('$' | '`' | '"' | '\\')) => word.push(next),
-                            Some(next) => {
-                                word.push('\\');
-                                word.push(next);
-                            }
-                            None => {
-                                return Err(format!(
-                                    "{s:?} has an unclosed double quote; close it with \""
-                                ))
-                            }
-                        },
-                        Some(inner) => word.push(inner),
-                        None => {
-                            return Err(format!(
-                                "{s:?} has an unclosed double quote; close it with \""
-                            ))
-                        }
-                    }
-                }
-            }
-            '|' | ';' | '&' | '<' | '>' | '`' => {
-                return Err(format!(
-                    "{s:?} has an unquoted {c:?}: {HINT}; quote it to pass it as an argument, or run e.g. /bin/sh -c '...' if the image has a shell"
-                ));
-            }
-            other => {
-                word.push(other);
-                started = true;
-            }
-        }
-    }
-    if started {
-        words.push(word);
-    }
-    if words.first().is_none_or(|program| program.is_empty()) {
-        return Err(format!(
-            "{s:?} names no program; give a program and its arguments, e.g. /usr/bin/curl -X POST http://127.0.0.1:8080/reload"
-        ));
-    }
-    Ok(words)
-}
-
 /// The date (year, month 1-12, day 1-31) of a day counted from 1970-01-01, in the proleptic
 /// Gregorian calendar (Howard Hinnant's `civil_from_days`).
 pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
@@ -332,6 +234,27 @@ pub fn parse_pid(content: &str) -> Result<Pid, String> {
         })
 }
 
+/// What to do after each new token: the settings of [`Hooks`].
+#[derive(Clone, Debug)]
+pub struct HookSettings {
+    /// Program and arguments to run after each new token, if any (never empty).
+    pub on_change: Option<Vec<String>>,
+    /// Kill the on-change command after this long (> 0).
+    pub on_change_timeout: Duration,
+    /// File holding the pid of the app to signal after each new token, if any.
+    pub signal_pid_file: Option<PathBuf>,
+    /// Signal to send to the app.
+    pub signal: AppSignal,
+    /// Where to write the token's metadata as JSON, if anywhere (never the token file).
+    pub token_info_file: Option<PathBuf>,
+    /// The token file, told to the on-change command; `None` when the token goes to stdout.
+    pub token_file: Option<PathBuf>,
+    /// Permission bits of the token info file (those of the token file).
+    pub file_mode: u32,
+    /// Owner to give the token info file (that of the token file), if any.
+    pub file_owner: Option<Owner>,
+}
+
 /// The on-change command and what it is told.
 struct OnChange {
     argv: Vec<String>,
@@ -358,29 +281,26 @@ pub struct Hooks {
 }
 
 impl Hooks {
-    /// The hooks `cfg` asks for; nothing runs until the first token.
-    pub fn new(cfg: &Config) -> Hooks {
-        let token_file = match &cfg.token_sink {
-            TokenSink::File(path) => Some(path.clone()),
-            TokenSink::Stdout => None,
-        };
+    /// The hooks `settings` ask for; nothing runs until the first token.
+    pub fn new(settings: &HookSettings) -> Hooks {
+        let s = settings;
         Hooks {
-            command: cfg.on_change.as_ref().map(|argv| {
+            command: s.on_change.as_ref().map(|argv| {
                 Arc::new(OnChange {
                     argv: argv.clone(),
-                    timeout: cfg.on_change_timeout,
-                    token_file,
-                    info_file: cfg.token_info_file.clone(),
+                    timeout: s.on_change_timeout,
+                    token_file: s.token_file.clone(),
+                    info_file: s.token_info_file.clone(),
                 })
             }),
-            signal: cfg.signal_pid_file.as_ref().map(|pid_file| {
+            signal: s.signal_pid_file.as_ref().map(|pid_file| {
                 Arc::new(SignalTarget {
                     pid_file: pid_file.clone(),
-                    signal: cfg.signal,
+                    signal: s.signal,
                 })
             }),
-            info: cfg.token_info_file.as_ref().map(|path| {
-                let file = TokenFile::new(path, cfg.token_file_mode, cfg.token_file_owner);
+            info: s.token_info_file.as_ref().map(|path| {
+                let file = TokenFile::new(path, s.file_mode, s.file_owner);
                 file.remove_stale_temps();
                 file
             }),
@@ -719,6 +639,7 @@ async fn send_signal(target: Arc<SignalTarget>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::split_command;
 
     fn words(s: &str) -> Vec<String> {
         match split_command(s) {
@@ -1116,8 +1037,8 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
         };
-        let cfg = Config::load(["vault-login"], &env).unwrap();
-        let hooks = Hooks::new(&cfg);
+        let cfg = crate::config::Config::load(["vault-login"], &env).unwrap();
+        let hooks = Hooks::new(&cfg.hooks);
         let auth = Auth {
             client_token: Secret::new("hvs.x"),
             accessor: Secret::new("a"),

@@ -2,7 +2,11 @@
 //! JWT through the `kubernetes` auth method, write the token to a file, and keep it valid.
 //!
 //! # Layout
-//! - [`config`]: flags and environment variables (`VAULT_*`, `BAO_*`, `VAULT_LOGIN_*`) into a [`config::Config`].
+//! - [`config`]: flags and environment variables (`VAULT_*`, `BAO_*`, `VAULT_LOGIN_*`) into a [`config::Config`]
+//!   of each module's settings; the only module that knows them all.
+//! - [`settings`]: every setting declared once: flag, variables, default, parser, help.
+//! - [`duration`]: durations as people write them and as Go prints them.
+//! - [`command`]: the on-change command line split like a shell would, without a shell.
 //! - [`secret`]: the [`secret::Secret`] wrapper that keeps tokens and JWTs out of logs.
 //! - [`jwt`]: reads the service-account JWT afresh for each login and decodes its claims for hints.
 //! - [`tls`]: the rustls client configuration (CA file/dir, mTLS, server name, skip-verify).
@@ -27,6 +31,7 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod command;
 pub mod config;
 pub mod duration;
 pub mod error;
@@ -42,6 +47,7 @@ pub mod schedule;
 pub mod secret;
 pub mod secrets;
 pub mod server_name;
+pub mod settings;
 pub mod status;
 pub mod telemetry;
 pub mod tls;

@@ -34,12 +34,12 @@ fn real_main() -> Result<(), Error> {
     let dumpable =
         rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let cfg = Config::from_process()?;
-    vault_login::telemetry::init(&cfg.log, cfg.log_format)?;
+    vault_login::telemetry::init(&cfg.log, cfg.log_format);
     if let Err(e) = dumpable {
         warn!(error = %e, "cannot mark the process non-dumpable");
     }
     let summary = cfg.summary();
-    let insecure = cfg.tls.skip_verify;
+    let insecure = cfg.vault.tls.skip_verify;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -11,10 +11,10 @@ use reqwest::{Method, StatusCode, Url};
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::Config;
-use crate::proxy;
+use crate::proxy::{self, ProxySettings};
 use crate::secret::Secret;
 use crate::server_name::Dial;
+use crate::tls::TlsSettings;
 
 /// The most of a response body we read; Vault's answers are a few KiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -200,6 +200,26 @@ struct ErrorBody {
     errors: Option<Vec<String>>,
 }
 
+/// How to reach Vault: the settings of [`VaultClient::new`].
+#[derive(Clone, Debug)]
+pub struct VaultSettings {
+    /// Vault base URL, http or https; no query or fragment; its path has no trailing '/' (except the root "/").
+    pub addr: Url,
+    /// Vault namespace sent as `X-Vault-Namespace`, without surrounding '/'.
+    pub namespace: Option<String>,
+    /// Extra headers for every request (`VAULT_HEADERS`): valid names and values, none of
+    /// Vault's own `X-Vault-*`; values may be secrets (a gateway's key).
+    pub headers: Vec<(String, Secret)>,
+    /// TLS settings for talking to Vault.
+    pub tls: TlsSettings,
+    /// Proxies between us and Vault.
+    pub proxy: ProxySettings,
+    /// Timeout of each HTTP request to Vault (> 0).
+    pub timeout: Duration,
+    /// Do not follow a standby's redirect to the active node (`VAULT_DISABLE_REDIRECTS`).
+    pub disable_redirects: bool,
+}
+
 /// A client for one Vault server (and namespace).
 #[derive(Clone)]
 pub struct VaultClient {
@@ -224,8 +244,8 @@ impl fmt::Debug for VaultClient {
 }
 
 impl VaultClient {
-    /// Builds a client from the configuration (TLS settings, timeout, namespace).
-    pub fn new(cfg: &Config) -> Result<Self, crate::tls::TlsError> {
+    /// Builds a client from its settings (address, TLS, proxies, timeout, namespace).
+    pub fn new(cfg: &VaultSettings) -> Result<Self, crate::tls::TlsError> {
         let tls = crate::tls::client_config(&cfg.tls)?;
         let mut headers = HeaderMap::new();
         headers.insert("X-Vault-Request", HeaderValue::from_static("true"));
@@ -239,11 +259,11 @@ impl VaultClient {
                 headers.insert(name, value);
             }
         }
-        let via = proxy::via(&cfg.vault_addr, &cfg.proxy);
+        let via = proxy::via(&cfg.addr, &cfg.proxy);
         // Through a proxy, the proxy connects to the name in the request, so the server name
         // cannot be rerouted: it is then only checked in the certificate (tls.rs).
-        let dial = Dial::for_addr(&cfg.vault_addr, cfg.tls.server_name.as_deref())
-            .filter(|_| via.is_none());
+        let dial =
+            Dial::for_addr(&cfg.addr, cfg.tls.server_name.as_deref()).filter(|_| via.is_none());
         let mut builder = proxy::apply(reqwest::Client::builder(), &cfg.proxy)
             .map_err(|e| crate::tls::TlsError::Setup(format!("proxy: {e}")))?;
         if let Some(d) = &dial {
@@ -251,8 +271,8 @@ impl VaultClient {
         }
         let http = builder
             .use_preconfigured_tls(tls)
-            .timeout(cfg.client_timeout)
-            .connect_timeout(cfg.client_timeout.min(Duration::from_secs(30)))
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(30)))
             .default_headers(headers)
             .user_agent(concat!("vault-login/", env!("CARGO_PKG_VERSION")))
             .redirect(if cfg.disable_redirects {
@@ -266,7 +286,7 @@ impl VaultClient {
             .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| crate::tls::TlsError::Setup(e.to_string()))?;
-        let mut client = Self::with_http(http, cfg.vault_addr.clone(), cfg.namespace.clone());
+        let mut client = Self::with_http(http, cfg.addr.clone(), cfg.namespace.clone());
         client.dial = dial;
         client.via = via;
         client.no_redirects = cfg.disable_redirects;
@@ -888,6 +908,137 @@ fn excerpt(bytes: &[u8]) -> String {
     } else {
         format!("{short:?}")
     }
+}
+
+pub fn parse_vault_addr(s: &str) -> Result<Url, String> {
+    const EXAMPLE: &str = "e.g. https://vault.example:8200";
+    let t = s.trim();
+    if !t.contains("://") {
+        return Err(format!(
+            "{s:?} has no scheme; use a url with http:// or https://, {EXAMPLE}"
+        ));
+    }
+    let mut url = Url::parse(t).map_err(|e| {
+        // The text may hold a password, so quote only what parsing the url did not need.
+        if t.contains('@') {
+            format!("not a valid url ({e}); use {EXAMPLE}")
+        } else {
+            format!("{s:?} is not a valid url ({e}); use {EXAMPLE}")
+        }
+    })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "the url must not contain a user name or password; remove the \"user:password@\" part, {EXAMPLE}"
+        ));
+    }
+    match url.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(format!(
+                "{s:?} has scheme {other:?}; use http:// or https://, {EXAMPLE}"
+            ))
+        }
+    }
+    if url.query().is_some() {
+        return Err(format!(
+            "{s:?} has a query (?...); give only the base url, {EXAMPLE}"
+        ));
+    }
+    if url.fragment().is_some() {
+        return Err(format!(
+            "{s:?} has a fragment (#...); give only the base url, {EXAMPLE}"
+        ));
+    }
+    let path = url.path().trim_end_matches('/').to_string();
+    url.set_path(&path);
+    Ok(url)
+}
+
+/// Checks a '/'-separated path of Vault names (a mount or a namespace) once its outer '/' are gone.
+pub fn check_vault_path(original: &str, trimmed: &str, example: &str) -> Result<(), String> {
+    if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{original:?} contains whitespace; use e.g. {example}"
+        ));
+    }
+    if trimmed.contains(['?', '#', '%', '\\']) {
+        return Err(format!(
+            "{original:?} contains '?', '#', '%' or '\\'; use e.g. {example}"
+        ));
+    }
+    for segment in trimmed.split('/') {
+        if segment.is_empty() {
+            return Err(format!(
+                "{original:?} has an empty segment (\"//\"); use e.g. {example}"
+            ));
+        }
+        if segment == "." || segment == ".." {
+            return Err(format!(
+                "{original:?} has a {segment:?} segment; use e.g. {example}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn parse_namespace(s: &str) -> Result<Option<String>, String> {
+    let trimmed = s.trim_matches('/');
+    if trimmed.is_empty() {
+        // "/" is the root namespace, the same as none.
+        return Ok(None);
+    }
+    check_vault_path(s, trimmed, "admin or admin/team-a")?;
+    Ok(Some(trimmed.to_string()))
+}
+
+/// `VAULT_HEADERS` as the `vault` CLI reads it: a JSON object of header names to string values.
+/// Never quotes a value (it may be a secret), nor the JSON parser's message (it may quote one).
+pub fn parse_headers(s: &str) -> Result<Vec<(String, Secret)>, String> {
+    const EXAMPLE: &str = r#"e.g. {"X-Gateway-Key":"..."}"#;
+    // Headers the HTTP client or vault-login set, which a second value would break.
+    const RESERVED: [&str; 6] = [
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "user-agent",
+    ];
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(s).map_err(|_| {
+            format!("not a JSON object of header names to string values; use {EXAMPLE}")
+        })?;
+    let mut headers = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("x-vault-") {
+            return Err(format!(
+                "header {name:?}: X-Vault-* headers are vault-login's own (as in the vault CLI); use VAULT_NAMESPACE for the namespace"
+            ));
+        }
+        if RESERVED.contains(&lower.as_str()) {
+            return Err(format!(
+                "header {name:?} is set by the HTTP client; remove it"
+            ));
+        }
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(format!(
+                "{name:?} is not a valid header name; use {EXAMPLE}"
+            ));
+        }
+        let serde_json::Value::String(value) = value else {
+            return Err(format!(
+                "the value of header {name:?} is not a string; use {EXAMPLE}"
+            ));
+        };
+        if reqwest::header::HeaderValue::from_str(&value).is_err() {
+            return Err(format!(
+                "the value of header {name:?} holds characters not allowed in a header"
+            ));
+        }
+        headers.push((name, Secret::new(value)));
+    }
+    Ok(headers)
 }
 
 #[cfg(test)]
