@@ -2540,4 +2540,65 @@ mod tests {
             "VAULT_LOGIN_SECRET_DB: \"/v1/kv/app\" starts with v1/; give the API path without /v1/, e.g. internal/data/database/config"
         );
     }
+
+    // ----- errors name the setting actually used -----
+
+    #[test]
+    fn tls_errors_name_the_flag_or_variable_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "no certificate here\n").unwrap();
+        let junk = junk.to_str().unwrap();
+        let empty_dir = dir.path().join("empty");
+        std::fs::create_dir(&empty_dir).unwrap();
+        let empty_dir = empty_dir.to_str().unwrap();
+        let cases: [(&[&str], &[(&str, &str)], &str); 6] = [
+            (&[], &[("VAULT_CACERT", junk)], "VAULT_CACERT: "),
+            (&[], &[("BAO_CACERT", junk)], "BAO_CACERT: "),
+            (
+                &["--ca-cert", junk],
+                &[("VAULT_CACERT", junk)],
+                "--ca-cert: ",
+            ),
+            (&[], &[("BAO_CAPATH", empty_dir)], "BAO_CAPATH: "),
+            (&["--ca-path", empty_dir], &[], "--ca-path: "),
+            (
+                &["--client-cert", junk],
+                &[("BAO_CLIENT_KEY", junk)],
+                "--client-cert: ",
+            ),
+        ];
+        for (args, vars, prefix) in cases {
+            let c = ok(args, vars);
+            let err = crate::tls::client_config(&c.vault.tls).unwrap_err();
+            assert!(err.to_string().starts_with(prefix), "{prefix}: {err}");
+        }
+        // A key file without a key, named by the twin that gave it.
+        let signed = rcgen::generate_simple_self_signed(vec!["client".to_string()]).unwrap();
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(&cert, signed.cert.pem()).unwrap();
+        let cert = cert.to_str().unwrap();
+        let c = ok(
+            &[],
+            &[("VAULT_CLIENT_CERT", cert), ("BAO_CLIENT_KEY", junk)],
+        );
+        let err = crate::tls::client_config(&c.vault.tls).unwrap_err();
+        assert!(err.to_string().starts_with("BAO_CLIENT_KEY: "), "{err}");
+    }
+
+    #[test]
+    fn log_errors_name_the_flag_or_variable_used() {
+        for (args, vars, source) in [
+            (vec!["--log", "info,[[["], vec![], "--log"),
+            (
+                vec![],
+                vec![("VAULT_LOGIN_LOG", "info,[[[")],
+                "VAULT_LOGIN_LOG",
+            ),
+            (vec!["--log-format", "xml"], vec![], "--log-format"),
+        ] {
+            let (name, problem) = bad(&args, &vars);
+            assert_eq!(name, source, "{problem}");
+        }
+    }
 }

@@ -683,3 +683,56 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
         _ => Err(format!("{s:?} is not a boolean; use true or false")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// README's configuration table: the rows between its header and the first line that is
+    /// not a row.
+    fn readme_rows() -> Vec<String> {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md is readable");
+        readme
+            .lines()
+            .skip_while(|l| *l != "| env | flag | default | meaning |")
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn readme_table_is_the_declarations() {
+        let want: Vec<String> = ALL.iter().map(|a| a.readme_row()).collect();
+        assert_eq!(
+            readme_rows(),
+            want,
+            "README's configuration table differs from src/settings.rs; the table should be:\n{}",
+            want.join("\n")
+        );
+    }
+
+    #[test]
+    fn every_default_parses_and_every_name_is_unique() {
+        // Parsing each typed default is what Config::load does; here only the names are checked,
+        // and config's tests load a configuration that uses every default.
+        let mut seen = std::collections::HashSet::new();
+        for about in ALL {
+            for name in about.env.iter().chain(about.flag.iter()) {
+                assert!(seen.insert(*name), "{name} is declared twice");
+            }
+            assert!(!(about.required && about.default.is_some()), "{about:?}");
+            assert!(about.flag.is_some() || about.value.is_none(), "{about:?}");
+        }
+    }
+
+    #[test]
+    fn durations_say_what_is_wrong() {
+        assert!(positive("0s").unwrap_err().contains("more than zero"));
+        assert!(at_least_a_second("500ms")
+            .unwrap_err()
+            .contains("is less than 1s"));
+        assert_eq!(at_least_a_second("90s"), Ok(Duration::from_secs(90)));
+    }
+}
