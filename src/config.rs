@@ -11,8 +11,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::error::ErrorKind;
-use clap::{Arg, ArgAction, ArgMatches, Command};
+use clap::ArgMatches;
+
+use crate::cli::{self, CliError};
 
 use crate::hooks::HookSettings;
 use crate::proxy::{redacted, ProxySettings};
@@ -84,39 +85,6 @@ pub enum ConfigError {
         /// What is wrong and what to do, lowercase, one line.
         problem: String,
     },
-}
-
-const ABOUT: &str = "Log in to Vault or OpenBao with the pod's Kubernetes service-account JWT and keep the token file fresh";
-const RULES: &str = "A flag wins over its variable; an empty variable counts as unset; a BAO_* variable is read when its VAULT_* twin is unset.\n\
-    Secrets to files: VAULT_LOGIN_SECRET_<NAME>=<path>, <path>#<field> or dotenv:<path> writes <dir>/<name>.\n\
-    Durations: 500ms, 30s, 5m, 1h, 1h30m or a number of seconds. Booleans: true/false, 1/0, yes/no, on/off.";
-
-/// The command line, made from the declarations: a flag for each setting that has one, and
-/// the environment-only settings after the flags.
-pub fn command() -> Command {
-    let mut env_only = String::from("Environment only:\n");
-    let mut cmd = Command::new("vault-login")
-        .bin_name("vault-login")
-        .version(env!("CARGO_PKG_VERSION"))
-        .about(ABOUT);
-    for about in s::ALL {
-        let Some(flag) = about.flag else {
-            env_only.push_str(&format!("  {}\n", about.help_line()));
-            continue;
-        };
-        let id = flag.trim_start_matches('-');
-        let arg = Arg::new(id).long(id).help(about.help_line());
-        cmd = cmd.arg(match about.value {
-            // Values that may start with '-': a negative duration or owner (reported as such),
-            // a command's arguments.
-            Some(value) => arg
-                .value_name(value)
-                .action(ArgAction::Set)
-                .allow_hyphen_values(matches!(value, "DURATION" | "UID[:GID]" | "COMMAND")),
-            None => arg.action(ArgAction::SetTrue),
-        });
-    }
-    cmd.after_help(format!("{env_only}\n{RULES}"))
 }
 
 /// A value that was given, and the flag or variable it came from.
@@ -240,7 +208,13 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let flags = command().try_get_matches_from(args).map_err(clap_error)?;
+        let flags =
+            cli::command()
+                .try_get_matches_from(args)
+                .map_err(|e| match cli::fold_error(e) {
+                    CliError::Help(text) => ConfigError::Help(text),
+                    CliError::Usage(text) => ConfigError::Usage(text),
+                })?;
         build(&Lookup { flags, env, names })
     }
 
@@ -662,61 +636,6 @@ fn secrets_settings(
         .check_reserved(&reserved)
         .map_err(|e| invalid(&e.variable, e.problem))?;
     Ok(settings)
-}
-
-/// Turns a clap error into [`ConfigError::Help`] or a one-line [`ConfigError::Usage`].
-fn clap_error(err: clap::Error) -> ConfigError {
-    let text = err.render().to_string();
-    match err.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ConfigError::Help(text),
-        _ => ConfigError::Usage(format!("{}; see --help", redact_jwts(&fold(&text)))),
-    }
-}
-
-/// Folds clap's multi-line message onto one line, dropping the usage and "try --help" lines.
-fn fold(text: &str) -> String {
-    let mut parts = Vec::new();
-    let mut in_usage = false;
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.is_empty() {
-            in_usage = false;
-            continue;
-        }
-        if trimmed.starts_with("Usage:") {
-            in_usage = true;
-            continue;
-        }
-        if in_usage || trimmed.starts_with("For more information") {
-            continue;
-        }
-        parts.push(
-            trimmed
-                .strip_prefix("error: ")
-                .unwrap_or(trimmed)
-                .to_string(),
-        );
-    }
-    if parts.is_empty() {
-        "invalid command line".to_string()
-    } else {
-        parts.join("; ")
-    }
-}
-
-/// Hides quoted arguments that look like a JWT, in case one was passed on the command line by mistake.
-fn redact_jwts(text: &str) -> String {
-    text.split('\'')
-        .enumerate()
-        .map(|(i, part)| {
-            if i % 2 == 1 && part.contains("eyJ") {
-                "***"
-            } else {
-                part
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("'")
 }
 
 /// Quotes a value for [`Config::summary`] when it would not read as one word.
@@ -2106,7 +2025,7 @@ mod tests {
 
     #[test]
     fn every_flag_documents_its_variable() {
-        let command = command();
+        let command = cli::command();
         for arg in command.get_arguments() {
             let id = arg.get_id().as_str();
             if id == "help" || id == "version" {
@@ -2552,7 +2471,8 @@ mod tests {
         let empty_dir = dir.path().join("empty");
         std::fs::create_dir(&empty_dir).unwrap();
         let empty_dir = empty_dir.to_str().unwrap();
-        let cases: [(&[&str], &[(&str, &str)], &str); 6] = [
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case; 6] = [
             (&[], &[("VAULT_CACERT", junk)], "VAULT_CACERT: "),
             (&[], &[("BAO_CACERT", junk)], "BAO_CACERT: "),
             (

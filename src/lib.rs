@@ -4,6 +4,7 @@
 //! # Layout
 //! - [`config`]: flags and environment variables (`VAULT_*`, `BAO_*`, `VAULT_LOGIN_*`) into a [`config::Config`]
 //!   of each module's settings; the only module that knows them all.
+//! - [`cli`]: the flags and `--help` made from the declarations; clap's errors on one line.
 //! - [`settings`]: every setting declared once: flag, variables, default, parser, help.
 //! - [`duration`]: durations as people write them and as Go prints them.
 //! - [`command`]: the on-change command line split like a shell would, without a shell.
@@ -12,6 +13,7 @@
 //! - [`tls`]: the rustls client configuration (CA file/dir, mTLS, server name, skip-verify).
 //! - [`server_name`]: `VAULT_TLS_SERVER_NAME` as SNI: requests addressed to it, dialled to `VAULT_ADDR`.
 //! - [`proxy`]: HTTP proxies to Vault (`VAULT_PROXY_ADDR`, `HTTPS_PROXY`, `NO_PROXY`), as the vault CLI reads them.
+//! - [`response`]: Vault's JSON answers (auth, secrets, leases) and the client's errors.
 //! - [`vault`]: the Vault HTTP client (login, renew-self, lookup-self, revoke-self) and its errors.
 //! - [`safe_fs`]: non-blocking, bounded reads of files other containers can write (pid, token, JWT).
 //! - [`hints`]: what a login tells the operator: hints for Vault's refusals, the verify fields of a success.
@@ -24,6 +26,7 @@
 //! - [`status`]: the token's state shared with health and metrics.
 //! - [`health`]: the `/healthz`, `/readyz` and `/metrics` HTTP server on `VAULT_LOGIN_LISTEN`.
 //! - [`hooks`]: after a new token: the token info file, the on-change command, the app's signal.
+//! - [`signals`]: SIGTERM/SIGINT/SIGHUP into the loop's controls.
 //! - [`agent`]: the lifecycle loop (`--once` and sidecar) that executes the schedule.
 //! - [`telemetry`]: log output (text or JSON on stderr).
 //! - [`error`]: the crate's error type and exit codes.
@@ -31,6 +34,7 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod cli;
 pub mod command;
 pub mod config;
 pub mod duration;
@@ -42,12 +46,14 @@ pub mod jwt;
 pub mod login;
 pub mod machine;
 pub mod proxy;
+pub mod response;
 pub mod safe_fs;
 pub mod schedule;
 pub mod secret;
 pub mod secrets;
 pub mod server_name;
 pub mod settings;
+pub mod signals;
 pub mod status;
 pub mod telemetry;
 pub mod tls;

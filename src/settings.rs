@@ -19,8 +19,9 @@ use crate::login::{parse_mount, parse_role};
 use crate::proxy::parse_proxy_url;
 use crate::secret::Secret;
 use crate::secrets::{SECRETS_DIR_ENV, SECRETS_REFRESH_ENV};
+use crate::server_name::parse_server_name;
 use crate::telemetry::{parse_filter, parse_log_format, LogFormat};
-use crate::tls::{count_pem_certificates, parse_server_name};
+use crate::tls::count_pem_certificates;
 use crate::token_file::{parse_mode, parse_owner, Owner, TokenSink, DEFAULT_TOKEN_FILE};
 use crate::vault::{parse_headers, parse_namespace, parse_vault_addr};
 

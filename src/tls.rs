@@ -97,16 +97,11 @@ pub enum TlsError {
     },
 
     /// The client certificate and key were read but rustls refused them as a pair.
-    #[error("{cert_setting}/{key_setting}: cannot use {cert:?} with {key:?} ({source}); check that the key belongs to the certificate")]
+    #[error("{pair} ({source}); check that the key belongs to the certificate")]
     ClientIdentity {
-        /// The flag or variable that named the certificate.
-        cert_setting: &'static str,
-        /// The flag or variable that named the key.
-        key_setting: &'static str,
-        /// The certificate chain file.
-        cert: PathBuf,
-        /// The private key file.
-        key: PathBuf,
+        /// The settings and files, e.g. `VAULT_CLIENT_CERT/BAO_CLIENT_KEY: cannot use "c.pem"
+        /// with "k.pem"` (one boxed string keeps the error small).
+        pair: Box<str>,
         /// Why rustls refused them.
         #[source]
         source: rustls::Error,
@@ -186,10 +181,14 @@ pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, TlsError> {
         Some(identity) => builder
             .with_client_auth_cert(identity.chain, identity.key)
             .map_err(|source| TlsError::ClientIdentity {
-                cert_setting: settings.names.client_cert,
-                key_setting: settings.names.client_key,
-                cert: identity.cert_path,
-                key: identity.key_path,
+                pair: format!(
+                    "{}/{}: cannot use {:?} with {:?}",
+                    settings.names.client_cert,
+                    settings.names.client_key,
+                    identity.cert_path,
+                    identity.key_path
+                )
+                .into(),
                 source,
             })?,
         None => builder.with_no_client_auth(),
@@ -692,17 +691,6 @@ impl Default for TlsNames {
             server_name: "VAULT_TLS_SERVER_NAME",
         }
     }
-}
-
-/// A server name without whitespace; whether it is a DNS name or an IP address is checked
-/// when the TLS configuration is built.
-pub fn parse_server_name(s: &str) -> Result<String, String> {
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{s:?} contains whitespace; give the dns name in vault's certificate, e.g. vault.example"
-        ));
-    }
-    Ok(s.to_string())
 }
 
 #[cfg(test)]
