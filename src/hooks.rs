@@ -148,35 +148,13 @@ pub fn parse_signal(s: &str) -> Result<AppSignal, String> {
     }
 }
 
-/// The date (year, month 1-12, day 1-31) of a day counted from 1970-01-01, in the proleptic
-/// Gregorian calendar (Howard Hinnant's `civil_from_days`).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March first
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    // The ranges above make these casts lossless.
-    (year, month as u32, day as u32)
-}
-
 /// RFC 3339 UTC time of a Unix timestamp in seconds, e.g. `2024-02-29T12:00:00Z`, clamped to
-/// years 0000 through 9999 so the result always parses.
+/// 1970 through year 9999 (humantime formats only those; a token's times are never outside).
 pub fn rfc3339(unix_secs: i64) -> String {
-    // 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
-    let secs = unix_secs.clamp(-62_167_219_200, 253_402_300_799);
-    let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        of_day / 3_600,
-        of_day / 60 % 60,
-        of_day % 60
-    )
+    // 9999-12-31T23:59:59Z; the clamp keeps the value in u64 and humantime's range.
+    let secs = unix_secs.clamp(0, 253_402_300_799) as u64;
+    let time = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// The token info file's content: the token's metadata as pretty JSON, never the token itself.
@@ -773,71 +751,18 @@ mod tests {
     }
 
     #[test]
-    fn dates_from_days() {
-        for (days, want) in [
-            (0, (1970, 1, 1)),
-            (-1, (1969, 12, 31)),
-            (31, (1970, 2, 1)),
-            (59, (1970, 3, 1)),
-            (10_957, (2000, 1, 1)),
-            (11_016, (2000, 2, 29)),
-            (11_017, (2000, 3, 1)),
-            (19_782, (2024, 2, 29)),
-            (-719_468, (0, 3, 1)),
-            (2_932_896, (9999, 12, 31)),
-        ] {
-            assert_eq!(civil_from_days(days), want, "{days}");
-        }
-        // Every day of four centuries, including 1900 and 2100 (not leap years), in order.
-        let mut prev = civil_from_days(-25_567);
-        assert_eq!(prev, (1900, 1, 1));
-        for days in -25_566..120_000 {
-            let (y, m, d) = civil_from_days(days);
-            let (py, pm, pd) = prev;
-            let next_day = y == py && m == pm && d == pd + 1;
-            let next_month = y == py && m == pm + 1 && d == 1;
-            let next_year = y == py + 1 && m == 1 && d == 1 && pm == 12 && pd == 31;
-            assert!(
-                next_day || next_month || next_year,
-                "{prev:?} -> {:?}",
-                (y, m, d)
-            );
-            if next_month || next_year {
-                let leap = py % 4 == 0 && (py % 100 != 0 || py % 400 == 0);
-                let len = [
-                    31,
-                    if leap { 29 } else { 28 },
-                    31,
-                    30,
-                    31,
-                    30,
-                    31,
-                    31,
-                    30,
-                    31,
-                    30,
-                    31,
-                ];
-                assert_eq!(pd, len[pm as usize - 1], "{prev:?}");
-            }
-            prev = (y, m, d);
-        }
-    }
-
-    #[test]
     fn rfc3339_times() {
         for (secs, want) in [
             (0, "1970-01-01T00:00:00Z"),
-            (-1, "1969-12-31T23:59:59Z"),
+            // Clamped: humantime formats 1970 through 9999.
+            (-1, "1970-01-01T00:00:00Z"),
             (951_782_400, "2000-02-29T00:00:00Z"),
             (1_709_208_000, "2024-02-29T12:00:00Z"),
             (1_700_000_000, "2023-11-14T22:13:20Z"),
             (4_102_444_799, "2099-12-31T23:59:59Z"),
             (253_402_300_799, "9999-12-31T23:59:59Z"),
-            (-62_167_219_200, "0000-01-01T00:00:00Z"),
-            // Clamped: RFC 3339 has four-digit years.
             (i64::MAX, "9999-12-31T23:59:59Z"),
-            (i64::MIN, "0000-01-01T00:00:00Z"),
+            (i64::MIN, "1970-01-01T00:00:00Z"),
         ] {
             assert_eq!(rfc3339(secs), want, "{secs}");
         }
