@@ -345,7 +345,7 @@ pub const LOG: Setting<String> = Setting {
         &["VAULT_LOGIN_LOG"],
         Some("FILTER"),
         Some("info"),
-        "log filter (RUST_LOG syntax), e.g. info or vault_login=debug",
+        "log filter: levels and target=level directives (RUST_LOG syntax without span or field filters), e.g. info or vault_login=debug",
     ),
     parse: parse_filter,
 };
