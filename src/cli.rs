@@ -30,7 +30,10 @@ pub fn command() -> Command {
         .about(ABOUT);
     for about in s::ALL {
         let Some(flag) = about.flag else {
-            env_only.push_str(&format!("  {}\n", about.help_line()));
+            let default = about.default.map(|d| format!(" [default: {d}]"));
+            let (names, help) = (about.env.join(", "), about.help);
+            let default = default.unwrap_or_default();
+            env_only.push_str(&format!("  {names}: {help}{default}\n"));
             continue;
         };
         let id = flag.trim_start_matches('-');
