@@ -34,9 +34,8 @@ LABEL org.opencontainers.image.title="vault-login" \
       org.opencontainers.image.source="https://github.com/example/vault-login" \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.version="${VERSION}"
-# Only needed with VAULT_CACERT=/etc/ssl/certs/ca-certificates.crt: the binary trusts the
-# public web PKI roots it was built with by default.
-COPY --from=builder /etc/ssl/certs/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
+# No CA bundle: the binary trusts the public web PKI roots built into it (webpki-roots), or
+# the CA given in VAULT_CACERT / VAULT_CAPATH / VAULT_CACERT_BYTES (README, "Trust").
 COPY --from=builder /out/vault-login /vault-login
 # The distroless "nonroot" UID/GID; matches runAsUser/runAsGroup in k8s/.
 USER 65532:65532

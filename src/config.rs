@@ -1,131 +1,37 @@
 //! Settings: command-line flags, then `VAULT_*`/`VAULT_LOGIN_*` variables, then `BAO_*` twins, then defaults.
 //!
-//! The environment is read through an injectable lookup so tests never touch the process
-//! environment. An empty variable counts as unset. Every value is checked here, once, so the rest
-//! of the program can trust a [`Config`]; a bad value becomes a [`ConfigError::Invalid`] that names
-//! the flag or variable it came from and says what to do.
+//! Each setting is declared once in [`crate::settings`]; this module reads them through an
+//! injectable lookup (so tests never touch the process environment) and assembles each module's
+//! settings into a [`Config`]. An empty variable counts as unset. Every value is checked here,
+//! once, so the rest of the program can trust a [`Config`]; a bad value becomes a
+//! [`ConfigError::Invalid`] that names the flag or variable it came from and says what to do.
 
 use std::ffi::OsString;
-use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use clap::error::ErrorKind;
-use clap::Parser;
-use reqwest::Url;
+use clap::ArgMatches;
 
-use crate::hooks::{self, AppSignal};
-use crate::secret::Secret;
+use crate::cli::{self, CliError};
+
+use crate::hooks::HookSettings;
+use crate::proxy::{redacted, ProxySettings};
 use crate::secrets::{self, SecretsSettings};
+use crate::settings::{self as s, check_readable, About, Setting};
+use crate::tls::{count_pem_certificates, TlsNames, TlsSettings};
+use crate::vault::VaultSettings;
 
-/// Where Kubernetes projects the pod's service-account token by default.
-pub const DEFAULT_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
-/// Where the Vault token is written unless told otherwise.
-pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/vaultproject.io/token";
-
-const DEFAULT_MOUNT: &str = "kubernetes";
-const DEFAULT_TOKEN_FILE_MODE: u32 = 0o600;
-const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5 * 60);
-const DEFAULT_MIN_BACKOFF: Duration = Duration::from_secs(1);
-const DEFAULT_MAX_BACKOFF: Duration = Duration::from_secs(5 * 60);
-const DEFAULT_CLIENT_TIMEOUT: Duration = Duration::from_secs(60);
-const DEFAULT_ON_CHANGE_TIMEOUT: Duration = Duration::from_secs(30);
-const DEFAULT_LOG: &str = "info";
 pub use crate::duration::{human, parse_duration, DURATION_HINT, MAX_DURATION};
-/// The only variable for the JWT itself: never a flag, since process arguments are visible to others.
-const JWT_ENV: &str = "VAULT_LOGIN_JWT";
+pub use crate::jwt::{JwtSource, DEFAULT_JWT_FILE, JWT_ENV};
+pub use crate::telemetry::LogFormat;
+pub use crate::token_file::{Owner, TokenSink, DEFAULT_TOKEN_FILE};
 
-/// Where the service-account JWT comes from.
-#[derive(Clone, Debug)]
-pub enum JwtSource {
-    /// Read from this file at every login (the kubelet rotates it).
-    File(PathBuf),
-    /// Given in `VAULT_LOGIN_JWT`.
-    Env(Secret),
-}
-
-/// Numeric owner to give the token file.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Owner {
-    /// User id.
-    pub uid: u32,
-    /// Group id; `None` leaves the group as it is.
-    pub gid: Option<u32>,
-}
-
-/// How log lines are formatted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LogFormat {
-    /// Human-readable lines.
-    Text,
-    /// One JSON object per line.
-    Json,
-}
-
-/// Where the Vault token is written.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum TokenSink {
-    /// Written atomically to this file.
-    File(PathBuf),
-    /// Printed to standard output (once mode only).
-    Stdout,
-}
-
-/// How to reach Vault over TLS; paths were checked to be readable when the config was loaded.
-#[derive(Clone, Debug, Default)]
-pub struct TlsSettings {
-    /// PEM file of CA certificates to trust. Like the `vault` CLI, the first of `ca_cert`,
-    /// `ca_cert_bytes` and `ca_path` that is set decides; the others are ignored.
-    pub ca_cert: Option<PathBuf>,
-    /// PEM text of CA certificates to trust (`VAULT_CACERT_BYTES`), checked to hold at least one.
-    pub ca_cert_bytes: Option<String>,
-    /// Directory of PEM files of CA certificates to trust.
-    pub ca_path: Option<PathBuf>,
-    /// PEM client certificate for mTLS (set exactly when `client_key` is).
-    pub client_cert: Option<PathBuf>,
-    /// PEM private key for mTLS (set exactly when `client_cert` is).
-    pub client_key: Option<PathBuf>,
-    /// Name sent as SNI and checked in the server certificate instead of the URL's host.
-    pub server_name: Option<String>,
-    /// Skip verifying the server certificate (dangerous).
-    pub skip_verify: bool,
-}
-
-/// How requests reach Vault: directly, or through an HTTP proxy, read like the `vault` CLI reads
-/// them (Go's `ProxyFromEnvironment`, overridden by `VAULT_PROXY_ADDR`).
-// Debug is written by hand below: a proxy URL may carry `user:password@`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct ProxySettings {
-    /// `VAULT_PROXY_ADDR` (or the older `VAULT_HTTP_PROXY`): every request goes through it,
-    /// whatever `NO_PROXY` says.
-    pub all: Option<Url>,
-    /// `HTTP_PROXY`: for an `http://` Vault.
-    pub http: Option<Url>,
-    /// `HTTPS_PROXY`: for an `https://` Vault (tunnelled with CONNECT).
-    pub https: Option<Url>,
-    /// `NO_PROXY`, verbatim: hosts, domain suffixes, IP addresses and networks reached directly.
-    /// Loopback addresses and `localhost` are always reached directly, as in Go.
-    pub no_proxy: Option<String>,
-}
-
-impl fmt::Debug for ProxySettings {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let shown = |u: &Option<Url>| u.as_ref().map(redacted);
-        f.debug_struct("ProxySettings")
-            .field("all", &shown(&self.all))
-            .field("http", &shown(&self.http))
-            .field("https", &shown(&self.https))
-            .field("no_proxy", &self.no_proxy)
-            .finish()
-    }
-}
-
-/// The checked, effective configuration.
+/// The checked, effective configuration: each module's settings, and the token loop's.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// Vault base URL, http or https; no query or fragment; its path has no trailing '/' (except the root "/").
-    pub vault_addr: Url,
+    /// How to reach Vault: address, namespace, headers, TLS, proxies, timeout, redirects.
+    pub vault: VaultSettings,
     /// Kubernetes auth role to log in as.
     pub role: String,
     /// Auth mount path without leading or trailing '/', e.g. `kubernetes` or `k8s/cluster-1`.
@@ -152,33 +58,12 @@ pub struct Config {
     pub revoke_on_exit: bool,
     /// Address for the health/metrics server, if any.
     pub listen: Option<SocketAddr>,
-    /// Tracing filter, validated by the telemetry module.
+    /// Tracing filter, checked by [`crate::telemetry::parse_filter`].
     pub log: String,
     /// Log line format.
     pub log_format: LogFormat,
-    /// Vault namespace sent as `X-Vault-Namespace`, without surrounding '/'.
-    pub namespace: Option<String>,
-    /// Extra headers for every request (`VAULT_HEADERS`): valid names and values, none of
-    /// Vault's own `X-Vault-*`; values may be secrets (a gateway's key).
-    pub headers: Vec<(String, Secret)>,
-    /// TLS settings for talking to Vault.
-    pub tls: TlsSettings,
-    /// Proxies between us and Vault.
-    pub proxy: ProxySettings,
-    /// Timeout of each HTTP request to Vault (> 0).
-    pub client_timeout: Duration,
-    /// Do not follow a standby's redirect to the active node (`VAULT_DISABLE_REDIRECTS`).
-    pub disable_redirects: bool,
-    /// Program and arguments to run after each new token, if any (never empty).
-    pub on_change: Option<Vec<String>>,
-    /// Kill the on-change command after this long (> 0).
-    pub on_change_timeout: Duration,
-    /// File holding the pid of the app to signal after each new token, if any.
-    pub signal_pid_file: Option<PathBuf>,
-    /// Signal to send to the app.
-    pub signal: AppSignal,
-    /// Where to write the token's metadata as JSON, if anywhere (never the token file).
-    pub token_info_file: Option<PathBuf>,
+    /// What to do after each new token: command, signal, token info file.
+    pub hooks: HookSettings,
     /// Secrets to write to files (`VAULT_LOGIN_SECRET_<NAME>`; environment only).
     pub secrets: SecretsSettings,
 }
@@ -202,312 +87,15 @@ pub enum ConfigError {
     },
 }
 
-/// The command line. Values stay strings: they are parsed together with the environment so that
-/// errors name the flag or variable the value came from.
-// No Debug: the raw flags may hold a proxy's password.
-#[derive(Parser)]
-#[command(
-    name = "vault-login",
-    bin_name = "vault-login",
-    version,
-    about = "Log in to Vault or OpenBao with the pod's Kubernetes service-account JWT and keep the token file fresh",
-    after_help = "The JWT itself may be given in VAULT_LOGIN_JWT (environment only; it wins over --jwt-file).\n\
-                  Environment only, as in the vault CLI: VAULT_CACERT_BYTES (CA certificates' PEM text; VAULT_CACERT wins over it, it over VAULT_CAPATH), \
-                  VAULT_HEADERS (JSON object of extra headers), HTTPS_PROXY, HTTP_PROXY and NO_PROXY.\n\
-                  Secrets to files, environment only: VAULT_LOGIN_SECRET_<NAME>=<path>, <path>#<field> or dotenv:<path> writes <dir>/<name>; \
-                  VAULT_LOGIN_SECRETS_DIR (default: the token file's directory), VAULT_LOGIN_SECRETS_REFRESH (default 5m).\n\
-                  A flag wins over its variable; an empty variable counts as unset; a BAO_* variable is read when its VAULT_* twin is unset.\n\
-                  Durations: 500ms, 30s, 5m, 1h, 1h30m or a number of seconds. Booleans: true/false, 1/0, yes/no, on/off."
-)]
-struct Cli {
-    /// Vault base URL, http or https, e.g. https://vault.example:8200 [env: VAULT_ADDR, BAO_ADDR] (required)
-    #[arg(long, value_name = "URL")]
-    vault_addr: Option<String>,
-    /// Kubernetes auth role to log in as [env: VAULT_LOGIN_ROLE] (required)
-    #[arg(long, value_name = "ROLE")]
-    role: Option<String>,
-    /// Path the kubernetes auth method is mounted at [env: VAULT_LOGIN_MOUNT] [default: kubernetes]
-    #[arg(long, value_name = "PATH")]
-    mount: Option<String>,
-    /// Service-account token file, re-read at every login [env: VAULT_LOGIN_JWT_FILE] [default: /var/run/secrets/kubernetes.io/serviceaccount/token]
-    #[arg(long, value_name = "FILE")]
-    jwt_file: Option<String>,
-    /// File to write the Vault token to; "-" prints it (once mode only) [env: VAULT_LOGIN_TOKEN_FILE] [default: /var/run/secrets/vaultproject.io/token]
-    #[arg(long, value_name = "FILE")]
-    token_file: Option<String>,
-    /// Octal permission bits of the token file [env: VAULT_LOGIN_TOKEN_FILE_MODE] [default: 0600]
-    #[arg(long, value_name = "MODE")]
-    token_file_mode: Option<String>,
-    /// Numeric owner of the token file, UID or UID:GID [env: VAULT_LOGIN_TOKEN_FILE_OWNER]
-    #[arg(long, value_name = "UID[:GID]", allow_hyphen_values = true)]
-    token_file_owner: Option<String>,
-    /// Log in once, write the token and exit (init container) [env: VAULT_LOGIN_ONCE]
-    #[arg(long)]
-    once: bool,
-    /// In once mode, give up after this long [env: VAULT_LOGIN_TIMEOUT] [default: 5m]
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    timeout: Option<String>,
-    /// Shortest wait between retries [env: VAULT_LOGIN_MIN_BACKOFF] [default: 1s]
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    min_backoff: Option<String>,
-    /// Longest wait between retries [env: VAULT_LOGIN_MAX_BACKOFF] [default: 5m]
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    max_backoff: Option<String>,
-    /// Increment to ask for when renewing the token, at least 1s [env: VAULT_LOGIN_RENEW_INCREMENT]
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    renew_increment: Option<String>,
-    /// Revoke the token when exiting [env: VAULT_LOGIN_REVOKE_ON_EXIT]
-    #[arg(long)]
-    revoke_on_exit: bool,
-    /// Address of the health/metrics server, e.g. 0.0.0.0:9102 or :9102 [env: VAULT_LOGIN_LISTEN]
-    #[arg(long, value_name = "ADDR")]
-    listen: Option<String>,
-    /// Log filter, e.g. info or vault_login=debug [env: VAULT_LOGIN_LOG] [default: info]
-    #[arg(long, value_name = "FILTER")]
-    log: Option<String>,
-    /// Log format, text or json [env: VAULT_LOGIN_LOG_FORMAT] [default: text]
-    #[arg(long, value_name = "FORMAT")]
-    log_format: Option<String>,
-    /// Vault namespace, sent as X-Vault-Namespace [env: VAULT_NAMESPACE, BAO_NAMESPACE]
-    #[arg(long, value_name = "NAMESPACE")]
-    namespace: Option<String>,
-    /// PEM file of CA certificates to trust [env: VAULT_CACERT, BAO_CACERT]
-    #[arg(long, value_name = "FILE")]
-    ca_cert: Option<String>,
-    /// Directory of PEM CA certificates to trust [env: VAULT_CAPATH, BAO_CAPATH]
-    #[arg(long, value_name = "DIR")]
-    ca_path: Option<String>,
-    /// PEM client certificate for mTLS (needs --client-key) [env: VAULT_CLIENT_CERT, BAO_CLIENT_CERT]
-    #[arg(long, value_name = "FILE")]
-    client_cert: Option<String>,
-    /// PEM client key for mTLS (needs --client-cert) [env: VAULT_CLIENT_KEY, BAO_CLIENT_KEY]
-    #[arg(long, value_name = "FILE")]
-    client_key: Option<String>,
-    /// Name sent as SNI and checked in Vault's certificate [env: VAULT_TLS_SERVER_NAME, BAO_TLS_SERVER_NAME]
-    #[arg(long, value_name = "NAME")]
-    tls_server_name: Option<String>,
-    /// Do not verify Vault's certificate (dangerous) [env: VAULT_SKIP_VERIFY, BAO_SKIP_VERIFY]
-    #[arg(long)]
-    tls_skip_verify: bool,
-    /// Do not follow redirects (a standby's 307 to the active node) [env: VAULT_DISABLE_REDIRECTS, BAO_DISABLE_REDIRECTS]
-    #[arg(long)]
-    disable_redirects: bool,
-    /// Timeout of each request to Vault [env: VAULT_CLIENT_TIMEOUT, BAO_CLIENT_TIMEOUT] [default: 60s]
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    client_timeout: Option<String>,
-    /// HTTP proxy for every request to Vault, NO_PROXY notwithstanding [env: VAULT_PROXY_ADDR, BAO_PROXY_ADDR, VAULT_HTTP_PROXY, BAO_HTTP_PROXY]; without it HTTPS_PROXY, HTTP_PROXY and NO_PROXY apply
-    #[arg(long, value_name = "URL")]
-    proxy_addr: Option<String>,
-    /// Program and arguments to run after each new token, split like a shell would (no shell runs) [env: VAULT_LOGIN_ON_CHANGE]
-    #[arg(long, value_name = "COMMAND", allow_hyphen_values = true)]
-    on_change: Option<String>,
-    /// Kill the on-change command after this long [env: VAULT_LOGIN_ON_CHANGE_TIMEOUT] [default: 30s]
-    #[arg(long, value_name = "DURATION", allow_hyphen_values = true)]
-    on_change_timeout: Option<String>,
-    /// File holding the pid of the process to signal after each new token [env: VAULT_LOGIN_SIGNAL_PID_FILE]
-    #[arg(long, value_name = "FILE")]
-    signal_pid_file: Option<String>,
-    /// Signal to send to that process, e.g. HUP, SIGUSR1 or 10 [env: VAULT_LOGIN_SIGNAL] [default: HUP]
-    #[arg(long, value_name = "SIGNAL")]
-    signal: Option<String>,
-    /// File to write the token's metadata to as JSON, never the token [env: VAULT_LOGIN_TOKEN_INFO_FILE]
-    #[arg(long, value_name = "FILE")]
-    token_info_file: Option<String>,
-}
-
-/// One setting's flag and the variables read for it, in order of precedence.
-struct Setting {
-    flag: &'static str,
-    env: &'static [&'static str],
-}
-
-impl Setting {
-    /// The main variable's name, used when no value was given at all.
-    fn name(&self) -> &'static str {
-        self.env[0]
-    }
-}
-
-const VAULT_ADDR: Setting = Setting {
-    flag: "--vault-addr",
-    env: &["VAULT_ADDR", "BAO_ADDR"],
-};
-const ROLE: Setting = Setting {
-    flag: "--role",
-    env: &["VAULT_LOGIN_ROLE"],
-};
-const MOUNT: Setting = Setting {
-    flag: "--mount",
-    env: &["VAULT_LOGIN_MOUNT"],
-};
-const JWT_FILE: Setting = Setting {
-    flag: "--jwt-file",
-    env: &["VAULT_LOGIN_JWT_FILE"],
-};
-const TOKEN_FILE: Setting = Setting {
-    flag: "--token-file",
-    env: &["VAULT_LOGIN_TOKEN_FILE"],
-};
-const TOKEN_FILE_MODE: Setting = Setting {
-    flag: "--token-file-mode",
-    env: &["VAULT_LOGIN_TOKEN_FILE_MODE"],
-};
-const TOKEN_FILE_OWNER: Setting = Setting {
-    flag: "--token-file-owner",
-    env: &["VAULT_LOGIN_TOKEN_FILE_OWNER"],
-};
-const ONCE: Setting = Setting {
-    flag: "--once",
-    env: &["VAULT_LOGIN_ONCE"],
-};
-const TIMEOUT: Setting = Setting {
-    flag: "--timeout",
-    env: &["VAULT_LOGIN_TIMEOUT"],
-};
-const MIN_BACKOFF: Setting = Setting {
-    flag: "--min-backoff",
-    env: &["VAULT_LOGIN_MIN_BACKOFF"],
-};
-const MAX_BACKOFF: Setting = Setting {
-    flag: "--max-backoff",
-    env: &["VAULT_LOGIN_MAX_BACKOFF"],
-};
-const RENEW_INCREMENT: Setting = Setting {
-    flag: "--renew-increment",
-    env: &["VAULT_LOGIN_RENEW_INCREMENT"],
-};
-const REVOKE_ON_EXIT: Setting = Setting {
-    flag: "--revoke-on-exit",
-    env: &["VAULT_LOGIN_REVOKE_ON_EXIT"],
-};
-const LISTEN: Setting = Setting {
-    flag: "--listen",
-    env: &["VAULT_LOGIN_LISTEN"],
-};
-const LOG: Setting = Setting {
-    flag: "--log",
-    env: &["VAULT_LOGIN_LOG"],
-};
-const LOG_FORMAT: Setting = Setting {
-    flag: "--log-format",
-    env: &["VAULT_LOGIN_LOG_FORMAT"],
-};
-const NAMESPACE: Setting = Setting {
-    flag: "--namespace",
-    env: &["VAULT_NAMESPACE", "BAO_NAMESPACE"],
-};
-const HEADERS: Setting = Setting {
-    flag: "VAULT_HEADERS",
-    env: &["VAULT_HEADERS", "BAO_HEADERS"],
-};
-const CA_CERT: Setting = Setting {
-    flag: "--ca-cert",
-    env: &["VAULT_CACERT", "BAO_CACERT"],
-};
-const CA_PATH: Setting = Setting {
-    flag: "--ca-path",
-    env: &["VAULT_CAPATH", "BAO_CAPATH"],
-};
-const CA_CERT_BYTES: Setting = Setting {
-    flag: "VAULT_CACERT_BYTES",
-    env: &["VAULT_CACERT_BYTES", "BAO_CACERT_BYTES"],
-};
-const CLIENT_CERT: Setting = Setting {
-    flag: "--client-cert",
-    env: &["VAULT_CLIENT_CERT", "BAO_CLIENT_CERT"],
-};
-const CLIENT_KEY: Setting = Setting {
-    flag: "--client-key",
-    env: &["VAULT_CLIENT_KEY", "BAO_CLIENT_KEY"],
-};
-const TLS_SERVER_NAME: Setting = Setting {
-    flag: "--tls-server-name",
-    env: &["VAULT_TLS_SERVER_NAME", "BAO_TLS_SERVER_NAME"],
-};
-const SKIP_VERIFY: Setting = Setting {
-    flag: "--tls-skip-verify",
-    env: &["VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"],
-};
-const DISABLE_REDIRECTS: Setting = Setting {
-    flag: "--disable-redirects",
-    env: &["VAULT_DISABLE_REDIRECTS", "BAO_DISABLE_REDIRECTS"],
-};
-const CLIENT_TIMEOUT: Setting = Setting {
-    flag: "--client-timeout",
-    env: &["VAULT_CLIENT_TIMEOUT", "BAO_CLIENT_TIMEOUT"],
-};
-const PROXY_ADDR: Setting = Setting {
-    flag: "--proxy-addr",
-    env: &[
-        "VAULT_PROXY_ADDR",
-        "BAO_PROXY_ADDR",
-        "VAULT_HTTP_PROXY",
-        "BAO_HTTP_PROXY",
-    ],
-};
-// The usual proxy variables, upper case first as in Go; they have no flags.
-const HTTP_PROXY: Setting = Setting {
-    flag: "HTTP_PROXY",
-    env: &["HTTP_PROXY", "http_proxy"],
-};
-const HTTPS_PROXY: Setting = Setting {
-    flag: "HTTPS_PROXY",
-    env: &["HTTPS_PROXY", "https_proxy"],
-};
-const NO_PROXY: Setting = Setting {
-    flag: "NO_PROXY",
-    env: &["NO_PROXY", "no_proxy"],
-};
-const ON_CHANGE: Setting = Setting {
-    flag: "--on-change",
-    env: &["VAULT_LOGIN_ON_CHANGE"],
-};
-const ON_CHANGE_TIMEOUT: Setting = Setting {
-    flag: "--on-change-timeout",
-    env: &["VAULT_LOGIN_ON_CHANGE_TIMEOUT"],
-};
-const SIGNAL_PID_FILE: Setting = Setting {
-    flag: "--signal-pid-file",
-    env: &["VAULT_LOGIN_SIGNAL_PID_FILE"],
-};
-const SIGNAL: Setting = Setting {
-    flag: "--signal",
-    env: &["VAULT_LOGIN_SIGNAL"],
-};
-const TOKEN_INFO_FILE: Setting = Setting {
-    flag: "--token-info-file",
-    env: &["VAULT_LOGIN_TOKEN_INFO_FILE"],
-};
-// Environment only: there are no flags for secrets, so the "flag" is the variable itself.
-const SECRETS_DIR: Setting = Setting {
-    flag: secrets::SECRETS_DIR_ENV,
-    env: &[secrets::SECRETS_DIR_ENV],
-};
-const SECRETS_REFRESH: Setting = Setting {
-    flag: secrets::SECRETS_REFRESH_ENV,
-    env: &[secrets::SECRETS_REFRESH_ENV],
-};
-
 /// A value that was given, and the flag or variable it came from.
 struct Given {
     value: String,
-    source: String,
+    source: &'static str,
 }
 
 impl Given {
     fn invalid(&self, problem: impl Into<String>) -> ConfigError {
-        invalid(&self.source, problem)
-    }
-
-    fn parse<T>(&self, parse: impl FnOnce(&str) -> Result<T, String>) -> Result<T, ConfigError> {
-        parse(&self.value).map_err(|problem| self.invalid(problem))
-    }
-
-    /// The value as a path to a file (or, with `dir`, a directory) that must be readable now.
-    fn readable(&self, dir: bool, todo: &str) -> Result<PathBuf, ConfigError> {
-        let path = PathBuf::from(&self.value);
-        check_readable(&path, dir).map_err(|problem| self.invalid(format!("{problem}; {todo}")))?;
-        Ok(path)
+        invalid(self.source, problem)
     }
 }
 
@@ -518,108 +106,82 @@ fn invalid(source_name: &str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Reads settings: a flag's value first, then each variable in turn.
+/// Reads settings: a flag's value first, then each variable in turn, then the default.
 struct Lookup<'a> {
+    flags: ArgMatches,
     env: &'a dyn Fn(&str) -> Option<String>,
     /// Every variable's name, for the `VAULT_LOGIN_SECRET_<NAME>` family.
     names: &'a [String],
 }
 
 impl Lookup<'_> {
-    /// The value given for `setting`, if any; an empty variable counts as unset.
-    fn given(&self, flag: Option<String>, setting: &Setting) -> Result<Option<Given>, ConfigError> {
-        if let Some(value) = flag {
-            if value.is_empty() {
-                return Err(invalid(
-                    setting.flag,
-                    format!(
-                        "the value is empty; give a value or leave out {}",
-                        setting.flag
-                    ),
-                ));
-            }
-            return Ok(Some(Given {
-                value,
-                source: setting.flag.to_string(),
-            }));
-        }
-        Ok(setting.env.iter().find_map(|name| {
-            (self.env)(name)
-                .filter(|value| !value.is_empty())
-                .map(|value| Given {
+    /// The value given for a setting, if any; an empty variable counts as unset.
+    fn given(&self, about: &About) -> Result<Option<Given>, ConfigError> {
+        if let Some(flag) = about.flag {
+            let id = flag.trim_start_matches('-');
+            if about.value.is_none() {
+                if self.flags.get_flag(id) {
+                    let value = "true".to_string();
+                    return Ok(Some(Given {
+                        value,
+                        source: flag,
+                    }));
+                }
+            } else if let Some(value) = self.flags.get_one::<String>(id) {
+                if value.is_empty() {
+                    let problem = format!("the value is empty; give a value or leave out {flag}");
+                    return Err(invalid(flag, problem));
+                }
+                let value = value.clone();
+                return Ok(Some(Given {
                     value,
-                    source: (*name).to_string(),
-                })
+                    source: flag,
+                }));
+            }
+        }
+        Ok(about.env.iter().find_map(|name| {
+            let value = (self.env)(name).filter(|value| !value.is_empty())?;
+            Some(Given {
+                value,
+                source: name,
+            })
         }))
     }
 
-    /// The value given for `setting` through `parse`, or `None` when none is given.
-    fn parsed<T>(
-        &self,
-        flag: Option<String>,
-        setting: &Setting,
-        parse: impl FnOnce(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, ConfigError> {
-        self.given(flag, setting)?
-            .map(|given| given.parse(parse))
+    /// The given value, parsed, with where it came from; `None` when none is given.
+    fn parsed<T>(&self, setting: &Setting<T>) -> Result<Option<(T, Given)>, ConfigError> {
+        let Some(given) = self.given(&setting.about)? else {
+            return Ok(None);
+        };
+        let value = (setting.parse)(&given.value).map_err(|problem| given.invalid(problem))?;
+        Ok(Some((value, given)))
+    }
+
+    /// The given value or else the default, parsed; `None` when there is neither.
+    fn get<T>(&self, setting: &Setting<T>) -> Result<Option<T>, ConfigError> {
+        if let Some((value, _)) = self.parsed(setting)? {
+            return Ok(Some(value));
+        }
+        let about = &setting.about;
+        about
+            .default
+            .map(|d| (setting.parse)(d).map_err(|p| invalid(about.name(), format!("default: {p}"))))
             .transpose()
     }
 
-    /// Like [`Lookup::given`], for a setting without a default.
-    fn required(
-        &self,
-        flag: Option<String>,
-        setting: &Setting,
-        what: &str,
-    ) -> Result<Given, ConfigError> {
-        self.given(flag, setting)?.ok_or_else(|| {
+    /// Like [`Lookup::get`], for a setting that must be given or have a default.
+    fn value<T>(&self, setting: &Setting<T>) -> Result<T, ConfigError> {
+        let about = &setting.about;
+        self.get(setting)?.ok_or_else(|| {
+            let (name, flag) = (about.name(), about.flag_or_name());
             invalid(
-                setting.name(),
+                name,
                 format!(
-                    "required but not set (set {} or {} to {what})",
-                    setting.name(),
-                    setting.flag
+                    "required but not set (set {name} or {flag} to {})",
+                    about.help
                 ),
             )
         })
-    }
-
-    /// A boolean that is true when its presence flag is given, else read from the environment.
-    fn boolean(&self, flag: bool, setting: &Setting) -> Result<bool, ConfigError> {
-        if flag {
-            return Ok(true);
-        }
-        match self.given(None, setting)? {
-            Some(given) => given.parse(parse_bool),
-            None => Ok(false),
-        }
-    }
-
-    /// A duration of at least `min` (which must be > 0), or `None` when none is given.
-    fn duration(
-        &self,
-        flag: Option<String>,
-        setting: &Setting,
-        min: Duration,
-        example: &str,
-    ) -> Result<Option<(Duration, Given)>, ConfigError> {
-        let Some(given) = self.given(flag, setting)? else {
-            return Ok(None);
-        };
-        let value = given.parse(|s| {
-            let d = parse_duration(s)?;
-            if d.is_zero() {
-                Err(format!("{s:?} must be more than zero; use e.g. {example}"))
-            } else if d < min {
-                Err(format!(
-                    "{s:?} is less than {}; use e.g. {example}",
-                    human(min)
-                ))
-            } else {
-                Ok(d)
-            }
-        })?;
-        Ok(Some((value, given)))
     }
 }
 
@@ -646,8 +208,14 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
-        let cli = Cli::try_parse_from(args).map_err(clap_error)?;
-        build(cli, &Lookup { env, names })
+        let flags =
+            cli::command()
+                .try_get_matches_from(args)
+                .map_err(|e| match cli::fold_error(e) {
+                    CliError::Help(text) => ConfigError::Help(text),
+                    CliError::Usage(text) => ConfigError::Usage(text),
+                })?;
+        build(&Lookup { flags, env, names })
     }
 
     /// Parses flags and the real process environment.
@@ -681,15 +249,20 @@ impl Config {
             None => o.uid.to_string(),
         });
         // Only the program: arguments may carry credentials (e.g. a header for curl).
-        let on_change = match self.on_change.as_deref().and_then(<[String]>::split_first) {
+        let on_change = match self
+            .hooks
+            .on_change
+            .as_deref()
+            .and_then(<[String]>::split_first)
+        {
             Some((program, args)) => shown(&format!("{program} +{} args", args.len())),
             None => none(),
         };
-        let signal = match &self.signal_pid_file {
-            Some(_) => self.signal.to_string(),
+        let signal = match &self.hooks.signal_pid_file {
+            Some(_) => self.hooks.signal.to_string(),
             None => none(),
         };
-        let proxy = match &self.proxy {
+        let proxy = match &self.vault.proxy {
             ProxySettings { all: Some(all), .. } => format!("{} (all requests)", redacted(all)),
             ProxySettings {
                 http: None,
@@ -721,18 +294,19 @@ impl Config {
         let fields: [(&str, String); 34] = [
             (
                 "vault_addr",
-                shown(self.vault_addr.as_str().trim_end_matches('/')),
+                shown(self.vault.addr.as_str().trim_end_matches('/')),
             ),
             (
                 "namespace",
-                self.namespace.as_deref().map_or_else(none, shown),
+                self.vault.namespace.as_deref().map_or_else(none, shown),
             ),
             (
                 "headers",
-                if self.headers.is_empty() {
+                if self.vault.headers.is_empty() {
                     none()
                 } else {
-                    let names: Vec<&str> = self.headers.iter().map(|(n, _)| n.as_str()).collect();
+                    let names: Vec<&str> =
+                        self.vault.headers.iter().map(|(n, _)| n.as_str()).collect();
                     shown(&names.join(","))
                 },
             ),
@@ -760,30 +334,41 @@ impl Config {
                     LogFormat::Json => "json".to_string(),
                 },
             ),
-            ("ca_cert", path(&self.tls.ca_cert)),
+            ("ca_cert", path(&self.vault.tls.ca_cert)),
             (
                 "ca_cert_bytes",
-                self.tls.ca_cert_bytes.as_deref().map_or_else(none, |pem| {
-                    let n = crate::tls::count_pem_certificates(pem).unwrap_or(0);
-                    format!("{n}_certificates")
-                }),
+                self.vault
+                    .tls
+                    .ca_cert_bytes
+                    .as_deref()
+                    .map_or_else(none, |pem| {
+                        let n = count_pem_certificates(pem).unwrap_or(0);
+                        format!("{n}_certificates")
+                    }),
             ),
-            ("ca_path", path(&self.tls.ca_path)),
-            ("client_cert", path(&self.tls.client_cert)),
-            ("client_key", path(&self.tls.client_key)),
+            ("ca_path", path(&self.vault.tls.ca_path)),
+            ("client_cert", path(&self.vault.tls.client_cert)),
+            ("client_key", path(&self.vault.tls.client_key)),
             (
                 "tls_server_name",
-                self.tls.server_name.as_deref().map_or_else(none, shown),
+                self.vault
+                    .tls
+                    .server_name
+                    .as_deref()
+                    .map_or_else(none, shown),
             ),
-            ("tls_skip_verify", self.tls.skip_verify.to_string()),
-            ("disable_redirects", self.disable_redirects.to_string()),
+            ("tls_skip_verify", self.vault.tls.skip_verify.to_string()),
+            (
+                "disable_redirects",
+                self.vault.disable_redirects.to_string(),
+            ),
             ("proxy", proxy),
-            ("client_timeout", human(self.client_timeout)),
+            ("client_timeout", human(self.vault.timeout)),
             ("on_change", on_change),
-            ("on_change_timeout", human(self.on_change_timeout)),
-            ("signal_pid_file", path(&self.signal_pid_file)),
+            ("on_change_timeout", human(self.hooks.on_change_timeout)),
+            ("signal_pid_file", path(&self.hooks.signal_pid_file)),
             ("signal", signal),
-            ("token_info_file", path(&self.token_info_file)),
+            ("token_info_file", path(&self.hooks.token_info_file)),
             ("secrets", secrets),
         ];
         fields
@@ -796,163 +381,56 @@ impl Config {
 
 /// Checks every setting and builds the config; fields are checked in declaration order, then
 /// the rules that tie fields together.
-fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
-    let addr = lookup.required(
-        cli.vault_addr,
-        &VAULT_ADDR,
-        "your Vault's URL, e.g. https://vault.example:8200",
-    )?;
-    let vault_addr = addr.parse(parse_vault_addr)?;
-
-    let role = lookup.required(cli.role, &ROLE, "the kubernetes auth role to log in as")?;
-    let role = role.parse(parse_role)?;
-
-    let mount = lookup
-        .parsed(cli.mount, &MOUNT, parse_mount)?
-        .unwrap_or_else(|| DEFAULT_MOUNT.to_string());
-
-    let jwt = match (lookup.env)(JWT_ENV).filter(|v| !v.is_empty()) {
-        Some(value) => JwtSource::Env(Secret::new(value)),
-        None => match lookup.given(cli.jwt_file, &JWT_FILE)? {
-            Some(given) => {
-                JwtSource::File(given.parse(|s| parse_file_path(s, "the service-account token"))?)
-            }
-            None => JwtSource::File(PathBuf::from(DEFAULT_JWT_FILE)),
-        },
+fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
+    let vault_addr = lookup.value(&s::VAULT_ADDR)?;
+    let role = lookup.value(&s::ROLE)?;
+    let mount = lookup.value(&s::MOUNT)?;
+    let jwt = match lookup.get(&s::JWT)? {
+        Some(jwt) => JwtSource::Env(jwt),
+        None => JwtSource::File(lookup.value(&s::JWT_FILE)?),
     };
+    let token_file = lookup.parsed(&s::TOKEN_FILE)?;
+    let token_sink = lookup.value(&s::TOKEN_FILE)?;
+    let token_file_mode = lookup.value(&s::TOKEN_FILE_MODE)?;
+    let token_file_owner = lookup.get(&s::TOKEN_FILE_OWNER)?;
 
-    let token_file = lookup.given(cli.token_file, &TOKEN_FILE)?;
-    let token_sink = match &token_file {
-        Some(given) if given.value == "-" => TokenSink::Stdout,
-        Some(given) => TokenSink::File(given.parse(|s| parse_file_path(s, "the vault token"))?),
-        None => TokenSink::File(PathBuf::from(DEFAULT_TOKEN_FILE)),
-    };
+    let once = lookup.value(&s::ONCE)?;
+    let timeout = lookup.value(&s::TIMEOUT)?;
+    let min_backoff = lookup.parsed(&s::MIN_BACKOFF)?;
+    let max_backoff = lookup.parsed(&s::MAX_BACKOFF)?;
+    let renew_increment = lookup.get(&s::RENEW_INCREMENT)?;
+    let revoke_on_exit = lookup.value(&s::REVOKE_ON_EXIT)?;
+    let listen = lookup.get(&s::LISTEN)?;
+    let log = lookup.value(&s::LOG)?;
+    let log_format = lookup.value(&s::LOG_FORMAT)?;
 
-    let token_file_mode = lookup
-        .parsed(cli.token_file_mode, &TOKEN_FILE_MODE, parse_mode)?
-        .unwrap_or(DEFAULT_TOKEN_FILE_MODE);
-    let token_file_owner = lookup.parsed(cli.token_file_owner, &TOKEN_FILE_OWNER, parse_owner)?;
-
-    let once = lookup.boolean(cli.once, &ONCE)?;
-    let timeout = lookup
-        .duration(cli.timeout, &TIMEOUT, Duration::from_nanos(1), "5m")?
-        .map_or(DEFAULT_TIMEOUT, |(d, _)| d);
-    let min_backoff =
-        lookup.duration(cli.min_backoff, &MIN_BACKOFF, Duration::from_nanos(1), "1s")?;
-    let max_backoff =
-        lookup.duration(cli.max_backoff, &MAX_BACKOFF, Duration::from_nanos(1), "5m")?;
-    let renew_increment = lookup
-        .duration(
-            cli.renew_increment,
-            &RENEW_INCREMENT,
-            Duration::from_secs(1),
-            "1h",
-        )?
-        .map(|(d, _)| d);
-    let revoke_on_exit = lookup.boolean(cli.revoke_on_exit, &REVOKE_ON_EXIT)?;
-
-    let listen = lookup.parsed(cli.listen, &LISTEN, parse_listen)?;
-    let log = lookup
-        .given(cli.log, &LOG)?
-        .map_or_else(|| DEFAULT_LOG.to_string(), |g| g.value);
-    let log_format = lookup
-        .parsed(cli.log_format, &LOG_FORMAT, parse_log_format)?
-        .unwrap_or(LogFormat::Text);
-
-    let headers = lookup
-        .parsed(None, &HEADERS, parse_headers)?
-        .unwrap_or_default();
-    // "/" (the root namespace) parses to none.
-    let namespace = lookup
-        .parsed(cli.namespace, &NAMESPACE, parse_namespace)?
-        .flatten();
-
-    let ca_cert = lookup.given(cli.ca_cert, &CA_CERT)?;
-    let ca_cert = ca_cert
-        .map(|g| g.readable(false, "give the path of a PEM file of CA certificates"))
-        .transpose()?;
-    let ca_cert_bytes = match lookup.given(None, &CA_CERT_BYTES)? {
-        Some(given) => {
-            given.parse(crate::tls::count_pem_certificates)?;
-            Some(given.value)
-        }
-        None => None,
-    };
-    let ca_path = lookup.given(cli.ca_path, &CA_PATH)?;
-    let ca_path = ca_path
-        .map(|g| g.readable(true, "give a directory of PEM CA certificates"))
-        .transpose()?;
-    let cert = lookup.given(cli.client_cert, &CLIENT_CERT)?;
-    let key = lookup.given(cli.client_key, &CLIENT_KEY)?;
-    match (&cert, &key) {
-        (Some(cert), None) => {
-            return Err(cert.invalid(format!(
-                "a client certificate needs a client key; set {} or {} too, or neither",
-                CLIENT_KEY.name(),
-                CLIENT_KEY.flag
-            )));
-        }
-        (None, Some(key)) => {
-            return Err(key.invalid(format!(
-                "a client key needs a client certificate; set {} or {} too, or neither",
-                CLIENT_CERT.name(),
-                CLIENT_CERT.flag
-            )));
-        }
-        _ => {}
-    }
-    let client_cert = cert
-        .map(|g| g.readable(false, "give the path of the PEM client certificate"))
-        .transpose()?;
-    let client_key = key
-        .map(|g| g.readable(false, "give the path of the PEM client key"))
-        .transpose()?;
-    let server_name = lookup.parsed(cli.tls_server_name, &TLS_SERVER_NAME, parse_server_name)?;
-    let skip_verify = lookup.boolean(cli.tls_skip_verify, &SKIP_VERIFY)?;
-    let disable_redirects = lookup.boolean(cli.disable_redirects, &DISABLE_REDIRECTS)?;
-    let client_timeout = lookup
-        .duration(
-            cli.client_timeout,
-            &CLIENT_TIMEOUT,
-            Duration::from_nanos(1),
-            "60s",
-        )?
-        .map_or(DEFAULT_CLIENT_TIMEOUT, |(d, _)| d);
-
+    let headers = lookup.get(&s::HEADERS)?.unwrap_or_default();
+    let namespace = lookup.get(&s::NAMESPACE)?.flatten();
+    let tls = tls_settings(lookup)?;
+    let client_timeout = lookup.value(&s::CLIENT_TIMEOUT)?;
+    let disable_redirects = lookup.value(&s::DISABLE_REDIRECTS)?;
     let proxy = ProxySettings {
-        all: lookup.parsed(cli.proxy_addr, &PROXY_ADDR, parse_proxy_url)?,
-        http: lookup.parsed(None, &HTTP_PROXY, parse_proxy_url)?,
-        https: lookup.parsed(None, &HTTPS_PROXY, parse_proxy_url)?,
-        no_proxy: lookup.given(None, &NO_PROXY)?.map(|g| g.value),
+        all: lookup.get(&s::PROXY_ADDR)?,
+        http: lookup.get(&s::HTTP_PROXY)?,
+        https: lookup.get(&s::HTTPS_PROXY)?,
+        no_proxy: lookup.get(&s::NO_PROXY)?,
     };
 
-    let on_change = lookup.parsed(cli.on_change, &ON_CHANGE, parse_on_change)?;
-    let on_change_timeout = lookup
-        .duration(
-            cli.on_change_timeout,
-            &ON_CHANGE_TIMEOUT,
-            Duration::from_nanos(1),
-            "30s",
-        )?
-        .map_or(DEFAULT_ON_CHANGE_TIMEOUT, |(d, _)| d);
-    let signal_pid_file = lookup.parsed(cli.signal_pid_file, &SIGNAL_PID_FILE, |s| {
-        parse_file_path(s, "the app's process id")
-    })?;
-    let signal = lookup.given(cli.signal, &SIGNAL)?;
+    let on_change = lookup.get(&s::ON_CHANGE)?;
+    let on_change_timeout = lookup.value(&s::ON_CHANGE_TIMEOUT)?;
+    let signal_pid_file = lookup.get(&s::SIGNAL_PID_FILE)?;
+    let signal = lookup.given(&s::SIGNAL.about)?;
     if let (Some(given), None) = (&signal, &signal_pid_file) {
+        let about = &s::SIGNAL_PID_FILE.about;
         return Err(given.invalid(format!(
             "a signal needs a process to send it to; set {} or {} too, or neither",
-            SIGNAL_PID_FILE.name(),
-            SIGNAL_PID_FILE.flag
+            about.name(),
+            about.flag_or_name()
         )));
     }
-    let signal = match signal {
-        Some(given) => given.parse(hooks::parse_signal)?,
-        None => AppSignal::HUP,
-    };
-    let token_info_file = match lookup.given(cli.token_info_file, &TOKEN_INFO_FILE)? {
-        Some(given) => {
-            let path = given.parse(parse_info_file)?;
+    let signal = lookup.value(&s::SIGNAL)?;
+    let token_info_file = match lookup.parsed(&s::TOKEN_INFO_FILE)? {
+        Some((path, given)) => {
             if matches!(&token_sink, TokenSink::File(token) if *token == path) {
                 return Err(given.invalid(format!(
                     "{:?} is the token file itself; give another path, e.g. next to it",
@@ -971,16 +449,18 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         Some((_, given)) => format!("from {}", given.source),
         None => "the default".to_string(),
     };
-    let min = min_backoff
-        .as_ref()
-        .map_or(DEFAULT_MIN_BACKOFF, |(d, _)| *d);
-    let max = max_backoff
-        .as_ref()
-        .map_or(DEFAULT_MAX_BACKOFF, |(d, _)| *d);
+    let min = match &min_backoff {
+        Some((d, _)) => *d,
+        None => lookup.value(&s::MIN_BACKOFF)?,
+    };
+    let max = match &max_backoff {
+        Some((d, _)) => *d,
+        None => lookup.value(&s::MAX_BACKOFF)?,
+    };
     if min > max {
         let source = min_backoff
             .as_ref()
-            .map_or(MIN_BACKOFF.name(), |(_, g)| g.source.as_str());
+            .map_or(s::MIN_BACKOFF.about.name(), |(_, g)| g.source);
         return Err(invalid(
             source,
             format!(
@@ -992,16 +472,38 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
             ),
         ));
     }
-    if let (TokenSink::Stdout, Some(given), false) = (&token_sink, &token_file, once) {
+    if let (TokenSink::Stdout, Some((_, given)), false) = (&token_sink, &token_file, once) {
+        let about = &s::ONCE.about;
         return Err(given.invalid(format!(
             "\"-\" (standard output) works only in once mode; set {}=true or {} too, or give a file path",
-            ONCE.name(),
-            ONCE.flag
+            about.name(),
+            about.flag_or_name()
         )));
     }
 
+    let hooks = HookSettings {
+        on_change,
+        on_change_timeout,
+        signal_pid_file,
+        signal,
+        token_info_file,
+        token_file: match &token_sink {
+            TokenSink::File(path) => Some(path.clone()),
+            TokenSink::Stdout => None,
+        },
+        file_mode: token_file_mode,
+        file_owner: token_file_owner,
+    };
     Ok(Config {
-        vault_addr,
+        vault: VaultSettings {
+            addr: vault_addr,
+            namespace,
+            headers,
+            tls,
+            proxy,
+            timeout: client_timeout,
+            disable_redirects,
+        },
         role,
         mount,
         jwt,
@@ -1017,26 +519,65 @@ fn build(cli: Cli, lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         listen,
         log,
         log_format,
-        namespace,
-        headers,
-        tls: TlsSettings {
-            ca_cert,
-            ca_cert_bytes,
-            ca_path,
-            client_cert,
-            client_key,
-            server_name,
-            skip_verify,
-        },
-        proxy,
-        client_timeout,
-        disable_redirects,
-        on_change,
-        on_change_timeout,
-        signal_pid_file,
-        signal,
-        token_info_file,
+        hooks,
         secrets,
+    })
+}
+
+/// The TLS settings, with the flag or variable each came from for later errors.
+fn tls_settings(lookup: &Lookup<'_>) -> Result<TlsSettings, ConfigError> {
+    let mut names = TlsNames::default();
+    let read = |setting: &Setting<PathBuf>, name: &mut &'static str| {
+        Ok::<_, ConfigError>(lookup.parsed(setting)?.map(|(path, given)| {
+            *name = given.source;
+            (path, given)
+        }))
+    };
+    let ca_cert = read(&s::CA_CERT, &mut names.ca_cert)?.map(|(p, _)| p);
+    let ca_path = read(&s::CA_PATH, &mut names.ca_path)?.map(|(p, _)| p);
+    let cert = read(&s::CLIENT_CERT, &mut names.client_cert)?;
+    let key = read(&s::CLIENT_KEY, &mut names.client_key)?;
+    let ca_cert_bytes = lookup.parsed(&s::CA_CERT_BYTES)?.map(|(pem, given)| {
+        names.ca_cert_bytes = given.source;
+        pem
+    });
+    let server_name = lookup.parsed(&s::TLS_SERVER_NAME)?.map(|(name, given)| {
+        names.server_name = given.source;
+        name
+    });
+    let pair = |given: &Given, needs: &str, other: &About| {
+        given.invalid(format!(
+            "a client {needs}; set {} or {} too, or neither",
+            other.name(),
+            other.flag_or_name()
+        ))
+    };
+    match (&cert, &key) {
+        (Some((_, cert)), None) => {
+            return Err(pair(
+                cert,
+                "certificate needs a client key",
+                &s::CLIENT_KEY.about,
+            ))
+        }
+        (None, Some((_, key))) => {
+            return Err(pair(
+                key,
+                "key needs a client certificate",
+                &s::CLIENT_CERT.about,
+            ))
+        }
+        _ => {}
+    }
+    Ok(TlsSettings {
+        ca_cert,
+        ca_cert_bytes,
+        ca_path,
+        client_cert: cert.map(|(p, _)| p),
+        client_key: key.map(|(p, _)| p),
+        server_name,
+        skip_verify: lookup.value(&s::SKIP_VERIFY)?,
+        names,
     })
 }
 
@@ -1049,10 +590,8 @@ fn secrets_settings(
 ) -> Result<SecretsSettings, ConfigError> {
     let specs = secrets::specs_from_env(lookup.names, lookup.env)
         .map_err(|e| invalid(&e.variable, e.problem))?;
-    let refresh = lookup
-        .duration(None, &SECRETS_REFRESH, Duration::from_secs(1), "5m")?
-        .map_or(secrets::DEFAULT_REFRESH, |(d, _)| d);
-    let dir = match lookup.given(None, &SECRETS_DIR)? {
+    let refresh = lookup.value(&s::SECRETS_REFRESH)?;
+    let dir = match lookup.given(&s::SECRETS_DIR.about)? {
         Some(given) => {
             let dir = PathBuf::from(&given.value);
             // Checked now only when there is something to write there.
@@ -1099,61 +638,6 @@ fn secrets_settings(
     Ok(settings)
 }
 
-/// Turns a clap error into [`ConfigError::Help`] or a one-line [`ConfigError::Usage`].
-fn clap_error(err: clap::Error) -> ConfigError {
-    let text = err.render().to_string();
-    match err.kind() {
-        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => ConfigError::Help(text),
-        _ => ConfigError::Usage(format!("{}; see --help", redact_jwts(&fold(&text)))),
-    }
-}
-
-/// Folds clap's multi-line message onto one line, dropping the usage and "try --help" lines.
-fn fold(text: &str) -> String {
-    let mut parts = Vec::new();
-    let mut in_usage = false;
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.is_empty() {
-            in_usage = false;
-            continue;
-        }
-        if trimmed.starts_with("Usage:") {
-            in_usage = true;
-            continue;
-        }
-        if in_usage || trimmed.starts_with("For more information") {
-            continue;
-        }
-        parts.push(
-            trimmed
-                .strip_prefix("error: ")
-                .unwrap_or(trimmed)
-                .to_string(),
-        );
-    }
-    if parts.is_empty() {
-        "invalid command line".to_string()
-    } else {
-        parts.join("; ")
-    }
-}
-
-/// Hides quoted arguments that look like a JWT, in case one was passed on the command line by mistake.
-fn redact_jwts(text: &str) -> String {
-    text.split('\'')
-        .enumerate()
-        .map(|(i, part)| {
-            if i % 2 == 1 && part.contains("eyJ") {
-                "***"
-            } else {
-                part
-            }
-        })
-        .collect::<Vec<_>>()
-        .join("'")
-}
-
 /// Quotes a value for [`Config::summary`] when it would not read as one word.
 fn shown(s: &str) -> String {
     if s.is_empty()
@@ -1166,382 +650,12 @@ fn shown(s: &str) -> String {
     }
 }
 
-fn check_readable(path: &Path, dir: bool) -> Result<(), String> {
-    let q = format!("{:?}", path.display().to_string());
-    let meta = std::fs::metadata(path).map_err(|e| format!("{q} {}", io_problem(&e)))?;
-    if dir {
-        if !meta.is_dir() {
-            return Err(format!("{q} is not a directory"));
-        }
-        std::fs::read_dir(path).map_err(|e| format!("{q} cannot be listed: {}", io_problem(&e)))?;
-    } else {
-        if meta.is_dir() {
-            return Err(format!("{q} is a directory, not a file"));
-        }
-        std::fs::File::open(path).map_err(|e| format!("{q} cannot be read: {}", io_problem(&e)))?;
-    }
-    Ok(())
-}
-
-fn io_problem(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "does not exist".to_string(),
-        std::io::ErrorKind::PermissionDenied => "is not readable (permission denied)".to_string(),
-        _ => {
-            let text = e.to_string();
-            let mut chars = text.chars();
-            match chars.next() {
-                Some(first) => format!(
-                    "cannot be read ({}{})",
-                    first.to_lowercase(),
-                    chars.as_str()
-                ),
-                None => "cannot be read".to_string(),
-            }
-        }
-    }
-}
-
-fn parse_vault_addr(s: &str) -> Result<Url, String> {
-    const EXAMPLE: &str = "e.g. https://vault.example:8200";
-    let t = s.trim();
-    if !t.contains("://") {
-        return Err(format!(
-            "{s:?} has no scheme; use a url with http:// or https://, {EXAMPLE}"
-        ));
-    }
-    let mut url = Url::parse(t).map_err(|e| {
-        // The text may hold a password, so quote only what parsing the url did not need.
-        if t.contains('@') {
-            format!("not a valid url ({e}); use {EXAMPLE}")
-        } else {
-            format!("{s:?} is not a valid url ({e}); use {EXAMPLE}")
-        }
-    })?;
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(format!(
-            "the url must not contain a user name or password; remove the \"user:password@\" part, {EXAMPLE}"
-        ));
-    }
-    match url.scheme() {
-        "http" | "https" => {}
-        other => {
-            return Err(format!(
-                "{s:?} has scheme {other:?}; use http:// or https://, {EXAMPLE}"
-            ))
-        }
-    }
-    if url.query().is_some() {
-        return Err(format!(
-            "{s:?} has a query (?...); give only the base url, {EXAMPLE}"
-        ));
-    }
-    if url.fragment().is_some() {
-        return Err(format!(
-            "{s:?} has a fragment (#...); give only the base url, {EXAMPLE}"
-        ));
-    }
-    let path = url.path().trim_end_matches('/').to_string();
-    url.set_path(&path);
-    Ok(url)
-}
-
-fn parse_role(s: &str) -> Result<String, String> {
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{s:?} contains whitespace; give the role's name exactly as created in vault"
-        ));
-    }
-    Ok(s.to_string())
-}
-
-/// Checks a '/'-separated path of Vault names (a mount or a namespace) once its outer '/' are gone.
-fn check_vault_path(original: &str, trimmed: &str, example: &str) -> Result<(), String> {
-    if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{original:?} contains whitespace; use e.g. {example}"
-        ));
-    }
-    if trimmed.contains(['?', '#', '%', '\\']) {
-        return Err(format!(
-            "{original:?} contains '?', '#', '%' or '\\'; use e.g. {example}"
-        ));
-    }
-    for segment in trimmed.split('/') {
-        if segment.is_empty() {
-            return Err(format!(
-                "{original:?} has an empty segment (\"//\"); use e.g. {example}"
-            ));
-        }
-        if segment == "." || segment == ".." {
-            return Err(format!(
-                "{original:?} has a {segment:?} segment; use e.g. {example}"
-            ));
-        }
-    }
-    Ok(())
-}
-
-fn parse_mount(s: &str) -> Result<String, String> {
-    const EXAMPLE: &str = "kubernetes or k8s/cluster-1";
-    let trimmed = s.trim_matches('/');
-    if trimmed.is_empty() {
-        return Err(format!("{s:?} is not a mount path; use e.g. {EXAMPLE}"));
-    }
-    check_vault_path(s, trimmed, EXAMPLE)?;
-    Ok(trimmed.to_string())
-}
-
-fn parse_namespace(s: &str) -> Result<Option<String>, String> {
-    let trimmed = s.trim_matches('/');
-    if trimmed.is_empty() {
-        // "/" is the root namespace, the same as none.
-        return Ok(None);
-    }
-    check_vault_path(s, trimmed, "admin or admin/team-a")?;
-    Ok(Some(trimmed.to_string()))
-}
-
-/// `VAULT_HEADERS` as the `vault` CLI reads it: a JSON object of header names to string values.
-/// Never quotes a value (it may be a secret), nor the JSON parser's message (it may quote one).
-fn parse_headers(s: &str) -> Result<Vec<(String, Secret)>, String> {
-    const EXAMPLE: &str = r#"e.g. {"X-Gateway-Key":"..."}"#;
-    // Headers the HTTP client or vault-login set, which a second value would break.
-    const RESERVED: [&str; 6] = [
-        "host",
-        "content-length",
-        "content-type",
-        "transfer-encoding",
-        "connection",
-        "user-agent",
-    ];
-    let map: serde_json::Map<String, serde_json::Value> =
-        serde_json::from_str(s).map_err(|_| {
-            format!("not a JSON object of header names to string values; use {EXAMPLE}")
-        })?;
-    let mut headers = Vec::with_capacity(map.len());
-    for (name, value) in map {
-        let lower = name.to_ascii_lowercase();
-        if lower.starts_with("x-vault-") {
-            return Err(format!(
-                "header {name:?}: X-Vault-* headers are vault-login's own (as in the vault CLI); use VAULT_NAMESPACE for the namespace"
-            ));
-        }
-        if RESERVED.contains(&lower.as_str()) {
-            return Err(format!(
-                "header {name:?} is set by the HTTP client; remove it"
-            ));
-        }
-        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(format!(
-                "{name:?} is not a valid header name; use {EXAMPLE}"
-            ));
-        }
-        let serde_json::Value::String(value) = value else {
-            return Err(format!(
-                "the value of header {name:?} is not a string; use {EXAMPLE}"
-            ));
-        };
-        if reqwest::header::HeaderValue::from_str(&value).is_err() {
-            return Err(format!(
-                "the value of header {name:?} holds characters not allowed in a header"
-            ));
-        }
-        headers.push((name, Secret::new(value)));
-    }
-    Ok(headers)
-}
-
-fn parse_file_path(s: &str, what: &str) -> Result<PathBuf, String> {
-    let path = PathBuf::from(s);
-    if s.ends_with('/') || path.file_name().is_none() {
-        return Err(format!(
-            "{s:?} is not a file path; give the path of the file for {what}"
-        ));
-    }
-    Ok(path)
-}
-
-fn parse_listen(s: &str) -> Result<SocketAddr, String> {
-    let t = s.trim();
-    let addr = match t.strip_prefix(':') {
-        // Go's ":9102": every IPv4 interface.
-        Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => port
-            .parse::<u16>()
-            .ok()
-            .map(|port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))),
-        Some(_) => None,
-        None => t.parse::<SocketAddr>().ok(),
-    };
-    addr.ok_or_else(|| {
-        format!("{s:?} is not an address; use IP:PORT such as 0.0.0.0:9102, [::]:9102 or :9102")
-    })
-}
-
-fn parse_log_format(s: &str) -> Result<LogFormat, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "text" => Ok(LogFormat::Text),
-        "json" => Ok(LogFormat::Json),
-        _ => Err(format!("{s:?} is not a log format; use text or json")),
-    }
-}
-
-fn parse_server_name(s: &str) -> Result<String, String> {
-    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(format!(
-            "{s:?} contains whitespace; give the dns name in vault's certificate, e.g. vault.example"
-        ));
-    }
-    Ok(s.to_string())
-}
-
-/// A proxy URL as Go reads one: `http://` assumed without a scheme; `http` or `https` only.
-/// It may carry `user:password@` (sent as Proxy-Authorization), so it is never quoted whole.
-fn parse_proxy_url(s: &str) -> Result<Url, String> {
-    const EXAMPLE: &str = "e.g. http://proxy.example:3128";
-    let t = s.trim();
-    let with_scheme = if t.contains("://") {
-        t.to_string()
-    } else {
-        format!("http://{t}")
-    };
-    let url = Url::parse(&with_scheme)
-        .map_err(|e| format!("not a valid proxy url ({e}); use {EXAMPLE}"))?;
-    match url.scheme() {
-        "http" | "https" => {}
-        other => {
-            return Err(format!(
-            "proxy scheme {other:?} is not supported; use an http:// or https:// proxy, {EXAMPLE}"
-        ))
-        }
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(format!("the proxy url has no host; use {EXAMPLE}"));
-    }
-    Ok(url)
-}
-
-/// A proxy URL for logs: scheme, host and port, never the credentials.
-pub fn redacted(url: &Url) -> String {
-    let auth = if url.username().is_empty() && url.password().is_none() {
-        ""
-    } else {
-        "***@"
-    };
-    let host = url.host_str().unwrap_or("");
-    match url.port() {
-        Some(port) => format!("{}://{auth}{host}:{port}", url.scheme()),
-        None => format!("{}://{auth}{host}", url.scheme()),
-    }
-}
-
-/// Splits the on-change command and checks that a program given by path exists.
-fn parse_on_change(s: &str) -> Result<Vec<String>, String> {
-    let argv = hooks::split_command(s)?;
-    // split_command returns at least the program.
-    let program = argv.first().map_or("", String::as_str);
-    // A bare name is looked up in PATH when it runs; a path can be checked now.
-    if program.contains('/') {
-        match std::fs::metadata(program) {
-            Ok(meta) if meta.is_dir() => {
-                return Err(format!(
-                    "program {program:?} is a directory; give the path of an executable"
-                ))
-            }
-            Ok(_) => {}
-            Err(e) => {
-                return Err(format!(
-                "program {program:?} {}; give the path of an executable in this container's image",
-                io_problem(&e)
-            ))
-            }
-        }
-    }
-    Ok(argv)
-}
-
-/// A path for the token info file, in a directory that exists now (like the token file's).
-fn parse_info_file(s: &str) -> Result<PathBuf, String> {
-    let path = parse_file_path(s, "the token's metadata")?;
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    match std::fs::metadata(dir) {
-        Ok(meta) if meta.is_dir() => Ok(path),
-        Ok(_) => Err(format!(
-            "{s:?} is in {:?}, which is not a directory; give a path in an existing directory",
-            dir.display().to_string()
-        )),
-        Err(e) => Err(format!(
-            "the directory of {s:?} {}; mount the shared volume there or give a path in an existing directory",
-            io_problem(&e)
-        )),
-    }
-}
-
-/// Parses true/false, 1/0, yes/no, on/off, in any case.
-pub fn parse_bool(s: &str) -> Result<bool, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
-        _ => Err(format!("{s:?} is not a boolean; use true or false")),
-    }
-}
-
-/// Parses octal permission bits like `0600`, `600` or `0o600`, at most `0777`.
-pub fn parse_mode(s: &str) -> Result<u32, String> {
-    let t = s.trim();
-    let digits = t
-        .strip_prefix("0o")
-        .or_else(|| t.strip_prefix("0O"))
-        .unwrap_or(t);
-    if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        return Err(format!(
-            "{s:?} is not an octal file mode; use e.g. 0600 or 0640"
-        ));
-    }
-    match u32::from_str_radix(digits, 8) {
-        Ok(mode) if mode <= 0o777 => Ok(mode),
-        _ => Err(format!(
-            "{s:?} is more than 0777 (setuid, setgid and sticky bits are not allowed); use e.g. 0600 or 0640"
-        )),
-    }
-}
-
-/// Parses a numeric owner, `UID` or `UID:GID`.
-pub fn parse_owner(s: &str) -> Result<Owner, String> {
-    let t = s.trim();
-    let bad = || {
-        format!("{s:?} is not an owner; use a numeric UID or UID:GID such as 1000 or 1000:2000 (names are not looked up)")
-    };
-    let id = |part: &str| -> Result<u32, String> {
-        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(bad());
-        }
-        match part.parse::<u32>() {
-            // u32::MAX is (uid_t)-1, which chown reads as "leave unchanged".
-            Ok(id) if id != u32::MAX => Ok(id),
-            _ => Err(format!(
-                "{s:?} has an id out of range; ids go from 0 to 4294967294"
-            )),
-        }
-    };
-    match t.split_once(':') {
-        Some((uid, gid)) => Ok(Owner {
-            uid: id(uid)?,
-            gid: Some(id(gid)?),
-        }),
-        None => Ok(Owner {
-            uid: id(t)?,
-            gid: None,
-        }),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hooks::AppSignal;
+    use crate::settings::parse_bool;
+    use crate::token_file::{parse_mode, parse_owner};
     use std::collections::HashMap;
 
     const ADDR: &str = "https://vault.example:8200";
@@ -1602,7 +716,7 @@ mod tests {
         for public in ["proxy.example:3128", "other.example:8080", "X-Api-Key"] {
             assert!(shown.contains(public), "{public} missing from {shown}");
         }
-        let proxy = format!("{:?}", cfg.proxy);
+        let proxy = format!("{:?}", cfg.vault.proxy);
         assert!(proxy.contains("http://***@proxy.example:3128"), "{proxy}");
     }
 
@@ -1662,7 +776,7 @@ mod tests {
     #[test]
     fn defaults() {
         let c = ok(&[], &[]);
-        assert_eq!(c.vault_addr.as_str(), "https://vault.example:8200/");
+        assert_eq!(c.vault.addr.as_str(), "https://vault.example:8200/");
         assert_eq!(c.role, "app");
         assert_eq!(c.mount, "kubernetes");
         assert!(matches!(&c.jwt, JwtSource::File(p) if p == Path::new(DEFAULT_JWT_FILE)));
@@ -1681,14 +795,14 @@ mod tests {
         assert_eq!(c.listen, None);
         assert_eq!(c.log, "info");
         assert_eq!(c.log_format, LogFormat::Text);
-        assert_eq!(c.namespace, None);
-        assert_eq!(c.tls.ca_cert, None);
-        assert_eq!(c.tls.ca_path, None);
-        assert_eq!(c.tls.client_cert, None);
-        assert_eq!(c.tls.client_key, None);
-        assert_eq!(c.tls.server_name, None);
-        assert!(!c.tls.skip_verify);
-        assert_eq!(c.client_timeout, secs(60));
+        assert_eq!(c.vault.namespace, None);
+        assert_eq!(c.vault.tls.ca_cert, None);
+        assert_eq!(c.vault.tls.ca_path, None);
+        assert_eq!(c.vault.tls.client_cert, None);
+        assert_eq!(c.vault.tls.client_key, None);
+        assert_eq!(c.vault.tls.server_name, None);
+        assert!(!c.vault.tls.skip_verify);
+        assert_eq!(c.vault.timeout, secs(60));
     }
 
     #[test]
@@ -1731,7 +845,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(c.vault_addr.as_str(), "http://vault:8200/");
+        assert_eq!(c.vault.addr.as_str(), "http://vault:8200/");
         assert_eq!(c.role, "web");
         assert_eq!(c.mount, "k8s/prod");
         assert!(matches!(&c.jwt, JwtSource::File(p) if p == Path::new("/run/token")));
@@ -1753,14 +867,14 @@ mod tests {
         assert_eq!(c.listen, Some("127.0.0.1:9102".parse().unwrap()));
         assert_eq!(c.log, "vault_login=debug");
         assert_eq!(c.log_format, LogFormat::Json);
-        assert_eq!(c.namespace.as_deref(), Some("admin/team-a"));
-        assert_eq!(c.tls.ca_cert, Some(PathBuf::from(&ca)));
-        assert_eq!(c.tls.ca_path, Some(PathBuf::from(&capath)));
-        assert_eq!(c.tls.client_cert, Some(PathBuf::from(&cert)));
-        assert_eq!(c.tls.client_key, Some(PathBuf::from(&key)));
-        assert_eq!(c.tls.server_name.as_deref(), Some("vault.internal"));
-        assert!(c.tls.skip_verify);
-        assert_eq!(c.client_timeout, secs(10));
+        assert_eq!(c.vault.namespace.as_deref(), Some("admin/team-a"));
+        assert_eq!(c.vault.tls.ca_cert, Some(PathBuf::from(&ca)));
+        assert_eq!(c.vault.tls.ca_path, Some(PathBuf::from(&capath)));
+        assert_eq!(c.vault.tls.client_cert, Some(PathBuf::from(&cert)));
+        assert_eq!(c.vault.tls.client_key, Some(PathBuf::from(&key)));
+        assert_eq!(c.vault.tls.server_name.as_deref(), Some("vault.internal"));
+        assert!(c.vault.tls.skip_verify);
+        assert_eq!(c.vault.timeout, secs(10));
     }
 
     #[test]
@@ -1805,7 +919,7 @@ mod tests {
             "--client-timeout=1.5s",
         ];
         let c = load_with(&args, &[]).unwrap();
-        assert_eq!(c.vault_addr.as_str(), "https://flag.example/vault");
+        assert_eq!(c.vault.addr.as_str(), "https://flag.example/vault");
         assert_eq!(c.role, "flag-role");
         assert_eq!(c.mount, "flagmount");
         assert!(matches!(&c.jwt, JwtSource::File(p) if p == Path::new("/flag/jwt")));
@@ -1827,14 +941,14 @@ mod tests {
         assert_eq!(c.listen, Some("0.0.0.0:9102".parse().unwrap()));
         assert_eq!(c.log, "warn");
         assert_eq!(c.log_format, LogFormat::Json);
-        assert_eq!(c.namespace.as_deref(), Some("ns1"));
-        assert_eq!(c.tls.ca_cert, Some(PathBuf::from(&ca)));
-        assert_eq!(c.tls.ca_path, Some(PathBuf::from(&capath)));
-        assert_eq!(c.tls.client_cert, Some(PathBuf::from(&cert)));
-        assert_eq!(c.tls.client_key, Some(PathBuf::from(&key)));
-        assert_eq!(c.tls.server_name.as_deref(), Some("sni.example"));
-        assert!(c.tls.skip_verify);
-        assert_eq!(c.client_timeout, ms(1500));
+        assert_eq!(c.vault.namespace.as_deref(), Some("ns1"));
+        assert_eq!(c.vault.tls.ca_cert, Some(PathBuf::from(&ca)));
+        assert_eq!(c.vault.tls.ca_path, Some(PathBuf::from(&capath)));
+        assert_eq!(c.vault.tls.client_cert, Some(PathBuf::from(&cert)));
+        assert_eq!(c.vault.tls.client_key, Some(PathBuf::from(&key)));
+        assert_eq!(c.vault.tls.server_name.as_deref(), Some("sni.example"));
+        assert!(c.vault.tls.skip_verify);
+        assert_eq!(c.vault.timeout, ms(1500));
     }
 
     #[test]
@@ -1856,7 +970,7 @@ mod tests {
                 ("BAO_ADDR", "http://bao"),
             ],
         );
-        assert_eq!(c.vault_addr.as_str(), "http://flag:8200/");
+        assert_eq!(c.vault.addr.as_str(), "http://flag:8200/");
         assert_eq!(c.role, "flag");
         assert_eq!(c.mount, "m2");
         assert_eq!(c.timeout, secs(7));
@@ -1875,7 +989,7 @@ mod tests {
                 ("VAULT_SKIP_VERIFY", "0"),
             ],
         );
-        assert!(c.once && c.revoke_on_exit && c.tls.skip_verify);
+        assert!(c.once && c.revoke_on_exit && c.vault.tls.skip_verify);
     }
 
     #[test]
@@ -1901,15 +1015,15 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(c.vault_addr.as_str(), "https://bao.example:8200/");
-        assert_eq!(c.namespace.as_deref(), Some("tenant"));
-        assert_eq!(c.tls.ca_cert, Some(PathBuf::from(&pem)));
-        assert_eq!(c.tls.ca_path, Some(PathBuf::from(&capath)));
-        assert_eq!(c.tls.client_cert, Some(PathBuf::from(&pem)));
-        assert_eq!(c.tls.client_key, Some(PathBuf::from(&pem)));
-        assert_eq!(c.tls.server_name.as_deref(), Some("bao.internal"));
-        assert!(c.tls.skip_verify);
-        assert_eq!(c.client_timeout, secs(5));
+        assert_eq!(c.vault.addr.as_str(), "https://bao.example:8200/");
+        assert_eq!(c.vault.namespace.as_deref(), Some("tenant"));
+        assert_eq!(c.vault.tls.ca_cert, Some(PathBuf::from(&pem)));
+        assert_eq!(c.vault.tls.ca_path, Some(PathBuf::from(&capath)));
+        assert_eq!(c.vault.tls.client_cert, Some(PathBuf::from(&pem)));
+        assert_eq!(c.vault.tls.client_key, Some(PathBuf::from(&pem)));
+        assert_eq!(c.vault.tls.server_name.as_deref(), Some("bao.internal"));
+        assert!(c.vault.tls.skip_verify);
+        assert_eq!(c.vault.timeout, secs(5));
     }
 
     #[test]
@@ -1931,11 +1045,11 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(c.vault_addr.host_str(), Some("vault.example"));
-        assert_eq!(c.namespace.as_deref(), Some("v"));
-        assert_eq!(c.tls.server_name.as_deref(), Some("v.example"));
-        assert!(!c.tls.skip_verify);
-        assert_eq!(c.client_timeout, secs(3));
+        assert_eq!(c.vault.addr.host_str(), Some("vault.example"));
+        assert_eq!(c.vault.namespace.as_deref(), Some("v"));
+        assert_eq!(c.vault.tls.server_name.as_deref(), Some("v.example"));
+        assert!(!c.vault.tls.skip_verify);
+        assert_eq!(c.vault.timeout, secs(3));
         // A bad BAO twin is ignored when the VAULT variable is set.
         let c = ok(
             &[],
@@ -1944,7 +1058,7 @@ mod tests {
                 ("VAULT_CLIENT_TIMEOUT", "2s"),
             ],
         );
-        assert_eq!(c.client_timeout, secs(2));
+        assert_eq!(c.vault.timeout, secs(2));
     }
 
     #[test]
@@ -2036,7 +1150,7 @@ mod tests {
             ],
         )
         .unwrap();
-        assert_eq!(c.vault_addr.as_str(), "http://bao:8200/");
+        assert_eq!(c.vault.addr.as_str(), "http://bao:8200/");
     }
 
     #[test]
@@ -2225,7 +1339,7 @@ mod tests {
         ];
         for (input, want) in cases {
             let c = ok(&[], &[("VAULT_ADDR", input)]);
-            assert_eq!(c.vault_addr.as_str(), want, "{input}");
+            assert_eq!(c.vault.addr.as_str(), want, "{input}");
         }
         let c = ok(&[], &[("VAULT_ADDR", "https://lb.example/vault/")]);
         assert!(summary_has(&c, "vault_addr=https://lb.example/vault"));
@@ -2331,7 +1445,7 @@ mod tests {
 
     #[test]
     fn namespace_strips_slashes() {
-        let ns = |v: &str| ok(&[], &[("VAULT_NAMESPACE", v)]).namespace;
+        let ns = |v: &str| ok(&[], &[("VAULT_NAMESPACE", v)]).vault.namespace;
         assert_eq!(ns("admin").as_deref(), Some("admin"));
         assert_eq!(ns("/admin/team-a/").as_deref(), Some("admin/team-a"));
         assert_eq!(ns("/"), None);
@@ -2789,7 +1903,7 @@ mod tests {
 
     #[test]
     fn proxy_addr_precedence_like_the_vault_cli() {
-        let url = |c: &Config| c.proxy.all.as_ref().map(|u| u.as_str().to_string());
+        let url = |c: &Config| c.vault.proxy.all.as_ref().map(|u| u.as_str().to_string());
         let c = ok(
             &[],
             &[
@@ -2811,7 +1925,7 @@ mod tests {
             &[("VAULT_PROXY_ADDR", "http://env:2")],
         );
         assert_eq!(url(&c).as_deref(), Some("http://flag:1/"));
-        assert_eq!(ok(&[], &[]).proxy, ProxySettings::default());
+        assert_eq!(ok(&[], &[]).vault.proxy, ProxySettings::default());
     }
 
     #[test]
@@ -2825,10 +1939,13 @@ mod tests {
                 ("no_proxy", ".svc,.cluster.local"),
             ],
         );
-        assert_eq!(c.proxy.https.unwrap().as_str(), "http://upper:1/");
-        assert_eq!(c.proxy.http.unwrap().as_str(), "http://lower-http:3/");
-        assert_eq!(c.proxy.no_proxy.as_deref(), Some(".svc,.cluster.local"));
-        assert_eq!(c.proxy.all, None);
+        assert_eq!(c.vault.proxy.https.unwrap().as_str(), "http://upper:1/");
+        assert_eq!(c.vault.proxy.http.unwrap().as_str(), "http://lower-http:3/");
+        assert_eq!(
+            c.vault.proxy.no_proxy.as_deref(),
+            Some(".svc,.cluster.local")
+        );
+        assert_eq!(c.vault.proxy.all, None);
     }
 
     #[test]
@@ -2908,8 +2025,7 @@ mod tests {
 
     #[test]
     fn every_flag_documents_its_variable() {
-        use clap::CommandFactory;
-        let command = Cli::command();
+        let command = cli::command();
         for arg in command.get_arguments() {
             let id = arg.get_id().as_str();
             if id == "help" || id == "version" {
@@ -3043,11 +2159,11 @@ mod tests {
     #[test]
     fn hooks_are_off_by_default() {
         let c = ok(&[], &[]);
-        assert_eq!(c.on_change, None);
-        assert_eq!(c.on_change_timeout, secs(30));
-        assert_eq!(c.signal_pid_file, None);
-        assert_eq!(c.signal, AppSignal::HUP);
-        assert_eq!(c.token_info_file, None);
+        assert_eq!(c.hooks.on_change, None);
+        assert_eq!(c.hooks.on_change_timeout, secs(30));
+        assert_eq!(c.hooks.signal_pid_file, None);
+        assert_eq!(c.hooks.signal, AppSignal::HUP);
+        assert_eq!(c.hooks.token_info_file, None);
         for part in [
             "on_change=none",
             "on_change_timeout=30s",
@@ -3077,7 +2193,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            c.on_change.as_deref(),
+            c.hooks.on_change.as_deref(),
             Some(
                 &[
                     "/bin/sh".to_string(),
@@ -3088,10 +2204,13 @@ mod tests {
                 ][..]
             )
         );
-        assert_eq!(c.on_change_timeout, secs(5));
-        assert_eq!(c.signal_pid_file, Some(PathBuf::from("/run/app/app.pid")));
-        assert_eq!(c.signal.to_string(), "SIGUSR1");
-        assert_eq!(c.token_info_file, Some(PathBuf::from(&info)));
+        assert_eq!(c.hooks.on_change_timeout, secs(5));
+        assert_eq!(
+            c.hooks.signal_pid_file,
+            Some(PathBuf::from("/run/app/app.pid"))
+        );
+        assert_eq!(c.hooks.signal.to_string(), "SIGUSR1");
+        assert_eq!(c.hooks.token_info_file, Some(PathBuf::from(&info)));
         // The summary names the program, never its arguments.
         assert!(
             c.summary().contains("on_change=\"/bin/sh +4 args\""),
@@ -3119,7 +2238,7 @@ mod tests {
             ],
         );
         assert_eq!(
-            c.on_change.as_deref(),
+            c.hooks.on_change.as_deref(),
             Some(
                 &[
                     "curl".to_string(),
@@ -3129,9 +2248,9 @@ mod tests {
                 ][..]
             )
         );
-        assert_eq!(c.on_change_timeout, secs(60));
-        assert_eq!(c.signal.to_string(), "SIGTERM");
-        assert_eq!(c.token_info_file, Some(PathBuf::from(&info)));
+        assert_eq!(c.hooks.on_change_timeout, secs(60));
+        assert_eq!(c.hooks.signal.to_string(), "SIGTERM");
+        assert_eq!(c.hooks.token_info_file, Some(PathBuf::from(&info)));
     }
 
     #[test]
@@ -3174,7 +2293,9 @@ mod tests {
         );
         // A bare name is looked up in PATH at run time.
         assert_eq!(
-            ok(&[], &[("VAULT_LOGIN_ON_CHANGE", "reload-app now")]).on_change,
+            ok(&[], &[("VAULT_LOGIN_ON_CHANGE", "reload-app now")])
+                .hooks
+                .on_change,
             Some(vec!["reload-app".to_string(), "now".into()])
         );
         rejects(
@@ -3214,7 +2335,7 @@ mod tests {
         // Names with or without SIG, any case, and numbers.
         for (value, want) in [("hup", "SIGHUP"), ("SIGQUIT", "SIGQUIT"), ("2", "SIGINT")] {
             let c = ok(&[], &[pid, ("VAULT_LOGIN_SIGNAL", value)]);
-            assert_eq!(c.signal.to_string(), want);
+            assert_eq!(c.hooks.signal.to_string(), want);
         }
         assert!(summary_has(&ok(&[], &[pid]), "signal=SIGHUP"));
     }
@@ -3337,5 +2458,67 @@ mod tests {
             err.to_string(),
             "VAULT_LOGIN_SECRET_DB: \"/v1/kv/app\" starts with v1/; give the API path without /v1/, e.g. internal/data/database/config"
         );
+    }
+
+    // ----- errors name the setting actually used -----
+
+    #[test]
+    fn tls_errors_name_the_flag_or_variable_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "no certificate here\n").unwrap();
+        let junk = junk.to_str().unwrap();
+        let empty_dir = dir.path().join("empty");
+        std::fs::create_dir(&empty_dir).unwrap();
+        let empty_dir = empty_dir.to_str().unwrap();
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case; 6] = [
+            (&[], &[("VAULT_CACERT", junk)], "VAULT_CACERT: "),
+            (&[], &[("BAO_CACERT", junk)], "BAO_CACERT: "),
+            (
+                &["--ca-cert", junk],
+                &[("VAULT_CACERT", junk)],
+                "--ca-cert: ",
+            ),
+            (&[], &[("BAO_CAPATH", empty_dir)], "BAO_CAPATH: "),
+            (&["--ca-path", empty_dir], &[], "--ca-path: "),
+            (
+                &["--client-cert", junk],
+                &[("BAO_CLIENT_KEY", junk)],
+                "--client-cert: ",
+            ),
+        ];
+        for (args, vars, prefix) in cases {
+            let c = ok(args, vars);
+            let err = crate::tls::client_config(&c.vault.tls).unwrap_err();
+            assert!(err.to_string().starts_with(prefix), "{prefix}: {err}");
+        }
+        // A key file without a key, named by the twin that gave it.
+        let signed = rcgen::generate_simple_self_signed(vec!["client".to_string()]).unwrap();
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(&cert, signed.cert.pem()).unwrap();
+        let cert = cert.to_str().unwrap();
+        let c = ok(
+            &[],
+            &[("VAULT_CLIENT_CERT", cert), ("BAO_CLIENT_KEY", junk)],
+        );
+        let err = crate::tls::client_config(&c.vault.tls).unwrap_err();
+        assert!(err.to_string().starts_with("BAO_CLIENT_KEY: "), "{err}");
+    }
+
+    #[test]
+    fn log_errors_name_the_flag_or_variable_used() {
+        for (args, vars, source) in [
+            (vec!["--log", "info,[[["], vec![], "--log"),
+            (
+                vec![],
+                vec![("VAULT_LOGIN_LOG", "info,[[[")],
+                "VAULT_LOGIN_LOG",
+            ),
+            (vec!["--log-format", "xml"], vec![], "--log-format"),
+        ] {
+            let (name, problem) = bad(&args, &vars);
+            assert_eq!(name, source, "{problem}");
+        }
     }
 }

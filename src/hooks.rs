@@ -21,19 +21,17 @@ use tokio::sync::Notify;
 use tokio::time::{sleep, Instant};
 use tracing::{error, info, warn};
 
-use crate::config::{human, Config, TokenSink};
-use crate::jwt::unix_now;
+use crate::duration::human;
+use crate::jwt::{unix_now, JWT_ENV};
 use crate::safe_fs::{self, Links, UnsafeFile};
 use crate::secret::Secret;
-use crate::token_file::TokenFile;
+use crate::token_file::{Owner, TokenFile};
 use crate::vault::Auth;
 
 /// The variable that tells the on-change command where the token file is.
 pub const TOKEN_FILE_ENV: &str = "VAULT_LOGIN_TOKEN_FILE";
 /// The variable that tells the on-change command where the token info file is, when there is one.
 pub const TOKEN_INFO_FILE_ENV: &str = "VAULT_LOGIN_TOKEN_INFO_FILE";
-/// The variable holding a JWT for local use; never passed on to the on-change command.
-const JWT_ENV: &str = "VAULT_LOGIN_JWT";
 /// The most of a pid file read: a pid and a newline are a few bytes.
 pub const MAX_PID_FILE_BYTES: u64 = 64;
 /// How many times to try signalling the app after a new token.
@@ -150,131 +148,13 @@ pub fn parse_signal(s: &str) -> Result<AppSignal, String> {
     }
 }
 
-/// Splits a command line into a program and its arguments the way a POSIX shell splits words:
-/// blanks separate words, single quotes keep everything literally, double quotes keep everything
-/// but `\` before `$`, `` ` ``, `"`, `\` or a newline, and `\` outside quotes keeps the next
-/// character. Nothing is expanded (`$HOME` stays as written) and no shell runs the result, so
-/// unquoted operators (`|`, `;`, `&`, `<`, `>`, `` ` ``) are refused rather than passed on.
-pub fn split_command(s: &str) -> Result<Vec<String>, String> {
-    const HINT: &str = "no shell runs the command";
-    let mut words = Vec::new();
-    let mut word = String::new();
-    // Whether a word has started: `''` is an empty argument, not nothing.
-    let mut started = false;
-    let mut chars = s.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            ' ' | '\t' | '\n' => {
-                if started {
-                    words.push(std::mem::take(&mut word));
-                    started = false;
-                }
-            }
-            '\\' => match chars.next() {
-                // A backslash-newline joins lines.
-                Some('\n') => {}
-                Some(next) => {
-                    word.push(next);
-                    started = true;
-                }
-                None => {
-                    return Err(format!(
-                        "{s:?} ends with a lone backslash; remove it or escape it as \\\\"
-                    ))
-                }
-            },
-            '\'' => {
-                started = true;
-                loop {
-                    match chars.next() {
-                        Some('\'') => break,
-                        Some(inner) => word.push(inner),
-                        None => {
-                            return Err(format!(
-                                "{s:?} has an unclosed single quote; close it with '"
-                            ))
-                        }
-                    }
-                }
-            }
-            '"' => {
-                started = true;
-                loop {
-                    match chars.next() {
-                        Some('"') => break,
-                        Some('\\') => match chars.next() {
-                            Some('\n') => {}
-                            Some(next @ ('$' | '`' | '"' | '\\')) => word.push(next),
-                            Some(next) => {
-                                word.push('\\');
-                                word.push(next);
-                            }
-                            None => {
-                                return Err(format!(
-                                    "{s:?} has an unclosed double quote; close it with \""
-                                ))
-                            }
-                        },
-                        Some(inner) => word.push(inner),
-                        None => {
-                            return Err(format!(
-                                "{s:?} has an unclosed double quote; close it with \""
-                            ))
-                        }
-                    }
-                }
-            }
-            '|' | ';' | '&' | '<' | '>' | '`' => {
-                return Err(format!(
-                    "{s:?} has an unquoted {c:?}: {HINT}; quote it to pass it as an argument, or run e.g. /bin/sh -c '...' if the image has a shell"
-                ));
-            }
-            other => {
-                word.push(other);
-                started = true;
-            }
-        }
-    }
-    if started {
-        words.push(word);
-    }
-    if words.first().is_none_or(|program| program.is_empty()) {
-        return Err(format!(
-            "{s:?} names no program; give a program and its arguments, e.g. /usr/bin/curl -X POST http://127.0.0.1:8080/reload"
-        ));
-    }
-    Ok(words)
-}
-
-/// The date (year, month 1-12, day 1-31) of a day counted from 1970-01-01, in the proleptic
-/// Gregorian calendar (Howard Hinnant's `civil_from_days`).
-pub fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097); // [0, 146096]
-    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
-    let mp = (5 * doy + 2) / 153; // [0, 11], March first
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    // The ranges above make these casts lossless.
-    (year, month as u32, day as u32)
-}
-
 /// RFC 3339 UTC time of a Unix timestamp in seconds, e.g. `2024-02-29T12:00:00Z`, clamped to
-/// years 0000 through 9999 so the result always parses.
+/// 1970 through year 9999 (humantime formats only those; a token's times are never outside).
 pub fn rfc3339(unix_secs: i64) -> String {
-    // 0000-01-01T00:00:00Z and 9999-12-31T23:59:59Z.
-    let secs = unix_secs.clamp(-62_167_219_200, 253_402_300_799);
-    let (days, of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    let (year, month, day) = civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        of_day / 3_600,
-        of_day / 60 % 60,
-        of_day % 60
-    )
+    // 9999-12-31T23:59:59Z; the clamp keeps the value in u64 and humantime's range.
+    let secs = unix_secs.clamp(0, 253_402_300_799) as u64;
+    let time = std::time::UNIX_EPOCH + Duration::from_secs(secs);
+    humantime::format_rfc3339_seconds(time).to_string()
 }
 
 /// The token info file's content: the token's metadata as pretty JSON, never the token itself.
@@ -332,6 +212,27 @@ pub fn parse_pid(content: &str) -> Result<Pid, String> {
         })
 }
 
+/// What to do after each new token: the settings of [`Hooks`].
+#[derive(Clone, Debug)]
+pub struct HookSettings {
+    /// Program and arguments to run after each new token, if any (never empty).
+    pub on_change: Option<Vec<String>>,
+    /// Kill the on-change command after this long (> 0).
+    pub on_change_timeout: Duration,
+    /// File holding the pid of the app to signal after each new token, if any.
+    pub signal_pid_file: Option<PathBuf>,
+    /// Signal to send to the app.
+    pub signal: AppSignal,
+    /// Where to write the token's metadata as JSON, if anywhere (never the token file).
+    pub token_info_file: Option<PathBuf>,
+    /// The token file, told to the on-change command; `None` when the token goes to stdout.
+    pub token_file: Option<PathBuf>,
+    /// Permission bits of the token info file (those of the token file).
+    pub file_mode: u32,
+    /// Owner to give the token info file (that of the token file), if any.
+    pub file_owner: Option<Owner>,
+}
+
 /// The on-change command and what it is told.
 struct OnChange {
     argv: Vec<String>,
@@ -358,29 +259,26 @@ pub struct Hooks {
 }
 
 impl Hooks {
-    /// The hooks `cfg` asks for; nothing runs until the first token.
-    pub fn new(cfg: &Config) -> Hooks {
-        let token_file = match &cfg.token_sink {
-            TokenSink::File(path) => Some(path.clone()),
-            TokenSink::Stdout => None,
-        };
+    /// The hooks `settings` ask for; nothing runs until the first token.
+    pub fn new(settings: &HookSettings) -> Hooks {
+        let s = settings;
         Hooks {
-            command: cfg.on_change.as_ref().map(|argv| {
+            command: s.on_change.as_ref().map(|argv| {
                 Arc::new(OnChange {
                     argv: argv.clone(),
-                    timeout: cfg.on_change_timeout,
-                    token_file,
-                    info_file: cfg.token_info_file.clone(),
+                    timeout: s.on_change_timeout,
+                    token_file: s.token_file.clone(),
+                    info_file: s.token_info_file.clone(),
                 })
             }),
-            signal: cfg.signal_pid_file.as_ref().map(|pid_file| {
+            signal: s.signal_pid_file.as_ref().map(|pid_file| {
                 Arc::new(SignalTarget {
                     pid_file: pid_file.clone(),
-                    signal: cfg.signal,
+                    signal: s.signal,
                 })
             }),
-            info: cfg.token_info_file.as_ref().map(|path| {
-                let file = TokenFile::new(path, cfg.token_file_mode, cfg.token_file_owner);
+            info: s.token_info_file.as_ref().map(|path| {
+                let file = TokenFile::new(path, s.file_mode, s.file_owner);
                 file.remove_stale_temps();
                 file
             }),
@@ -725,6 +623,7 @@ async fn send_signal(target: Arc<SignalTarget>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::command::split_command;
 
     fn words(s: &str) -> Vec<String> {
         match split_command(s) {
@@ -858,71 +757,18 @@ mod tests {
     }
 
     #[test]
-    fn dates_from_days() {
-        for (days, want) in [
-            (0, (1970, 1, 1)),
-            (-1, (1969, 12, 31)),
-            (31, (1970, 2, 1)),
-            (59, (1970, 3, 1)),
-            (10_957, (2000, 1, 1)),
-            (11_016, (2000, 2, 29)),
-            (11_017, (2000, 3, 1)),
-            (19_782, (2024, 2, 29)),
-            (-719_468, (0, 3, 1)),
-            (2_932_896, (9999, 12, 31)),
-        ] {
-            assert_eq!(civil_from_days(days), want, "{days}");
-        }
-        // Every day of four centuries, including 1900 and 2100 (not leap years), in order.
-        let mut prev = civil_from_days(-25_567);
-        assert_eq!(prev, (1900, 1, 1));
-        for days in -25_566..120_000 {
-            let (y, m, d) = civil_from_days(days);
-            let (py, pm, pd) = prev;
-            let next_day = y == py && m == pm && d == pd + 1;
-            let next_month = y == py && m == pm + 1 && d == 1;
-            let next_year = y == py + 1 && m == 1 && d == 1 && pm == 12 && pd == 31;
-            assert!(
-                next_day || next_month || next_year,
-                "{prev:?} -> {:?}",
-                (y, m, d)
-            );
-            if next_month || next_year {
-                let leap = py % 4 == 0 && (py % 100 != 0 || py % 400 == 0);
-                let len = [
-                    31,
-                    if leap { 29 } else { 28 },
-                    31,
-                    30,
-                    31,
-                    30,
-                    31,
-                    31,
-                    30,
-                    31,
-                    30,
-                    31,
-                ];
-                assert_eq!(pd, len[pm as usize - 1], "{prev:?}");
-            }
-            prev = (y, m, d);
-        }
-    }
-
-    #[test]
     fn rfc3339_times() {
         for (secs, want) in [
             (0, "1970-01-01T00:00:00Z"),
-            (-1, "1969-12-31T23:59:59Z"),
+            // Clamped: humantime formats 1970 through 9999.
+            (-1, "1970-01-01T00:00:00Z"),
             (951_782_400, "2000-02-29T00:00:00Z"),
             (1_709_208_000, "2024-02-29T12:00:00Z"),
             (1_700_000_000, "2023-11-14T22:13:20Z"),
             (4_102_444_799, "2099-12-31T23:59:59Z"),
             (253_402_300_799, "9999-12-31T23:59:59Z"),
-            (-62_167_219_200, "0000-01-01T00:00:00Z"),
-            // Clamped: RFC 3339 has four-digit years.
             (i64::MAX, "9999-12-31T23:59:59Z"),
-            (i64::MIN, "0000-01-01T00:00:00Z"),
+            (i64::MIN, "1970-01-01T00:00:00Z"),
         ] {
             assert_eq!(rfc3339(secs), want, "{secs}");
         }
@@ -1122,8 +968,8 @@ mod tests {
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| v.to_string())
         };
-        let cfg = Config::load(["vault-login"], &env).unwrap();
-        let hooks = Hooks::new(&cfg);
+        let cfg = crate::config::Config::load(["vault-login"], &env).unwrap();
+        let hooks = Hooks::new(&cfg.hooks);
         let auth = Auth {
             client_token: Secret::new("hvs.x"),
             accessor: Secret::new("a"),

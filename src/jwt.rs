@@ -9,9 +9,22 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;
 
-use crate::config::JwtSource;
 use crate::safe_fs::{self, Links, UnsafeFile};
 use crate::secret::Secret;
+
+/// Where Kubernetes projects the pod's service-account token by default.
+pub const DEFAULT_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";
+/// The only variable for the JWT itself: never a flag, since process arguments are visible to others.
+pub const JWT_ENV: &str = "VAULT_LOGIN_JWT";
+
+/// Where the service-account JWT comes from.
+#[derive(Clone, Debug)]
+pub enum JwtSource {
+    /// Read from this file at every login (the kubelet rotates it).
+    File(PathBuf),
+    /// Given in `VAULT_LOGIN_JWT`.
+    Env(Secret),
+}
 
 /// The most we read of a JWT file: real service-account tokens are around 1 KiB.
 pub const MAX_JWT_BYTES: u64 = 64 * 1024;

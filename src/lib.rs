@@ -2,12 +2,18 @@
 //! JWT through the `kubernetes` auth method, write the token to a file, and keep it valid.
 //!
 //! # Layout
-//! - [`config`]: flags and environment variables (`VAULT_*`, `BAO_*`, `VAULT_LOGIN_*`) into a [`config::Config`].
+//! - [`config`]: flags and environment variables (`VAULT_*`, `BAO_*`, `VAULT_LOGIN_*`) into a [`config::Config`]
+//!   of each module's settings; the only module that knows them all.
+//! - [`cli`]: the flags and `--help` made from the declarations; clap's errors on one line.
+//! - [`settings`]: every setting declared once: flag, variables, default, parser, help.
+//! - [`duration`]: durations as people write them and as Go prints them.
+//! - [`command`]: the on-change command line split like a shell would, without a shell.
 //! - [`secret`]: the [`secret::Secret`] wrapper that keeps tokens and JWTs out of logs.
 //! - [`jwt`]: reads the service-account JWT afresh for each login and decodes its claims for hints.
 //! - [`tls`]: the rustls client configuration (CA file/dir, mTLS, server name, skip-verify).
 //! - [`server_name`]: `VAULT_TLS_SERVER_NAME` as SNI: requests addressed to it, dialled to `VAULT_ADDR`.
 //! - [`proxy`]: HTTP proxies to Vault (`VAULT_PROXY_ADDR`, `HTTPS_PROXY`, `NO_PROXY`), as the vault CLI reads them.
+//! - [`response`]: Vault's JSON answers (auth, secrets, leases) and the client's errors.
 //! - [`vault`]: the Vault HTTP client (login, renew-self, lookup-self, revoke-self) and its errors.
 //! - [`safe_fs`]: non-blocking, bounded reads of files other containers can write (pid, token, JWT).
 //! - [`hints`]: what a login tells the operator: hints for Vault's refusals, the verify fields of a success.
@@ -29,6 +35,7 @@
 //! - [`status`]: the token's state shared with health and metrics.
 //! - [`health`]: the `/healthz`, `/readyz` and `/metrics` HTTP server on `VAULT_LOGIN_LISTEN`.
 //! - [`hooks`]: after a new token: the token info file, the on-change command, the app's signal.
+//! - [`signals`]: SIGTERM/SIGINT/SIGHUP into the loop's controls.
 //! - [`agent`]: the thin async driver: performs the machine's actions with the real client, files,
 //!   hooks and watches, and feeds results, file changes, signals and timers back; no decisions.
 //! - [`telemetry`]: log output (text or JSON on stderr).
@@ -37,6 +44,8 @@
 
 pub mod agent;
 pub mod backoff;
+pub mod cli;
+pub mod command;
 pub mod config;
 pub mod duration;
 pub mod error;
@@ -47,11 +56,14 @@ pub mod jwt;
 pub mod login;
 pub mod machine;
 pub mod proxy;
+pub mod response;
 pub mod safe_fs;
 pub mod schedule;
 pub mod secret;
 pub mod secrets;
 pub mod server_name;
+pub mod settings;
+pub mod signals;
 pub mod status;
 pub mod telemetry;
 pub mod tls;

@@ -2,12 +2,11 @@
 //! method, and explain a refusal with what the JWT says; plus how the machine should treat
 //! each failure.
 
-use crate::config::JwtSource;
 use crate::hints;
-use crate::jwt::{self, unix_now, JwtError};
+use crate::jwt::{self, unix_now, JwtError, JwtSource};
 use crate::machine::{self, Failure, FailureKind};
 use crate::secret::Secret;
-use crate::vault::{Auth, VaultClient, VaultError};
+use crate::vault::{check_vault_path, Auth, VaultClient, VaultError};
 
 /// Why a login attempt failed.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +73,25 @@ pub async fn attempt(
             let hints = hints::login_hints(&error, mount, Some(&jwt.claims), unix_now());
             LoginError::Vault { error, hints }
         })
+}
+
+pub fn parse_role(s: &str) -> Result<String, String> {
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{s:?} contains whitespace; give the role's name exactly as created in vault"
+        ));
+    }
+    Ok(s.to_string())
+}
+
+pub fn parse_mount(s: &str) -> Result<String, String> {
+    const EXAMPLE: &str = "kubernetes or k8s/cluster-1";
+    let trimmed = s.trim_matches('/');
+    if trimmed.is_empty() {
+        return Err(format!("{s:?} is not a mount path; use e.g. {EXAMPLE}"));
+    }
+    check_vault_path(s, trimmed, EXAMPLE)?;
+    Ok(trimmed.to_string())
 }
 
 #[cfg(test)]

@@ -3,13 +3,13 @@
 
 use std::sync::Arc;
 
-use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
-use vault_login::agent::{Agent, Control};
+use vault_login::agent::Agent;
 use vault_login::config::{Config, ConfigError};
 use vault_login::error::{Error, EXIT_OK};
 use vault_login::health;
+use vault_login::signals::forward_signals;
 use vault_login::status::Status;
 
 fn main() {
@@ -34,12 +34,12 @@ fn real_main() -> Result<(), Error> {
     let dumpable =
         rustix::process::set_dumpable_behavior(rustix::process::DumpableBehavior::NotDumpable);
     let cfg = Config::from_process()?;
-    vault_login::telemetry::init(&cfg.log, cfg.log_format)?;
+    vault_login::telemetry::init(&cfg.log, cfg.log_format);
     if let Err(e) = dumpable {
         warn!(error = %e, "cannot mark the process non-dumpable");
     }
     let summary = cfg.summary();
-    let insecure = cfg.tls.skip_verify;
+    let insecure = cfg.vault.tls.skip_verify;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -77,28 +77,4 @@ fn real_main() -> Result<(), Error> {
         }
         result
     })
-}
-
-/// Turns SIGTERM/SIGINT into [`Control::Shutdown`] and SIGHUP into [`Control::Relogin`].
-/// tokio's handlers are registered through signal-hook, so no signal is lost between awaits.
-fn forward_signals(tx: mpsc::UnboundedSender<Control>) -> Result<(), Error> {
-    let install = |kind: SignalKind, name: &str| {
-        signal(kind).map_err(|e| Error::Fatal(format!("cannot install the {name} handler: {e}")))
-    };
-    let mut term = install(SignalKind::terminate(), "SIGTERM")?;
-    let mut int = install(SignalKind::interrupt(), "SIGINT")?;
-    let mut hup = install(SignalKind::hangup(), "SIGHUP")?;
-    tokio::spawn(async move {
-        loop {
-            let msg = tokio::select! {
-                _ = term.recv() => Control::Shutdown,
-                _ = int.recv() => Control::Shutdown,
-                _ = hup.recv() => Control::Relogin,
-            };
-            if tx.send(msg).is_err() {
-                break;
-            }
-        }
-    });
-    Ok(())
 }

@@ -2,9 +2,9 @@
 //! `VAULT_PROXY_ADDR` for every request, else `HTTPS_PROXY` / `HTTP_PROXY` with `NO_PROXY`, and
 //! never for loopback addresses or `localhost` (Go's `ProxyFromEnvironment`).
 
-use reqwest::{NoProxy, Url};
+use std::fmt;
 
-use crate::config::ProxySettings;
+use reqwest::{NoProxy, Url};
 
 /// The proxies of `p` (see [`ProxySettings`]), replacing reqwest's own reading of the
 /// environment, which would also proxy loopback addresses (Go never does).
@@ -61,7 +61,76 @@ pub fn via(url: &Url, p: &ProxySettings) -> Option<String> {
         "https" => p.https.as_ref(),
         _ => p.http.as_ref(),
     })?;
-    Some(crate::config::redacted(proxy))
+    Some(redacted(proxy))
+}
+
+/// How requests reach Vault: directly, or through an HTTP proxy, read like the `vault` CLI reads
+/// them (Go's `ProxyFromEnvironment`, overridden by `VAULT_PROXY_ADDR`).
+// Debug is written by hand below: a proxy URL may carry `user:password@`.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct ProxySettings {
+    /// `VAULT_PROXY_ADDR` (or the older `VAULT_HTTP_PROXY`): every request goes through it,
+    /// whatever `NO_PROXY` says.
+    pub all: Option<Url>,
+    /// `HTTP_PROXY`: for an `http://` Vault.
+    pub http: Option<Url>,
+    /// `HTTPS_PROXY`: for an `https://` Vault (tunnelled with CONNECT).
+    pub https: Option<Url>,
+    /// `NO_PROXY`, verbatim: hosts, domain suffixes, IP addresses and networks reached directly.
+    /// Loopback addresses and `localhost` are always reached directly, as in Go.
+    pub no_proxy: Option<String>,
+}
+
+impl fmt::Debug for ProxySettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let shown = |u: &Option<Url>| u.as_ref().map(redacted);
+        f.debug_struct("ProxySettings")
+            .field("all", &shown(&self.all))
+            .field("http", &shown(&self.http))
+            .field("https", &shown(&self.https))
+            .field("no_proxy", &self.no_proxy)
+            .finish()
+    }
+}
+
+/// A proxy URL as Go reads one: `http://` assumed without a scheme; `http` or `https` only.
+/// It may carry `user:password@` (sent as Proxy-Authorization), so it is never quoted whole.
+pub fn parse_proxy_url(s: &str) -> Result<Url, String> {
+    const EXAMPLE: &str = "e.g. http://proxy.example:3128";
+    let t = s.trim();
+    let with_scheme = if t.contains("://") {
+        t.to_string()
+    } else {
+        format!("http://{t}")
+    };
+    let url = Url::parse(&with_scheme)
+        .map_err(|e| format!("not a valid proxy url ({e}); use {EXAMPLE}"))?;
+    match url.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(format!(
+            "proxy scheme {other:?} is not supported; use an http:// or https:// proxy, {EXAMPLE}"
+        ))
+        }
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(format!("the proxy url has no host; use {EXAMPLE}"));
+    }
+    Ok(url)
+}
+
+/// A proxy URL for logs: scheme, host and port, never the credentials.
+pub fn redacted(url: &Url) -> String {
+    let auth = if url.username().is_empty() && url.password().is_none() {
+        ""
+    } else {
+        "***@"
+    };
+    let host = url.host_str().unwrap_or("");
+    match url.port() {
+        Some(port) => format!("{}://{auth}{host}:{port}", url.scheme()),
+        None => format!("{}://{auth}{host}", url.scheme()),
+    }
 }
 
 #[cfg(test)]

@@ -31,9 +31,8 @@ use std::time::Duration;
 use serde_json::Value;
 use zeroize::Zeroizing;
 
-use crate::config::Owner;
 use crate::secret::Secret;
-use crate::token_file::{FileError, TokenFile};
+use crate::token_file::{FileError, Owner, TokenFile};
 use crate::vault::{SecretRead, VaultClient, VaultError};
 
 /// The prefix of the variables that name secrets: `VAULT_LOGIN_SECRET_<NAME>=<path>`.

@@ -85,6 +85,17 @@ impl Resolve for Dial {
     }
 }
 
+/// A server name without whitespace; whether it is a DNS name or an IP address is checked
+/// when the TLS configuration is built.
+pub fn parse_server_name(s: &str) -> Result<String, String> {
+    if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{s:?} contains whitespace; give the dns name in vault's certificate, e.g. vault.example"
+        ));
+    }
+    Ok(s.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

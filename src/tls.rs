@@ -26,14 +26,6 @@ use rustls::{
 
 use tracing::warn;
 
-use crate::config::TlsSettings;
-
-const CACERT: &str = "VAULT_CACERT";
-const CAPATH: &str = "VAULT_CAPATH";
-const CACERT_BYTES: &str = "VAULT_CACERT_BYTES";
-const CLIENT_CERT: &str = "VAULT_CLIENT_CERT";
-const CLIENT_KEY: &str = "VAULT_CLIENT_KEY";
-
 /// A TLS setting that cannot be turned into a client configuration.
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
@@ -87,26 +79,29 @@ pub enum TlsError {
     },
 
     /// The CA directory holds no certificate in any of its files.
-    #[error("VAULT_CAPATH: directory {path:?} holds no PEM certificate file; put the CA certificates there or unset VAULT_CAPATH")]
+    #[error("{setting}: directory {path:?} holds no PEM certificate file; put the CA certificates there or leave out {setting}")]
     EmptyCaPath {
+        /// The flag or variable that named the directory.
+        setting: &'static str,
         /// The directory without certificates.
         path: PathBuf,
     },
 
     /// The client key file holds no private key that we understand.
-    #[error("VAULT_CLIENT_KEY: {path:?} contains no private key (expected -----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY; encrypted keys are not supported)")]
+    #[error("{setting}: {path:?} contains no private key (expected -----BEGIN PRIVATE KEY-----, RSA PRIVATE KEY or EC PRIVATE KEY; encrypted keys are not supported)")]
     NoPrivateKey {
+        /// The flag or variable that named the key file.
+        setting: &'static str,
         /// The key file.
         path: PathBuf,
     },
 
     /// The client certificate and key were read but rustls refused them as a pair.
-    #[error("VAULT_CLIENT_CERT/VAULT_CLIENT_KEY: cannot use {cert:?} with {key:?} ({source}); check that the key belongs to the certificate")]
+    #[error("{pair} ({source}); check that the key belongs to the certificate")]
     ClientIdentity {
-        /// The certificate chain file.
-        cert: PathBuf,
-        /// The private key file.
-        key: PathBuf,
+        /// The settings and files, e.g. `VAULT_CLIENT_CERT/BAO_CLIENT_KEY: cannot use "c.pem"
+        /// with "k.pem"` (one boxed string keeps the error small).
+        pair: Box<str>,
         /// Why rustls refused them.
         #[source]
         source: rustls::Error,
@@ -122,8 +117,10 @@ pub enum TlsError {
     },
 
     /// The server-name override is neither a DNS name nor an IP address.
-    #[error("VAULT_TLS_SERVER_NAME: {name:?} is not a valid DNS name or IP address")]
+    #[error("{setting}: {name:?} is not a valid DNS name or IP address")]
     ServerName {
+        /// The flag or variable that gave the name.
+        setting: &'static str,
         /// The rejected name.
         name: String,
     },
@@ -146,6 +143,7 @@ pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, TlsError> {
         .as_deref()
         .map(|name| {
             ServerName::try_from(name.to_owned()).map_err(|_| TlsError::ServerName {
+                setting: settings.names.server_name,
                 name: name.to_owned(),
             })
         })
@@ -183,8 +181,14 @@ pub fn client_config(settings: &TlsSettings) -> Result<ClientConfig, TlsError> {
         Some(identity) => builder
             .with_client_auth_cert(identity.chain, identity.key)
             .map_err(|source| TlsError::ClientIdentity {
-                cert: identity.cert_path,
-                key: identity.key_path,
+                pair: format!(
+                    "{}/{}: cannot use {:?} with {:?}",
+                    settings.names.client_cert,
+                    settings.names.client_key,
+                    identity.cert_path,
+                    identity.key_path
+                )
+                .into(),
                 source,
             })?,
         None => builder.with_no_client_auth(),
@@ -214,36 +218,48 @@ pub fn count_pem_certificates(pem: &str) -> Result<usize, String> {
 /// the CA file, else the PEM text of `VAULT_CACERT_BYTES`, else the CA directory; with none, the
 /// public web PKI.
 fn root_store(settings: &TlsSettings) -> Result<RootCertStore, TlsError> {
+    let n = &settings.names;
     let mut roots = RootCertStore::empty();
     if let Some(file) = &settings.ca_cert {
         for (set, ignored) in [
-            (settings.ca_cert_bytes.is_some(), CACERT_BYTES),
-            (settings.ca_path.is_some(), CAPATH),
+            (settings.ca_cert_bytes.is_some(), n.ca_cert_bytes),
+            (settings.ca_path.is_some(), n.ca_path),
         ] {
             if set {
-                warn!("{ignored} is ignored: {CACERT} takes precedence, as in the vault CLI");
+                warn!(
+                    "{ignored} is ignored: {} takes precedence, as in the vault CLI",
+                    n.ca_cert
+                );
             }
         }
-        let certs = read_certificates(CACERT, file)?;
+        let certs = read_certificates(n.ca_cert, file)?;
         if certs.is_empty() {
             return Err(TlsError::NoCertificate {
-                setting: CACERT,
+                setting: n.ca_cert,
                 path: file.clone(),
             });
         }
-        add_anchors(&mut roots, CACERT, file, certs)?;
+        add_anchors(&mut roots, n.ca_cert, file, certs)?;
     } else if let Some(pem) = &settings.ca_cert_bytes {
         if settings.ca_path.is_some() {
-            warn!("{CAPATH} is ignored: {CACERT_BYTES} takes precedence, as in the vault CLI");
+            warn!(
+                "{} is ignored: {} takes precedence, as in the vault CLI",
+                n.ca_path, n.ca_cert_bytes
+            );
         }
         let certs = pem_certificates(pem.as_bytes()).map_err(|source| TlsError::Pem {
-            setting: CACERT_BYTES,
+            setting: n.ca_cert_bytes,
             path: PathBuf::from("(environment)"),
             source,
         })?;
-        add_anchors(&mut roots, CACERT_BYTES, Path::new("(environment)"), certs)?;
+        add_anchors(
+            &mut roots,
+            n.ca_cert_bytes,
+            Path::new("(environment)"),
+            certs,
+        )?;
     } else if let Some(dir) = &settings.ca_path {
-        add_ca_dir(&mut roots, dir)?;
+        add_ca_dir(&mut roots, dir, n)?;
     } else {
         roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
     }
@@ -251,9 +267,9 @@ fn root_store(settings: &TlsSettings) -> Result<RootCertStore, TlsError> {
 }
 
 /// Adds every certificate in the regular files of `dir` (symlinks followed, subdirectories ignored).
-fn add_ca_dir(roots: &mut RootCertStore, dir: &Path) -> Result<(), TlsError> {
+fn add_ca_dir(roots: &mut RootCertStore, dir: &Path, n: &TlsNames) -> Result<(), TlsError> {
     let read_err = |source| TlsError::Read {
-        setting: CAPATH,
+        setting: n.ca_path,
         path: dir.to_path_buf(),
         source,
     };
@@ -271,12 +287,13 @@ fn add_ca_dir(roots: &mut RootCertStore, dir: &Path) -> Result<(), TlsError> {
 
     let mut found = 0;
     for file in files {
-        let certs = read_certificates(CAPATH, &file)?;
+        let certs = read_certificates(n.ca_path, &file)?;
         found += certs.len();
-        add_anchors(roots, CAPATH, &file, certs)?;
+        add_anchors(roots, n.ca_path, &file, certs)?;
     }
     if found == 0 {
         return Err(TlsError::EmptyCaPath {
+            setting: n.ca_path,
             path: dir.to_path_buf(),
         });
     }
@@ -328,33 +345,34 @@ struct ClientIdentity {
 }
 
 fn client_identity(settings: &TlsSettings) -> Result<Option<ClientIdentity>, TlsError> {
+    let n = &settings.names;
     let (cert_path, key_path) = match (&settings.client_cert, &settings.client_key) {
         (None, None) => return Ok(None),
         (Some(_), None) => {
             return Err(TlsError::IncompleteClientIdentity {
-                set: CLIENT_CERT,
-                missing: CLIENT_KEY,
+                set: n.client_cert,
+                missing: n.client_key,
             })
         }
         (None, Some(_)) => {
             return Err(TlsError::IncompleteClientIdentity {
-                set: CLIENT_KEY,
-                missing: CLIENT_CERT,
+                set: n.client_key,
+                missing: n.client_cert,
             })
         }
         (Some(cert), Some(key)) => (cert.clone(), key.clone()),
     };
 
-    let chain = read_certificates(CLIENT_CERT, &cert_path)?;
+    let chain = read_certificates(n.client_cert, &cert_path)?;
     if chain.is_empty() {
         return Err(TlsError::NoCertificate {
-            setting: CLIENT_CERT,
+            setting: n.client_cert,
             path: cert_path,
         });
     }
 
     let pem = fs::read(&key_path).map_err(|source| TlsError::Read {
-        setting: CLIENT_KEY,
+        setting: n.client_key,
         path: key_path.clone(),
         source,
     })?;
@@ -362,11 +380,14 @@ fn client_identity(settings: &TlsSettings) -> Result<Option<ClientIdentity>, Tls
     let key = match PrivateKeyDer::from_pem_slice(&pem) {
         Ok(key) => key,
         Err(rustls::pki_types::pem::Error::NoItemsFound) => {
-            return Err(TlsError::NoPrivateKey { path: key_path })
+            return Err(TlsError::NoPrivateKey {
+                setting: n.client_key,
+                path: key_path,
+            })
         }
         Err(source) => {
             return Err(TlsError::Pem {
-                setting: CLIENT_KEY,
+                setting: n.client_key,
                 path: key_path,
                 source,
             })
@@ -617,6 +638,59 @@ fn messages(chain: &[&(dyn std::error::Error + 'static)]) -> Vec<String> {
         }
     }
     out
+}
+
+/// How to reach Vault over TLS; paths were checked to be readable when the config was loaded.
+#[derive(Clone, Debug, Default)]
+pub struct TlsSettings {
+    /// PEM file of CA certificates to trust. Like the `vault` CLI, the first of `ca_cert`,
+    /// `ca_cert_bytes` and `ca_path` that is set decides; the others are ignored.
+    pub ca_cert: Option<PathBuf>,
+    /// PEM text of CA certificates to trust (`VAULT_CACERT_BYTES`), checked to hold at least one.
+    pub ca_cert_bytes: Option<String>,
+    /// Directory of PEM files of CA certificates to trust.
+    pub ca_path: Option<PathBuf>,
+    /// PEM client certificate for mTLS (set exactly when `client_key` is).
+    pub client_cert: Option<PathBuf>,
+    /// PEM private key for mTLS (set exactly when `client_cert` is).
+    pub client_key: Option<PathBuf>,
+    /// Name sent as SNI and checked in the server certificate instead of the URL's host.
+    pub server_name: Option<String>,
+    /// Skip verifying the server certificate (dangerous).
+    pub skip_verify: bool,
+    /// The flag or variable each setting came from, for errors.
+    pub names: TlsNames,
+}
+
+/// The flag or variable each TLS setting came from, so that errors name the one the user set
+/// (`BAO_CACERT`, `--ca-cert`); `VAULT_*` by default.
+#[derive(Clone, Debug)]
+pub struct TlsNames {
+    /// Of [`TlsSettings::ca_cert`].
+    pub ca_cert: &'static str,
+    /// Of [`TlsSettings::ca_cert_bytes`].
+    pub ca_cert_bytes: &'static str,
+    /// Of [`TlsSettings::ca_path`].
+    pub ca_path: &'static str,
+    /// Of [`TlsSettings::client_cert`].
+    pub client_cert: &'static str,
+    /// Of [`TlsSettings::client_key`].
+    pub client_key: &'static str,
+    /// Of [`TlsSettings::server_name`].
+    pub server_name: &'static str,
+}
+
+impl Default for TlsNames {
+    fn default() -> Self {
+        TlsNames {
+            ca_cert: "VAULT_CACERT",
+            ca_cert_bytes: "VAULT_CACERT_BYTES",
+            ca_path: "VAULT_CAPATH",
+            client_cert: "VAULT_CLIENT_CERT",
+            client_key: "VAULT_CLIENT_KEY",
+            server_name: "VAULT_TLS_SERVER_NAME",
+        }
+    }
 }
 
 #[cfg(test)]

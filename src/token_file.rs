@@ -14,9 +14,29 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::config::Owner;
 use crate::safe_fs::{self, Links};
 use crate::secret::Secret;
+
+/// Where the Vault token is written unless told otherwise.
+pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/vaultproject.io/token";
+
+/// Where the Vault token is written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TokenSink {
+    /// Written atomically to this file.
+    File(PathBuf),
+    /// Printed to standard output (once mode only).
+    Stdout,
+}
+
+/// Numeric owner to give the token file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Owner {
+    /// User id.
+    pub uid: u32,
+    /// Group id; `None` leaves the group as it is.
+    pub gid: Option<u32>,
+}
 
 /// Why the token file could not be written.
 #[derive(Debug, thiserror::Error)]
@@ -270,6 +290,56 @@ impl TokenFile {
             hint: hint_for(&source),
             source,
         }
+    }
+}
+
+/// Parses octal permission bits like `0600`, `600` or `0o600`, at most `0777`.
+pub fn parse_mode(s: &str) -> Result<u32, String> {
+    let t = s.trim();
+    let digits = t
+        .strip_prefix("0o")
+        .or_else(|| t.strip_prefix("0O"))
+        .unwrap_or(t);
+    if digits.is_empty() || !digits.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
+        return Err(format!(
+            "{s:?} is not an octal file mode; use e.g. 0600 or 0640"
+        ));
+    }
+    match u32::from_str_radix(digits, 8) {
+        Ok(mode) if mode <= 0o777 => Ok(mode),
+        _ => Err(format!(
+            "{s:?} is more than 0777 (setuid, setgid and sticky bits are not allowed); use e.g. 0600 or 0640"
+        )),
+    }
+}
+
+/// Parses a numeric owner, `UID` or `UID:GID`.
+pub fn parse_owner(s: &str) -> Result<Owner, String> {
+    let t = s.trim();
+    let bad = || {
+        format!("{s:?} is not an owner; use a numeric UID or UID:GID such as 1000 or 1000:2000 (names are not looked up)")
+    };
+    let id = |part: &str| -> Result<u32, String> {
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        match part.parse::<u32>() {
+            // u32::MAX is (uid_t)-1, which chown reads as "leave unchanged".
+            Ok(id) if id != u32::MAX => Ok(id),
+            _ => Err(format!(
+                "{s:?} has an id out of range; ids go from 0 to 4294967294"
+            )),
+        }
+    };
+    match t.split_once(':') {
+        Some((uid, gid)) => Ok(Owner {
+            uid: id(uid)?,
+            gid: Some(id(gid)?),
+        }),
+        None => Ok(Owner {
+            uid: id(t)?,
+            gid: None,
+        }),
     }
 }
 

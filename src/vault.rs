@@ -8,196 +8,39 @@ use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Method, StatusCode, Url};
-use serde::Deserialize;
 use serde_json::Value;
 
-use crate::config::Config;
-use crate::proxy;
+use crate::proxy::{self, ProxySettings};
+pub use crate::response::{
+    check_status, parse_auth_response, parse_lease_renewal, parse_secret_response, Auth,
+    LeaseRenewal, Renewal, SecretData, SecretRead, VaultError, MAX_LEASE,
+};
+use crate::response::{excerpt, unquoted_excerpt};
 use crate::secret::Secret;
 use crate::server_name::Dial;
+use crate::tls::TlsSettings;
 
 /// The most of a response body we read; Vault's answers are a few KiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
-/// The longest TTL we take from an answer (10 years): a larger `lease_duration` (up to
-/// `u64::MAX` seconds from a broken or hostile server) would overflow the loop's deadlines.
-pub const MAX_LEASE: Duration = Duration::from_secs(10 * 365 * 24 * 60 * 60);
-
-/// A Vault request failure, classified so callers can tell outages from configuration problems.
-#[derive(Debug, thiserror::Error)]
-pub enum VaultError {
-    /// No HTTP answer: connection refused or reset, DNS, TLS, timeout.
-    #[error("{op}: {message}")]
-    Transport {
-        /// The request, e.g. `POST /v1/auth/kubernetes/login`.
-        op: String,
-        /// What went wrong, one line.
-        message: String,
-    },
-    /// Vault answered with an error status and (usually) an `errors` list.
-    #[error("{op}: Vault answered {status}: {}", display_errors(.errors))]
-    Status {
-        /// The request.
-        op: String,
-        /// The HTTP status.
-        status: StatusCode,
-        /// Vault's messages, verbatim (folded onto one line when printed).
-        errors: Vec<String>,
-        /// `Retry-After`, when Vault sent one.
-        retry_after: Option<Duration>,
-    },
-    /// An answer that is not what Vault sends: HTML from a proxy, a body too large, missing fields.
-    #[error("{op}: unexpected answer ({status}): {problem}")]
-    BadResponse {
-        /// The request.
-        op: String,
-        /// The HTTP status.
-        status: StatusCode,
-        /// What is wrong, with a short sanitised excerpt where that is safe.
-        problem: String,
-    },
-}
-
-fn display_errors(errors: &[String]) -> String {
-    if errors.is_empty() {
-        return "(no error message)".to_string();
-    }
-    // Vault >= 1.17 packs several errors in one multi-line string; keep the words, fold the lines.
-    errors
-        .iter()
-        .map(|e| e.split_whitespace().collect::<Vec<_>>().join(" "))
-        .collect::<Vec<_>>()
-        .join("; ")
-}
-
-impl VaultError {
-    /// Whether waiting and trying again can help without anyone changing Vault's configuration.
-    pub fn is_transient(&self) -> bool {
-        match self {
-            VaultError::Transport { .. } => true,
-            VaultError::Status { status, .. } => {
-                matches!(status.as_u16(), 412 | 429 | 473) || status.is_server_error()
-            }
-            VaultError::BadResponse { status, .. } => {
-                // A proxy's HTML error page on 5xx is an outage; a 200 we cannot read is not.
-                status.is_server_error() || !status.is_success()
-            }
-        }
-    }
-
-    /// Whether Vault refused the token or the login (403).
-    pub fn is_permission_denied(&self) -> bool {
-        matches!(self, VaultError::Status { status, .. } if *status == StatusCode::FORBIDDEN)
-    }
-
-    /// The HTTP status, when Vault answered.
-    pub fn status(&self) -> Option<StatusCode> {
-        match self {
-            VaultError::Transport { .. } => None,
-            VaultError::Status { status, .. } | VaultError::BadResponse { status, .. } => {
-                Some(*status)
-            }
-        }
-    }
-
-    /// Whether any of Vault's messages contains `needle`.
-    pub fn mentions(&self, needle: &str) -> bool {
-        matches!(self, VaultError::Status { errors, .. } if errors.iter().any(|e| e.contains(needle)))
-    }
-
-    /// The wait Vault asked for with `Retry-After`.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            VaultError::Status { retry_after, .. } => *retry_after,
-            _ => None,
-        }
-    }
-}
-
-/// The `auth` block of a login or renewal answer.
-#[derive(Clone)]
-pub struct Auth {
-    /// The Vault token.
-    pub client_token: Secret,
-    /// The token's accessor (empty for batch tokens).
-    pub accessor: Secret,
-    /// Policies attached to the token.
-    pub policies: Vec<String>,
-    /// The TTL Vault granted.
-    pub lease_duration: Duration,
-    /// Whether the token may be renewed.
-    pub renewable: bool,
-    /// `service` or `batch`.
-    pub token_type: String,
-    /// The identity entity.
-    pub entity_id: String,
-    /// Auth metadata (role, service account name and namespace...).
-    pub metadata: serde_json::Map<String, Value>,
-}
-
-impl fmt::Debug for Auth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Auth")
-            .field("client_token", &self.client_token)
-            .field("accessor", &self.accessor)
-            .field("policies", &self.policies)
-            .field("lease_duration", &self.lease_duration)
-            .field("renewable", &self.renewable)
-            .field("token_type", &self.token_type)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Auth {
-    /// Whether this is a batch token (never renewable).
-    pub fn is_batch(&self) -> bool {
-        self.token_type == "batch" || self.client_token.expose().starts_with("hvb.")
-    }
-}
-
-/// A successful renewal: the new `auth` block and any warnings (e.g. the max-TTL cap).
+/// How to reach Vault: the settings of [`VaultClient::new`].
 #[derive(Clone, Debug)]
-pub struct Renewal {
-    /// The renewed token's auth block.
-    pub auth: Auth,
-    /// Vault's warnings, verbatim.
-    pub warnings: Vec<String>,
-}
-
-#[derive(Deserialize)]
-struct Envelope {
-    #[serde(default)]
-    auth: Option<RawAuth>,
-    #[serde(default)]
-    warnings: Option<Vec<String>>,
-    #[serde(default)]
-    wrap_info: Option<Value>,
-}
-
-#[derive(Deserialize)]
-struct RawAuth {
-    #[serde(default)]
-    client_token: String,
-    #[serde(default)]
-    accessor: String,
-    #[serde(default)]
-    policies: Option<Vec<String>>,
-    #[serde(default)]
-    lease_duration: u64,
-    #[serde(default)]
-    renewable: bool,
-    #[serde(default)]
-    token_type: Option<String>,
-    #[serde(default)]
-    entity_id: Option<String>,
-    #[serde(default)]
-    metadata: Option<serde_json::Map<String, Value>>,
-}
-
-#[derive(Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    errors: Option<Vec<String>>,
+pub struct VaultSettings {
+    /// Vault base URL, http or https; no query or fragment; its path has no trailing '/' (except the root "/").
+    pub addr: Url,
+    /// Vault namespace sent as `X-Vault-Namespace`, without surrounding '/'.
+    pub namespace: Option<String>,
+    /// Extra headers for every request (`VAULT_HEADERS`): valid names and values, none of
+    /// Vault's own `X-Vault-*`; values may be secrets (a gateway's key).
+    pub headers: Vec<(String, Secret)>,
+    /// TLS settings for talking to Vault.
+    pub tls: TlsSettings,
+    /// Proxies between us and Vault.
+    pub proxy: ProxySettings,
+    /// Timeout of each HTTP request to Vault (> 0).
+    pub timeout: Duration,
+    /// Do not follow a standby's redirect to the active node (`VAULT_DISABLE_REDIRECTS`).
+    pub disable_redirects: bool,
 }
 
 /// A client for one Vault server (and namespace).
@@ -224,8 +67,8 @@ impl fmt::Debug for VaultClient {
 }
 
 impl VaultClient {
-    /// Builds a client from the configuration (TLS settings, timeout, namespace).
-    pub fn new(cfg: &Config) -> Result<Self, crate::tls::TlsError> {
+    /// Builds a client from its settings (address, TLS, proxies, timeout, namespace).
+    pub fn new(cfg: &VaultSettings) -> Result<Self, crate::tls::TlsError> {
         let tls = crate::tls::client_config(&cfg.tls)?;
         let mut headers = HeaderMap::new();
         headers.insert("X-Vault-Request", HeaderValue::from_static("true"));
@@ -239,11 +82,11 @@ impl VaultClient {
                 headers.insert(name, value);
             }
         }
-        let via = proxy::via(&cfg.vault_addr, &cfg.proxy);
+        let via = proxy::via(&cfg.addr, &cfg.proxy);
         // Through a proxy, the proxy connects to the name in the request, so the server name
         // cannot be rerouted: it is then only checked in the certificate (tls.rs).
-        let dial = Dial::for_addr(&cfg.vault_addr, cfg.tls.server_name.as_deref())
-            .filter(|_| via.is_none());
+        let dial =
+            Dial::for_addr(&cfg.addr, cfg.tls.server_name.as_deref()).filter(|_| via.is_none());
         let mut builder = proxy::apply(reqwest::Client::builder(), &cfg.proxy)
             .map_err(|e| crate::tls::TlsError::Setup(format!("proxy: {e}")))?;
         if let Some(d) = &dial {
@@ -251,8 +94,8 @@ impl VaultClient {
         }
         let http = builder
             .use_preconfigured_tls(tls)
-            .timeout(cfg.client_timeout)
-            .connect_timeout(cfg.client_timeout.min(Duration::from_secs(30)))
+            .timeout(cfg.timeout)
+            .connect_timeout(cfg.timeout.min(Duration::from_secs(30)))
             .default_headers(headers)
             .user_agent(concat!("vault-login/", env!("CARGO_PKG_VERSION")))
             .redirect(if cfg.disable_redirects {
@@ -266,7 +109,7 @@ impl VaultClient {
             .pool_max_idle_per_host(0)
             .build()
             .map_err(|e| crate::tls::TlsError::Setup(e.to_string()))?;
-        let mut client = Self::with_http(http, cfg.vault_addr.clone(), cfg.namespace.clone());
+        let mut client = Self::with_http(http, cfg.addr.clone(), cfg.namespace.clone());
         client.dial = dial;
         client.via = via;
         client.no_redirects = cfg.disable_redirects;
@@ -519,262 +362,6 @@ fn refused(base: &Url, via: Option<&str>) -> String {
     }
 }
 
-/// Turns a non-2xx answer into the matching [`VaultError`]; pure, so it can be fuzzed.
-pub fn check_status(
-    op: &str,
-    status: StatusCode,
-    retry_after: Option<Duration>,
-    bytes: &[u8],
-) -> Result<(), VaultError> {
-    if status.is_success() {
-        return Ok(());
-    }
-    let op = op.to_string();
-    match serde_json::from_slice::<ErrorBody>(bytes) {
-        Ok(ErrorBody { errors }) => Err(VaultError::Status {
-            op,
-            status,
-            errors: errors.unwrap_or_default(),
-            retry_after,
-        }),
-        Err(_) if bytes.is_empty() => Err(VaultError::Status {
-            op,
-            status,
-            errors: Vec::new(),
-            retry_after,
-        }),
-        Err(_) => Err(VaultError::BadResponse {
-            op,
-            status,
-            problem: format!("body is not Vault's JSON: {}", excerpt(bytes)),
-        }),
-    }
-}
-
-/// Parses a whole login or renew-self answer (any status, any bytes) into the token's `auth`
-/// block and Vault's warnings; pure, so it can be fuzzed.
-pub fn parse_auth_response(
-    op: &str,
-    status: StatusCode,
-    retry_after: Option<Duration>,
-    bytes: &[u8],
-) -> Result<Renewal, VaultError> {
-    check_status(op, status, retry_after, bytes)?;
-    let env = parse_envelope(op, status, bytes)?;
-    let warnings = env.warnings.unwrap_or_default();
-    let auth = auth_from(op, status, env.auth, env.wrap_info.as_ref())?;
-    Ok(Renewal { auth, warnings })
-}
-
-/// A secret's data: field names to values. `Debug` shows the field names only.
-#[derive(Clone, Default, PartialEq)]
-pub struct SecretData(serde_json::Map<String, Value>);
-
-impl SecretData {
-    /// Wraps a secret's fields.
-    pub fn new(fields: serde_json::Map<String, Value>) -> Self {
-        SecretData(fields)
-    }
-
-    /// The fields and values; call only to render the secret file.
-    pub fn expose(&self) -> &serde_json::Map<String, Value> {
-        &self.0
-    }
-
-    /// The field names, sorted (safe to show).
-    pub fn field_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.0.keys().cloned().collect();
-        names.sort();
-        names
-    }
-}
-
-impl Drop for SecretData {
-    fn drop(&mut self) {
-        // Like `Secret`: overwrite the values' heap buffers so they do not linger in freed memory.
-        fn wipe(v: &mut Value) {
-            match v {
-                Value::String(s) => zeroize::Zeroize::zeroize(s),
-                Value::Array(items) => items.iter_mut().for_each(wipe),
-                Value::Object(map) => map.values_mut().for_each(wipe),
-                _ => {}
-            }
-        }
-        self.0.values_mut().for_each(wipe);
-    }
-}
-
-impl fmt::Debug for SecretData {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "SecretData({:?}: ***)", self.field_names())
-    }
-}
-
-/// A secret as Vault answered `GET /v1/<path>`.
-#[derive(Clone, Debug)]
-pub struct SecretRead {
-    /// The secret's fields; for KV v2 the inner `data.data`, without the metadata.
-    pub data: SecretData,
-    /// The lease of a dynamic secret; empty for KV.
-    pub lease_id: String,
-    /// The lease's TTL (a dynamic secret) or refresh hint (KV v1's 768 h); zero for KV v2.
-    pub lease_duration: Duration,
-    /// Whether the lease can be renewed with [`VaultClient::renew_lease`].
-    pub renewable: bool,
-    /// The KV v2 version read (`data.metadata.version`), when this is a KV v2 answer.
-    pub kv2_version: Option<u64>,
-    /// Vault's warnings, verbatim.
-    pub warnings: Vec<String>,
-}
-
-impl SecretRead {
-    /// Whether this is a dynamic secret with a lease that can be renewed.
-    pub fn has_renewable_lease(&self) -> bool {
-        self.renewable && !self.lease_id.is_empty()
-    }
-}
-
-/// A successful `sys/leases/renew`.
-#[derive(Clone, Debug)]
-pub struct LeaseRenewal {
-    /// The lease renewed.
-    pub lease_id: String,
-    /// The TTL granted: less than asked once the lease nears its max TTL (see `warnings`).
-    pub lease_duration: Duration,
-    /// Whether it can be renewed again.
-    pub renewable: bool,
-    /// Vault's warnings, verbatim (e.g. the max-TTL cap).
-    pub warnings: Vec<String>,
-}
-
-impl LeaseRenewal {
-    /// Whether Vault granted less than `asked` because the lease reached its max TTL: then the
-    /// lease ends in `lease_duration` whatever is renewed, and new credentials must be read
-    /// before that. Vault says so with its "TTL value is capped" warning; a grant shorter than
-    /// asked counts too, for servers that do not warn.
-    pub fn is_capped(&self, asked: Option<Duration>) -> bool {
-        self.warnings.iter().any(|w| w.contains("is capped"))
-            || asked.is_some_and(|a| self.lease_duration < a)
-    }
-}
-
-#[derive(Deserialize)]
-struct SecretEnvelope {
-    #[serde(default)]
-    lease_id: Option<String>,
-    #[serde(default)]
-    lease_duration: Option<u64>,
-    #[serde(default)]
-    renewable: Option<bool>,
-    #[serde(default)]
-    data: Option<serde_json::Map<String, Value>>,
-    #[serde(default)]
-    warnings: Option<Vec<String>>,
-    #[serde(default)]
-    wrap_info: Option<Value>,
-}
-
-/// Parses a 2xx secret body; never quotes it, since it holds secret values.
-fn parse_secret_envelope(
-    op: &str,
-    status: StatusCode,
-    bytes: &[u8],
-) -> Result<SecretEnvelope, VaultError> {
-    serde_json::from_slice(bytes).map_err(|e| VaultError::BadResponse {
-        op: op.to_string(),
-        status,
-        problem: if bytes.is_empty() {
-            "empty body".to_string()
-        } else {
-            format!(
-                "body is not Vault's JSON at line {} column {} (content not shown: it may hold a secret)",
-                e.line(),
-                e.column()
-            )
-        },
-    })
-}
-
-/// The version of a KV v2 answer read at a `…/data/…` path, `None` for any other answer.
-fn kv2_version(path: &str, data: &serde_json::Map<String, Value>) -> Option<u64> {
-    let on_data_path = path.split('/').skip(1).any(|s| s == "data");
-    let shaped = data.len() == 2 && data.contains_key("data") && data.contains_key("metadata");
-    if !on_data_path || !shaped {
-        return None;
-    }
-    data.get("metadata")?.get("version")?.as_u64()
-}
-
-/// Parses a whole secret read (any status, any bytes) for `path`; pure, so it can be fuzzed.
-pub fn parse_secret_response(
-    op: &str,
-    status: StatusCode,
-    path: &str,
-    bytes: &[u8],
-) -> Result<SecretRead, VaultError> {
-    check_status(op, status, None, bytes)?;
-    let env = parse_secret_envelope(op, status, bytes)?;
-    let bad = |problem: &str| VaultError::BadResponse {
-        op: op.to_string(),
-        status,
-        problem: problem.to_string(),
-    };
-    let Some(data) = env.data else {
-        return Err(if env.wrap_info.is_some_and(|w| !w.is_null()) {
-            bad("the answer is response-wrapped (wrap_info instead of data): check the path's wrapping policy")
-        } else {
-            bad("no data in the answer")
-        });
-    };
-    // Wrapped at once, so every copy of the values is wiped when dropped.
-    let mut data = SecretData(data);
-    let kv2_version = kv2_version(path, &data.0);
-    if kv2_version.is_some() {
-        let inner = match data.0.remove("data") {
-            Some(Value::Object(map)) => map,
-            other => {
-                drop(SecretData(
-                    other.into_iter().map(|v| (String::new(), v)).collect(),
-                ));
-                serde_json::Map::new()
-            }
-        };
-        data = SecretData(inner);
-    }
-    Ok(SecretRead {
-        data,
-        lease_id: env.lease_id.unwrap_or_default(),
-        lease_duration: Duration::from_secs(env.lease_duration.unwrap_or(0)).min(MAX_LEASE),
-        renewable: env.renewable.unwrap_or(false),
-        kv2_version,
-        warnings: env.warnings.unwrap_or_default(),
-    })
-}
-
-/// Parses a whole `sys/leases/renew` answer (any status, any bytes); pure, so it can be fuzzed.
-pub fn parse_lease_renewal(
-    op: &str,
-    status: StatusCode,
-    bytes: &[u8],
-) -> Result<LeaseRenewal, VaultError> {
-    check_status(op, status, None, bytes)?;
-    let env = parse_secret_envelope(op, status, bytes)?;
-    let lease_id = env.lease_id.unwrap_or_default();
-    if lease_id.is_empty() {
-        return Err(VaultError::BadResponse {
-            op: op.to_string(),
-            status,
-            problem: "no lease_id in the answer".to_string(),
-        });
-    }
-    Ok(LeaseRenewal {
-        lease_id,
-        lease_duration: Duration::from_secs(env.lease_duration.unwrap_or(0)).min(MAX_LEASE),
-        renewable: env.renewable.unwrap_or(false),
-        warnings: env.warnings.unwrap_or_default(),
-    })
-}
-
 fn redirect_policy() -> reqwest::redirect::Policy {
     // A standby answers 307 to the active node: follow one hop, never from https down to http.
     reqwest::redirect::Policy::custom(|attempt| {
@@ -788,106 +375,135 @@ fn redirect_policy() -> reqwest::redirect::Policy {
     })
 }
 
-fn parse_envelope(op: &str, status: StatusCode, bytes: &[u8]) -> Result<Envelope, VaultError> {
-    serde_json::from_slice(bytes).map_err(|e| VaultError::BadResponse {
-        op: op.to_string(),
-        status,
-        problem: if bytes.is_empty() {
-            "empty body".to_string()
-        } else {
-            format!("body is not Vault's JSON: {}", unquoted_excerpt(bytes, &e))
-        },
-    })
-}
-
-/// An excerpt of a 2xx body that failed to parse, unless it may hold a secret: a successful
-/// answer with a wrong-typed field, cut short or behind junk still holds `client_token` or
-/// `wrap_info.token`, so say where parsing stopped instead of quoting it.
-fn unquoted_excerpt(bytes: &[u8], e: &serde_json::Error) -> String {
-    // Any '{' may start an object holding a token, even after junk, and "token" or "accessor"
-    // may name one: quote only bodies with none of them (a proxy's or portal's HTML page).
-    let names = |word: &[u8]| {
-        bytes
-            .windows(word.len())
-            .any(|w| w.eq_ignore_ascii_case(word))
-    };
-    let may_hold_token = bytes.contains(&b'{') || names(b"token") || names(b"accessor");
-    if may_hold_token {
-        format!(
-            "{} at line {} column {} (content not shown: it may hold a token)",
-            match e.classify() {
-                serde_json::error::Category::Data => "a field has an unexpected type or value",
-                serde_json::error::Category::Eof => "the JSON is cut short",
-                _ => "invalid JSON",
-            },
-            e.line(),
-            e.column()
-        )
-    } else {
-        excerpt(bytes)
+pub fn parse_vault_addr(s: &str) -> Result<Url, String> {
+    const EXAMPLE: &str = "e.g. https://vault.example:8200";
+    let t = s.trim();
+    if !t.contains("://") {
+        return Err(format!(
+            "{s:?} has no scheme; use a url with http:// or https://, {EXAMPLE}"
+        ));
     }
-}
-
-fn auth_from(
-    op: &str,
-    status: StatusCode,
-    auth: Option<RawAuth>,
-    wrap_info: Option<&Value>,
-) -> Result<Auth, VaultError> {
-    let bad = |problem: &str| VaultError::BadResponse {
-        op: op.to_string(),
-        status,
-        problem: problem.to_string(),
-    };
-    // Never quote a JSON body here: it may hold a wrapping token or other secrets.
-    let raw = match auth {
-        Some(raw) if !raw.client_token.is_empty() => raw,
-        Some(_) => return Err(bad("auth.client_token is empty")),
-        None if wrap_info.is_some_and(|w| !w.is_null()) => {
-            return Err(bad(
-                "the answer is response-wrapped (wrap_info instead of auth): vault-login needs an unwrapped login; check the path's wrapping policy",
+    let mut url = Url::parse(t).map_err(|e| {
+        // The text may hold a password, so quote only what parsing the url did not need.
+        if t.contains('@') {
+            format!("not a valid url ({e}); use {EXAMPLE}")
+        } else {
+            format!("{s:?} is not a valid url ({e}); use {EXAMPLE}")
+        }
+    })?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "the url must not contain a user name or password; remove the \"user:password@\" part, {EXAMPLE}"
+        ));
+    }
+    match url.scheme() {
+        "http" | "https" => {}
+        other => {
+            return Err(format!(
+                "{s:?} has scheme {other:?}; use http:// or https://, {EXAMPLE}"
             ))
         }
-        None => return Err(bad("no auth.client_token in the answer")),
-    };
-    Ok(Auth {
-        client_token: Secret::new(raw.client_token),
-        accessor: Secret::new(raw.accessor),
-        policies: raw.policies.unwrap_or_default(),
-        lease_duration: Duration::from_secs(raw.lease_duration).min(MAX_LEASE),
-        renewable: raw.renewable,
-        token_type: raw.token_type.unwrap_or_else(|| "service".into()),
-        entity_id: raw.entity_id.unwrap_or_default(),
-        metadata: raw.metadata.unwrap_or_default(),
-    })
+    }
+    if url.query().is_some() {
+        return Err(format!(
+            "{s:?} has a query (?...); give only the base url, {EXAMPLE}"
+        ));
+    }
+    if url.fragment().is_some() {
+        return Err(format!(
+            "{s:?} has a fragment (#...); give only the base url, {EXAMPLE}"
+        ));
+    }
+    let path = url.path().trim_end_matches('/').to_string();
+    url.set_path(&path);
+    Ok(url)
 }
 
-/// The first 120 characters of a non-JSON body, tags stripped and whitespace folded.
-fn excerpt(bytes: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]);
-    let mut out = String::new();
-    let mut in_tag = false;
-    for c in text.chars() {
-        match c {
-            '<' => {
-                in_tag = true;
-                out.push(' ');
-            }
-            '>' if in_tag => in_tag = false,
-            _ if in_tag => {}
-            c if c.is_control() || c.is_whitespace() => out.push(' '),
-            c => out.push(c),
+/// Checks a '/'-separated path of Vault names (a mount or a namespace) once its outer '/' are gone.
+pub fn check_vault_path(original: &str, trimmed: &str, example: &str) -> Result<(), String> {
+    if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "{original:?} contains whitespace; use e.g. {example}"
+        ));
+    }
+    if trimmed.contains(['?', '#', '%', '\\']) {
+        return Err(format!(
+            "{original:?} contains '?', '#', '%' or '\\'; use e.g. {example}"
+        ));
+    }
+    for segment in trimmed.split('/') {
+        if segment.is_empty() {
+            return Err(format!(
+                "{original:?} has an empty segment (\"//\"); use e.g. {example}"
+            ));
+        }
+        if segment == "." || segment == ".." {
+            return Err(format!(
+                "{original:?} has a {segment:?} segment; use e.g. {example}"
+            ));
         }
     }
-    let folded = out.split_whitespace().collect::<Vec<_>>().join(" ");
-    let short: String = folded.chars().take(120).collect();
-    if short.is_empty() {
-        "(no text)".to_string()
-    } else if folded.chars().count() > 120 {
-        format!("{short:?}…")
-    } else {
-        format!("{short:?}")
+    Ok(())
+}
+
+pub fn parse_namespace(s: &str) -> Result<Option<String>, String> {
+    let trimmed = s.trim_matches('/');
+    if trimmed.is_empty() {
+        // "/" is the root namespace, the same as none.
+        return Ok(None);
     }
+    check_vault_path(s, trimmed, "admin or admin/team-a")?;
+    Ok(Some(trimmed.to_string()))
+}
+
+/// `VAULT_HEADERS` as the `vault` CLI reads it: a JSON object of header names to string values.
+/// Never quotes a value (it may be a secret), nor the JSON parser's message (it may quote one).
+pub fn parse_headers(s: &str) -> Result<Vec<(String, Secret)>, String> {
+    const EXAMPLE: &str = r#"e.g. {"X-Gateway-Key":"..."}"#;
+    // Headers the HTTP client or vault-login set, which a second value would break.
+    const RESERVED: [&str; 6] = [
+        "host",
+        "content-length",
+        "content-type",
+        "transfer-encoding",
+        "connection",
+        "user-agent",
+    ];
+    let map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(s).map_err(|_| {
+            format!("not a JSON object of header names to string values; use {EXAMPLE}")
+        })?;
+    let mut headers = Vec::with_capacity(map.len());
+    for (name, value) in map {
+        let lower = name.to_ascii_lowercase();
+        if lower.starts_with("x-vault-") {
+            return Err(format!(
+                "header {name:?}: X-Vault-* headers are vault-login's own (as in the vault CLI); use VAULT_NAMESPACE for the namespace"
+            ));
+        }
+        if RESERVED.contains(&lower.as_str()) {
+            return Err(format!(
+                "header {name:?} is set by the HTTP client; remove it"
+            ));
+        }
+        if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
+            return Err(format!(
+                "{name:?} is not a valid header name; use {EXAMPLE}"
+            ));
+        }
+        let serde_json::Value::String(value) = value else {
+            return Err(format!(
+                "the value of header {name:?} is not a string; use {EXAMPLE}"
+            ));
+        };
+        if reqwest::header::HeaderValue::from_str(&value).is_err() {
+            return Err(format!(
+                "the value of header {name:?} holds characters not allowed in a header"
+            ));
+        }
+        headers.push((name, Secret::new(value)));
+    }
+    Ok(headers)
 }
 
 #[cfg(test)]
@@ -934,16 +550,6 @@ mod tests {
         let long = vec![b'x'; 5000];
         assert!(excerpt(&long).chars().count() < 130);
         assert_eq!(excerpt(b""), "(no text)");
-    }
-
-    #[test]
-    fn wrapped_login_is_explained_without_quoting() {
-        let body = br#"{"auth":null,"wrap_info":{"token":"hvs.wrapsecret","ttl":300}}"#;
-        let env = parse_envelope("op", StatusCode::OK, body).unwrap();
-        let err = auth_from("op", StatusCode::OK, env.auth, env.wrap_info.as_ref()).unwrap_err();
-        let text = err.to_string();
-        assert!(text.contains("response-wrapped"));
-        assert!(!text.contains("wrapsecret"));
     }
 
     #[test]

@@ -48,7 +48,7 @@ fn config(s: &Setup, vars: &[(&str, &str)]) -> Config {
 }
 
 async fn login(s: &Setup, cfg: &Config) -> (VaultClient, Secret) {
-    let client = VaultClient::new(cfg).unwrap();
+    let client = VaultClient::new(&cfg.vault).unwrap();
     let jwt = Secret::new(std::fs::read_to_string(&s.jwt_path).unwrap());
     let auth = client.login("kubernetes", "default", &jwt).await.unwrap();
     (client, auth.client_token)

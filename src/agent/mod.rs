@@ -65,7 +65,7 @@ impl Agent {
     /// Prepares a run: builds the Vault client and checks the token file's directory, so
     /// configuration problems surface before any network call.
     pub fn new(cfg: Config, status: Arc<Status>) -> Result<Agent> {
-        let client = VaultClient::new(&cfg)?;
+        let client = VaultClient::new(&cfg.vault)?;
         let file = match &cfg.token_sink {
             TokenSink::File(path) => {
                 let f = TokenFile::new(path, cfg.token_file_mode, cfg.token_file_owner);
@@ -74,7 +74,7 @@ impl Agent {
             }
             TokenSink::Stdout => None,
         };
-        let hooks = Hooks::new(&cfg);
+        let hooks = Hooks::new(&cfg.hooks);
         let writer = SecretWriter::new(&cfg.secrets.dir, cfg.token_file_mode, cfg.token_file_owner);
         let secrets = cfg.secrets.specs.clone();
         if !secrets.is_empty() {

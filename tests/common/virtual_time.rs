@@ -241,16 +241,19 @@ impl Write for LogWriter {
 }
 
 impl Logs {
-    /// Makes this thread's log events land here (with `filter`, RUST_LOG syntax) until the
+    /// Makes this thread's log events land here (with `filter`, as `VAULT_LOGIN_LOG` takes it) until the
     /// guard is dropped.
     fn capture(&self, filter: &str) -> DefaultGuard {
         let buf = self.0.clone();
+        use tracing_subscriber::layer::SubscriberExt;
+        let targets: tracing_subscriber::filter::Targets = filter.parse().expect("a log filter");
         let subscriber = tracing_subscriber::fmt()
-            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_max_level(tracing::Level::TRACE)
             .with_writer(move || LogWriter(buf.clone()))
             .with_target(false)
             .with_ansi(false)
-            .finish();
+            .finish()
+            .with(targets);
         tracing::subscriber::set_default(subscriber)
     }
 

@@ -1,0 +1,739 @@
+//! Every setting, declared once: its flag, the variables read for it (a `VAULT_*` one with its
+//! `BAO_*` twin, or a `VAULT_LOGIN_*` one), its default, its parser and its help line.
+//!
+//! `--help`, README's configuration table and the error messages are all made from these
+//! declarations, so they cannot drift apart; the config module reads them and assembles the
+//! settings of each module.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use reqwest::Url;
+
+use crate::command::split_command;
+use crate::duration::{human, parse_duration, DURATION_HINT};
+use crate::hooks::{parse_signal, AppSignal};
+use crate::jwt::{DEFAULT_JWT_FILE, JWT_ENV};
+use crate::login::{parse_mount, parse_role};
+use crate::proxy::parse_proxy_url;
+use crate::secret::Secret;
+use crate::secrets::{SECRETS_DIR_ENV, SECRETS_REFRESH_ENV};
+use crate::server_name::parse_server_name;
+use crate::telemetry::{parse_filter, parse_log_format, LogFormat};
+use crate::tls::count_pem_certificates;
+use crate::token_file::{parse_mode, parse_owner, Owner, TokenSink, DEFAULT_TOKEN_FILE};
+use crate::vault::{parse_headers, parse_namespace, parse_vault_addr};
+
+/// What a setting is, without its parser: enough for `--help`, the README table and errors.
+#[derive(Debug)]
+pub struct About {
+    /// The flag, e.g. `--mount`; `None` when the setting is read from the environment only.
+    pub flag: Option<&'static str>,
+    /// The variables read when the flag is not given, in order; the first one names the setting.
+    pub env: &'static [&'static str],
+    /// Placeholder of the flag's value in `--help`; `None` for a switch (a flag without a value).
+    pub value: Option<&'static str>,
+    /// The default, written as a user would write it (and parsed like one); `None` for none.
+    pub default: Option<&'static str>,
+    /// Whether there is no default and the setting must be given.
+    pub required: bool,
+    /// What the setting does: one line for `--help` and README.
+    pub help: &'static str,
+}
+
+impl About {
+    /// The flag if there is one, else the main variable: how to name the setting to a user.
+    pub fn flag_or_name(&self) -> &'static str {
+        self.flag.unwrap_or(self.env[0])
+    }
+
+    /// The main variable's name, used when no value was given at all.
+    pub fn name(&self) -> &'static str {
+        self.env[0]
+    }
+
+    /// The help line with the variables and the default, as `--help` shows it.
+    pub fn help_line(&self) -> String {
+        let mut line = format!("{} [env: {}]", self.help, self.env.join(", "));
+        if let Some(default) = self.default {
+            line.push_str(&format!(" [default: {default}]"));
+        }
+        if self.required {
+            line.push_str(" (required)");
+        }
+        line
+    }
+
+    /// The setting's row in README's configuration table.
+    pub fn readme_row(&self) -> String {
+        let code = |s: &str| format!("`{s}`");
+        let env: Vec<String> = self.env.iter().map(|e| code(e)).collect();
+        let default = match (self.default, self.required) {
+            (Some(d), _) => code(d),
+            (None, true) => "required".to_string(),
+            (None, false) => "unset".to_string(),
+        };
+        format!(
+            "| {} | {} | {} | {} |",
+            env.join(" "),
+            self.flag.map_or_else(|| "(env only)".to_string(), code),
+            default,
+            self.help
+        )
+    }
+}
+
+/// One setting: what it is, and how its value is read.
+pub struct Setting<T: 'static> {
+    /// Flag, variables, default and help.
+    pub about: About,
+    /// Turns a given value (or the default) into the setting, or says what is wrong and what to do.
+    pub parse: fn(&str) -> Result<T, String>,
+}
+
+/// Every setting, in the order of `--help` and README's table.
+pub static ALL: &[&About] = &[
+    &VAULT_ADDR.about,
+    &ROLE.about,
+    &MOUNT.about,
+    &JWT_FILE.about,
+    &JWT.about,
+    &TOKEN_FILE.about,
+    &TOKEN_FILE_MODE.about,
+    &TOKEN_FILE_OWNER.about,
+    &ONCE.about,
+    &TIMEOUT.about,
+    &MIN_BACKOFF.about,
+    &MAX_BACKOFF.about,
+    &RENEW_INCREMENT.about,
+    &REVOKE_ON_EXIT.about,
+    &LISTEN.about,
+    &LOG.about,
+    &LOG_FORMAT.about,
+    &NAMESPACE.about,
+    &HEADERS.about,
+    &CA_CERT.about,
+    &CA_CERT_BYTES.about,
+    &CA_PATH.about,
+    &CLIENT_CERT.about,
+    &CLIENT_KEY.about,
+    &TLS_SERVER_NAME.about,
+    &SKIP_VERIFY.about,
+    &CLIENT_TIMEOUT.about,
+    &DISABLE_REDIRECTS.about,
+    &PROXY_ADDR.about,
+    &HTTPS_PROXY.about,
+    &HTTP_PROXY.about,
+    &NO_PROXY.about,
+    &ON_CHANGE.about,
+    &ON_CHANGE_TIMEOUT.about,
+    &SIGNAL_PID_FILE.about,
+    &SIGNAL.about,
+    &TOKEN_INFO_FILE.about,
+    &SECRETS_DIR.about,
+    &SECRETS_REFRESH.about,
+];
+
+/// A setting read from a flag and its variables.
+const fn flag(
+    flag: &'static str,
+    env: &'static [&'static str],
+    value: Option<&'static str>,
+    default: Option<&'static str>,
+    help: &'static str,
+) -> About {
+    About {
+        flag: Some(flag),
+        env,
+        value,
+        default,
+        required: false,
+        help,
+    }
+}
+
+/// A setting read from the environment only.
+const fn env_only(
+    env: &'static [&'static str],
+    default: Option<&'static str>,
+    help: &'static str,
+) -> About {
+    About {
+        flag: None,
+        env,
+        value: None,
+        default,
+        required: false,
+        help,
+    }
+}
+
+/// Vault's address.
+pub const VAULT_ADDR: Setting<Url> = Setting {
+    about: About {
+        required: true,
+        ..flag(
+            "--vault-addr",
+            &["VAULT_ADDR", "BAO_ADDR"],
+            Some("URL"),
+            None,
+            "your Vault's URL, e.g. https://vault.example:8200",
+        )
+    },
+    parse: parse_vault_addr,
+};
+/// The kubernetes auth role.
+pub const ROLE: Setting<String> = Setting {
+    about: About {
+        required: true,
+        ..flag(
+            "--role",
+            &["VAULT_LOGIN_ROLE"],
+            Some("ROLE"),
+            None,
+            "the kubernetes auth role to log in as",
+        )
+    },
+    parse: parse_role,
+};
+/// The kubernetes auth mount.
+pub const MOUNT: Setting<String> = Setting {
+    about: flag(
+        "--mount",
+        &["VAULT_LOGIN_MOUNT"],
+        Some("PATH"),
+        Some("kubernetes"),
+        "path the kubernetes auth method is mounted at (may contain /)",
+    ),
+    parse: parse_mount,
+};
+/// The service-account JWT file.
+pub const JWT_FILE: Setting<PathBuf> = Setting {
+    about: flag(
+        "--jwt-file",
+        &["VAULT_LOGIN_JWT_FILE"],
+        Some("FILE"),
+        Some(DEFAULT_JWT_FILE),
+        "projected service-account token file, re-read at every login",
+    ),
+    parse: |s| parse_file_path(s, "the service-account token"),
+};
+/// The JWT itself.
+pub const JWT: Setting<Secret> = Setting {
+    about: env_only(&[JWT_ENV], None,
+        "the JWT itself, for local debugging (never a flag: process arguments are visible to others); wins over the file"),
+    parse: |s| Ok(Secret::new(s.to_string())),
+};
+/// Where the token goes.
+pub const TOKEN_FILE: Setting<TokenSink> = Setting {
+    about: flag(
+        "--token-file",
+        &["VAULT_LOGIN_TOKEN_FILE"],
+        Some("FILE"),
+        Some(DEFAULT_TOKEN_FILE),
+        "file to write the Vault token to; - prints it (once mode only)",
+    ),
+    parse: |s| match s {
+        "-" => Ok(TokenSink::Stdout),
+        _ => parse_file_path(s, "the vault token").map(TokenSink::File),
+    },
+};
+/// The token file's mode.
+pub const TOKEN_FILE_MODE: Setting<u32> = Setting {
+    about: flag(
+        "--token-file-mode",
+        &["VAULT_LOGIN_TOKEN_FILE_MODE"],
+        Some("MODE"),
+        Some("0600"),
+        "octal permission bits of the token file, exact on every write (umask ignored)",
+    ),
+    parse: parse_mode,
+};
+/// The token file's owner.
+pub const TOKEN_FILE_OWNER: Setting<Owner> = Setting {
+    about: flag(
+        "--token-file-owner",
+        &["VAULT_LOGIN_TOKEN_FILE_OWNER"],
+        Some("UID[:GID]"),
+        None,
+        "numeric owner to chown the token file to at every write, UID or UID:GID",
+    ),
+    parse: parse_owner,
+};
+/// Once (init container) mode.
+pub const ONCE: Setting<bool> = Setting {
+    about: flag(
+        "--once",
+        &["VAULT_LOGIN_ONCE"],
+        None,
+        Some("false"),
+        "init-container mode: log in, write the token and exit 0",
+    ),
+    parse: parse_bool,
+};
+/// The once-mode deadline.
+pub const TIMEOUT: Setting<Duration> = Setting {
+    about: flag(
+        "--timeout",
+        &["VAULT_LOGIN_TIMEOUT"],
+        Some("DURATION"),
+        Some("5m"),
+        "in once mode, give up (exit 1) after this long",
+    ),
+    parse: positive,
+};
+/// The shortest retry wait.
+pub const MIN_BACKOFF: Setting<Duration> = Setting {
+    about: flag(
+        "--min-backoff",
+        &["VAULT_LOGIN_MIN_BACKOFF"],
+        Some("DURATION"),
+        Some("1s"),
+        "shortest wait between retries",
+    ),
+    parse: positive,
+};
+/// The longest retry wait.
+pub const MAX_BACKOFF: Setting<Duration> = Setting {
+    about: flag(
+        "--max-backoff",
+        &["VAULT_LOGIN_MAX_BACKOFF"],
+        Some("DURATION"),
+        Some("5m"),
+        "longest wait between retries",
+    ),
+    parse: positive,
+};
+/// The renewal increment.
+pub const RENEW_INCREMENT: Setting<Duration> = Setting {
+    about: flag(
+        "--renew-increment",
+        &["VAULT_LOGIN_RENEW_INCREMENT"],
+        Some("DURATION"),
+        None,
+        "increment to ask for when renewing the token, at least 1s (unset: Vault decides)",
+    ),
+    parse: at_least_a_second,
+};
+/// Revoke on exit.
+pub const REVOKE_ON_EXIT: Setting<bool> = Setting {
+    about: flag(
+        "--revoke-on-exit",
+        &["VAULT_LOGIN_REVOKE_ON_EXIT"],
+        None,
+        Some("false"),
+        "on SIGTERM/SIGINT, revoke the token (2 s bound) and remove the file",
+    ),
+    parse: parse_bool,
+};
+/// The health/metrics address.
+pub const LISTEN: Setting<SocketAddr> = Setting {
+    about: flag(
+        "--listen",
+        &["VAULT_LOGIN_LISTEN"],
+        Some("ADDR"),
+        None,
+        "address of the /healthz, /readyz and /metrics server, e.g. 0.0.0.0:9102 or :9102",
+    ),
+    parse: parse_listen,
+};
+/// The log filter.
+pub const LOG: Setting<String> = Setting {
+    about: flag(
+        "--log",
+        &["VAULT_LOGIN_LOG"],
+        Some("FILTER"),
+        Some("info"),
+        "log filter: levels and target=level directives (RUST_LOG syntax without span or field filters), e.g. info or vault_login=debug",
+    ),
+    parse: parse_filter,
+};
+/// The log format.
+pub const LOG_FORMAT: Setting<LogFormat> = Setting {
+    about: flag(
+        "--log-format",
+        &["VAULT_LOGIN_LOG_FORMAT"],
+        Some("FORMAT"),
+        Some("text"),
+        "log format on stderr: text, or json (one object per line)",
+    ),
+    parse: parse_log_format,
+};
+/// The Vault namespace; "/" (the root namespace) parses to none.
+pub const NAMESPACE: Setting<Option<String>> = Setting {
+    about: flag(
+        "--namespace",
+        &["VAULT_NAMESPACE", "BAO_NAMESPACE"],
+        Some("NAMESPACE"),
+        None,
+        "Enterprise/OpenBao namespace, sent as X-Vault-Namespace",
+    ),
+    parse: parse_namespace,
+};
+/// Extra request headers.
+pub const HEADERS: Setting<Vec<(String, Secret)>> = Setting {
+    about: env_only(&["VAULT_HEADERS", "BAO_HEADERS"], None,
+        "extra headers for every request, a JSON object of names to string values (e.g. an API gateway's key); X-Vault-* refused as in the vault CLI; values never logged"),
+    parse: parse_headers,
+};
+/// The CA file.
+pub const CA_CERT: Setting<PathBuf> = Setting {
+    about: flag(
+        "--ca-cert",
+        &["VAULT_CACERT", "BAO_CACERT"],
+        Some("FILE"),
+        None,
+        "PEM file of CA certificates to trust instead of the built-in public roots",
+    ),
+    parse: |s| readable(s, false, "give the path of a PEM file of CA certificates"),
+};
+/// The CA certificates' PEM text.
+pub const CA_CERT_BYTES: Setting<String> = Setting {
+    about: env_only(
+        &["VAULT_CACERT_BYTES", "BAO_CACERT_BYTES"],
+        None,
+        "the CA certificates' PEM text itself",
+    ),
+    parse: |s| count_pem_certificates(s).map(|_| s.to_string()),
+};
+/// The CA directory.
+pub const CA_PATH: Setting<PathBuf> = Setting {
+    about: flag("--ca-path", &["VAULT_CAPATH", "BAO_CAPATH"], Some("DIR"), None,
+        "directory of PEM CA certificates to trust; as in the vault CLI the first CA setting given (file, text, directory) decides"),
+    parse: |s| readable(s, true, "give a directory of PEM CA certificates"),
+};
+/// The mTLS client certificate.
+pub const CLIENT_CERT: Setting<PathBuf> = Setting {
+    about: flag(
+        "--client-cert",
+        &["VAULT_CLIENT_CERT", "BAO_CLIENT_CERT"],
+        Some("FILE"),
+        None,
+        "PEM client certificate for mTLS (needs the client key)",
+    ),
+    parse: |s| readable(s, false, "give the path of the PEM client certificate"),
+};
+/// The mTLS client key.
+pub const CLIENT_KEY: Setting<PathBuf> = Setting {
+    about: flag(
+        "--client-key",
+        &["VAULT_CLIENT_KEY", "BAO_CLIENT_KEY"],
+        Some("FILE"),
+        None,
+        "PEM client key for mTLS (needs the client certificate)",
+    ),
+    parse: |s| readable(s, false, "give the path of the PEM client key"),
+};
+/// The TLS server name.
+pub const TLS_SERVER_NAME: Setting<String> = Setting {
+    about: flag("--tls-server-name", &["VAULT_TLS_SERVER_NAME", "BAO_TLS_SERVER_NAME"], Some("NAME"), None,
+        "name sent as SNI and checked in Vault's certificate, while connecting to VAULT_ADDR's host (an IP address, or through a proxy: only checked)"),
+    parse: parse_server_name,
+};
+/// Skip certificate verification.
+pub const SKIP_VERIFY: Setting<bool> = Setting {
+    about: flag(
+        "--tls-skip-verify",
+        &["VAULT_SKIP_VERIFY", "BAO_SKIP_VERIFY"],
+        None,
+        Some("false"),
+        "do not verify Vault's certificate (dangerous; warns at every start)",
+    ),
+    parse: parse_bool,
+};
+/// The per-request timeout.
+pub const CLIENT_TIMEOUT: Setting<Duration> = Setting {
+    about: flag(
+        "--client-timeout",
+        &["VAULT_CLIENT_TIMEOUT", "BAO_CLIENT_TIMEOUT"],
+        Some("DURATION"),
+        Some("60s"),
+        "timeout of each request to Vault",
+    ),
+    parse: positive,
+};
+/// Do not follow redirects.
+pub const DISABLE_REDIRECTS: Setting<bool> = Setting {
+    about: flag("--disable-redirects", &["VAULT_DISABLE_REDIRECTS", "BAO_DISABLE_REDIRECTS"], None, Some("false"),
+        "do not follow a standby's redirect to the active node (one hop is followed otherwise, never from https to http)"),
+    parse: parse_bool,
+};
+/// The proxy for every request.
+pub const PROXY_ADDR: Setting<Url> = Setting {
+    about: flag("--proxy-addr", &["VAULT_PROXY_ADDR", "BAO_PROXY_ADDR", "VAULT_HTTP_PROXY", "BAO_HTTP_PROXY"], Some("URL"), None,
+        "HTTP proxy for every request to Vault, NO_PROXY notwithstanding; without it HTTPS_PROXY, HTTP_PROXY and NO_PROXY apply"),
+    parse: parse_proxy_url,
+};
+// The usual proxy variables, upper case first as in Go; they have no flags.
+/// The proxy for an https Vault.
+pub const HTTPS_PROXY: Setting<Url> = Setting {
+    about: env_only(&["HTTPS_PROXY", "https_proxy"], None,
+        "without VAULT_PROXY_ADDR, the proxy for an https Vault (tunnelled with CONNECT; user:password@ is sent as Proxy-Authorization, never logged)"),
+    parse: parse_proxy_url,
+};
+/// The proxy for an http Vault.
+pub const HTTP_PROXY: Setting<Url> = Setting {
+    about: env_only(
+        &["HTTP_PROXY", "http_proxy"],
+        None,
+        "without VAULT_PROXY_ADDR, the proxy for an http Vault",
+    ),
+    parse: parse_proxy_url,
+};
+/// Hosts reached directly.
+pub const NO_PROXY: Setting<String> = Setting {
+    about: env_only(&["NO_PROXY", "no_proxy"], None,
+        "hosts, .domain suffixes and networks reached without HTTPS_PROXY/HTTP_PROXY; loopback and localhost are always direct"),
+    parse: |s| Ok(s.to_string()),
+};
+/// The on-change command.
+pub const ON_CHANGE: Setting<Vec<String>> = Setting {
+    about: flag("--on-change", &["VAULT_LOGIN_ON_CHANGE"], Some("COMMAND"), None,
+        "program and arguments to run after each new token, split like a shell would (no shell runs)"),
+    parse: parse_on_change,
+};
+/// The on-change command's time limit.
+pub const ON_CHANGE_TIMEOUT: Setting<Duration> = Setting {
+    about: flag(
+        "--on-change-timeout",
+        &["VAULT_LOGIN_ON_CHANGE_TIMEOUT"],
+        Some("DURATION"),
+        Some("30s"),
+        "kill the on-change command (and its children) after this long",
+    ),
+    parse: positive,
+};
+/// The app's pid file.
+pub const SIGNAL_PID_FILE: Setting<PathBuf> = Setting {
+    about: flag(
+        "--signal-pid-file",
+        &["VAULT_LOGIN_SIGNAL_PID_FILE"],
+        Some("FILE"),
+        None,
+        "file holding the pid of the app to signal after each new token",
+    ),
+    parse: |s| parse_file_path(s, "the app's process id"),
+};
+/// The signal for the app.
+pub const SIGNAL: Setting<AppSignal> = Setting {
+    about: flag("--signal", &["VAULT_LOGIN_SIGNAL"], Some("SIGNAL"), Some("HUP"),
+        "signal to send to that app: a name with or without SIG (HUP, USR1, USR2, TERM, INT, QUIT, WINCH, ...) or its number"),
+    parse: parse_signal,
+};
+/// The token info file.
+pub const TOKEN_INFO_FILE: Setting<PathBuf> = Setting {
+    about: flag("--token-info-file", &["VAULT_LOGIN_TOKEN_INFO_FILE"], Some("FILE"), None,
+        "file for the token's JSON metadata (never the token), rewritten at every login and renewal"),
+    parse: parse_info_file,
+};
+/// Where secret files go; checked only when there are secrets.
+pub const SECRETS_DIR: Setting<PathBuf> = Setting {
+    about: env_only(&[SECRETS_DIR_ENV], None,
+        "where the VAULT_LOGIN_SECRET_<NAME> files go (unset: the token file's directory), written like the token file"),
+    parse: |s| Ok(PathBuf::from(s)),
+};
+/// How often secrets are read again.
+pub const SECRETS_REFRESH: Setting<Duration> = Setting {
+    about: env_only(&[SECRETS_REFRESH_ENV], Some("5m"),
+        "how often the sidecar reads each secret again; a file is rewritten only when its content (KV v2: version) changes"),
+    parse: at_least_a_second,
+};
+
+/// A duration of more than zero.
+fn positive(s: &str) -> Result<Duration, String> {
+    let d = parse_duration(s)?;
+    if d.is_zero() {
+        return Err(format!("{s:?} must be more than zero; {DURATION_HINT}"));
+    }
+    Ok(d)
+}
+
+/// A duration of at least one second.
+fn at_least_a_second(s: &str) -> Result<Duration, String> {
+    let d = positive(s)?;
+    if d < Duration::from_secs(1) {
+        return Err(format!(
+            "{s:?} is less than {}; {DURATION_HINT}",
+            human(Duration::from_secs(1))
+        ));
+    }
+    Ok(d)
+}
+
+/// A path that names a file (not ending in '/').
+fn parse_file_path(s: &str, what: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    if s.ends_with('/') || path.file_name().is_none() {
+        return Err(format!(
+            "{s:?} is not a file path; give the path of the file for {what}"
+        ));
+    }
+    Ok(path)
+}
+
+/// A path to a file (or, with `dir`, a directory) that must be readable now.
+fn readable(s: &str, dir: bool, todo: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(s);
+    check_readable(&path, dir).map_err(|problem| format!("{problem}; {todo}"))?;
+    Ok(path)
+}
+
+pub fn check_readable(path: &Path, dir: bool) -> Result<(), String> {
+    let q = format!("{:?}", path.display().to_string());
+    let meta = std::fs::metadata(path).map_err(|e| format!("{q} {}", io_problem(&e)))?;
+    if dir {
+        if !meta.is_dir() {
+            return Err(format!("{q} is not a directory"));
+        }
+        std::fs::read_dir(path).map_err(|e| format!("{q} cannot be listed: {}", io_problem(&e)))?;
+    } else {
+        if meta.is_dir() {
+            return Err(format!("{q} is a directory, not a file"));
+        }
+        std::fs::File::open(path).map_err(|e| format!("{q} cannot be read: {}", io_problem(&e)))?;
+    }
+    Ok(())
+}
+
+fn io_problem(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "does not exist".to_string(),
+        std::io::ErrorKind::PermissionDenied => "is not readable (permission denied)".to_string(),
+        _ => {
+            let text = e.to_string();
+            let mut chars = text.chars();
+            match chars.next() {
+                Some(first) => format!(
+                    "cannot be read ({}{})",
+                    first.to_lowercase(),
+                    chars.as_str()
+                ),
+                None => "cannot be read".to_string(),
+            }
+        }
+    }
+}
+
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let t = s.trim();
+    let addr = match t.strip_prefix(':') {
+        // Go's ":9102": every IPv4 interface.
+        Some(port) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => port
+            .parse::<u16>()
+            .ok()
+            .map(|port| SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))),
+        Some(_) => None,
+        None => t.parse::<SocketAddr>().ok(),
+    };
+    addr.ok_or_else(|| {
+        format!("{s:?} is not an address; use IP:PORT such as 0.0.0.0:9102, [::]:9102 or :9102")
+    })
+}
+
+/// Splits the on-change command and checks that a program given by path exists.
+fn parse_on_change(s: &str) -> Result<Vec<String>, String> {
+    let argv = split_command(s)?;
+    // split_command returns at least the program.
+    let program = argv.first().map_or("", String::as_str);
+    // A bare name is looked up in PATH when it runs; a path can be checked now.
+    if program.contains('/') {
+        match std::fs::metadata(program) {
+            Ok(meta) if meta.is_dir() => {
+                return Err(format!(
+                    "program {program:?} is a directory; give the path of an executable"
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => {
+                return Err(format!(
+                "program {program:?} {}; give the path of an executable in this container's image",
+                io_problem(&e)
+            ))
+            }
+        }
+    }
+    Ok(argv)
+}
+
+/// A path for the token info file, in a directory that exists now (like the token file's).
+fn parse_info_file(s: &str) -> Result<PathBuf, String> {
+    let path = parse_file_path(s, "the token's metadata")?;
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match std::fs::metadata(dir) {
+        Ok(meta) if meta.is_dir() => Ok(path),
+        Ok(_) => Err(format!(
+            "{s:?} is in {:?}, which is not a directory; give a path in an existing directory",
+            dir.display().to_string()
+        )),
+        Err(e) => Err(format!(
+            "the directory of {s:?} {}; mount the shared volume there or give a path in an existing directory",
+            io_problem(&e)
+        )),
+    }
+}
+
+/// Parses true/false, 1/0, yes/no, on/off, in any case.
+pub fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("{s:?} is not a boolean; use true or false")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// README's configuration table: the rows between its header and the first line that is
+    /// not a row.
+    fn readme_rows() -> Vec<String> {
+        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+            .expect("README.md is readable");
+        readme
+            .lines()
+            .skip_while(|l| *l != "| env | flag | default | meaning |")
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(str::to_string)
+            .collect()
+    }
+
+    #[test]
+    fn readme_table_is_the_declarations() {
+        let want: Vec<String> = ALL.iter().map(|a| a.readme_row()).collect();
+        assert_eq!(
+            readme_rows(),
+            want,
+            "README's configuration table differs from src/settings.rs; the table should be:\n{}",
+            want.join("\n")
+        );
+    }
+
+    #[test]
+    fn every_default_parses_and_every_name_is_unique() {
+        // Parsing each typed default is what Config::load does; here only the names are checked,
+        // and config's tests load a configuration that uses every default.
+        let mut seen = std::collections::HashSet::new();
+        for about in ALL {
+            for name in about.env.iter().chain(about.flag.iter()) {
+                assert!(seen.insert(*name), "{name} is declared twice");
+            }
+            assert!(!(about.required && about.default.is_some()), "{about:?}");
+            assert!(about.flag.is_some() || about.value.is_none(), "{about:?}");
+        }
+    }
+
+    #[test]
+    fn durations_say_what_is_wrong() {
+        assert!(positive("0s").unwrap_err().contains("more than zero"));
+        assert!(at_least_a_second("500ms")
+            .unwrap_err()
+            .contains("is less than 1s"));
+        assert_eq!(at_least_a_second("90s"), Ok(Duration::from_secs(90)));
+    }
+}
