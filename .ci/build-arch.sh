@@ -48,6 +48,7 @@ trap 'rm -f "$log"' EXIT
 
 # 1. The target's standard library: prebuilt, or else built from rust-src (-Zbuild-std).
 build_std=()
+build_dir=$target_dir
 if ! command -v rustup >/dev/null; then
   sysroot=$(rustc --print sysroot)
   if [ ! -d "$sysroot/lib/rustlib/$triple" ]; then
@@ -69,6 +70,9 @@ else
     # Without the prebuilt std there are no self-contained crt objects: zig's musl supplies them.
     var=CARGO_TARGET_$(echo "$triple" | tr 'a-z-' 'A-Z_')_RUSTFLAGS
     export "$var"="${!var:-} -Clink-self-contained=no"
+    # A target directory of its own: build scripts that watch RUSTC_BOOTSTRAP (proc-macro2's)
+    # would otherwise make every other build in target/ recompile its host crates, and back.
+    build_dir=$target_dir/build-std
   else
     loud "build-arch: SKIPPED $arch: the $triple standard library cannot be installed on this machine ($reason), nor rust-src to build it ($(tail -n 1 "$log"))"
     exit 3
@@ -96,8 +100,13 @@ export PATH="$venv/bin:$PATH"
 
 # 3. Build.
 t0=$(date +%s)
-cargo-zigbuild zigbuild --release --locked --target "$triple" --bin vault-login ${build_std[@]+"${build_std[@]}"}
+CARGO_TARGET_DIR=$build_dir cargo-zigbuild zigbuild --release --locked --target "$triple" \
+  --bin vault-login ${build_std[@]+"${build_std[@]}"}
 bin=$target_dir/$triple/release/vault-login
+if [ "$build_dir" != "$target_dir" ]; then
+  mkdir -p "$(dirname "$bin")"
+  cp "$build_dir/$triple/release/vault-login" "$bin"
+fi
 
 # 4. Check: an ELF for the right machine, with no interpreter and no shared libraries.
 header=$(readelf -h "$bin")
