@@ -112,10 +112,29 @@ pub fn build_release() -> Result<PathBuf, String> {
 /// platform because its Rust standard library cannot be installed on this machine (exit code 3).
 pub fn build_arch(arch: &Arch) -> Result<Option<PathBuf>, String> {
     eprintln!("   $ bash .ci/build-arch.sh {}", arch.name);
-    let status = Command::new("bash")
-        .arg(".ci/build-arch.sh")
+    let mut cmd = Command::new("bash");
+    cmd.arg(".ci/build-arch.sh")
         .arg(arch.name)
-        .current_dir(workspace_root())
+        .current_dir(workspace_root());
+    // The variables `cargo run` sets for this harness: ring's build script watches
+    // CARGO_MANIFEST_DIR, so passing them on would recompile ring and relink (about 3 minutes
+    // per platform) what CI's musl-smoke has just built.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&key.as_ref())
+        {
+            cmd.env_remove(key.as_ref());
+        }
+    }
+    let status = cmd
         .status()
         .map_err(|e| format!("cannot run bash .ci/build-arch.sh: {e}"))?;
     match status.code() {
