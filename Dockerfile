@@ -1,31 +1,43 @@
 # syntax=docker/dockerfile:1
-# vault-login: a static (musl) binary on an empty base image.
+# vault-login: a static (musl) binary on an empty base image, for linux/amd64, linux/arm64 and
+# linux/arm/v7:
 #
-#   docker buildx build --build-arg VERSION=0.1.0 -t ghcr.io/example/vault-login:0.1.0 .
+#   docker buildx build --platform linux/amd64,linux/arm64,linux/arm/v7 \
+#     --build-arg VERSION=0.1.0 -t ghcr.io/example/vault-login:0.1.0 --push .
 #
-# Needs BuildKit (cache mounts). Builds linux/amd64 only (x86_64-unknown-linux-musl).
+# Needs BuildKit (cache mounts). The builder stage runs on the build machine's own platform and
+# cross-compiles for each target platform with .ci/build-arch.sh (cargo-zigbuild and zig), so no
+# compiler runs under emulation.
 #
 # checkov:skip=CKV_DOCKER_2: FROM scratch has no shell or HTTP client for a HEALTHCHECK; Kubernetes probes GET /healthz and /readyz (VAULT_LOGIN_LISTEN) instead, and Docker HEALTHCHECK is ignored by Kubernetes anyway.
 
-ARG RUST_TARGET=x86_64-unknown-linux-musl
-
-FROM docker.io/library/rust:1-bookworm AS builder
-ARG RUST_TARGET
-# musl-gcc for ring's C/asm parts. Pinned to bookworm's version (hadolint DL3008).
+FROM --platform=$BUILDPLATFORM docker.io/library/rust:1-bookworm AS builder
+# python3-venv for the pinned zig and cargo-zigbuild wheels build-arch.sh installs. Pinned to
+# bookworm's version (hadolint DL3008).
 RUN apt-get update \
- && apt-get install -y --no-install-recommends musl-tools=1.2.3-1 \
- && rm -rf /var/lib/apt/lists/* \
- && rustup target add "${RUST_TARGET}"
+ && apt-get install -y --no-install-recommends python3-venv=3.11.2-1+b1 \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-# Registry, git checkouts and target/ live in BuildKit cache mounts, so a source-only change
-# re-compiles vault-login alone; the binary is copied out of the cache mount to /out.
+ARG TARGETARCH
+ARG TARGETVARIANT
+# Registry, git checkouts, target/ (with the zig venv) and zig's cache live in BuildKit cache
+# mounts, so a source-only change re-compiles vault-login alone; the binary is copied out of the
+# cache mount to /out. sharing=locked: the platforms of one multi-platform build take turns in
+# target/ rather than racing to set up the zig venv.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/usr/local/cargo/git \
-    --mount=type=cache,target=/src/target \
-    cargo build --release --locked --target "${RUST_TARGET}" --bin vault-login \
+    --mount=type=cache,target=/src/target,sharing=locked \
+    --mount=type=cache,target=/root/.cache,sharing=locked \
+    case "${TARGETARCH}/${TARGETVARIANT}" in \
+      amd64/*) arch=amd64 triple=x86_64-unknown-linux-musl ;; \
+      arm64/*) arch=arm64 triple=aarch64-unknown-linux-musl ;; \
+      arm/v7) arch=armv7 triple=armv7-unknown-linux-musleabihf ;; \
+      *) echo "unsupported platform ${TARGETARCH}/${TARGETVARIANT}: linux/amd64, linux/arm64 or linux/arm/v7" >&2; exit 1 ;; \
+    esac \
+ && bash .ci/build-arch.sh "${arch}" \
  && mkdir -p /out \
- && cp "target/${RUST_TARGET}/release/vault-login" /out/vault-login
+ && cp "target/${triple}/release/vault-login" /out/vault-login
 
 FROM scratch
 ARG VERSION=0.1.0

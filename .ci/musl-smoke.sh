@@ -1,33 +1,109 @@
 #!/usr/bin/env bash
-# Builds the static musl binary exactly as the Dockerfile does, checks it is static and small,
-# then runs a smoke subset of the integration tests against it (VAULT_LOGIN_BIN).
+# Builds the static binaries the image ships, each through .ci/build-arch.sh exactly as the
+# Dockerfile does, and runs a smoke subset of the integration tests against them (VAULT_LOGIN_BIN):
+#   amd64  natively;
+#   arm64  under user-mode emulation: VAULT_LOGIN_BIN is a wrapper that execs qemu-aarch64-static,
+#          so the tests' signals reach the emulated vault-login itself;
+#   armv7  built and started (--version) under qemu-arm-static only, to keep CI short.
+# The smoke subset covers login and the token file's mode, renewals, the re-login before max TTL,
+# SIGTERM and /readyz. A target whose standard library cannot be installed here is SKIPPED with a
+# loud banner (build-arch.sh exit 3), and listed again at the end; any other failure fails CI.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target=x86_64-unknown-linux-musl
 
-if ! rustup target list --installed | grep -qx "$target"; then
-  if ! rustup target add "$target"; then
-    # rust-std for musl comes from the Rust distribution server, which a machine without it may
-    # not reach: say so loudly rather than fail every other check with it.
-    echo "musl-smoke: SKIPPED: the $target target cannot be installed on this machine" >&2
-    exit 0
+# Test-name filters (substrings) and the test files that hold them. Each filter must match a test
+# that passed: a renamed test must not turn the smoke run into a silent no-op.
+SMOKE=(once_writes_the_token_with_mode renews_several_times sigterm_stops_quickly
+  readyz_follows_the_token logs_in_again_before_max_ttl)
+SMOKE_FILES=(--test once --test sidecar --test sidecar_health)
+
+target_dir=${CARGO_TARGET_DIR:-target}
+summary=()
+skipped=()
+
+# elapsed SINCE: seconds since SINCE (date +%s).
+elapsed() { echo $(($(date +%s) - $1)); }
+
+# build ARCH: builds through build-arch.sh; returns 3 (after recording the skip) if skipped.
+build() {
+  local arch=$1 t0 rc=0
+  t0=$(date +%s)
+  bash .ci/build-arch.sh "$arch" || rc=$?
+  if [ "$rc" -eq 3 ]; then
+    skipped+=("$arch")
+    summary+=("$arch: SKIPPED (standard library not installable here; see the banner above)")
+    return 3
+  elif [ "$rc" -ne 0 ]; then
+    echo "musl-smoke: build of $arch failed (exit $rc)" >&2
+    exit 1
   fi
-fi
-if ! command -v musl-gcc >/dev/null; then
-  (apt-get update -qq && apt-get install -y -qq musl-tools >/dev/null) ||
-    { echo "musl-smoke: cannot install musl-tools" >&2; exit 1; }
+  echo "musl-smoke: $arch built in $(elapsed "$t0")s"
+}
+
+# smoke LABEL BIN: the smoke subset against BIN; checks that every filter matched a passed test.
+smoke() {
+  local label=$1 bin=$2 t0 out f
+  t0=$(date +%s)
+  out=$(mktemp)
+  if ! VAULT_LOGIN_BIN="$bin" cargo test --locked "${SMOKE_FILES[@]}" -- "${SMOKE[@]}" 2>&1 | tee "$out"; then
+    rm -f "$out"
+    echo "musl-smoke: smoke tests against the $label binary FAILED" >&2
+    exit 1
+  fi
+  for f in "${SMOKE[@]}"; do
+    if ! grep -Eq "^test [a-z0-9_]*${f}[a-z0-9_]* \.\.\. ok\$" "$out"; then
+      rm -f "$out"
+      echo "musl-smoke: no passed test matches '$f' ($label): renamed? update SMOKE in $0" >&2
+      exit 1
+    fi
+  done
+  rm -f "$out"
+  summary+=("$label: smoke tests passed ($(elapsed "$t0")s)")
+}
+
+# qemu NAME: the path of qemu-NAME-static (or qemu-NAME), installing Debian's qemu-user-static.
+qemu() {
+  local name=$1 q
+  for q in "qemu-$name-static" "qemu-$name"; do
+    if command -v "$q" >/dev/null; then command -v "$q"; return; fi
+  done
+  echo "musl-smoke: installing qemu-user-static (user-mode emulation)" >&2
+  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    qemu-user-static >/dev/null) >&2 ||
+    { echo "musl-smoke: cannot install qemu-user-static" >&2; exit 1; }
+  command -v "qemu-$name-static"
+}
+
+# amd64: what the linux/amd64 image ships, natively.
+if build amd64; then
+  smoke amd64 "$PWD/$target_dir/x86_64-unknown-linux-musl/release/vault-login"
 fi
 
-cargo build --release --locked --target "$target" --bin vault-login
-bin=target/$target/release/vault-login
-if ldd "$bin" 2>&1 | grep -q '=>'; then
-  echo "musl-smoke: $bin is dynamically linked" >&2
-  ldd "$bin" >&2
-  exit 1
+# arm64 under qemu. The wrapper execs qemu, so the PID the tests signal is the emulated binary.
+if build arm64; then
+  qemu_aarch64=$(qemu aarch64)
+  wrapper=$PWD/$target_dir/aarch64-unknown-linux-musl/release/vault-login-qemu
+  cat >"$wrapper" <<EOF
+#!/bin/sh
+exec $qemu_aarch64 $PWD/$target_dir/aarch64-unknown-linux-musl/release/vault-login "\$@"
+EOF
+  chmod +x "$wrapper"
+  "$wrapper" --version
+  smoke "arm64 (qemu-user)" "$wrapper"
 fi
-size=$(stat -c %s "$bin")
-echo "musl-smoke: static binary $bin, $size bytes"
 
-VAULT_LOGIN_BIN="$PWD/$bin" cargo test --locked --test once --test sidecar --test sidecar_health -- \
-  once_writes_the_token renews_several_times sigterm_stops_quickly readyz_follows_the_token \
-  logs_in_again_before_max_ttl
+# armv7: built, and started once under qemu.
+if build armv7; then
+  bin=$target_dir/armv7-unknown-linux-musleabihf/release/vault-login
+  version=$("$(qemu arm)" "$bin" --version)
+  echo "musl-smoke: armv7 under qemu-arm: $version"
+  summary+=("armv7: built, --version under qemu-arm: $version")
+fi
+
+echo
+printf 'musl-smoke: %s\n' "${summary[@]}"
+if [ ${#skipped[@]} -ne 0 ]; then
+  bar='!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!'
+  printf '%s\n!!! musl-smoke: SKIPPED on this machine: %s (not built, not tested)\n%s\n' \
+    "$bar" "${skipped[*]}" "$bar" >&2
+fi

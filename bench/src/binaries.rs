@@ -1,11 +1,39 @@
-//! The binaries under test: building the release and static musl `vault-login`, finding them,
-//! and describing them (size, stripped, static).
+//! The binaries under test: building the release and static musl `vault-login` (the latter for
+//! every platform the image is built for, through `.ci/build-arch.sh` as the Dockerfile does),
+//! finding them, and describing them (size, stripped, static).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The musl target the Dockerfile ships.
-pub const MUSL_TARGET: &str = "x86_64-unknown-linux-musl";
+/// One platform the image is built for.
+#[derive(Clone, Copy, Debug)]
+pub struct Arch {
+    /// Docker's platform name.
+    pub platform: &'static str,
+    /// `.ci/build-arch.sh`'s name for it.
+    pub name: &'static str,
+    /// The Rust target.
+    pub triple: &'static str,
+}
+
+/// The image's platforms; the first is the machine the benchmarks run on.
+pub const ARCHES: [Arch; 3] = [
+    Arch {
+        platform: "linux/amd64",
+        name: "amd64",
+        triple: "x86_64-unknown-linux-musl",
+    },
+    Arch {
+        platform: "linux/arm64",
+        name: "arm64",
+        triple: "aarch64-unknown-linux-musl",
+    },
+    Arch {
+        platform: "linux/arm/v7",
+        name: "armv7",
+        triple: "armv7-unknown-linux-musleabihf",
+    },
+];
 
 /// The workspace root (the bench crate's parent directory).
 pub fn workspace_root() -> PathBuf {
@@ -31,7 +59,7 @@ fn cargo() -> String {
 pub fn build_commands() -> [String; 2] {
     [
         "cargo build --release --locked -p vault-login --bin vault-login".into(),
-        format!("cargo build --release --locked -p vault-login --bin vault-login --target {MUSL_TARGET}"),
+        "bash .ci/build-arch.sh amd64|arm64|armv7".into(),
     ]
 }
 
@@ -79,22 +107,46 @@ pub fn build_release() -> Result<PathBuf, String> {
     Ok(target_dir().join("release/vault-login"))
 }
 
-/// Builds the static musl binary and returns its path; installs `musl-tools` first when
-/// `musl-gcc` (which `ring` needs) is missing and we may use apt-get.
-pub fn build_musl() -> Result<PathBuf, String> {
-    let have_musl_gcc = Command::new("sh")
-        .args(["-c", "command -v musl-gcc"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if !have_musl_gcc {
-        eprintln!("   musl-gcc missing: apt-get install -y musl-tools");
-        let _ = Command::new("apt-get")
-            .args(["install", "-y", "musl-tools"])
-            .status();
+/// Builds the static musl binary for `arch` with `.ci/build-arch.sh` (which installs zig and
+/// cargo-zigbuild on first use) and returns its path; `None` when the script skipped the
+/// platform because its Rust standard library cannot be installed on this machine (exit code 3).
+pub fn build_arch(arch: &Arch) -> Result<Option<PathBuf>, String> {
+    eprintln!("   $ bash .ci/build-arch.sh {}", arch.name);
+    let mut cmd = Command::new("bash");
+    cmd.arg(".ci/build-arch.sh")
+        .arg(arch.name)
+        .current_dir(workspace_root());
+    // The variables `cargo run` sets for this harness: ring's build script watches
+    // CARGO_MANIFEST_DIR, so passing them on would recompile ring and relink (about 3 minutes
+    // per platform) what CI's musl-smoke has just built.
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy();
+        if key.starts_with("CARGO_PKG_")
+            || [
+                "CARGO_MANIFEST_DIR",
+                "CARGO_MANIFEST_PATH",
+                "CARGO_CRATE_NAME",
+                "CARGO_BIN_NAME",
+                "CARGO_PRIMARY_PACKAGE",
+            ]
+            .contains(&key.as_ref())
+        {
+            cmd.env_remove(key.as_ref());
+        }
     }
-    build_vault_login(&["--target", MUSL_TARGET])?;
-    Ok(target_dir().join(MUSL_TARGET).join("release/vault-login"))
+    let status = cmd
+        .status()
+        .map_err(|e| format!("cannot run bash .ci/build-arch.sh: {e}"))?;
+    match status.code() {
+        Some(0) => Ok(Some(
+            target_dir().join(arch.triple).join("release/vault-login"),
+        )),
+        Some(3) => Ok(None),
+        _ => Err(format!(
+            "bash .ci/build-arch.sh {} failed ({status})",
+            arch.name
+        )),
+    }
 }
 
 /// Size in bytes and what `file` says about the binary (stripped? static?).

@@ -44,7 +44,7 @@ usage: vault-login-bench [--quick] [--only SECTIONS]
 Builds vault-login (release and static musl), then measures, against the in-repo Vault emulator:
   cold   1 cold start: --once vs a curl script, alternated, medians and ratio
   idle   2 idle footprint of a sidecar (RSS, RssAnon, threads, context switches)
-  size   3 binary size, release and static musl
+  size   3 binary size, release and static musl (amd64, arm64, armv7), and the image's layers
   sim    4 simulated days: requests, token replacements, gaps; vault-login vs Vault Agent
   fleet  5 sidecars through a 10 s Vault outage (300, or 20 with --quick)
   --quick         few runs, short idle window, fleet of 20: a smoke test (< 60 s once built)
@@ -197,10 +197,34 @@ fn main() -> ExitCode {
             binaries::build_release()
         });
     }
+    // The static musl builds, one per image platform (None: skipped, its Rust standard library
+    // cannot be installed here). amd64 is the one the idle section runs; it must build.
+    let mut musl_builds: Vec<(binaries::Arch, Option<PathBuf>)> = Vec::new();
     if args.wants("size") || args.wants("idle") {
-        musl = section(&mut report, &mut failures, "build static musl", |_| {
-            binaries::build_musl()
-        });
+        let arches = if args.wants("size") {
+            &binaries::ARCHES[..]
+        } else {
+            &binaries::ARCHES[..1]
+        };
+        for (i, arch) in arches.iter().enumerate() {
+            let name = format!("build static musl {}", arch.platform);
+            let built = section(
+                &mut report,
+                &mut failures,
+                &name,
+                |_| match binaries::build_arch(arch)? {
+                    None if i == 0 => Err(format!(
+                        "{} skipped: its Rust standard library cannot be installed here",
+                        arch.triple
+                    )),
+                    built => Ok(built),
+                },
+            );
+            if let Some(built) = built {
+                musl_builds.push((*arch, built));
+            }
+        }
+        musl = musl_builds.first().and_then(|(_, bin)| bin.clone());
     }
     if args.wants("cold") {
         if let Some(bin) = &release {
@@ -225,7 +249,22 @@ fn main() -> ExitCode {
         }
     }
     if args.wants("size") {
-        for (label, bin) in [("release (glibc)", &release), ("static musl", &musl)] {
+        let mut builds = vec![("release (glibc)".to_string(), release.clone())];
+        for (arch, bin) in &musl_builds {
+            let label = format!("static musl {}", arch.platform);
+            if bin.is_none() {
+                report.add(
+                    "3 binary size",
+                    &label,
+                    format!("not built: no {} standard library here", arch.triple),
+                    "",
+                    "≤ 4 MB",
+                    Verdict::Info,
+                );
+            }
+            builds.push((label, bin.clone()));
+        }
+        for (label, bin) in &builds {
             if let Some(bin) = bin {
                 let (bytes, kind) = binaries::describe(bin);
                 report.add(
@@ -241,8 +280,10 @@ fn main() -> ExitCode {
         }
     }
     if args.wants("size") {
-        if let Some(bin) = &musl {
-            section(&mut report, &mut failures, "3 image", |r| {
+        for (i, (arch, bin)) in musl_builds.iter().enumerate() {
+            let Some(bin) = bin else { continue };
+            let name = format!("3 image {}", arch.platform);
+            section(&mut report, &mut failures, &name, |r| {
                 let ca = std::path::Path::new(image::CA_BUNDLE);
                 if !ca.is_file() {
                     // Not Debian-like: say so rather than fail the run.
@@ -255,7 +296,11 @@ fn main() -> ExitCode {
                 let l = image::measure(bin, ca)?;
                 r.add(
                     "3 binary size",
-                    "image: the Dockerfile's two layers on scratch (CA bundle, static binary), tar / gzip as pushed and pulled; packed by the harness, not by Docker",
+                    &if i == 0 {
+                        format!("image {}: the Dockerfile's two layers on scratch (CA bundle, static binary), tar / gzip as pushed and pulled; packed by the harness, not by Docker", arch.platform)
+                    } else {
+                        format!("image {}: the same two layers with its binary", arch.platform)
+                    },
                     format!(
                         "{:.2} MB / {:.2} MB",
                         l.tar_bytes as f64 / 1e6,
