@@ -1,5 +1,6 @@
-//! Section 3's image figure: the Dockerfile's two `COPY` layers on `scratch` (the CA bundle and the
-//! static binary), packed the way image builders pack layers — one tar each, gzip-compressed — so
+//! Section 3's image figure: the Dockerfile's one `COPY` layer on `scratch` (the static binary;
+//! no CA bundle since the binary carries its roots), packed the way image builders pack layers — a
+//! tar, gzip-compressed — so
 //! the size a registry stores and a node pulls is measured without a Docker engine. The image
 //! config and manifest (about 1 KiB of JSON) are left out.
 
@@ -7,9 +8,6 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
-
-/// Where the Dockerfile's builder stage takes the CA bundle from (Debian's path).
-pub const CA_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// Sizes of the layers, summed.
 #[derive(Clone, Copy, Debug)]
@@ -70,7 +68,7 @@ fn layer(src: &Path, dest: &str, work: &Path, n: usize) -> Result<Layers, String
 }
 
 /// Packs the image's layers from the static binary `bin` and the CA bundle `ca`.
-pub fn measure(bin: &Path, ca: &Path) -> Result<Layers, String> {
+pub fn measure(bin: &Path) -> Result<Layers, String> {
     static CALLS: AtomicUsize = AtomicUsize::new(0);
     let work = std::env::temp_dir().join(format!(
         "vault-login-bench-image-{}-{}",
@@ -78,14 +76,7 @@ pub fn measure(bin: &Path, ca: &Path) -> Result<Layers, String> {
         CALLS.fetch_add(1, Ordering::Relaxed)
     ));
     fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
-    let result = (|| {
-        let a = layer(ca, CA_BUNDLE, &work, 0)?;
-        let b = layer(bin, "/vault-login", &work, 1)?;
-        Ok(Layers {
-            tar_bytes: a.tar_bytes + b.tar_bytes,
-            gzip_bytes: a.gzip_bytes + b.gzip_bytes,
-        })
-    })();
+    let result = layer(bin, "/vault-login", &work, 0);
     let _ = fs::remove_dir_all(&work);
     result
 }
@@ -100,20 +91,16 @@ mod tests {
         let file = dir.join("payload");
         // Compressible content: the gzip layer must be smaller than the tar.
         fs::write(&file, "vault-login ".repeat(10_000)).unwrap();
-        let l = measure(&file, &file).unwrap();
-        assert!(l.tar_bytes > 2 * 120_000, "{l:?}");
+        let l = measure(&file).unwrap();
+        assert!(l.tar_bytes > 120_000, "{l:?}");
         assert!(l.gzip_bytes < l.tar_bytes / 10, "{l:?}");
         let _ = fs::remove_dir_all(&dir);
     }
 
     #[test]
     fn a_missing_file_is_named() {
-        let err = measure(
-            Path::new("/nonexistent/vault-login"),
-            Path::new("/nonexistent/ca"),
-        )
-        .unwrap_err();
-        assert!(err.contains("/nonexistent/ca"), "{err}");
+        let err = measure(Path::new("/nonexistent/vault-login")).unwrap_err();
+        assert!(err.contains("/nonexistent/vault-login"), "{err}");
     }
 
     fn tempfile_dir() -> PathBuf {
