@@ -501,7 +501,25 @@ fn holds_valid_token(s: &Setup) -> bool {
 }
 
 #[test]
-fn fifo_dev_zero_and_huge_file_at_the_pid_file() {
+fn fifo_at_the_pid_file() {
+    pid_file_case(Plant::Fifo, "it is a FIFO (named pipe), not a regular file");
+}
+
+#[test]
+fn dev_zero_link_at_the_pid_file() {
+    pid_file_case(
+        Plant::DevZero,
+        "it is a symbolic link, which vault-login does not follow here",
+    );
+}
+
+#[test]
+fn huge_file_at_the_pid_file() {
+    pid_file_case(Plant::Huge, "it is larger than 64 bytes");
+}
+
+/// One planted pid file: a warning, the loop keeps logging in, memory stays bounded.
+fn pid_file_case(what: Plant, says: &str) {
     // Non-renewable 3 s tokens: a login (and a signal) about every 2 s.
     let mut s = Setup::with_role(role(3, 600, false));
     let pid_file = s.dir.path().join("app.pid");
@@ -512,20 +530,14 @@ fn fifo_dev_zero_and_huge_file_at_the_pid_file() {
     s.set("VAULT_LOGIN_SIGNAL", "USR2");
     let r = s.spawn(&[]);
     wait_new_token(&s, &r, "");
-    for (what, says) in PLANTS.into_iter().zip([
-        "it is a FIFO (named pipe), not a regular file",
-        "it is a symbolic link, which vault-login does not follow here",
-        "it is larger than 64 bytes",
-    ]) {
-        plant(&pid_file, what);
-        let seen = r.stderr().matches(says).count();
-        wait_count(&r, says, seen + 1);
-        // The loop is not stuck on the pid file: it logs in twice more, with valid tokens.
-        let before = logins(&s.emu);
-        let ok = wait_until(LIMIT, || logins(&s.emu) >= before + 2);
-        assert!(ok, "{what:?}: logins stopped; stderr:\n{}", r.stderr());
-        assert!(holds_valid_token(&s), "{what:?}: {}", r.stderr());
-    }
+    plant(&pid_file, what);
+    let seen = r.stderr().matches(says).count();
+    wait_count(&r, says, seen + 1);
+    // The loop is not stuck on the pid file: it logs in twice more, with valid tokens.
+    let before = logins(&s.emu);
+    let ok = wait_until(LIMIT, || logins(&s.emu) >= before + 2);
+    assert!(ok, "{what:?}: logins stopped; stderr:\n{}", r.stderr());
+    assert!(holds_valid_token(&s), "{what:?}: {}", r.stderr());
     assert!(
         r.stderr().contains("cannot signal the app"),
         "{}",
@@ -570,27 +582,36 @@ fn fifo_dev_zero_and_huge_file_at_the_jwt_file() {
 }
 
 #[test]
-fn fifo_dev_zero_and_huge_file_at_the_token_path() {
+fn fifo_at_the_token_path() {
+    token_path_case(Plant::Fifo, "it is a FIFO (named pipe), not a regular file");
+}
+
+#[test]
+fn dev_zero_link_at_the_token_path() {
+    token_path_case(
+        Plant::DevZero,
+        "it is a symbolic link, which vault-login does not follow here",
+    );
+}
+
+#[test]
+fn huge_file_at_the_token_path() {
+    token_path_case(Plant::Huge, "it is larger than");
+}
+
+/// One thing planted at the token path: read back without blocking and without reading it
+/// all, seen not to hold the token, replaced by the token; renewals go on.
+fn token_path_case(what: Plant, says: &str) {
     let s = Setup::with_role(role(2, 600, true));
     let r = s.spawn(&[]);
     wait_new_token(&s, &r, "");
-    for what in PLANTS {
-        plant(&s.token_path, what);
-        // Read back without blocking and without reading it all, seen not to hold the token,
-        // and replaced by the token.
-        let ok = wait_until(LIMIT, || holds_valid_token(&s));
-        assert!(ok, "{what:?} not replaced; stderr:\n{}", r.stderr());
-        let before = renewals(&s.emu);
-        let ok = wait_until(LIMIT, || renewals(&s.emu) >= before + 2);
-        assert!(ok, "{what:?}: renewals stopped; stderr:\n{}", r.stderr());
-    }
-    for says in [
-        "it is a FIFO (named pipe), not a regular file",
-        "it is a symbolic link, which vault-login does not follow here",
-        "it is larger than",
-    ] {
-        assert!(r.stderr().contains(says), "{says:?}: {}", r.stderr());
-    }
+    plant(&s.token_path, what);
+    let ok = wait_until(LIMIT, || holds_valid_token(&s));
+    assert!(ok, "{what:?} not replaced; stderr:\n{}", r.stderr());
+    let before = renewals(&s.emu);
+    let ok = wait_until(LIMIT, || renewals(&s.emu) >= before + 2);
+    assert!(ok, "{what:?}: renewals stopped; stderr:\n{}", r.stderr());
+    assert!(r.stderr().contains(says), "{says:?}: {}", r.stderr());
     r.wait_log("restored the current token", LIMIT);
     assert!(
         fs::read_link(&s.token_path).is_err(),
