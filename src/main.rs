@@ -39,12 +39,11 @@ fn real_main() -> Result<(), Error> {
         warn!(error = %e, "cannot mark the process non-dumpable");
     }
     let summary = cfg.summary();
-    let insecure = cfg.vault.tls.skip_verify;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::Fatal(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(async move {
+    let result = runtime.block_on(async move {
         let status = Arc::new(Status::default());
         let listen = cfg.listen;
         // Checks TLS files and the token directory: configuration errors stay one line, first.
@@ -54,9 +53,6 @@ fn real_main() -> Result<(), Error> {
             None => None,
         };
         info!(config = %summary, version = env!("CARGO_PKG_VERSION"), "starting");
-        if insecure {
-            warn!("VAULT_SKIP_VERIFY is set: Vault's TLS certificate is NOT verified; anyone on the network path can steal the token");
-        }
         let (tx, rx) = mpsc::unbounded_channel();
         forward_signals(tx)?;
         // The server answers until the loop has finished (so /readyz turns 503 when the token
@@ -76,5 +72,8 @@ fn real_main() -> Result<(), Error> {
             error!(error = %e, "exiting");
         }
         result
-    })
+    });
+    // A file write stuck on a hung volume must not hold up the exit.
+    runtime.shutdown_background();
+    result
 }

@@ -66,6 +66,9 @@ impl Agent {
     /// configuration problems surface before any network call.
     pub fn new(cfg: Config, status: Arc<Status>) -> Result<Agent> {
         let client = VaultClient::new(&cfg.vault)?;
+        if cfg.vault.tls.skip_verify {
+            warn!("VAULT_SKIP_VERIFY is set: Vault's TLS certificate is NOT verified; anyone on the network path can steal the token");
+        }
         let file = match &cfg.token_sink {
             TokenSink::File(path) => {
                 let f = TokenFile::new(path, cfg.token_file_mode, cfg.token_file_owner);
@@ -127,6 +130,8 @@ impl Agent {
         let mut control_open = true;
         // Set when the file was found changed: the next write restores it.
         let mut changed = false;
+        // The token file write in flight (on a blocking thread).
+        let mut writing: Option<Pending<'_, Event>> = None;
         let now = || Instant::now().into_std();
         loop {
             while let Some(action) = machine.poll_action() {
@@ -144,8 +149,8 @@ impl Agent {
                     }
                     Action::Write => {
                         let restoring = std::mem::take(&mut changed);
-                        let event = self.write(auth.as_ref().map(|a| &a.client_token), restoring);
-                        machine.handle(now(), event);
+                        let token = auth.as_ref().map(|a| a.client_token.clone());
+                        writing = Some(Box::pin(self.write(token, restoring)));
                     }
                     Action::WatchJwt => {
                         let w = watches.get_or_insert_with(|| Watches::new(self.jwt_file(), None));
@@ -240,15 +245,19 @@ impl Agent {
                     let event = self.secret_answered(answer, &mut memos);
                     machine.handle(now(), event);
                 }
+                event = async { writing.as_mut().expect("guarded by is_some").await }, if writing.is_some() => {
+                    writing = None;
+                    machine.handle(now(), event);
+                }
                 () = async { hooks_done.as_mut().expect("guarded by is_some").await }, if hooks_done.is_some() => {
                     hooks_done = None;
                     machine.handle(now(), Event::HooksDone);
                 }
                 () = notified(token_changed.as_deref()), if token_changed.is_some() => {
-                    if !self.file_holds(&auth) {
-                        changed = true;
-                        machine.handle(now(), Event::TokenFileChanged);
-                    }
+                    // Our own writes land here too: the write checks the content first, so
+                    // an unchanged file is not rewritten.
+                    changed = true;
+                    machine.handle(now(), Event::TokenFileChanged);
                 }
                 () = notified(jwt_changed.as_deref()), if jwt_changed.is_some() => {
                     if let Some(w) = watches.as_mut() {
@@ -258,7 +267,7 @@ impl Agent {
                 }
                 () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
                     // Without a directory watch, check the file at every wake-up instead.
-                    if token_changed.is_none() && !self.cfg.once && !self.file_holds(&auth) {
+                    if token_changed.is_none() && !self.cfg.once && auth.is_some() {
                         changed = true;
                         machine.handle(now(), Event::TokenFileChanged);
                     }

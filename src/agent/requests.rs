@@ -10,7 +10,7 @@ use super::{Agent, Answer};
 use crate::login::{self, LoginError};
 use crate::machine::Event;
 use crate::secret::Secret;
-use crate::vault::{Auth, VaultError};
+use crate::vault::VaultError;
 
 impl Agent {
     /// One login attempt, abandoned at `deadline`.
@@ -104,26 +104,31 @@ impl Agent {
         Answer::Revoked
     }
 
-    /// Whether the file (or stdout) already has `auth`'s token: nothing to restore.
-    pub(super) fn file_holds(&self, auth: &Option<Auth>) -> bool {
-        match (&self.file, auth) {
-            (Some(f), Some(a)) => f.holds(&a.client_token),
-            _ => true,
-        }
-    }
-
-    /// Makes the file hold `token`: to the file (unless it already does), or to stdout.
-    pub(super) fn write(&self, token: Option<&Secret>, restoring: bool) -> Event {
+    /// Makes the file hold `token`: to the file (unless it already does), or to stdout. The file
+    /// is read and written on a blocking thread: a slow or hung volume never stalls the runtime
+    /// that drives renewals, signals and the health server.
+    pub(super) async fn write(&self, token: Option<Secret>, restoring: bool) -> Event {
         let Some(token) = token else {
             return Event::WriteFailed("no token to write".into());
         };
         let result = match &self.file {
-            Some(f) if f.holds(token) => Ok(()),
-            Some(f) => f.write(token).map_err(|e| e.to_string()).map(|()| {
-                if restoring {
-                    warn!(path = %f.path().display(), "token file was missing or changed; restored the current token");
-                }
-            }),
+            Some(f) => {
+                let f = f.clone();
+                // Logged here, not after the await: a later write may replace this one in
+                // the driver after the file was already restored.
+                let task = tokio::task::spawn_blocking(move || {
+                    if f.holds(&token) {
+                        return Ok(());
+                    }
+                    f.write(&token).map_err(|e| e.to_string())?;
+                    if restoring {
+                        warn!(path = %f.path().display(), "token file was missing or changed; restored the current token");
+                    }
+                    Ok(())
+                });
+                task.await
+                    .unwrap_or_else(|e| Err(format!("the token file write did not finish: {e}")))
+            }
             None => {
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "{}", token.expose())

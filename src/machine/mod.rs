@@ -11,8 +11,8 @@
 //! Contract with the driver:
 //! - at most one request (login or renewal) is in flight; a new request action replaces the
 //!   one in flight (drop it: its result must not be fed back);
-//! - a [`Action::Write`] is carried out before the next action is polled, and its outcome fed
-//!   back with [`Event::Written`] or [`Event::WriteFailed`];
+//! - a [`Action::Write`]'s outcome is fed back with [`Event::Written`] or
+//!   [`Event::WriteFailed`]; a new one replaces one still in flight;
 //! - a request's `sent` is the instant it was sent: a token's expiry counts from then, so a
 //!   slow answer never makes a token look longer-lived than it is;
 //! - after [`Action::Exit`] nothing more is asked.
