@@ -176,7 +176,8 @@ impl Agent {
                     Action::RunHooks(Hook::SecretsChanged) => self.hooks.secrets_changed(),
                     Action::ReadSecret { index } => {
                         let token = auth.as_ref().map(|a| a.client_token.clone());
-                        secret_request = Some(Box::pin(self.read_secret(index, token)));
+                        let last = memos[index].written;
+                        secret_request = Some(Box::pin(self.read_secret(index, token, last)));
                     }
                     Action::RenewLease { index, deadline } => {
                         let token = auth.as_ref().map(|a| a.client_token.clone());

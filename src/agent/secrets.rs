@@ -9,15 +9,16 @@ use super::Agent;
 use crate::login::kind_of;
 use crate::machine::{self, Event, Failure, FailureKind, Grant};
 use crate::secret::Secret;
-use crate::secrets::{self, Fingerprint, Rendered, SecretError};
+use crate::secrets::{self, Fingerprint, SecretError};
 use crate::vault::{LeaseRenewal, SecretRead, VaultError};
 
 /// A finished secret read or lease renewal.
 pub(super) enum SecretAnswer {
+    /// The read, and the fingerprint of the file written for it (None: unchanged, not written).
     Read(
         usize,
         Instant,
-        std::result::Result<(SecretRead, Rendered), SecretError>,
+        std::result::Result<(SecretRead, Option<Fingerprint>), SecretError>,
     ),
     Renewed(
         usize,
@@ -29,34 +30,32 @@ pub(super) enum SecretAnswer {
 /// What the driver remembers of each secret: the fingerprint of its file and its lease.
 #[derive(Clone, Debug, Default)]
 pub(super) struct SecretMemo {
-    written: Option<Fingerprint>,
+    pub(super) written: Option<Fingerprint>,
     pub(super) lease_id: Option<String>,
 }
 
 impl Agent {
-    /// Turns a finished secret read into the machine's event: writes the file when its content
-    /// (or KV v2 version) changed, remembers the lease, updates the status.
+    /// Turns a finished secret read into the machine's event: remembers what the file now holds
+    /// and the lease, updates the status.
     pub(super) fn secret_answered(&self, answer: SecretAnswer, memos: &mut [SecretMemo]) -> Event {
         match answer {
             SecretAnswer::Read(index, sent, result) => {
                 let spec = &self.secrets[index];
-                let result = result.and_then(|(read, rendered)| {
-                    let changed = rendered.changed_since(memos[index].written);
+                let result = result.map(|(read, written)| {
+                    let changed = written.is_some();
                     if changed {
-                        let path = self.writer.write(spec, &rendered)?;
-                        memos[index].written = Some(rendered.fingerprint());
-                        info!(secret = %spec.name, path = %path.display(), version = ?read.kv2_version, "secret written");
+                        memos[index].written = written;
                     }
                     let leased = !read.lease_id.is_empty() && !read.lease_duration.is_zero();
                     memos[index].lease_id = leased.then(|| read.lease_id.clone());
-                    Ok(machine::SecretGrant {
+                    machine::SecretGrant {
                         changed,
                         lease: leased.then_some(Grant {
                             ttl: read.lease_duration,
                             renewable: read.renewable,
                             capped_warning: false,
                         }),
-                    })
+                    }
                 });
                 let result = match result {
                     Ok(grant) => {
@@ -107,13 +106,40 @@ impl Agent {
         }
     }
 
-    /// Reads secret `index` with `token`.
-    pub(super) async fn read_secret(&self, index: usize, token: Option<Secret>) -> SecretAnswer {
+    /// Reads secret `index` with `token` and, when it differs from `last` (the fingerprint of what
+    /// its file holds), writes its file on a blocking thread: a slow volume never stalls the
+    /// runtime. A failed read or write leaves the previous file.
+    pub(super) async fn read_secret(
+        &self,
+        index: usize,
+        token: Option<Secret>,
+        last: Option<Fingerprint>,
+    ) -> SecretAnswer {
         let sent = Instant::now();
         let spec = &self.secrets[index];
-        let result = match token {
+        let read = match token {
             Some(token) => secrets::fetch(&self.client, &token, spec).await,
             None => Err(secrets::read_error(&spec.path, no_token())),
+        };
+        let result = match read {
+            Ok((read, rendered)) if rendered.changed_since(last) => {
+                let (writer, spec) = (self.writer.clone(), spec.clone());
+                let version = read.kv2_version;
+                let write = tokio::task::spawn_blocking(move || {
+                    let path = writer.write(&spec, &rendered)?;
+                    info!(secret = %spec.name, path = %path.display(), version = ?version, "secret written");
+                    Ok(rendered.fingerprint())
+                });
+                match write.await {
+                    Ok(Ok(fingerprint)) => Ok((read, Some(fingerprint))),
+                    Ok(Err(e)) => Err(e),
+                    Err(e) => Err(SecretError::Dir {
+                        problem: format!("the secret file write did not finish: {e}"),
+                    }),
+                }
+            }
+            Ok((read, _)) => Ok((read, None)),
+            Err(e) => Err(e),
         };
         SecretAnswer::Read(index, sent, result)
     }
