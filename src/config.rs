@@ -40,6 +40,8 @@ pub struct Config {
     pub jwt: JwtSource,
     /// Where the Vault token goes.
     pub token_sink: TokenSink,
+    /// The flag or variable the token file came from (for its errors).
+    pub token_file_setting: &'static str,
     /// Permission bits of the token file (at most 0o777).
     pub token_file_mode: u32,
     /// Owner to give the token file, if any.
@@ -507,6 +509,9 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         role,
         mount,
         jwt,
+        token_file_setting: token_file
+            .as_ref()
+            .map_or("VAULT_LOGIN_TOKEN_FILE", |(_, g)| g.source),
         token_sink,
         token_file_mode,
         token_file_owner,

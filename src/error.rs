@@ -22,8 +22,14 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Tls(#[from] TlsError),
     /// The token file's location is unusable at startup.
-    #[error("invalid configuration: VAULT_LOGIN_TOKEN_FILE: {0}")]
-    TokenFile(#[from] FileError),
+    #[error("invalid configuration: {setting}: {source}")]
+    TokenFile {
+        /// The flag or variable that named the file.
+        setting: &'static str,
+        /// What is wrong with it.
+        #[source]
+        source: FileError,
+    },
     /// The secrets directory is unusable at startup.
     #[error("invalid configuration: {0}")]
     Secrets(#[from] crate::secrets::SecretError),
@@ -52,7 +58,7 @@ impl Error {
             Error::Config(ConfigError::Help(_)) => EXIT_OK,
             Error::Config(_)
             | Error::Tls(_)
-            | Error::TokenFile(_)
+            | Error::TokenFile { .. }
             | Error::Secrets(_)
             | Error::Health(_) => EXIT_USAGE,
             Error::GaveUp { .. } | Error::Fatal(_) => EXIT_FAILURE,

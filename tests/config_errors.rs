@@ -135,7 +135,20 @@ fn unknown_flag_is_a_usage_error() {
 fn token_path_that_is_a_directory() {
     let s = Setup::new();
     fs::create_dir(&s.token_path).unwrap();
-    expect_usage(&s, &[], &["is a directory"]);
+    expect_usage(&s, &[], &["VAULT_LOGIN_TOKEN_FILE: ", "is a directory"]);
+    // Given as a flag, the error names the flag.
+    let mut s = Setup::new();
+    s.unset("VAULT_LOGIN_TOKEN_FILE");
+    fs::create_dir(&s.token_path).unwrap();
+    let path = s.token_path.display().to_string();
+    let run = s.once(&["--token-file", &path]);
+    run.assert_code(64);
+    assert!(run.stderr.contains("--token-file: "), "{}", run.stderr);
+    assert!(
+        !run.stderr.contains("configuration: VAULT_LOGIN_TOKEN_FILE"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

@@ -72,7 +72,10 @@ impl Agent {
         let file = match &cfg.token_sink {
             TokenSink::File(path) => {
                 let f = TokenFile::new(path, cfg.token_file_mode, cfg.token_file_owner);
-                f.check()?;
+                f.check().map_err(|source| Error::TokenFile {
+                    setting: cfg.token_file_setting,
+                    source,
+                })?;
                 Some(f)
             }
             TokenSink::Stdout => None,
