@@ -10,7 +10,7 @@
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -256,6 +256,10 @@ pub struct Hooks {
     issued_at: AtomicI64,
     command_worker: OnceLock<Worker>,
     signal_worker: OnceLock<Worker>,
+    /// The info file's writes in order: the number of the last one issued, and of the last one
+    /// written (writes run on blocking threads and may finish out of order).
+    info_issued: AtomicU64,
+    info_written: Arc<std::sync::Mutex<u64>>,
 }
 
 impl Hooks {
@@ -285,6 +289,8 @@ impl Hooks {
             issued_at: AtomicI64::new(0),
             command_worker: OnceLock::new(),
             signal_worker: OnceLock::new(),
+            info_issued: AtomicU64::new(0),
+            info_written: Arc::default(),
         }
     }
 
@@ -318,7 +324,10 @@ impl Hooks {
     /// Cancel-safe: dropping the future (e.g. in a `select!` against SIGTERM) kills the command's
     /// process group at once and stops signalling; the info file is already written.
     pub async fn new_token_and_wait(&self, auth: &Auth) {
-        self.logged_in(auth);
+        if let Some(info) = self.logged_in(auth) {
+            // The process exits next: the info file must be there first.
+            let _ = info.await;
+        }
         let command = async {
             if let Some(cmd) = &self.command {
                 run_command(cmd.clone()).await;
@@ -337,19 +346,36 @@ impl Hooks {
         self.write_info(auth, self.issued_at.load(Ordering::Relaxed), unix_now());
     }
 
-    fn logged_in(&self, auth: &Auth) {
+    fn logged_in(&self, auth: &Auth) -> Option<tokio::task::JoinHandle<()>> {
         let now = unix_now();
         self.issued_at.store(now, Ordering::Relaxed);
-        self.write_info(auth, now, now);
+        self.write_info(auth, now, now)
     }
 
-    fn write_info(&self, auth: &Auth, issued_at: i64, now: i64) {
-        let Some(file) = &self.info else {
-            return;
-        };
-        if let Err(e) = file.write(&token_info(auth, issued_at, now)) {
-            error!(error = %e, path = %file.path().display(), "token info file not written");
-        }
+    /// Writes the info file on a blocking thread (a hung volume must not stall the runtime);
+    /// a write that finishes after a newer one is dropped.
+    fn write_info(
+        &self,
+        auth: &Auth,
+        issued_at: i64,
+        now: i64,
+    ) -> Option<tokio::task::JoinHandle<()>> {
+        let file = self.info.clone()?;
+        let content = token_info(auth, issued_at, now);
+        let number = self.info_issued.fetch_add(1, Ordering::Relaxed) + 1;
+        let written = Arc::clone(&self.info_written);
+        Some(tokio::task::spawn_blocking(move || {
+            let Ok(mut last) = written.lock() else {
+                return;
+            };
+            if number < *last {
+                return;
+            }
+            *last = number;
+            if let Err(e) = file.write(&content) {
+                error!(error = %e, path = %file.path().display(), "token info file not written");
+            }
+        }))
     }
 }
 
@@ -566,6 +592,9 @@ pub enum SignalError {
         /// Why it failed, with what to check.
         problem: String,
     },
+    /// The blocking task that reads the pid file did not finish.
+    #[error("cannot signal the app: {0}")]
+    Task(String),
 }
 
 /// Reads the pid file and sends the signal once; returns the pid signalled.
@@ -604,7 +633,12 @@ pub fn signal_app(pid_file: &Path, signal: AppSignal) -> Result<i32, SignalError
 /// Signals the app, retrying a few times while the pid file is missing or stale; never fails.
 async fn send_signal(target: Arc<SignalTarget>) {
     for attempt in 1..=SIGNAL_TRIES {
-        match signal_app(&target.pid_file, target.signal) {
+        let (pid_file, signal) = (target.pid_file.clone(), target.signal);
+        // The pid file is read on a blocking thread: a slow volume must not stall the runtime.
+        let sent = tokio::task::spawn_blocking(move || signal_app(&pid_file, signal))
+            .await
+            .unwrap_or_else(|e| Err(SignalError::Task(e.to_string())));
+        match sent {
             Ok(pid) => {
                 info!(pid, signal = %target.signal, "signalled the app");
                 return;

@@ -565,8 +565,14 @@ fn fifo_dev_zero_and_huge_file_at_the_jwt_file() {
         wait_count(&r, says, seen + 1);
         // The loop goes on: the login is retried (and fails the same way) ...
         wait_count(&r, says, seen + 3);
-        // ... and the token in the file stays valid.
-        assert!(holds_valid_token(&s), "{what:?}: {}", r.stderr());
+        // ... and the file keeps the last good token (it may run out meanwhile: the 2 s token
+        // is not renewed while SIGHUP's login fails, and a loaded machine can be slow).
+        assert_eq!(
+            s.token().as_deref(),
+            Some(first.as_str()),
+            "{what:?}: {}",
+            r.stderr()
+        );
     }
     assert_memory_bounded(&r);
     replace_file(&s.jwt_path, &jwt);
