@@ -9,9 +9,9 @@
 use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
-use vault_login::config::{
-    human, parse_bool, parse_duration, parse_mode, parse_owner, Config, ConfigError,
-};
+use vault_login::config::{human, parse_duration, Config, ConfigError};
+use vault_login::settings::parse_bool;
+use vault_login::token_file::{parse_mode, parse_owner};
 
 const NAMES: [&str; 6] = [
     "VAULT_ADDR",
@@ -58,10 +58,10 @@ fuzz_target!(|data: &[u8]| {
     };
     match Config::load(["vault-login"], &env) {
         Ok(cfg) => {
-            assert!(matches!(cfg.vault_addr.scheme(), "http" | "https"));
-            assert!(cfg.vault_addr.query().is_none() && cfg.vault_addr.fragment().is_none());
-            assert!(cfg.vault_addr.username().is_empty() && cfg.vault_addr.password().is_none());
-            let path = cfg.vault_addr.path();
+            assert!(matches!(cfg.vault.addr.scheme(), "http" | "https"));
+            assert!(cfg.vault.addr.query().is_none() && cfg.vault.addr.fragment().is_none());
+            assert!(cfg.vault.addr.username().is_empty() && cfg.vault.addr.password().is_none());
+            let path = cfg.vault.addr.path();
             assert!(path == "/" || !path.ends_with('/'), "{path:?}");
             assert!(!cfg.mount.is_empty());
             assert!(!cfg.mount.starts_with('/') && !cfg.mount.ends_with('/'));
@@ -69,19 +69,22 @@ fuzz_target!(|data: &[u8]| {
                 .mount
                 .split('/')
                 .any(|s| s.is_empty() || s == "." || s == ".."));
-            if let Some(ns) = &cfg.namespace {
+            if let Some(ns) = &cfg.vault.namespace {
                 assert!(!ns.is_empty() && !ns.starts_with('/') && !ns.ends_with('/'));
             }
-            for (name, _) in &cfg.headers {
-                assert!(!name.to_ascii_lowercase().starts_with("x-vault-"), "{name:?}");
+            for (name, _) in &cfg.vault.headers {
+                assert!(
+                    !name.to_ascii_lowercase().starts_with("x-vault-"),
+                    "{name:?}"
+                );
             }
-            if let Some(proxy) = &cfg.proxy.https {
+            if let Some(proxy) = &cfg.vault.proxy.https {
                 assert!(matches!(proxy.scheme(), "http" | "https"));
                 assert!(proxy.host_str().is_some_and(|h| !h.is_empty()));
             }
             let summary = cfg.summary();
             assert!(!summary.contains('\n'), "{summary}");
-            if let Some(proxy) = &cfg.proxy.https {
+            if let Some(proxy) = &cfg.vault.proxy.https {
                 if let Some(pw) = proxy.password().filter(|p| p.len() > 3) {
                     assert!(!summary.contains(pw), "{summary}");
                 }
