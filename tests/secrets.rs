@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -59,28 +57,6 @@ fn reads_of(s: &Setup, path: &str) -> usize {
         .iter()
         .filter(|r| r.path == format!("/v1/{path}"))
         .count()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(5 * SEC)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let status = body.split_whitespace().nth(1)?.parse().ok()?;
-    Some((status, body.split_once("\r\n\r\n")?.1.to_string()))
 }
 
 #[test]
@@ -304,14 +280,14 @@ fn readiness_waits_for_every_secret_and_metrics_count_reads() {
     assert!(wait_until(10 * SEC, || s.token().is_some()
         && read(&s, "api").is_some()));
     assert!(
-        wait_until(5 * SEC, || get(port, "/readyz").is_some_and(|(c, b)| c
-            == 503
-            && b.contains("secret db not written yet"))),
+        wait_until(5 * SEC, || http_get(port, "/readyz").is_some_and(
+            |(c, b)| c == 503 && b.contains("secret db not written yet")
+        )),
         "{:?}\n{}",
-        get(port, "/readyz"),
+        http_get(port, "/readyz"),
         r.stderr()
     );
-    let (_, metrics) = get(port, "/metrics").unwrap();
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
     assert!(
         metrics.contains(r#"vault_login_secret_reads_total{secret="db",result="failure"}"#),
         "{metrics}"
@@ -329,13 +305,13 @@ fn readiness_waits_for_every_secret_and_metrics_count_reads() {
         ],
     );
     assert!(
-        wait_until(10 * SEC, || get(port, "/readyz")
+        wait_until(10 * SEC, || http_get(port, "/readyz")
             .is_some_and(|(c, _)| c == 200)),
         "{:?}\n{}",
-        get(port, "/readyz"),
+        http_get(port, "/readyz"),
         r.stderr()
     );
-    let (_, metrics) = get(port, "/metrics").unwrap();
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
     assert!(!metrics.contains(PASSWORD) && !metrics.contains("k-1"));
 }
 

@@ -2,41 +2,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::time::Duration;
 
 use common::virtual_time::{wait_for, Virtual};
 use common::*;
 
 const SEC: Duration = Duration::from_secs(1);
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A GET over a raw socket: (status, body). None if the server is not answering.
-fn get(port: u16, path: &str) -> Option<(u16, String)> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
-    s.set_read_timeout(Some(5 * SEC)).ok()?;
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut out = String::new();
-    s.read_to_string(&mut out).ok()?;
-    let status = out.split_whitespace().nth(1)?.parse().ok()?;
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|x| x.1.to_string())
-        .unwrap_or_default();
-    Some((status, body))
-}
 
 fn metric(body: &str, name: &str) -> Option<f64> {
     body.lines()
@@ -63,35 +35,37 @@ fn readyz_follows_the_token() {
     s.emu.set_fault(Fault::Down);
     let r = s.spawn(&[]);
     assert!(
-        wait_until(5 * SEC, || get(port, "/healthz")
+        wait_until(5 * SEC, || http_get(port, "/healthz")
             .is_some_and(|x| x.0 == 200)),
         "{}",
         r.stderr()
     );
-    let (code, body) = get(port, "/readyz").unwrap();
+    let (code, body) = http_get(port, "/readyz").unwrap();
     assert_eq!(code, 503, "{body}");
     assert!(body.contains("no token"), "{body}");
     s.emu.clear_fault();
     assert!(
-        wait_until(5 * SEC, || get(port, "/readyz").is_some_and(|x| x.0 == 200)),
+        wait_until(5 * SEC, || http_get(port, "/readyz")
+            .is_some_and(|x| x.0 == 200)),
         "{}",
         r.stderr()
     );
     // Vault goes away for longer than the TTL: the token expires and readiness says so.
     s.emu.set_fault(Fault::Down);
     assert!(
-        wait_until(6 * SEC, || get(port, "/readyz")
+        wait_until(6 * SEC, || http_get(port, "/readyz")
             .is_some_and(|x| x.0 == 503 && x.1.contains("expired"))),
         "{}",
         r.stderr()
     );
     assert_eq!(
-        get(port, "/healthz").unwrap().0,
+        http_get(port, "/healthz").unwrap().0,
         200,
         "alive while not ready"
     );
     s.emu.clear_fault();
-    assert!(wait_until(5 * SEC, || get(port, "/readyz").is_some_and(|x| x.0 == 200)));
+    assert!(wait_until(5 * SEC, || http_get(port, "/readyz")
+        .is_some_and(|x| x.0 == 200)));
 }
 
 #[test]
@@ -99,10 +73,13 @@ fn metrics_follow_renewals() {
     let (s, port) = setup(1);
     let r = s.spawn(&[]);
     assert!(wait_until(5 * SEC, || s.token().is_some()));
-    assert!(wait_until(5 * SEC, || get(port, "/metrics").is_some_and(
-        |m| metric(&m.1, "vault_login_token_expiry_timestamp_seconds").is_some()
-    )));
-    let (code, m1) = get(port, "/metrics").unwrap();
+    assert!(wait_until(5 * SEC, || http_get(port, "/metrics")
+        .is_some_and(|m| metric(
+            &m.1,
+            "vault_login_token_expiry_timestamp_seconds"
+        )
+        .is_some())));
+    let (code, m1) = http_get(port, "/metrics").unwrap();
     assert_eq!(code, 200);
     for line in m1.lines().filter(|l| !l.starts_with('#') && !l.is_empty()) {
         let name = line.split([' ', '{']).next().unwrap();
@@ -118,10 +95,10 @@ fn metrics_follow_renewals() {
         r.stderr()
     );
     assert!(wait_until(2 * SEC, || {
-        let m = get(port, "/metrics").unwrap().1;
+        let m = http_get(port, "/metrics").unwrap().1;
         metric(&m, "vault_login_token_expiry_timestamp_seconds").unwrap() > exp1
     }));
-    let m2 = get(port, "/metrics").unwrap().1;
+    let m2 = http_get(port, "/metrics").unwrap().1;
     assert!(
         m2.contains("vault_login_renewals_total{result=\"success\"}"),
         "{m2}"

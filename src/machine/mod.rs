@@ -585,8 +585,8 @@ impl Machine {
             return;
         }
         // More reads of this batch still to run: wait for them.
-        let pending_now = self.file_current
-            && self.holds_live_token(now)
+        // (A file check in flight does not count: the token file was written once already.)
+        let pending_now = self.holds_live_token(now)
             && self.secrets.iter().any(|s| s.due.is_some_and(|d| d <= now));
         if !pending_now {
             self.owed = None;
@@ -677,6 +677,16 @@ mod tests {
         (m, t0)
     }
 
+    /// [`logged_in`], then at its first planned step (a renewal, or a login for a
+    /// non-renewable token), with that step's action drained.
+    fn at_first_step(ttl: u64, renewable: bool) -> (Machine, Instant, Instant) {
+        let (mut m, t0) = logged_in(ttl, renewable);
+        let due = m.poll_timeout().unwrap();
+        m.handle_timeout(due);
+        actions(&mut m);
+        (m, t0, due)
+    }
+
     #[test]
     fn classification_table() {
         let e = |s: &str| vec![s.to_string()];
@@ -736,10 +746,7 @@ mod tests {
 
     #[test]
     fn a_short_grant_is_capped_even_without_a_warning() {
-        let (mut m, _) = logged_in(3600, true);
-        let due = m.poll_timeout().unwrap();
-        m.handle_timeout(due);
-        actions(&mut m);
+        let (mut m, _, due) = at_first_step(3600, true);
         m.handle(
             due,
             Event::RenewDone {
@@ -752,10 +759,7 @@ mod tests {
             Step::Login,
             "3599 s of an expected 3600 s: capped"
         );
-        let (mut m, _) = logged_in(3600, true);
-        let due = m.poll_timeout().unwrap();
-        m.handle_timeout(due);
-        actions(&mut m);
+        let (mut m, _, due) = at_first_step(3600, true);
         m.handle(
             due,
             Event::RenewDone {
@@ -847,10 +851,7 @@ mod tests {
 
     #[test]
     fn refused_renewal_logs_in_now_and_not_renewable_later() {
-        let (mut m, t0) = logged_in(600, true);
-        let due = m.poll_timeout().unwrap();
-        m.handle_timeout(due);
-        actions(&mut m);
+        let (mut m, t0, due) = at_first_step(600, true);
         let denied = Failure::new(FailureKind::Denied, "permission denied");
         m.handle(
             due,
@@ -862,10 +863,7 @@ mod tests {
         assert_eq!(actions(&mut m), vec![Action::Login { deadline: None }]);
         assert!(m.holds_live_token(t0 + S(599)), "kept until replaced");
 
-        let (mut m, t0) = logged_in(600, true);
-        let due = m.poll_timeout().unwrap();
-        m.handle_timeout(due);
-        actions(&mut m);
+        let (mut m, t0, due) = at_first_step(600, true);
         let nr = Failure::new(FailureKind::NotRenewable, "lease is not renewable");
         m.handle(
             due,
@@ -882,10 +880,7 @@ mod tests {
 
     #[test]
     fn capped_renewal_relogins_before_expiry() {
-        let (mut m, _) = logged_in(3600, true);
-        let due = m.poll_timeout().unwrap();
-        m.handle_timeout(due);
-        actions(&mut m);
+        let (mut m, _, due) = at_first_step(3600, true);
         m.handle(
             due,
             Event::RenewDone {
@@ -989,10 +984,7 @@ mod tests {
 
     #[test]
     fn sighup_abandons_the_request_and_logs_in() {
-        let (mut m, _) = logged_in(3600, true);
-        let due = m.poll_timeout().unwrap();
-        m.handle_timeout(due);
-        actions(&mut m);
+        let (mut m, _, due) = at_first_step(3600, true);
         m.handle(due, Event::Relogin);
         assert!(matches!(actions(&mut m).as_slice(), [Action::Login { .. }]));
         // The abandoned renewal's answer is ignored.

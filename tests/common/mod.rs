@@ -340,3 +340,29 @@ pub fn is_root() -> bool {
         })
         .unwrap_or(false)
 }
+
+/// A free loopback port (bound, then released) for a server the test starts.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A GET over a raw socket: (status, body). None if the server is not answering.
+pub fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::Write as _;
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    let body = out.split_once("\r\n\r\n").map(|x| x.1.to_string())?;
+    Some((status, body))
+}
