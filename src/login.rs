@@ -22,6 +22,9 @@ pub enum LoginError {
         /// Hints from [`crate::hints::login_hints`].
         hints: String,
     },
+    /// The blocking task that reads the JWT did not finish.
+    #[error("cannot read the service-account JWT: {0}")]
+    Task(String),
     /// No answer before the run's deadline.
     #[error("login: no answer from Vault before the deadline")]
     TimedOut,
@@ -34,7 +37,7 @@ impl LoginError {
             LoginError::Jwt(JwtError::Missing(_)) => (FailureKind::JwtMissing, None),
             LoginError::Jwt(_) => (FailureKind::Other, None),
             LoginError::Vault { error, .. } => (kind_of(error), error.retry_after()),
-            LoginError::TimedOut => (FailureKind::Transient, None),
+            LoginError::TimedOut | LoginError::Task(_) => (FailureKind::Transient, None),
         };
         Failure {
             kind,
@@ -63,7 +66,13 @@ pub async fn attempt(
     mount: &str,
     role: &str,
 ) -> Result<Auth, LoginError> {
-    let jwt = jwt::read(source)?;
+    // Read on a blocking thread: the volume is the kubelet's, but a slow one must not stall the
+    // runtime that also answers probes and signals.
+    let source = source.clone();
+    let jwt = match tokio::task::spawn_blocking(move || jwt::read(&source)).await {
+        Ok(read) => read?,
+        Err(e) => return Err(LoginError::Task(e.to_string())),
+    };
     let token: &Secret = &jwt.token;
     client
         .login(mount, role, token)
