@@ -88,6 +88,8 @@ pub struct Machine {
     in_flight: Option<Request>,
     /// Whether the last login failed (a JWT change then retries at once).
     login_failing: bool,
+    /// Whether the JWT changed while a login was in flight.
+    jwt_changed_in_flight: bool,
     /// Whether the file is known to hold the held token.
     file_current: bool,
     /// When to retry a failed write.
@@ -133,6 +135,7 @@ impl Machine {
             due: Some(now),
             in_flight: None,
             login_failing: false,
+            jwt_changed_in_flight: false,
             file_current: false,
             write_retry: None,
             unhooked: false,
@@ -266,7 +269,13 @@ impl Machine {
             Event::LoginDone { sent, result } => {
                 if self.in_flight == Some(Request::Login) {
                     self.in_flight = None;
+                    let jwt_changed = std::mem::take(&mut self.jwt_changed_in_flight);
                     match result {
+                        Err(f) if jwt_changed && f.kind != FailureKind::Transient => {
+                            self.login_failed(now, f);
+                            info!("service-account JWT changed during the login: retrying now");
+                            self.plan(Step::Login, Some(now));
+                        }
                         Ok(grant) => self.logged_in(sent, grant),
                         Err(f) => self.login_failed(now, f),
                     }
@@ -318,7 +327,12 @@ impl Machine {
                 }
             }
             Event::JwtChanged => {
-                if self.login_failing && self.step == Step::Login && self.in_flight.is_none() {
+                if self.in_flight == Some(Request::Login) {
+                    // The login in flight may have read the old JWT (the kubelet writes the new
+                    // one in several steps): if it fails, retry at once rather than back off.
+                    self.jwt_changed_in_flight = true;
+                } else if self.login_failing && self.step == Step::Login && self.in_flight.is_none()
+                {
                     info!("service-account JWT changed: retrying the login now");
                     self.due = Some(now);
                 }
@@ -407,6 +421,7 @@ impl Machine {
             _ => {
                 self.step = Step::Login;
                 self.in_flight = Some(Request::Login);
+                self.jwt_changed_in_flight = false;
                 self.attempts = self.attempts.saturating_add(1);
                 // Not cut at the held token's expiry: a login does not need it, and an answer
                 // just after that expiry is still the quickest way to a valid token.
@@ -980,6 +995,36 @@ mod tests {
         assert!(m.poll_timeout().unwrap() >= t0 + S(1));
         m.handle(t0 + S(0), Event::JwtChanged);
         assert_eq!(m.poll_timeout(), Some(t0));
+    }
+
+    #[test]
+    fn a_jwt_change_during_a_failing_login_retries_at_once() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Sidecar), t0, 3);
+        m.handle_timeout(t0);
+        actions(&mut m);
+        // The kubelet swaps the JWT while the login (with the old one) is in flight.
+        m.handle(t0, Event::JwtChanged);
+        let denied = Failure::new(FailureKind::Denied, "invalid audience (aud) claim");
+        m.handle(
+            t0 + S(1),
+            Event::LoginDone {
+                sent: t0,
+                result: Err(denied.clone()),
+            },
+        );
+        assert_eq!(m.poll_timeout(), Some(t0 + S(1)), "no backoff");
+        // Without a change meanwhile, the next failure backs off.
+        m.handle_timeout(t0 + S(1));
+        actions(&mut m);
+        m.handle(
+            t0 + S(1),
+            Event::LoginDone {
+                sent: t0 + S(1),
+                result: Err(denied),
+            },
+        );
+        assert!(m.poll_timeout().unwrap() >= t0 + S(2));
     }
 
     #[test]
