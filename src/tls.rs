@@ -1120,9 +1120,10 @@ mod tests {
 
     #[tokio::test]
     async fn connection_refused_is_described() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        drop(listener);
+        // Bound but not listening: refused, and no other test can take the port meanwhile.
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let addr = socket.local_addr().unwrap();
         let err = get(&TlsSettings::default(), "vault.test", addr)
             .await
             .unwrap_err();
