@@ -385,6 +385,33 @@ struct VaultToken {
     asked_at: Duration,
 }
 
+impl VaultToken {
+    /// Vault's CalculateTTL on renewal at `at` (asked at `sent`): `want`, capped by what is left
+    /// before `max_expire`, in whole seconds, with the "capped" warning when short.
+    fn renew(
+        &mut self,
+        want: Duration,
+        max_expire: Duration,
+        sent: Duration,
+        at: Duration,
+    ) -> Grant {
+        let left = secs(max_expire.saturating_sub(at).as_secs());
+        let (granted, capped_warning) = if want > left {
+            (left, true)
+        } else {
+            (want, false)
+        };
+        self.expires = at + granted;
+        self.granted_at = at;
+        self.asked_at = sent;
+        Grant {
+            ttl: granted,
+            renewable: true,
+            capped_warning,
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Req {
     Login,
@@ -488,20 +515,7 @@ impl Sim<'_> {
             match l {
                 Some(l) if l.expires > at => {
                     let max_expire = l.issued + w.leases[index].1;
-                    let left = secs(max_expire.saturating_sub(at).as_secs());
-                    let (granted, capped_warning) = if ttl > left {
-                        (left, true)
-                    } else {
-                        (ttl, false)
-                    };
-                    l.expires = at + granted;
-                    l.granted_at = at;
-                    l.asked_at = now;
-                    Ok(Grant {
-                        ttl: granted,
-                        renewable: true,
-                        capped_warning,
-                    })
+                    Ok(l.renew(ttl, max_expire, now, at))
                 }
                 _ => {
                     let text = "lease not found or lease is not renewable";
@@ -629,23 +643,7 @@ impl Sim<'_> {
                         text,
                     ));
                 }
-                // Vault's CalculateTTL: the increment (or the role TTL), capped by max TTL, in
-                // whole seconds.
-                let want = w.increment.unwrap_or(w.ttl);
-                let left = secs((max_expire - at).as_secs());
-                let (granted, capped_warning) = if want > left {
-                    (left, true)
-                } else {
-                    (want, false)
-                };
-                t.expires = at + granted;
-                t.granted_at = at;
-                t.asked_at = sent;
-                Ok(Grant {
-                    ttl: granted,
-                    renewable: true,
-                    capped_warning,
-                })
+                Ok(t.renew(w.increment.unwrap_or(w.ttl), max_expire, sent, at))
             }
         }
     }
