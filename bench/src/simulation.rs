@@ -240,6 +240,24 @@ fn dur(s: Secs) -> Duration {
 /// vault-login's sidecar: the library's own state machine (`vault_login::machine`, the one
 /// the agent drives), fed the simulated clock and this model's answers. Requests take no time.
 fn vault_login(v: &mut Vault, rng: &mut Rng, start: Secs, end: Secs) {
+    drive(v, rng.next_u64(), start, end, 0, 0);
+}
+
+/// A secret's lease in the model: 1 h, max 24 h.
+const LEASE: Duration = Duration::from_secs(3600);
+const LEASE_MAX: Secs = 86_400.0;
+
+/// Drives the machine from `start` to `end` against `v`, with `statics` KV secrets (read again
+/// every 5 min) and `dynamic` leased secrets (lease [`LEASE`], max [`LEASE_MAX`]); returns the
+/// secret reads and lease renewals it sent (token requests are in `v`'s tally).
+fn drive(
+    v: &mut Vault,
+    seed: u64,
+    start: Secs,
+    end: Secs,
+    statics: usize,
+    dynamic: usize,
+) -> (u64, u64) {
     let base = Instant::now();
     let at = |s: Secs| base + dur(s);
     let settings = Settings {
@@ -248,11 +266,14 @@ fn vault_login(v: &mut Vault, rng: &mut Rng, start: Secs, end: Secs) {
         max_backoff: Duration::from_secs(300),
         renew_increment: None,
         revoke_on_exit: false,
-        secrets: 0,
+        secrets: statics + dynamic,
         refresh: Duration::from_secs(300),
     };
-    let mut m = Machine::new(settings, at(start), rng.next_u64());
+    let mut m = Machine::new(settings, at(start), seed);
     let mut held: Option<usize> = None;
+    // Each dynamic secret's lease: issued at, expires at.
+    let mut leases: Vec<(Secs, Secs)> = vec![(0.0, 0.0); dynamic];
+    let (mut reads, mut renewals) = (0u64, 0u64);
     let mut now = start;
     loop {
         while let Some(action) = m.poll_action() {
@@ -286,85 +307,6 @@ fn vault_login(v: &mut Vault, rng: &mut Rng, start: Secs, end: Secs) {
                     },
                 },
                 // The file is a tmpfs: writes succeed.
-                Action::Write => Event::Written,
-                _ => continue,
-            };
-            m.handle(at(now), event);
-        }
-        let Some(wake) = m.poll_timeout() else {
-            break;
-        };
-        let wake = secs(wake.saturating_duration_since(base)).max(now);
-        if wake >= end {
-            break;
-        }
-        now = wake;
-        m.handle_timeout(at(now));
-    }
-}
-
-/// The cost of secrets on the simulated clock: one calm pod (TTL 1 h, max 24 h) writing
-/// `statics` KV secrets (refreshed every 5 min) and `dynamic` leased secrets (lease 1 h, max
-/// 24 h), driven by the same machine for `days`. Returns (token requests, secret reads, lease
-/// renewals) per day.
-pub fn secret_requests(statics: usize, dynamic: usize, days: u32, seed: u64) -> (f64, f64, f64) {
-    const LEASE: Duration = Duration::from_secs(3600);
-    const LEASE_MAX: Secs = 86_400.0;
-    let end = f64::from(days) * DAY;
-    let s = Scenario {
-        ttl: 3600,
-        max_ttl: 86_400,
-        outages_per_day: 0,
-        outage_len: 0.0,
-        days,
-        pods: 1,
-        seed,
-    };
-    let mut v = Vault::new(&s, Vec::new());
-    let base = Instant::now();
-    let at = |s: Secs| base + dur(s);
-    let settings = Settings {
-        goal: Goal::Sidecar,
-        min_backoff: Duration::from_secs(1),
-        max_backoff: Duration::from_secs(300),
-        renew_increment: None,
-        revoke_on_exit: false,
-        secrets: statics + dynamic,
-        refresh: Duration::from_secs(300),
-    };
-    let mut m = Machine::new(settings, at(0.0), seed);
-    let mut held = None;
-    // Each dynamic secret's lease: issued at, expires at.
-    let mut leases: Vec<(Secs, Secs)> = vec![(0.0, 0.0); dynamic];
-    let (mut reads, mut renewals) = (0u64, 0u64);
-    let mut now = 0.0;
-    loop {
-        while let Some(action) = m.poll_action() {
-            let event = match action {
-                Action::Login { .. } => {
-                    let (id, ttl) = v.login(now).expect("calm");
-                    held = Some(id);
-                    Event::LoginDone {
-                        sent: at(now),
-                        result: Ok(Grant {
-                            ttl,
-                            renewable: true,
-                            capped_warning: false,
-                        }),
-                    }
-                }
-                Action::Renew { .. } => Event::RenewDone {
-                    sent: at(now),
-                    result: match held.map(|id| v.renew(id, now)) {
-                        Some(Renewal::Granted { ttl, warnings }) => Ok(Grant {
-                            ttl,
-                            renewable: true,
-                            capped_warning: machine::warns_of_cap(&warnings),
-                        }),
-                        Some(Renewal::PastMax) => Err(vault_error(500, PAST_MAX)),
-                        _ => Err(vault_error(403, DENIED)),
-                    },
-                },
                 Action::Write => Event::Written,
                 Action::ReadSecret { index } => {
                     reads += 1;
@@ -405,7 +347,9 @@ pub fn secret_requests(statics: usize, dynamic: usize, days: u32, seed: u64) -> 
             };
             m.handle(at(now), event);
         }
-        let Some(wake) = m.poll_timeout() else { break };
+        let Some(wake) = m.poll_timeout() else {
+            break;
+        };
         let wake = secs(wake.saturating_duration_since(base)).max(now);
         if wake >= end {
             break;
@@ -413,6 +357,25 @@ pub fn secret_requests(statics: usize, dynamic: usize, days: u32, seed: u64) -> 
         now = wake;
         m.handle_timeout(at(now));
     }
+    (reads, renewals)
+}
+
+/// The cost of secrets on the simulated clock: one calm pod (TTL 1 h, max 24 h) writing
+/// `statics` KV secrets (refreshed every 5 min) and `dynamic` leased secrets, driven by the same
+/// machine for `days`. Returns (token requests, secret reads, lease renewals) per day.
+pub fn secret_requests(statics: usize, dynamic: usize, days: u32, seed: u64) -> (f64, f64, f64) {
+    let end = f64::from(days) * DAY;
+    let s = Scenario {
+        ttl: 3600,
+        max_ttl: 86_400,
+        outages_per_day: 0,
+        outage_len: 0.0,
+        days,
+        pods: 1,
+        seed,
+    };
+    let mut v = Vault::new(&s, Vec::new());
+    let (reads, renewals) = drive(&mut v, seed, 0.0, end, statics, dynamic);
     let days = f64::from(days);
     let t = v.finish(end);
     (
