@@ -135,6 +135,7 @@ impl Agent {
         let mut changed = false;
         // The token file write in flight (on a blocking thread).
         let mut writing: Option<Pending<'_, Event>> = None;
+        let mut write_again = false;
         let now = || Instant::now().into_std();
         loop {
             while let Some(action) = machine.poll_action() {
@@ -150,6 +151,10 @@ impl Agent {
                         let deadline = deadline.map(Instant::from_std);
                         request = Some(Box::pin(self.renew(token, increment, deadline)));
                     }
+                    // One write at a time: two on blocking threads would race each other's
+                    // renames (and each other's inotify events). A write asked for meanwhile
+                    // runs once the current one is done, with the token held then.
+                    Action::Write if writing.is_some() => write_again = true,
                     Action::Write => {
                         let restoring = std::mem::take(&mut changed);
                         let token = auth.as_ref().map(|a| a.client_token.clone());
@@ -205,11 +210,17 @@ impl Agent {
                             .map(|a| a.client_token.clone());
                         let leases = memos.iter_mut().filter_map(|m| m.lease_id.take()).collect();
                         secret_request = None;
-                        request = Some(Box::pin(self.revoke(
-                            token,
-                            leases,
-                            Instant::from_std(deadline),
-                        )));
+                        // A write still in flight finishes first, or it would put the token
+                        // back after the file is removed (the machine's deadline still holds).
+                        let in_flight = writing.take();
+                        write_again = false;
+                        let revoke = self.revoke(token, leases, Instant::from_std(deadline));
+                        request = Some(Box::pin(async move {
+                            if let Some(write) = in_flight {
+                                write.await;
+                            }
+                            revoke.await
+                        }));
                     }
                     Action::Exit(exit) => return self.exit(exit, started),
                 }
@@ -252,6 +263,11 @@ impl Agent {
                 event = async { writing.as_mut().expect("guarded by is_some").await }, if writing.is_some() => {
                     writing = None;
                     machine.handle(now(), event);
+                    if std::mem::take(&mut write_again) && writing.is_none() {
+                        let restoring = std::mem::take(&mut changed);
+                        let token = auth.as_ref().map(|a| a.client_token.clone());
+                        writing = Some(Box::pin(self.write(token, restoring)));
+                    }
                 }
                 () = async { hooks_done.as_mut().expect("guarded by is_some").await }, if hooks_done.is_some() => {
                     hooks_done = None;
