@@ -5,9 +5,23 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 static STATE: AtomicU64 = AtomicU64::new(0);
 
+const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+
+/// splitmix64's output function: a well-mixed number from a state that advances by `GAMMA`.
+fn mix(state: u64) -> u64 {
+    let mut z = state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// A number in `[0, 1)` from 64 random bits.
+fn unit_of(bits: u64) -> f64 {
+    (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// A random 64-bit number (splitmix64): good enough for jitter and temp names, not for secrets.
 pub fn random_u64() -> u64 {
-    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
     let mut s = STATE.fetch_add(GAMMA, Ordering::Relaxed);
     if s == 0 {
         // First use: seed from the clock and pid so a fleet started together still diverges.
@@ -19,15 +33,30 @@ pub fn random_u64() -> u64 {
         let _ = STATE.compare_exchange(GAMMA, seed, Ordering::Relaxed, Ordering::Relaxed);
         s = STATE.fetch_add(GAMMA, Ordering::Relaxed);
     }
-    let mut z = s.wrapping_add(GAMMA);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
+    mix(s.wrapping_add(GAMMA))
+}
+
+/// A seeded, reproducible source of jitter (splitmix64): the state machine draws from it so a
+/// run with the same seed makes the same decisions.
+#[derive(Clone, Debug)]
+pub struct Jitter(u64);
+
+impl Jitter {
+    /// A source started from `seed`.
+    pub fn new(seed: u64) -> Jitter {
+        Jitter(seed)
+    }
+
+    /// The next number in `[0, 1)`.
+    pub fn unit(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(GAMMA);
+        unit_of(mix(self.0))
+    }
 }
 
 /// A uniform random number in `[0, 1)`.
 pub fn random_unit() -> f64 {
-    (random_u64() >> 11) as f64 / (1u64 << 53) as f64
+    unit_of(random_u64())
 }
 
 /// The wait before retry number `attempt` (1 = first retry): uniform between `min` and

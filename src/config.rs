@@ -15,6 +15,7 @@ use clap::ArgMatches;
 
 use crate::cli::{self, CliError};
 
+use crate::events::{Goal, Settings};
 use crate::hooks::HookSettings;
 use crate::proxy::{redacted, ProxySettings};
 use crate::secrets::{self, SecretsSettings};
@@ -229,6 +230,25 @@ impl Config {
             .filter(|name| name.starts_with(secrets::SECRET_ENV_PREFIX))
             .collect();
         Config::load_with_names(std::env::args_os(), &env, &names)
+    }
+
+    /// The state machine's settings.
+    pub fn machine_settings(&self) -> Settings {
+        Settings {
+            goal: if self.once {
+                Goal::Once {
+                    timeout: self.timeout,
+                }
+            } else {
+                Goal::Sidecar
+            },
+            min_backoff: self.min_backoff,
+            max_backoff: self.max_backoff,
+            renew_increment: self.renew_increment,
+            revoke_on_exit: self.revoke_on_exit,
+            secrets: self.secrets.specs.len(),
+            refresh: self.secrets.refresh,
+        }
     }
 
     /// One line describing the effective configuration, without secrets (never the JWT; say "jwt=env:VAULT_LOGIN_JWT" or "jwt=file:/path").

@@ -1,6 +1,8 @@
 //! The crate's error type and the process exit codes it maps to.
 
 use crate::config::ConfigError;
+use crate::duration::human;
+use crate::events::Exit;
 use crate::health::HealthError;
 use crate::tls::TlsError;
 use crate::token_file::FileError;
@@ -68,3 +70,50 @@ impl Error {
 
 /// `Result` with the crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What a run that ended with `exit` returns (`once`: it was a `--once` run).
+pub fn of_exit(exit: Exit, once: bool) -> Result<()> {
+    match exit {
+        Exit::Done => Ok(()),
+        Exit::Interrupted => Err(Error::Fatal(if once {
+            "interrupted before a token was written".into()
+        } else {
+            "interrupted".into()
+        })),
+        Exit::GaveUp {
+            attempts,
+            elapsed,
+            last,
+        } => Err(Error::GaveUp {
+            attempts,
+            elapsed: human(elapsed),
+            last,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn exits_map_to_results_and_exit_codes() {
+        assert!(of_exit(Exit::Done, true).is_ok());
+        let e = of_exit(Exit::Interrupted, true).unwrap_err();
+        assert_eq!(e.to_string(), "interrupted before a token was written");
+        assert_eq!(e.exit_code(), EXIT_FAILURE);
+        let gave_up = Exit::GaveUp {
+            attempts: 3,
+            elapsed: Duration::from_secs(90),
+            last: "login: permission denied".into(),
+        };
+        let e = of_exit(gave_up, true).unwrap_err();
+        assert!(
+            matches!(&e, Error::GaveUp { attempts: 3, elapsed, .. } if elapsed == "1m30s"),
+            "{e:?}"
+        );
+        assert_eq!(e.exit_code(), EXIT_FAILURE);
+    }
+}

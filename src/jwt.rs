@@ -26,6 +26,16 @@ pub enum JwtSource {
     Env(Secret),
 }
 
+impl JwtSource {
+    /// The file, when the JWT is read from one (it is then watched for rotations).
+    pub fn file(&self) -> Option<&Path> {
+        match self {
+            JwtSource::File(p) => Some(p),
+            JwtSource::Env(_) => None,
+        }
+    }
+}
+
 /// The most we read of a JWT file: real service-account tokens are around 1 KiB.
 pub const MAX_JWT_BYTES: u64 = 64 * 1024;
 

@@ -6,7 +6,6 @@
 //!   of each module's settings; the only module that knows them all.
 //! - [`cli`]: the flags and `--help` made from the declarations; clap's errors on one line.
 //! - [`settings`]: every setting declared once: flag, variables, default, parser, help.
-//! - [`duration`]: durations as people write them and as Go prints them.
 //! - [`command`]: the on-change command line split like a shell would, without a shell.
 //! - [`secret`]: the [`secret::Secret`] wrapper that keeps tokens and JWTs out of logs.
 //! - [`jwt`]: reads the service-account JWT afresh for each login and decodes its claims for hints.
@@ -20,9 +19,13 @@
 //! - [`token_file`]: atomic, exact-mode writes of the token file (and of secret files).
 //! - [`secrets`]: secrets to files: the `VAULT_LOGIN_SECRET_<NAME>` specs, rendering (JSON, one
 //!   field, dotenv), when to rewrite, read errors, and the secret-file writer.
-//! - [`backoff`]: exponential backoff with full jitter, and the random source for jitter.
+//! - [`backoff`]: exponential backoff with full jitter, and the random sources for jitter.
 //! - [`schedule`]: pure functions of durations: when to renew, when to log in again, how long to
-//!   wait before expiry.
+//!   wait before expiry; a credential's [`schedule::Lifetime`].
+//! - [`failure`]: what a failed Vault request means for the loop: the one classification of
+//!   Vault's answers.
+//! - [`events`]: what the machine and its driver say to each other: events in, actions out.
+//! - [`secret_lane`]: the machine's secrets' lane: when to read each secret and renew its lease.
 //! - [`machine`]: the loop's decisions as one deterministic state machine (quinn-proto style):
 //!   fed `now` and events (results, file changes, signals, timers), it answers with actions (log
 //!   in, renew, write, read a secret, renew a lease, run hooks, revoke, exit) and when to wake.
@@ -49,6 +52,8 @@ pub mod command;
 pub mod config;
 pub mod duration;
 pub mod error;
+pub mod events;
+pub mod failure;
 pub mod health;
 pub mod hints;
 pub mod hooks;
@@ -60,6 +65,7 @@ pub mod response;
 pub mod safe_fs;
 pub mod schedule;
 pub mod secret;
+pub mod secret_lane;
 pub mod secrets;
 pub mod server_name;
 pub mod settings;

@@ -2,9 +2,9 @@
 //! method, and explain a refusal with what the JWT says; plus how the machine should treat
 //! each failure.
 
+use crate::failure::{Failure, FailureKind};
 use crate::hints;
 use crate::jwt::{self, unix_now, JwtError, JwtSource};
-use crate::machine::{self, Failure, FailureKind};
 use crate::secret::Secret;
 use crate::vault::{check_vault_path, Auth, VaultClient, VaultError};
 
@@ -36,7 +36,7 @@ impl LoginError {
         let (kind, retry_after) = match self {
             LoginError::Jwt(JwtError::Missing(_)) => (FailureKind::JwtMissing, None),
             LoginError::Jwt(_) => (FailureKind::Other, None),
-            LoginError::Vault { error, .. } => (kind_of(error), error.retry_after()),
+            LoginError::Vault { error, .. } => (error.kind(), error.retry_after()),
             LoginError::TimedOut | LoginError::Task(_) => (FailureKind::Transient, None),
         };
         Failure {
@@ -44,18 +44,6 @@ impl LoginError {
             retry_after,
             message: self.to_string(),
         }
-    }
-}
-
-/// The machine's classification of a Vault error.
-pub fn kind_of(error: &VaultError) -> FailureKind {
-    match error {
-        VaultError::Transport { .. } => FailureKind::Transient,
-        VaultError::Status { status, errors, .. } => {
-            machine::classify(Some(status.as_u16()), errors)
-        }
-        VaultError::BadResponse { .. } if error.is_transient() => FailureKind::Transient,
-        VaultError::BadResponse { .. } => FailureKind::Other,
     }
 }
 
@@ -123,19 +111,21 @@ mod tests {
             op: "POST login".into(),
             message: "connection refused".into(),
         };
-        assert_eq!(kind_of(&transport), FailureKind::Transient);
+        assert_eq!(transport.kind(), FailureKind::Transient);
         assert_eq!(
-            kind_of(&status(
+            status(
                 403,
                 &["2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"]
-            )),
+            )
+            .kind(),
             FailureKind::Denied
         );
         assert_eq!(
-            kind_of(&status(
+            status(
                 500,
                 &["1 error occurred:\n\t* past the max TTL, cannot renew\n\n"]
-            )),
+            )
+            .kind(),
             FailureKind::Expired
         );
         let html = VaultError::BadResponse {
@@ -143,13 +133,13 @@ mod tests {
             status: StatusCode::BAD_GATEWAY,
             problem: "HTML".into(),
         };
-        assert_eq!(kind_of(&html), FailureKind::Transient);
+        assert_eq!(html.kind(), FailureKind::Transient);
         let garbled = VaultError::BadResponse {
             op: "POST login".into(),
             status: StatusCode::OK,
             problem: "no auth".into(),
         };
-        assert_eq!(kind_of(&garbled), FailureKind::Other);
+        assert_eq!(garbled.kind(), FailureKind::Other);
     }
 
     #[test]

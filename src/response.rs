@@ -8,6 +8,8 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 use serde_json::Value;
 
+use crate::events::Grant;
+use crate::failure::{self, Failure, FailureKind};
 use crate::secret::Secret;
 
 /// The longest TTL we take from an answer (10 years): a larger `lease_duration` (up to
@@ -62,6 +64,27 @@ fn display_errors(errors: &[String]) -> String {
 }
 
 impl VaultError {
+    /// How the machine should treat it.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            VaultError::Transport { .. } => FailureKind::Transient,
+            VaultError::Status { status, errors, .. } => {
+                failure::classify(Some(status.as_u16()), errors)
+            }
+            VaultError::BadResponse { .. } if self.is_transient() => FailureKind::Transient,
+            VaultError::BadResponse { .. } => FailureKind::Other,
+        }
+    }
+
+    /// The failure the machine is fed for it, saying `message`.
+    pub fn failure(&self, message: String) -> Failure {
+        Failure {
+            kind: self.kind(),
+            retry_after: self.retry_after(),
+            message,
+        }
+    }
+
     /// Whether waiting and trying again can help without anyone changing Vault's configuration.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -144,6 +167,15 @@ impl Auth {
     pub fn is_batch(&self) -> bool {
         self.token_type == "batch" || self.client_token.expose().starts_with("hvb.")
     }
+
+    /// What a login granted, for the machine (a batch token is never renewable).
+    pub fn grant(&self) -> Grant {
+        Grant {
+            ttl: self.lease_duration,
+            renewable: self.renewable && !self.is_batch(),
+            capped_warning: false,
+        }
+    }
 }
 
 /// A successful renewal: the new `auth` block and any warnings (e.g. the max-TTL cap).
@@ -153,6 +185,17 @@ pub struct Renewal {
     pub auth: Auth,
     /// Vault's warnings, verbatim.
     pub warnings: Vec<String>,
+}
+
+impl Renewal {
+    /// What the renewal granted, for the machine.
+    pub fn grant(&self) -> Grant {
+        Grant {
+            ttl: self.auth.lease_duration,
+            renewable: self.auth.renewable,
+            capped_warning: failure::warns_of_cap(&self.warnings),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -304,6 +347,16 @@ impl SecretRead {
     pub fn has_renewable_lease(&self) -> bool {
         self.renewable && !self.lease_id.is_empty()
     }
+
+    /// The lease, for the machine, if this is a dynamic secret (KV has none; KV v1's
+    /// `lease_duration` without a lease id is only a refresh hint).
+    pub fn lease(&self) -> Option<Grant> {
+        (!self.lease_id.is_empty() && !self.lease_duration.is_zero()).then_some(Grant {
+            ttl: self.lease_duration,
+            renewable: self.renewable,
+            capped_warning: false,
+        })
+    }
 }
 
 /// A successful `sys/leases/renew`.
@@ -320,13 +373,15 @@ pub struct LeaseRenewal {
 }
 
 impl LeaseRenewal {
-    /// Whether Vault granted less than `asked` because the lease reached its max TTL: then the
-    /// lease ends in `lease_duration` whatever is renewed, and new credentials must be read
-    /// before that. Vault says so with its "TTL value is capped" warning; a grant shorter than
-    /// asked counts too, for servers that do not warn.
-    pub fn is_capped(&self, asked: Option<Duration>) -> bool {
-        self.warnings.iter().any(|w| w.contains("is capped"))
-            || asked.is_some_and(|a| self.lease_duration < a)
+    /// What the renewal granted, for the machine. Vault says a lease reached its max TTL with
+    /// its "TTL value is capped" warning; the machine also counts a grant shorter than the
+    /// lease's first TTL as capped, for servers that do not warn.
+    pub fn grant(&self) -> Grant {
+        Grant {
+            ttl: self.lease_duration,
+            renewable: self.renewable,
+            capped_warning: failure::warns_of_cap(&self.warnings),
+        }
     }
 }
 

@@ -1,10 +1,43 @@
 //! When to renew, when to log in again, and how long to wait after a failure: pure functions
 //! of durations and a random number, so every edge case is unit-tested without a clock.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// The smallest wait we schedule before a token's expiry; below it the token counts as gone.
 pub const EXPIRY_MARGIN: Duration = Duration::from_millis(100);
+
+/// The lifetime of a credential we hold: the token, or a dynamic secret's lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Lifetime {
+    /// When Vault stops accepting it (None: never).
+    pub expires_at: Option<Instant>,
+    /// Whether Vault said it may be renewed.
+    pub renewable: bool,
+    /// The TTL an uncapped renewal gives back: the TTL first granted.
+    pub expected: Duration,
+}
+
+impl Lifetime {
+    /// A lifetime of `ttl` (zero: forever) counted from `sent`, when its request was sent.
+    pub fn granted(sent: Instant, ttl: Duration, renewable: bool) -> Lifetime {
+        Lifetime {
+            expires_at: (!ttl.is_zero()).then(|| sent + ttl),
+            renewable,
+            expected: ttl,
+        }
+    }
+
+    /// How long it is still accepted at `now` (`Duration::MAX`: forever).
+    pub fn remaining(&self, now: Instant) -> Duration {
+        self.expires_at
+            .map_or(Duration::MAX, |at| at.saturating_duration_since(now))
+    }
+
+    /// Whether Vault still accepts it at `now`.
+    pub fn live(&self, now: Instant) -> bool {
+        self.expires_at.is_none_or(|at| at > now)
+    }
+}
 
 /// What to do next with the token we hold.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

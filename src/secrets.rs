@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
+use tracing::{info, warn};
 use zeroize::Zeroizing;
 
 use crate::secret::Secret;
@@ -575,6 +576,21 @@ impl SecretWriter {
         probe.check().map_err(|e| SecretError::Dir {
             problem: e.to_string(),
         })
+    }
+
+    /// Removes the files of `specs` (on exit, with the token revoked): their credentials are
+    /// about to die with their leases.
+    pub fn remove_all(&self, specs: &[SecretSpec]) {
+        for spec in specs {
+            let path = self.path_for(spec);
+            match std::fs::remove_file(&path) {
+                Ok(()) => info!(path = %path.display(), "secret file removed"),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => {
+                    warn!(path = %path.display(), error = %e, "cannot remove the secret file")
+                }
+            }
+        }
     }
 
     /// Atomically replaces `spec`'s file with `rendered`; returns its path.

@@ -637,9 +637,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(renewed.lease_duration, Duration::from_secs(30));
-        assert!(!renewed.is_capped(Some(Duration::from_secs(30))));
-        assert!(!renewed.is_capped(None));
-        assert!(renewed.is_capped(Some(Duration::from_secs(60))));
+        assert!(renewed.renewable);
+        assert!(!renewed.grant().capped_warning);
         let warned = LeaseRenewal {
             warnings: vec![
                 "TTL of \"1h\" exceeded the effective max_ttl of \"30s\"; TTL value is capped accordingly"
@@ -647,7 +646,7 @@ mod tests {
             ],
             ..renewed.clone()
         };
-        assert!(warned.is_capped(None));
+        assert!(warned.grant().capped_warning);
         assert!(parse_lease_renewal("op", StatusCode::OK, br#"{"lease_id":""}"#).is_err());
     }
 

@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use vault_login::backoff;
-use vault_login::machine::{
-    self, Action, Event, Exit, Failure, FailureKind, Goal, Grant, Machine, SecretGrant, Settings,
-    REVOKE_GRACE,
-};
+use vault_login::events::{Action, Event, Exit, Goal, Grant, SecretGrant, Settings, REVOKE_GRACE};
+use vault_login::failure::{self, Failure, FailureKind};
+use vault_login::machine::Machine;
 use vault_login::schedule::{self, Next, EXPIRY_MARGIN, MAX_RETRY_AFTER};
 
 const DAY: u64 = 86_400;
@@ -520,7 +519,7 @@ impl Sim<'_> {
                 _ => {
                     let text = "lease not found or lease is not renewable";
                     Err(Failure::new(
-                        machine::classify(Some(400), &[text.into()]),
+                        failure::classify(Some(400), &[text.into()]),
                         text,
                     ))
                 }
@@ -625,13 +624,13 @@ impl Sim<'_> {
                 if t.revoked || t.expires <= at {
                     let denied = "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n";
                     return Err(Failure::new(
-                        machine::classify(Some(403), &[denied.into()]),
+                        failure::classify(Some(403), &[denied.into()]),
                         denied,
                     ));
                 }
                 if !w.renewable {
                     return Err(Failure::new(
-                        machine::classify(Some(400), &["lease is not renewable".into()]),
+                        failure::classify(Some(400), &["lease is not renewable".into()]),
                         "lease is not renewable",
                     ));
                 }
@@ -639,7 +638,7 @@ impl Sim<'_> {
                 if at >= max_expire {
                     let text = "1 error occurred:\n\t* past the max TTL, cannot renew\n\n";
                     return Err(Failure::new(
-                        machine::classify(Some(500), &[text.into()]),
+                        failure::classify(Some(500), &[text.into()]),
                         text,
                     ));
                 }

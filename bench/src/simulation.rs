@@ -24,9 +24,9 @@ use std::time::Duration;
 
 use std::time::Instant;
 
-use vault_login::machine::{
-    self, Action, Event, Failure, FailureKind, Goal, Grant, Machine, SecretGrant, Settings,
-};
+use vault_login::events::{Action, Event, Goal, Grant, SecretGrant, Settings};
+use vault_login::failure::{self, Failure, FailureKind};
+use vault_login::machine::Machine;
 
 use crate::report::{Report, Verdict};
 use crate::stats::Rng;
@@ -299,7 +299,7 @@ fn drive(
                         Some(Renewal::Granted { ttl, warnings }) => Ok(Grant {
                             ttl,
                             renewable: true,
-                            capped_warning: machine::warns_of_cap(&warnings),
+                            capped_warning: failure::warns_of_cap(&warnings),
                         }),
                         Some(Renewal::Down) | None => Err(refused()),
                         Some(Renewal::PastMax) => Err(vault_error(500, PAST_MAX)),
@@ -390,7 +390,7 @@ const PAST_MAX: &str = "1 error occurred:\n\t* past the max TTL, cannot renew\n\
 const DENIED: &str = "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n";
 
 fn vault_error(status: u16, text: &str) -> Failure {
-    Failure::new(machine::classify(Some(status), &[text.to_string()]), text)
+    Failure::new(failure::classify(Some(status), &[text.to_string()]), text)
 }
 
 fn refused() -> Failure {
@@ -847,7 +847,7 @@ mod tests {
         match v.renew(id, 60.2) {
             Renewal::Granted { ttl, warnings } => {
                 assert_eq!(ttl, Duration::from_secs(40));
-                assert!(machine::warns_of_cap(&warnings));
+                assert!(failure::warns_of_cap(&warnings));
             }
             other => panic!("{other:?}"),
         }

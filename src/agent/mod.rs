@@ -15,12 +15,14 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
 use crate::backoff::random_u64;
-use crate::config::{human, Config, JwtSource, TokenSink};
-use crate::error::{Error, Result};
+use crate::config::{Config, TokenSink};
+use crate::duration::human;
+use crate::error::{self, Error, Result};
+use crate::events::{Action, Event, Exit, Hook};
 use crate::hooks::Hooks;
 use crate::jwt::{self, unix_now};
-use crate::login::{kind_of, LoginError};
-use crate::machine::{self, Action, Event, Exit, Failure, Goal, Grant, Hook, Machine, Settings};
+use crate::login::LoginError;
+use crate::machine::Machine;
 use crate::secrets::{SecretSpec, SecretWriter};
 use crate::status::Status;
 use crate::token_file::TokenFile;
@@ -98,30 +100,16 @@ impl Agent {
         })
     }
 
-    fn settings(&self) -> Settings {
-        Settings {
-            goal: if self.cfg.once {
-                Goal::Once {
-                    timeout: self.cfg.timeout,
-                }
-            } else {
-                Goal::Sidecar
-            },
-            min_backoff: self.cfg.min_backoff,
-            max_backoff: self.cfg.max_backoff,
-            renew_increment: self.cfg.renew_increment,
-            revoke_on_exit: self.cfg.revoke_on_exit,
-            secrets: self.secrets.len(),
-            refresh: self.cfg.secrets.refresh,
-        }
-    }
-
     /// Runs until the machine says exit: `--once` after the first written token (or at the
     /// deadline), the sidecar on [`Control::Shutdown`].
     pub async fn run(self, mut control: mpsc::UnboundedReceiver<Control>) -> Result<()> {
         self.log_jwt_claims();
         let started = Instant::now();
-        let mut machine = Machine::new(self.settings(), started.into_std(), random_u64());
+        let mut machine = Machine::new(
+            self.cfg.machine_settings(),
+            started.into_std(),
+            random_u64(),
+        );
         // The sidecar watches from the start; `--once` only if it has to wait for the JWT.
         let mut watches = (!self.cfg.once).then(|| Watches::new(self.jwt_file(), self.token_dir()));
         let mut request: Option<Pending<'_, Answer>> = None;
@@ -305,11 +293,7 @@ impl Agent {
                 // Counted as a login (metrics, expiry) even if the write fails next;
                 // readiness follows the file through file_failed/file_restored.
                 self.status.logged_in(a.lease_duration);
-                let grant = Grant {
-                    ttl: a.lease_duration,
-                    renewable: a.renewable && !a.is_batch(),
-                    capped_warning: false,
-                };
+                let grant = a.grant();
                 info!(
                     ttl = %human(a.lease_duration),
                     renewable = grant.renewable,
@@ -338,11 +322,7 @@ impl Agent {
                 for w in &r.warnings {
                     info!(warning = %w, "Vault warning on renewal");
                 }
-                let grant = Grant {
-                    ttl: r.auth.lease_duration,
-                    renewable: r.auth.renewable,
-                    capped_warning: machine::warns_of_cap(&r.warnings),
-                };
+                let grant = r.grant();
                 if let Some(held) = auth.as_mut() {
                     // Keep the token we hold: a renewal answer may omit it.
                     let token = held.client_token.clone();
@@ -361,11 +341,7 @@ impl Agent {
                 self.status.renewal_failed(&message);
                 Event::RenewDone {
                     sent: sent.into_std(),
-                    result: Err(Failure {
-                        kind: kind_of(&e),
-                        retry_after: e.retry_after(),
-                        message,
-                    }),
+                    result: Err(e.failure(message)),
                 }
             }
             Answer::Revoked => Event::Revoked,
@@ -379,30 +355,12 @@ impl Agent {
     }
 
     fn exit(&self, exit: Exit, started: Instant) -> Result<()> {
-        match exit {
-            Exit::Done => {
-                if self.cfg.once {
-                    info!(elapsed = %human(started.elapsed()), "token written; done");
-                } else {
-                    info!("stopped");
-                }
-                Ok(())
-            }
-            Exit::Interrupted => Err(Error::Fatal(if self.cfg.once {
-                "interrupted before a token was written".into()
-            } else {
-                "interrupted".into()
-            })),
-            Exit::GaveUp {
-                attempts,
-                elapsed,
-                last,
-            } => Err(Error::GaveUp {
-                attempts,
-                elapsed: human(elapsed),
-                last,
-            }),
+        match (&exit, self.cfg.once) {
+            (Exit::Done, true) => info!(elapsed = %human(started.elapsed()), "token written; done"),
+            (Exit::Done, false) => info!("stopped"),
+            _ => {}
         }
+        error::of_exit(exit, self.cfg.once)
     }
 
     fn log_jwt_claims(&self) {
@@ -413,10 +371,7 @@ impl Agent {
     }
 
     fn jwt_file(&self) -> Option<&std::path::Path> {
-        match &self.cfg.jwt {
-            JwtSource::File(p) => Some(p),
-            JwtSource::Env(_) => None,
-        }
+        self.cfg.jwt.file()
     }
 
     fn token_dir(&self) -> Option<&std::path::Path> {

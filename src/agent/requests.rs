@@ -7,8 +7,8 @@ use tokio::time::{timeout_at, Instant};
 use tracing::{error, info, warn};
 
 use super::{Agent, Answer};
+use crate::events::Event;
 use crate::login::{self, LoginError};
-use crate::machine::Event;
 use crate::secret::Secret;
 use crate::vault::VaultError;
 
@@ -75,16 +75,7 @@ impl Agent {
                 }
             }
         }
-        for spec in &self.secrets {
-            let path = self.writer.path_for(spec);
-            match std::fs::remove_file(&path) {
-                Ok(()) => info!(path = %path.display(), "secret file removed"),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => {
-                    warn!(path = %path.display(), error = %e, "cannot remove the secret file")
-                }
-            }
-        }
+        self.writer.remove_all(&self.secrets);
         if let Some(token) = token {
             match timeout_at(deadline, self.client.revoke_self(&token)).await {
                 Ok(Ok(())) => info!("token revoked"),

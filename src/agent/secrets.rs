@@ -6,8 +6,8 @@ use tracing::info;
 
 use super::requests::no_token;
 use super::Agent;
-use crate::login::kind_of;
-use crate::machine::{self, Event, Failure, FailureKind, Grant};
+use crate::events::{Event, SecretGrant};
+use crate::failure::{Failure, FailureKind};
 use crate::secret::Secret;
 use crate::secrets::{self, Fingerprint, SecretError};
 use crate::vault::{LeaseRenewal, SecretRead, VaultError};
@@ -46,16 +46,9 @@ impl Agent {
                     if changed {
                         memos[index].written = written;
                     }
-                    let leased = !read.lease_id.is_empty() && !read.lease_duration.is_zero();
-                    memos[index].lease_id = leased.then(|| read.lease_id.clone());
-                    machine::SecretGrant {
-                        changed,
-                        lease: leased.then_some(Grant {
-                            ttl: read.lease_duration,
-                            renewable: read.renewable,
-                            capped_warning: false,
-                        }),
-                    }
+                    let lease = read.lease();
+                    memos[index].lease_id = lease.map(|_| read.lease_id.clone());
+                    SecretGrant { changed, lease }
                 });
                 let result = match result {
                     Ok(grant) => {
@@ -81,20 +74,12 @@ impl Agent {
             }
             SecretAnswer::Renewed(index, sent, result) => {
                 let result = match result {
-                    Ok(r) => Ok(Grant {
-                        ttl: r.lease_duration,
-                        renewable: r.renewable,
-                        capped_warning: machine::warns_of_cap(&r.warnings),
-                    }),
+                    Ok(r) => Ok(r.grant()),
                     Err(e) => {
                         let message =
                             format!("{}: lease renewal: {e}", self.secrets[index].variable);
                         self.status.secret_failed(index, &message);
-                        Err(Failure {
-                            kind: kind_of(&e),
-                            retry_after: e.retry_after(),
-                            message,
-                        })
+                        Err(e.failure(message))
                     }
                 };
                 Event::LeaseRenewed {

@@ -1,8 +1,11 @@
-//! The machine's vocabulary: its settings, what it is told ([`Event`]), what it asks
-//! ([`Action`]), and the one classification of Vault's answers every decision relies on.
+//! What the machine and its driver say to each other: what the machine is told ([`Event`]),
+//! what it asks for ([`Action`]), and the words both use (its settings, Vault's grants, hooks,
+//! the run's exit, the next step).
 
 use std::fmt;
 use std::time::{Duration, Instant};
+
+use crate::failure::Failure;
 
 /// How long a revocation on exit may take before the process exits anyway: a pod's shutdown
 /// must not wait on a hung Vault.
@@ -52,79 +55,6 @@ pub struct Grant {
     pub renewable: bool,
     /// Whether a warning said the TTL was capped at the max TTL (renewals only).
     pub capped_warning: bool,
-}
-
-/// How a failed request should be treated: one pure classification ([`classify`]) of what
-/// Vault answered, so all decisions agree on it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FailureKind {
-    /// No answer, or an answer that says "later": connection errors, timeouts, 412, 429, 473,
-    /// 5xx other than the max-TTL refusal. Retry the same request.
-    Transient,
-    /// The token or login was refused (403): log in again; for a login, retry with backoff.
-    Denied,
-    /// The token cannot be renewed (400 `lease is not renewable`, batch tokens): replace it by
-    /// a login while a third of its life is left.
-    NotRenewable,
-    /// The token is at its end (500 `past the max TTL`, 400 `lease expired`): log in now.
-    Expired,
-    /// The service-account JWT file does not exist yet: wait for it to appear.
-    JwtMissing,
-    /// Anything else (a bad JWT, a 400, an unreadable answer): retry with backoff while an
-    /// operator fixes it.
-    Other,
-}
-
-/// A failed login or renewal.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// How to treat it.
-    pub kind: FailureKind,
-    /// The wait Vault asked for with `Retry-After`.
-    pub retry_after: Option<Duration>,
-    /// One line saying what went wrong (never a secret): for logs and the final error.
-    pub message: String,
-}
-
-impl Failure {
-    /// A failure of `kind` saying `message`.
-    pub fn new(kind: FailureKind, message: impl Into<String>) -> Failure {
-        Failure {
-            kind,
-            retry_after: None,
-            message: message.into(),
-        }
-    }
-}
-
-/// Classifies what Vault answered. Messages are matched as substrings so that Vault ≥ 1.17's
-/// multi-error texts (`2 errors occurred:\n\t* permission denied\n\t* invalid token`) and the
-/// wrapped 500s (`1 error occurred:\n\t* past the max TTL, cannot renew`) classify like the old
-/// single strings.
-pub fn classify(status: Option<u16>, errors: &[String]) -> FailureKind {
-    let says = |needle: &str| errors.iter().any(|e| e.contains(needle));
-    let Some(status) = status else {
-        return FailureKind::Transient;
-    };
-    if says("past the max TTL") || says("lease expired") {
-        return FailureKind::Expired;
-    }
-    if says("not renewable") || says("batch tokens cannot be renewed") {
-        return FailureKind::NotRenewable;
-    }
-    match status {
-        403 => FailureKind::Denied,
-        412 | 429 | 473 | 500..=599 => FailureKind::Transient,
-        _ => FailureKind::Other,
-    }
-}
-
-/// Whether one of Vault's warnings on a renewal says the TTL was capped at the max TTL
-/// (`TTL of "1h" exceeded the effective max_ttl of "9m30s"; TTL value is capped accordingly`).
-pub fn warns_of_cap(warnings: &[String]) -> bool {
-    warnings
-        .iter()
-        .any(|w| w.contains("capped") || w.contains("max_ttl") || w.contains("max TTL"))
 }
 
 /// The hooks to run after a token change.

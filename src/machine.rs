@@ -22,15 +22,14 @@ use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-use crate::backoff::Backoff;
+use crate::backoff::{Backoff, Jitter};
 use crate::duration::human;
-use crate::schedule::{self, Next};
-
-mod secrets;
-mod vocabulary;
-
-use secrets::SecretState;
-pub use vocabulary::*;
+use crate::events::{
+    Action, Event, Exit, Goal, Grant, Hook, Settings, Step, REVOKE_GRACE, WRITE_RETRY_FLOOR,
+};
+use crate::failure::{Failure, FailureKind};
+use crate::schedule::{self, Lifetime, Next};
+use crate::secret_lane::{Outcome, SecretLane};
 
 /// The request in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,49 +38,14 @@ enum Request {
     Renew,
 }
 
-/// The token we hold.
-#[derive(Clone, Copy, Debug)]
-struct Held {
-    /// When Vault stops accepting it (None: never).
-    expires_at: Option<Instant>,
-    renewable: bool,
-    /// The TTL an uncapped renewal gives back: the login's TTL.
-    expected: Duration,
-}
-
-impl Held {
-    fn remaining(&self, now: Instant) -> Duration {
-        self.expires_at
-            .map_or(Duration::MAX, |at| at.saturating_duration_since(now))
-    }
-
-    fn live(&self, now: Instant) -> bool {
-        self.expires_at.is_none_or(|at| at > now)
-    }
-}
-
-/// A small deterministic random source (splitmix64) for jitter.
-#[derive(Clone, Debug)]
-struct Rng(u64);
-
-impl Rng {
-    fn unit(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
-}
 /// The token loop's state and rules. See the module documentation for the driver's contract.
 #[derive(Debug)]
 pub struct Machine {
     settings: Settings,
-    rng: Rng,
+    rng: Jitter,
     started: Instant,
     backoff: Backoff,
-    held: Option<Held>,
+    held: Option<Lifetime>,
     /// The next step and when it is due (None: never).
     step: Step,
     due: Option<Instant>,
@@ -104,9 +68,8 @@ pub struct Machine {
     exiting: Option<(Exit, Instant)>,
     finished: bool,
     actions: VecDeque<Action>,
-    secrets: Vec<SecretState>,
-    /// The secret whose read or renewal is in flight (one at a time, beside the token's).
-    secret_in_flight: Option<usize>,
+    /// The secrets' lane: one read or lease renewal at a time, beside the token's request.
+    secrets: SecretLane,
     /// Hooks owed once the current batch of file changes is complete.
     owed: Option<Hook>,
 }
@@ -114,22 +77,13 @@ pub struct Machine {
 impl Machine {
     /// A machine that starts by logging in at `now`; `seed` drives all jitter.
     pub fn new(settings: Settings, now: Instant, seed: u64) -> Machine {
-        let backoff = Backoff::new(settings.min_backoff, settings.max_backoff);
-        let secret = SecretState {
-            due: None,
-            renew: false,
-            written: false,
-            lease: None,
-            backoff: backoff.clone(),
-        };
         Machine {
-            secrets: vec![secret; settings.secrets],
-            secret_in_flight: None,
+            secrets: SecretLane::new(&settings),
             owed: None,
+            backoff: Backoff::new(settings.min_backoff, settings.max_backoff),
             settings,
-            rng: Rng(seed),
+            rng: Jitter::new(seed),
             started: now,
-            backoff,
             held: None,
             step: Step::Login,
             due: Some(now),
@@ -166,24 +120,16 @@ impl Machine {
             step,
             self.write_retry,
             self.deadline(),
-            self.next_secret_due(),
+            self.file_current.then(|| self.secrets.next_due()).flatten(),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    /// When the secrets' lane next has work, if it can run (a live, written token; idle lane).
-    fn next_secret_due(&self) -> Option<Instant> {
-        if self.secret_in_flight.is_some() || !self.file_current {
-            return None;
-        }
-        self.secrets.iter().filter_map(|s| s.due).min()
-    }
-
     /// Whether every secret's file has been written.
     pub fn secrets_written(&self) -> bool {
-        self.secrets.iter().all(|s| s.written)
+        self.secrets.all_written()
     }
 
     /// The next step and when it is due, for logs ("renew in 42m").
@@ -295,9 +241,9 @@ impl Machine {
                 sent,
                 result,
             } => {
-                if self.secret_in_flight == Some(index) {
-                    self.secret_in_flight = None;
-                    self.secret_read(now, index, sent, result);
+                if self.secrets.finish(index) {
+                    let outcome = self.secrets.read(now, index, sent, result, &mut self.rng);
+                    self.absorb(outcome);
                     self.start_secret(now);
                     self.settle_hooks(now);
                 }
@@ -307,9 +253,11 @@ impl Machine {
                 sent,
                 result,
             } => {
-                if self.secret_in_flight == Some(index) {
-                    self.secret_in_flight = None;
-                    self.lease_renewed(now, index, sent, result);
+                if self.secrets.finish(index) {
+                    let outcome =
+                        self.secrets
+                            .lease_renewed(now, index, sent, result, &mut self.rng);
+                    self.absorb(outcome);
                     self.start_secret(now);
                     self.settle_hooks(now);
                 }
@@ -447,11 +395,7 @@ impl Machine {
         self.backoff.reset();
         self.last_error = None;
         let renewable = grant.renewable;
-        self.held = Some(Held {
-            expires_at: (!grant.ttl.is_zero()).then(|| sent + grant.ttl),
-            renewable,
-            expected: grant.ttl,
-        });
+        self.held = Some(Lifetime::granted(sent, grant.ttl, renewable));
         self.file_current = false;
         self.write_retry = None;
         self.unhooked = true;
@@ -573,12 +517,7 @@ impl Machine {
         if self.unhooked {
             self.unhooked = false;
             self.owed = Some(Hook::NewToken);
-            // Every secret is read again with each new token (a dynamic secret's lease is
-            // the old token's child and dies with it).
-            for s in &mut self.secrets {
-                s.due = Some(now);
-                s.renew = false;
-            }
+            self.secrets.read_all(now);
         }
     }
 
@@ -588,7 +527,7 @@ impl Machine {
         let Some(hook) = self.owed else {
             return;
         };
-        if self.secret_in_flight.is_some() || self.awaiting_hooks {
+        if self.secrets.busy() || self.awaiting_hooks {
             return;
         }
         if self.once() {
@@ -601,8 +540,7 @@ impl Machine {
         }
         // More reads of this batch still to run: wait for them.
         // (A file check in flight does not count: the token file was written once already.)
-        let pending_now = self.holds_live_token(now)
-            && self.secrets.iter().any(|s| s.due.is_some_and(|d| d <= now));
+        let pending_now = self.holds_live_token(now) && self.secrets.due_at(now);
         if !pending_now {
             self.owed = None;
             self.actions.push_back(Action::RunHooks(hook));
@@ -611,6 +549,24 @@ impl Machine {
 
     /// Starts the earliest due secret read or lease renewal, when the lane is free and a live,
     /// written token is there to read with.
+    fn start_secret(&mut self, now: Instant) {
+        if !self.file_current || !self.holds_live_token(now) {
+            return;
+        }
+        if let Some(action) = self.secrets.start(now) {
+            self.actions.push_back(action);
+        }
+    }
+
+    /// Takes in what a finished secret read or lease renewal means for hooks and errors.
+    fn absorb(&mut self, outcome: Outcome) {
+        match outcome {
+            Outcome::Changed => self.owed = self.owed.or(Some(Hook::SecretsChanged)),
+            Outcome::Same => {}
+            Outcome::Failed(message) => self.last_error = Some(message),
+        }
+    }
+
     fn write_failed(&mut self, now: Instant, message: String) {
         self.file_current = false;
         let wait = if self.once() {
@@ -642,6 +598,7 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::events::SecretGrant;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
 
@@ -700,63 +657,6 @@ mod tests {
         m.handle_timeout(due);
         actions(&mut m);
         (m, t0, due)
-    }
-
-    #[test]
-    fn classification_table() {
-        let e = |s: &str| vec![s.to_string()];
-        let multi = e("2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n");
-        let max = e("1 error occurred:\n\t* past the max TTL, cannot renew\n\n");
-        let cases: Vec<(Option<u16>, Vec<String>, FailureKind)> = vec![
-            (None, vec![], FailureKind::Transient),
-            (Some(403), e("permission denied"), FailureKind::Denied),
-            (Some(403), multi, FailureKind::Denied),
-            (Some(403), vec![], FailureKind::Denied),
-            (
-                Some(400),
-                e("lease is not renewable"),
-                FailureKind::NotRenewable,
-            ),
-            (
-                Some(400),
-                e("batch tokens cannot be renewed"),
-                FailureKind::NotRenewable,
-            ),
-            (Some(400), e("lease expired"), FailureKind::Expired),
-            (
-                Some(500),
-                e("past the max TTL, cannot renew"),
-                FailureKind::Expired,
-            ),
-            (Some(500), max, FailureKind::Expired),
-            (Some(500), e("internal error"), FailureKind::Transient),
-            (Some(503), e("Vault is sealed"), FailureKind::Transient),
-            (Some(502), vec![], FailureKind::Transient),
-            (
-                Some(429),
-                e("rate limit quota exceeded"),
-                FailureKind::Transient,
-            ),
-            (Some(412), vec![], FailureKind::Transient),
-            (Some(473), vec![], FailureKind::Transient),
-            (Some(400), e("missing role"), FailureKind::Other),
-            (Some(404), vec![], FailureKind::Other),
-            (Some(405), vec![], FailureKind::Other),
-        ];
-        for (status, errors, want) in cases {
-            assert_eq!(classify(status, &errors), want, "{status:?} {errors:?}");
-        }
-    }
-
-    #[test]
-    fn cap_warnings() {
-        let warn = vec![
-            "TTL of \"1h0m0s\" exceeded the effective max_ttl of \"9m30s\"; TTL value is capped accordingly"
-                .to_string(),
-        ];
-        assert!(warns_of_cap(&warn));
-        assert!(!warns_of_cap(&[]));
-        assert!(!warns_of_cap(&["endpoint is deprecated".to_string()]));
     }
 
     #[test]
@@ -1325,7 +1225,7 @@ mod tests {
     fn same_seed_same_run() {
         let run = |seed| {
             let (mut m, t0) = logged_in(3600, true);
-            m.rng = Rng(seed);
+            m.rng = Jitter::new(seed);
             let due = m.poll_timeout().unwrap();
             m.handle_timeout(due);
             actions(&mut m);

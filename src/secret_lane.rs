@@ -1,0 +1,266 @@
+//! The secrets' lane of the machine: each `VAULT_LOGIN_SECRET_<NAME>` is one more thing with a
+//! lifetime. Static secrets are read again every refresh interval; a dynamic secret's lease is
+//! renewed like the token (about 2/3 of it, never right after the read) and replaced by new
+//! credentials before its max TTL. One read or renewal is in flight at a time, beside the
+//! token's request. Like the machine that owns it, the lane does no I/O and never reads the clock.
+
+use std::time::{Duration, Instant};
+
+use tracing::{info, warn};
+
+use crate::backoff::{Backoff, Jitter};
+use crate::duration::human;
+use crate::events::{Action, Goal, Grant, SecretGrant, Settings};
+use crate::failure::{Failure, FailureKind};
+use crate::schedule::{self, Lifetime, Next};
+
+/// One secret: what to do next with it and when.
+#[derive(Clone, Debug)]
+struct SecretState {
+    /// When the next read or renewal is due (None: nothing planned).
+    due: Option<Instant>,
+    /// Renew the lease (true) or read the secret (false).
+    renew: bool,
+    /// Whether its file has been written since the start.
+    written: bool,
+    /// The lease of a dynamic secret.
+    lease: Option<Lifetime>,
+    backoff: Backoff,
+}
+
+/// What a finished read or lease renewal means for the rest of the machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// The secret's file changed: the change hooks are owed.
+    Changed,
+    /// Nothing the app sees changed.
+    Same,
+    /// It failed, saying this (the file keeps its last good content).
+    Failed(String),
+}
+
+/// Every secret's state, and the one read or renewal in flight.
+#[derive(Debug)]
+pub struct SecretLane {
+    secrets: Vec<SecretState>,
+    in_flight: Option<usize>,
+    /// How often a secret without a lease is read again.
+    refresh: Duration,
+    max_backoff: Duration,
+    /// `--once`: read each secret once, plan nothing after.
+    once: bool,
+}
+
+impl SecretLane {
+    /// The lane of the machine with `settings`: its secrets, none due until a token is written.
+    pub fn new(settings: &Settings) -> SecretLane {
+        let state = SecretState {
+            due: None,
+            renew: false,
+            written: false,
+            lease: None,
+            backoff: Backoff::new(settings.min_backoff, settings.max_backoff),
+        };
+        SecretLane {
+            secrets: vec![state; settings.secrets],
+            in_flight: None,
+            refresh: settings.refresh,
+            max_backoff: settings.max_backoff,
+            once: matches!(settings.goal, Goal::Once { .. }),
+        }
+    }
+
+    /// Whether a read or renewal is in flight.
+    pub fn busy(&self) -> bool {
+        self.in_flight.is_some()
+    }
+
+    /// When the lane next has work, if it is idle.
+    pub fn next_due(&self) -> Option<Instant> {
+        if self.busy() {
+            return None;
+        }
+        self.secrets.iter().filter_map(|s| s.due).min()
+    }
+
+    /// Whether some secret's read or renewal is due at `now` (a batch is still being read).
+    pub fn due_at(&self, now: Instant) -> bool {
+        self.secrets.iter().any(|s| s.due.is_some_and(|d| d <= now))
+    }
+
+    /// Whether every secret's file has been written.
+    pub fn all_written(&self) -> bool {
+        self.secrets.iter().all(|s| s.written)
+    }
+
+    /// A new token is in the file: every secret is read again now (a dynamic secret's lease is
+    /// the old token's child and dies with it).
+    pub fn read_all(&mut self, now: Instant) {
+        for s in &mut self.secrets {
+            s.due = Some(now);
+            s.renew = false;
+        }
+    }
+
+    /// Starts the earliest due read or lease renewal, if the lane is idle. The caller checks
+    /// that a live token is in the file to read with.
+    pub fn start(&mut self, now: Instant) -> Option<Action> {
+        if self.busy() {
+            return None;
+        }
+        let (_, index) = self
+            .secrets
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.due.filter(|d| *d <= now).map(|d| (d, i)))
+            .min()?;
+        let s = &mut self.secrets[index];
+        s.due = None;
+        self.in_flight = Some(index);
+        Some(match s.lease.filter(|l| s.renew && l.live(now)) {
+            Some(lease) => Action::RenewLease {
+                index,
+                deadline: lease.expires_at,
+            },
+            None => Action::ReadSecret { index },
+        })
+    }
+
+    /// Whether `index`'s request is the one in flight; it no longer is afterwards. A result of
+    /// an abandoned request must be dropped.
+    pub fn finish(&mut self, index: usize) -> bool {
+        if self.in_flight == Some(index) {
+            self.in_flight = None;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Plans secret `index`'s next step from a plan relative to `base`.
+    fn plan(&mut self, index: usize, base: Instant, next: Next, now: Instant) {
+        let s = &mut self.secrets[index];
+        match next {
+            _ if self.once => s.due = None,
+            Next::Renew(d) => {
+                s.renew = true;
+                s.due = Some(base + d);
+            }
+            Next::Relogin(d) => {
+                s.renew = false;
+                s.due = Some(base + d);
+            }
+            Next::Hold => {
+                s.renew = false;
+                s.due = Some(now + self.refresh);
+            }
+        }
+    }
+
+    /// Secret `index`'s read (sent at `sent`) finished.
+    pub fn read(
+        &mut self,
+        now: Instant,
+        index: usize,
+        sent: Instant,
+        result: Result<SecretGrant, Failure>,
+        jitter: &mut Jitter,
+    ) -> Outcome {
+        let grant = match result {
+            Ok(grant) => grant,
+            Err(f) => return self.failed(now, index, f, false, jitter),
+        };
+        let s = &mut self.secrets[index];
+        s.written = true;
+        s.backoff.reset();
+        match grant.lease.filter(|l| !l.ttl.is_zero()) {
+            Some(lease) => {
+                s.lease = Some(Lifetime::granted(sent, lease.ttl, lease.renewable));
+                // As for a token: no renewal right after the read.
+                let next = schedule::after_login(lease.ttl, lease.renewable, jitter.unit());
+                self.plan(index, sent, next, now);
+            }
+            None => {
+                s.lease = None;
+                self.plan(index, sent, Next::Hold, now);
+            }
+        }
+        if grant.changed {
+            Outcome::Changed
+        } else {
+            Outcome::Same
+        }
+    }
+
+    /// Secret `index`'s lease renewal (sent at `sent`) finished.
+    pub fn lease_renewed(
+        &mut self,
+        now: Instant,
+        index: usize,
+        sent: Instant,
+        result: Result<Grant, Failure>,
+        jitter: &mut Jitter,
+    ) -> Outcome {
+        let Some(lease) = self.secrets[index].lease.as_mut() else {
+            self.plan(index, now, Next::Relogin(Duration::ZERO), now);
+            return Outcome::Same;
+        };
+        match result {
+            Ok(g) => {
+                let capped = g.ttl < lease.expected || g.capped_warning;
+                lease.expires_at = (!g.ttl.is_zero()).then(|| sent + g.ttl);
+                lease.renewable = g.renewable;
+                let expected = lease.expected;
+                self.secrets[index].backoff.reset();
+                // Capped or not renewable: new credentials before the lease's max TTL.
+                let next =
+                    schedule::after_renewal(g.ttl, expected, capped, g.renewable, jitter.unit());
+                if capped {
+                    info!(secret = index, ttl = %human(g.ttl), "lease at its max TTL; new credentials will be read before it expires");
+                }
+                self.plan(index, sent, next, now);
+                Outcome::Same
+            }
+            Err(f) if f.kind == FailureKind::Transient => self.failed(now, index, f, true, jitter),
+            Err(f) => {
+                // The lease is gone (expired, revoked, not renewable): new credentials now.
+                warn!(error = %f.message, "lease not renewed; reading new credentials");
+                let s = &mut self.secrets[index];
+                s.lease = None;
+                s.renew = false;
+                s.due = Some(now);
+                Outcome::Same
+            }
+        }
+    }
+
+    /// A read or renewal of secret `index` failed: retry (the renewal, while the lease lasts
+    /// and the failure is transient; otherwise a read) on the backoff, before the lease expires.
+    fn failed(
+        &mut self,
+        now: Instant,
+        index: usize,
+        f: Failure,
+        renew_again: bool,
+        jitter: &mut Jitter,
+    ) -> Outcome {
+        let u1 = jitter.unit();
+        let u2 = jitter.unit();
+        let s = &mut self.secrets[index];
+        let delay = s.backoff.next_delay_with(u1);
+        let delay = schedule::honour_retry_after(delay, f.retry_after, self.max_backoff);
+        let remaining = s.lease.map(|l| l.remaining(now));
+        let (renew, delay) = match remaining.map(|r| schedule::retry_before_expiry(delay, r, u2)) {
+            Some(Some(d)) => (renew_again, d),
+            Some(None) => {
+                s.lease = None;
+                (false, delay)
+            }
+            None => (false, delay),
+        };
+        warn!(error = %f.message, retry_in = %human(delay), "secret not read; its file keeps the last good content");
+        s.renew = renew;
+        s.due = Some(now + delay);
+        Outcome::Failed(f.message)
+    }
+}
