@@ -140,6 +140,20 @@ mod tests {
     const S: fn(u64) -> Duration = Duration::from_secs;
 
     #[test]
+    fn jitter_is_reproducible_and_in_range() {
+        let mut a = Jitter::new(42);
+        let mut b = Jitter::new(42);
+        let xs: Vec<f64> = (0..1000).map(|_| a.unit()).collect();
+        assert!(xs.iter().all(|x| (0.0..1.0).contains(x)));
+        assert_eq!(xs, (0..1000).map(|_| b.unit()).collect::<Vec<_>>());
+        let mut c = Jitter::new(43);
+        assert_ne!(xs[..8], (0..8).map(|_| c.unit()).collect::<Vec<_>>()[..]);
+        // Spread over the range, not stuck in one part of it.
+        let low = xs.iter().filter(|x| **x < 0.5).count();
+        assert!((400..600).contains(&low), "{low} of 1000 below 0.5");
+    }
+
+    #[test]
     fn grows_exponentially_and_caps() {
         assert_eq!(delay(1, S(1), S(300), 0.0), S(1));
         assert!(delay(1, S(1), S(300), 0.999_999) > Duration::from_millis(1990));

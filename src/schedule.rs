@@ -189,6 +189,22 @@ mod tests {
     const UNITS: [f64; 5] = [0.0, 0.25, 0.5, 0.75, 0.999_999];
 
     #[test]
+    fn a_lifetime_counts_from_the_sent_instant_and_zero_is_forever() {
+        let sent = Instant::now();
+        let l = Lifetime::granted(sent, S(60), true);
+        assert_eq!(l.expires_at, Some(sent + S(60)));
+        assert_eq!(l.expected, S(60));
+        assert_eq!(l.remaining(sent + S(20)), S(40));
+        assert!(l.live(sent + S(59)));
+        assert!(!l.live(sent + S(60)), "Vault refuses it at its expiry");
+        assert_eq!(l.remaining(sent + S(90)), Duration::ZERO);
+        let forever = Lifetime::granted(sent, Duration::ZERO, false);
+        assert_eq!(forever.expires_at, None);
+        assert!(forever.live(sent + S(10 * 365 * 86_400)));
+        assert_eq!(forever.remaining(sent + S(1)), Duration::MAX);
+    }
+
+    #[test]
     fn two_thirds_stays_within_jitter_bounds() {
         for ttl in TTLS {
             for unit in UNITS {

@@ -264,3 +264,150 @@ impl SecretLane {
         Outcome::Failed(f.message)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: fn(u64) -> Duration = Duration::from_secs;
+
+    fn lane(goal: Goal, count: usize) -> SecretLane {
+        SecretLane::new(&Settings {
+            goal,
+            min_backoff: S(1),
+            max_backoff: S(300),
+            renew_increment: None,
+            revoke_on_exit: false,
+            secrets: count,
+            refresh: S(300),
+        })
+    }
+
+    fn lease(ttl: u64) -> Option<Grant> {
+        Some(Grant {
+            ttl: S(ttl),
+            renewable: true,
+            capped_warning: false,
+        })
+    }
+
+    #[test]
+    fn nothing_is_due_until_a_token_is_written_then_one_at_a_time() {
+        let t0 = Instant::now();
+        let mut l = lane(Goal::Sidecar, 2);
+        assert_eq!(l.next_due(), None);
+        assert_eq!(l.start(t0), None);
+        l.read_all(t0);
+        assert!(l.due_at(t0));
+        assert_eq!(l.start(t0), Some(Action::ReadSecret { index: 0 }));
+        assert!(l.busy());
+        assert_eq!(l.next_due(), None, "busy: no wake-up for the lane");
+        assert_eq!(l.start(t0), None, "one request at a time");
+        assert!(!l.finish(1), "not the one in flight: its result is dropped");
+        assert!(l.finish(0));
+        assert_eq!(l.start(t0), Some(Action::ReadSecret { index: 1 }));
+    }
+
+    #[test]
+    fn a_static_secret_is_read_again_after_the_refresh_and_a_lease_renewed_later() {
+        let t0 = Instant::now();
+        let mut j = Jitter::new(1);
+        let mut l = lane(Goal::Sidecar, 2);
+        l.read_all(t0);
+        l.start(t0);
+        l.finish(0);
+        let kv = SecretGrant {
+            changed: true,
+            lease: None,
+        };
+        assert_eq!(l.read(t0, 0, t0, Ok(kv), &mut j), Outcome::Changed);
+        l.start(t0);
+        l.finish(1);
+        let db = SecretGrant {
+            changed: false,
+            lease: lease(600),
+        };
+        assert_eq!(l.read(t0, 1, t0, Ok(db), &mut j), Outcome::Same);
+        assert!(l.all_written());
+        // The static secret is read again after the refresh interval...
+        assert_eq!(l.next_due(), Some(t0 + S(300)));
+        assert_eq!(l.start(t0 + S(300)), Some(Action::ReadSecret { index: 0 }));
+        l.finish(0);
+        let same = SecretGrant {
+            changed: false,
+            lease: None,
+        };
+        let t1 = t0 + S(300);
+        assert_eq!(l.read(t1, 0, t1, Ok(same), &mut j), Outcome::Same);
+        // ...and the lease is renewed: not right after the read, well before its end.
+        let due = l.next_due().unwrap();
+        assert!(due >= t0 + S(360) && due <= t0 + S(480), "{due:?}");
+        assert_eq!(
+            l.start(due),
+            Some(Action::RenewLease {
+                index: 1,
+                deadline: Some(t0 + S(600))
+            })
+        );
+    }
+
+    #[test]
+    fn a_failed_read_keeps_the_file_and_retries_on_the_backoff() {
+        let t0 = Instant::now();
+        let mut j = Jitter::new(1);
+        let mut l = lane(Goal::Sidecar, 1);
+        l.read_all(t0);
+        l.start(t0);
+        l.finish(0);
+        let denied = Failure::new(FailureKind::Denied, "SECRET_DB: permission denied");
+        assert_eq!(
+            l.read(t0, 0, t0, Err(denied), &mut j),
+            Outcome::Failed("SECRET_DB: permission denied".into())
+        );
+        assert!(!l.all_written());
+        let due = l.next_due().unwrap();
+        assert!(due >= t0 + S(1) && due <= t0 + S(2), "{due:?}");
+    }
+
+    #[test]
+    fn a_refused_lease_renewal_reads_new_credentials_now() {
+        let t0 = Instant::now();
+        let mut j = Jitter::new(1);
+        let mut l = lane(Goal::Sidecar, 1);
+        l.read_all(t0);
+        l.start(t0);
+        l.finish(0);
+        let db = SecretGrant {
+            changed: true,
+            lease: lease(600),
+        };
+        l.read(t0, 0, t0, Ok(db), &mut j);
+        let due = l.next_due().unwrap();
+        l.start(due);
+        l.finish(0);
+        let gone = Failure::new(FailureKind::Expired, "lease expired");
+        assert_eq!(
+            l.lease_renewed(due, 0, due, Err(gone), &mut j),
+            Outcome::Same
+        );
+        assert_eq!(l.next_due(), Some(due));
+        assert_eq!(l.start(due), Some(Action::ReadSecret { index: 0 }));
+    }
+
+    #[test]
+    fn once_reads_each_secret_once_and_plans_nothing_after() {
+        let t0 = Instant::now();
+        let mut j = Jitter::new(1);
+        let mut l = lane(Goal::Once { timeout: S(30) }, 1);
+        l.read_all(t0);
+        l.start(t0);
+        l.finish(0);
+        let db = SecretGrant {
+            changed: true,
+            lease: lease(600),
+        };
+        l.read(t0, 0, t0, Ok(db), &mut j);
+        assert!(l.all_written());
+        assert_eq!(l.next_due(), None);
+    }
+}
