@@ -54,6 +54,9 @@ pub struct Machine {
     login_failing: bool,
     /// Whether the JWT changed while a login was in flight.
     jwt_changed_in_flight: bool,
+    /// The renewal a SIGHUP's login pre-empted: if that login keeps failing, the held token goes
+    /// back to its renewals then, instead of being left to expire while logins are retried.
+    resume: Option<Instant>,
     /// Whether the file is known to hold the held token.
     file_current: bool,
     /// When to retry a failed write.
@@ -90,6 +93,7 @@ impl Machine {
             in_flight: None,
             login_failing: false,
             jwt_changed_in_flight: false,
+            resume: None,
             file_current: false,
             write_retry: None,
             unhooked: false,
@@ -218,7 +222,10 @@ impl Machine {
                     let jwt_changed = std::mem::take(&mut self.jwt_changed_in_flight);
                     match result {
                         Err(f) if jwt_changed && f.kind != FailureKind::Transient => {
+                            // The retry below is still the SIGHUP's, if it was one.
+                            let resume = self.resume.take();
                             self.login_failed(now, f);
+                            self.resume = resume;
                             info!("service-account JWT changed during the login: retrying now");
                             self.plan(Step::Login, Some(now));
                         }
@@ -305,6 +312,10 @@ impl Machine {
                 }
                 self.in_flight = None;
                 self.backoff.reset();
+                // (A second SIGHUP during the first one's login keeps the first's renewal.)
+                if self.step == Step::Renew && self.held.is_some_and(|h| h.renewable) {
+                    self.resume = self.due;
+                }
                 self.plan(Step::Login, Some(now));
                 self.start(now);
             }
@@ -392,6 +403,7 @@ impl Machine {
 
     fn logged_in(&mut self, sent: Instant, grant: Grant) {
         self.login_failing = false;
+        self.resume = None;
         self.backoff.reset();
         self.last_error = None;
         let renewable = grant.renewable;
@@ -415,6 +427,22 @@ impl Machine {
             self.actions.push_back(Action::WatchJwt);
         }
         let delay = self.next_backoff(f.retry_after);
+        if let Some(at) = self.resume.filter(|_| self.holds_live_token(now)) {
+            // The token in the file is fine: retry the login the operator asked for until the
+            // token's planned renewal, then keep renewing it rather than let it run out.
+            self.last_error = Some(f.message.clone());
+            if now + delay < at {
+                warn!(error = %f.message, retry_in = %human(delay), "SIGHUP's login failed; retrying it (the current token stays in the file)");
+                self.plan(Step::Login, Some(now + delay));
+            } else {
+                self.resume = None;
+                let at = at.max(now);
+                warn!(error = %f.message, renew_in = %human(at - now), "SIGHUP's login failed; keeping the current token and renewing it as planned (send SIGHUP to try again)");
+                self.plan(Step::Renew, Some(at));
+            }
+            return;
+        }
+        self.resume = None;
         let delay = match self.held.map(|h| h.remaining(now)) {
             Some(remaining) if !self.once() => {
                 let unit = self.unit();
@@ -941,6 +969,72 @@ mod tests {
             },
         );
         assert!(actions(&mut m).is_empty());
+    }
+
+    #[test]
+    fn a_failed_sighup_login_goes_back_to_renewing_the_held_token() {
+        let (mut m, t0) = logged_in(3600, true);
+        let (step, renew_at) = m.next_step();
+        assert_eq!(step, Step::Renew);
+        let renew_at = renew_at.unwrap();
+        let t1 = t0 + S(600);
+        m.handle(t1, Event::Relogin);
+        assert_eq!(actions(&mut m), vec![Action::Login { deadline: None }]);
+        // A second SIGHUP during that login keeps the renewal to go back to.
+        m.handle(t1, Event::Relogin);
+        assert_eq!(actions(&mut m), vec![Action::Login { deadline: None }]);
+        let denied = Failure::new(FailureKind::Denied, "permission denied");
+        // The login is retried on the backoff while that comes before the planned renewal...
+        let mut now = t1;
+        let mut logins = 0;
+        while m.next_step().0 == Step::Login {
+            assert!(now < renew_at);
+            m.handle(
+                now,
+                Event::LoginDone {
+                    sent: now,
+                    result: Err(denied.clone()),
+                },
+            );
+            logins += 1;
+            if let Some(at) = m.poll_timeout().filter(|_| m.next_step().0 == Step::Login) {
+                now = at;
+                m.handle_timeout(now);
+                assert_eq!(actions(&mut m), vec![Action::Login { deadline: None }]);
+            }
+        }
+        assert!(logins > 5, "{logins}");
+        // ...then the held token is renewed as planned.
+        assert_eq!(m.next_step(), (Step::Renew, Some(renew_at)));
+        assert_eq!(m.poll_timeout(), Some(renew_at));
+        m.handle_timeout(renew_at);
+        assert!(matches!(actions(&mut m).as_slice(), [Action::Renew { .. }]));
+
+        // SIGHUP during the renewal itself: its login's failure renews at once.
+        m.handle(renew_at, Event::Relogin);
+        actions(&mut m);
+        let t2 = renew_at + S(1);
+        m.handle(
+            t2,
+            Event::LoginDone {
+                sent: renew_at,
+                result: Err(transient()),
+            },
+        );
+        assert_eq!(m.next_step(), (Step::Renew, Some(t2)));
+
+        // A non-renewable token has no renewals to go back to: the login is retried.
+        let (mut m, t0) = logged_in(3600, false);
+        m.handle(t0 + S(10), Event::Relogin);
+        actions(&mut m);
+        m.handle(
+            t0 + S(11),
+            Event::LoginDone {
+                sent: t0 + S(10),
+                result: Err(denied),
+            },
+        );
+        assert_eq!(m.next_step().0, Step::Login);
     }
 
     #[test]
