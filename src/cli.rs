@@ -105,3 +105,94 @@ fn redact_jwts(text: &str) -> String {
         .collect::<Vec<_>>()
         .join("'")
 }
+/// The prefix of vault-login's own variables.
+pub const OWN_PREFIX: &str = "VAULT_LOGIN_";
+
+/// The `VAULT_LOGIN_*` variables among `names` that no setting reads, each with the declared
+/// variable it most resembles, if any: like an unknown flag, a misspelt variable should not
+/// be silently ignored. `VAULT_LOGIN_SECRET_<NAME>` variables are secrets, not settings.
+pub fn unknown_variables(names: &[String]) -> Vec<(String, Option<&'static str>)> {
+    let known: Vec<&'static str> = s::ALL
+        .iter()
+        .flat_map(|a| a.env.iter().copied())
+        .filter(|e| e.starts_with(OWN_PREFIX))
+        .collect();
+    names
+        .iter()
+        .filter(|n| n.starts_with(OWN_PREFIX) && !n.starts_with(crate::secrets::SECRET_ENV_PREFIX))
+        .filter(|n| !known.contains(&n.as_str()))
+        .map(|n| {
+            let tail = &n[OWN_PREFIX.len()..];
+            let closest = known
+                .iter()
+                .map(|k| (distance(tail, &k[OWN_PREFIX.len()..]), *k))
+                .min()
+                .filter(|(d, _)| *d * 2 <= tail.len())
+                .map(|(_, k)| k);
+            (n.clone(), closest)
+        })
+        .collect()
+}
+
+/// The edit distance between `a` and `b` (insertions, deletions, substitutions).
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut diagonal = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = diagonal + usize::from(ca != *cb);
+            diagonal = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(diagonal + 1);
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn edit_distance() {
+        assert_eq!(distance("ROLE", "ROLE"), 0);
+        assert_eq!(distance("ROEL", "ROLE"), 2);
+        assert_eq!(distance("TOKEN_FIEL", "TOKEN_FILE"), 2);
+        assert_eq!(distance("", "LOG"), 3);
+        assert_eq!(distance("MOUNTS", "MOUNT"), 1);
+        assert_eq!(distance("JWT_PATH", "JWT_FILE"), 4);
+    }
+
+    #[test]
+    fn unknown_variables_with_their_closest_setting() {
+        let names: Vec<String> = [
+            "VAULT_LOGIN_ROLE",
+            "VAULT_LOGIN_ROEL",
+            "VAULT_LOGIN_SECRET_DB",
+            "VAULT_LOGIN_SECRETS_REFRESH",
+            "VAULT_LOGIN_JWT_PATH",
+            "VAULT_LOGIN_MIN_BACKOF",
+            "VAULT_LOGIN_XYZ",
+            "VAULT_ADDR",
+            "VAULT_ROLE",
+        ]
+        .map(String::from)
+        .to_vec();
+        assert_eq!(
+            unknown_variables(&names),
+            vec![
+                ("VAULT_LOGIN_ROEL".to_string(), Some("VAULT_LOGIN_ROLE")),
+                (
+                    "VAULT_LOGIN_JWT_PATH".to_string(),
+                    Some("VAULT_LOGIN_JWT_FILE")
+                ),
+                (
+                    "VAULT_LOGIN_MIN_BACKOF".to_string(),
+                    Some("VAULT_LOGIN_MIN_BACKOFF")
+                ),
+                ("VAULT_LOGIN_XYZ".to_string(), None),
+            ]
+        );
+    }
+}

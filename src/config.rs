@@ -69,6 +69,8 @@ pub struct Config {
     pub hooks: HookSettings,
     /// Secrets to write to files (`VAULT_LOGIN_SECRET_<NAME>`; environment only).
     pub secrets: SecretsSettings,
+    /// `VAULT_LOGIN_*` variables no setting reads, each with the one it resembles: warned of.
+    pub unknown_variables: Vec<(String, Option<&'static str>)>,
 }
 
 /// Why a configuration could not be loaded.
@@ -113,7 +115,8 @@ fn invalid(source_name: &str, problem: impl Into<String>) -> ConfigError {
 struct Lookup<'a> {
     flags: ArgMatches,
     env: &'a dyn Fn(&str) -> Option<String>,
-    /// Every variable's name, for the `VAULT_LOGIN_SECRET_<NAME>` family.
+    /// The names of the environment's `VAULT_LOGIN_*` variables: the `VAULT_LOGIN_SECRET_<NAME>`
+    /// family, and misspelt settings.
     names: &'a [String],
 }
 
@@ -177,12 +180,14 @@ impl Lookup<'_> {
         let about = &setting.about;
         self.get(setting)?.ok_or_else(|| {
             let (name, flag) = (about.name(), about.flag_or_name());
+            let typo = cli::unknown_variables(self.names)
+                .into_iter()
+                .find(|(_, closest)| *closest == Some(name))
+                .map_or_else(String::new, |(typo, _)| format!("; {typo} is set: a typo?"));
+            let help = about.help;
             invalid(
                 name,
-                format!(
-                    "required but not set (set {name} or {flag} to {})",
-                    about.help
-                ),
+                format!("required but not set (set {name} or {flag} to {help}){typo}"),
             )
         })
     }
@@ -200,8 +205,9 @@ impl Config {
         Config::load_with_names(args, env, &[])
     }
 
-    /// Like [`Config::load`], given the names of all environment variables, among which the
-    /// `VAULT_LOGIN_SECRET_<NAME>` ones are found (their values are read through `env`).
+    /// Like [`Config::load`], given the names of the environment's variables, among which the
+    /// `VAULT_LOGIN_SECRET_<NAME>` ones are found (their values are read through `env`) and
+    /// the misspelt `VAULT_LOGIN_*` ones.
     pub fn load_with_names<I, T>(
         args: I,
         env: &dyn Fn(&str) -> Option<String>,
@@ -227,9 +233,19 @@ impl Config {
         let env = |name: &str| std::env::var_os(name).map(|v| v.to_string_lossy().into_owned());
         let names: Vec<String> = std::env::vars_os()
             .map(|(name, _)| name.to_string_lossy().into_owned())
-            .filter(|name| name.starts_with(secrets::SECRET_ENV_PREFIX))
+            .filter(|name| name.starts_with(cli::OWN_PREFIX))
             .collect();
         Config::load_with_names(std::env::args_os(), &env, &names)
+    }
+
+    /// Warnings about the configuration, a line each: variables no setting reads.
+    pub fn warnings(&self) -> Vec<String> {
+        let ignored = "is not a vault-login setting and is ignored";
+        let line = |(name, closest): &(String, Option<&str>)| match closest {
+            Some(k) => format!("{name} {ignored}; did you mean {k}?"),
+            None => format!("{name} {ignored}; see --help"),
+        };
+        self.unknown_variables.iter().map(line).collect()
     }
 
     /// The state machine's settings.
@@ -517,6 +533,7 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         file_owner: token_file_owner,
     };
     Ok(Config {
+        unknown_variables: cli::unknown_variables(lookup.names),
         vault: VaultSettings {
             addr: vault_addr,
             namespace,

@@ -38,6 +38,7 @@ fn real_main() -> Result<(), Error> {
     if let Err(e) = dumpable {
         warn!(error = %e, "cannot mark the process non-dumpable");
     }
+    cfg.warnings().iter().for_each(|w| warn!("{w}"));
     let summary = cfg.summary();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

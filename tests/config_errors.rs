@@ -126,6 +126,39 @@ fn missing_and_bad_values() {
 }
 
 #[test]
+fn a_misspelt_required_variable_is_named_in_the_error() {
+    let mut s = Setup::new();
+    let role = s.env["VAULT_LOGIN_ROLE"].clone();
+    s.unset("VAULT_LOGIN_ROLE").set("VAULT_LOGIN_ROEL", role);
+    expect_usage(
+        &s,
+        &[],
+        &[
+            "VAULT_LOGIN_ROLE: required",
+            "VAULT_LOGIN_ROEL is set: a typo?",
+        ],
+    );
+}
+
+#[test]
+fn misspelt_variables_are_warned_of_and_the_run_goes_on() {
+    let mut s = Setup::new();
+    s.set("VAULT_LOGIN_TOKEN_FIEL", "/tmp/elsewhere")
+        .set("VAULT_LOGIN_FROBNICATE", "1")
+        .set("VAULT_LOGIN_SECRETS_DRI", "/tmp");
+    let run = s.once(&[]);
+    run.assert_code(0);
+    for line in [
+        "VAULT_LOGIN_TOKEN_FIEL is not a vault-login setting and is ignored; did you mean VAULT_LOGIN_TOKEN_FILE?",
+        "VAULT_LOGIN_SECRETS_DRI is not a vault-login setting and is ignored; did you mean VAULT_LOGIN_SECRETS_DIR?",
+        "VAULT_LOGIN_FROBNICATE is not a vault-login setting and is ignored; see --help",
+    ] {
+        assert!(run.stderr.contains(line), "{line:?} not in {}", run.stderr);
+    }
+    assert!(s.token().is_some(), "{}", run.stderr);
+}
+
+#[test]
 fn unknown_flag_is_a_usage_error() {
     let s = Setup::new();
     expect_usage(&s, &["--frobnicate"], &["--frobnicate"]);
