@@ -5,6 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use reqwest::StatusCode;
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
@@ -275,7 +276,7 @@ pub fn parse_auth_response(
     bytes: &[u8],
 ) -> Result<Renewal, VaultError> {
     check_status(op, status, retry_after, bytes)?;
-    let env = parse_envelope(op, status, bytes)?;
+    let env: Envelope = parse_body(op, status, bytes, false)?;
     let warnings = env.warnings.unwrap_or_default();
     let auth = auth_from(op, status, env.auth, env.wrap_info.as_ref())?;
     Ok(Renewal { auth, warnings })
@@ -401,27 +402,6 @@ struct SecretEnvelope {
     wrap_info: Option<Value>,
 }
 
-/// Parses a 2xx secret body; never quotes it, since it holds secret values.
-fn parse_secret_envelope(
-    op: &str,
-    status: StatusCode,
-    bytes: &[u8],
-) -> Result<SecretEnvelope, VaultError> {
-    serde_json::from_slice(bytes).map_err(|e| VaultError::BadResponse {
-        op: op.to_string(),
-        status,
-        problem: if bytes.is_empty() {
-            "empty body".to_string()
-        } else {
-            format!(
-                "body is not Vault's JSON at line {} column {} (content not shown: it may hold a secret)",
-                e.line(),
-                e.column()
-            )
-        },
-    })
-}
-
 /// The version of a KV v2 answer read at a `…/data/…` path, `None` for any other answer.
 pub(crate) fn kv2_version(path: &str, data: &serde_json::Map<String, Value>) -> Option<u64> {
     let on_data_path = path.split('/').skip(1).any(|s| s == "data");
@@ -440,7 +420,7 @@ pub fn parse_secret_response(
     bytes: &[u8],
 ) -> Result<SecretRead, VaultError> {
     check_status(op, status, None, bytes)?;
-    let env = parse_secret_envelope(op, status, bytes)?;
+    let env: SecretEnvelope = parse_body(op, status, bytes, true)?;
     let bad = |problem: &str| VaultError::BadResponse {
         op: op.to_string(),
         status,
@@ -485,7 +465,7 @@ pub fn parse_lease_renewal(
     bytes: &[u8],
 ) -> Result<LeaseRenewal, VaultError> {
     check_status(op, status, None, bytes)?;
-    let env = parse_secret_envelope(op, status, bytes)?;
+    let env: SecretEnvelope = parse_body(op, status, bytes, true)?;
     let lease_id = env.lease_id.unwrap_or_default();
     if lease_id.is_empty() {
         return Err(VaultError::BadResponse {
@@ -502,18 +482,25 @@ pub fn parse_lease_renewal(
     })
 }
 
-pub(crate) fn parse_envelope(
+/// Parses a 2xx body. A secret's body (`holds_secrets`) is never quoted, only where parsing
+/// stopped; any other body is quoted as far as [`unquoted_excerpt`] finds it safe.
+pub(crate) fn parse_body<T: DeserializeOwned>(
     op: &str,
     status: StatusCode,
     bytes: &[u8],
-) -> Result<Envelope, VaultError> {
+    holds_secrets: bool,
+) -> Result<T, VaultError> {
     serde_json::from_slice(bytes).map_err(|e| VaultError::BadResponse {
         op: op.to_string(),
         status,
-        problem: if bytes.is_empty() {
-            "empty body".to_string()
-        } else {
-            format!("body is not Vault's JSON: {}", unquoted_excerpt(bytes, &e))
+        problem: match (bytes.is_empty(), holds_secrets) {
+            (true, _) => "empty body".to_string(),
+            (false, true) => format!(
+                "body is not Vault's JSON at line {} column {} (content not shown: it may hold a secret)",
+                e.line(),
+                e.column()
+            ),
+            (false, false) => format!("body is not Vault's JSON: {}", unquoted_excerpt(bytes, &e)),
         },
     })
 }
@@ -615,7 +602,7 @@ mod tests {
     #[test]
     fn wrapped_login_is_explained_without_quoting() {
         let body = br#"{"auth":null,"wrap_info":{"token":"hvs.wrapsecret","ttl":300}}"#;
-        let env = parse_envelope("op", StatusCode::OK, body).unwrap();
+        let env: Envelope = parse_body("op", StatusCode::OK, body, false).unwrap();
         let err = auth_from("op", StatusCode::OK, env.auth, env.wrap_info.as_ref()).unwrap_err();
         let text = err.to_string();
         assert!(text.contains("response-wrapped"));

@@ -291,6 +291,27 @@ mod tests {
         })
     }
 
+    /// Starts the next due request at `now` and feeds back `result` as its read.
+    fn read_next(
+        l: &mut SecretLane,
+        now: Instant,
+        result: Result<SecretGrant, Failure>,
+        j: &mut Jitter,
+    ) -> Outcome {
+        let Some(Action::ReadSecret { index }) = l.start(now) else {
+            panic!("no read due at {now:?}");
+        };
+        assert!(l.finish(index));
+        l.read(now, index, now, result, j)
+    }
+
+    fn grant(changed: bool, lease_ttl: Option<u64>) -> Result<SecretGrant, Failure> {
+        Ok(SecretGrant {
+            changed,
+            lease: lease_ttl.and_then(lease),
+        })
+    }
+
     #[test]
     fn nothing_is_due_until_a_token_is_written_then_one_at_a_time() {
         let t0 = Instant::now();
@@ -314,31 +335,19 @@ mod tests {
         let mut j = Jitter::new(1);
         let mut l = lane(Goal::Sidecar, 2);
         l.read_all(t0);
-        l.start(t0);
-        l.finish(0);
-        let kv = SecretGrant {
-            changed: true,
-            lease: None,
-        };
-        assert_eq!(l.read(t0, 0, t0, Ok(kv), &mut j), Outcome::Changed);
-        l.start(t0);
-        l.finish(1);
-        let db = SecretGrant {
-            changed: false,
-            lease: lease(600),
-        };
-        assert_eq!(l.read(t0, 1, t0, Ok(db), &mut j), Outcome::Same);
+        assert_eq!(
+            read_next(&mut l, t0, grant(true, None), &mut j),
+            Outcome::Changed
+        );
+        assert_eq!(
+            read_next(&mut l, t0, grant(false, Some(600)), &mut j),
+            Outcome::Same
+        );
         assert!(l.all_written());
         // The static secret is read again after the refresh interval...
         assert_eq!(l.next_due(), Some(t0 + S(300)));
-        assert_eq!(l.start(t0 + S(300)), Some(Action::ReadSecret { index: 0 }));
-        l.finish(0);
-        let same = SecretGrant {
-            changed: false,
-            lease: None,
-        };
-        let t1 = t0 + S(300);
-        assert_eq!(l.read(t1, 0, t1, Ok(same), &mut j), Outcome::Same);
+        let unchanged = read_next(&mut l, t0 + S(300), grant(false, None), &mut j);
+        assert_eq!(unchanged, Outcome::Same);
         // ...and the lease is renewed: not right after the read, well before its end.
         let due = l.next_due().unwrap();
         assert!(due >= t0 + S(360) && due <= t0 + S(480), "{due:?}");
@@ -357,11 +366,9 @@ mod tests {
         let mut j = Jitter::new(1);
         let mut l = lane(Goal::Sidecar, 1);
         l.read_all(t0);
-        l.start(t0);
-        l.finish(0);
         let denied = Failure::new(FailureKind::Denied, "SECRET_DB: permission denied");
         assert_eq!(
-            l.read(t0, 0, t0, Err(denied), &mut j),
+            read_next(&mut l, t0, Err(denied), &mut j),
             Outcome::Failed("SECRET_DB: permission denied".into())
         );
         assert!(!l.all_written());
@@ -375,13 +382,7 @@ mod tests {
         let mut j = Jitter::new(1);
         let mut l = lane(Goal::Sidecar, 1);
         l.read_all(t0);
-        l.start(t0);
-        l.finish(0);
-        let db = SecretGrant {
-            changed: true,
-            lease: lease(600),
-        };
-        l.read(t0, 0, t0, Ok(db), &mut j);
+        read_next(&mut l, t0, grant(true, Some(600)), &mut j);
         let due = l.next_due().unwrap();
         l.start(due);
         l.finish(0);
@@ -400,13 +401,7 @@ mod tests {
         let mut j = Jitter::new(1);
         let mut l = lane(Goal::Once { timeout: S(30) }, 1);
         l.read_all(t0);
-        l.start(t0);
-        l.finish(0);
-        let db = SecretGrant {
-            changed: true,
-            lease: lease(600),
-        };
-        l.read(t0, 0, t0, Ok(db), &mut j);
+        read_next(&mut l, t0, grant(true, Some(600)), &mut j);
         assert!(l.all_written());
         assert_eq!(l.next_due(), None);
     }

@@ -14,30 +14,12 @@ use serde_json::json;
 use vault_emulator::DynamicRole;
 
 const SEC: Duration = Duration::from_secs(1);
-const PASSWORD: &str = "db-secret-password";
+const PASSWORD: &str = TUTORIAL_PASSWORD;
 
 /// The tutorial's secret, a KV v1 secret and a dynamic role, with a policy granting read on
 /// them to the role's tokens.
 fn setup(ttl: u64) -> Setup {
-    let mut s = Setup::with_role(Role {
-        token_policies: vec!["app".into()],
-        token_ttl: Duration::from_secs(ttl),
-        token_max_ttl: Duration::from_secs(600),
-        ..Role::default()
-    });
-    s.emu.put_policy(
-        "app",
-        &[
-            ("internal/data/database/config", &["read"]),
-            ("kv/app", &["read"]),
-            ("database/creds/app", &["read"]),
-        ],
-    );
-    s.emu.put_kv2(
-        "internal",
-        "database/config",
-        json!({"username": "db-readonly-username", "password": PASSWORD}),
-    );
+    let mut s = with_tutorial_secret(role(ttl, 600));
     s.emu.put_kv1("kv", "app", json!({"api_key": "k-1"}));
     s.set("VAULT_LOGIN_LOG", "debug");
     s

@@ -16,24 +16,7 @@ use vault_login::vault::VaultClient;
 
 /// The tutorial's secret and the role's policy granting read on it (plus the other engines).
 fn setup() -> Setup {
-    let s = Setup::with_role(Role {
-        token_policies: vec!["app".into()],
-        ..Role::default()
-    });
-    s.emu.put_policy(
-        "app",
-        &[
-            ("internal/data/database/config", &["read"]),
-            ("kv/app", &["read"]),
-            ("database/creds/app", &["read"]),
-        ],
-    );
-    s.emu.put_kv2(
-        "internal",
-        "database/config",
-        json!({"username": "db-readonly-username", "password": "db-secret-password"}),
-    );
-    s
+    with_tutorial_secret(Role::default())
 }
 
 /// The configuration `s` plus `vars`, as the binary would load it.

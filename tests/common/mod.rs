@@ -320,6 +320,32 @@ pub fn role(ttl: u64, max: u64) -> Role {
     }
 }
 
+/// The password in the tutorial's secret.
+pub const TUTORIAL_PASSWORD: &str = "db-secret-password";
+
+/// A setup whose role's tokens carry policy `app`, which reads the tutorial's secret
+/// (`internal/data/database/config`, seeded), `kv/app` and `database/creds/app`.
+pub fn with_tutorial_secret(role: Role) -> Setup {
+    let s = Setup::with_role(Role {
+        token_policies: vec!["app".into()],
+        ..role
+    });
+    s.emu.put_policy(
+        "app",
+        &[
+            ("internal/data/database/config", &["read"]),
+            ("kv/app", &["read"]),
+            ("database/creds/app", &["read"]),
+        ],
+    );
+    s.emu.put_kv2(
+        "internal",
+        "database/config",
+        serde_json::json!({"username": "db-readonly-username", "password": TUTORIAL_PASSWORD}),
+    );
+    s
+}
+
 /// Waits up to 10 s for the token file to exist and returns its content.
 #[track_caller]
 pub fn wait_token(s: &Setup) -> String {
