@@ -654,6 +654,16 @@ mod tests {
         std::iter::from_fn(|| m.poll_action()).collect()
     }
 
+    /// Feeds `m` a login's answer at `now`, for a request sent at `sent`.
+    fn login_done(m: &mut Machine, now: Instant, sent: Instant, result: Result<Grant, Failure>) {
+        m.handle(now, Event::LoginDone { sent, result });
+    }
+
+    /// Feeds `m` a renewal's answer at `now`, for a request sent at `sent`.
+    fn renew_done(m: &mut Machine, now: Instant, sent: Instant, result: Result<Grant, Failure>) {
+        m.handle(now, Event::RenewDone { sent, result });
+    }
+
     fn transient() -> Failure {
         Failure::new(FailureKind::Transient, "connection refused")
     }
@@ -664,13 +674,7 @@ mod tests {
         let mut m = Machine::new(settings(Goal::Sidecar), t0, 7);
         m.handle_timeout(t0);
         assert_eq!(actions(&mut m), vec![Action::Login { deadline: None }]);
-        m.handle(
-            t0,
-            Event::LoginDone {
-                sent: t0,
-                result: Ok(grant(ttl, renewable)),
-            },
-        );
+        login_done(&mut m, t0, t0, Ok(grant(ttl, renewable)));
         assert_eq!(actions(&mut m), vec![Action::Write]);
         m.handle(t0, Event::Written);
         assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
@@ -690,26 +694,14 @@ mod tests {
     #[test]
     fn a_short_grant_is_capped_even_without_a_warning() {
         let (mut m, _, due) = at_first_step(3600, true);
-        m.handle(
-            due,
-            Event::RenewDone {
-                sent: due,
-                result: Ok(grant(3599, true)),
-            },
-        );
+        renew_done(&mut m, due, due, Ok(grant(3599, true)));
         assert_eq!(
             m.next_step().0,
             Step::Login,
             "3599 s of an expected 3600 s: capped"
         );
         let (mut m, _, due) = at_first_step(3600, true);
-        m.handle(
-            due,
-            Event::RenewDone {
-                sent: due,
-                result: Ok(grant(7200, true)),
-            },
-        );
+        renew_done(&mut m, due, due, Ok(grant(7200, true)));
         assert_eq!(m.next_step().0, Step::Renew, "more than expected is fine");
     }
 
@@ -740,13 +732,7 @@ mod tests {
         m.handle_timeout(t0);
         actions(&mut m);
         // The answer took 50 s: the token's life started when the request left.
-        m.handle(
-            t0 + S(50),
-            Event::LoginDone {
-                sent: t0,
-                result: Ok(grant(100, true)),
-            },
-        );
+        login_done(&mut m, t0 + S(50), t0, Ok(grant(100, true)));
         m.handle(t0 + S(50), Event::Written);
         let due = m.poll_timeout().unwrap();
         assert!(due <= t0 + S(77), "{:?}", due - t0);
@@ -766,13 +752,7 @@ mod tests {
             m.handle_timeout(now);
             match actions(&mut m).as_slice() {
                 [Action::Renew { .. }] => {
-                    m.handle(
-                        now,
-                        Event::RenewDone {
-                            sent: now,
-                            result: Err(transient()),
-                        },
-                    );
+                    renew_done(&mut m, now, now, Err(transient()));
                     tries += 1;
                 }
                 other => panic!("{other:?}"),
@@ -796,25 +776,13 @@ mod tests {
     fn refused_renewal_logs_in_now_and_not_renewable_later() {
         let (mut m, t0, due) = at_first_step(600, true);
         let denied = Failure::new(FailureKind::Denied, "permission denied");
-        m.handle(
-            due,
-            Event::RenewDone {
-                sent: due,
-                result: Err(denied),
-            },
-        );
+        renew_done(&mut m, due, due, Err(denied));
         assert_eq!(actions(&mut m), vec![Action::Login { deadline: None }]);
         assert!(m.holds_live_token(t0 + S(599)), "kept until replaced");
 
         let (mut m, t0, due) = at_first_step(600, true);
         let nr = Failure::new(FailureKind::NotRenewable, "lease is not renewable");
-        m.handle(
-            due,
-            Event::RenewDone {
-                sent: due,
-                result: Err(nr),
-            },
-        );
+        renew_done(&mut m, due, due, Err(nr));
         assert!(actions(&mut m).is_empty());
         assert_eq!(m.next_step().0, Step::Login);
         let at = m.poll_timeout().unwrap();
@@ -824,13 +792,7 @@ mod tests {
     #[test]
     fn capped_renewal_relogins_before_expiry() {
         let (mut m, _, due) = at_first_step(3600, true);
-        m.handle(
-            due,
-            Event::RenewDone {
-                sent: due,
-                result: Ok(grant(1500, true)),
-            },
-        );
+        renew_done(&mut m, due, due, Ok(grant(1500, true)));
         assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::Renewed)]);
         let (step, at) = m.next_step();
         assert_eq!(step, Step::Login);
@@ -843,13 +805,7 @@ mod tests {
         let due = m.poll_timeout().unwrap();
         m.handle_timeout(due);
         assert!(matches!(actions(&mut m).as_slice(), [Action::Login { .. }]));
-        m.handle(
-            due,
-            Event::LoginDone {
-                sent: due,
-                result: Err(transient()),
-            },
-        );
+        login_done(&mut m, due, due, Err(transient()));
         assert!(m.holds_live_token(due));
         let mut now = due;
         while m.holds_live_token(now) {
@@ -857,13 +813,7 @@ mod tests {
             assert!(now < t0 + S(20) || !m.holds_live_token(now));
             m.handle_timeout(now);
             actions(&mut m);
-            m.handle(
-                now,
-                Event::LoginDone {
-                    sent: now,
-                    result: Err(transient()),
-                },
-            );
+            login_done(&mut m, now, now, Err(transient()));
         }
         // Once the token is gone, the file is not rewritten with it.
         m.handle(now, Event::TokenFileChanged);
@@ -876,13 +826,7 @@ mod tests {
         let mut m = Machine::new(settings(Goal::Sidecar), t0, 3);
         m.handle_timeout(t0);
         actions(&mut m);
-        m.handle(
-            t0,
-            Event::LoginDone {
-                sent: t0,
-                result: Ok(grant(3600, true)),
-            },
-        );
+        login_done(&mut m, t0, t0, Ok(grant(3600, true)));
         assert_eq!(actions(&mut m), vec![Action::Write]);
         m.handle(t0, Event::WriteFailed("read-only file system".into()));
         assert!(
@@ -912,13 +856,7 @@ mod tests {
         m.handle_timeout(t0);
         actions(&mut m);
         let missing = Failure::new(FailureKind::JwtMissing, "no JWT");
-        m.handle(
-            t0,
-            Event::LoginDone {
-                sent: t0,
-                result: Err(missing),
-            },
-        );
+        login_done(&mut m, t0, t0, Err(missing));
         assert_eq!(actions(&mut m), vec![Action::WatchJwt]);
         assert!(m.poll_timeout().unwrap() >= t0 + S(1));
         m.handle(t0 + S(0), Event::JwtChanged);
@@ -934,24 +872,12 @@ mod tests {
         // The kubelet swaps the JWT while the login (with the old one) is in flight.
         m.handle(t0, Event::JwtChanged);
         let denied = Failure::new(FailureKind::Denied, "invalid audience (aud) claim");
-        m.handle(
-            t0 + S(1),
-            Event::LoginDone {
-                sent: t0,
-                result: Err(denied.clone()),
-            },
-        );
+        login_done(&mut m, t0 + S(1), t0, Err(denied.clone()));
         assert_eq!(m.poll_timeout(), Some(t0 + S(1)), "no backoff");
         // Without a change meanwhile, the next failure backs off.
         m.handle_timeout(t0 + S(1));
         actions(&mut m);
-        m.handle(
-            t0 + S(1),
-            Event::LoginDone {
-                sent: t0 + S(1),
-                result: Err(denied),
-            },
-        );
+        login_done(&mut m, t0 + S(1), t0 + S(1), Err(denied));
         assert!(m.poll_timeout().unwrap() >= t0 + S(2));
     }
 
@@ -961,13 +887,7 @@ mod tests {
         m.handle(due, Event::Relogin);
         assert!(matches!(actions(&mut m).as_slice(), [Action::Login { .. }]));
         // The abandoned renewal's answer is ignored.
-        m.handle(
-            due,
-            Event::RenewDone {
-                sent: due,
-                result: Ok(grant(3600, true)),
-            },
-        );
+        renew_done(&mut m, due, due, Ok(grant(3600, true)));
         assert!(actions(&mut m).is_empty());
     }
 
@@ -989,13 +909,7 @@ mod tests {
         let mut logins = 0;
         while m.next_step().0 == Step::Login {
             assert!(now < renew_at);
-            m.handle(
-                now,
-                Event::LoginDone {
-                    sent: now,
-                    result: Err(denied.clone()),
-                },
-            );
+            login_done(&mut m, now, now, Err(denied.clone()));
             logins += 1;
             if let Some(at) = m.poll_timeout().filter(|_| m.next_step().0 == Step::Login) {
                 now = at;
@@ -1014,26 +928,14 @@ mod tests {
         m.handle(renew_at, Event::Relogin);
         actions(&mut m);
         let t2 = renew_at + S(1);
-        m.handle(
-            t2,
-            Event::LoginDone {
-                sent: renew_at,
-                result: Err(transient()),
-            },
-        );
+        login_done(&mut m, t2, renew_at, Err(transient()));
         assert_eq!(m.next_step(), (Step::Renew, Some(t2)));
 
         // A non-renewable token has no renewals to go back to: the login is retried.
         let (mut m, t0) = logged_in(3600, false);
         m.handle(t0 + S(10), Event::Relogin);
         actions(&mut m);
-        m.handle(
-            t0 + S(11),
-            Event::LoginDone {
-                sent: t0 + S(10),
-                result: Err(denied),
-            },
-        );
+        login_done(&mut m, t0 + S(11), t0 + S(10), Err(denied));
         assert_eq!(m.next_step().0, Step::Login);
     }
 
@@ -1080,13 +982,7 @@ mod tests {
                 deadline: Some(t0 + S(60))
             }]
         );
-        m.handle(
-            t0,
-            Event::LoginDone {
-                sent: t0,
-                result: Ok(grant(3600, true)),
-            },
-        );
+        login_done(&mut m, t0, t0, Ok(grant(3600, true)));
         assert_eq!(actions(&mut m), vec![Action::Write]);
         m.handle(t0, Event::Written);
         assert_eq!(actions(&mut m), vec![Action::RunHooksAndWait]);
@@ -1120,13 +1016,7 @@ mod tests {
             }
             assert!(matches!(acts.as_slice(), [Action::Login { .. }]));
             let denied = Failure::new(FailureKind::Denied, "permission denied");
-            m.handle(
-                now,
-                Event::LoginDone {
-                    sent: now,
-                    result: Err(denied),
-                },
-            );
+            login_done(&mut m, now, now, Err(denied));
             let next = m.poll_timeout().unwrap();
             assert!(next > now && next <= t0 + S(10));
             now = next;
@@ -1149,13 +1039,7 @@ mod tests {
         let mut m = Machine::new(s, t0, 9);
         m.handle_timeout(t0);
         actions(&mut m);
-        m.handle(
-            t0,
-            Event::LoginDone {
-                sent: t0,
-                result: Ok(grant(3600, true)),
-            },
-        );
+        login_done(&mut m, t0, t0, Ok(grant(3600, true)));
         assert_eq!(actions(&mut m), vec![Action::Write]);
         m.handle(t0, Event::Written);
         (m, t0)
@@ -1323,13 +1207,7 @@ mod tests {
             let due = m.poll_timeout().unwrap();
             m.handle_timeout(due);
             actions(&mut m);
-            m.handle(
-                due,
-                Event::RenewDone {
-                    sent: due,
-                    result: Err(transient()),
-                },
-            );
+            renew_done(&mut m, due, due, Err(transient()));
             m.poll_timeout().unwrap() - t0
         };
         assert_eq!(run(5), run(5));
