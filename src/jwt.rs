@@ -223,6 +223,15 @@ impl fmt::Debug for Jwt {
     }
 }
 
+/// Logs what the JWT from `source` says (who, for which audiences, until when) or why it is
+/// not usable yet: the first thing an operator checks when a login is refused.
+pub fn log_claims(source: &JwtSource) {
+    match read(source) {
+        Ok(j) => tracing::info!(claims = %j.claims.describe(unix_now()), "service-account JWT"),
+        Err(e) => tracing::warn!(error = %e, "service-account JWT not usable yet"),
+    }
+}
+
 /// Reads the JWT from the configured source; called afresh for every login attempt.
 pub fn read(source: &JwtSource) -> Result<Jwt, JwtError> {
     match source {

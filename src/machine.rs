@@ -124,11 +124,16 @@ impl Machine {
             step,
             self.write_retry,
             self.deadline(),
-            self.file_current.then(|| self.secrets.next_due()).flatten(),
+            self.next_secret_due(),
         ]
         .into_iter()
         .flatten()
         .min()
+    }
+
+    /// When the secrets' lane next has work, if the token is in the file to read with.
+    fn next_secret_due(&self) -> Option<Instant> {
+        self.secrets.next_due().filter(|_| self.file_current)
     }
 
     /// Whether every secret's file has been written.
@@ -578,7 +583,13 @@ impl Machine {
     /// Starts the earliest due secret read or lease renewal, when the lane is free and a live,
     /// written token is there to read with.
     fn start_secret(&mut self, now: Instant) {
-        if !self.file_current || !self.holds_live_token(now) {
+        if !self.holds_live_token(now) {
+            // Nothing can be read until the next token, which reads every secret again: a
+            // read left due would wake the driver again at once, a busy loop.
+            self.secrets.park();
+            return;
+        }
+        if !self.file_current {
             return;
         }
         if let Some(action) = self.secrets.start(now) {

@@ -102,6 +102,13 @@ impl SecretLane {
         }
     }
 
+    /// The token is gone: nothing is due until the next one is written ([`SecretLane::read_all`]).
+    pub fn park(&mut self) {
+        for s in &mut self.secrets {
+            s.due = None;
+        }
+    }
+
     /// Starts the earliest due read or lease renewal, if the lane is idle. The caller checks
     /// that a live token is in the file to read with.
     pub fn start(&mut self, now: Instant) -> Option<Action> {

@@ -158,6 +158,14 @@ impl Watches {
     }
 }
 
+/// Waits for `n` to be notified (never, when there is nothing to wait on).
+pub async fn notified(n: Option<&Notify>) {
+    match n {
+        Some(n) => n.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -229,20 +229,21 @@ impl World {
     }
 
     /// Whether Vault failed to answer promptly at any time in `[from, to]`: down, slow or
-    /// refusing logins.
-    fn degraded_during(&self, from: Duration, to: Duration) -> bool {
+    /// (when a login was needed) refusing logins.
+    fn degraded_during(&self, from: Duration, to: Duration, logins_needed: bool) -> bool {
         let hits = |a: &Duration, b: &Duration| *a <= to && from < *b;
         self.outages.iter().any(|(a, b)| hits(a, b))
-            || self.denied.iter().any(|(a, b)| hits(a, b))
+            || (logins_needed && self.denied.iter().any(|(a, b)| hits(a, b)))
             || self.slow.iter().any(|(a, b, _)| hits(a, b))
     }
 
     /// The end of the last degradation overlapping `[from, to]` (or `from`, if none).
-    fn last_degraded_end(&self, from: Duration, to: Duration) -> Duration {
+    fn last_degraded_end(&self, from: Duration, to: Duration, logins_needed: bool) -> Duration {
         let hits = |a: &Duration, b: &Duration| *a <= to && from < *b;
+        let denied: &[(Duration, Duration)] = if logins_needed { &self.denied } else { &[] };
         self.outages
             .iter()
-            .chain(&self.denied)
+            .chain(denied)
             .filter(|(a, b)| hits(a, b))
             .map(|(_, b)| *b)
             .chain(
@@ -382,6 +383,11 @@ struct VaultToken {
     granted_at: Duration,
     /// When the request that gave it that life was sent.
     asked_at: Duration,
+    /// A lease's token (index in `Sim::tokens`): Vault revokes the lease when it ends.
+    parent: Option<usize>,
+    /// Vault renewed it, but the answer came after the machine stopped waiting: the machine
+    /// counts it as expired and logs in instead.
+    renewal_unseen: bool,
 }
 
 impl VaultToken {
@@ -532,6 +538,8 @@ impl Sim<'_> {
                 revoked: false,
                 granted_at: at,
                 asked_at: now,
+                parent: self.held,
+                renewal_unseen: false,
             });
             lease = Some(self.leases.len() - 1);
             Ok(Grant {
@@ -567,7 +575,7 @@ impl Sim<'_> {
             let l = &self.leases[*l];
             if now >= l.expires && l.expires > l.granted_at {
                 let counted_until = l.asked_at + (l.expires - l.granted_at);
-                let healthy_since = self.w.last_degraded_end(l.asked_at, counted_until);
+                let healthy_since = self.w.last_degraded_end(l.asked_at, counted_until, true);
                 // A token replaced by SIGHUP or a revocation makes the secrets wait for it.
                 let token_churn = self
                     .w
@@ -575,9 +583,17 @@ impl Sim<'_> {
                     .iter()
                     .chain(&self.w.revocations)
                     .any(|t| l.issued <= *t && *t <= l.expires);
+                // Nothing is renewed once the lease's token is gone as the machine counts it
+                // (from its request's `sent`; Vault revokes a token's leases with it): the next
+                // token reads every secret again, and the token's own expiry is judged by
+                // `check_file`.
+                let token_gone = l.parent.is_some_and(|p| {
+                    let t = &self.tokens[p];
+                    t.renewal_unseen || t.asked_at + (t.expires - t.granted_at) <= l.expires
+                });
                 let tail = counted_until.saturating_sub(healthy_since);
                 assert!(
-                    token_churn || tail <= (EXPIRY_MARGIN + self.w.latency) * 20 + self.w.max_backoff,
+                    token_churn || token_gone || tail <= (EXPIRY_MARGIN + self.w.latency) * 20 + self.w.max_backoff,
                     "a secret file holds credentials whose lease expired at {:?} although Vault answered promptly for its last {tail:?}; now {now:?}",
                     l.expires
                 );
@@ -612,6 +628,8 @@ impl Sim<'_> {
                     revoked: false,
                     granted_at: at,
                     asked_at: sent,
+                    parent: None,
+                    renewal_unseen: false,
                 });
                 Ok(Grant {
                     ttl,
@@ -653,13 +671,18 @@ impl Sim<'_> {
         // Vault acts half-way: the machine's "expiry counts from sent" must be conservative.
         let result = self.vault(req, now, now + rtt / 2);
         let (answer_at, result) = match deadline {
-            Some(d) if d < now + rtt => (
-                d.max(now),
-                Err(Failure::new(
-                    FailureKind::Transient,
-                    "no answer before the deadline",
-                )),
-            ),
+            Some(d) if d < now + rtt => {
+                if let (Req::Renew(i), Ok(_)) = (req, &result) {
+                    self.tokens[i].renewal_unseen = true;
+                }
+                (
+                    d.max(now),
+                    Err(Failure::new(
+                        FailureKind::Transient,
+                        "no answer before the deadline",
+                    )),
+                )
+            }
             _ => (now + rtt, result),
         };
         self.log.push(Sent {
@@ -688,7 +711,14 @@ impl Sim<'_> {
             // that answers promptly during the token's last stretch is always asked in time.
             // The machine counts the life from when it asked, so judge it by that expiry.
             let counted_until = t.asked_at + (t.expires - t.granted_at);
-            let healthy_since = self.w.last_degraded_end(t.asked_at, counted_until);
+            // Refused logins excuse an expiry only when a login was needed: a renewable token
+            // short of its max TTL is kept alive by renewals, even when SIGHUP asked for a login.
+            let logins_needed = !self.w.renewable
+                || t.renewal_unseen
+                || t.expires + secs(1) >= t.issued + self.w.max_ttl;
+            let healthy_since = self
+                .w
+                .last_degraded_end(t.asked_at, counted_until, logins_needed);
             let tail = counted_until.saturating_sub(healthy_since);
             assert!(
                 tail <= (EXPIRY_MARGIN + self.w.latency) * 20,
@@ -696,7 +726,7 @@ impl Sim<'_> {
                 t.expires
             );
             assert!(
-                self.w.degraded_during(t.issued, t.expires),
+                self.w.degraded_during(t.issued, t.expires, logins_needed),
                 "the file holds a token that expired at {:?} with Vault healthy since its login at {:?}; now {now:?}",
                 t.expires,
                 t.issued
@@ -744,6 +774,8 @@ fn simulate(w: &World) -> Run {
     let mut now = Duration::ZERO;
     let mut terminated_at: Option<Duration> = None;
     let mut last_login: Option<Duration> = None;
+    // Timer wake-ups in a row that did nothing and asked to be woken again at once.
+    let mut idle_wakes = 0;
 
     for step in 0..MAX_STEPS {
         if step == MAX_STEPS / 2 && terminated_at.is_none() {
@@ -752,6 +784,7 @@ fn simulate(w: &World) -> Run {
             external.push((now, Event::Shutdown));
         }
         while let Some(action) = m.poll_action() {
+            idle_wakes = 0;
             match action {
                 Action::Login { deadline } => {
                     flight = Some(sim.send(Req::Login, now, deadline.map(off)));
@@ -767,7 +800,7 @@ fn simulate(w: &World) -> Run {
                     if let Some(login) = last_login.take() {
                         // No renewal right after a login: the fresh token has its full TTL.
                         let ttl = w.ttl.min(w.max_ttl).min(w.increment.unwrap_or(w.ttl));
-                        if !w.degraded_during(login, now) {
+                        if !w.degraded_during(login, now, true) {
                             assert!(
                                 now - login >= ttl.mul_f64(0.6),
                                 "renewal {:?} after a login of a {ttl:?} token",
@@ -790,7 +823,7 @@ fn simulate(w: &World) -> Run {
                     let l = sim.secret_files[index].map(|l| sim.leases[l].clone());
                     let l = l.expect("a renewal needs a lease");
                     // No renewal right after the read: the lease has its full TTL.
-                    if l.granted_at == l.issued && !w.degraded_during(l.asked_at, now) {
+                    if l.granted_at == l.issued && !w.degraded_during(l.asked_at, now, true) {
                         assert!(
                             now - l.asked_at >= w.leases[index].0.mul_f64(0.6),
                             "lease renewal {:?} after the read",
@@ -910,6 +943,15 @@ fn simulate(w: &World) -> Run {
             }
         } else {
             m.handle_timeout(at(now));
+            // A wake-up that leaves the timer due without asking for anything would make a
+            // driver spin on the CPU (it wakes at once, again and again).
+            if m.poll_timeout().is_some_and(|t| off(t) <= now) {
+                idle_wakes += 1;
+                assert!(
+                    idle_wakes < 3,
+                    "the machine keeps asking to be woken at {now:?} without acting: a busy loop; {m:?}"
+                );
+            }
         }
     }
     panic!("no exit after {MAX_STEPS} steps; now {now:?}");

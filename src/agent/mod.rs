@@ -20,14 +20,14 @@ use crate::duration::human;
 use crate::error::{self, Error, Result};
 use crate::events::{Action, Event, Exit, Hook};
 use crate::hooks::Hooks;
-use crate::jwt::{self, unix_now};
+use crate::jwt;
 use crate::login::LoginError;
 use crate::machine::Machine;
 use crate::secrets::{SecretSpec, SecretWriter};
 use crate::status::Status;
 use crate::token_file::TokenFile;
 use crate::vault::{Auth, Renewal, VaultClient, VaultError};
-use crate::watch::Watches;
+use crate::watch::{self, Watches};
 
 mod requests;
 mod secrets;
@@ -103,7 +103,7 @@ impl Agent {
     /// Runs until the machine says exit: `--once` after the first written token (or at the
     /// deadline), the sidecar on [`Control::Shutdown`].
     pub async fn run(self, mut control: mpsc::UnboundedReceiver<Control>) -> Result<()> {
-        self.log_jwt_claims();
+        jwt::log_claims(&self.cfg.jwt);
         let started = Instant::now();
         let mut machine = Machine::new(
             self.cfg.machine_settings(),
@@ -125,6 +125,7 @@ impl Agent {
         let mut writing: Option<Pending<'_, Event>> = None;
         let mut write_again = false;
         let now = || Instant::now().into_std();
+        let mut due_at_once = false;
         loop {
             while let Some(action) = machine.poll_action() {
                 match action {
@@ -214,6 +215,15 @@ impl Agent {
                 }
             }
             let wake = machine.poll_timeout().map(Instant::from_std);
+            // A step already due (the first login) runs now, not at the timer's next millisecond
+            // tick (most of a cold start); every other pass goes through the select below.
+            let due = wake.is_some_and(|w| w <= Instant::now());
+            if due && !due_at_once {
+                due_at_once = true;
+                machine.handle_timeout(now());
+                continue;
+            }
+            due_at_once = false;
             let jwt_changed = watches.as_ref().map(|w| w.jwt_changed.clone());
             let token_changed = watches
                 .as_ref()
@@ -261,13 +271,13 @@ impl Agent {
                     hooks_done = None;
                     machine.handle(now(), Event::HooksDone);
                 }
-                () = notified(token_changed.as_deref()), if token_changed.is_some() => {
+                () = watch::notified(token_changed.as_deref()), if token_changed.is_some() => {
                     // Our own writes land here too: the write checks the content first, so
                     // an unchanged file is not rewritten.
                     changed = true;
                     machine.handle(now(), Event::TokenFileChanged);
                 }
-                () = notified(jwt_changed.as_deref()), if jwt_changed.is_some() => {
+                () = watch::notified(jwt_changed.as_deref()), if jwt_changed.is_some() => {
                     if let Some(w) = watches.as_mut() {
                         w.retarget_jwt();
                     }
@@ -363,26 +373,11 @@ impl Agent {
         error::of_exit(exit, self.cfg.once)
     }
 
-    fn log_jwt_claims(&self) {
-        match jwt::read(&self.cfg.jwt) {
-            Ok(j) => info!(claims = %j.claims.describe(unix_now()), "service-account JWT"),
-            Err(e) => warn!(error = %e, "service-account JWT not usable yet"),
-        }
-    }
-
     fn jwt_file(&self) -> Option<&std::path::Path> {
         self.cfg.jwt.file()
     }
 
     fn token_dir(&self) -> Option<&std::path::Path> {
         self.file.as_ref().map(TokenFile::dir)
-    }
-}
-
-/// Waits for `n` to be notified (never, when there is nothing to wait on).
-async fn notified(n: Option<&tokio::sync::Notify>) {
-    match n {
-        Some(n) => n.notified().await,
-        None => std::future::pending().await,
     }
 }
