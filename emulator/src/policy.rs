@@ -99,6 +99,11 @@ pub(crate) fn matches(pattern: &str, path: &str) -> bool {
 }
 
 impl Policies {
+    /// Takes over `other`'s policies (replacing same-named ones).
+    pub fn absorb(&mut self, other: Policies) {
+        self.by_name.extend(other.by_name);
+    }
+
     /// Creates or replaces a policy.
     pub fn put(&mut self, name: &str, rules: Vec<Rule>) {
         self.by_name.insert(name.to_string(), rules);
