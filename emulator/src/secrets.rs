@@ -591,3 +591,28 @@ fn revoke(st: &mut State, ns: &str, id: &str) -> Reply {
         body: Body::Empty,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_seen_from_the_tokens_namespace_or_its_ancestors_only() {
+        let rel = |from: &str, ns: &str| relative_path(from, ns, "secret/data/app");
+        assert_eq!(rel("admin", "admin").as_deref(), Some("secret/data/app"));
+        assert_eq!(rel("", "").as_deref(), Some("secret/data/app"));
+        assert_eq!(rel("", "admin").as_deref(), Some("admin/secret/data/app"));
+        assert_eq!(
+            rel("admin", "admin/team1/x").as_deref(),
+            Some("team1/x/secret/data/app")
+        );
+        for (from, ns) in [
+            ("admin", ""),
+            ("admin", "team1"),
+            ("admin", "administrators"),
+            ("admin/team1", "admin"),
+        ] {
+            assert_eq!(rel(from, ns), None, "{from:?} -> {ns:?}");
+        }
+    }
+}

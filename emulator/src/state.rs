@@ -271,3 +271,54 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(namespaces: &[&str]) -> State {
+        let mut st = State::new(Clock::System);
+        for ns in namespaces {
+            st.namespace_mut(ns);
+        }
+        st
+    }
+
+    #[test]
+    fn the_namespace_is_the_header_joined_with_the_longest_existing_path_prefix() {
+        let st = with(&["admin/team1", "ops"]);
+        let resolve = |h: &str, p: &'static str| st.resolve(h, p);
+        // Creating admin/team1 created admin.
+        assert_eq!(resolve("", "admin/x"), ("admin".into(), "x"));
+        assert_eq!(
+            resolve("", "secret/data/app"),
+            ("".into(), "secret/data/app")
+        );
+        assert_eq!(
+            resolve("admin", "secret/data/app"),
+            ("admin".into(), "secret/data/app")
+        );
+        assert_eq!(
+            resolve("/admin/", "secret/data/app"),
+            ("admin".into(), "secret/data/app")
+        );
+        assert_eq!(
+            resolve("", "admin/team1/secret/data/app"),
+            ("admin/team1".into(), "secret/data/app")
+        );
+        assert_eq!(
+            resolve("admin", "team1/secret/data/app"),
+            ("admin/team1".into(), "secret/data/app")
+        );
+        assert_eq!(
+            resolve("admin/team1", "auth/token/lookup-self"),
+            ("admin/team1".into(), "auth/token/lookup-self")
+        );
+        // `root` is the root namespace; a segment that names no namespace stays in the path.
+        assert_eq!(resolve("root", "ops/x"), ("ops".into(), "x"));
+        assert_eq!(resolve("admin", "ops/x"), ("admin".into(), "ops/x"));
+        assert_eq!(resolve("", "adm/x"), ("".into(), "adm/x"));
+        // A header naming no namespace is kept whole: an empty namespace, the path unchanged.
+        assert_eq!(resolve("nope", "admin/x"), ("nope".into(), "admin/x"));
+    }
+}
