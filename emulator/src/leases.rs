@@ -2,7 +2,8 @@
 //!
 //! # What is emulated (vault/expiration.go, sdk/framework/lease.go)
 //! - A lease id is the request path plus `/` and 24 random base62 characters
-//!   (`database/creds/app/AbC…`).
+//!   (`database/creds/app/AbC…`), plus `.<namespace id>` outside the root namespace; each
+//!   namespace keeps its own store (see `secrets.rs`).
 //! - Issue: TTL = the role's `default_ttl` (0: the mount default, 768 h), capped at its max TTL
 //!   (the role's `max_ttl`, else the mount's 768 h) — `CalculateTTL` with no increment.
 //! - Renew: `CalculateTTL(increment, default_ttl, max_ttl, issue time)`, exactly as for tokens
@@ -120,6 +121,12 @@ impl LeaseStore {
         entry.max_valid = outcome.max_valid;
         entry.renewals += 1;
         Ok((entry.clone(), outcome))
+    }
+
+    /// Takes over `other`'s leases and its count of issued leases.
+    pub fn absorb(&mut self, other: LeaseStore) {
+        self.leases.extend(other.leases);
+        self.issued += other.issued;
     }
 
     /// Revokes a lease; unknown ids are fine.

@@ -3,7 +3,9 @@
 //! `revoke-self`, secret reads from KV v2, KV v1 and a dynamic engine behind ACL policies, and
 //! `sys/leases/renew` / `sys/leases/revoke`, with Vault's status codes, error bodies and TTL
 //! arithmetic (see `shared/vault-api.md`, and the docs of `secrets.rs`, `leases.rs` and
-//! `policy.rs` for the facts the secret engines follow).
+//! `policy.rs` for the facts the secret engines follow), in Vault Enterprise / OpenBao
+//! namespaces as well as the root one (`X-Vault-Namespace` and path prefixes; the `_in`
+//! methods configure a namespace, see `secrets.rs` for the rules).
 //!
 //! Errors read as Vault >= 1.17 writes them: a bad token's 403 and a 500 are one `go-multierror`
 //! text (`"2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"`), and an unknown
@@ -30,8 +32,10 @@
 //! # Layout
 //! - `lib.rs`: the public control API: [`Emulator`], [`Options`], [`Role`], [`Fault`],
 //!   [`Request`], [`TokenInfo`].
-//! - `state`: everything the server knows, behind one std `Mutex`: namespaces → auth mounts →
-//!   roles, the token store, the active fault, the request log and the one clock.
+//! - `state`: everything the server knows, behind one std `Mutex`: namespaces (each with its
+//!   auth mounts → roles, and its secret engines, policies and leases) and how a request's
+//!   header and path name one, the token store, the active fault, the request log and the one
+//!   clock.
 //! - `vault`: the Vault endpoints as plain functions from a recorded request to a reply; no I/O.
 //! - `server`: the network edge: listener thread or task, TLS, fault injection, going down and
 //!   re-binding the same port.
@@ -138,8 +142,13 @@ impl Default for DynamicRole {
 /// What the emulator knows about a live lease.
 #[derive(Clone, Debug)]
 pub struct LeaseInfo {
-    /// The lease id, `<mount>/creds/<role>/<random>`.
+    /// The lease id, `<mount>/creds/<role>/<random>`, with `.<namespace id>` appended outside
+    /// the root namespace.
     pub lease_id: String,
+    /// The Vault namespace it was issued in (`""`: root).
+    pub namespace: String,
+    /// When it was issued.
+    pub issue_time: SystemTime,
     /// Time left until it expires.
     pub ttl: Duration,
     /// When it expires.
@@ -456,9 +465,11 @@ impl Emulator {
         st.set_review_failing(&ns, mount, failing);
     }
 
-    /// With `Some(ns)`, moves the configuration made with the plain methods into namespace
-    /// `ns`: requests must then send `X-Vault-Namespace: ns`, and requests without it reach an
-    /// empty root namespace (login: 403 permission denied). `None` moves it back to the root.
+    /// With `Some(ns)`, moves the configuration made with the plain methods (auth mounts and
+    /// roles, secret engines, policies and leases) into namespace `ns`, where the plain methods
+    /// keep configuring from then on: requests must then name `ns` (`X-Vault-Namespace: ns`, or
+    /// the path prefix `ns/`), and requests without it reach an empty root namespace (login: 403
+    /// permission denied). `None` moves it back to the root.
     pub fn set_namespace_required(&self, ns: Option<&str>) {
         lock(&self.state).set_primary_namespace(ns.unwrap_or(""));
     }
@@ -560,30 +571,46 @@ impl Emulator {
         lock(&self.state).tokens.history().to_vec()
     }
 
+    /// The namespace the plain (not `_in`) configuration methods use: the root, or the one
+    /// given to [`Emulator::set_namespace_required`].
+    fn primary_ns(&self) -> String {
+        lock(&self.state).primary_ns.clone()
+    }
+
     /// Writes a new version of a KV v2 secret at `<mount>/data/<path>` (mounting a KV v2 engine
     /// at `mount` if needed) and returns its version number. `data` must be a JSON object.
+    /// Like [`Emulator::enable_mount`], this configures the root namespace, or the one given to
+    /// [`Emulator::set_namespace_required`]; so do the other plain secret and policy methods.
     ///
     /// # Panics
     /// When `data` is not an object (test support).
     pub fn put_kv2(&self, mount: &str, path: &str, data: serde_json::Value) -> u64 {
+        self.put_kv2_in(&self.primary_ns(), mount, path, data)
+    }
+
+    /// [`Emulator::put_kv2`] in Vault namespace `ns` (`""` is the root; created if needed).
+    ///
+    /// # Panics
+    /// When `data` is not an object (test support).
+    pub fn put_kv2_in(&self, ns: &str, mount: &str, path: &str, data: serde_json::Value) -> u64 {
         let data = object(data);
         let mut st = lock(&self.state);
         let now = st.now();
-        st.secrets.put_kv2(mount, path, data, now)
+        st.secrets_mut(ns).put_kv2(mount, path, data, now)
     }
 
     /// Soft-deletes the latest version of a KV v2 secret, like `vault kv delete`.
     pub fn delete_kv2(&self, mount: &str, path: &str) {
         let mut st = lock(&self.state);
-        let now = st.now();
-        st.secrets.delete_kv2(mount, path, 0, false, now);
+        let (now, ns) = (st.now(), st.primary_ns.clone());
+        st.secrets_mut(&ns).delete_kv2(mount, path, 0, false, now);
     }
 
     /// Destroys one version of a KV v2 secret, like `vault kv destroy -versions=N`.
     pub fn destroy_kv2(&self, mount: &str, path: &str, version: u64) {
         let mut st = lock(&self.state);
-        let now = st.now();
-        st.secrets
+        let (now, ns) = (st.now(), st.primary_ns.clone());
+        st.secrets_mut(&ns)
             .delete_kv2(mount, path, version.max(1), true, now);
     }
 
@@ -593,40 +620,73 @@ impl Emulator {
     /// # Panics
     /// When `data` is not an object (test support).
     pub fn put_kv1(&self, mount: &str, path: &str, data: serde_json::Value) {
+        self.put_kv1_in(&self.primary_ns(), mount, path, data);
+    }
+
+    /// [`Emulator::put_kv1`] in Vault namespace `ns` (`""` is the root; created if needed).
+    ///
+    /// # Panics
+    /// When `data` is not an object (test support).
+    pub fn put_kv1_in(&self, ns: &str, mount: &str, path: &str, data: serde_json::Value) {
         let data = object(data);
-        lock(&self.state).secrets.put_kv1(mount, path, data);
+        lock(&self.state).secrets_mut(ns).put_kv1(mount, path, data);
     }
 
     /// Creates or replaces a dynamic-secret role read at `<mount>/creds/<name>` (mounting the
     /// engine at `mount` if needed).
     pub fn put_dynamic_role(&self, mount: &str, name: &str, role: DynamicRole) {
-        lock(&self.state).secrets.put_role(mount, name, role);
+        self.put_dynamic_role_in(&self.primary_ns(), mount, name, role);
+    }
+
+    /// [`Emulator::put_dynamic_role`] in Vault namespace `ns` (`""` is the root; created if
+    /// needed). Its leases carry the namespace's id: `<mount>/creds/<name>/<random>.<nsid>`.
+    pub fn put_dynamic_role_in(&self, ns: &str, mount: &str, name: &str, role: DynamicRole) {
+        lock(&self.state)
+            .secrets_mut(ns)
+            .put_role(mount, name, role);
     }
 
     /// Creates or replaces an ACL policy: `(path pattern, capabilities)` pairs, e.g.
     /// `put_policy("app", &[("internal/data/database/config", &["read"])])`; give its name in
     /// [`Role::token_policies`]. `root` allows everything; `default` always exists.
     pub fn put_policy(&self, name: &str, rules: &[(&str, &[&str])]) {
-        lock(&self.state).secrets.put_policy(name, rules);
+        self.put_policy_in(&self.primary_ns(), name, rules);
     }
 
-    /// Leases live now: not expired, not revoked, their token still valid.
+    /// [`Emulator::put_policy`] in Vault namespace `ns` (`""` is the root; created if needed).
+    /// Tokens issued in `ns` take their policies from there; the patterns are relative to `ns`
+    /// (`secret/data/app`), and name a child namespace's paths with its relative path in front
+    /// (`team1/secret/data/app`).
+    pub fn put_policy_in(&self, ns: &str, name: &str, rules: &[(&str, &[&str])]) {
+        lock(&self.state).secrets_mut(ns).put_policy(name, rules);
+    }
+
+    /// Leases live now, in every namespace: not expired, not revoked, their token still valid.
     pub fn leases(&self) -> Vec<LeaseInfo> {
         let st = lock(&self.state);
         let now = st.now();
-        st.secrets
-            .leases
-            .all_live(now, &st.tokens)
-            .into_iter()
-            .map(|l| LeaseInfo {
-                ttl: l.expire_time.duration_since(now).unwrap_or_default(),
-                expire_time: l.expire_time,
-                max_expire_time: leases::max_expire_time(&l),
-                renewals: l.renewals,
-                data: l.data,
-                lease_id: l.id,
+        let mut all: Vec<LeaseInfo> = st
+            .namespaces
+            .iter()
+            .flat_map(|(ns, n)| {
+                n.secrets
+                    .leases
+                    .all_live(now, &st.tokens)
+                    .into_iter()
+                    .map(move |l| LeaseInfo {
+                        ttl: l.expire_time.duration_since(now).unwrap_or_default(),
+                        expire_time: l.expire_time,
+                        max_expire_time: leases::max_expire_time(&l),
+                        renewals: l.renewals,
+                        data: l.data,
+                        lease_id: l.id,
+                        namespace: ns.clone(),
+                        issue_time: l.issue_time,
+                    })
             })
-            .collect()
+            .collect();
+        all.sort_by_key(|l| l.issue_time);
+        all
     }
 
     /// How many leases are live now (see [`Emulator::leases`]).
@@ -634,14 +694,20 @@ impl Emulator {
         self.leases().len()
     }
 
-    /// How many leases were ever issued, including revoked and expired ones.
+    /// How many leases were ever issued, in every namespace, including revoked and expired ones.
     pub fn leases_issued(&self) -> usize {
-        lock(&self.state).secrets.leases.issued()
+        lock(&self.state)
+            .namespaces
+            .values()
+            .map(|n| n.secrets.leases.issued())
+            .sum()
     }
 
     /// Revokes one lease, as an operator's `vault lease revoke` would.
     pub fn revoke_lease(&self, lease_id: &str) {
-        lock(&self.state).secrets.leases.revoke(lease_id);
+        for n in lock(&self.state).namespaces.values_mut() {
+            n.secrets.leases.revoke(lease_id);
+        }
     }
 
     /// Prints `METHOD PATH STATUS` to stderr for every request when `on`.

@@ -12,6 +12,8 @@
 //! - The `root` policy allows everything. The `default` policy grants the token endpoints and
 //!   `sys/leases/renew` (and `sys/renew`, `sys/leases/lookup`) with `update`, as Vault's built-in
 //!   default policy does; it does not grant `sys/leases/revoke` or any secret.
+//! - Each namespace has its own policies, `default` included; patterns are relative to it
+//!   (see `secrets.rs` for how a token's namespace and the request's combine).
 
 use std::collections::HashMap;
 
@@ -99,6 +101,11 @@ pub(crate) fn matches(pattern: &str, path: &str) -> bool {
 }
 
 impl Policies {
+    /// Takes over `other`'s policies (replacing same-named ones).
+    pub fn absorb(&mut self, other: Policies) {
+        self.by_name.extend(other.by_name);
+    }
+
     /// Creates or replaces a policy.
     pub fn put(&mut self, name: &str, rules: Vec<Rule>) {
         self.by_name.insert(name.to_string(), rules);

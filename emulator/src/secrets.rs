@@ -3,13 +3,27 @@
 //! in `vault.rs` consults before its own routes.
 //!
 //! # What is emulated (hashicorp/vault-plugin-secrets-kv, vault/expiration.go, http/logical.go)
-//! - Every request here needs a live token of the namespace (else 403, Vault ≥ 1.17's
+//! - Every request here needs a live token (else 403, Vault ≥ 1.17's
 //!   `2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n`), and its policies must
 //!   grant the capability (`read` for a GET, `update` for the lease endpoints) on the request
 //!   path, else 403 `1 error occurred:\n\t* permission denied\n\n`. Vault checks the ACL before
 //!   routing, so a KV v2 read without `data/` (`internal/database/config`) is denied by a policy
 //!   written for `internal/data/…`; when a policy does allow it, KV v2 answers 404
 //!   `1 error occurred:\n\t* unsupported path\n\n`.
+//! - Namespaces (Vault Enterprise docs "Vault API and namespaces"; OpenBao
+//!   `NamespaceStore.ResolveNamespaceFromRequest`, `policy.parsePaths`, `ACL.AllowOperation`):
+//!   secret engines, policies and leases belong to a namespace; the request's namespace is the
+//!   `X-Vault-Namespace` header joined with any leading path segments that name a namespace
+//!   (`State::resolve`). A policy's paths are prefixed with the path of the namespace it is
+//!   defined in, a token's policies are those of the namespace it was issued in, and the ACL
+//!   is checked on the request's namespace path plus its path; so a token works in its
+//!   namespace and, where its policies name the child's paths (`team1/secret/data/…`), in its
+//!   child namespaces, and is denied (403 permission denied, the token being valid) in a parent
+//!   or sibling namespace.
+//! - A lease issued in a namespace other than the root carries the namespace's id
+//!   (`database/creds/app/<random>.<nsid>`, as Vault's `ExpirationManager.Register` writes it),
+//!   and `sys/leases/renew` / `sys/leases/revoke` act in the namespace that id names, whatever
+//!   the request's namespace (Vault re-routes them by the lease id before the ACL check).
 //! - KV v2 `GET <mount>/data/<path>` → `data: {data, metadata: {created_time, custom_metadata,
 //!   deletion_time, destroyed, version}}`, `lease_duration` 0, `mount_type` `kv`. A path never
 //!   written answers 404 `{"errors":[]}`; a soft-deleted or destroyed latest version answers
@@ -31,7 +45,9 @@ use serde_json::{json, Map, Value};
 use crate::leases::LeaseStore;
 use crate::policy::{Policies, Rule};
 use crate::state::{clean, State};
-use crate::tokens::{parse_duration, random_base62, random_uuid, rfc3339, MOUNT_TTL_SECS};
+use crate::tokens::{
+    namespace_id, parse_duration, random_base62, random_uuid, rfc3339, MOUNT_TTL_SECS,
+};
 use crate::vault::{Body, Reply};
 use crate::{DynamicRole, Request};
 
@@ -64,7 +80,7 @@ pub(crate) enum Engine {
     Database(HashMap<String, DynamicRole>),
 }
 
-/// The secret engines, policies and leases of the primary namespace.
+/// The secret engines, policies and leases of one namespace.
 #[derive(Default)]
 pub(crate) struct Secrets {
     pub mounts: HashMap<String, Engine>,
@@ -73,6 +89,13 @@ pub(crate) struct Secrets {
 }
 
 impl Secrets {
+    /// Takes over `other`'s engines, policies and leases (replacing same-named ones).
+    pub fn absorb(&mut self, other: Secrets) {
+        self.mounts.extend(other.mounts);
+        self.policies.absorb(other.policies);
+        self.leases.absorb(other.leases);
+    }
+
     /// The engine at `mount`, created with `make` when absent or of another kind.
     fn engine(
         &mut self,
@@ -190,7 +213,7 @@ impl Secrets {
 }
 
 /// Answers a request for a secret engine or the lease endpoints; `None` leaves it to the other
-/// routes. `path` is the API path after `/v1/`.
+/// routes. `ns` is the request's namespace and `path` the API path after `/v1/`, relative to it.
 pub(crate) fn route(
     st: &mut State,
     req: &Request,
@@ -206,17 +229,10 @@ pub(crate) fn route(
         if !write {
             return Some(Reply::errors::<&str>(405, &[]));
         }
-        let url_id = path[op.len()..].trim_start_matches('/').to_string();
-        return Some(match authorize(st, req, ns, op, "update", now) {
-            Err(reply) => reply,
-            Ok(token) if op == "sys/leases/renew" => renew(st, req, &url_id, &token, now),
-            Ok(_) => revoke(st, req, &url_id),
-        });
+        let url_id = path[op.len()..].trim_start_matches('/');
+        return Some(lease_request(st, req, ns, op, url_id, now));
     }
-    if ns != st.primary_ns {
-        return None;
-    }
-    let (mount, rest) = st.secrets.split(path)?;
+    let (mount, rest) = st.secrets(ns)?.split(path)?;
     let rest = rest.to_string();
     if req.method != "GET" {
         return Some(Reply::errors::<&str>(405, &[]));
@@ -225,10 +241,69 @@ pub(crate) fn route(
         Ok(token) => token,
         Err(reply) => return Some(reply),
     };
-    Some(read(st, &mount, &rest, path, &token, now))
+    Some(read(st, ns, &mount, &rest, path, &token, now))
 }
 
-/// The caller's token if it is live in `ns` and its policies grant `capability` on `path`.
+/// `sys/leases/renew` or `sys/leases/revoke` (`op`), in the namespace the lease id names.
+fn lease_request(
+    st: &mut State,
+    req: &Request,
+    ns: &str,
+    op: &str,
+    url_id: &str,
+    now: SystemTime,
+) -> Reply {
+    let body = match body(req) {
+        Ok(b) => b,
+        Err(reply) => return reply,
+    };
+    let id = lease_id_of(&body, url_id);
+    // Vault moves the request into the lease's namespace before checking the ACL there.
+    let lease_ns = id
+        .as_deref()
+        .and_then(|id| lease_namespace(st, id))
+        .unwrap_or_else(|| ns.to_string());
+    let token = match authorize(st, req, &lease_ns, op, "update", now) {
+        Ok(token) => token,
+        Err(reply) => return reply,
+    };
+    let Some(id) = id else {
+        return Reply::errors(400, &["lease_id must be specified"]);
+    };
+    if op == "sys/leases/renew" {
+        renew(st, &lease_ns, &body, &id, &token, now)
+    } else {
+        revoke(st, &lease_ns, &id)
+    }
+}
+
+/// The namespace whose id a lease id ends with (`….<nsid>`), when one exists.
+fn lease_namespace(st: &State, lease_id: &str) -> Option<String> {
+    let last = lease_id.rsplit('/').next()?;
+    let (_, nsid) = last.rsplit_once('.')?;
+    st.namespaces
+        .keys()
+        .find(|n| !n.is_empty() && namespace_id(n) == nsid)
+        .cloned()
+}
+
+/// `path` in namespace `ns` as seen from namespace `from`: `Some` only when `ns` is `from` or
+/// one of its children (Vault prefixes both policy paths and request paths with their
+/// namespace's path, so nothing else can match).
+fn relative_path(from: &str, ns: &str, path: &str) -> Option<String> {
+    if from == ns {
+        return Some(path.to_string());
+    }
+    let below = if from.is_empty() {
+        ns
+    } else {
+        ns.strip_prefix(from)?.strip_prefix('/')?
+    };
+    Some(format!("{below}/{path}"))
+}
+
+/// The caller's token if it is live and its policies (those of the namespace it was issued in)
+/// grant `capability` on `path` in namespace `ns`.
 fn authorize(
     st: &mut State,
     req: &Request,
@@ -245,13 +320,16 @@ fn authorize(
         .filter(|t| !t.is_empty())
         .ok_or_else(invalid)?
         .to_string();
-    let policies = st
+    let (token_ns, policies) = st
         .tokens
         .live_mut(&token, now)
-        .filter(|t| t.vault_ns == ns)
-        .map(|t| t.policies.clone())
+        .map(|t| (t.vault_ns.clone(), t.policies.clone()))
         .ok_or_else(invalid)?;
-    if st.secrets.policies.allows(&policies, path, capability) {
+    let allowed = relative_path(&token_ns, ns, path).is_some_and(|rel| {
+        st.secrets(&token_ns)
+            .is_some_and(|s| s.policies.allows(&policies, &rel, capability))
+    });
+    if allowed {
         Ok(token)
     } else {
         Err(Reply::errors(403, &[DENIED]))
@@ -284,15 +362,17 @@ fn not_found() -> Reply {
     Reply::errors::<&str>(404, &[])
 }
 
+#[allow(clippy::too_many_arguments)]
 fn read(
     st: &mut State,
+    ns: &str,
     mount: &str,
     rest: &str,
     path: &str,
     token: &str,
     now: SystemTime,
 ) -> Reply {
-    let Some(engine) = st.secrets.mounts.get(mount) else {
+    let Some(engine) = st.secrets(ns).and_then(|s| s.mounts.get(mount)) else {
         return not_found();
     };
     match engine {
@@ -336,9 +416,15 @@ fn read(
                 )),
             );
             data.insert("password".into(), json!(random_base62(20)));
-            let id = format!("{}/{}", clean(path), random_base62(24));
+            // Vault appends the namespace's id to leases issued outside the root namespace.
+            let suffix = if ns.is_empty() {
+                String::new()
+            } else {
+                format!(".{}", namespace_id(ns))
+            };
+            let id = format!("{}/{}{suffix}", clean(path), random_base62(24));
             let ttl = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-            match st.secrets.leases.issue(
+            match st.secrets_mut(ns).leases.issue(
                 id,
                 token,
                 role.renewable,
@@ -459,14 +545,14 @@ fn lease_id_of(body: &Map<String, Value>, url_id: &str) -> Option<String> {
         .or_else(|| (!url_id.is_empty()).then(|| url_id.to_string()))
 }
 
-fn renew(st: &mut State, req: &Request, url_id: &str, _token: &str, now: SystemTime) -> Reply {
-    let body = match body(req) {
-        Ok(b) => b,
-        Err(reply) => return reply,
-    };
-    let Some(id) = lease_id_of(&body, url_id) else {
-        return Reply::errors(400, &["lease_id must be specified"]);
-    };
+fn renew(
+    st: &mut State,
+    ns: &str,
+    body: &Map<String, Value>,
+    id: &str,
+    _token: &str,
+    now: SystemTime,
+) -> Reply {
     let increment = match body.get("increment") {
         None | Some(Value::Null) => 0,
         Some(v) => match parse_duration(v) {
@@ -474,10 +560,12 @@ fn renew(st: &mut State, req: &Request, url_id: &str, _token: &str, now: SystemT
             None => return Reply::errors(400, &[format!("invalid increment {v}")]),
         },
     };
-    let State {
-        secrets, tokens, ..
-    } = st;
-    match secrets.leases.renew(&id, increment, now, tokens) {
+    let refused = (400, "lease not found or lease is not renewable");
+    let outcome = match st.namespaces.get_mut(clean(ns)) {
+        Some(n) => n.secrets.leases.renew(id, increment, now, &st.tokens),
+        None => Err(refused),
+    };
+    match outcome {
         Ok((lease, outcome)) => Reply::json(
             200,
             envelope(
@@ -493,18 +581,38 @@ fn renew(st: &mut State, req: &Request, url_id: &str, _token: &str, now: SystemT
     }
 }
 
-fn revoke(st: &mut State, req: &Request, url_id: &str) -> Reply {
-    let body = match body(req) {
-        Ok(b) => b,
-        Err(reply) => return reply,
-    };
-    let Some(id) = lease_id_of(&body, url_id) else {
-        return Reply::errors(400, &["lease_id must be specified"]);
-    };
-    st.secrets.leases.revoke(&id);
+fn revoke(st: &mut State, ns: &str, id: &str) -> Reply {
+    if let Some(n) = st.namespaces.get_mut(clean(ns)) {
+        n.secrets.leases.revoke(id);
+    }
     Reply {
         status: 204,
         headers: Vec::new(),
         body: Body::Empty,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_path_is_seen_from_the_tokens_namespace_or_its_ancestors_only() {
+        let rel = |from: &str, ns: &str| relative_path(from, ns, "secret/data/app");
+        assert_eq!(rel("admin", "admin").as_deref(), Some("secret/data/app"));
+        assert_eq!(rel("", "").as_deref(), Some("secret/data/app"));
+        assert_eq!(rel("", "admin").as_deref(), Some("admin/secret/data/app"));
+        assert_eq!(
+            rel("admin", "admin/team1/x").as_deref(),
+            Some("team1/x/secret/data/app")
+        );
+        for (from, ns) in [
+            ("admin", ""),
+            ("admin", "team1"),
+            ("admin", "administrators"),
+            ("admin/team1", "admin"),
+        ] {
+            assert_eq!(rel(from, ns), None, "{from:?} -> {ns:?}");
+        }
     }
 }

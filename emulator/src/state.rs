@@ -18,12 +18,15 @@ pub(crate) fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// One Vault namespace: its kubernetes auth mounts, each with its roles.
+/// One Vault namespace: its kubernetes auth mounts, each with its roles, and its secret
+/// engines, policies and leases.
 #[derive(Default)]
 pub(crate) struct Namespace {
     pub mounts: HashMap<String, HashMap<String, Role>>,
     /// Mounts whose TokenReview call fails (see `Emulator::set_token_review_failing`).
     pub review_failing: HashSet<String>,
+    /// Secret engines, policies and leases (`secrets.rs`).
+    pub secrets: crate::secrets::Secrets,
 }
 
 /// Where every "now" of the emulator comes from: token TTLs, creation and expiry, JWT checks,
@@ -94,8 +97,6 @@ pub(crate) struct State {
     /// Answer errors in the form of Vault before 1.17 (and OpenBao): `["permission denied"]`
     /// rather than one `go-multierror` text.
     pub legacy_errors: bool,
-    /// Secret engines, policies and leases (`secrets.rs`).
-    pub secrets: crate::secrets::Secrets,
     /// Where "now" comes from: the system clock, or tokio's for tests in virtual time.
     pub clock: Clock,
 }
@@ -118,7 +119,6 @@ impl State {
             connections: 0,
             log: false,
             legacy_errors: false,
-            secrets: crate::secrets::Secrets::default(),
             clock,
         }
     }
@@ -133,10 +133,58 @@ impl State {
         self.namespaces.get(clean(ns))?.mounts.get(clean(mount))
     }
 
+    /// Namespace `ns`, created (with its missing ancestors, as Vault only creates a namespace
+    /// inside an existing one) when absent.
+    pub fn namespace_mut(&mut self, ns: &str) -> &mut Namespace {
+        let ns = clean(ns);
+        for (i, _) in ns.match_indices('/') {
+            self.namespaces.entry(ns[..i].to_string()).or_default();
+        }
+        self.namespaces.entry(ns.to_string()).or_default()
+    }
+
+    /// The namespace of a request and its path relative to it, as Vault resolves them: the
+    /// `X-Vault-Namespace` header (`root` is the root namespace) followed by the path, split
+    /// after the longest run of leading segments that names an existing namespace. A header
+    /// naming no existing namespace is kept whole, with the path unchanged: an empty namespace
+    /// (OpenBao answers 404 `namespace not found` there; the emulator denies, as it always has).
+    pub fn resolve<'p>(&self, header: &str, path: &'p str) -> (String, &'p str) {
+        let header = match clean(header) {
+            "root" => "",
+            h => h,
+        };
+        if !self.namespaces.contains_key(header) {
+            return (header.to_string(), path);
+        }
+        let mut ns = header.to_string();
+        let mut rest = path;
+        while let Some((segment, tail)) = rest.split_once('/') {
+            let candidate = if ns.is_empty() {
+                segment.to_string()
+            } else {
+                format!("{ns}/{segment}")
+            };
+            if segment.is_empty() || !self.namespaces.contains_key(&candidate) {
+                break;
+            }
+            ns = candidate;
+            rest = tail;
+        }
+        (ns, rest)
+    }
+
+    /// The secret engines, policies and leases of `ns`, when it exists.
+    pub fn secrets(&self, ns: &str) -> Option<&crate::secrets::Secrets> {
+        self.namespaces.get(clean(ns)).map(|n| &n.secrets)
+    }
+
+    /// The secret engines, policies and leases of `ns`, creating the namespace if needed.
+    pub fn secrets_mut(&mut self, ns: &str) -> &mut crate::secrets::Secrets {
+        &mut self.namespace_mut(ns).secrets
+    }
+
     pub fn enable_mount(&mut self, ns: &str, mount: &str) {
-        self.namespaces
-            .entry(clean(ns).to_string())
-            .or_default()
+        self.namespace_mut(ns)
             .mounts
             .entry(clean(mount).to_string())
             .or_default();
@@ -161,11 +209,7 @@ impl State {
     }
 
     pub fn set_review_failing(&mut self, ns: &str, mount: &str, failing: bool) {
-        let set = &mut self
-            .namespaces
-            .entry(clean(ns).to_string())
-            .or_default()
-            .review_failing;
+        let set = &mut self.namespace_mut(ns).review_failing;
         if failing {
             set.insert(clean(mount).to_string());
         } else {
@@ -183,8 +227,8 @@ impl State {
         }
     }
 
-    /// Makes `ns` the primary namespace: its mounts are moved there (replacing same-named
-    /// mounts) and the old primary namespace is left empty.
+    /// Makes `ns` the primary namespace: its auth mounts, secret engines, policies and leases
+    /// are moved there (replacing same-named ones) and the old primary namespace is left empty.
     pub fn set_primary_namespace(&mut self, ns: &str) {
         let ns = clean(ns).to_string();
         if ns == self.primary_ns {
@@ -193,9 +237,10 @@ impl State {
         let old = std::mem::replace(&mut self.primary_ns, ns.clone());
         let moved = self.namespaces.remove(&old).unwrap_or_default();
         self.namespaces.insert(old, Namespace::default());
-        let target = self.namespaces.entry(ns).or_default();
+        let target = self.namespace_mut(&ns);
         target.mounts.extend(moved.mounts);
         target.review_failing.extend(moved.review_failing);
+        target.secrets.absorb(moved.secrets);
     }
 
     /// Replaces the active fault; returns whether [`Fault::Down`] was active before.
@@ -224,5 +269,56 @@ impl State {
             Some(a) if a.fault == Fault::Refuse => self.fault_for_request().is_some(),
             _ => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(namespaces: &[&str]) -> State {
+        let mut st = State::new(Clock::System);
+        for ns in namespaces {
+            st.namespace_mut(ns);
+        }
+        st
+    }
+
+    #[test]
+    fn the_namespace_is_the_header_joined_with_the_longest_existing_path_prefix() {
+        let st = with(&["admin/team1", "ops"]);
+        let resolve = |h: &str, p: &'static str| st.resolve(h, p);
+        // Creating admin/team1 created admin.
+        assert_eq!(resolve("", "admin/x"), ("admin".into(), "x"));
+        assert_eq!(
+            resolve("", "secret/data/app"),
+            ("".into(), "secret/data/app")
+        );
+        assert_eq!(
+            resolve("admin", "secret/data/app"),
+            ("admin".into(), "secret/data/app")
+        );
+        assert_eq!(
+            resolve("/admin/", "secret/data/app"),
+            ("admin".into(), "secret/data/app")
+        );
+        assert_eq!(
+            resolve("", "admin/team1/secret/data/app"),
+            ("admin/team1".into(), "secret/data/app")
+        );
+        assert_eq!(
+            resolve("admin", "team1/secret/data/app"),
+            ("admin/team1".into(), "secret/data/app")
+        );
+        assert_eq!(
+            resolve("admin/team1", "auth/token/lookup-self"),
+            ("admin/team1".into(), "auth/token/lookup-self")
+        );
+        // `root` is the root namespace; a segment that names no namespace stays in the path.
+        assert_eq!(resolve("root", "ops/x"), ("ops".into(), "x"));
+        assert_eq!(resolve("admin", "ops/x"), ("admin".into(), "ops/x"));
+        assert_eq!(resolve("", "adm/x"), ("".into(), "adm/x"));
+        // A header naming no namespace is kept whole: an empty namespace, the path unchanged.
+        assert_eq!(resolve("nope", "admin/x"), ("nope".into(), "admin/x"));
     }
 }

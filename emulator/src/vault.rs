@@ -99,19 +99,7 @@ fn handle_at(st: &mut State, req: &Request, now: SystemTime) -> Reply {
         return Reply::errors::<&str>(404, &[]);
     };
     // Vault takes the namespace from the header, from a path prefix, or both joined.
-    let (path_ns, path) = match path.strip_prefix("auth/") {
-        Some(_) => ("", path),
-        None => match path.find("/auth/") {
-            Some(i) => (&path[..i], &path[i + 1..]),
-            None => ("", path),
-        },
-    };
-    let header_ns = clean(req.header("x-vault-namespace").unwrap_or_default());
-    let ns = match (header_ns, clean(path_ns)) {
-        (h, "") => h.to_string(),
-        ("", p) => p.to_string(),
-        (h, p) => format!("{h}/{p}"),
-    };
+    let (ns, path) = st.resolve(req.header("x-vault-namespace").unwrap_or_default(), path);
     // Secret engines, policies and leases have their own dispatch (secrets.rs).
     if let Some(reply) = crate::secrets::route(st, req, &ns, path, now) {
         return reply;
@@ -394,7 +382,9 @@ fn new_token(
     }
 }
 
-/// The caller's live token in this namespace, or the 403 Vault gives for anything else.
+/// The caller's live token in this namespace, or the 403 Vault gives for anything else: a
+/// valid token of another namespace is denied by the ACL (the default policy grants the token
+/// endpoints in the token's own namespace only), so it is not called invalid.
 fn caller<'a>(
     st: &'a mut State,
     req: &Request,
@@ -405,10 +395,11 @@ fn caller<'a>(
     let Some(token) = client_token(req) else {
         return Err(Reply::bad_token(legacy, false));
     };
-    st.tokens
-        .live_mut(&token, now)
-        .filter(|t| t.vault_ns == ns)
-        .ok_or_else(|| Reply::bad_token(legacy, true))
+    match st.tokens.live_mut(&token, now) {
+        Some(t) if t.vault_ns == ns => Ok(t),
+        Some(_) => Err(Reply::wrapped(legacy, 403, &["permission denied"])),
+        None => Err(Reply::bad_token(legacy, true)),
+    }
 }
 
 fn renew_self(st: &mut State, req: &Request, ns: &str, now: SystemTime) -> Reply {
