@@ -39,7 +39,7 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Health(#[from] HealthError),
     /// `--once` ran out of time.
-    #[error("gave up after {attempts} attempt(s) in {elapsed}: {last}")]
+    #[error("gave up after {attempts} login attempt(s) in {elapsed}: {last}")]
     GaveUp {
         /// Login attempts made.
         attempts: u32,
@@ -113,6 +113,10 @@ mod tests {
         assert!(
             matches!(&e, Error::GaveUp { attempts: 3, elapsed, .. } if elapsed == "1m30s"),
             "{e:?}"
+        );
+        assert_eq!(
+            e.to_string(),
+            "gave up after 3 login attempt(s) in 1m30s: login: permission denied"
         );
         assert_eq!(e.exit_code(), EXIT_FAILURE);
     }

@@ -301,7 +301,7 @@ impl Rendered {
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     /// Vault answered 403.
-    #[error("reading {path}: Vault answered 403 permission denied: the role's policies must grant \"read\" on {path}{hint}")]
+    #[error("reading {path}: Vault answered 403 permission denied: the role's policies must grant \"read\" on {path} (in VAULT_NAMESPACE's namespace where namespaces are used){hint}")]
     Denied {
         /// The API path.
         path: String,
