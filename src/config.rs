@@ -262,7 +262,7 @@ impl Config {
             max_backoff: self.max_backoff,
             renew_increment: self.renew_increment,
             revoke_on_exit: self.revoke_on_exit,
-            secrets: self.secrets.specs.len(),
+            secrets: secrets::sources(&self.secrets.specs).len(),
             refresh: self.secrets.refresh,
         }
     }

@@ -65,6 +65,15 @@ fn display_errors(errors: &[String]) -> String {
 }
 
 impl VaultError {
+    /// The error of a request `op` that needs a token when none is held (the driver's guard;
+    /// the machine asks for such requests only with a live token).
+    pub fn no_token(op: &str) -> VaultError {
+        VaultError::Transport {
+            op: op.to_string(),
+            message: "no token held".into(),
+        }
+    }
+
     /// How the machine should treat it.
     pub fn kind(&self) -> FailureKind {
         match self {

@@ -21,6 +21,8 @@
 //!   Vault Agent's `static_secret_render_interval`).
 //! - A file is rewritten only when it would change: a KV v2 secret when its version changes,
 //!   any other secret when its rendered content changes ([`Fingerprint`]).
+//! - Secrets that read the same path share one read ([`Source`]): the files of one dynamic
+//!   secret hold the same credentials.
 
 use std::collections::hash_map::DefaultHasher;
 use std::fmt;
@@ -505,18 +507,62 @@ pub fn render(spec: &SecretSpec, read: &SecretRead) -> Result<Rendered, SecretEr
     })
 }
 
-/// Reads `spec`'s secret with `token` and renders it: one call for the loop.
-pub async fn fetch(
+/// Reads `path` once with `token` and renders each of `specs` (which all read it) from that one
+/// answer, in order. Any spec that cannot be rendered fails them all, so the files of one secret
+/// never mix two reads.
+pub async fn fetch_all(
     client: &VaultClient,
     token: &Secret,
-    spec: &SecretSpec,
-) -> Result<(SecretRead, Rendered), SecretError> {
+    path: &str,
+    specs: &[&SecretSpec],
+) -> Result<(SecretRead, Vec<Rendered>), SecretError> {
     let read = client
-        .read_secret(token, &spec.path)
+        .read_secret(token, path)
         .await
-        .map_err(|e| read_error(&spec.path, e))?;
-    let rendered = render(spec, &read)?;
+        .map_err(|e| read_error(path, e))?;
+    let rendered = specs
+        .iter()
+        .map(|spec| render(spec, &read))
+        .collect::<Result<_, _>>()?;
     Ok((read, rendered))
+}
+
+/// The specs that read one path. One read serves them all: the files of a dynamic secret
+/// (`database/creds/app#username` and `…#password`) then hold the same credentials, from one
+/// lease, and a KV secret split into several files costs one read per refresh.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Source {
+    /// The API path.
+    pub path: String,
+    /// The indexes of the specs that read it, in the order they were given.
+    pub specs: Vec<usize>,
+}
+
+impl Source {
+    /// The variables of its specs (from `specs`, all of them), for messages.
+    pub fn variables(&self, specs: &[SecretSpec]) -> String {
+        let names: Vec<&str> = self
+            .specs
+            .iter()
+            .map(|i| specs[*i].variable.as_str())
+            .collect();
+        names.join(", ")
+    }
+}
+
+/// `specs` grouped by path, in the order each path first appears.
+pub fn sources(specs: &[SecretSpec]) -> Vec<Source> {
+    let mut sources: Vec<Source> = Vec::new();
+    for (i, spec) in specs.iter().enumerate() {
+        match sources.iter_mut().find(|s| s.path == spec.path) {
+            Some(source) => source.specs.push(i),
+            None => sources.push(Source {
+                path: spec.path.clone(),
+                specs: vec![i],
+            }),
+        }
+    }
+    sources
 }
 
 /// Writes secret files into one directory, each exactly like the token file: a fresh temp
@@ -593,6 +639,35 @@ impl SecretWriter {
         }
     }
 
+    /// Writes the files of the `jobs` that are `Some` on a blocking thread (a slow volume never
+    /// stalls the runtime); their fingerprints, in order (None where nothing was written).
+    /// `version` is the KV v2 version read, for the log.
+    pub async fn write_changed(
+        &self,
+        jobs: Vec<Option<(SecretSpec, Rendered)>>,
+        version: Option<u64>,
+    ) -> Result<Vec<Option<Fingerprint>>, SecretError> {
+        if jobs.iter().all(Option::is_none) {
+            return Ok(vec![None; jobs.len()]);
+        }
+        let writer = self.clone();
+        let write = tokio::task::spawn_blocking(move || {
+            let write_one = |(spec, rendered): (SecretSpec, Rendered)| {
+                let path = writer.write(&spec, &rendered)?;
+                info!(secret = %spec.name, path = %path.display(), version = ?version, "secret written");
+                Ok(rendered.fingerprint())
+            };
+            jobs.into_iter()
+                .map(|job| job.map(write_one).transpose())
+                .collect()
+        });
+        write.await.unwrap_or_else(|e| {
+            Err(SecretError::Dir {
+                problem: format!("the secret file write did not finish: {e}"),
+            })
+        })
+    }
+
     /// Atomically replaces `spec`'s file with `rendered`; returns its path.
     pub fn write(&self, spec: &SecretSpec, rendered: &Rendered) -> Result<PathBuf, SecretError> {
         let file = self.path_for(spec);
@@ -649,6 +724,37 @@ mod tests {
             .collect();
         let names = map.keys().cloned().collect();
         (names, move |name: &str| map.get(name).cloned())
+    }
+
+    #[test]
+    fn specs_reading_one_path_share_a_source_in_order() {
+        let spec = |name: &str, value: &str| {
+            SecretSpec::parse(&format!("VAULT_LOGIN_SECRET_{name}"), value).unwrap()
+        };
+        let specs = vec![
+            spec("DB_USER", "database/creds/app#username"),
+            spec("API", "kv/app"),
+            spec("DB_PASS", "database/creds/app#password"),
+            spec("DB_ENV", "dotenv:database/creds/app"),
+        ];
+        let sources = sources(&specs);
+        assert_eq!(
+            sources,
+            vec![
+                Source {
+                    path: "database/creds/app".into(),
+                    specs: vec![0, 2, 3]
+                },
+                Source {
+                    path: "kv/app".into(),
+                    specs: vec![1]
+                },
+            ]
+        );
+        assert_eq!(
+            sources[0].variables(&specs),
+            "VAULT_LOGIN_SECRET_DB_USER, VAULT_LOGIN_SECRET_DB_PASS, VAULT_LOGIN_SECRET_DB_ENV"
+        );
     }
 
     #[test]

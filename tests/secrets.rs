@@ -78,6 +78,32 @@ fn once_writes_the_token_and_every_secret_then_exits() {
         assert_eq!(mode & 0o777, 0o600, "{name}");
     }
     assert!(!run.stderr.contains(PASSWORD), "{}", run.stderr);
+    // Three files from one path: one read.
+    assert_eq!(reads_of(&s, "internal/data/database/config"), 1);
+}
+
+#[test]
+fn files_split_from_one_dynamic_secret_hold_the_same_credentials() {
+    let mut s = setup(3600);
+    s.emu
+        .put_dynamic_role("database", "app", DynamicRole::default());
+    s.set("VAULT_LOGIN_SECRET_DB_USER", "database/creds/app#username")
+        .set("VAULT_LOGIN_SECRET_DB_PASS", "database/creds/app#password")
+        .set("VAULT_LOGIN_SECRET_DB_CREDS", "database/creds/app");
+    let run = s.once(&[]);
+    run.assert_code(0);
+    // One read, one lease: a username and a password from two reads would not match.
+    assert_eq!(reads_of(&s, "database/creds/app"), 1, "{}", run.stderr);
+    assert_eq!(s.emu.lease_count(), 1);
+    let creds: serde_json::Value = serde_json::from_str(&read(&s, "db_creds").unwrap()).unwrap();
+    assert_eq!(
+        read(&s, "db_user").unwrap(),
+        creds["username"].as_str().unwrap()
+    );
+    assert_eq!(
+        read(&s, "db_pass").unwrap(),
+        creds["password"].as_str().unwrap()
+    );
 }
 
 #[test]

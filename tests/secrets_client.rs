@@ -11,12 +11,23 @@ use serde_json::json;
 use vault_emulator::DynamicRole;
 use vault_login::config::Config;
 use vault_login::secret::Secret;
-use vault_login::secrets::{self, Fingerprint, SecretError, SecretSpec, SecretWriter};
+use vault_login::secrets::{self, Fingerprint, Rendered, SecretError, SecretSpec, SecretWriter};
+use vault_login::vault::SecretRead;
 use vault_login::vault::VaultClient;
 
 /// The tutorial's secret and the role's policy granting read on it (plus the other engines).
 fn setup() -> Setup {
     with_tutorial_secret(Role::default())
+}
+
+/// Reads and renders one spec, as the loop does for a path only one spec reads.
+async fn fetch(
+    client: &VaultClient,
+    token: &Secret,
+    spec: &SecretSpec,
+) -> Result<(SecretRead, Rendered), SecretError> {
+    let (read, mut rendered) = secrets::fetch_all(client, token, &spec.path, &[spec]).await?;
+    Ok((read, rendered.remove(0)))
 }
 
 /// The configuration `s` plus `vars`, as the binary would load it.
@@ -67,7 +78,7 @@ async fn the_tutorial_secret_reaches_a_json_file_and_a_field_file_next_to_the_to
     let w = writer(&cfg);
     w.check().unwrap();
     for spec in &cfg.secrets.specs {
-        let (read, rendered) = secrets::fetch(&client, &token, spec).await.unwrap();
+        let (read, rendered) = fetch(&client, &token, spec).await.unwrap();
         assert_eq!(read.kv2_version, Some(1));
         assert!(!read.has_renewable_lease());
         assert!(rendered.changed_since(None));
@@ -105,16 +116,16 @@ async fn a_kv2_file_is_rewritten_only_when_the_version_changes() {
     );
     let (client, token) = login(&s, &cfg).await;
     let spec = spec(&cfg, "db");
-    let (_, first) = secrets::fetch(&client, &token, spec).await.unwrap();
+    let (_, first) = fetch(&client, &token, spec).await.unwrap();
     assert_eq!(first.fingerprint(), Fingerprint::Version(1));
-    let (_, again) = secrets::fetch(&client, &token, spec).await.unwrap();
+    let (_, again) = fetch(&client, &token, spec).await.unwrap();
     assert!(!again.changed_since(Some(first.fingerprint())));
     s.emu.put_kv2(
         "internal",
         "database/config",
         json!({"username": "db-readonly-username", "password": "rotated"}),
     );
-    let (read, next) = secrets::fetch(&client, &token, spec).await.unwrap();
+    let (read, next) = fetch(&client, &token, spec).await.unwrap();
     assert_eq!(read.kv2_version, Some(2));
     assert!(next.changed_since(Some(first.fingerprint())));
     let path = writer(&cfg).write(spec, &next).unwrap();
@@ -129,14 +140,14 @@ async fn a_kv1_file_is_rewritten_only_when_its_content_changes() {
     let cfg = config(&s, &[("VAULT_LOGIN_SECRET_APP", "kv/app#api_key")]);
     let (client, token) = login(&s, &cfg).await;
     let spec = spec(&cfg, "app");
-    let (read, first) = secrets::fetch(&client, &token, spec).await.unwrap();
+    let (read, first) = fetch(&client, &token, spec).await.unwrap();
     assert_eq!(read.kv2_version, None);
     assert_eq!(read.lease_duration, Duration::from_secs(2_764_800));
     assert_eq!(first.expose(), b"k-1");
-    let (_, same) = secrets::fetch(&client, &token, spec).await.unwrap();
+    let (_, same) = fetch(&client, &token, spec).await.unwrap();
     assert!(!same.changed_since(Some(first.fingerprint())));
     s.emu.put_kv1("kv", "app", json!({"api_key": "k-2"}));
-    let (_, changed) = secrets::fetch(&client, &token, spec).await.unwrap();
+    let (_, changed) = fetch(&client, &token, spec).await.unwrap();
     assert!(changed.changed_since(Some(first.fingerprint())));
     assert_eq!(changed.expose(), b"k-2");
 }
@@ -162,9 +173,7 @@ async fn dynamic_secrets_come_with_a_lease_that_renews_caps_and_revokes() {
     );
     let cfg = config(&s, &[("VAULT_LOGIN_SECRET_PG", "database/creds/app")]);
     let (client, token) = login(&s, &cfg).await;
-    let (read, rendered) = secrets::fetch(&client, &token, spec(&cfg, "pg"))
-        .await
-        .unwrap();
+    let (read, rendered) = fetch(&client, &token, spec(&cfg, "pg")).await.unwrap();
     assert!(read.has_renewable_lease());
     assert!(read.lease_id.starts_with("database/creds/app/"));
     assert_eq!(read.lease_duration, Duration::from_secs(300));
@@ -230,9 +239,7 @@ async fn revoking_without_the_policy_is_a_403_naming_the_endpoint() {
         .put_dynamic_role("database", "app", DynamicRole::default());
     let cfg = config(&s, &[("VAULT_LOGIN_SECRET_PG", "database/creds/app")]);
     let (client, token) = login(&s, &cfg).await;
-    let (read, _) = secrets::fetch(&client, &token, spec(&cfg, "pg"))
-        .await
-        .unwrap();
+    let (read, _) = fetch(&client, &token, spec(&cfg, "pg")).await.unwrap();
     let err = client
         .revoke_lease(&token, &read.lease_id)
         .await
@@ -264,9 +271,7 @@ async fn read_errors_name_the_path_and_what_to_do_and_never_touch_the_file() {
         std::fs::write(w.path_for(spec), b"previous").unwrap();
     }
 
-    let denied = secrets::fetch(&client, &token, spec(&cfg, "cli"))
-        .await
-        .unwrap_err();
+    let denied = fetch(&client, &token, spec(&cfg, "cli")).await.unwrap_err();
     assert!(matches!(denied, SecretError::Denied { .. }), "{denied:?}");
     let text = denied.to_string();
     assert!(
@@ -278,7 +283,7 @@ async fn read_errors_name_the_path_and_what_to_do_and_never_touch_the_file() {
         "{text}"
     );
 
-    let gone = secrets::fetch(&client, &token, spec(&cfg, "gone"))
+    let gone = fetch(&client, &token, spec(&cfg, "gone"))
         .await
         .unwrap_err();
     assert!(matches!(gone, SecretError::NotFound { .. }), "{gone:?}");
@@ -288,7 +293,7 @@ async fn read_errors_name_the_path_and_what_to_do_and_never_touch_the_file() {
         "{gone}"
     );
 
-    let typo = secrets::fetch(&client, &token, spec(&cfg, "typo"))
+    let typo = fetch(&client, &token, spec(&cfg, "typo"))
         .await
         .unwrap_err();
     let text = typo.to_string();
@@ -315,9 +320,7 @@ async fn an_outage_is_transient_and_names_the_path() {
     );
     let (client, token) = login(&s, &cfg).await;
     s.emu.set_fault(Fault::Sealed);
-    let err = secrets::fetch(&client, &token, spec(&cfg, "db"))
-        .await
-        .unwrap_err();
+    let err = fetch(&client, &token, spec(&cfg, "db")).await.unwrap_err();
     s.emu.clear_fault();
     assert!(err.is_transient(), "{err}");
     assert_eq!(err.path(), Some("internal/data/database/config"));
@@ -341,7 +344,7 @@ async fn a_dotenv_file_from_vault_is_sourced_by_sh_with_the_exact_values() {
     );
     let (client, token) = login(&s, &cfg).await;
     let spec = spec(&cfg, "db_env");
-    let (_, rendered) = secrets::fetch(&client, &token, spec).await.unwrap();
+    let (_, rendered) = fetch(&client, &token, spec).await.unwrap();
     let path = writer(&cfg).write(spec, &rendered).unwrap();
     let out = std::process::Command::new("/bin/sh")
         .arg("-c")

@@ -23,7 +23,7 @@ use crate::hooks::Hooks;
 use crate::jwt;
 use crate::login::LoginError;
 use crate::machine::Machine;
-use crate::secrets::{SecretSpec, SecretWriter};
+use crate::secrets::{SecretSpec, SecretWriter, Source};
 use crate::status::Status;
 use crate::token_file::TokenFile;
 use crate::vault::{Auth, Renewal, VaultClient, VaultError};
@@ -60,6 +60,8 @@ pub struct Agent {
     status: Arc<Status>,
     hooks: Hooks,
     secrets: Vec<SecretSpec>,
+    /// The secrets grouped by path: one read each.
+    sources: Vec<Source>,
     writer: SecretWriter,
 }
 
@@ -95,6 +97,7 @@ impl Agent {
             file,
             status,
             hooks,
+            sources: crate::secrets::sources(&secrets),
             secrets,
             writer,
         })
@@ -115,7 +118,12 @@ impl Agent {
         let mut request: Option<Pending<'_, Answer>> = None;
         let mut hooks_done: Option<Pending<'_, ()>> = None;
         let mut secret_request: Option<Pending<'_, SecretAnswer>> = None;
-        let mut memos = vec![SecretMemo::default(); self.secrets.len()];
+        let mut memos: Vec<SecretMemo> = (self.sources.iter())
+            .map(|s| SecretMemo {
+                written: vec![None; s.specs.len()],
+                lease_id: None,
+            })
+            .collect();
         // The held token's latest auth block, for renewals, writes, hooks and revocation.
         let mut auth: Option<Auth> = None;
         let mut control_open = true;
@@ -173,7 +181,7 @@ impl Agent {
                     Action::RunHooks(Hook::SecretsChanged) => self.hooks.secrets_changed(),
                     Action::ReadSecret { index } => {
                         let token = auth.as_ref().map(|a| a.client_token.clone());
-                        let last = memos[index].written;
+                        let last = memos[index].written.clone();
                         secret_request = Some(Box::pin(self.read_secret(index, token, last)));
                     }
                     Action::RenewLease { index, deadline } => {

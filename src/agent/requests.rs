@@ -35,13 +35,7 @@ impl Agent {
     ) -> Answer {
         let sent = Instant::now();
         let Some(token) = token else {
-            return Answer::Renew(
-                sent,
-                Err(VaultError::Transport {
-                    op: "renew-self".into(),
-                    message: "no token held".into(),
-                }),
-            );
+            return Answer::Renew(sent, Err(VaultError::no_token("renew-self")));
         };
         let attempt = self.client.renew_self(&token, increment);
         let result = match deadline {
@@ -138,13 +132,5 @@ impl Agent {
                 Event::WriteFailed(e)
             }
         }
-    }
-}
-
-/// The error of a request that needs a token when none is held.
-pub(super) fn no_token() -> VaultError {
-    VaultError::Transport {
-        op: "read".into(),
-        message: "no token held".into(),
     }
 }

@@ -2,23 +2,21 @@
 //! (or KV v2 version) changed, renew its lease, and report to the machine and the status.
 
 use tokio::time::{timeout_at, Instant};
-use tracing::info;
 
-use super::requests::no_token;
 use super::Agent;
 use crate::events::{Event, SecretGrant};
 use crate::failure::{Failure, FailureKind};
 use crate::secret::Secret;
-use crate::secrets::{self, Fingerprint, SecretError};
+use crate::secrets::{self, Fingerprint, SecretError, SecretSpec};
 use crate::vault::{LeaseRenewal, SecretRead, VaultError};
 
-/// A finished secret read or lease renewal.
+/// A finished read of a source (one path, one or more files) or lease renewal.
 pub(super) enum SecretAnswer {
-    /// The read, and the fingerprint of the file written for it (None: unchanged, not written).
+    /// The read, and the fingerprint of each file written for it (None: unchanged, not written).
     Read(
         usize,
         Instant,
-        std::result::Result<(SecretRead, Option<Fingerprint>), SecretError>,
+        std::result::Result<(SecretRead, Vec<Option<Fingerprint>>), SecretError>,
     ),
     Renewed(
         usize,
@@ -27,10 +25,10 @@ pub(super) enum SecretAnswer {
     ),
 }
 
-/// What the driver remembers of each secret: the fingerprint of its file and its lease.
+/// What the driver remembers of each source: the fingerprint of each of its files, its lease.
 #[derive(Clone, Debug, Default)]
 pub(super) struct SecretMemo {
-    pub(super) written: Option<Fingerprint>,
+    pub(super) written: Vec<Option<Fingerprint>>,
     pub(super) lease_id: Option<String>,
 }
 
@@ -40,24 +38,26 @@ impl Agent {
     pub(super) fn secret_answered(&self, answer: SecretAnswer, memos: &mut [SecretMemo]) -> Event {
         match answer {
             SecretAnswer::Read(index, sent, result) => {
-                let spec = &self.secrets[index];
-                let result = result.map(|(read, written)| {
-                    let changed = written.is_some();
-                    if changed {
-                        memos[index].written = written;
-                    }
-                    let lease = read.lease();
-                    memos[index].lease_id = lease.map(|_| read.lease_id.clone());
-                    SecretGrant { changed, lease }
-                });
+                let specs = &self.sources[index].specs;
                 let result = match result {
-                    Ok(grant) => {
-                        self.status.secret_read(index, grant.changed);
-                        Ok(grant)
+                    Ok((read, written)) => {
+                        let memo = &mut memos[index];
+                        let changed = written.iter().any(Option::is_some);
+                        let files = specs.iter().zip(written).zip(&mut memo.written);
+                        for ((spec, fingerprint), last) in files {
+                            self.status.secret_read(*spec, fingerprint.is_some());
+                            *last = fingerprint.or(*last);
+                        }
+                        let lease = read.lease();
+                        memo.lease_id = lease.map(|_| read.lease_id.clone());
+                        Ok(SecretGrant { changed, lease })
                     }
                     Err(e) => {
-                        let message = format!("{}: {e}", spec.variable);
-                        self.status.secret_failed(index, &message);
+                        let message =
+                            format!("{}: {e}", self.sources[index].variables(&self.secrets));
+                        specs
+                            .iter()
+                            .for_each(|s| self.status.secret_failed(*s, &message));
                         let kind = if e.is_transient() {
                             FailureKind::Transient
                         } else {
@@ -76,9 +76,14 @@ impl Agent {
                 let result = match result {
                     Ok(r) => Ok(r.grant()),
                     Err(e) => {
-                        let message =
-                            format!("{}: lease renewal: {e}", self.secrets[index].variable);
-                        self.status.secret_failed(index, &message);
+                        let message = format!(
+                            "{}: lease renewal: {e}",
+                            self.sources[index].variables(&self.secrets)
+                        );
+                        let specs = &self.sources[index].specs;
+                        specs
+                            .iter()
+                            .for_each(|s| self.status.secret_failed(*s, &message));
                         Err(e.failure(message))
                     }
                 };
@@ -91,45 +96,44 @@ impl Agent {
         }
     }
 
-    /// Reads secret `index` with `token` and, when it differs from `last` (the fingerprint of what
-    /// its file holds), writes its file on a blocking thread: a slow volume never stalls the
-    /// runtime. A failed read or write leaves the previous file.
+    /// Reads source `index` once with `token` and writes each of its files whose rendering
+    /// differs from `last` (the fingerprints of what they hold), on a blocking thread: a slow
+    /// volume never stalls the runtime. A failed read or rendering leaves every file as it was.
     pub(super) async fn read_secret(
         &self,
         index: usize,
         token: Option<Secret>,
-        last: Option<Fingerprint>,
+        last: Vec<Option<Fingerprint>>,
     ) -> SecretAnswer {
         let sent = Instant::now();
-        let spec = &self.secrets[index];
+        let source = &self.sources[index];
+        let specs: Vec<&SecretSpec> = source.specs.iter().map(|i| &self.secrets[*i]).collect();
         let read = match token {
-            Some(token) => secrets::fetch(&self.client, &token, spec).await,
-            None => Err(secrets::read_error(&spec.path, no_token())),
+            Some(token) => secrets::fetch_all(&self.client, &token, &source.path, &specs).await,
+            None => Err(secrets::read_error(
+                &source.path,
+                VaultError::no_token("read"),
+            )),
         };
         let result = match read {
-            Ok((read, rendered)) if rendered.changed_since(last) => {
-                let (writer, spec) = (self.writer.clone(), spec.clone());
-                let version = read.kv2_version;
-                let write = tokio::task::spawn_blocking(move || {
-                    let path = writer.write(&spec, &rendered)?;
-                    info!(secret = %spec.name, path = %path.display(), version = ?version, "secret written");
-                    Ok(rendered.fingerprint())
-                });
-                match write.await {
-                    Ok(Ok(fingerprint)) => Ok((read, Some(fingerprint))),
-                    Ok(Err(e)) => Err(e),
-                    Err(e) => Err(SecretError::Dir {
-                        problem: format!("the secret file write did not finish: {e}"),
-                    }),
-                }
+            Ok((read, rendered)) => {
+                let jobs: Vec<_> = specs
+                    .iter()
+                    .zip(rendered)
+                    .zip(last)
+                    .map(|((spec, r), last)| r.changed_since(last).then(|| ((*spec).clone(), r)))
+                    .collect();
+                self.writer
+                    .write_changed(jobs, read.kv2_version)
+                    .await
+                    .map(|written| (read, written))
             }
-            Ok((read, _)) => Ok((read, None)),
             Err(e) => Err(e),
         };
         SecretAnswer::Read(index, sent, result)
     }
 
-    /// Renews the lease of secret `index`; abandoned at the lease's expiry.
+    /// Renews the lease of source `index`; abandoned at the lease's expiry.
     pub(super) async fn renew_lease(
         &self,
         index: usize,
@@ -151,7 +155,7 @@ impl Agent {
                     None => attempt.await,
                 }
             }
-            None => Err(no_token()),
+            None => Err(VaultError::no_token("PUT /v1/sys/leases/renew")),
         };
         SecretAnswer::Renewed(index, sent, result)
     }
