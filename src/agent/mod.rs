@@ -106,7 +106,9 @@ impl Agent {
     /// Runs until the machine says exit: `--once` after the first written token (or at the
     /// deadline), the sidecar on [`Control::Shutdown`].
     pub async fn run(self, mut control: mpsc::UnboundedReceiver<Control>) -> Result<()> {
-        jwt::log_claims(&self.cfg.jwt);
+        // On the blocking pool, like every read of the JWT (the login's reuses the thread).
+        let source = self.cfg.jwt.clone();
+        let _ = tokio::task::spawn_blocking(move || jwt::log_claims(&source)).await;
         let started = Instant::now();
         let mut machine = Machine::new(
             self.cfg.machine_settings(),
