@@ -48,7 +48,7 @@ use crate::state::{clean, State};
 use crate::tokens::{
     namespace_id, parse_duration, random_base62, random_uuid, rfc3339, MOUNT_TTL_SECS,
 };
-use crate::vault::{Body, Reply};
+use crate::vault::Reply;
 use crate::{DynamicRole, Request};
 
 /// Vault ≥ 1.17's body for a valid token without the capability.
@@ -585,11 +585,7 @@ fn revoke(st: &mut State, ns: &str, id: &str) -> Reply {
     if let Some(n) = st.namespaces.get_mut(clean(ns)) {
         n.secrets.leases.revoke(id);
     }
-    Reply {
-        status: 204,
-        headers: Vec::new(),
-        body: Body::Empty,
-    }
+    Reply::no_content()
 }
 
 #[cfg(test)]

@@ -39,6 +39,15 @@ impl Reply {
         }
     }
 
+    /// 204 No Content: what Vault answers a successful revocation.
+    pub fn no_content() -> Reply {
+        Reply {
+            status: 204,
+            headers: Vec::new(),
+            body: Body::Empty,
+        }
+    }
+
     /// Vault's error shape: `{"errors":[...]}`.
     pub fn errors<S: AsRef<str>>(status: u16, errors: &[S]) -> Reply {
         let list: Vec<&str> = errors.iter().map(AsRef::as_ref).collect();
@@ -516,11 +525,7 @@ fn revoke_self(st: &mut State, req: &Request, ns: &str, now: SystemTime) -> Repl
         Err(reply) => return reply,
     };
     st.tokens.revoke(&id);
-    Reply {
-        status: 204,
-        headers: Vec::new(),
-        body: Body::Empty,
-    }
+    Reply::no_content()
 }
 
 #[cfg(test)]
