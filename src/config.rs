@@ -194,7 +194,7 @@ impl Lookup<'_> {
 }
 
 impl Config {
-    /// Parses flags (args[0] is the program name) and the environment seen through `env`.
+    /// Parses flags (`args[0]` is the program name) and the environment seen through `env`.
     /// Sees no `VAULT_LOGIN_SECRET_<NAME>` variables (it cannot list names); see
     /// [`Config::load_with_names`].
     pub fn load<I, T>(args: I, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError>
