@@ -392,7 +392,7 @@ async fn huge_jwt_file_is_refused_without_reading_it_all() {
     f.set_len(8 << 30).unwrap();
     drop(f);
     fs::write(&s.token_path, PREVIOUS).unwrap();
-    s.set("VAULT_LOGIN_TIMEOUT", "1s");
+    s.set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = s.once(&[]).await;
     run.assert_code(1);
     assert!(

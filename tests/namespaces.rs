@@ -76,7 +76,7 @@ fn once_with_vault_namespace_writes_the_token_and_the_namespaces_secrets() {
 fn once_without_vault_namespace_fails_on_the_roots_permission_denied_and_says_where_to_look() {
     let mut s = hcp_like();
     s.set("VAULT_LOGIN_SECRET_DB", "internal/data/database/config")
-        .set("VAULT_LOGIN_TIMEOUT", "1s");
+        .set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = s.once(&[]);
     eprintln!("STDERR<<{}>>", run.stderr);
     run.assert_code(1);
@@ -118,7 +118,7 @@ fn once_without_vault_namespace_where_the_root_also_has_the_role_fails_on_the_se
         },
     );
     s.set("VAULT_LOGIN_SECRET_DB", "internal/data/database/config")
-        .set("VAULT_LOGIN_TIMEOUT", "1s");
+        .set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = s.once(&[]);
     eprintln!("STDERR<<{}>>", run.stderr);
     run.assert_code(1);

@@ -231,7 +231,7 @@ async fn permission_denied_gives_up_at_the_deadline_with_vaults_message_and_hint
 async fn audience_mismatch_hint_lists_the_jwt_audiences() {
     let mut s = Virtual::new();
     fs::write(&s.jwt_path, s.emu.jwt("default", "default", &["k3s"], 3600)).unwrap();
-    s.set("VAULT_LOGIN_TIMEOUT", "1s");
+    s.set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = s.once(&[]).await;
     run.assert_code(1);
     assert!(
@@ -250,7 +250,7 @@ async fn expired_jwt_hint() {
         s.emu.jwt("default", "default", &["vault"], -600),
     )
     .unwrap();
-    s.set("VAULT_LOGIN_TIMEOUT", "1s");
+    s.set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = s.once(&[]).await;
     run.assert_code(1);
     assert!(run.stderr.contains("token is expired"), "{}", run.stderr);

@@ -154,7 +154,7 @@ fn https_proxy_tunnels_to_vault_and_no_proxy_bypasses_it() {
 
     // NO_PROXY matches: straight to vault.test, which does not resolve.
     s.set("NO_PROXY", "example.com,.test")
-        .set("VAULT_LOGIN_TIMEOUT", "1s");
+        .set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = s.once(&[]);
     run.assert_code(1);
     assert_eq!(seen.lines().len(), 1, "{:?}", seen.lines());
@@ -242,7 +242,7 @@ fn through_a_proxy_the_server_name_is_checked_but_the_tunnel_goes_to_vault_addr(
         vec![format!("CONNECT vault.test:{port} HTTP/1.1")]
     );
     s.set("VAULT_TLS_SERVER_NAME", "wrong.test")
-        .set("VAULT_LOGIN_TIMEOUT", "1s");
+        .set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = s.once(&[]);
     run.assert_code(1);
     assert!(run.stderr.contains("wrong.test"), "{}", run.stderr);
@@ -255,7 +255,7 @@ fn an_unreachable_proxy_is_named_without_its_credentials() {
     // Nothing listens on port 9 here.
     s.set("VAULT_ADDR", format!("https://vault.test:{port}"))
         .set("HTTPS_PROXY", "http://agent:s3cr3t-pw@127.0.0.1:9")
-        .set("VAULT_LOGIN_TIMEOUT", "1s");
+        .set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = s.once(&[]);
     run.assert_code(1);
     assert!(!run.stderr.contains("s3cr3t-pw"), "{}", run.stderr);

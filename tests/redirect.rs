@@ -45,7 +45,7 @@ fn a_second_hop_is_not_followed() {
     let active = Setup::new();
     let middle = standby_of(&active);
     let mut first = standby_of(&middle);
-    first.set("VAULT_LOGIN_TIMEOUT", "1s");
+    first.set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = first.once(&[]);
     run.assert_code(1);
     assert!(
@@ -63,7 +63,7 @@ fn disable_redirects_turns_a_redirect_into_a_clear_error() {
     let mut standby = standby_of(&active);
     standby
         .set("VAULT_DISABLE_REDIRECTS", "true")
-        .set("VAULT_LOGIN_TIMEOUT", "1s");
+        .set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = standby.once(&[]);
     run.assert_code(1);
     let last = run.stderr.lines().last().unwrap_or("");
@@ -80,7 +80,7 @@ fn an_https_standby_never_sends_us_to_http() {
     standby.emu.set_fault(Fault::Redirect {
         to: active.emu.url(),
     });
-    standby.set("VAULT_LOGIN_TIMEOUT", "1s");
+    standby.set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = standby.once(&[]);
     run.assert_code(1);
     assert!(

@@ -110,7 +110,7 @@ fn files_split_from_one_dynamic_secret_hold_the_same_credentials() {
 fn once_names_the_path_it_could_not_read_and_fails() {
     let mut s = setup(3600);
     s.set("VAULT_LOGIN_SECRET_DB", "internal/database/config")
-        .set("VAULT_LOGIN_TIMEOUT", "1s");
+        .set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = s.once(&[]);
     run.assert_code(1);
     // A 403 names the path, the policy to grant, and the KV v2 data/ hint.
@@ -130,7 +130,7 @@ fn once_names_the_path_it_could_not_read_and_fails() {
     let mut s = setup(3600);
     s.emu.put_policy("app", &[("internal/data/*", &["read"])]);
     s.set("VAULT_LOGIN_SECRET_DB", "internal/data/missing")
-        .set("VAULT_LOGIN_TIMEOUT", "1s");
+        .set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = s.once(&[]);
     run.assert_code(1);
     assert!(

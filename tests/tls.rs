@@ -87,7 +87,7 @@ fn wrong_ca_is_a_clear_verification_error() {
         require_client_cert: false,
     });
     let ca = write(&s, "other-ca.pem", &other.ca_pem().unwrap());
-    s.set("VAULT_CACERT", ca).set("VAULT_LOGIN_TIMEOUT", "1s");
+    s.set("VAULT_CACERT", ca).set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = s.once(&[]);
     run.assert_code(1);
     assert!(
@@ -102,7 +102,7 @@ fn wrong_ca_is_a_clear_verification_error() {
 #[test]
 fn public_roots_do_not_trust_a_private_ca() {
     let mut s = tls_setup(false);
-    s.set("VAULT_LOGIN_TIMEOUT", "1s");
+    s.set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = s.once(&[]);
     run.assert_code(1);
     assert!(run.stderr.contains("not trusted"), "{}", run.stderr);
@@ -115,7 +115,7 @@ fn server_name_override() {
     // The certificate is for localhost, 127.0.0.1 and vault.test: verifying against a name it
     // does not carry must fail even though the URL's host matches, and a carried one must work.
     s.set("VAULT_CACERT", ca)
-        .set("VAULT_LOGIN_TIMEOUT", "1s")
+        .set("VAULT_LOGIN_TIMEOUT", "2s")
         .set("VAULT_TLS_SERVER_NAME", "wrong.test");
     let run = s.once(&[]);
     run.assert_code(1);
@@ -157,7 +157,7 @@ fn server_name_is_sent_as_sni_like_the_vault_cli() {
     assert_eq!(last_sni(&s).as_deref(), Some("vault.test"));
     // Errors name VAULT_ADDR's URL, not the rerouted one.
     s.set("VAULT_TLS_SERVER_NAME", "wrong.test")
-        .set("VAULT_LOGIN_TIMEOUT", "1s");
+        .set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = s.once(&[]);
     run.assert_code(1);
     assert!(
@@ -179,7 +179,7 @@ fn server_name_is_sent_as_sni_like_the_vault_cli() {
 fn mutual_tls() {
     let mut s = tls_setup(true);
     let ca = write(&s, "ca.pem", &s.emu.ca_pem().unwrap());
-    s.set("VAULT_CACERT", ca).set("VAULT_LOGIN_TIMEOUT", "1s");
+    s.set("VAULT_CACERT", ca).set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = s.once(&[]);
     run.assert_code(1);
     assert!(run.stderr.contains("VAULT_CLIENT_CERT"), "{}", run.stderr);

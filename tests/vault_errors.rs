@@ -108,7 +108,7 @@ fn a_login_to_a_mount_that_does_not_exist_says_permission_denied_in_both_forms()
         let mut s = Setup::new();
         s.emu.set_legacy_errors(legacy);
         s.set("VAULT_LOGIN_MOUNT", "nope")
-            .set("VAULT_LOGIN_TIMEOUT", "1s");
+            .set("VAULT_LOGIN_TIMEOUT", "2s");
         let run = s.once(&[]);
         run.assert_code(1);
         assert!(
