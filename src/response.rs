@@ -344,7 +344,7 @@ pub struct SecretRead {
     pub lease_id: String,
     /// The lease's TTL (a dynamic secret) or refresh hint (KV v1's 768 h); zero for KV v2.
     pub lease_duration: Duration,
-    /// Whether the lease can be renewed with [`crate::vault::VaultClient::renew_lease`].
+    /// Whether the lease can be renewed with `VaultClient::renew_lease`.
     pub renewable: bool,
     /// The KV v2 version read (`data.metadata.version`), when this is a KV v2 answer.
     pub kv2_version: Option<u64>,
