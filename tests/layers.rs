@@ -1,0 +1,126 @@
+//! The crate's shape, as issue 12 fixed it: modules that read top-down (no import cycle), none
+//! over 700 lines before its tests, a thin `main.rs`. Counted like `shared/tools/modgraph.py`:
+//! a directory is one module, a module's part before its first `#[cfg(test)]` counts, and any
+//! `crate::<module>` in it (code or doc link) is a use.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::Path;
+
+/// Top-level module -> (non-test lines, modules it uses).
+fn modules() -> BTreeMap<String, (usize, BTreeSet<String>)> {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    let mut dirs = vec![src.clone()];
+    while let Some(dir) = dirs.pop() {
+        for entry in fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    let mut mods: BTreeMap<String, (usize, BTreeSet<String>)> = BTreeMap::new();
+    for path in files {
+        let rel = path.strip_prefix(&src).unwrap();
+        let top = rel
+            .components()
+            .next()
+            .unwrap()
+            .as_os_str()
+            .to_string_lossy()
+            .trim_end_matches(".rs")
+            .to_string();
+        let text = fs::read_to_string(&path).unwrap();
+        let body = text.split("#[cfg(test)]").next().unwrap();
+        let entry = mods.entry(top).or_default();
+        entry.0 += body.matches('\n').count();
+        let mut rest = body;
+        while let Some(i) = rest.find("crate::") {
+            rest = &rest[i + "crate::".len()..];
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                .collect();
+            entry.1.insert(name);
+        }
+        // `use crate::{a, b::c}`
+        for group in body.split("use crate::{").skip(1) {
+            let inner = group.split('}').next().unwrap_or("");
+            for part in inner.split(',') {
+                let name = part.trim().split("::").next().unwrap_or("").to_string();
+                if !name.is_empty() {
+                    entry.1.insert(name);
+                }
+            }
+        }
+    }
+    let names: BTreeSet<String> = mods.keys().cloned().collect();
+    for (_, uses) in mods.values_mut() {
+        uses.retain(|u| names.contains(u) && u != "lib" && u != "main");
+    }
+    mods
+}
+
+#[test]
+fn no_import_cycle() {
+    let mods = modules();
+    // Depth-first search for a back edge; report the cycle's path.
+    fn visit(
+        m: &str,
+        mods: &BTreeMap<String, (usize, BTreeSet<String>)>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) {
+        if done.contains(m) {
+            return;
+        }
+        if let Some(i) = path.iter().position(|p| p == m) {
+            panic!("import cycle: {} -> {m}", path[i..].join(" -> "));
+        }
+        path.push(m.to_string());
+        for u in &mods[m].1 {
+            if u != m {
+                visit(u, mods, path, done);
+            }
+        }
+        path.pop();
+        done.insert(m.to_string());
+    }
+    let mut done = BTreeSet::new();
+    for m in mods.keys().filter(|m| *m != "lib" && *m != "main") {
+        visit(m, &mods, &mut Vec::new(), &mut done);
+    }
+    // The test sees what it should: config sits on top and uses the modules below it.
+    assert!(
+        mods["config"].1.contains("settings"),
+        "{:?}",
+        mods["config"]
+    );
+    assert!(!mods["settings"].1.contains("config"));
+}
+
+#[test]
+fn no_module_over_700_lines_and_a_thin_main() {
+    let mods = modules();
+    for (name, (lines, _)) in &mods {
+        if name != "lib" && name != "main" {
+            assert!(
+                *lines <= 700,
+                "{name} has {lines} lines before its tests (at most 700)"
+            );
+        }
+    }
+    assert!(
+        mods["main"].0 <= 80,
+        "main.rs has {} lines (at most 80)",
+        mods["main"].0
+    );
+    assert!(
+        mods["machine"].0 > 100,
+        "the count sees the modules: {:?}",
+        mods["machine"]
+    );
+}
