@@ -21,15 +21,27 @@ pub const TOKEN_META_KEYS: [&str; 5] = [
 
 /// Hints for a failed login, as ` (...)` to append to the error, or `""` when there is
 /// nothing to add. `mount` is VAULT_LOGIN_MOUNT's value; `claims` the JWT that was sent.
-pub fn login_hints(err: &VaultError, mount: &str, claims: Option<&Claims>, now: i64) -> String {
+pub fn login_hints(
+    err: &VaultError,
+    mount: &str,
+    namespace: Option<&str>,
+    claims: Option<&Claims>,
+    now: i64,
+) -> String {
     let mut hints: Vec<String> = Vec::new();
+    let mounts_of = match namespace {
+        Some(ns) => format!("in namespace {ns} (VAULT_NAMESPACE)"),
+        None => "in the root namespace: VAULT_NAMESPACE is not set, and on HCP Vault or Vault Enterprise \
+                 the auth method usually lives in a namespace (HCP: admin)"
+            .to_string(),
+    };
     let jwt = claims.map(|c| format!("JWT {}", c.describe(now)));
     match err.status().map(|s| s.as_u16()) {
         Some(403) if is_bare_denial(err) => {
             hints.extend(jwt);
             hints.push(format!(
                 "a bare \"permission denied\" means one of two things: no kubernetes auth method is mounted at auth/{mount} \
-                 (VAULT_LOGIN_MOUNT={mount}; `vault auth list` shows the mounts, in VAULT_NAMESPACE's namespace where namespaces are used), or Vault could not review the JWT with the \
+                 (VAULT_LOGIN_MOUNT={mount}; `vault auth list` shows the mounts {mounts_of}), or Vault could not review the JWT with the \
                  TokenReview API: check with `vault read auth/{mount}/config` that token_reviewer_jwt is a valid token of \
                  Vault's reviewer service account, that this account is bound to the system:auth-delegator cluster role, \
                  that kubernetes_ca_cert is the cluster's CA, and that kubernetes_host is reachable from Vault (not only from your machine)"
@@ -265,7 +277,7 @@ mod tests {
             ),
         ];
         for (err, mount, c, want, unwanted) in cases {
-            let text = login_hints(&err, mount, c, NOW);
+            let text = login_hints(&err, mount, None, c, NOW);
             for w in want {
                 assert!(text.contains(w), "{err}: want {w:?} in {text:?}");
             }
@@ -277,6 +289,17 @@ mod tests {
                 assert!(!text.contains('\n'), "one line: {text}");
             }
         }
+    }
+
+    #[test]
+    fn a_bare_denial_says_which_namespace_was_searched() {
+        let denied = status(403, &["permission denied"]);
+        let root = login_hints(&denied, "kubernetes", None, None, NOW);
+        assert!(root.contains("VAULT_NAMESPACE is not set"), "{root}");
+        assert!(root.contains("(HCP: admin)"), "{root}");
+        let admin = login_hints(&denied, "kubernetes", Some("admin"), None, NOW);
+        assert!(admin.contains("in namespace admin (VAULT_NAMESPACE)"), "{admin}");
+        assert!(!admin.contains("is not set"), "{admin}");
     }
 
     #[test]

@@ -67,7 +67,8 @@ pub async fn attempt(
         .await
         .inspect(hints::log_login)
         .map_err(|error| {
-            let hints = hints::login_hints(&error, mount, Some(&jwt.claims), unix_now());
+            let namespace = client.namespace();
+            let hints = hints::login_hints(&error, mount, namespace, Some(&jwt.claims), unix_now());
             LoginError::Vault { error, hints }
         })
 }

@@ -67,6 +67,11 @@ impl fmt::Debug for VaultClient {
 }
 
 impl VaultClient {
+    /// The namespace every request goes to (`X-Vault-Namespace`), if any.
+    pub fn namespace(&self) -> Option<&str> {
+        self.namespace.as_deref()
+    }
+
     /// Builds a client from its settings (address, TLS, proxies, timeout, namespace).
     pub fn new(cfg: &VaultSettings) -> Result<Self, crate::tls::TlsError> {
         let tls = crate::tls::client_config(&cfg.tls)?;

@@ -78,15 +78,14 @@ fn once_without_vault_namespace_fails_on_the_roots_permission_denied_and_says_wh
     s.set("VAULT_LOGIN_SECRET_DB", "internal/data/database/config")
         .set("VAULT_LOGIN_TIMEOUT", "2s");
     let run = s.once(&[]);
-    eprintln!("STDERR<<{}>>", run.stderr);
     run.assert_code(1);
     // The root namespace has no kubernetes auth method: Vault's bare "permission denied",
-    // which vault-login explains, naming the mount and VAULT_NAMESPACE.
+    // which vault-login explains, naming the mount and saying VAULT_NAMESPACE is not set.
     for needle in [
         "auth/kubernetes/login",
         "permission denied",
         "no kubernetes auth method is mounted at auth/kubernetes",
-        "VAULT_NAMESPACE",
+        "in the root namespace: VAULT_NAMESPACE is not set",
     ] {
         assert!(
             run.stderr.contains(needle),
