@@ -298,7 +298,10 @@ mod tests {
         assert!(root.contains("VAULT_NAMESPACE is not set"), "{root}");
         assert!(root.contains("(HCP: admin)"), "{root}");
         let admin = login_hints(&denied, "kubernetes", Some("admin"), None, NOW);
-        assert!(admin.contains("in namespace admin (VAULT_NAMESPACE)"), "{admin}");
+        assert!(
+            admin.contains("in namespace admin (VAULT_NAMESPACE)"),
+            "{admin}"
+        );
         assert!(!admin.contains("is not set"), "{admin}");
     }
 
