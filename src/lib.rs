@@ -39,12 +39,15 @@
 //! - [`health`]: the `/healthz`, `/readyz` and `/metrics` HTTP server on `VAULT_LOGIN_LISTEN`.
 //! - [`hooks`]: after a new token: the token info file, the on-change command, the app's signal.
 //! - [`signals`]: SIGTERM/SIGINT/SIGHUP into the loop's controls.
+//! - [`adopt`]: on a restart in the same pod, the token already in the file, kept if
+//!   `lookup-self` shows it is this role's and this service account's.
 //! - [`agent`]: the thin async driver: performs the machine's actions with the real client, files,
 //!   hooks and watches, and feeds results, file changes, signals and timers back; no decisions.
 //! - [`telemetry`]: log output (text or JSON on stderr).
 //! - [`error`]: the crate's error type and exit codes.
 #![forbid(unsafe_code)]
 
+pub mod adopt;
 pub mod agent;
 pub mod backoff;
 pub mod cli;

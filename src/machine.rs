@@ -371,6 +371,25 @@ impl Machine {
         }
     }
 
+    /// Holds the token a previous run left in the file (checked by the driver with
+    /// `lookup-self`, `sent` when that was sent) instead of logging in: it is in the file and the
+    /// app has it, so nothing is written and no new-token hooks run (the info file is refreshed);
+    /// renewals follow its schedule and every secret is read again.
+    pub fn adopt(&mut self, sent: Instant, grant: Grant, expected: Duration) {
+        self.held = Some(Lifetime {
+            expected,
+            ..Lifetime::granted(sent, grant.ttl, grant.renewable)
+        });
+        self.file_current = true;
+        let unit = self.unit();
+        self.plan_next(
+            sent,
+            schedule::after_login(grant.ttl, grant.renewable, unit),
+        );
+        self.actions.push_back(Action::RunHooks(Hook::Renewed));
+        self.secrets.read_all(sent);
+    }
+
     /// Starts the due step.
     fn start(&mut self, now: Instant) {
         match (self.step, self.held) {

@@ -153,6 +153,15 @@ impl Status {
         });
     }
 
+    /// A token a previous run left in the file was adopted, with `ttl` left.
+    pub fn adopted(&self, ttl: Duration) {
+        let now = self.now();
+        self.update(|s| {
+            s.token_written = true;
+            s.succeeded(now, ttl);
+        });
+    }
+
     /// The token was renewed for `ttl`.
     pub fn renewed(&self, ttl: Duration) {
         let now = self.now();

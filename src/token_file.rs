@@ -257,6 +257,17 @@ impl TokenFile {
         Err(self.io("create a temp file in", self.dir(), e))
     }
 
+    /// The token the file holds, if it is a regular file (not a symlink) with one line of at
+    /// most 16 KiB, read without blocking; None otherwise (another container may have put
+    /// anything there).
+    pub fn read(&self) -> Option<Secret> {
+        let bytes = safe_fs::read_regular(&self.path, Links::Refuse, 16 * 1024).ok()?;
+        let bytes = zeroize::Zeroizing::new(bytes);
+        let text = std::str::from_utf8(&bytes).ok()?.trim();
+        let token = !text.is_empty() && !text.contains(char::is_whitespace);
+        token.then(|| Secret::new(text.to_string()))
+    }
+
     /// Whether the file currently holds exactly `token` (false if missing or unreadable).
     ///
     /// What another container put there (a symlink, a FIFO, a device, a huge file) is read at

@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
+use crate::adopt;
 use crate::backoff::random_u64;
 use crate::config::{Config, TokenSink};
 use crate::duration::human;
@@ -128,6 +129,14 @@ impl Agent {
             .collect();
         // The held token's latest auth block, for renewals, writes, hooks and revocation.
         let mut auth: Option<Auth> = None;
+        let (cfg, file) = (&self.cfg, self.file.as_ref().filter(|_| !self.cfg.once));
+        if let Some(f) = file {
+            let found = adopt::attempt(&self.client, f, &cfg.jwt, &cfg.mount, &cfg.role).await;
+            if let Some(a) = found.inspect(|a| self.status.adopted(a.auth.lease_duration)) {
+                machine.adopt(a.sent.into_std(), a.auth.grant(), a.expected);
+                auth = Some(a.auth);
+            }
+        }
         let mut control_open = true;
         // Set when the file was found changed: the next write restores it.
         let mut changed = false;
