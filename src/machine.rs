@@ -446,6 +446,11 @@ impl Machine {
     }
 
     fn login_failed(&mut self, now: Instant, f: Failure) {
+        if self.deadline().is_some_and(|d| d <= now) && self.last_error.is_some() {
+            // A login cut at --once's deadline says less than the failure before it, which the
+            // run now ends with.
+            return;
+        }
         self.login_failing = true;
         if f.kind == FailureKind::JwtMissing {
             self.actions.push_back(Action::WatchJwt);
@@ -1050,6 +1055,31 @@ mod tests {
             let next = m.poll_timeout().unwrap();
             assert!(next > now && next <= t0 + S(10));
             now = next;
+        }
+    }
+
+    #[test]
+    fn a_login_cut_at_the_deadline_does_not_hide_the_failure_before_it() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Once { timeout: S(10) }), t0, 1);
+        m.handle_timeout(t0);
+        actions(&mut m);
+        let denied = Failure::new(FailureKind::Denied, "permission denied");
+        login_done(&mut m, t0, t0, Err(denied));
+        let retry = m.poll_timeout().unwrap();
+        m.handle_timeout(retry);
+        assert!(matches!(actions(&mut m).as_slice(), [Action::Login { .. }]));
+        // That login is still in flight at the deadline: the driver cuts it.
+        let deadline = t0 + S(10);
+        let cut = Failure::new(
+            FailureKind::Transient,
+            "login: no answer from Vault before the deadline",
+        );
+        login_done(&mut m, deadline, retry, Err(cut));
+        m.handle_timeout(deadline);
+        match actions(&mut m).last() {
+            Some(Action::Exit(Exit::GaveUp { last, .. })) => assert_eq!(last, "permission denied"),
+            other => panic!("{other:?}"),
         }
     }
 
