@@ -1084,6 +1084,32 @@ mod tests {
     }
 
     #[test]
+    fn an_adopted_token_is_renewed_on_its_schedule_without_a_write_or_new_token_hooks() {
+        let t0 = Instant::now();
+        let mut s = settings(Goal::Sidecar);
+        s.secrets = 1;
+        let mut m = Machine::new(s, t0, 5);
+        m.adopt(t0, grant(1000, true), S(3600));
+        assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::Renewed)]);
+        assert!(m.holds_live_token(t0));
+        // The secrets are read with it at once; the renewal comes at about 70 % of what is left.
+        m.handle_timeout(t0);
+        assert_eq!(actions(&mut m), vec![Action::ReadSecret { index: 0 }]);
+        let (step, due) = m.next_step();
+        assert_eq!(step, Step::Renew);
+        let due = due.unwrap();
+        assert!(due >= t0 + S(630) && due <= t0 + S(770), "{due:?}");
+        // A renewal granting the role's full TTL (more than was left) is not capped.
+        m.handle_timeout(due);
+        assert!(actions(&mut m).contains(&Action::Renew {
+            increment: None,
+            deadline: Some(t0 + S(1000))
+        }));
+        renew_done(&mut m, due, due, Ok(grant(3600, true)));
+        assert_eq!(m.next_step().0, Step::Renew);
+    }
+
+    #[test]
     fn ttl_zero_holds_forever() {
         let (m, _) = logged_in(0, true);
         assert_eq!(m.next_step().0, Step::Nothing);

@@ -257,6 +257,27 @@ impl TokenFile {
         Err(self.io("create a temp file in", self.dir(), e))
     }
 
+    /// Makes the file hold `token` (unless it already does) on a blocking thread: a slow or
+    /// hung volume never stalls the runtime that drives renewals, signals and the health
+    /// server. `restoring`: the file was found missing or changed, which is logged.
+    pub async fn put(&self, token: Secret, restoring: bool) -> Result<(), String> {
+        let f = self.clone();
+        // Logged here, not after the await: a later write may replace this one in the driver
+        // after the file was already restored.
+        let task = tokio::task::spawn_blocking(move || {
+            if f.holds(&token) {
+                return Ok(());
+            }
+            f.write(&token).map_err(|e| e.to_string())?;
+            if restoring {
+                tracing::warn!(path = %f.path().display(), "token file was missing or changed; restored the current token");
+            }
+            Ok(())
+        });
+        task.await
+            .unwrap_or_else(|e| Err(format!("the token file write did not finish: {e}")))
+    }
+
     /// The token the file holds, if it is a regular file (not a symlink) with one line of at
     /// most 16 KiB, read without blocking; None otherwise (another container may have put
     /// anything there).

@@ -100,6 +100,28 @@ fn during_a_hung_request(once: bool, sig: &str) {
 }
 
 #[test]
+fn sigterm_while_a_restarted_sidecar_looks_up_the_token_in_the_file_at_a_hung_vault() {
+    let s = slow_retries();
+    s.once(&[]).assert_code(0);
+    let token = s.token().unwrap();
+    s.emu.set_fault(Fault::Slow(Duration::from_secs(120)));
+    let mut r = start(&s, false);
+    let looked_up = || {
+        s.emu
+            .requests()
+            .iter()
+            .any(|q| q.path == "/v1/auth/token/lookup-self")
+    };
+    assert!(wait_until(LIMIT, looked_up), "{}", r.stderr());
+    stops_within_a_second(&mut r, "TERM");
+    assert_eq!(
+        s.token().as_deref(),
+        Some(token.as_str()),
+        "the file is left alone"
+    );
+}
+
+#[test]
 fn sigterm_during_a_request_to_a_hung_vault_sidecar() {
     during_a_hung_request(false, "TERM");
 }

@@ -129,15 +129,26 @@ impl Agent {
             .collect();
         // The held token's latest auth block, for renewals, writes, hooks and revocation.
         let mut auth: Option<Auth> = None;
+        let mut control_open = true;
         let (cfg, file) = (&self.cfg, self.file.as_ref().filter(|_| !self.cfg.once));
         if let Some(f) = file {
-            let found = adopt::attempt(&self.client, f, &cfg.jwt, &cfg.mount, &cfg.role).await;
+            let attempt = adopt::attempt(&self.client, f, &cfg.jwt, &cfg.mount, &cfg.role);
+            // A signal during the lookup (a hung Vault) is not kept waiting; SIGHUP logs in.
+            let found = tokio::select! {
+                c = control.recv() => {
+                    control_open = c.is_some();
+                    if c.is_none_or(|c| c == Control::Shutdown) {
+                        machine.handle(Instant::now().into_std(), Event::Shutdown);
+                    }
+                    None
+                }
+                found = attempt => found,
+            };
             if let Some(a) = found.inspect(|a| self.status.adopted(a.auth.lease_duration)) {
                 machine.adopt(a.sent.into_std(), a.auth.grant(), a.expected);
                 auth = Some(a.auth);
             }
         }
-        let mut control_open = true;
         // Set when the file was found changed: the next write restores it.
         let mut changed = false;
         // The token file write in flight (on a blocking thread).

@@ -97,23 +97,7 @@ impl Agent {
             return Event::WriteFailed("no token to write".into());
         };
         let result = match &self.file {
-            Some(f) => {
-                let f = f.clone();
-                // Logged here, not after the await: a later write may replace this one in
-                // the driver after the file was already restored.
-                let task = tokio::task::spawn_blocking(move || {
-                    if f.holds(&token) {
-                        return Ok(());
-                    }
-                    f.write(&token).map_err(|e| e.to_string())?;
-                    if restoring {
-                        warn!(path = %f.path().display(), "token file was missing or changed; restored the current token");
-                    }
-                    Ok(())
-                });
-                task.await
-                    .unwrap_or_else(|e| Err(format!("the token file write did not finish: {e}")))
-            }
+            Some(f) => f.put(token, restoring).await,
             None => {
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "{}", token.expose())
