@@ -29,6 +29,8 @@ pub struct Adopted {
     pub auth: Auth,
     /// The TTL an uncapped renewal gives back (`creation_ttl`).
     pub expected: Duration,
+    /// When the token was issued (`creation_time`, Unix seconds), for the info file.
+    pub issued_at: i64,
 }
 
 /// Whether `lookup-self`'s `data` describes a live token this run would have got itself: issued
@@ -127,11 +129,16 @@ pub async fn attempt(
         return None;
     }
     let (auth, expected) = auth_of(token, &data);
+    let issued_at = data
+        .get("creation_time")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     info!(ttl = %human(auth.lease_duration), renewable = auth.renewable, accessor = %auth.accessor.prefix(4), "adopted the token already in the file (a restart): no new login");
     Some(Adopted {
         sent,
         auth,
         expected,
+        issued_at,
     })
 }
 

@@ -341,6 +341,12 @@ impl Hooks {
         tokio::join!(command, signal);
     }
 
+    /// A token issued at `issued_at` (Unix seconds) by an earlier run was adopted: the info
+    /// file's `issued_at` is that, not this run's start.
+    pub fn adopted(&self, issued_at: i64) {
+        self.issued_at.store(issued_at, Ordering::Relaxed);
+    }
+
     /// The token was renewed: rewrite the info file with the new expiry.
     pub fn renewed(&self, auth: &Auth) {
         self.write_info(auth, self.issued_at.load(Ordering::Relaxed), unix_now());

@@ -12,9 +12,17 @@ const LIMIT: Duration = Duration::from_secs(10);
 
 #[test]
 fn a_restarted_sidecar_keeps_its_token_and_goes_on_renewing_it() {
-    let s = Setup::with_role(role(4, 600));
+    let mut s = Setup::with_role(role(4, 600));
+    let info = s.token_path.with_file_name("token-info.json");
+    s.set("VAULT_LOGIN_TOKEN_INFO_FILE", info.display().to_string());
+    let issued_at = |text: &str| -> String {
+        let v: serde_json::Value = serde_json::from_str(text).unwrap();
+        v["issued_at"].as_str().unwrap().to_string()
+    };
     let mut first = s.spawn(&[]);
     let token = wait_token(&s);
+    assert!(wait_until(LIMIT, || info.exists()));
+    let issued = issued_at(&std::fs::read_to_string(&info).unwrap());
     // A crash or an OOM kill: no revocation, the file stays.
     first.signal("KILL");
     assert!(first.wait(LIMIT).is_some());
@@ -35,6 +43,14 @@ fn a_restarted_sidecar_keeps_its_token_and_goes_on_renewing_it() {
     );
     assert_eq!(s.token().as_deref(), Some(token.as_str()));
     assert!(s.emu.is_valid(&token));
+    // The info file still says when the token was issued (Vault's creation time: the same
+    // second as the first run's login, or the one before), not this run's start or 1970.
+    let again = issued_at(&std::fs::read_to_string(&info).unwrap());
+    let at = |t: &str| humantime::parse_rfc3339(t).unwrap();
+    let apart = at(&issued)
+        .duration_since(at(&again))
+        .unwrap_or_else(|e| e.duration());
+    assert!(apart <= Duration::from_secs(1), "{again} vs {issued}");
 }
 
 #[test]

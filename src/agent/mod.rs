@@ -145,6 +145,7 @@ impl Agent {
                 found = attempt => found,
             };
             if let Some(a) = found.inspect(|a| self.status.adopted(a.auth.lease_duration)) {
+                self.hooks.adopted(a.issued_at);
                 machine.adopt(a.sent.into_std(), a.auth.grant(), a.expected);
                 auth = Some(a.auth);
             }
