@@ -699,6 +699,24 @@ mod tests {
         m.handle(now, Event::RenewDone { sent, result });
     }
 
+    /// Feeds `m` secret `index`'s read at `now`, for a request sent at `sent`.
+    fn secret_read(
+        m: &mut Machine,
+        now: Instant,
+        index: usize,
+        sent: Instant,
+        result: Result<SecretGrant, Failure>,
+    ) {
+        m.handle(
+            now,
+            Event::SecretRead {
+                index,
+                sent,
+                result,
+            },
+        );
+    }
+
     fn transient() -> Failure {
         Failure::new(FailureKind::Transient, "connection refused")
     }
@@ -1142,23 +1160,9 @@ mod tests {
     fn secrets_are_read_after_a_new_token_one_at_a_time_then_hooks_once() {
         let (mut m, t0) = with_secrets(Goal::Sidecar, 2);
         assert_eq!(actions(&mut m), vec![Action::ReadSecret { index: 0 }]);
-        m.handle(
-            t0,
-            Event::SecretRead {
-                index: 0,
-                sent: t0,
-                result: read_ok(true, None),
-            },
-        );
+        secret_read(&mut m, t0, 0, t0, read_ok(true, None));
         assert_eq!(actions(&mut m), vec![Action::ReadSecret { index: 1 }]);
-        m.handle(
-            t0,
-            Event::SecretRead {
-                index: 1,
-                sent: t0,
-                result: read_ok(true, None),
-            },
-        );
+        secret_read(&mut m, t0, 1, t0, read_ok(true, None));
         // One batch: the token and both files, one run of the hooks.
         assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
         assert!(m.secrets_written());
@@ -1166,23 +1170,9 @@ mod tests {
         assert_eq!(m.poll_timeout(), Some(t0 + S(300)));
         m.handle_timeout(t0 + S(300));
         assert_eq!(actions(&mut m), vec![Action::ReadSecret { index: 0 }]);
-        m.handle(
-            t0 + S(300),
-            Event::SecretRead {
-                index: 0,
-                sent: t0 + S(300),
-                result: read_ok(false, None),
-            },
-        );
+        secret_read(&mut m, t0 + S(300), 0, t0 + S(300), read_ok(false, None));
         assert_eq!(actions(&mut m), vec![Action::ReadSecret { index: 1 }]);
-        m.handle(
-            t0 + S(300),
-            Event::SecretRead {
-                index: 1,
-                sent: t0 + S(300),
-                result: read_ok(true, None),
-            },
-        );
+        secret_read(&mut m, t0 + S(300), 1, t0 + S(300), read_ok(true, None));
         assert_eq!(
             actions(&mut m),
             vec![Action::RunHooks(Hook::SecretsChanged)]
@@ -1193,14 +1183,7 @@ mod tests {
     fn a_lease_is_renewed_at_two_thirds_not_at_once_and_replaced_when_capped() {
         let (mut m, t0) = with_secrets(Goal::Sidecar, 1);
         actions(&mut m);
-        m.handle(
-            t0,
-            Event::SecretRead {
-                index: 0,
-                sent: t0,
-                result: read_ok(true, Some(600)),
-            },
-        );
+        secret_read(&mut m, t0, 0, t0, read_ok(true, Some(600)));
         actions(&mut m);
         let due = m.poll_timeout().unwrap();
         assert!(due >= t0 + S(378) && due <= t0 + S(462), "{:?}", due - t0);
@@ -1229,14 +1212,7 @@ mod tests {
         let (mut m, t0) = with_secrets(Goal::Sidecar, 1);
         actions(&mut m);
         let denied = Failure::new(FailureKind::Other, "reading kv/app: Vault answered 403");
-        m.handle(
-            t0,
-            Event::SecretRead {
-                index: 0,
-                sent: t0,
-                result: Err(denied),
-            },
-        );
+        secret_read(&mut m, t0, 0, t0, Err(denied));
         // The token's hooks still run: the batch is over, the secret retries later.
         assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
         assert!(!m.secrets_written());
@@ -1248,14 +1224,7 @@ mod tests {
     fn once_exits_only_when_every_secret_is_written_or_gives_up_naming_it() {
         let (mut m, t0) = with_secrets(Goal::Once { timeout: S(10) }, 1);
         assert_eq!(actions(&mut m), vec![Action::ReadSecret { index: 0 }]);
-        m.handle(
-            t0,
-            Event::SecretRead {
-                index: 0,
-                sent: t0,
-                result: read_ok(true, None),
-            },
-        );
+        secret_read(&mut m, t0, 0, t0, read_ok(true, None));
         assert_eq!(actions(&mut m), vec![Action::RunHooksAndWait]);
         m.handle(t0, Event::HooksDone);
         assert_eq!(actions(&mut m), vec![Action::Exit(Exit::Done)]);
@@ -1270,14 +1239,7 @@ mod tests {
             }
             if acts.contains(&Action::ReadSecret { index: 0 }) {
                 let e = Failure::new(FailureKind::Other, "reading internal/data/db: 403");
-                m.handle(
-                    now,
-                    Event::SecretRead {
-                        index: 0,
-                        sent: now,
-                        result: Err(e),
-                    },
-                );
+                secret_read(&mut m, now, 0, now, Err(e));
             }
             now = m.poll_timeout().unwrap();
             assert!(now <= t0 + S(10));
