@@ -15,7 +15,6 @@ use tokio::time::Instant;
 use tracing::info;
 
 use crate::duration::human;
-use crate::jwt::{self, JwtSource};
 use crate::secret::Secret;
 use crate::token_file::TokenFile;
 use crate::vault::{Auth, VaultClient};
@@ -37,21 +36,20 @@ pub struct Adopted {
 /// by `auth/<mount>/login` for `role` and the service account `sub` names
 /// (`system:serviceaccount:<namespace>:<name>`). Why not, for the log.
 pub fn check(data: &Value, mount: &str, role: &str, sub: &str) -> Result<(), String> {
-    let text = |v: &Value, key: &str| v.get(key).and_then(Value::as_str).unwrap_or("").to_string();
-    let meta = data.get("meta").cloned().unwrap_or(Value::Null);
+    let meta = data.get("meta").unwrap_or(&Value::Null);
     let path = text(data, "path");
     if path != format!("auth/{mount}/login") {
         return Err(format!(
             "it was not issued by auth/{mount}/login (path {path:?})"
         ));
     }
-    if text(&meta, "role") != role {
+    if text(meta, "role") != role {
         return Err(format!("it was issued for another role than {role:?}"));
     }
     let account = format!(
         "system:serviceaccount:{}:{}",
-        text(&meta, "service_account_namespace"),
-        text(&meta, "service_account_name")
+        text(meta, "service_account_namespace"),
+        text(meta, "service_account_name")
     );
     if account != sub {
         return Err("it was issued to another service account".to_string());
@@ -62,15 +60,14 @@ pub fn check(data: &Value, mount: &str, role: &str, sub: &str) -> Result<(), Str
     }
 }
 
+/// `v[key]` as a string; empty when missing or not a string.
+fn text<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
 /// What a checked `lookup-self` `data` says, as a login's `auth` block would say it.
 fn auth_of(token: Secret, data: &Value) -> (Auth, Duration) {
     let secs = |key: &str| Duration::from_secs(data.get(key).and_then(Value::as_u64).unwrap_or(0));
-    let text = |key: &str| {
-        data.get(key)
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string()
-    };
     let policies = data
         .get("policies")
         .and_then(Value::as_array)
@@ -82,15 +79,15 @@ fn auth_of(token: Secret, data: &Value) -> (Auth, Duration) {
         .unwrap_or_default();
     let auth = Auth {
         client_token: token,
-        accessor: Secret::new(text("accessor")),
+        accessor: Secret::new(text(data, "accessor")),
         policies,
         lease_duration: secs("ttl"),
         renewable: data
             .get("renewable")
             .and_then(Value::as_bool)
             .unwrap_or(false),
-        token_type: text("type"),
-        entity_id: text("entity_id"),
+        token_type: text(data, "type").to_string(),
+        entity_id: text(data, "entity_id").to_string(),
         metadata: data
             .get("meta")
             .and_then(Value::as_object)
@@ -101,21 +98,24 @@ fn auth_of(token: Secret, data: &Value) -> (Auth, Duration) {
     (auth, expected)
 }
 
-/// Looks at the token in `file`: adopted if [`check`] accepts what `lookup-self` says of it.
-/// The file and the JWT are read on the blocking pool, like every other read of them.
+/// Looks at the token in `file`: adopted if [`check`] accepts what `lookup-self` says of it
+/// for the service account `sub` (the JWT's subject, as read at start). The file is read on the
+/// blocking pool, like every other read of it.
 pub async fn attempt(
     client: &VaultClient,
     file: &TokenFile,
-    jwt: &JwtSource,
+    sub: &str,
     mount: &str,
     role: &str,
 ) -> Option<Adopted> {
-    let (file, source) = (file.clone(), jwt.clone());
-    let read = tokio::task::spawn_blocking(move || (file.read(), jwt::read(&source)));
-    let (Some(token), Ok(jwt)) = read.await.ok()? else {
+    if sub.is_empty() {
+        // No readable JWT: nothing would show the token is this service account's.
         return None;
-    };
-    let sub = jwt.claims.sub.unwrap_or_default();
+    }
+    let file = file.clone();
+    let token = tokio::task::spawn_blocking(move || file.read())
+        .await
+        .ok()??;
     let sent = Instant::now();
     let data = match client.lookup_self(&token).await {
         Ok(data) => data,
@@ -124,7 +124,7 @@ pub async fn attempt(
             return None;
         }
     };
-    if let Err(why) = check(&data, mount, role, &sub) {
+    if let Err(why) = check(&data, mount, role, sub) {
         info!("the token file's token is not adopted: {why}; logging in");
         return None;
     }

@@ -224,11 +224,18 @@ impl fmt::Debug for Jwt {
 }
 
 /// Logs what the JWT from `source` says (who, for which audiences, until when) or why it is
-/// not usable yet: the first thing an operator checks when a login is refused.
-pub fn log_claims(source: &JwtSource) {
+/// not usable yet: the first thing an operator checks when a login is refused. Returns the
+/// claims, for the start-up's other uses of them.
+pub fn log_claims(source: &JwtSource) -> Option<Claims> {
     match read(source) {
-        Ok(j) => tracing::info!(claims = %j.claims.describe(unix_now()), "service-account JWT"),
-        Err(e) => tracing::warn!(error = %e, "service-account JWT not usable yet"),
+        Ok(j) => {
+            tracing::info!(claims = %j.claims.describe(unix_now()), "service-account JWT");
+            Some(j.claims)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "service-account JWT not usable yet");
+            None
+        }
     }
 }
 

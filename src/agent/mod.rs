@@ -109,7 +109,12 @@ impl Agent {
     pub async fn run(self, mut control: mpsc::UnboundedReceiver<Control>) -> Result<()> {
         // On the blocking pool, like every read of the JWT (the login's reuses the thread).
         let source = self.cfg.jwt.clone();
-        let _ = tokio::task::spawn_blocking(move || jwt::log_claims(&source)).await;
+        let claims = tokio::task::spawn_blocking(move || jwt::log_claims(&source)).await;
+        let sub = claims
+            .ok()
+            .flatten()
+            .and_then(|c| c.sub)
+            .unwrap_or_default();
         let started = Instant::now();
         let mut machine = Machine::new(
             self.cfg.machine_settings(),
@@ -132,7 +137,7 @@ impl Agent {
         let mut control_open = true;
         let (cfg, file) = (&self.cfg, self.file.as_ref().filter(|_| !self.cfg.once));
         if let Some(f) = file {
-            let attempt = adopt::attempt(&self.client, f, &cfg.jwt, &cfg.mount, &cfg.role);
+            let attempt = adopt::attempt(&self.client, f, &sub, &cfg.mount, &cfg.role);
             // A signal during the lookup (a hung Vault) is not kept waiting; SIGHUP logs in.
             let found = tokio::select! {
                 c = control.recv() => {
