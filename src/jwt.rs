@@ -225,9 +225,14 @@ impl fmt::Debug for Jwt {
 
 /// Logs what the JWT from `source` says (who, for which audiences, until when) or why it is
 /// not usable yet: the first thing an operator checks when a login is refused. Returns the
-/// claims, for the start-up's other uses of them.
-pub fn log_claims(source: &JwtSource) -> Option<Claims> {
-    match read(source) {
+/// claims, for the start-up's other uses of them. Read on the blocking pool, like every read of
+/// the JWT (the first login's then reuses the thread).
+pub async fn log_claims(source: &JwtSource) -> Option<Claims> {
+    let source = source.clone();
+    let read = tokio::task::spawn_blocking(move || read(&source))
+        .await
+        .ok()?;
+    match read {
         Ok(j) => {
             tracing::info!(claims = %j.claims.describe(unix_now()), "service-account JWT");
             Some(j.claims)

@@ -107,14 +107,8 @@ impl Agent {
     /// Runs until the machine says exit: `--once` after the first written token (or at the
     /// deadline), the sidecar on [`Control::Shutdown`].
     pub async fn run(self, mut control: mpsc::UnboundedReceiver<Control>) -> Result<()> {
-        // On the blocking pool, like every read of the JWT (the login's reuses the thread).
-        let source = self.cfg.jwt.clone();
-        let claims = tokio::task::spawn_blocking(move || jwt::log_claims(&source)).await;
-        let sub = claims
-            .ok()
-            .flatten()
-            .and_then(|c| c.sub)
-            .unwrap_or_default();
+        let claims = jwt::log_claims(&self.cfg.jwt).await;
+        let sub = claims.and_then(|c| c.sub).unwrap_or_default();
         let started = Instant::now();
         let mut machine = Machine::new(
             self.cfg.machine_settings(),
