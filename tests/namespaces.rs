@@ -142,26 +142,10 @@ async fn the_sidecar_renews_a_namespaced_lease_and_token_in_their_namespace() {
     use common::virtual_time::{wait_for, Virtual};
     use std::time::Duration;
     const HOUR: Duration = Duration::from_secs(3600);
-    let mut v = Virtual::with_role(Role {
-        token_policies: vec!["app".into()],
-        token_ttl: HOUR,
-        token_max_ttl: 24 * HOUR,
-        ..Role::default()
-    });
+    let mut v = Virtual::with_hourly_db_creds(24 * HOUR);
+    // Moves the role, the policy and the dynamic role into namespace admin.
     v.emu.set_namespace_required(Some("admin"));
-    v.emu
-        .put_policy("app", &[("database/creds/app", &["read"])]);
-    v.emu.put_dynamic_role(
-        "database",
-        "app",
-        DynamicRole {
-            default_ttl: HOUR,
-            max_ttl: 24 * HOUR,
-            renewable: true,
-        },
-    );
-    v.set("VAULT_NAMESPACE", "admin")
-        .set("VAULT_LOGIN_SECRET_CREDS", "database/creds/app");
+    v.set("VAULT_NAMESPACE", "admin");
     let creds = v.token_path.parent().unwrap().join("creds");
     let r = v.spawn(&[]);
     assert!(wait_for(HOUR, || creds.is_file()).await, "{}", r.stderr());

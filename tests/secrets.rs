@@ -242,24 +242,7 @@ fn a_kv1_secret_is_rewritten_only_when_its_content_changes() {
 async fn dynamic_leases_are_renewed_and_replaced_before_their_max_ttl() {
     use common::virtual_time::{wait_for, Virtual};
     const HOUR: Duration = Duration::from_secs(3600);
-    let mut v = Virtual::with_role(Role {
-        token_policies: vec!["app".into()],
-        token_ttl: HOUR,
-        token_max_ttl: 30 * 24 * HOUR,
-        ..Role::default()
-    });
-    v.emu
-        .put_policy("app", &[("database/creds/app", &["read"])]);
-    v.emu.put_dynamic_role(
-        "database",
-        "app",
-        DynamicRole {
-            default_ttl: HOUR,
-            max_ttl: 24 * HOUR,
-            renewable: true,
-        },
-    );
-    v.set("VAULT_LOGIN_SECRET_CREDS", "database/creds/app");
+    let v = Virtual::with_hourly_db_creds(30 * 24 * HOUR);
     let creds = v.token_path.parent().unwrap().join("creds");
     let r = v.spawn(&[]);
     assert!(wait_for(HOUR, || creds.is_file()).await, "{}", r.stderr());

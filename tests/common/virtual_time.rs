@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep, sleep_until, Instant};
 use tracing::subscriber::DefaultGuard;
-use vault_emulator::{Emulator, Options, Role};
+use vault_emulator::{DynamicRole, Emulator, Options, Role};
 use vault_login::agent::{Agent, Control};
 use vault_login::config::Config;
 use vault_login::error::{Error, EXIT_OK};
@@ -54,6 +54,28 @@ impl Virtual {
             token_path,
             env,
         }
+    }
+
+    /// 1 h tokens (max `token_max_ttl`) whose policy `app` reads `database/creds/app`, a
+    /// dynamic secret with a 1 h lease, max 24 h; the secret is `VAULT_LOGIN_SECRET_CREDS`.
+    pub fn with_hourly_db_creds(token_max_ttl: Duration) -> Virtual {
+        const HOUR: Duration = Duration::from_secs(3600);
+        let mut v = Self::with_role(Role {
+            token_policies: vec!["app".into()],
+            token_ttl: HOUR,
+            token_max_ttl,
+            ..Role::default()
+        });
+        v.emu
+            .put_policy("app", &[("database/creds/app", &["read"])]);
+        let lease = DynamicRole {
+            default_ttl: HOUR,
+            max_ttl: 24 * HOUR,
+            renewable: true,
+        };
+        v.emu.put_dynamic_role("database", "app", lease);
+        v.set("VAULT_LOGIN_SECRET_CREDS", "database/creds/app");
+        v
     }
 
     pub fn set(&mut self, k: &str, v: impl Into<String>) -> &mut Self {
