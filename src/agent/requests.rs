@@ -38,16 +38,8 @@ impl Agent {
             return Answer::Renew(sent, Err(VaultError::no_token("renew-self")));
         };
         let attempt = self.client.renew_self(&token, increment);
-        let result = match deadline {
-            Some(d) => timeout_at(d, attempt).await.unwrap_or_else(|_| {
-                Err(VaultError::Transport {
-                    op: "POST /v1/auth/token/renew-self".into(),
-                    message: "no answer before the token expired".into(),
-                })
-            }),
-            None => attempt.await,
-        };
-        Answer::Renew(sent, result)
+        let op = "POST /v1/auth/token/renew-self";
+        Answer::Renew(sent, until(deadline, op, "token", attempt).await)
     }
 
     /// Revokes the secrets' `leases` and `token` (if any), and removes the token and secret
@@ -116,5 +108,24 @@ impl Agent {
                 Event::WriteFailed(e)
             }
         }
+    }
+}
+
+/// `attempt` (a renewal), abandoned at `deadline`, the expiry of the renewed `what`: waiting
+/// longer is pointless.
+pub(super) async fn until<T>(
+    deadline: Option<Instant>,
+    op: &str,
+    what: &str,
+    attempt: impl std::future::Future<Output = Result<T, VaultError>>,
+) -> Result<T, VaultError> {
+    match deadline {
+        Some(d) => timeout_at(d, attempt).await.unwrap_or_else(|_| {
+            Err(VaultError::Transport {
+                op: op.into(),
+                message: format!("no answer before the {what} expired"),
+            })
+        }),
+        None => attempt.await,
     }
 }

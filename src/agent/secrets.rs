@@ -1,8 +1,9 @@
 //! The driver's side of secrets: read one with the held token, write its file when its content
 //! (or KV v2 version) changed, renew its lease, and report to the machine and the status.
 
-use tokio::time::{timeout_at, Instant};
+use tokio::time::Instant;
 
+use super::requests::until;
 use super::Agent;
 use crate::events::{Event, SecretGrant};
 use crate::failure::{Failure, FailureKind};
@@ -142,20 +143,13 @@ impl Agent {
         deadline: Option<Instant>,
     ) -> SecretAnswer {
         let sent = Instant::now();
+        let op = "PUT /v1/sys/leases/renew";
         let result = match token {
             Some(token) => {
                 let attempt = self.client.renew_lease(&token, &lease, None);
-                match deadline {
-                    Some(d) => timeout_at(d, attempt).await.unwrap_or_else(|_| {
-                        Err(VaultError::Transport {
-                            op: "PUT /v1/sys/leases/renew".into(),
-                            message: "no answer before the lease expired".into(),
-                        })
-                    }),
-                    None => attempt.await,
-                }
+                until(deadline, op, "lease", attempt).await
             }
-            None => Err(VaultError::no_token("PUT /v1/sys/leases/renew")),
+            None => Err(VaultError::no_token(op)),
         };
         SecretAnswer::Renewed(index, sent, result)
     }
