@@ -14,7 +14,7 @@ use serde_json::Value;
 use tokio::time::Instant;
 use tracing::info;
 
-use crate::duration::human;
+use crate::duration::brief;
 use crate::secret::Secret;
 use crate::token_file::TokenFile;
 use crate::vault::{Auth, VaultClient};
@@ -133,7 +133,7 @@ pub async fn attempt(
         .get("creation_time")
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    info!(ttl = %human(auth.lease_duration), renewable = auth.renewable, accessor = %auth.accessor.prefix(4), "adopted the token already in the file (a restart): no new login");
+    info!(ttl = %brief(auth.lease_duration), renewable = auth.renewable, accessor = %auth.accessor.prefix(4), "adopted the token already in the file (a restart): no new login");
     Some(Adopted {
         sent,
         auth,

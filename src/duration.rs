@@ -94,7 +94,7 @@ fn digits_value(digits: &str) -> Option<u128> {
     })
 }
 
-/// Go-style human duration for logs: 1h2m3s, 4m0s, 1.5s, 250ms, 0s
+/// Go-style exact duration, for settings: 1h2m3s, 4m0s, 1.5s, 250ms, 0s
 pub fn human(d: Duration) -> String {
     let nanos = d.as_nanos();
     if nanos == 0 {
@@ -121,6 +121,22 @@ pub fn human(d: Duration) -> String {
     format!("{hours}h{}m{secs}s", minutes % 60)
 }
 
+/// A duration as a person reads it in a log line: rounded to whole milliseconds below a second,
+/// to a tenth of a second below a minute, and to whole seconds above (`250ms`, `1.7s`, `3m0s`).
+/// Settings keep [`human`]'s exact form; waits and elapsed times do not need nanoseconds.
+pub fn brief(d: Duration) -> String {
+    let nanos = d.as_nanos();
+    let unit: u128 = match nanos {
+        0..=999_999 => return human(d),
+        1_000_000..=999_999_999 => 1_000_000,
+        1_000_000_000..=59_999_999_999 => 100_000_000,
+        _ => 1_000_000_000,
+    };
+    let rounded = (nanos + unit / 2) / unit * unit;
+    let clamped = u64::try_from(rounded / 1_000_000_000).unwrap_or(u64::MAX);
+    human(Duration::new(clamped, (rounded % 1_000_000_000) as u32))
+}
+
 /// `value / 10^places` with trailing fractional zeros (and a bare '.') removed.
 fn decimal(value: u128, places: u32) -> String {
     let scale = 10u128.pow(places);
@@ -130,4 +146,31 @@ fn decimal(value: u128, places: u32) -> String {
     }
     let frac = format!("{frac:0width$}", width = places as usize);
     format!("{int}.{}", frac.trim_end_matches('0'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn brief_durations_round_for_reading() {
+        let ms = Duration::from_millis;
+        for (d, want) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_micros(1500), "2ms"),
+            (ms(250), "250ms"),
+            (Duration::from_nanos(250_400_000), "250ms"),
+            (Duration::from_nanos(1_690_066_929), "1.7s"),
+            (Duration::from_nanos(3_001_187_645), "3s"),
+            (Duration::from_nanos(59_960_000_000), "1m0s"),
+            (Duration::from_secs(180), "3m0s"),
+            (ms(185_600), "3m6s"),
+            (Duration::from_secs(3723), "1h2m3s"),
+            (Duration::from_nanos(800), "800ns"),
+        ] {
+            assert_eq!(brief(d), want, "{d:?}");
+        }
+        // Never panics at the extremes.
+        assert!(brief(Duration::MAX).ends_with('s'));
+    }
 }

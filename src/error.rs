@@ -1,7 +1,7 @@
 //! The crate's error type and the process exit codes it maps to.
 
 use crate::config::ConfigError;
-use crate::duration::human;
+use crate::duration::brief;
 use crate::events::Exit;
 use crate::health::HealthError;
 use crate::tls::TlsError;
@@ -86,7 +86,7 @@ pub fn of_exit(exit: Exit, once: bool) -> Result<()> {
             last,
         } => Err(Error::GaveUp {
             attempts,
-            elapsed: human(elapsed),
+            elapsed: brief(elapsed),
             last,
         }),
     }

@@ -97,7 +97,7 @@ pub async fn serve(listener: TcpListener, status: Arc<Status>, shutdown: impl Fu
                 Err(e) => {
                     // Out of file descriptors or memory: retrying at once would spin the
                     // runtime the token loop shares, so pause (and keep honouring shutdown).
-                    warn!(error = %e, retry_in = ?backoff, "health server cannot accept connections");
+                    warn!(error = %e, retry_in = %crate::duration::brief(backoff), "health server cannot accept connections");
                     tokio::select! {
                         biased;
                         () = &mut shutdown => break,

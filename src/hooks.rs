@@ -21,7 +21,7 @@ use tokio::sync::Notify;
 use tokio::time::{sleep, Instant};
 use tracing::{error, info, warn};
 
-use crate::duration::human;
+use crate::duration::brief;
 use crate::jwt::{unix_now, JWT_ENV};
 use crate::safe_fs::{self, Links, UnsafeFile};
 use crate::secret::Secret;
@@ -479,7 +479,7 @@ async fn wait_or_kill(child: &mut Child, group: &GroupGuard, deadline: Instant) 
                 Ok(Err(e)) => Outcome::Lost(e.to_string()),
                 Err(_) => Outcome::Lost(format!(
                     "still not reaped {} after SIGKILL",
-                    human(REAP_GRACE)
+                    brief(REAP_GRACE)
                 )),
             }
         }
@@ -549,7 +549,7 @@ async fn run_command(cmd: Arc<OnChange>) {
         None => tokio::time::timeout(REAP_GRACE, &mut reading).await.ok(),
     };
     let stderr = tail.as_deref().and_then(last_line).unwrap_or_default();
-    let elapsed = human(started.elapsed());
+    let elapsed = brief(started.elapsed());
     match outcome {
         Outcome::Exited(status) if status.success() => {
             info!(program, %status, elapsed, stderr, "on-change command succeeded");
@@ -558,7 +558,7 @@ async fn run_command(cmd: Arc<OnChange>) {
             warn!(program, %status, elapsed, stderr, "on-change command failed");
         }
         Outcome::TimedOut => {
-            warn!(program, timeout = %human(cmd.timeout), stderr, "on-change command timed out and was killed");
+            warn!(program, timeout = %brief(cmd.timeout), stderr, "on-change command timed out and was killed");
         }
         Outcome::Lost(e) => {
             warn!(program, error = %e, stderr, "on-change command: cannot tell how it ended");
@@ -650,7 +650,7 @@ async fn send_signal(target: Arc<SignalTarget>) {
                 return;
             }
             Err(e) if attempt < SIGNAL_TRIES => {
-                warn!(error = %e, attempt, retry_in = %human(SIGNAL_RETRY), "cannot signal the app yet");
+                warn!(error = %e, attempt, retry_in = %brief(SIGNAL_RETRY), "cannot signal the app yet");
                 sleep(SIGNAL_RETRY).await;
             }
             Err(e) => {

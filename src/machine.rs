@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use tracing::{error, info, warn};
 
 use crate::backoff::{Backoff, Jitter};
-use crate::duration::human;
+use crate::duration::brief;
 use crate::events::{
     Action, Event, Exit, Goal, Grant, Hook, Settings, Step, REVOKE_GRACE, WRITE_RETRY_FLOOR,
 };
@@ -461,12 +461,12 @@ impl Machine {
             // token's planned renewal, then keep renewing it rather than let it run out.
             self.last_error = Some(f.message.clone());
             if now + delay < at {
-                warn!(error = %f.message, retry_in = %human(delay), "SIGHUP's login failed; retrying it (the current token stays in the file)");
+                warn!(error = %f.message, retry_in = %brief(delay), "SIGHUP's login failed; retrying it (the current token stays in the file)");
                 self.plan(Step::Login, Some(now + delay));
             } else {
                 self.resume = None;
                 let at = at.max(now);
-                warn!(error = %f.message, renew_in = %human(at - now), "SIGHUP's login failed; keeping the current token and renewing it as planned (send SIGHUP to try again)");
+                warn!(error = %f.message, renew_in = %brief(at - now), "SIGHUP's login failed; keeping the current token and renewing it as planned (send SIGHUP to try again)");
                 self.plan(Step::Renew, Some(at));
             }
             return;
@@ -477,7 +477,7 @@ impl Machine {
                 let unit = self.unit();
                 match schedule::retry_before_expiry(delay, remaining, unit) {
                     Some(d) => {
-                        warn!(error = %f.message, retry_in = %human(d), token_valid_for = %human(remaining), "login failed; the current token stays in the file");
+                        warn!(error = %f.message, retry_in = %brief(d), token_valid_for = %brief(remaining), "login failed; the current token stays in the file");
                         d
                     }
                     None => {
@@ -485,7 +485,7 @@ impl Machine {
                         self.backoff.restart_after_expiry();
                         let unit = self.unit();
                         let d = self.backoff.next_delay_with(unit);
-                        error!(error = %f.message, retry_in = %human(d), "login failed and the previous token has expired");
+                        error!(error = %f.message, retry_in = %brief(d), "login failed and the previous token has expired");
                         d
                     }
                 }
@@ -494,9 +494,9 @@ impl Machine {
                 match self.deadline() {
                     Some(deadline) => {
                         let left = deadline.saturating_duration_since(now);
-                        warn!(error = %f.message, retry_in = %human(delay.min(left)), gives_up_in = %human(left), "login failed");
+                        warn!(error = %f.message, retry_in = %brief(delay.min(left)), gives_up_in = %brief(left), "login failed");
                     }
-                    None => warn!(error = %f.message, retry_in = %human(delay), "login failed"),
+                    None => warn!(error = %f.message, retry_in = %brief(delay), "login failed"),
                 }
                 delay
             }
@@ -522,9 +522,10 @@ impl Machine {
         let next = schedule::after_renewal(grant.ttl, expected, capped, renewable, unit);
         self.plan_next(sent, next);
         if capped {
-            info!(ttl = %human(grant.ttl), relogin_in = %next.delay().map_or_else(|| "never".into(), human), "max TTL reached; will log in again before the token expires");
+            info!(ttl = %brief(grant.ttl), relogin_in = %next.delay().map_or_else(|| "never".into(), brief), "max TTL reached; will log in again before the token expires");
         } else {
-            info!(ttl = %human(grant.ttl), next = %self.describe(now), "token renewed");
+            let (next, next_in) = self.next_fields(now);
+            info!(ttl = %brief(grant.ttl), next, next_in, "token renewed");
         }
         self.actions.push_back(Action::RunHooks(Hook::Renewed));
     }
@@ -541,7 +542,7 @@ impl Machine {
                 h.renewable = false;
                 let unit = self.unit();
                 let d = schedule::two_thirds(remaining, unit);
-                warn!(error = %f.message, relogin_in = %human(d), "token is not renewable; will log in again before it expires");
+                warn!(error = %f.message, relogin_in = %brief(d), "token is not renewable; will log in again before it expires");
                 self.plan(Step::Login, Some(now + d));
             }
             FailureKind::Transient => {
@@ -549,7 +550,7 @@ impl Machine {
                 let unit = self.unit();
                 match schedule::retry_before_expiry(delay, remaining, unit) {
                     Some(d) => {
-                        warn!(error = %f.message, retry_in = %human(d), token_valid_for = %human(remaining), "Vault unreachable; keeping the current token and retrying the renewal");
+                        warn!(error = %f.message, retry_in = %brief(d), token_valid_for = %brief(remaining), "Vault unreachable; keeping the current token and retrying the renewal");
                         self.plan(Step::Renew, Some(now + d));
                     }
                     None => {
@@ -637,24 +638,18 @@ impl Machine {
         } else {
             self.settings.min_backoff.max(WRITE_RETRY_FLOOR)
         };
-        error!(error = %message, retry_in = %human(wait), "token file not written; keeping the token in memory and retrying the write");
+        error!(error = %message, retry_in = %brief(wait), "token file not written; keeping the token in memory and retrying the write");
         self.last_error = Some(message);
         self.write_retry = Some(now + wait);
     }
 
-    /// "renew in 42m", "log in again in 3s", "nothing (token never expires)".
-    pub fn describe(&self, now: Instant) -> String {
+    /// What the token lane does next, for log fields: `renew`, `login` or `nothing` (a token
+    /// that never expires), and in how long, rounded for reading.
+    pub fn next_fields(&self, now: Instant) -> (&'static str, String) {
         match (self.step, self.due) {
-            (Step::Nothing, _) | (_, None) => "nothing (token never expires)".to_string(),
-            (Step::Renew, Some(at)) => {
-                format!("renew in {}", human(at.saturating_duration_since(now)))
-            }
-            (Step::Login, Some(at)) => {
-                format!(
-                    "log in again in {}",
-                    human(at.saturating_duration_since(now))
-                )
-            }
+            (Step::Nothing, _) | (_, None) => ("nothing", "never".to_string()),
+            (Step::Renew, Some(at)) => ("renew", brief(at.saturating_duration_since(now))),
+            (Step::Login, Some(at)) => ("login", brief(at.saturating_duration_since(now))),
         }
     }
 }
@@ -1166,17 +1161,31 @@ mod tests {
         // One batch: the token and both files, one run of the hooks.
         assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
         assert!(m.secrets_written());
-        // Static secrets come back every refresh interval; unchanged means no hooks.
-        assert_eq!(m.poll_timeout(), Some(t0 + S(300)));
-        m.handle_timeout(t0 + S(300));
-        assert_eq!(actions(&mut m), vec![Action::ReadSecret { index: 0 }]);
-        secret_read(&mut m, t0 + S(300), 0, t0 + S(300), read_ok(false, None));
-        assert_eq!(actions(&mut m), vec![Action::ReadSecret { index: 1 }]);
-        secret_read(&mut m, t0 + S(300), 1, t0 + S(300), read_ok(true, None));
-        assert_eq!(
-            actions(&mut m),
-            vec![Action::RunHooks(Hook::SecretsChanged)]
-        );
+        // Static secrets come back every refresh interval (±10 %, each on its own draw);
+        // unchanged means no hooks, changed means one run.
+        let band = |t: Instant| t >= t0 + S(270) && t <= t0 + S(330);
+        let mut read = [false; 2];
+        for changed in [false, true] {
+            let due = m.poll_timeout().unwrap();
+            assert!(band(due), "{due:?}");
+            m.handle_timeout(due);
+            let Some(Action::ReadSecret { index }) = actions(&mut m).first().cloned() else {
+                panic!("no secret read at its refresh");
+            };
+            read[index] = true;
+            secret_read(&mut m, due, index, due, read_ok(changed, None));
+            let want = if changed {
+                vec![Action::RunHooks(Hook::SecretsChanged)]
+            } else {
+                vec![]
+            };
+            let got: Vec<Action> = actions(&mut m)
+                .into_iter()
+                .filter(|a| !matches!(a, Action::ReadSecret { .. }))
+                .collect();
+            assert_eq!(got, want);
+        }
+        assert_eq!(read, [true, true], "each secret read once at its refresh");
     }
 
     #[test]

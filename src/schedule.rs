@@ -87,6 +87,12 @@ pub fn two_thirds(ttl: Duration, unit: f64) -> Duration {
     jittered(ttl, 2.0 / 3.0, unit)
 }
 
+/// When to read a static secret again: the refresh `interval`, ±10 % using `unit` in `[0, 1)`,
+/// as Vault Agent spreads its static-secret renders, so a fleet's reads do not march in lockstep.
+pub fn refresh_in(interval: Duration, unit: f64) -> Duration {
+    jittered(interval, 1.0, unit)
+}
+
 /// When to renew a token that was granted `ttl`: [`RENEW_AT`] of it, ±10 %.
 pub fn renew_point(ttl: Duration, unit: f64) -> Duration {
     jittered(ttl, RENEW_AT, unit)
@@ -243,6 +249,19 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
+    }
+
+    #[test]
+    fn static_refreshes_are_spread_ten_percent_either_way() {
+        let interval = S(300);
+        assert_eq!(refresh_in(interval, 0.0), S(270));
+        assert_eq!(refresh_in(interval, 0.5), S(300));
+        assert!(refresh_in(interval, 0.999_999) > S(329));
+        assert!(refresh_in(interval, 0.999_999) <= S(330));
+        // Out-of-range and NaN units never leave the band (NaN would panic in mul_f64).
+        assert_eq!(refresh_in(interval, f64::NAN), S(300));
+        assert_eq!(refresh_in(interval, 7.0), S(330));
+        assert_eq!(refresh_in(Duration::ZERO, 0.3), Duration::ZERO);
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tracing::{info, warn};
 
 use crate::backoff::{Backoff, Jitter};
-use crate::duration::human;
+use crate::duration::brief;
 use crate::events::{Action, Goal, Grant, SecretGrant, Settings};
 use crate::failure::{Failure, FailureKind};
 use crate::schedule::{self, Lifetime, Next};
@@ -145,7 +145,7 @@ impl SecretLane {
     }
 
     /// Plans secret `index`'s next step from a plan relative to `base`.
-    fn plan(&mut self, index: usize, base: Instant, next: Next, now: Instant) {
+    fn plan(&mut self, index: usize, base: Instant, next: Next, now: Instant, jitter: &mut Jitter) {
         let s = &mut self.secrets[index];
         match next {
             _ if self.once => s.due = None,
@@ -159,7 +159,9 @@ impl SecretLane {
             }
             Next::Hold => {
                 s.renew = false;
-                s.due = Some(now + self.refresh);
+                // Spread ±10 % so a fleet started together does not read every secret in the
+                // same second forever (the token's renewals are spread the same way).
+                s.due = Some(now + schedule::refresh_in(self.refresh, jitter.unit()));
             }
         }
     }
@@ -185,11 +187,11 @@ impl SecretLane {
                 s.lease = Some(Lifetime::granted(sent, lease.ttl, lease.renewable));
                 // As for a token: no renewal right after the read.
                 let next = schedule::after_login(lease.ttl, lease.renewable, jitter.unit());
-                self.plan(index, sent, next, now);
+                self.plan(index, sent, next, now, jitter);
             }
             None => {
                 s.lease = None;
-                self.plan(index, sent, Next::Hold, now);
+                self.plan(index, sent, Next::Hold, now, jitter);
             }
         }
         if grant.changed {
@@ -209,7 +211,7 @@ impl SecretLane {
         jitter: &mut Jitter,
     ) -> Outcome {
         let Some(lease) = self.secrets[index].lease.as_mut() else {
-            self.plan(index, now, Next::Relogin(Duration::ZERO), now);
+            self.plan(index, now, Next::Relogin(Duration::ZERO), now, jitter);
             return Outcome::Same;
         };
         match result {
@@ -223,9 +225,9 @@ impl SecretLane {
                 let next =
                     schedule::after_renewal(g.ttl, expected, capped, g.renewable, jitter.unit());
                 if capped {
-                    info!(secret = index, ttl = %human(g.ttl), "lease at its max TTL; new credentials will be read before it expires");
+                    info!(secret = index, ttl = %brief(g.ttl), "lease at its max TTL; new credentials will be read before it expires");
                 }
-                self.plan(index, sent, next, now);
+                self.plan(index, sent, next, now, jitter);
                 Outcome::Same
             }
             Err(f) if f.kind == FailureKind::Transient => self.failed(now, index, f, true, jitter),
@@ -265,7 +267,7 @@ impl SecretLane {
             }
             None => (false, delay),
         };
-        warn!(error = %f.message, retry_in = %human(delay), "secret not read; its file keeps the last good content");
+        warn!(error = %f.message, retry_in = %brief(delay), "secret not read; its file keeps the last good content");
         s.renew = renew;
         s.due = Some(now + delay);
         Outcome::Failed(f.message)
@@ -351,9 +353,13 @@ mod tests {
             Outcome::Same
         );
         assert!(l.all_written());
-        // The static secret is read again after the refresh interval...
-        assert_eq!(l.next_due(), Some(t0 + S(300)));
-        let unchanged = read_next(&mut l, t0 + S(300), grant(false, None), &mut j);
+        // The static secret is read again after the refresh interval (±10 %)...
+        let refresh = l.next_due().unwrap();
+        assert!(
+            refresh >= t0 + S(270) && refresh <= t0 + S(330),
+            "{refresh:?}"
+        );
+        let unchanged = read_next(&mut l, refresh, grant(false, None), &mut j);
         assert_eq!(unchanged, Outcome::Same);
         // ...and the lease is renewed: not right after the read, well before its end.
         let due = l.next_due().unwrap();
@@ -365,6 +371,26 @@ mod tests {
                 deadline: Some(t0 + S(600))
             })
         );
+    }
+
+    #[test]
+    fn static_refreshes_are_spread_across_a_fleet() {
+        // 50 sidecars started in the same instant, each with its own seed: their next reads of
+        // a static secret fall within ±10 % of the interval, and not in one second.
+        let t0 = Instant::now();
+        let mut dues = Vec::new();
+        for seed in 0..50 {
+            let mut j = Jitter::new(seed);
+            let mut l = lane(Goal::Sidecar, 1);
+            l.read_all(t0);
+            read_next(&mut l, t0, grant(true, None), &mut j);
+            let due = l.next_due().unwrap() - t0;
+            assert!(due >= S(270) && due <= S(330), "{due:?}");
+            dues.push(due.as_secs());
+        }
+        dues.sort_unstable();
+        dues.dedup();
+        assert!(dues.len() >= 20, "refreshes bunched into {dues:?}");
     }
 
     #[test]

@@ -654,7 +654,7 @@ impl SecretWriter {
         let write = tokio::task::spawn_blocking(move || {
             let write_one = |(spec, rendered): (SecretSpec, Rendered)| {
                 let path = writer.write(&spec, &rendered)?;
-                info!(secret = %spec.name, path = %path.display(), version = ?version, "secret written");
+                info!(secret = %spec.name, path = %path.display(), version, "secret written");
                 Ok(rendered.fingerprint())
             };
             jobs.into_iter()

@@ -323,7 +323,7 @@ pub const REVOKE_ON_EXIT: Setting<bool> = Setting {
         &["VAULT_LOGIN_REVOKE_ON_EXIT"],
         None,
         Some("false"),
-        "on SIGTERM/SIGINT, revoke the token (2 s bound) and remove the file",
+        "on SIGTERM/SIGINT, revoke the token (800ms bound) and remove the file",
     ),
     parse: parse_bool,
 };
@@ -688,6 +688,12 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revoke_help_states_the_real_bound() {
+        let bound = format!("({} bound)", human(crate::events::REVOKE_GRACE));
+        assert!(REVOKE_ON_EXIT.about.help.contains(&bound), "{bound}");
+    }
 
     /// README's configuration table: the rows between its header and the first line that is
     /// not a row.

@@ -17,7 +17,7 @@ use tracing::{info, warn};
 use crate::adopt;
 use crate::backoff::random_u64;
 use crate::config::{Config, TokenSink};
-use crate::duration::human;
+use crate::duration::brief;
 use crate::error::{self, Error, Result};
 use crate::events::{Action, Event, Exit, Hook};
 use crate::hooks::Hooks;
@@ -279,9 +279,13 @@ impl Agent {
                 }
                 answer = async { request.as_mut().expect("guarded by is_some").await }, if request.is_some() => {
                     request = None;
+                    // A renewal's own line says what follows; only a login needs a plan line.
+                    let login = matches!(answer, Answer::Login(_, Ok(_)));
                     let event = self.answered(answer, &mut auth, &machine);
                     machine.handle(now(), event);
-                    self.log_plan(&machine, &auth);
+                    if login {
+                        self.log_plan(&machine, &auth);
+                    }
                 }
                 answer = async { secret_request.as_mut().expect("guarded by is_some").await }, if secret_request.is_some() => {
                     secret_request = None;
@@ -335,7 +339,7 @@ impl Agent {
                 self.status.logged_in(a.lease_duration);
                 let grant = a.grant();
                 info!(
-                    ttl = %human(a.lease_duration),
+                    ttl = %brief(a.lease_duration),
                     renewable = grant.renewable,
                     token_type = %a.token_type,
                     policies = ?a.policies,
@@ -390,13 +394,14 @@ impl Agent {
 
     fn log_plan(&self, machine: &Machine, auth: &Option<Auth>) {
         if !self.cfg.once && auth.is_some() {
-            info!(next = %machine.describe(Instant::now().into_std()), "plan");
+            let (next, next_in) = machine.next_fields(Instant::now().into_std());
+            info!(next, next_in, "plan");
         }
     }
 
     fn exit(&self, exit: Exit, started: Instant) -> Result<()> {
         match (&exit, self.cfg.once) {
-            (Exit::Done, true) => info!(elapsed = %human(started.elapsed()), "token written; done"),
+            (Exit::Done, true) => info!(elapsed = %brief(started.elapsed()), "token written; done"),
             (Exit::Done, false) => info!("stopped"),
             _ => {}
         }
