@@ -1,5 +1,6 @@
-//! The crate's shape, as issue 12 fixed it: modules that read top-down (no import cycle), none
-//! over 700 lines before its tests, a thin `main.rs`. Counted like `shared/tools/modgraph.py`:
+//! The crate's shape: modules that read top-down (no import cycle) and a thin `main.rs`. Since
+//! issue 20 a module over 700 lines before its tests is only named, never refused: shape comes
+//! from concepts, not from a line budget. Counted like `shared/tools/modgraph.py`:
 //! a directory is one module, a module's part before its first `#[cfg(test)]` counts, and any
 //! `crate::<module>` in it (code or doc link) is a use.
 
@@ -103,14 +104,13 @@ fn no_import_cycle() {
 }
 
 #[test]
-fn no_module_over_700_lines_and_a_thin_main() {
+fn a_thin_main_and_long_modules_named() {
     let mods = modules();
+    // Issue 20: shape comes from concepts, not from a line budget. A long module is a hint to
+    // look for a second concept in it, printed for the reader, never a wall code is fitted to.
     for (name, (lines, _)) in &mods {
-        if name != "lib" && name != "main" {
-            assert!(
-                *lines <= 700,
-                "{name} has {lines} lines before its tests (at most 700)"
-            );
+        if name != "lib" && name != "main" && *lines > 700 {
+            eprintln!("note: {name} has {lines} lines before its tests; does it hold one concept?");
         }
     }
     assert!(
