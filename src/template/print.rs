@@ -68,7 +68,8 @@ pub(crate) fn sprintln(args: &[Value]) -> String {
     format!("{}\n", parts.join(" "))
 }
 
-/// Go's `fmt.Sprintf` for the verbs `%v %s %d %q %t %%` (others print Go's `%!c(BADVERB)` form).
+/// Go's `fmt.Sprintf` for the verbs `%v %s %d %q %t %%` without flags (others print `%!c(BADVERB)`;
+/// extra arguments are not yet reported as Go's `%!(EXTRA ...)`).
 pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
     let mut out = String::new();
     let mut it = args.iter();
@@ -95,11 +96,6 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
             'q' => out.push_str(&serde_json::to_string(&value(a)).unwrap_or_default()),
             _ => out.push_str(&format!("%!{verb}(BADVERB)")),
         }
-    }
-    let extra: Vec<&Value> = it.collect();
-    if !extra.is_empty() {
-        let parts: Vec<String> = extra.iter().map(|v| format!("{}", value(v))).collect();
-        out.push_str(&format!("%!(EXTRA {})", parts.join(", ")));
     }
     out
 }
