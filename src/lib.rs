@@ -44,6 +44,7 @@
 //! - [`agent`]: the thin async driver: performs the machine's actions with the real client, files,
 //!   hooks and watches, and feeds results, file changes, signals and timers back; no decisions.
 //! - [`telemetry`]: log output (text or JSON on stderr).
+//! - [`template`]: Go `text/template` (Vault Agent's template language) over JSON data, with a function table.
 //! - [`error`]: the crate's error type and exit codes.
 #![forbid(unsafe_code)]
 
@@ -75,6 +76,7 @@ pub mod settings;
 pub mod signals;
 pub mod status;
 pub mod telemetry;
+pub mod template;
 pub mod tls;
 pub mod token_file;
 pub mod vault;
