@@ -221,39 +221,22 @@ mod tests {
     #[test]
     fn control_flow_and_variables() {
         let d = json!({"m": {"b": 2, "a": 1}, "l": ["x", "y"], "e": []});
-        assert_eq!(
-            r("{{range $k, $v := .m}}{{$k}}={{$v}};{{end}}", d.clone()).unwrap(),
-            "a=1;b=2;"
-        );
-        assert_eq!(
-            r("{{range $i, $v := .l}}{{$i}}{{$v}}{{end}}", d.clone()).unwrap(),
-            "0x1y"
-        );
-        assert_eq!(
-            r("{{range .e}}x{{else}}empty{{end}}", d.clone()).unwrap(),
-            "empty"
-        );
-        assert_eq!(
-            r("{{if .nope}}a{{else if .l}}b{{else}}c{{end}}", d.clone()).unwrap(),
-            "b"
-        );
-        assert_eq!(
-            r("{{with .m.a}}{{.}}{{else}}none{{end}}", d.clone()).unwrap(),
-            "1"
-        );
-        assert_eq!(
-            r("{{with .zz}}{{.}}{{else}}none{{end}}", d.clone()).unwrap(),
-            "none"
-        );
-        assert_eq!(
-            r("{{$x := .m.a}}{{$x = 5}}{{$x}} {{$.m.b}}", d.clone()).unwrap(),
-            "5 2"
-        );
-        assert_eq!(r("{{ or .nope \"dflt\" }}", d.clone()).unwrap(), "dflt");
-        assert_eq!(
-            r("{{ .l | len }} {{ index .l 1 }} {{ index .m \"b\" }}", d).unwrap(),
-            "2 y 2"
-        );
+        for (text, want) in [
+            ("{{range $k, $v := .m}}{{$k}}={{$v}};{{end}}", "a=1;b=2;"),
+            ("{{range $i, $v := .l}}{{$i}}{{$v}}{{end}}", "0x1y"),
+            ("{{range .e}}x{{else}}empty{{end}}", "empty"),
+            ("{{if .nope}}a{{else if .l}}b{{else}}c{{end}}", "b"),
+            ("{{with .m.a}}{{.}}{{else}}none{{end}}", "1"),
+            ("{{with .zz}}{{.}}{{else}}none{{end}}", "none"),
+            ("{{$x := .m.a}}{{$x = 5}}{{$x}} {{$.m.b}}", "5 2"),
+            ("{{ or .nope \"dflt\" }}", "dflt"),
+            (
+                "{{ .l | len }} {{ index .l 1 }} {{ index .m \"b\" }}",
+                "2 y 2",
+            ),
+        ] {
+            assert_eq!(r(text, d.clone()).unwrap(), want, "{text}");
+        }
     }
 
     #[test]
