@@ -152,6 +152,13 @@ impl Machine {
         (self.step, self.due)
     }
 
+    /// The held token's life as the machine counts it (from the request's sending, a lower
+    /// bound): `None` without a token, `Some(None)` for one that never expires. Health and
+    /// metrics show this, so `/readyz` never outlives what the machine plans with.
+    pub fn token_expiry(&self) -> Option<Option<Instant>> {
+        self.held.map(|h| h.expires_at)
+    }
+
     /// Whether a token is held that Vault still accepts at `now`.
     pub fn holds_live_token(&self, now: Instant) -> bool {
         self.held.is_some_and(|h| h.live(now))
