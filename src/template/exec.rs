@@ -419,13 +419,15 @@ fn field(mut v: Val, names: &[String], mut path: String) -> Result<Val, String> 
         path.push('.');
         path.push_str(n);
         v = match v {
-            Val::Missing { null: false, .. } => Val::Missing {
-                path: path.clone(),
-                null: false,
-            },
-            Val::Missing { null: true, .. } | Val::V(Value::Nil) => {
-                return Err(format!("nil pointer evaluating interface {{}}.{n}"))
+            // consul-template runs with missingkey=zero: a missing key is a nil interface, and
+            // a field of nil is Go's "nil pointer" error in both modes
+            Val::Missing { path: p, null } => {
+                let what = if null { "null" } else { "missing" };
+                return Err(format!(
+                    "nil pointer evaluating interface {{}}.{n}: key {p:?} is {what}"
+                ));
             }
+            Val::V(Value::Nil) => return Err(format!("nil pointer evaluating interface {{}}.{n}")),
             Val::V(Value::Map(m)) => match m.get(n) {
                 Some(Value::Nil) => Val::Missing {
                     path: path.clone(),

@@ -335,6 +335,11 @@ mod tests {
                 .unwrap(),
             "<no value>|<no value>"
         );
+        let e = r("{{ if .Data.nope.x }}{{ end }}", secret.clone()).unwrap_err();
+        assert!(
+            e.contains("nil pointer evaluating interface {}.x: key \".Data.nope\" is missing"),
+            "{e}"
+        );
         assert!(r("{{ .Data.data.password.x }}", secret)
             .unwrap_err()
             .contains("can't evaluate field x in type string"));

@@ -74,7 +74,8 @@ enum Tok {
 
 enum Item {
     Text(String),
-    Action(Vec<(Tok, usize)>, usize),
+    /// Tokens, the offset of `{{` and the offset where the closing delimiter starts.
+    Action(Vec<(Tok, usize)>, usize, usize),
 }
 
 fn is_space(c: u8) -> bool {
@@ -123,8 +124,8 @@ fn lex(text: &str) -> PResult<Vec<Item>> {
         let (after, trim) = if text[j..].starts_with("/*") {
             lex_comment(text, j)?
         } else {
-            let (toks, after, trim) = lex_action(text, j)?;
-            items.push(Item::Action(toks, s));
+            let (toks, after, trim, end) = lex_action(text, j)?;
+            items.push(Item::Action(toks, s, end));
             (after, trim)
         };
         trim_next = trim;
@@ -176,7 +177,7 @@ fn field_chain(text: &str, mut p: usize) -> (Vec<String>, usize) {
     (names, p)
 }
 
-type Lexed = (Vec<(Tok, usize)>, usize, bool);
+type Lexed = (Vec<(Tok, usize)>, usize, bool, usize);
 
 fn lex_action(text: &str, mut p: usize) -> PResult<Lexed> {
     let b = text.as_bytes();
@@ -186,7 +187,7 @@ fn lex_action(text: &str, mut p: usize) -> PResult<Lexed> {
             return Err((p, "unclosed action".into()));
         }
         if let Some((after, trim)) = right_delim(text, p) {
-            return Ok((toks, after, trim));
+            return Ok((toks, after, trim, p));
         }
         let c = b[p];
         let at = p;
@@ -334,6 +335,8 @@ struct Parser<'t> {
     vars: Vec<String>,
     /// How many `range`s enclose the current position (`break`/`continue` need one).
     ranges: usize,
+    /// Where the current action's closing delimiter starts.
+    act_end: usize,
     defs: std::collections::BTreeMap<String, Vec<Node>>,
     check: &'t dyn Fn(&str) -> Result<(), String>,
 }
@@ -355,6 +358,7 @@ pub(crate) fn parse(text: &str, check: &dyn Fn(&str) -> Result<(), String>) -> P
         pos: 0,
         vars: vec!["$".into()],
         ranges: 0,
+        act_end: 0,
         defs: Default::default(),
         check,
     };
@@ -409,7 +413,8 @@ impl Parser<'_> {
             self.pos += 1;
             match item {
                 Item::Text(t) => nodes.push(Node::Text(t)),
-                Item::Action(toks, at) => {
+                Item::Action(toks, at, end) => {
+                    self.act_end = end;
                     let word = match toks.first() {
                         None => return Err((at, "missing value for command".into())),
                         Some((Tok::Ident(w), _)) => w.clone(),
@@ -565,15 +570,9 @@ impl Parser<'_> {
                             "missing value for command".into(),
                         ));
                     }
-                    let end = toks.get(i).map_or_else(|| self.text.len(), |t| t.1);
+                    let end = toks.get(i).map_or(self.act_end, |t| t.1);
                     let src = self.text.get(cmd.at..end.max(cmd.at)).unwrap_or("");
-                    // the last command runs to the action's end: drop ` }}` / ` -}}`
-                    cmd.src = src
-                        .trim_end_matches(['}', ' ', '\t', '\r', '\n'])
-                        .to_string();
-                    if src.ends_with("}}") {
-                        cmd.src = cmd.src.trim_end_matches('-').trim_end().to_string();
-                    }
+                    cmd.src = src.trim_end().to_string();
                     let next = toks.get(i + 1).map_or(end, |t| t.1);
                     let done = !matches!(toks.get(i), Some((Tok::Pipe, _)));
                     cmds.push(std::mem::replace(

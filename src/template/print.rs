@@ -129,8 +129,9 @@ pub(crate) fn sprint(args: &[Value]) -> String {
     out
 }
 
+/// Go's test is on the kind: a `json.Number` is a string too.
 fn is_string(v: &Value) -> bool {
-    matches!(v, Value::Str(_))
+    matches!(v, Value::Str(_) | Value::Number(_))
 }
 
 /// Go's `fmt.Sprintln`: spaces always, and a newline.
