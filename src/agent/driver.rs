@@ -288,16 +288,20 @@ impl<'a> Driver<'a> {
                 // A renewal's own line says what follows; only a login needs a plan line.
                 let login = matches!(answer, Answer::Login(_, Ok(_)));
                 let renewal = matches!(answer, Answer::Renew(_, Ok(_)));
-                let event = self.agent.answered(answer, &mut self.auth, &self.machine);
+                let replaced = self.machine.holds_live_token(now());
+                let event = self.agent.answered(answer, &mut self.auth);
                 self.machine.handle(now(), event);
                 // Counted (metrics, expiry) even if the write fails next; readiness follows
                 // the file through file_failed/file_restored. The expiry is the machine's.
                 let status = &self.agent.status;
-                if login {
-                    status.logged_in(self.token_expiry());
-                    self.agent.log_plan(&self.machine, &self.auth);
-                } else if renewal {
-                    status.renewed(self.token_expiry());
+                match (&self.auth, login) {
+                    (Some(a), true) => {
+                        status.logged_in(self.token_expiry());
+                        // Logged once the machine has planned, so the line says what is next.
+                        self.agent.log_login(a, replaced, &self.machine);
+                    }
+                    _ if renewal => status.renewed(self.token_expiry()),
+                    _ => {}
                 }
                 return;
             }

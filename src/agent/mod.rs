@@ -128,19 +128,10 @@ impl Agent {
 
     /// Turns a finished request into the machine's event, keeping the auth block and the
     /// shared status up to date.
-    fn answered(&self, answer: Answer, auth: &mut Option<Auth>, machine: &Machine) -> Event {
+    fn answered(&self, answer: Answer, auth: &mut Option<Auth>) -> Event {
         match answer {
             Answer::Login(sent, Ok(a)) => {
                 let grant = a.grant();
-                info!(
-                    ttl = %brief(a.lease_duration),
-                    renewable = grant.renewable,
-                    token_type = %a.token_type,
-                    policies = ?a.policies,
-                    accessor = %a.accessor.prefix(4),
-                    replaced = machine.holds_live_token(Instant::now().into_std()),
-                    "logged in"
-                );
                 *auth = Some(a);
                 Event::LoginDone {
                     sent: sent.into_std(),
@@ -185,11 +176,25 @@ impl Agent {
         }
     }
 
-    fn log_plan(&self, machine: &Machine, auth: &Option<Auth>) {
-        if !self.cfg.once && auth.is_some() {
-            let (next, next_in) = machine.next_fields(Instant::now().into_std());
-            info!(next, next_in, "plan");
-        }
+    /// The one line a login gives: what Vault granted, and what the machine does next.
+    fn log_login(&self, a: &Auth, replaced: bool, machine: &Machine) {
+        let (next, next_in) = machine.next_fields(Instant::now().into_std());
+        let next_in = if self.cfg.once {
+            "-".to_string()
+        } else {
+            next_in
+        };
+        info!(
+            ttl = %brief(a.lease_duration),
+            renewable = a.grant().renewable,
+            token_type = %a.token_type,
+            policies = ?a.policies,
+            accessor = %a.accessor.prefix(4),
+            replaced,
+            next = if self.cfg.once { "exit" } else { next },
+            next_in,
+            "logged in"
+        );
     }
 
     fn exit(&self, exit: Exit, started: Instant) -> Result<()> {
