@@ -20,6 +20,7 @@
 pub mod backoff;
 pub mod events;
 pub mod failure;
+pub mod said;
 pub mod schedule;
 pub mod secret_lane;
 
