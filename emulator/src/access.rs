@@ -56,11 +56,11 @@ fn client_token(req: &Request) -> Option<String> {
 /// The caller's live token, or the flavour's 403 for a missing or bad one.
 pub(crate) fn caller(st: &mut State, req: &Request, now: SystemTime) -> Result<Caller, Reply> {
     let flavour = st.flavour;
-    let token = client_token(req).ok_or_else(|| flavour.bad_token(false))?;
+    let token = client_token(req).ok_or_else(|| Reply::bad_token(flavour, false))?;
     let t = st
         .tokens
         .live_mut(&token, now)
-        .ok_or_else(|| flavour.bad_token(true))?;
+        .ok_or_else(|| Reply::bad_token(flavour, true))?;
     Ok(Caller {
         ns: t.vault_ns.clone(),
         policies: t.policies.clone(),

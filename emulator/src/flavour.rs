@@ -6,7 +6,6 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 
-use crate::reply::Reply;
 use crate::tokens::{random_base62, random_bytes_vec, BASE62};
 
 /// The server whose answers the emulator gives (see the crate docs for the list).
@@ -28,27 +27,6 @@ pub enum Flavour {
 const BATCH_BODY_LEN: usize = 428;
 
 impl Flavour {
-    /// 403 for a token that is missing (`sent` false), unknown, expired or revoked.
-    pub(crate) fn bad_token(self, sent: bool) -> Reply {
-        match (self, sent) {
-            (Flavour::OpenBao, _) => Reply::error(403, "permission denied"),
-            (Flavour::Vault, false) => Reply::wrapped(403, "permission denied"),
-            (Flavour::Vault, true) => Reply::error(
-                403,
-                &crate::reply::multi_error(&["permission denied", "invalid token"]),
-            ),
-        }
-    }
-
-    /// A request naming a namespace that does not exist: OpenBao's 404, or `None` where the
-    /// emulator treats it as an empty namespace (Vault).
-    pub(crate) fn unknown_namespace(self) -> Option<Reply> {
-        match self {
-            Flavour::OpenBao => Some(Reply::error(404, "namespace not found")),
-            Flavour::Vault => None,
-        }
-    }
-
     /// A new service token and its accessor, with `.<namespace id>` appended outside the root.
     pub(crate) fn service_token(self, nsid: Option<&str>) -> (String, String) {
         let prefix = match self {
@@ -94,6 +72,12 @@ impl Flavour {
             Flavour::OpenBao if !ns.is_empty() => format!("{uuid}.{}", self.namespace_id(ns)),
             _ => uuid,
         }
+    }
+
+    /// Whether an unknown `X-Vault-Namespace` is OpenBao's 404 `namespace not found`; else the
+    /// emulator treats it as an empty namespace (Vault).
+    pub(crate) fn refuses_unknown_namespaces(self) -> bool {
+        self == Flavour::OpenBao
     }
 
     /// Whether answers carry `mount_type` (Vault does; OpenBao 2.7 does not).
@@ -146,7 +130,10 @@ mod tests {
     #[test]
     fn ids_have_each_servers_shapes() {
         let (t, a) = Flavour::OpenBao.service_token(Some("X6A9sZ"));
-        assert!(t.starts_with("s.") && t.ends_with(".X6A9sZ") && t.len() == 2 + 24 + 7, "{t}");
+        assert!(
+            t.starts_with("s.") && t.ends_with(".X6A9sZ") && t.len() == 2 + 24 + 7,
+            "{t}"
+        );
         assert_eq!(a.len(), 24 + 7);
         let (t, _) = Flavour::Vault.service_token(None);
         assert!(t.starts_with("hvs.") && t.len() == 28, "{t}");

@@ -38,7 +38,14 @@ pub(crate) fn answer(
     now: SystemTime,
 ) -> Option<Reply> {
     match path {
-        "sys/health" => Some(health(cluster, method, namespace_header, query, sealed, now)),
+        "sys/health" => Some(health(
+            cluster,
+            method,
+            namespace_header,
+            query,
+            sealed,
+            now,
+        )),
         "sys/seal-status" if method == "GET" => Some(seal_status(cluster, sealed)),
         "sys/seal-status" => Some(Reply::errors::<&str>(405, &[])),
         _ => None,
@@ -69,7 +76,10 @@ fn health(
             Some((_, v)) => v.parse().map_err(|_| Reply::errors::<&str>(400, &[])),
         }
     };
-    let status = match code(if sealed { "sealedcode" } else { "activecode" }, if sealed { 503 } else { 200 }) {
+    let status = match code(
+        if sealed { "sealedcode" } else { "activecode" },
+        if sealed { 503 } else { 200 },
+    ) {
         Ok(s) => s,
         Err(reply) => return reply,
     };

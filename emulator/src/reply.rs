@@ -60,6 +60,17 @@ impl Reply {
         Reply::error(status, &multi_error(&[message]))
     }
 
+    /// 403 for a token that is missing (`sent` false), unknown, expired or revoked.
+    pub fn bad_token(flavour: Flavour, sent: bool) -> Reply {
+        match (flavour, sent) {
+            (Flavour::OpenBao, _) => Reply::error(403, "permission denied"),
+            (Flavour::Vault, false) => Reply::wrapped(403, "permission denied"),
+            (Flavour::Vault, true) => {
+                Reply::error(403, &multi_error(&["permission denied", "invalid token"]))
+            }
+        }
+    }
+
     /// 403 for a valid token whose policies do not grant the request.
     pub fn acl_denied() -> Reply {
         Reply::wrapped(403, "permission denied")

@@ -188,7 +188,6 @@ impl Secrets {
     }
 }
 
-
 /// What a read needs besides the engine: who asks, when, and how to answer.
 pub(crate) struct ReadContext<'a> {
     pub flavour: Flavour,
@@ -280,7 +279,11 @@ fn issue_creds(
         )),
     );
     data.insert("password".into(), json!(random_base62(20)));
-    let suffix = cx.nsid.as_ref().map(|id| format!(".{id}")).unwrap_or_default();
+    let suffix = cx
+        .nsid
+        .as_ref()
+        .map(|id| format!(".{id}"))
+        .unwrap_or_default();
     let id = format!("{}/{}{suffix}", clean(path), random_base62(24));
     let secs = |d: std::time::Duration| i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
     let issued = secrets.leases.issue(
@@ -391,4 +394,3 @@ fn read_kv2_metadata(flavour: Flavour, secret: Option<&Kv2Secret>) -> Reply {
     });
     Reply::json(200, envelope(flavour, Envelope::data(data, "kv")))
 }
-

@@ -32,8 +32,8 @@ use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 
-use crate::state::{lock, State};
 use crate::reply::{Body, Reply};
+use crate::state::{lock, State};
 use crate::vault;
 use crate::{Fault, Request};
 

@@ -701,9 +701,18 @@ mod tests {
         assert_eq!(parse_increment(&json!(90)), Ok(90));
         assert_eq!(parse_increment(&json!("1h")), Ok(3600));
         assert_eq!(parse_increment(&json!("1500ms")), Ok(1));
-        assert_eq!(parse_increment(&json!(-5)), field("cannot provide negative value '-5'"));
-        assert_eq!(parse_increment(&json!("-5")), field("cannot provide negative value '-5'"));
-        assert_eq!(parse_increment(&json!("-5s")), field("cannot provide negative value '-5'"));
+        assert_eq!(
+            parse_increment(&json!(-5)),
+            field("cannot provide negative value '-5'")
+        );
+        assert_eq!(
+            parse_increment(&json!("-5")),
+            field("cannot provide negative value '-5'")
+        );
+        assert_eq!(
+            parse_increment(&json!("-5s")),
+            field("cannot provide negative value '-5'")
+        );
         assert_eq!(
             parse_increment(&json!(-5.5)),
             field("time: missing unit in duration \"-5.5\"")

@@ -48,18 +48,26 @@ fn handle_at(st: &mut State, req: &Request, now: SystemTime) -> Reply {
         return Reply::errors::<&str>(404, &[]);
     };
     let header = req.header("x-vault-namespace").unwrap_or_default();
-    let health = health::answer(&st.cluster, &req.method, header, path, &req.query, false, now);
+    let health = health::answer(
+        &st.cluster,
+        &req.method,
+        header,
+        path,
+        &req.query,
+        false,
+        now,
+    );
     if let Some(reply) = health {
         return reply;
     }
     // Vault takes the namespace from the header, from a path prefix, or both joined.
     let (ns, path) = match st.resolve(header, path) {
         Some(resolved) => resolved,
-        None => match st.flavour.unknown_namespace() {
-            Some(reply) => return reply,
-            // An empty namespace: nothing is mounted there, nothing allowed.
-            None => (clean(header).to_string(), path),
-        },
+        None if st.flavour.refuses_unknown_namespaces() => {
+            return Reply::error(404, "namespace not found")
+        }
+        // An empty namespace: nothing is mounted there, nothing allowed.
+        None => (clean(header).to_string(), path),
     };
     let write = matches!(req.method.as_str(), "POST" | "PUT");
     let login_mount = path
@@ -352,7 +360,7 @@ fn new_token(flavour: Flavour, issued: Issued, sa: ServiceAccount, now: SystemTi
 
 fn renew_self(st: &mut State, req: &Request, token: &str, now: SystemTime) -> Reply {
     let Some(t) = st.tokens.live_mut(token, now) else {
-        return st.flavour.bad_token(true);
+        return Reply::bad_token(st.flavour, true);
     };
     if t.token_type == TokenType::Batch {
         return Reply::error(400, "batch tokens cannot be renewed");
@@ -399,7 +407,7 @@ fn renew_self(st: &mut State, req: &Request, token: &str, now: SystemTime) -> Re
     };
     let flavour = st.flavour;
     let Some(t) = st.tokens.live_mut(token, now) else {
-        return flavour.bad_token(true);
+        return Reply::bad_token(flavour, true);
     };
     // `time.Now().Add(TTL)`: the precise renewal time plus the whole-second TTL.
     t.expire_time = now + Duration::from_secs(outcome.ttl.max(0).unsigned_abs());
@@ -435,7 +443,7 @@ fn display_name(t: &TokenEntry) -> String {
 fn lookup_self(st: &mut State, token: &str, now: SystemTime) -> Reply {
     let flavour = st.flavour;
     let Some(t) = st.tokens.live_mut(token, now) else {
-        return flavour.bad_token(true);
+        return Reply::bad_token(flavour, true);
     };
     let mut data = json!({
         "accessor": t.accessor,
@@ -478,7 +486,7 @@ fn revoke_self(st: &mut State, token: &str, now: SystemTime) -> Reply {
             st.tokens.revoke(token);
             Reply::no_content()
         }
-        None => st.flavour.bad_token(true),
+        None => Reply::bad_token(st.flavour, true),
     }
 }
 
