@@ -68,6 +68,8 @@
 //! - `tokens`: the token store and Vault's `CalculateTTL`, plus Go-style durations and RFC 3339
 //!   timestamps.
 //! - `tls`: a throwaway CA with server and client certificates.
+//! - [`real`]: the real OpenBao (`bao server -dev`, fetched on first use) with a fake
+//!   kube-apiserver, and a throwaway PostgreSQL, for the real-server tier of tests.
 //! - `secrets`: KV v2, KV v1 and a dynamic (database-style) engine and how each answers a read;
 //!   `leases`: dynamic-secret leases (issue, renew, revoke, expiry);
 //!   `policy`: ACL policies and the capability check. Their module docs list the Vault facts
@@ -81,6 +83,7 @@ mod jwt;
 mod leases;
 mod paths;
 mod policy;
+pub mod real;
 mod reply;
 mod secrets;
 mod server;

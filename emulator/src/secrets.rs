@@ -14,7 +14,8 @@
 //!   `kv get`.
 //! - KV v1 `GET <mount>/<path>` → `data` is the secret itself; `lease_duration` 2764800 (768 h,
 //!   or the secret's own `ttl` key), `lease_id` "", `renewable` false.
-//! - Dynamic `GET <mount>/creds/<role>` → new `username`/`password` every read, `lease_id`
+//! - Dynamic `GET <mount>/creds/<role>` → new `username` (`v-kubernet-<role>-<20>-<unix>`, as
+//!   OpenBao's PostgreSQL plugin names them) and `password` every read, `lease_id`
 //!   `<mount>/creds/<role>/<24 base62>` (plus `.<namespace id>` outside the root namespace, as
 //!   `ExpirationManager.Register` writes it), `renewable`, `lease_duration` (see `leases.rs`).
 //!   An unknown role answers 400 `unknown role: <role>`.
@@ -269,11 +270,14 @@ fn issue_creds(
     role: &DynamicRole,
     path: &str,
 ) -> Reply {
+    // OpenBao's PostgreSQL plugin: `v-{{display name | truncate 8}}-{{role | truncate 8}}-
+    // {{random 20}}-{{unix time}}`, the display name of a kubernetes login starting `kubernet`.
+    let role8: String = role_name.chars().take(8).collect();
     let mut data = Map::new();
     data.insert(
         "username".into(),
         json!(format!(
-            "v-kubernetes-{role_name}-{}-{}",
+            "v-kubernet-{role8}-{}-{}",
             random_base62(20),
             unix_secs(cx.now)
         )),
