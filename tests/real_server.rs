@@ -197,7 +197,7 @@ fn once_with_the_tutorial_role() {
     assert_eq!(data["policies"], json!(["default"]));
     assert!(data["ttl"].as_u64().unwrap() > 3500, "{data}");
     assert!(!run.stderr.contains(&token));
-    assert!(run.stderr.contains("logged in"), "{}", run.stderr);
+    assert!(run.stderr.contains("login succeeded"), "{}", run.stderr);
     assert_eq!(s.bao.apiserver().reviews(), 1);
 }
 

@@ -24,8 +24,10 @@ use crate::health::status::Status;
 use crate::hooks::Hooks;
 use crate::jwt;
 use crate::machine::events::{Event, Exit};
+use crate::machine::failure::warns_of_cap;
 use crate::machine::Machine;
 use crate::secrets::{SecretSpec, SecretWriter, Source};
+use crate::vault::hints;
 use crate::vault::login::LoginError;
 use crate::vault::{Auth, Renewal, VaultClient, VaultError};
 
@@ -147,7 +149,12 @@ impl Agent {
                 }
             }
             Answer::Renew(sent, Ok(r)) => {
-                for w in &r.warnings {
+                // The max-TTL cap's warning is the machine's "max TTL reached" line already.
+                for w in r
+                    .warnings
+                    .iter()
+                    .filter(|w| !warns_of_cap(std::slice::from_ref(w)))
+                {
                     info!(warning = %w, "Vault warning on renewal");
                 }
                 let grant = r.grant();
@@ -178,23 +185,11 @@ impl Agent {
 
     /// The one line a login gives: what Vault granted, and what the machine does next.
     fn log_login(&self, a: &Auth, replaced: bool, machine: &Machine) {
-        let (next, next_in) = machine.next_fields(Instant::now().into_std());
-        let next_in = if self.cfg.once {
-            "-".to_string()
-        } else {
-            next_in
+        let (next, next_in) = match self.cfg.once {
+            true => ("exit", "-".to_string()),
+            false => machine.next_fields(Instant::now().into_std()),
         };
-        info!(
-            ttl = %brief(a.lease_duration),
-            renewable = a.grant().renewable,
-            token_type = %a.token_type,
-            policies = ?a.policies,
-            accessor = %a.accessor.prefix(4),
-            replaced,
-            next = if self.cfg.once { "exit" } else { next },
-            next_in,
-            "logged in"
-        );
+        hints::log_login(a, replaced, next, &next_in);
     }
 
     fn exit(&self, exit: Exit, started: Instant) -> Result<()> {

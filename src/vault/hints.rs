@@ -135,20 +135,25 @@ impl Verify {
     }
 }
 
-/// Logs one `login succeeded` line with the [`Verify`] fields; never the token.
-pub fn log_login(auth: &Auth) {
+/// Logs the one line a login gives, `login succeeded`, with the [`Verify`] fields (never the
+/// token), whether it replaced a live token, and what the loop does `next` and when.
+pub fn log_login(auth: &Auth, replaced: bool, next: &str, next_in: &str) {
     let v = Verify::of(auth);
     let [name, namespace, secret_name, uid, role] = &v.token_meta;
     info!(
         token_accessor = %v.token_accessor,
         token_duration = %v.token_duration,
         token_renewable = v.token_renewable,
+        token_type = %auth.token_type,
         token_policies = ?v.token_policies,
         token_meta_service_account_name = %name,
         token_meta_service_account_namespace = %namespace,
         token_meta_service_account_secret_name = %secret_name,
         token_meta_service_account_uid = %uid,
         token_meta_role = %role,
+        replaced,
+        next,
+        next_in,
         "login succeeded"
     );
 }
