@@ -55,6 +55,8 @@ pub struct Config {
     pub min_backoff: Duration,
     /// Longest wait between retries (>= `min_backoff`).
     pub max_backoff: Duration,
+    /// Longest wait between logins while no valid token is held (> 0).
+    pub recovery_backoff: Duration,
     /// Increment to ask for when renewing (>= 1s), if any.
     pub renew_increment: Option<Duration>,
     /// Revoke the token when exiting.
@@ -260,6 +262,7 @@ impl Config {
             },
             min_backoff: self.min_backoff,
             max_backoff: self.max_backoff,
+            recovery_backoff: self.recovery_backoff,
             renew_increment: self.renew_increment,
             revoke_on_exit: self.revoke_on_exit,
             secrets: secrets::sources(&self.secrets.specs).len(),
@@ -329,7 +332,7 @@ impl Config {
                 human(self.secrets.refresh)
             ),
         };
-        let fields: [(&str, String); 34] = [
+        let fields: [(&str, String); 35] = [
             (
                 "vault_addr",
                 shown(self.vault.addr.as_str().trim_end_matches('/')),
@@ -358,6 +361,7 @@ impl Config {
             ("timeout", human(self.timeout)),
             ("min_backoff", human(self.min_backoff)),
             ("max_backoff", human(self.max_backoff)),
+            ("recovery_backoff", human(self.recovery_backoff)),
             (
                 "renew_increment",
                 self.renew_increment.map_or_else(none, human),
@@ -436,6 +440,7 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
     let timeout = lookup.value(&s::TIMEOUT)?;
     let min_backoff = lookup.parsed(&s::MIN_BACKOFF)?;
     let max_backoff = lookup.parsed(&s::MAX_BACKOFF)?;
+    let recovery_backoff = lookup.value(&s::RECOVERY_BACKOFF)?;
     let renew_increment = lookup.get(&s::RENEW_INCREMENT)?;
     let revoke_on_exit = lookup.value(&s::REVOKE_ON_EXIT)?;
     let listen = lookup.get(&s::LISTEN)?;
@@ -556,6 +561,7 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         timeout,
         min_backoff: min,
         max_backoff: max,
+        recovery_backoff,
         renew_increment,
         revoke_on_exit,
         listen,
@@ -832,6 +838,7 @@ mod tests {
         assert_eq!(c.timeout, secs(300));
         assert_eq!(c.min_backoff, secs(1));
         assert_eq!(c.max_backoff, secs(300));
+        assert_eq!(c.recovery_backoff, secs(20));
         assert_eq!(c.renew_increment, None);
         assert!(!c.revoke_on_exit);
         assert_eq!(c.listen, None);
@@ -2134,6 +2141,7 @@ mod tests {
             "timeout=5m0s",
             "min_backoff=1s",
             "max_backoff=5m0s",
+            "recovery_backoff=20s",
             "renew_increment=1h30m0s",
             "revoke_on_exit=false",
             "listen=none",

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::backoff::{Backoff, Jitter};
 use crate::duration::brief;
 use crate::events::{Action, Goal, Grant, SecretGrant, Settings};
-use crate::failure::{Failure, FailureKind};
+use crate::failure::Failure;
 use crate::schedule::{self, Lifetime, Next};
 
 /// One secret: what to do next with it and when.
@@ -230,7 +230,7 @@ impl SecretLane {
                 self.plan(index, sent, next, now, jitter);
                 Outcome::Same
             }
-            Err(f) if f.kind == FailureKind::Transient => self.failed(now, index, f, true, jitter),
+            Err(f) if f.kind.is_transient() => self.failed(now, index, f, true, jitter),
             Err(f) => {
                 // The lease is gone (expired, revoked, not renewable): new credentials now.
                 warn!(error = %f.message, "lease not renewed; reading new credentials");
@@ -277,6 +277,7 @@ impl SecretLane {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::failure::FailureKind;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
 
@@ -285,6 +286,7 @@ mod tests {
             goal,
             min_backoff: S(1),
             max_backoff: S(300),
+            recovery_backoff: S(20),
             renew_increment: None,
             revoke_on_exit: false,
             secrets: count,

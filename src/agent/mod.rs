@@ -19,7 +19,7 @@ use crate::backoff::random_u64;
 use crate::config::{Config, TokenSink};
 use crate::duration::brief;
 use crate::error::{self, Error, Result};
-use crate::events::{Action, Event, Exit, Hook};
+use crate::events::{Action, Event, Exit, Grant, Hook};
 use crate::hooks::Hooks;
 use crate::jwt;
 use crate::login::LoginError;
@@ -48,6 +48,7 @@ pub enum Control {
 enum Answer {
     Login(Instant, std::result::Result<Auth, LoginError>),
     Renew(Instant, std::result::Result<Renewal, VaultError>),
+    Lookup(Instant, std::result::Result<Grant, VaultError>),
     Revoked,
 }
 
@@ -128,6 +129,10 @@ impl Agent {
             .collect();
         // The held token's latest auth block, for renewals, writes, hooks and revocation.
         let mut auth: Option<Auth> = None;
+        // The last login's auth block, until the machine takes it (or discards it).
+        let mut fresh: Option<Auth> = None;
+        // The revocation of a discarded fresh token.
+        let mut discarding: Option<Pending<'_, ()>> = None;
         let mut control_open = true;
         let (cfg, file) = (&self.cfg, self.file.as_ref().filter(|_| !self.cfg.once));
         if let Some(f) = file {
@@ -162,6 +167,27 @@ impl Agent {
                     Action::Login { deadline } => {
                         request = Some(Box::pin(self.login(deadline.map(Instant::from_std))));
                     }
+                    Action::Take => {
+                        if let Some(a) = fresh.take() {
+                            auth = Some(a);
+                            // A new token's first write restores nothing: a change seen
+                            // before it was our own previous write.
+                            changed = false;
+                        }
+                    }
+                    Action::LookupSelf {
+                        fresh: of_fresh,
+                        deadline,
+                    } => {
+                        let which = if of_fresh { &fresh } else { &auth };
+                        let token = which.as_ref().map(|a| a.client_token.clone());
+                        let deadline = deadline.map(Instant::from_std);
+                        request = Some(Box::pin(self.lookup(token, deadline)));
+                    }
+                    Action::Discard => match fresh.take() {
+                        Some(a) => discarding = Some(Box::pin(self.discard(a.client_token))),
+                        None => machine.handle(now(), Event::Discarded),
+                    },
                     Action::Renew {
                         increment,
                         deadline,
@@ -281,7 +307,7 @@ impl Agent {
                     request = None;
                     // A renewal's own line says what follows; only a login needs a plan line.
                     let login = matches!(answer, Answer::Login(_, Ok(_)));
-                    let event = self.answered(answer, &mut auth, &machine);
+                    let event = self.answered(answer, &mut auth, &mut fresh, &machine);
                     machine.handle(now(), event);
                     if login {
                         self.log_plan(&machine, &auth);
@@ -300,6 +326,10 @@ impl Agent {
                         let token = auth.as_ref().map(|a| a.client_token.clone());
                         writing = Some(Box::pin(self.write(token, restoring)));
                     }
+                }
+                () = async { discarding.as_mut().expect("guarded by is_some").await }, if discarding.is_some() => {
+                    discarding = None;
+                    machine.handle(now(), Event::Discarded);
                 }
                 () = async { hooks_done.as_mut().expect("guarded by is_some").await }, if hooks_done.is_some() => {
                     hooks_done = None;
@@ -331,7 +361,13 @@ impl Agent {
 
     /// Turns a finished request into the machine's event, keeping the auth block and the
     /// shared status up to date.
-    fn answered(&self, answer: Answer, auth: &mut Option<Auth>, machine: &Machine) -> Event {
+    fn answered(
+        &self,
+        answer: Answer,
+        auth: &mut Option<Auth>,
+        fresh: &mut Option<Auth>,
+        machine: &Machine,
+    ) -> Event {
         match answer {
             Answer::Login(sent, Ok(a)) => {
                 // Counted as a login (metrics, expiry) even if the write fails next;
@@ -347,7 +383,7 @@ impl Agent {
                     replaced = machine.holds_live_token(Instant::now().into_std()),
                     "logged in"
                 );
-                *auth = Some(a);
+                *fresh = Some(a);
                 Event::LoginDone {
                     sent: sent.into_std(),
                     result: Ok(grant),
@@ -388,6 +424,13 @@ impl Agent {
                     result: Err(e.failure(message)),
                 }
             }
+            Answer::Lookup(sent, result) => Event::LookedUp {
+                sent: sent.into_std(),
+                result: result.map_err(|e| {
+                    let message = e.to_string();
+                    e.failure(message)
+                }),
+            },
             Answer::Revoked => Event::Revoked,
         }
     }
