@@ -9,9 +9,9 @@ use tracing::{error, info, warn};
 use serde_json::Value;
 
 use super::{Agent, Answer};
-use crate::events::{Event, Grant};
-use crate::login::{self, LoginError};
-use crate::secret::Secret;
+use crate::machine::events::{Event, Grant};
+use crate::sensitive::Secret;
+use crate::vault::login::{self, LoginError};
 use crate::vault::VaultError;
 
 impl Agent {

@@ -6,6 +6,8 @@
 //! head and [`CONNECTION_TIMEOUT`] in total, keep-alive is off, request heads are small and request
 //! bodies are never read. While idle it only waits on `accept()`: no interval timers, no wake-ups.
 
+pub mod status;
+
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -26,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::status::{Now, Snapshot, Status};
+use crate::health::status::{Now, Snapshot, Status};
 
 /// Connections served at once; further clients wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 16;

@@ -1,10 +1,13 @@
 //! Settings: command-line flags, then `VAULT_*`/`VAULT_LOGIN_*` variables, then `BAO_*` twins, then defaults.
 //!
-//! Each setting is declared once in [`crate::settings`]; this module reads them through an
+//! Each setting is declared once in [`crate::config::settings`]; this module reads them through an
 //! injectable lookup (so tests never touch the process environment) and assembles each module's
 //! settings into a [`Config`]. An empty variable counts as unset. Every value is checked here,
 //! once, so the rest of the program can trust a [`Config`]; a bad value becomes a
 //! [`ConfigError::Invalid`] that names the flag or variable it came from and says what to do.
+
+pub mod cli;
+pub mod settings;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -13,20 +16,20 @@ use std::time::Duration;
 
 use clap::ArgMatches;
 
-use crate::cli::{self, CliError};
+use cli::CliError;
 
-use crate::events::{Goal, Settings};
+use crate::config::settings::{self as s, check_readable, About, Setting};
 use crate::hooks::HookSettings;
-use crate::proxy::{redacted, ProxySettings};
+use crate::machine::events::{Goal, Settings};
 use crate::secrets::{self, SecretsSettings};
-use crate::settings::{self as s, check_readable, About, Setting};
-use crate::tls::{count_pem_certificates, TlsNames, TlsSettings};
+use crate::vault::proxy::{redacted, ProxySettings};
+use crate::vault::tls::{count_pem_certificates, TlsNames, TlsSettings};
 use crate::vault::VaultSettings;
 
 pub use crate::duration::{human, parse_duration, DURATION_HINT, MAX_DURATION};
+pub use crate::files::token_file::{Owner, TokenSink, DEFAULT_TOKEN_FILE};
 pub use crate::jwt::{JwtSource, DEFAULT_JWT_FILE, JWT_ENV};
 pub use crate::telemetry::LogFormat;
-pub use crate::token_file::{Owner, TokenSink, DEFAULT_TOKEN_FILE};
 
 /// The checked, effective configuration: each module's settings, and the token loop's.
 #[derive(Clone, Debug)]
@@ -701,9 +704,9 @@ fn shown(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::settings::parse_bool;
+    use crate::files::token_file::{parse_mode, parse_owner};
     use crate::hooks::AppSignal;
-    use crate::settings::parse_bool;
-    use crate::token_file::{parse_mode, parse_owner};
     use std::collections::HashMap;
 
     const ADDR: &str = "https://vault.example:8200";
@@ -2540,7 +2543,7 @@ mod tests {
         ];
         for (args, vars, prefix) in cases {
             let c = ok(args, vars);
-            let err = crate::tls::client_config(&c.vault.tls).unwrap_err();
+            let err = crate::vault::tls::client_config(&c.vault.tls).unwrap_err();
             assert!(err.to_string().starts_with(prefix), "{prefix}: {err}");
         }
         // A key file without a key, named by the twin that gave it.
@@ -2552,7 +2555,7 @@ mod tests {
             &[],
             &[("VAULT_CLIENT_CERT", cert), ("BAO_CLIENT_KEY", junk)],
         );
-        let err = crate::tls::client_config(&c.vault.tls).unwrap_err();
+        let err = crate::vault::tls::client_config(&c.vault.tls).unwrap_err();
         assert!(err.to_string().starts_with("BAO_CLIENT_KEY: "), "{err}");
     }
 
