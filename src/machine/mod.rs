@@ -792,7 +792,9 @@ impl Machine {
         h.expires_at = (!grant.ttl.is_zero()).then(|| sent + grant.ttl);
         let renewable = h.renewable;
         let took = now.saturating_duration_since(sent);
-        if schedule::answered_late(took, grant.ttl) {
+        // A capped renewal's expiry is the max TTL's, wherever Vault renewed it in the wait:
+        // nothing to ask, and no time to lose asking.
+        if !capped && schedule::answered_late(took, grant.ttl) {
             info!(took = %brief(took), ttl = %brief(grant.ttl), next = "lookup", "renewal answered late; asking Vault for the token's remaining life");
             self.unsure = Some(Unsure {
                 fresh: false,
