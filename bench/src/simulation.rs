@@ -264,6 +264,7 @@ fn drive(
         goal: Goal::Sidecar,
         min_backoff: Duration::from_secs(1),
         max_backoff: Duration::from_secs(300),
+        recovery_backoff: Duration::from_secs(20),
         renew_increment: None,
         revoke_on_exit: false,
         secrets: statics + dynamic,
