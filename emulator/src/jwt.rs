@@ -76,6 +76,23 @@ fn b64(part: &str) -> Option<Vec<u8>> {
     URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()
 }
 
+impl Jwt {
+    /// The claims, as signed (the fake kube-apiserver's TokenReview reads them).
+    pub(crate) fn claims(&self) -> &Map<String, Value> {
+        &self.claims
+    }
+
+    /// Whether the test key signed it with RS256.
+    pub(crate) fn signature_ok(&self) -> bool {
+        self.signature_ok
+    }
+
+    /// The service account its claims name.
+    pub(crate) fn service_account(&self) -> ServiceAccount {
+        service_account(&self.claims)
+    }
+}
+
 /// Parses a compact JWS; `None` when it is not one (Vault: 403 permission denied).
 pub(crate) fn parse(token: &str) -> Option<Jwt> {
     let mut parts = token.trim().split('.');

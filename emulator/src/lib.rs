@@ -44,6 +44,8 @@
 //! - `tokens`: the token store and Vault's `CalculateTTL`, plus Go-style durations and RFC 3339
 //!   timestamps.
 //! - `tls`: a throwaway CA with server and client certificates.
+//! - [`real`]: the real OpenBao (`bao server -dev`, fetched on first use) with a fake
+//!   kube-apiserver, and a throwaway PostgreSQL, for the real-server tier of tests.
 //! - `secrets`: KV v2, KV v1 and a dynamic (database-style) engine, with their own dispatch in
 //!   front of the router; `leases`: dynamic-secret leases (issue, renew, revoke, expiry);
 //!   `policy`: ACL policies and the capability check. Their module docs list the Vault facts
@@ -53,6 +55,7 @@
 mod jwt;
 mod leases;
 mod policy;
+pub mod real;
 mod secrets;
 mod server;
 mod state;
