@@ -525,7 +525,7 @@ impl Sim<'_> {
     }
 
     /// One need, one login: a login is not sent while the token of the one before is alive
-    /// with more than half the TTL left, unless SIGHUP or a JWT change came between
+    /// with more than half of the longest grant left, unless SIGHUP or a JWT change came between
     /// (a late answer is used, not followed by a second login).
     fn one_login_per_need(&self, logins: &[(Duration, usize, Duration)]) {
         for pair in logins.windows(2) {
@@ -535,11 +535,14 @@ impl Sim<'_> {
             if nudged || t.renewal_unseen || !self.alive(a, sent) {
                 continue;
             }
-            // A capped renewal's remainder is replaced with at most 40 % of the TTL left.
-            let ttl = self.w.ttl.min(self.w.max_ttl);
+            // A capped renewal's remainder is replaced with at most 40 % of it left, and a
+            // renewal grants at most the larger of the TTL and the increment.
+            let w = self.w;
+            let ttl = w.ttl.max(w.increment.unwrap_or(w.ttl)).min(w.max_ttl);
             let left = t.expires - sent;
+            // Vault counts a token's life in whole seconds: under one second is no life.
             assert!(
-                left <= ttl / 2,
+                left <= (ttl / 2).max(secs(1)),
                 "login sent at {sent:?} while token #{a} (delivered at {delivered:?}) had {left:?} of its {ttl:?} left"
             );
         }

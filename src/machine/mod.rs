@@ -640,15 +640,13 @@ impl Machine {
                     self.actions.push_back(Action::RunHooks(Hook::Renewed));
                 }
             }
-            Ok(_) => self.unsure_is_gone(
-                now,
-                u,
-                Failure::new(
-                    FailureKind::Expired,
-                    "lookup-self: the token has no time left",
-                ),
-            ),
-            Err(f) if f.kind == FailureKind::Denied => self.unsure_is_gone(now, u, f),
+            Ok(_) => {
+                // Under a second left (Vault counts whole seconds): too little to use, but
+                // still alive, so an unused one is revoked rather than left behind.
+                let f = Failure::new(FailureKind::Expired, "lookup-self: under a second left");
+                self.unsure_is_gone(now, u, f, true)
+            }
+            Err(f) if f.kind == FailureKind::Denied => self.unsure_is_gone(now, u, f, false),
             Err(f) if f.kind.is_transient() => {
                 // Its life is unknown, not over: ask again, before the held token (if the new
                 // one is not taken yet) runs out.
@@ -700,11 +698,16 @@ impl Machine {
         }
     }
 
-    /// Vault says the token whose answer came late is gone: a fresh one is dropped (the
-    /// login it was for is still owed, the held token stays); a taken one is replaced now.
-    fn unsure_is_gone(&mut self, now: Instant, u: Unsure, f: Failure) {
+    /// Vault says the token whose answer came late is gone (or about to be: `alive`): a fresh
+    /// one is dropped (the login it was for is still owed, the held token stays); a taken one
+    /// is replaced now.
+    fn unsure_is_gone(&mut self, now: Instant, u: Unsure, f: Failure, alive: bool) {
         self.unsure = None;
         if u.fresh {
+            if alive {
+                self.discarding = true;
+                self.actions.push_back(Action::Discard);
+            }
             warn!(error = %f.message, "the late login's token is no longer valid; the current token stays in the file");
             self.login_failed(now, f);
         } else {
@@ -1500,7 +1503,7 @@ mod tests {
             [Action::LookupSelf { fresh: true, .. }]
         ));
         looked_up(&mut m, t + S(3), t + S(3), Ok(grant(0, true)));
-        assert!(actions(&mut m).is_empty(), "dead: not taken");
+        assert_eq!(actions(&mut m), vec![Action::Discard], "not taken, revoked");
         assert_eq!(m.next_step().0, Step::Login);
     }
 
