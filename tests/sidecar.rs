@@ -704,3 +704,28 @@ async fn renew_increment_is_requested_and_honoured() {
     assert_eq!(v.token().unwrap(), token);
     assert!(!r.stderr().contains("max TTL reached"), "{}", r.stderr());
 }
+
+#[tokio::test(start_paused = true)]
+async fn readyz_counts_a_slow_logins_token_life_from_the_sending_as_the_machine_does() {
+    // Issue 20: health kept a second copy of the token's life, counted from the answer's
+    // arrival, so /readyz and the metrics overstated it by the answer's delay.
+    let v = Virtual::with_role(hourly(30 * DAY));
+    v.emu.set_fault_for(Fault::Slow(Duration::from_secs(40)), 1);
+    let sent = tokio::time::Instant::now();
+    let r = v.spawn(&[]);
+    v.wait_token().await;
+    let arrived = tokio::time::Instant::now();
+    assert!(
+        arrived - sent >= Duration::from_secs(40),
+        "the login was slow"
+    );
+    let expires = r.status.snapshot().expires_at.expect("an expiring token");
+    // The login was sent at `sent` (the first step runs at once), so the token expires an
+    // hour after that, not an hour after its arrival.
+    assert!(
+        expires <= sent + HOUR + Duration::from_millis(10),
+        "expiry {:?} after the sending + 1h",
+        expires - (sent + HOUR)
+    );
+    assert!(expires >= sent + HOUR, "expiry before the sending + 1h");
+}

@@ -28,6 +28,7 @@
 pub mod backoff;
 pub mod events;
 pub mod failure;
+pub mod said;
 pub mod schedule;
 pub mod secret_lane;
 
@@ -184,6 +185,13 @@ impl Machine {
     /// The next step and when it is due, for logs ("renew in 42m").
     pub fn next_step(&self) -> (Step, Option<Instant>) {
         (self.step, self.due)
+    }
+
+    /// The held token's life as the machine counts it (from the request's sending, a lower
+    /// bound): `None` without a token, `Some(None)` for one that never expires. Health and
+    /// metrics show this, so `/readyz` never outlives what the machine plans with.
+    pub fn token_expiry(&self) -> Option<Option<Instant>> {
+        self.held.map(|h| h.expires_at)
     }
 
     /// Whether a token is held that Vault still accepts at `now`, as far as the machine knows:

@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::duration::brief;
 use crate::machine::backoff::{Backoff, Jitter};
 use crate::machine::events::{Action, Goal, Grant, SecretGrant, Settings};
-use crate::machine::failure::Failure;
+use crate::machine::failure::{Failure, FailureKind};
 use crate::machine::schedule::{self, Lifetime, Next};
 
 /// One secret: what to do next with it and when.
@@ -230,16 +230,25 @@ impl SecretLane {
                 self.plan(index, sent, next, now, jitter);
                 Outcome::Same
             }
-            Err(f) if f.kind.is_transient() => self.failed(now, index, f, true, jitter),
-            Err(f) => {
-                // The lease is gone (expired, revoked, not renewable): new credentials now.
-                warn!(error = %f.message, "lease not renewed; reading new credentials");
-                let s = &mut self.secrets[index];
-                s.lease = None;
-                s.renew = false;
-                s.due = Some(now);
-                Outcome::Same
-            }
+            Err(f) => match f.kind {
+                FailureKind::Transient | FailureKind::Busy => {
+                    self.failed(now, index, f, true, jitter)
+                }
+                // The lease is gone (expired, revoked, not renewable, not found) or the token
+                // may no longer renew it: new credentials now.
+                FailureKind::Denied
+                | FailureKind::NotRenewable
+                | FailureKind::Expired
+                | FailureKind::JwtMissing
+                | FailureKind::Other => {
+                    warn!(error = %f.message, "lease not renewed; reading new credentials");
+                    let s = &mut self.secrets[index];
+                    s.lease = None;
+                    s.renew = false;
+                    s.due = Some(now);
+                    Outcome::Same
+                }
+            },
         }
     }
 
@@ -277,7 +286,6 @@ impl SecretLane {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::failure::FailureKind;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
 

@@ -253,24 +253,7 @@ impl VaultClient {
             Some(d) => d.address(&url),
             None => url,
         };
-        let mut req = self.http.request(method, to);
-        if let Some(ns) = &self.namespace {
-            req = req.header("X-Vault-Namespace", ns.as_str());
-        }
-        if let Some(token) = token {
-            let mut value =
-                HeaderValue::from_str(token.expose()).map_err(|_| VaultError::Transport {
-                    op: op.clone(),
-                    message: "the token contains characters not allowed in a header".into(),
-                })?;
-            value.set_sensitive(true);
-            req = req.header("X-Vault-Token", value);
-        }
-        if let Some(body) = body {
-            req = req
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.to_string());
-        }
+        let req = self.request(method, to, token, body, &op)?;
         let mut resp = req.send().await.map_err(|e| {
             let message = crate::vault::tls::describe_error(&e);
             let message = if message == "connection refused" {
@@ -285,26 +268,7 @@ impl VaultClient {
         })?;
         let status = resp.status();
         if status.is_redirection() {
-            // Only what the redirect policy did not follow gets here.
-            let to = resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map_or_else(
-                    || "nowhere (no Location header)".to_string(),
-                    |l| excerpt(l.as_bytes()),
-                );
-            let why = if self.no_redirects {
-                "VAULT_DISABLE_REDIRECTS is set; point VAULT_ADDR at the active node or unset it"
-            } else {
-                "only one redirect is followed, and never from https to http"
-            };
-            return Err(VaultError::Status {
-                op,
-                status,
-                errors: vec![format!("redirected to {to}, not followed: {why}")],
-                retry_after: None,
-            });
+            return Err(self.not_followed(op, status, resp.headers()));
         }
         let retry_after = resp
             .headers()
@@ -327,33 +291,101 @@ impl VaultClient {
                 ),
             });
         }
-        let mut bytes = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if bytes.len() + chunk.len() > MAX_BODY_BYTES {
-                        return Err(VaultError::BadResponse {
-                            op,
-                            status,
-                            problem: format!("body exceeds the {MAX_BODY_BYTES}-byte limit"),
-                        });
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(VaultError::Transport {
-                        op,
-                        message: format!(
-                            "reading the answer failed: {}",
-                            crate::vault::tls::describe_error(&e)
-                        ),
-                    })
-                }
-            }
-        }
+        let bytes = read_body(&mut resp, &op, status).await?;
         check_status(&op, status, retry_after, &bytes)?;
         Ok((op, status, bytes))
+    }
+}
+
+impl VaultClient {
+    /// The request with Vault's headers: namespace, token (marked sensitive) and JSON body.
+    fn request(
+        &self,
+        method: Method,
+        to: Url,
+        token: Option<&Secret>,
+        body: Option<Value>,
+        op: &str,
+    ) -> Result<reqwest::RequestBuilder, VaultError> {
+        let mut req = self.http.request(method, to);
+        if let Some(ns) = &self.namespace {
+            req = req.header("X-Vault-Namespace", ns.as_str());
+        }
+        if let Some(token) = token {
+            let mut value =
+                HeaderValue::from_str(token.expose()).map_err(|_| VaultError::Transport {
+                    op: op.to_string(),
+                    message: "the token contains characters not allowed in a header".into(),
+                })?;
+            value.set_sensitive(true);
+            req = req.header("X-Vault-Token", value);
+        }
+        if let Some(body) = body {
+            req = req
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        Ok(req)
+    }
+
+    /// The error for a redirect the policy did not follow, saying where it pointed and why.
+    fn not_followed(
+        &self,
+        op: String,
+        status: StatusCode,
+        headers: &reqwest::header::HeaderMap,
+    ) -> VaultError {
+        let to = headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(
+                || "nowhere (no Location header)".to_string(),
+                |l| excerpt(l.as_bytes()),
+            );
+        let why = if self.no_redirects {
+            "VAULT_DISABLE_REDIRECTS is set; point VAULT_ADDR at the active node or unset it"
+        } else {
+            "only one redirect is followed, and never from https to http"
+        };
+        VaultError::Status {
+            op,
+            status,
+            errors: vec![format!("redirected to {to}, not followed: {why}")],
+            retry_after: None,
+        }
+    }
+}
+
+/// The answer's body, refused past [`MAX_BODY_BYTES`] while it streams in.
+async fn read_body(
+    resp: &mut reqwest::Response,
+    op: &str,
+    status: StatusCode,
+) -> Result<Vec<u8>, VaultError> {
+    let mut bytes = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(VaultError::BadResponse {
+                        op: op.to_string(),
+                        status,
+                        problem: format!("body exceeds the {MAX_BODY_BYTES}-byte limit"),
+                    });
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(bytes),
+            Err(e) => {
+                return Err(VaultError::Transport {
+                    op: op.to_string(),
+                    message: format!(
+                        "reading the answer failed: {}",
+                        crate::vault::tls::describe_error(&e)
+                    ),
+                })
+            }
+        }
     }
 }
 
