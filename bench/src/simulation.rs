@@ -944,6 +944,35 @@ mod tests {
     }
 
     #[test]
+    fn recovery_after_an_outage_longer_than_the_ttl_is_no_slower_than_the_agents() {
+        // Issue 26's runs: TTL 20 s, Vault refused for 40 s and for 90 s; the wait from the
+        // end of each outage to a valid token again (time without one while Vault is up).
+        for outage_len in [40.0, 90.0] {
+            let s = Scenario {
+                ttl: 20,
+                max_ttl: 32 * 86_400,
+                outages_per_day: 3,
+                outage_len,
+                days: 10,
+                pods: 20,
+                seed: 26,
+            };
+            let outages = f64::from(s.pods * s.days) * s.outages_per_day as f64;
+            let mean = |c| simulate(&s, c).gap_while_up / outages;
+            let ours = mean(Client::VaultLogin);
+            let agent = mean(Client::Agent(AgentReading::Source));
+            eprintln!(
+                "outage {outage_len} s: mean recovery vault-login {ours:.1} s, agent {agent:.1} s"
+            );
+            assert!(
+                ours <= agent,
+                "{outage_len} s: {ours:.1} s vs the agent's {agent:.1} s"
+            );
+            assert!(ours <= 20.0, "{outage_len} s: {ours:.1} s");
+        }
+    }
+
+    #[test]
     fn per_second_buckets() {
         assert_eq!(
             per_second(&[0.5, 1.0, 1.9, 2.0, 9.0], 1.0, 3),
