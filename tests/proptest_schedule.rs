@@ -576,7 +576,8 @@ impl Sim<'_> {
         let result = if w.down(at) {
             Err(Failure::new(FailureKind::Transient, "connection refused"))
         } else if !self.token_ok(at) {
-            let denied = "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n";
+            // OpenBao's answer to a dead token (the real server, measured).
+            let denied = "permission denied";
             Err(Failure::new(FailureKind::Other, denied))
         } else if index >= w.leases.len() {
             Ok(Grant {
@@ -593,7 +594,8 @@ impl Sim<'_> {
                     Ok(l.renew(ttl, max_expire, now, at))
                 }
                 _ => {
-                    let text = "lease not found or lease is not renewable";
+                    // OpenBao 2.7's answer for a lease that is gone (measured).
+                    let text = "lease not found";
                     Err(Failure::new(
                         failure::classify(Some(400), &[text.into()]),
                         text,
@@ -731,7 +733,7 @@ impl Sim<'_> {
             Req::Renew(i) => {
                 let t = &mut self.tokens[i];
                 if t.revoked || t.expires <= at {
-                    let denied = "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n";
+                    let denied = "permission denied";
                     return Err(Failure::new(
                         failure::classify(Some(403), &[denied.into()]),
                         denied,

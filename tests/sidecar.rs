@@ -222,7 +222,7 @@ async fn batch_tokens_are_replaced_by_login() {
     });
     let r = v.spawn(&[]);
     let t = v.wait_token().await;
-    assert!(t.starts_with("hvb."), "{t}");
+    assert!(t.starts_with("b."), "{t}");
     let checker = TokenChecker::start(&v, MINUTE);
     assert!(
         wait_for(DAY, || logins(&v.emu) >= 5).await,
@@ -528,7 +528,7 @@ async fn readers_never_see_a_partial_or_empty_file_during_rewrites() {
             while !st.load(Ordering::Relaxed) {
                 let t = fs::read_to_string(&path).expect("file always present");
                 assert!(
-                    t.starts_with("hvs.") && t.len() == len,
+                    t.starts_with("s.") && t.len() == len,
                     "partial read {:?}",
                     t.len()
                 );

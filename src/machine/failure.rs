@@ -73,7 +73,9 @@ pub fn classify(status: Option<u16>, errors: &[String]) -> FailureKind {
     let Some(status) = status else {
         return FailureKind::Transient;
     };
-    if says("past the max TTL") || says("lease expired") {
+    // A lease that is gone: OpenBao says `lease not found`, Vault `lease not found or lease is
+    // not renewable`; both mean the thing is at its end.
+    if says("past the max TTL") || says("lease expired") || says("lease not found") {
         return FailureKind::Expired;
     }
     if says("not renewable") || says("batch tokens cannot be renewed") {
@@ -120,6 +122,12 @@ mod tests {
                 FailureKind::NotRenewable,
             ),
             (Some(400), e("lease expired"), FailureKind::Expired),
+            (Some(400), e("lease not found"), FailureKind::Expired),
+            (
+                Some(400),
+                e("lease not found or lease is not renewable"),
+                FailureKind::Expired,
+            ),
             (
                 Some(500),
                 e("past the max TTL, cannot renew"),

@@ -61,6 +61,12 @@ pub fn login_hints(
                 hints.extend(c.hints(now));
             }
         }
+        // OpenBao's answer for an `X-Vault-Namespace` that names no namespace.
+        Some(404) if err.mentions("namespace not found") => hints.push(format!(
+            "there is no namespace {} on this server: VAULT_NAMESPACE must name an existing namespace, \
+             its full path from the root (`vault namespace list` in the parent namespace shows them)",
+            namespace.unwrap_or("(none)")
+        )),
         Some(400) if err.mentions("invalid role name") => hints.push(format!(
             "no such role on auth/{mount}: VAULT_LOGIN_ROLE must name a role that exists there (`vault list auth/{mount}/role`)"
         )),
@@ -303,6 +309,18 @@ mod tests {
             "{admin}"
         );
         assert!(!admin.contains("is not set"), "{admin}");
+    }
+
+    #[test]
+    fn an_unknown_namespace_is_named_with_what_to_check() {
+        let gone = status(404, &["namespace not found"]);
+        let text = login_hints(&gone, "kubernetes", Some("adm1n"), None, NOW);
+        assert!(text.contains("there is no namespace adm1n"), "{text}");
+        assert!(text.contains("VAULT_NAMESPACE"), "{text}");
+        assert_eq!(
+            login_hints(&status(404, &[]), "kubernetes", Some("x"), None, NOW),
+            ""
+        );
     }
 
     #[test]
