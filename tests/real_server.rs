@@ -677,3 +677,89 @@ fn database_credentials_log_in_are_renewed_replaced_and_dropped_at_exit() {
         "every lease gone by its max TTL"
     );
 }
+
+/// Every live token the server holds that a kubernetes login issued, by accessor (asked with
+/// the root token): what vault-login may have left behind.
+fn live_login_tokens(s: &Real) -> Vec<String> {
+    let root = s.bao.root_token();
+    let (status, body) = s
+        .bao
+        .http("LIST", "/v1/auth/token/accessors", Some(&root), &[], None);
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let accessors: Vec<String> = v["data"]["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect();
+    accessors
+        .into_iter()
+        .filter(|accessor| {
+            let body = json!({ "accessor": accessor }).to_string();
+            let (status, answer) = s.bao.http(
+                "POST",
+                "/v1/auth/token/lookup-accessor",
+                Some(&root),
+                &[],
+                Some(&body),
+            );
+            let data = match serde_json::from_slice::<Value>(&answer) {
+                Ok(v) if status == 200 => v["data"].clone(),
+                _ => return false,
+            };
+            data["path"] == "auth/kubernetes/login" && data["ttl"].as_u64().unwrap_or(0) > 0
+        })
+        .collect()
+}
+
+#[test]
+fn a_login_answered_after_the_ttl_is_used_once_and_nothing_leaks() {
+    // The run: the server hangs (SIGSTOP) longer than the token's TTL, then resumes;
+    // the pending login is answered seconds after it was sent.
+    let Some(bao) = Bao::start() else { return };
+    let s = Real::new(bao, &["token_ttl=6", "token_max_ttl=600"]);
+    let r = s.spawn();
+    let first = s.wait_token(&r);
+    s.bao.pause();
+    // The renewal is cut at the token's expiry; the login after it waits in the socket.
+    r.wait_log(
+        "renewal failed and the token has expired; logging in again",
+        LIMIT,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    s.bao.resume();
+    r.wait_log("login answered late", LIMIT);
+    r.wait_log("Vault confirmed the token's remaining life", LIMIT);
+    // The late token is the one kept and renewed, not replaced by a second login.
+    let renewed = count(&r, "token renewed");
+    assert!(
+        wait_until(LIMIT, || count(&r, "token renewed") > renewed),
+        "{}",
+        r.stderr()
+    );
+    let token = s.token().unwrap();
+    assert_ne!(token, first);
+    assert!(s.lookup(&token).is_some(), "{}", r.stderr());
+    assert_eq!(
+        count(&r, "login succeeded"),
+        2,
+        "one login after the resume: {}",
+        r.stderr()
+    );
+    // The server holds no other live login token: nothing was orphaned.
+    let accessor = s.lookup(&token).unwrap()["accessor"].clone();
+    let live = live_login_tokens(&s);
+    assert_eq!(
+        live,
+        vec![accessor.as_str().unwrap().to_string()],
+        "{}",
+        r.stderr()
+    );
+    assert!(
+        !r.stderr().contains("token file was missing or changed"),
+        "no warning about our own write: {}",
+        r.stderr()
+    );
+    assert!(r.stderr().contains("next=\"lookup\""), "{}", r.stderr());
+}

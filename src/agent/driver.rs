@@ -29,6 +29,8 @@ pub(super) enum Input {
     Written(Event),
     /// The `--once` hooks finished.
     HooksDone,
+    /// A discarded fresh token's revocation finished.
+    Discarded,
     /// The token file changed (or, without a watch, may have).
     TokenFileChanged,
     /// The JWT file changed.
@@ -56,6 +58,10 @@ pub(super) struct Driver<'a> {
     memos: Vec<SecretMemo>,
     /// The held token's latest auth block, for renewals, writes, hooks and revocation.
     auth: Option<Auth>,
+    /// The last login's auth block, until the machine takes it (or discards it).
+    fresh: Option<Auth>,
+    /// The revocation of a discarded fresh token.
+    discarding: Option<Pending<'a, ()>>,
     due_at_once: bool,
     pub(super) started: Instant,
 }
@@ -91,6 +97,8 @@ impl<'a> Driver<'a> {
             changed: false,
             memos,
             auth: None,
+            fresh: None,
+            discarding: None,
             due_at_once: false,
             started,
         }
@@ -124,6 +132,7 @@ impl<'a> Driver<'a> {
     }
 
     /// The held token's expiry as the machine counts it, on tokio's clock (`None`: never).
+    /// (A late login's token not taken yet is not counted: the held one is still in use.)
     fn token_expiry(&self) -> Option<Instant> {
         self.machine.token_expiry().flatten().map(Instant::from_std)
     }
@@ -144,6 +153,24 @@ impl<'a> Driver<'a> {
             Action::Login { deadline } => {
                 self.request = Some(Box::pin(agent.login(deadline.map(Instant::from_std))));
             }
+            Action::Take => {
+                if let Some(a) = self.fresh.take() {
+                    self.auth = Some(a);
+                    // A new token's first write restores nothing: a change seen before it was
+                    // our own previous write.
+                    self.changed = false;
+                }
+            }
+            Action::LookupSelf { fresh, deadline } => {
+                let which = if fresh { &self.fresh } else { &self.auth };
+                let token = which.as_ref().map(|a| a.client_token.clone());
+                let deadline = deadline.map(Instant::from_std);
+                self.request = Some(Box::pin(agent.lookup(token, deadline)));
+            }
+            Action::Discard => match self.fresh.take() {
+                Some(a) => self.discarding = Some(Box::pin(agent.discard(a.client_token))),
+                None => self.machine.handle(now(), Event::Discarded),
+            },
             Action::Renew {
                 increment,
                 deadline,
@@ -254,6 +281,7 @@ impl<'a> Driver<'a> {
             secret_request,
             writing,
             hooks_done,
+            discarding,
             ..
         } = self;
         tokio::select! {
@@ -263,6 +291,7 @@ impl<'a> Driver<'a> {
             a = async { secret_request.as_mut().expect("guarded by is_some").await }, if secret_request.is_some() => Input::Secret(a),
             e = async { writing.as_mut().expect("guarded by is_some").await }, if writing.is_some() => Input::Written(e),
             () = async { hooks_done.as_mut().expect("guarded by is_some").await }, if hooks_done.is_some() => Input::HooksDone,
+            () = async { discarding.as_mut().expect("guarded by is_some").await }, if discarding.is_some() => Input::Discarded,
             // Our own writes land here too: the write checks the content first, so an
             // unchanged file is not rewritten.
             () = watch::notified(token_changed.as_deref()), if token_changed.is_some() => Input::TokenFileChanged,
@@ -287,14 +316,15 @@ impl<'a> Driver<'a> {
                 self.request = None;
                 // A renewal's own line says what follows; only a login needs a plan line.
                 let login = matches!(answer, Answer::Login(_, Ok(_)));
-                let renewal = matches!(answer, Answer::Renew(_, Ok(_)));
+                let renewal = matches!(answer, Answer::Renew(_, Ok(_)) | Answer::Lookup(_, Ok(_)));
                 let replaced = self.machine.holds_live_token(now());
-                let event = self.agent.answered(answer, &mut self.auth);
+                let event = (self.agent).answered(answer, &mut self.auth, &mut self.fresh);
                 self.machine.handle(now(), event);
                 // Counted (metrics, expiry) even if the write fails next; readiness follows
-                // the file through file_failed/file_restored. The expiry is the machine's.
+                // the file through file_failed/file_restored. The expiry is the machine's
+                // (a lookup-self of a late answer's token corrects it).
                 let status = &self.agent.status;
-                match (&self.auth, login) {
+                match (&self.fresh, login) {
                     (Some(a), true) => {
                         status.logged_in(self.token_expiry());
                         // Logged once the machine has planned, so the line says what is next.
@@ -320,6 +350,10 @@ impl<'a> Driver<'a> {
             Input::HooksDone => {
                 self.hooks_done = None;
                 Event::HooksDone
+            }
+            Input::Discarded => {
+                self.discarding = None;
+                Event::Discarded
             }
             Input::TokenFileChanged => {
                 self.changed = true;

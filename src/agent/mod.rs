@@ -23,7 +23,7 @@ use crate::files::token_file::TokenFile;
 use crate::health::status::Status;
 use crate::hooks::Hooks;
 use crate::jwt;
-use crate::machine::events::{Event, Exit};
+use crate::machine::events::{Event, Exit, Grant};
 use crate::machine::failure::warns_of_cap;
 use crate::machine::Machine;
 use crate::secrets::{SecretSpec, SecretWriter, Source};
@@ -52,6 +52,7 @@ pub enum Control {
 enum Answer {
     Login(Instant, std::result::Result<Auth, LoginError>),
     Renew(Instant, std::result::Result<Renewal, VaultError>),
+    Lookup(Instant, std::result::Result<Grant, VaultError>),
     Revoked,
 }
 
@@ -128,13 +129,13 @@ impl Agent {
         }
     }
 
-    /// Turns a finished request into the machine's event, keeping the auth block and the
-    /// shared status up to date.
-    fn answered(&self, answer: Answer, auth: &mut Option<Auth>) -> Event {
+    /// Turns a finished request into the machine's event, keeping the auth blocks (a login's
+    /// in `fresh` until the machine takes it) and the shared status up to date.
+    fn answered(&self, answer: Answer, auth: &mut Option<Auth>, fresh: &mut Option<Auth>) -> Event {
         match answer {
             Answer::Login(sent, Ok(a)) => {
                 let grant = a.grant();
-                *auth = Some(a);
+                *fresh = Some(a);
                 Event::LoginDone {
                     sent: sent.into_std(),
                     result: Ok(grant),
@@ -179,6 +180,13 @@ impl Agent {
                     result: Err(e.failure(message)),
                 }
             }
+            Answer::Lookup(sent, result) => Event::LookedUp {
+                sent: sent.into_std(),
+                result: result.map_err(|e| {
+                    let message = e.to_string();
+                    e.failure(message)
+                }),
+            },
             Answer::Revoked => Event::Revoked,
         }
     }

@@ -60,6 +60,8 @@ pub struct Config {
     pub min_backoff: Duration,
     /// Longest wait between retries (>= `min_backoff`).
     pub max_backoff: Duration,
+    /// Longest wait between logins while no valid token is held (> 0).
+    pub recovery_backoff: Duration,
     /// Increment to ask for when renewing (>= 1s), if any.
     pub renew_increment: Option<Duration>,
     /// Revoke the token when exiting.
@@ -265,6 +267,7 @@ impl Config {
             },
             min_backoff: self.min_backoff,
             max_backoff: self.max_backoff,
+            recovery_backoff: self.recovery_backoff,
             renew_increment: self.renew_increment,
             revoke_on_exit: self.revoke_on_exit,
             secrets: secrets::sources(&self.secrets.specs).len(),
@@ -297,6 +300,7 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
     let once = lookup.value(&s::ONCE)?;
     let timeout = lookup.value(&s::TIMEOUT)?;
     let (min_backoff, max_backoff) = backoffs(lookup)?;
+    let recovery_backoff = lookup.value(&s::RECOVERY_BACKOFF)?;
     let renew_increment = lookup.get(&s::RENEW_INCREMENT)?;
     let revoke_on_exit = lookup.value(&s::REVOKE_ON_EXIT)?;
     let listen = lookup.get(&s::LISTEN)?;
@@ -330,6 +334,7 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         timeout,
         min_backoff,
         max_backoff,
+        recovery_backoff,
         renew_increment,
         revoke_on_exit,
         listen,
@@ -699,6 +704,7 @@ mod tests {
         assert_eq!(c.timeout, secs(300));
         assert_eq!(c.min_backoff, secs(1));
         assert_eq!(c.max_backoff, secs(300));
+        assert_eq!(c.recovery_backoff, secs(20));
         assert_eq!(c.renew_increment, None);
         assert!(!c.revoke_on_exit);
         assert_eq!(c.listen, None);
@@ -1936,6 +1942,7 @@ mod tests {
             "timeout=5m0s",
             "min_backoff=1s",
             "max_backoff=5m0s",
+            "recovery_backoff=20s",
             "renew_increment=1h30m0s",
             "revoke_on_exit=false",
             "listen=none",

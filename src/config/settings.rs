@@ -106,6 +106,7 @@ pub static ALL: &[&About] = &[
     &TIMEOUT.about,
     &MIN_BACKOFF.about,
     &MAX_BACKOFF.about,
+    &RECOVERY_BACKOFF.about,
     &RENEW_INCREMENT.about,
     &REVOKE_ON_EXIT.about,
     &LISTEN.about,
@@ -302,6 +303,17 @@ pub const MAX_BACKOFF: Setting<Duration> = Setting {
         Some("DURATION"),
         Some("5m"),
         "longest wait between retries",
+    ),
+    parse: positive,
+};
+/// The longest retry wait without a valid token.
+pub const RECOVERY_BACKOFF: Setting<Duration> = Setting {
+    about: flag(
+        "--recovery-backoff",
+        &["VAULT_LOGIN_RECOVERY_BACKOFF"],
+        Some("DURATION"),
+        Some("20s"),
+        "longest wait between logins while no valid token is held (Vault busy or sealed: max backoff)",
     ),
     parse: positive,
 };

@@ -231,7 +231,9 @@ impl SecretLane {
                 Outcome::Same
             }
             Err(f) => match f.kind {
-                FailureKind::Transient => self.failed(now, index, f, true, jitter),
+                FailureKind::Transient | FailureKind::Busy => {
+                    self.failed(now, index, f, true, jitter)
+                }
                 // The lease is gone (expired, revoked, not renewable, not found) or the token
                 // may no longer renew it: new credentials now.
                 FailureKind::Denied
@@ -292,6 +294,7 @@ mod tests {
             goal,
             min_backoff: S(1),
             max_backoff: S(300),
+            recovery_backoff: S(20),
             renew_increment: None,
             revoke_on_exit: false,
             secrets: count,

@@ -380,7 +380,7 @@ impl SecretError {
     /// Whether waiting and reading again can help without anyone changing Vault (an outage);
     /// 403, 404, a missing field or a bad file are configuration problems.
     pub fn is_transient(&self) -> bool {
-        self.kind() == FailureKind::Transient
+        self.kind().is_transient()
     }
 
     /// The API path concerned, when there is one.

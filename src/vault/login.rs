@@ -149,6 +149,6 @@ mod tests {
             error: status(429, &["rate limit quota exceeded"]),
             hints: String::new(),
         };
-        assert_eq!(e.failure().kind, FailureKind::Transient);
+        assert_eq!(e.failure().kind, FailureKind::Busy);
     }
 }

@@ -100,7 +100,7 @@ impl VaultError {
 
     /// Whether waiting and trying again can help without anyone changing Vault's configuration.
     pub fn is_transient(&self) -> bool {
-        self.kind() == FailureKind::Transient
+        self.kind().is_transient()
     }
 
     /// Whether Vault refused the token or the login (403).
