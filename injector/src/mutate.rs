@@ -258,7 +258,7 @@ fn plan(pod: &Value, a: &Annotations<'_>, s: &InjectSettings) -> Result<Plan, Re
 fn selected_containers(pod: &Value, a: &Annotations<'_>) -> Result<Vec<usize>, Refusal> {
     let names: Vec<&str> = containers(pod, "containers")
         .iter()
-        .map(|c| name_of(c))
+        .map(name_of)
         .collect();
     let Some(list) = a
         .get("agent-inject-containers")

@@ -11,7 +11,7 @@ use hyper::body::{Bytes, Incoming};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 use tracing::{debug, info, warn};
@@ -78,6 +78,7 @@ async fn connection(stream: TcpStream, acceptor: TlsAcceptor, shared: Arc<Shared
     };
     let service = service_fn(move |req| respond(Arc::clone(&shared), req));
     if let Err(e) = http1::Builder::new()
+        .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(10))
         .serve_connection(TokioIo::new(tls), service)
         .await
