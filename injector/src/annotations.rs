@@ -55,6 +55,14 @@ impl<'a> Annotations<'a> {
         }
     }
 
+    /// Every annotation whose value is a string.
+    pub fn all(&self) -> impl Iterator<Item = (&'a str, &'a str)> {
+        self.map
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some((k.as_str(), v.as_str()?)))
+    }
+
     /// Whether any annotation under either prefix starts with `name`.
     pub fn any_starting_with(&self, name: &str) -> Option<String> {
         let map = self.map?;

@@ -185,6 +185,15 @@ fn plan(pod: &Value, a: &Annotations<'_>, s: &InjectSettings) -> Result<Plan, Re
             "{t:?} is not supported; vault-login logs in with the kubernetes auth method only (remove it or write kubernetes)"
         )));
     }
+    // vault-login reads the annotations itself; what it would refuse at start is refused here,
+    // so the pod is not created rather than created to crash-loop (one list: vault-login's).
+    let pairs: Vec<(String, String)> = a
+        .all()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Err((key, problem)) = vault_login::config::annotations::Layer::from_annotations(&pairs) {
+        return Err(Refusal(format!("{key}: {problem}")));
+    }
     if a.get("role").is_none_or(str::is_empty) {
         return Err(refuse(
             "role",
@@ -256,10 +265,7 @@ fn plan(pod: &Value, a: &Annotations<'_>, s: &InjectSettings) -> Result<Plan, Re
 
 /// The app containers that get the secrets volume: all, or those `agent-inject-containers` names.
 fn selected_containers(pod: &Value, a: &Annotations<'_>) -> Result<Vec<usize>, Refusal> {
-    let names: Vec<&str> = containers(pod, "containers")
-        .iter()
-        .map(name_of)
-        .collect();
+    let names: Vec<&str> = containers(pod, "containers").iter().map(name_of).collect();
     let Some(list) = a
         .get("agent-inject-containers")
         .filter(|l| !l.trim().is_empty())

@@ -389,6 +389,17 @@ mod tests {
     }
 
     #[test]
+    fn readme_has_the_settings_table() {
+        let readme = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+        let readme = std::fs::read_to_string(readme).unwrap();
+        let table = markdown_table();
+        assert!(
+            readme.contains(&table),
+            "README's injector table differs from injector/src/settings.rs; it should be:\n{table}"
+        );
+    }
+
+    #[test]
     fn help_and_table_list_every_setting() {
         let (help, table) = (help(), markdown_table());
         for d in ALL {

@@ -13,7 +13,6 @@ fn annotations(extra: &[(&str, &str)]) -> Value {
     let mut a = json!({
         "vault.hashicorp.com/agent-inject": "true",
         "vault.hashicorp.com/role": "web",
-        "vault.hashicorp.com/agent-inject-secret-db": "database/creds/web",
     });
     for (k, v) in extra {
         a[*k] = json!(v);
@@ -174,7 +173,7 @@ async fn job_and_cronjob_pods_complete_native_or_classic() {
         "openbao.org/agent-inject": "true",
         "openbao.org/role": "report",
         "openbao.org/service": "https://openbao.openbao.svc:8200",
-        "openbao.org/agent-inject-secret-config": "kv/data/report",
+        "openbao.org/agent-revoke-on-shutdown": "true",
     });
     cron_annotations["openbao.org/agent-inject-token"] = json!("true");
     let cron = pod(
@@ -399,6 +398,36 @@ async fn pods_not_asking_and_other_operations_pass_untouched() {
     assert_eq!(status, 200);
     let answer: Value = serde_json::from_str(&body).unwrap();
     assert!(answer["response"].get("patch").is_none(), "{answer}");
+}
+
+#[tokio::test]
+async fn what_vault_login_would_refuse_is_refused_at_admission() {
+    let w = Webhook::start(settings()).await;
+    for (key, value, expected) in [
+        (
+            "vault.hashicorp.com/agent-inject-secret-db",
+            "database/creds/web",
+            "not supported: secrets from annotations need Agent's templates",
+        ),
+        (
+            "vault.hashicorp.com/agent-inject-template-db",
+            "{{ . }}",
+            "not supported: templates in annotations",
+        ),
+        (
+            "vault.hashicorp.com/agent-revoke-on-shutdown",
+            "sure",
+            "\"sure\" is not a boolean",
+        ),
+    ] {
+        let answer = w.review(&deployment_pod(&[(key, value)]), NS).await;
+        assert_eq!(answer["response"]["allowed"], false, "{key}");
+        let message = answer["response"]["status"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with(&format!("vault-login-injector: {key}: {expected}")),
+            "{message}"
+        );
+    }
 }
 
 #[tokio::test]
