@@ -96,6 +96,28 @@ async fn main() {
     took.sort();
     let pct = |p: f64| took[((took.len() as f64 * p) as usize).min(took.len() - 1)];
     let (rss_now, hwm) = rss(child.id());
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .map_or(0.0, |v| v.trim().parse::<f64>().unwrap_or(0.0))
+    };
+    let (sum, count) = (
+        value("vault_login_injector_review_seconds_sum"),
+        value("vault_login_injector_review_seconds_count"),
+    );
+    println!(
+        "server-side mean (body read → answer) {:.1}µs over {count} reviews",
+        sum / count.max(1.0) * 1e6
+    );
     println!("reviews: {n}, request body {} bytes", body.len());
     println!(
         "latency p50 {:?}, p99 {:?}, max {:?}",

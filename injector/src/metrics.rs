@@ -5,7 +5,7 @@ use std::time::Duration;
 
 /// Upper bounds of the latency buckets, in seconds.
 const BUCKETS: [f64; 8] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1.0];
-/// Outcomes counted, in the order of [`Metrics::reviews`].
+/// The outcomes `/metrics` counts reviews by.
 pub const OUTCOMES: [&str; 4] = ["injected", "skipped", "refused", "bad_request"];
 
 /// What `/metrics` shows.
