@@ -6,6 +6,7 @@
 //! once, so the rest of the program can trust a [`Config`]; a bad value becomes a
 //! [`ConfigError::Invalid`] that names the flag or variable it came from and says what to do.
 
+pub mod annotations;
 pub mod cli;
 pub mod settings;
 mod summary;
@@ -118,10 +119,12 @@ fn invalid(source_name: &str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Reads settings: a flag's value first, then each variable in turn, then the default.
+/// Reads settings: a flag's value first, then each variable in turn, then the pod's annotations
+/// (`VAULT_LOGIN_ANNOTATIONS_FILE`), then the default.
 struct Lookup<'a> {
     flags: ArgMatches,
     env: &'a dyn Fn(&str) -> Option<String>,
+    annotations: &'a annotations::Layer,
     /// The names of the environment's `VAULT_LOGIN_*` variables: the `VAULT_LOGIN_SECRET_<NAME>`
     /// family, and misspelt settings.
     names: &'a [String],
@@ -152,11 +155,18 @@ impl Lookup<'_> {
                 }));
             }
         }
-        Ok(about.env.iter().find_map(|name| {
+        let from_env = about.env.iter().find_map(|name| {
             let value = (self.env)(name).filter(|value| !value.is_empty())?;
             Some(Given {
                 value,
                 source: name,
+            })
+        });
+        Ok(from_env.or_else(|| {
+            let (key, value) = self.annotations.get(about.name())?;
+            Some(Given {
+                value: value.to_string(),
+                source: key,
             })
         }))
     }
@@ -231,7 +241,14 @@ impl Config {
                     CliError::Help(text) => ConfigError::Help(text),
                     CliError::Usage(text) => ConfigError::Usage(text),
                 })?;
-        build(&Lookup { flags, env, names })
+        let annotations =
+            annotations::Layer::load(env).map_err(|(source, problem)| invalid(&source, problem))?;
+        build(&Lookup {
+            flags,
+            env,
+            annotations: &annotations,
+            names,
+        })
     }
 
     /// Parses flags and the real process environment.

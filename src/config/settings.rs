@@ -134,6 +134,7 @@ pub static ALL: &[&About] = &[
     &TOKEN_INFO_FILE.about,
     &SECRETS_DIR.about,
     &SECRETS_REFRESH.about,
+    &ANNOTATIONS_FILE.about,
 ];
 
 /// A setting read from a flag and its variables.
@@ -550,6 +551,13 @@ pub const SECRETS_REFRESH: Setting<Duration> = Setting {
     about: env_only(&[SECRETS_REFRESH_ENV], Some("5m"),
         "how often the sidecar reads each secret again; a file is rewritten only when its content (KV v2: version) changes"),
     parse: at_least_a_second,
+};
+
+/// The pod's annotations file (downward API), read as a layer below flags and environment.
+pub const ANNOTATIONS_FILE: Setting<PathBuf> = Setting {
+    about: env_only(&[crate::config::annotations::ANNOTATIONS_FILE_ENV], None,
+        "the pod's annotations (downward API, fieldRef metadata.annotations): vault.hashicorp.com/* and openbao.org/* set what flags and variables leave unset"),
+    parse: |s| Ok(PathBuf::from(s)),
 };
 
 /// A duration of more than zero.
