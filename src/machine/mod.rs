@@ -273,24 +273,7 @@ impl Machine {
                 self.exit_when_settled();
             }
             _ if self.exiting.is_some() => {}
-            Event::LoginDone { sent, result } => {
-                if self.in_flight == Some(Request::Login) {
-                    self.in_flight = None;
-                    let jwt_changed = std::mem::take(&mut self.jwt_changed_in_flight);
-                    match result {
-                        Err(f) if jwt_changed && !f.kind.is_transient() => {
-                            // The retry below is still the SIGHUP's, if it was one.
-                            let resume = self.resume.take();
-                            self.login_failed(now, f);
-                            self.resume = resume;
-                            info!("service-account JWT changed during the login: retrying now");
-                            self.plan(Step::Login, Some(now));
-                        }
-                        Ok(grant) => self.login_answered(now, sent, grant),
-                        Err(f) => self.login_failed(now, f),
-                    }
-                }
-            }
+            Event::LoginDone { sent, result } => self.login_done(now, sent, result),
             Event::RenewDone { sent, result } => {
                 if self.in_flight == Some(Request::Renew) {
                     self.in_flight = None;
@@ -310,28 +293,16 @@ impl Machine {
                 index,
                 sent,
                 result,
-            } => {
-                if self.secrets.finish(index) {
-                    let outcome = self.secrets.read(now, index, sent, result, &mut self.rng);
-                    self.absorb(outcome);
-                    self.start_secret(now);
-                    self.settle_hooks(now);
-                }
-            }
+            } => self.secret_done(now, index, |lane, rng| {
+                lane.read(now, index, sent, result, rng)
+            }),
             Event::LeaseRenewed {
                 index,
                 sent,
                 result,
-            } => {
-                if self.secrets.finish(index) {
-                    let outcome =
-                        self.secrets
-                            .lease_renewed(now, index, sent, result, &mut self.rng);
-                    self.absorb(outcome);
-                    self.start_secret(now);
-                    self.settle_hooks(now);
-                }
-            }
+            } => self.secret_done(now, index, |lane, rng| {
+                lane.lease_renewed(now, index, sent, result, rng)
+            }),
             Event::Written => {
                 self.written(now);
                 self.start_secret(now);
@@ -344,17 +315,7 @@ impl Machine {
                     self.exit(Exit::Done);
                 }
             }
-            Event::JwtChanged => {
-                if self.in_flight == Some(Request::Login) {
-                    // The login in flight may have read the old JWT (the kubelet writes the new
-                    // one in several steps): if it fails, retry at once rather than back off.
-                    self.jwt_changed_in_flight = true;
-                } else if self.login_failing && self.step == Step::Login && self.in_flight.is_none()
-                {
-                    info!("service-account JWT changed: retrying the login now");
-                    self.due = Some(now);
-                }
-            }
+            Event::JwtChanged => self.jwt_changed(now),
             Event::TokenFileChanged => {
                 // Someone replaced or removed the file: put the token back, unless it is
                 // already gone (an expired token is worse than none) or we are about to exit.
@@ -363,27 +324,75 @@ impl Machine {
                     self.actions.push_back(Action::Write);
                 }
             }
-            Event::Relogin => {
-                if self.awaiting_hooks {
-                    return;
-                }
-                match self.in_flight {
-                    Some(_) => {
-                        info!("SIGHUP: abandoning the request in flight and logging in again now")
-                    }
-                    None => info!("SIGHUP: logging in again now"),
-                }
-                self.in_flight = None;
-                self.drop_unsure();
-                self.backoff.reset();
-                // (A second SIGHUP during the first one's login keeps the first's renewal.)
-                if self.step == Step::Renew && self.held.is_some_and(|h| h.renewable) {
-                    self.resume = self.due;
-                }
-                self.plan(Step::Login, Some(now));
-                self.start(now);
-            }
+            Event::Relogin => self.relogin(now),
         }
+    }
+
+    /// The login in flight was answered.
+    fn login_done(&mut self, now: Instant, sent: Instant, result: Result<Grant, Failure>) {
+        if self.in_flight != Some(Request::Login) {
+            return;
+        }
+        self.in_flight = None;
+        let jwt_changed = std::mem::take(&mut self.jwt_changed_in_flight);
+        match result {
+            Err(f) if jwt_changed && !f.kind.is_transient() => {
+                // The retry below is still the SIGHUP's, if it was one.
+                let resume = self.resume.take();
+                self.login_failed(now, f);
+                self.resume = resume;
+                info!("service-account JWT changed during the login: retrying now");
+                self.plan(Step::Login, Some(now));
+            }
+            Ok(grant) => self.login_answered(now, sent, grant),
+            Err(f) => self.login_failed(now, f),
+        }
+    }
+
+    /// The secrets' lane's request for `index` was answered; `apply` hands it to the lane.
+    fn secret_done(
+        &mut self,
+        now: Instant,
+        index: usize,
+        apply: impl FnOnce(&mut SecretLane, &mut Jitter) -> Outcome,
+    ) {
+        if self.secrets.finish(index) {
+            let outcome = apply(&mut self.secrets, &mut self.rng);
+            self.absorb(outcome);
+            self.start_secret(now);
+            self.settle_hooks(now);
+        }
+    }
+
+    fn jwt_changed(&mut self, now: Instant) {
+        if self.in_flight == Some(Request::Login) {
+            // The login in flight may have read the old JWT (the kubelet writes the new one in
+            // several steps): if it fails, retry at once rather than back off.
+            self.jwt_changed_in_flight = true;
+        } else if self.login_failing && self.step == Step::Login && self.in_flight.is_none() {
+            info!("service-account JWT changed: retrying the login now");
+            self.due = Some(now);
+        }
+    }
+
+    /// SIGHUP: abandon what is in flight and log in now.
+    fn relogin(&mut self, now: Instant) {
+        if self.awaiting_hooks {
+            return;
+        }
+        match self.in_flight {
+            Some(_) => info!("SIGHUP: abandoning the request in flight and logging in again now"),
+            None => info!("SIGHUP: logging in again now"),
+        }
+        self.in_flight = None;
+        self.drop_unsure();
+        self.backoff.reset();
+        // (A second SIGHUP during the first one's login keeps the first's renewal.)
+        if self.step == Step::Renew && self.held.is_some_and(|h| h.renewable) {
+            self.resume = self.due;
+        }
+        self.plan(Step::Login, Some(now));
+        self.start(now);
     }
 
     fn shutdown(&mut self, now: Instant) {
