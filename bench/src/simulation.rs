@@ -324,6 +324,7 @@ fn drive(
                         result: Ok(SecretGrant {
                             changed: lease.is_some(),
                             lease,
+                            problem: None,
                         }),
                     }
                 }

@@ -25,7 +25,7 @@ use crate::hooks::Hooks;
 use crate::jwt;
 use crate::machine::events::{Event, Exit};
 use crate::machine::Machine;
-use crate::secrets::{SecretSpec, SecretWriter, Source};
+use crate::secrets::{SecretSpec, SecretWriter, TemplateBook};
 use crate::vault::login::LoginError;
 use crate::vault::{Auth, Renewal, VaultClient, VaultError};
 
@@ -63,8 +63,8 @@ pub struct Agent {
     status: Arc<Status>,
     hooks: Hooks,
     secrets: Vec<SecretSpec>,
-    /// The secrets grouped by path: one read each.
-    sources: Vec<Source>,
+    /// The reads (one per distinct request, shared by secrets and templates) and templates.
+    book: std::sync::Mutex<self::secrets::Book>,
     writer: SecretWriter,
 }
 
@@ -90,17 +90,20 @@ impl Agent {
         let hooks = Hooks::new(&cfg.hooks);
         let writer = SecretWriter::new(&cfg.secrets.dir, cfg.token_file_mode, cfg.token_file_owner);
         let secrets = cfg.secrets.specs.clone();
-        if !secrets.is_empty() {
+        if !cfg.secrets.is_empty() {
             writer.check()?;
         }
         status.track_secrets(secrets.iter().map(|s| s.name.clone()));
+        let templates = cfg.secrets.templates.clone();
+        status.track_templates(templates.iter().map(|t| t.name.clone()));
+        let book = TemplateBook::new(templates, crate::template::Funcs::standard());
         Ok(Agent {
+            book: std::sync::Mutex::new(self::secrets::Book::new(&secrets, book)),
             cfg,
             client,
             file,
             status,
             hooks,
-            sources: crate::secrets::sources(&secrets),
             secrets,
             writer,
         })
