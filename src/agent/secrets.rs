@@ -239,6 +239,10 @@ impl Agent {
         let lookup = format!("sys/internal/ui/mounts/{raw}");
         let mount = match self.client.request_raw(token, "GET", &lookup, None).await {
             Ok(answer) => serde_json::from_slice::<serde_json::Value>(&answer.body).ok(),
+            // Vault answered (no such mount, or the token may not see it): the path as written,
+            // for good, as Agent does.
+            Err(VaultError::Status { .. }) => None,
+            // No answer: try the lookup again next time.
             Err(e) => {
                 debug!(path = raw, error = %e, "mount lookup failed; reading the path as written");
                 return raw.to_string();
