@@ -460,6 +460,46 @@ mod tests {
     }
 
     #[test]
+    fn a_new_token_rereads_leased_and_unread_secrets_only() {
+        let t0 = Instant::now();
+        let mut j = Jitter::new(1);
+        let mut l = lane(Goal::Sidecar, 3);
+        l.read_all(t0);
+        read_next(&mut l, t0, grant(true, None), &mut j);
+        read_next(&mut l, t0, grant(true, Some(600)), &mut j);
+        let denied = Failure::new(FailureKind::Denied, "denied");
+        read_next(&mut l, t0, Err(denied), &mut j);
+        let refresh = l.secrets[0].due;
+        // A new token a minute later: the lease (the old token's child) and the unread secret
+        // are read now; the static secret keeps its refresh.
+        let t1 = t0 + S(60);
+        l.read_all(t1);
+        assert_eq!(l.secrets[0].due, refresh);
+        assert_eq!(l.start(t1), Some(Action::ReadSecret { index: 1 }));
+        assert!(l.finish(1));
+        assert_eq!(l.start(t1), Some(Action::ReadSecret { index: 2 }));
+        // Parked without a token, nothing is due; each keeps its plan for the next token.
+        assert!(l.finish(2));
+        l.park();
+        assert_eq!((l.next_due(), l.start(t1)), (None, None));
+        l.read_all(t1);
+        assert_eq!(l.secrets[0].due, refresh);
+    }
+
+    #[test]
+    fn secrets_added_later_are_due_at_once_when_a_token_is_there() {
+        let t0 = Instant::now();
+        let mut l = lane(Goal::Sidecar, 0);
+        assert_eq!(l.add(t0), 0);
+        assert_eq!(l.next_due(), None, "parked until a token");
+        l.read_all(t0);
+        assert_eq!(l.start(t0), Some(Action::ReadSecret { index: 0 }));
+        assert!(l.finish(0));
+        assert_eq!(l.add(t0), 1);
+        assert_eq!(l.start(t0), Some(Action::ReadSecret { index: 1 }));
+    }
+
+    #[test]
     fn once_reads_each_secret_once_and_plans_nothing_after() {
         let t0 = Instant::now();
         let mut j = Jitter::new(1);
