@@ -19,12 +19,11 @@ const DB: &str = "internal/data/database/config";
 
 fn setup() -> Setup {
     let s = with_tutorial_secret(role(3600, 7200));
-    s.emu.put_kv1("kv", "app", json!({"api_key": "k-1", "env": "prod"}));
+    s.emu
+        .put_kv1("kv", "app", json!({"api_key": "k-1", "env": "prod"}));
     s.emu.put_kv1("kv", "prod", json!({"host": "db.prod"}));
-    s.emu.put_policy(
-        "app",
-        &[(DB, &["read"]), ("kv/*", &["read"])],
-    );
+    s.emu
+        .put_policy("app", &[(DB, &["read"]), ("kv/*", &["read"])]);
     s
 }
 
@@ -171,8 +170,11 @@ fn lenient_templates_print_no_value_as_agent_does() {
 /// 100 templates over 20 KV v1 paths (each template reads three of them, one computed).
 fn hundred_templates(s: &mut Setup) {
     for p in 0..20 {
-        s.emu
-            .put_kv1("kv", &format!("p{p}"), json!({"v": format!("value-{p}"), "next": format!("p{}", (p + 1) % 20)}));
+        s.emu.put_kv1(
+            "kv",
+            &format!("p{p}"),
+            json!({"v": format!("value-{p}"), "next": format!("p{}", (p + 1) % 20)}),
+        );
     }
     for t in 0..100 {
         let (a, b) = (t % 20, (t * 7) % 20);
@@ -190,7 +192,12 @@ fn a_hundred_templates_over_twenty_paths_cost_one_read_per_path_per_refresh() {
     let run = s.once(&[]);
     run.assert_code(0);
     for p in 0..20 {
-        assert_eq!(reads_of(&s, &format!("kv/p{p}")), 1, "kv/p{p}: {}", run.stderr);
+        assert_eq!(
+            reads_of(&s, &format!("kv/p{p}")),
+            1,
+            "kv/p{p}: {}",
+            run.stderr
+        );
     }
     assert_eq!(read(&s, "t21").unwrap(), "value-1 value-2 value-7\n");
 
@@ -199,7 +206,8 @@ fn a_hundred_templates_over_twenty_paths_cost_one_read_per_path_per_refresh() {
     s.set("VAULT_LOGIN_SECRETS_REFRESH", "1s");
     let r = s.spawn(&[]);
     assert!(
-        wait_until(10 * SEC, || (0..100).all(|t| read(&s, &format!("t{t}")).is_some())
+        wait_until(10 * SEC, || (0..100)
+            .all(|t| read(&s, &format!("t{t}")).is_some())
             && reads_of(&s, "kv/p0") >= 1),
         "{}",
         r.stderr()
@@ -207,7 +215,8 @@ fn a_hundred_templates_over_twenty_paths_cost_one_read_per_path_per_refresh() {
     let started = Instant::now();
     let inode = std::fs::metadata(out(&s, "t0")).unwrap().ino();
     assert!(
-        wait_until(15 * SEC, || (0..20).all(|p| reads_of(&s, &format!("kv/p{p}")) >= 4)),
+        wait_until(15 * SEC, || (0..20)
+            .all(|p| reads_of(&s, &format!("kv/p{p}")) >= 4)),
         "{}",
         r.stderr()
     );
@@ -216,7 +225,11 @@ fn a_hundred_templates_over_twenty_paths_cost_one_read_per_path_per_refresh() {
     let bound = 2 + (elapsed / 0.9) as usize;
     for p in 0..20 {
         let n = reads_of(&s, &format!("kv/p{p}"));
-        assert!(n <= bound, "kv/p{p} read {n} times in {elapsed:.1}s: {}", r.stderr());
+        assert!(
+            n <= bound,
+            "kv/p{p} read {n} times in {elapsed:.1}s: {}",
+            r.stderr()
+        );
     }
     let writes = r.stderr().matches("template rendered").count();
     assert_eq!(writes, 100, "each file written once, then left alone");
@@ -235,8 +248,10 @@ fn readiness_and_metrics_follow_template_renders_and_a_fix_in_vault_heals() {
         );
     let r = s.spawn(&[]);
     assert!(
-        wait_until(10 * SEC, || http_get(port, "/readyz")
-            .is_some_and(|(_, b)| b.contains("template app not rendered yet: "))),
+        wait_until(10 * SEC, || {
+            http_get(port, "/readyz")
+                .is_some_and(|(_, b)| b.contains("template app not rendered yet: "))
+        }),
         "{}",
         r.stderr()
     );
@@ -248,7 +263,10 @@ fn readiness_and_metrics_follow_template_renders_and_a_fix_in_vault_heals() {
         metrics.contains("vault_login_template_renders_total{template=\"app\",result=\"failure\"}"),
         "{metrics}"
     );
-    assert!(!out(&s, "app").exists(), "nothing written on a failed render");
+    assert!(
+        !out(&s, "app").exists(),
+        "nothing written on a failed render"
+    );
 
     s.emu.put_kv2(
         "internal",
@@ -262,7 +280,8 @@ fn readiness_and_metrics_follow_template_renders_and_a_fix_in_vault_heals() {
         r.stderr()
     );
     assert!(
-        wait_until(5 * SEC, || http_get(port, "/readyz").is_some_and(|(c, _)| c == 200)),
+        wait_until(5 * SEC, || http_get(port, "/readyz")
+            .is_some_and(|(c, _)| c == 200)),
         "{}",
         r.stderr()
     );
@@ -279,17 +298,25 @@ fn readiness_and_metrics_follow_template_renders_and_a_fix_in_vault_heals() {
 #[test]
 fn a_new_token_neither_refetches_nor_rewrites_static_secrets() {
     let mut s = setup();
-    s.set("VAULT_LOGIN_TEMPLATE_APP", "{{ (secret \"kv/app\").Data.api_key }}")
-        .set("VAULT_LOGIN_SECRET_DB", DB);
+    s.set(
+        "VAULT_LOGIN_TEMPLATE_APP",
+        "{{ (secret \"kv/app\").Data.api_key }}",
+    )
+    .set("VAULT_LOGIN_SECRET_DB", DB);
     let mut r = s.spawn(&[]);
     assert!(
-        wait_until(10 * SEC, || read(&s, "app").is_some() && read(&s, "db").is_some()),
+        wait_until(10 * SEC, || read(&s, "app").is_some()
+            && read(&s, "db").is_some()),
         "{}",
         r.stderr()
     );
     let inode = std::fs::metadata(out(&s, "app")).unwrap().ino();
     r.signal("HUP");
-    assert!(wait_until(10 * SEC, || logins(&s.emu) >= 2), "{}", r.stderr());
+    assert!(
+        wait_until(10 * SEC, || logins(&s.emu) >= 2),
+        "{}",
+        r.stderr()
+    );
     let first = wait_token(&s);
     assert!(wait_until(5 * SEC, || s.emu.is_valid(&first)));
     // Give a refetch every chance to happen, then check there was none.

@@ -114,6 +114,11 @@ impl Agent {
     pub async fn run(self, control: mpsc::UnboundedReceiver<Control>) -> Result<()> {
         let claims = jwt::log_claims(&self.cfg.jwt).await;
         let sub = claims.and_then(|c| c.sub).unwrap_or_default();
+        if let Some(e) = self.render_readless().await {
+            if self.cfg.once {
+                return Err(Error::Fatal(e));
+            }
+        }
         let mut driver = Driver::new(&self, control);
         driver.adopt(&sub).await;
         loop {

@@ -15,7 +15,9 @@ use super::Agent;
 use crate::machine::events::{Event, Grant, SecretGrant};
 use crate::machine::failure::{Failure, FailureKind};
 use crate::secrets::templates::{kv2_read_path, Rendering};
-use crate::secrets::{self, Fingerprint, SecretError, SecretSpec, Source, TemplateBook, TemplateSpec};
+use crate::secrets::{
+    self, Fingerprint, SecretError, SecretSpec, Source, TemplateBook, TemplateSpec,
+};
 use crate::sensitive::Secret;
 use crate::template::{self, Read};
 use crate::vault::{LeaseRenewal, RawAnswer, VaultError};
@@ -323,9 +325,9 @@ impl Agent {
                 book.templates.list(&source.read, keys);
             }
             // A write answered 204 has no body: a secret without data.
-            _ if text.trim().is_empty() => {
-                book.templates.secret(&source.read, template::Secret::default())
-            }
+            _ if text.trim().is_empty() => book
+                .templates
+                .secret(&source.read, template::Secret::default()),
             _ => match template::Secret::from_vault_json(text) {
                 Ok(secret) => book.templates.secret(&source.read, secret),
                 Err(e) => book.templates.failed(
@@ -336,13 +338,44 @@ impl Agent {
         }
     }
 
+    /// Renders the templates that read nothing from Vault (`env`, text), once at the start:
+    /// no read would ever render them. The first error, if any.
+    pub(super) async fn render_readless(&self) -> Option<String> {
+        let readless: Vec<usize> = {
+            let book = self.book();
+            let templates = book.templates.templates();
+            (0..templates.len())
+                .filter(|i| templates[*i].first_reads.is_empty())
+                .collect()
+        };
+        if readless.is_empty() {
+            return None;
+        }
+        let mut report = TemplateReport::default();
+        self.render(readless, &mut report).await;
+        let mut first = None;
+        for (i, r) in &report.results {
+            self.status
+                .template_rendered(*i, r.as_ref().map(|_| ()).map_err(String::as_str));
+            first = first.or(r.as_ref().err().cloned());
+        }
+        first
+    }
+
     /// Renders every template that uses `read` and writes the files that changed; reads the
     /// templates make that no source makes yet become new sources.
     async fn render_users(&self, read: &Read, report: &mut TemplateReport) {
+        let users = self.book().templates.users(read);
+        self.render(users, report).await;
+    }
+
+    /// Renders templates `which` and writes the files that changed; reads they make that no
+    /// source makes yet become new sources.
+    async fn render(&self, which: Vec<usize>, report: &mut TemplateReport) {
         let mut jobs: Vec<(usize, TemplateSpec, Zeroizing<Vec<u8>>, u64)> = Vec::new();
         {
             let mut book = self.book();
-            for i in book.templates.users(read) {
+            for i in which {
                 match book.templates.render(i) {
                     Rendering::Waiting(missing) => {
                         for r in missing {
@@ -369,8 +402,9 @@ impl Agent {
             return;
         }
         let writer = self.writer.clone();
-        let write = tokio::task::spawn_blocking(move || {
-            (jobs.into_iter())
+        let write =
+            tokio::task::spawn_blocking(move || {
+                (jobs.into_iter())
                 .map(|(i, spec, bytes, fp)| {
                     let written = writer.write_template(&spec, &bytes);
                     if let Ok(path) = &written {
@@ -379,7 +413,7 @@ impl Agent {
                     (i, fp, written.map_err(|e| format!("{}: {e}", spec.variable)))
                 })
                 .collect::<Vec<_>>()
-        });
+            });
         let Ok(results) = write.await else {
             warn!("the template file writes did not finish");
             return;

@@ -186,7 +186,9 @@ fn secrets(c: &Config) -> String {
 }
 
 fn templates(c: &Config) -> String {
-    let names: Vec<&str> = (c.secrets.templates.iter()).map(|t| t.file.as_str()).collect();
+    let names: Vec<&str> = (c.secrets.templates.iter())
+        .map(|t| t.file.as_str())
+        .collect();
     match names.len() {
         0 => none(),
         _ => shown(&names.join(",")),

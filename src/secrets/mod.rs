@@ -729,12 +729,19 @@ impl SecretWriter {
 
     /// Atomically replaces template `spec`'s file with `bytes`, with its mode (or the writer's);
     /// returns its path.
-    pub fn write_template(&self, spec: &TemplateSpec, bytes: &[u8]) -> Result<PathBuf, SecretError> {
+    pub fn write_template(
+        &self,
+        spec: &TemplateSpec,
+        bytes: &[u8],
+    ) -> Result<PathBuf, SecretError> {
         let file = self.dir.join(&spec.file);
         if !templates::valid_file_name(&spec.file) {
             // Specs come from `templates_from_env`, which allows only these names.
             return Err(SecretError::Dir {
-                problem: format!("{:?} is not a template file name; nothing was written", spec.file),
+                problem: format!(
+                    "{:?} is not a template file name; nothing was written",
+                    spec.file
+                ),
             });
         }
         TokenFile::new(&file, spec.mode.unwrap_or(self.mode), self.owner)

@@ -83,15 +83,19 @@ impl fmt::Debug for TemplateSpec {
 
 impl PartialEq for TemplateSpec {
     fn eq(&self, other: &Self) -> bool {
-        (&self.variable, &self.file, self.mode, self.lenient, &self.origin)
-            == (
-                &other.variable,
-                &other.file,
-                other.mode,
-                other.lenient,
-                &other.origin,
-            )
-            && self.template.text() == other.template.text()
+        (
+            &self.variable,
+            &self.file,
+            self.mode,
+            self.lenient,
+            &self.origin,
+        ) == (
+            &other.variable,
+            &other.file,
+            other.mode,
+            other.lenient,
+            &other.origin,
+        ) && self.template.text() == other.template.text()
     }
 }
 
@@ -135,12 +139,8 @@ fn kind(variable: &str) -> Kind<'_> {
 pub fn read_template_file(path: &Path) -> Result<String, String> {
     let bytes = safe_fs::read_regular(path, Links::Follow, MAX_TEMPLATE_BYTES)
         .map_err(|e| format!("cannot read the template file {}: {e}", path.display()))?;
-    String::from_utf8(bytes).map_err(|_| {
-        format!(
-            "the template file {} is not UTF-8 text",
-            path.display()
-        )
-    })
+    String::from_utf8(bytes)
+        .map_err(|_| format!("the template file {} is not UTF-8 text", path.display()))
 }
 
 /// Every `VAULT_LOGIN_TEMPLATE_<NAME>` among `names` with its settings, read through `env`,
@@ -177,7 +177,10 @@ pub fn templates_from_env(
         let Some(given) = value(variable) else {
             continue;
         };
-        let Some(spec) = specs.iter_mut().find(|s| s.name == raw.to_ascii_lowercase()) else {
+        let Some(spec) = specs
+            .iter_mut()
+            .find(|s| s.name == raw.to_ascii_lowercase())
+        else {
             return Err(spec_error(
                 variable,
                 format!(
@@ -285,7 +288,10 @@ pub fn kv2_read_path(raw: &str, mount: &str) -> String {
     if raw == mount_dir || raw == mount {
         return format!("{mount_dir}/data");
     }
-    let Some(rest) = raw.strip_prefix(mount_dir).and_then(|r| r.strip_prefix('/')) else {
+    let Some(rest) = raw
+        .strip_prefix(mount_dir)
+        .and_then(|r| r.strip_prefix('/'))
+    else {
         return raw.to_string();
     };
     if rest.starts_with("data/") || rest.starts_with("metadata/") {
@@ -395,7 +401,10 @@ impl TemplateBook {
         if !missing.is_empty() {
             return Rendering::Waiting(missing);
         }
-        match spec.template.render(&self.reads, &self.funcs, !spec.lenient) {
+        match spec
+            .template
+            .render(&self.reads, &self.funcs, !spec.lenient)
+        {
             Ok(text) => {
                 let bytes = Zeroizing::new(text.into_bytes());
                 let fingerprint = hash(&bytes);
@@ -443,7 +452,10 @@ mod tests {
     #[test]
     fn templates_and_their_settings_are_read_by_name() {
         let specs = parse(&[
-            ("VAULT_LOGIN_TEMPLATE_APP_CONF", "{{ with secret \"kv/app\" }}{{ .Data.k }}{{ end }}"),
+            (
+                "VAULT_LOGIN_TEMPLATE_APP_CONF",
+                "{{ with secret \"kv/app\" }}{{ .Data.k }}{{ end }}",
+            ),
             ("VAULT_LOGIN_TEMPLATE_FILE_APP_CONF", "app.conf"),
             ("VAULT_LOGIN_TEMPLATE_MODE_APP_CONF", "0640"),
             ("VAULT_LOGIN_TEMPLATE_LENIENT_APP_CONF", "true"),
@@ -467,7 +479,10 @@ mod tests {
     fn bad_templates_name_the_variable_and_the_place() {
         for (vars, variable, needle) in [
             (
-                vec![("VAULT_LOGIN_TEMPLATE_APP", "a\nb {{ file \"/etc/passwd\" }}")],
+                vec![(
+                    "VAULT_LOGIN_TEMPLATE_APP",
+                    "a\nb {{ file \"/etc/passwd\" }}",
+                )],
                 "VAULT_LOGIN_TEMPLATE_APP",
                 "line 2, column 5: function \"file\" is refused",
             ),
@@ -617,7 +632,10 @@ mod tests {
         book.secret(&prod, sec(r#"{"data":{"other":"x"}}"#));
         match book.render(0) {
             Rendering::Failed(e) => {
-                assert!(e.starts_with("VAULT_LOGIN_TEMPLATE_APP: template: app:1:"), "{e}");
+                assert!(
+                    e.starts_with("VAULT_LOGIN_TEMPLATE_APP: template: app:1:"),
+                    "{e}"
+                );
                 assert!(e.contains("map has no entry for key \".Data.k\""), "{e}");
             }
             other => panic!("{other:?}"),
