@@ -6,7 +6,8 @@
 //!   deliver it to the machine.
 //! - `requests`: the I/O it performs: login, renewal and revocation with their deadlines, and
 //!   the token file (or stdout).
-//! - `secrets`: reading secrets, writing their files when they change, renewing their leases.
+//! - `secrets`: making each distinct read, writing the secret files and rendering the templates
+//!   that changed, renewing leases.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -376,7 +376,7 @@ impl TemplateBook {
     /// Records a failed read, unless an earlier answer is kept: templates go on rendering the
     /// last good answer through an outage, as Agent's do.
     pub fn failed(&mut self, read: &Read, message: String) {
-        if !self.reads.answer(read).is_some_and(|a| a.is_ok()) {
+        if self.reads.answer(read).is_none_or(|a| a.is_err()) {
             self.reads.failed(read.clone(), message);
         }
     }
