@@ -18,6 +18,7 @@ pub enum CliError {
 const ABOUT: &str = "Log in to Vault or OpenBao with the pod's Kubernetes service-account JWT and keep the token file fresh";
 const RULES: &str = "A flag wins over its variable; an empty variable counts as unset; a BAO_* variable is read when its VAULT_* twin is unset.\n\
     Secrets to files: VAULT_LOGIN_SECRET_<NAME>=<path>, <path>#<field> or dotenv:<path> writes <dir>/<name>.\n\
+    Templates: VAULT_LOGIN_TEMPLATE_<NAME>=<Vault Agent template> or @<file> renders <dir>/<name>; VAULT_LOGIN_TEMPLATE_FILE_<NAME>, _MODE_<NAME>, _LENIENT_<NAME> set its file name, mode, Agent's lenient missing keys.\n\
     Durations: 500ms, 30s, 5m, 1h, 1h30m or a number of seconds. Booleans: true/false, 1/0, yes/no, on/off.";
 
 /// The command line, made from the declarations: a flag for each setting that has one, and

@@ -651,7 +651,6 @@ impl Machine {
                 if changed {
                     self.owed = self.owed.or(Some(Hook::SecretsChanged));
                 }
-                error!(error = %message, "file not rendered; it keeps its last good content");
                 if self.once() {
                     // The data was read: reading it again before the deadline would render
                     // the same error, so `--once` says it now.
