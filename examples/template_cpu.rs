@@ -60,16 +60,32 @@ fn main() {
     // The corpus, over answers shaped like the corpus's secrets (KV v2 envelopes).
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/templates");
     let mut corpus = Vec::new();
-    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("tests/templates").flatten().collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("tests/templates")
+        .flatten()
+        .collect();
     entries.sort_by_key(|e| e.path());
     for e in entries {
         let text = std::fs::read_to_string(e.path()).expect("template");
         corpus.push(Template::parse("c", &text, &funcs).expect("parse"));
     }
     let mut reads = Reads::new();
-    let kv2 = |d: &str| secret(&format!(r#"{{"data":{{"data":{d},"metadata":{{"version":1}}}}}}"#));
+    let kv2 = |d: &str| {
+        secret(&format!(
+            r#"{{"data":{{"data":{d},"metadata":{{"version":1}}}}}}"#
+        ))
+    };
     reads.secret(Read::Get("secret/data/app".into()), kv2(r#"{"username":"app","password":"p","host":"db","port":5432,"dbname":"o","ssl":true,"replicas":3,"ratio":0.75,"tags":["a","b"],"empty":"","multiline":"a\nb\n"}"#));
     reads.secret(Read::Get("secret/data/config".into()), kv2(r#"{"log":{"level":"info","format":"json"},"features":{"beta":true,"max_items":100},"servers":[{"name":"a","port":8080},{"name":"b","port":8081}],"yes_word":"yes","num_str":"8080"}"#));
-    reads.secret(Read::Get("kv/app".into()), secret(r#"{"data":{"user":"u","pass":"p","port":6379,"flag":false}}"#));
-    time("corpus (53 templates; unanswered reads render as errors)", &corpus, &reads, &funcs, 200);
+    reads.secret(
+        Read::Get("kv/app".into()),
+        secret(r#"{"data":{"user":"u","pass":"p","port":6379,"flag":false}}"#),
+    );
+    time(
+        "corpus (53 templates; unanswered reads render as errors)",
+        &corpus,
+        &reads,
+        &funcs,
+        200,
+    );
 }
