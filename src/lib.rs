@@ -23,7 +23,10 @@
 //!   SNI), `proxy` (HTTP proxies to Vault, as the vault CLI reads them), `login` (one login attempt
 //!   and the classification of its failures), `hints` (what a refusal tells the operator).
 //! - [`secrets`]: secrets to files: the `VAULT_LOGIN_SECRET_<NAME>` specs, rendering (JSON, one
-//!   field, dotenv), when to rewrite, read errors, and the secret-file writer.
+//!   field, dotenv), the sources (one per distinct read, shared by secret files and templates),
+//!   when to rewrite, read errors, and the secret-file writer. Its part `templates`: the
+//!   `VAULT_LOGIN_TEMPLATE_<NAME>` specs and the book that keeps the reads' answers and renders
+//!   each template once everything it reads is answered.
 //! - [`template`]: Go `text/template` (Vault Agent's template language) over JSON data, with a
 //!   function table.
 //! - [`files`]: files other containers can touch: `safe_fs` (non-blocking, bounded reads),

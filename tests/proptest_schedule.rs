@@ -1034,7 +1034,11 @@ fn simulate(w: &World) -> Run {
                 Event::SecretRead {
                     index: f.index,
                     sent: at(f.sent),
-                    result: f.result.map(|_| SecretGrant { changed, lease }),
+                    result: f.result.map(|_| SecretGrant {
+                        changed,
+                        lease,
+                        problem: None,
+                    }),
                 }
             };
             m.handle(at(now), event);

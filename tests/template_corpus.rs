@@ -135,12 +135,13 @@ impl Server {
     }
 }
 
-async fn seed(s: &Server) {
-    s.put(
-        "sys/mounts/kv",
+/// The secrets every corpus run reads: `(path, body)` to POST with a root token, in order
+/// (a KV v1 engine at `kv/`, KV v2 at the dev server's `secret/`).
+fn seed_data() -> Vec<(String, serde_json::Value)> {
+    let mut out = vec![(
+        "sys/mounts/kv".to_string(),
         json!({"type": "kv", "options": {"version": "1"}}),
-    )
-    .await;
+    )];
     let pem = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUQ==\n-----END CERTIFICATE-----\n";
     let key = "-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIA==\n-----END PRIVATE KEY-----\n";
     use base64::Engine as _;
@@ -175,18 +176,23 @@ async fn seed(s: &Server) {
             json!({"DB_HOST": "staging-db", "DB_PASS": "x", "FEATURE_X": "off"}),
         ),
     ] {
-        s.put(path, json!({ "data": data })).await;
+        out.push((path.to_string(), json!({ "data": data })));
     }
-    s.put(
-        "kv/app",
+    out.push((
+        "kv/app".to_string(),
         json!({"user": "v1user", "pass": "v1pass", "port": 6379, "flag": false}),
-    )
-    .await;
-    s.put(
-        "kv/legacy/db",
+    ));
+    out.push((
+        "kv/legacy/db".to_string(),
         json!({"connection_url": "postgres://u:p@h:5432/d?sslmode=disable"}),
-    )
-    .await;
+    ));
+    out
+}
+
+async fn seed(s: &Server) {
+    for (path, body) in seed_data() {
+        s.put(&path, body).await;
+    }
 }
 
 fn corpus() -> Vec<(String, String)> {
@@ -206,16 +212,17 @@ fn corpus() -> Vec<(String, String)> {
 /// Runs `bao agent` once over every template; the rendered files by template name.
 async fn agent_renders(
     bin: &Path,
-    s: &Server,
+    addr: &str,
+    root: &str,
     dir: &Path,
     templates: &[(String, String)],
 ) -> BTreeMap<String, Vec<u8>> {
-    std::fs::write(dir.join("token"), ROOT).expect("token file");
+    std::fs::write(dir.join("token"), root).expect("token file");
     let mut hcl = format!(
         "vault {{ address = \"{}\" }}\nexit_after_auth = true\n\
          auto_auth {{ method \"token_file\" {{ config = {{ token_file_path = \"{}\" }} }} }}\n\
          template_config {{ exit_on_retry_failure = true }}\n",
-        s.addr,
+        addr,
         dir.join("token").display()
     );
     for (name, text) in templates {
@@ -266,7 +273,7 @@ async fn corpus_renders_byte_for_byte_like_bao_agent() {
     let s = Server::start(&bin).await;
     seed(&s).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    let agent = agent_renders(&bin, &s, dir.path(), &templates).await;
+    let agent = agent_renders(&bin, &s.addr, ROOT, dir.path(), &templates).await;
 
     let env: BTreeMap<String, String> = [("APP_ENV".to_string(), "staging".to_string())].into();
     let funcs = Funcs::standard_with(
@@ -313,4 +320,136 @@ async fn corpus_renders_byte_for_byte_like_bao_agent() {
         templates.len(),
         mismatches.join("\n")
     );
+}
+
+/// Templates beyond the library corpus that only the whole binary can render as Agent does:
+/// consul-template's KV v2 path rewrite (`secret "secret/app"` reads `secret/data/app`), which
+/// asks the server for the mount's version.
+const BINARY_ONLY: &[(&str, &str)] = &[
+    (
+        "kv2-shim",
+        "{{ with secret \"secret/app\" }}{{ .Data.data.username }}@{{ .Data.data.host }}{{ end }}\n",
+    ),
+    (
+        "kv2-shim-nested",
+        "{{ with secret \"secret/env/prod\" }}{{ range $k, $v := .Data.data }}{{ $k }}={{ $v }}\n{{ end }}{{ end }}",
+    ),
+];
+
+/// The policy vault-login's role gets: what the corpus reads, lists and writes, nothing more.
+const CORPUS_POLICY: &str = r#"
+path "secret/data/*" { capabilities = ["read"] }
+path "secret/metadata/*" { capabilities = ["read", "list"] }
+path "kv/*" { capabilities = ["read"] }
+path "sys/tools/hash/*" { capabilities = ["update"] }
+"#;
+
+/// The binary, as the other integration tests find it (`VAULT_LOGIN_BIN` or cargo's build).
+fn vault_login_bin() -> String {
+    std::env::var("VAULT_LOGIN_BIN")
+        .ok()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| env!("CARGO_BIN_EXE_vault-login").to_string())
+}
+
+#[tokio::test]
+async fn the_binary_renders_the_corpus_byte_for_byte_like_bao_agent() {
+    let Some(bao) = vault_emulator::real::Bao::start() else {
+        return;
+    };
+    for (path, body) in seed_data() {
+        bao.api("POST", &format!("/v1/{path}"), Some(body));
+    }
+    bao.api(
+        "PUT",
+        "/v1/sys/policies/acl/corpus",
+        Some(json!({ "policy": CORPUS_POLICY })),
+    );
+    bao.cli(&[
+        "write",
+        "auth/kubernetes/role/default",
+        "bound_service_account_names=default",
+        "bound_service_account_namespaces=default",
+        "audience=k3s",
+        "token_policies=corpus",
+        "token_ttl=600",
+    ]);
+    let mut templates = corpus();
+    templates.extend(
+        BINARY_ONLY
+            .iter()
+            .map(|(n, t)| (n.to_string(), t.to_string())),
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let agent_dir = dir.path().join("agent");
+    std::fs::create_dir_all(&agent_dir).expect("agent dir");
+    let agent = agent_renders(
+        bao.bin(),
+        &bao.addr(),
+        &bao.root_token(),
+        &agent_dir,
+        &templates,
+    )
+    .await;
+
+    // vault-login: kubernetes login with the service account's JWT, every template from a file
+    // (as from a ConfigMap), named by its own FILE_ setting; `--once` writes them all.
+    let out = dir.path().join("out");
+    std::fs::create_dir_all(&out).expect("out dir");
+    let jwt = dir.path().join("jwt");
+    std::fs::write(&jwt, bao.jwt("default", "default", &["k3s"], 600)).expect("jwt");
+    let mut cmd = tokio::process::Command::new(vault_login_bin());
+    cmd.env_clear()
+        .env("VAULT_ADDR", bao.addr())
+        .env("VAULT_LOGIN_ROLE", "default")
+        .env("VAULT_LOGIN_JWT_FILE", &jwt)
+        .env("VAULT_LOGIN_TOKEN_FILE", out.join("token"))
+        .env("VAULT_LOGIN_TIMEOUT", "60s")
+        .env("APP_ENV", "staging")
+        .arg("--once")
+        .kill_on_drop(true);
+    for (i, (name, _)) in templates.iter().enumerate() {
+        cmd.env(
+            format!("VAULT_LOGIN_TEMPLATE_T{i}"),
+            format!("@{}", agent_dir.join(format!("{name}.tmpl")).display()),
+        )
+        .env(format!("VAULT_LOGIN_TEMPLATE_FILE_T{i}"), name);
+        if name.starts_with("lenient-") {
+            cmd.env(format!("VAULT_LOGIN_TEMPLATE_LENIENT_T{i}"), "true");
+        }
+    }
+    let started = Instant::now();
+    let run = tokio::time::timeout(Duration::from_secs(120), cmd.output())
+        .await
+        .expect("vault-login finished within 120s")
+        .expect("run vault-login");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "vault-login failed: {stderr}");
+    eprintln!(
+        "vault-login --once rendered {} templates in {:?}",
+        templates.len(),
+        started.elapsed()
+    );
+    let mut mismatches = Vec::new();
+    for (name, _) in &templates {
+        let ours = std::fs::read(out.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        if ours != agent[name] {
+            mismatches.push(format!(
+                "--- {name}\nagent: {:?}\nours:  {:?}",
+                String::from_utf8_lossy(&agent[name]),
+                String::from_utf8_lossy(&ours)
+            ));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "{} of {} templates differ from bao agent:\n{}",
+        mismatches.len(),
+        templates.len(),
+        mismatches.join("\n")
+    );
+    // Each file written once, and no value in the log.
+    let written = stderr.matches("template rendered").count();
+    assert_eq!(written, templates.len(), "{stderr}");
+    assert!(!stderr.contains("s3cr3t"), "{stderr}");
 }

@@ -325,6 +325,7 @@ fn drive(
                         result: Ok(SecretGrant {
                             changed: lease.is_some(),
                             lease,
+                            problem: None,
                         }),
                     }
                 }

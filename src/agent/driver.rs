@@ -77,7 +77,7 @@ impl<'a> Driver<'a> {
         let machine = Machine::new(cfg.machine_settings(), started.into_std(), random_u64());
         // The sidecar watches from the start; `--once` only if it has to wait for the JWT.
         let watches = (!cfg.once).then(|| Watches::new(agent.jwt_file(), agent.token_dir()));
-        let memos = (agent.sources.iter())
+        let memos = (agent.book().sources.iter())
             .map(|s| SecretMemo {
                 written: vec![None; s.specs.len()],
                 lease_id: None,
@@ -337,7 +337,14 @@ impl<'a> Driver<'a> {
             }
             Input::Secret(answer) => {
                 self.secret_request = None;
-                self.agent.secret_answered(answer, &mut self.memos)
+                let (event, added) = self.agent.secret_answered(answer, &mut self.memos);
+                // Reads a template makes once another's answer is in: the lane's too, due now,
+                // so the batch (and its hooks) waits for them.
+                for _ in 0..added {
+                    self.machine.add_secret(now());
+                    self.memos.push(SecretMemo::default());
+                }
+                event
             }
             Input::Written(event) => {
                 self.writing = None;

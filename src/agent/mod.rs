@@ -6,7 +6,8 @@
 //!   deliver it to the machine.
 //! - `requests`: the I/O it performs: login, renewal and revocation with their deadlines, and
 //!   the token file (or stdout).
-//! - `secrets`: reading secrets, writing their files when they change, renewing their leases.
+//! - `secrets`: making each distinct read, writing the secret files and rendering the templates
+//!   that changed, renewing leases.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +27,7 @@ use crate::jwt;
 use crate::machine::events::{Event, Exit, Grant};
 use crate::machine::failure::warns_of_cap;
 use crate::machine::Machine;
-use crate::secrets::{SecretSpec, SecretWriter, Source};
+use crate::secrets::{SecretSpec, SecretWriter, TemplateBook};
 use crate::vault::hints;
 use crate::vault::login::LoginError;
 use crate::vault::{Auth, Renewal, VaultClient, VaultError};
@@ -66,8 +67,8 @@ pub struct Agent {
     status: Arc<Status>,
     hooks: Hooks,
     secrets: Vec<SecretSpec>,
-    /// The secrets grouped by path: one read each.
-    sources: Vec<Source>,
+    /// The reads (one per distinct request, shared by secrets and templates) and templates.
+    book: std::sync::Mutex<self::secrets::Book>,
     writer: SecretWriter,
 }
 
@@ -93,17 +94,20 @@ impl Agent {
         let hooks = Hooks::new(&cfg.hooks);
         let writer = SecretWriter::new(&cfg.secrets.dir, cfg.token_file_mode, cfg.token_file_owner);
         let secrets = cfg.secrets.specs.clone();
-        if !secrets.is_empty() {
+        if !cfg.secrets.is_empty() {
             writer.check()?;
         }
         status.track_secrets(secrets.iter().map(|s| s.name.clone()));
+        let templates = cfg.secrets.templates.clone();
+        status.track_templates(templates.iter().map(|t| t.name.clone()));
+        let book = TemplateBook::new(templates, crate::template::Funcs::standard());
         Ok(Agent {
+            book: std::sync::Mutex::new(self::secrets::Book::new(&secrets, book)),
             cfg,
             client,
             file,
             status,
             hooks,
-            sources: crate::secrets::sources(&secrets),
             secrets,
             writer,
         })
@@ -114,6 +118,11 @@ impl Agent {
     pub async fn run(self, control: mpsc::UnboundedReceiver<Control>) -> Result<()> {
         let claims = jwt::log_claims(&self.cfg.jwt).await;
         let sub = claims.and_then(|c| c.sub).unwrap_or_default();
+        if let Some(e) = self.render_readless().await {
+            if self.cfg.once {
+                return Err(Error::Fatal(e));
+            }
+        }
         let mut driver = Driver::new(&self, control);
         driver.adopt(&sub).await;
         loop {

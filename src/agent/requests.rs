@@ -92,7 +92,8 @@ impl Agent {
                 }
             }
         }
-        self.writer.remove_all(&self.secrets);
+        let templates = self.book().templates.templates().to_vec();
+        self.writer.remove_all(&self.secrets, &templates);
         if let Some(token) = token {
             match timeout_at(deadline, self.client.revoke_self(&token)).await {
                 Ok(Ok(())) => info!("token revoked"),

@@ -1,23 +1,73 @@
-//! The driver's side of secrets: read one with the held token, write its file when its content
-//! (or KV v2 version) changed, renew its lease, and report to the machine and the status.
+//! The driver's side of secrets and templates: make one read (a source: one request shared by
+//! every `VAULT_LOGIN_SECRET_*` file and template using it), write the files whose content
+//! changed, render the templates that use it, renew its lease, and report to the machine and
+//! the status.
+
+use std::collections::HashMap;
+use std::sync::{MutexGuard, PoisonError};
 
 use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use zeroize::Zeroizing;
 
 use super::requests::until;
 use super::Agent;
-use crate::machine::events::{Event, SecretGrant};
+use crate::machine::events::{Event, Grant, SecretGrant};
 use crate::machine::failure::Failure;
-use crate::secrets::{self, Fingerprint, SecretError, SecretSpec};
+use crate::secrets::templates::{kv2_read_path, Rendering};
+use crate::secrets::{
+    self, Fingerprint, SecretError, SecretSpec, Source, TemplateBook, TemplateSpec,
+};
 use crate::sensitive::Secret;
-use crate::vault::{LeaseRenewal, SecretRead, VaultError};
+use crate::template::{self, Read};
+use crate::vault::{LeaseRenewal, RawAnswer, VaultError};
 
-/// A finished read of a source (one path, one or more files) or lease renewal.
+/// The reads and the templates. The driver has one read in flight at a time, so the lock is
+/// never waited for; it is never held across an `.await`.
+pub(super) struct Book {
+    /// One per distinct read; grows when a template's read depends on another's answer.
+    pub(super) sources: Vec<Source>,
+    pub(super) templates: TemplateBook,
+    /// The path read for a template's `GET`, once the mount was looked up (KV v2: `data/`).
+    read_paths: HashMap<String, String>,
+}
+
+impl Book {
+    /// The book of `specs` and `templates`.
+    pub(super) fn new(specs: &[SecretSpec], templates: TemplateBook) -> Self {
+        Book {
+            sources: secrets::sources(specs, templates.templates()),
+            templates,
+            read_paths: HashMap::new(),
+        }
+    }
+}
+
+/// A finished read: the lease it holds and the fingerprint of each spec file written for it
+/// (None: unchanged, not written).
+pub(super) struct ReadDone {
+    lease_id: String,
+    lease: Option<Grant>,
+    written: Vec<Option<Fingerprint>>,
+}
+
+/// What the templates made of a read: each rendered template's result (`Ok(true)`: its file
+/// was rewritten; `Err`: the render or write error) and the reads they make that no source
+/// makes yet (added to the book's sources, in order).
+#[derive(Default)]
+pub(super) struct TemplateReport {
+    results: Vec<(usize, Result<bool, String>)>,
+    added: usize,
+}
+
+/// A finished read of a source or lease renewal.
 pub(super) enum SecretAnswer {
-    /// The read, and the fingerprint of each file written for it (None: unchanged, not written).
+    /// The read, with what the templates made of it.
     Read(
         usize,
         Instant,
-        std::result::Result<(SecretRead, Vec<Option<Fingerprint>>), SecretError>,
+        std::result::Result<ReadDone, SecretError>,
+        TemplateReport,
     ),
     Renewed(
         usize,
@@ -34,67 +84,98 @@ pub(super) struct SecretMemo {
 }
 
 impl Agent {
-    /// Turns a finished secret read into the machine's event: remembers what the file now holds
-    /// and the lease, updates the status.
-    pub(super) fn secret_answered(&self, answer: SecretAnswer, memos: &mut [SecretMemo]) -> Event {
+    /// The book, even if a panicking thread left the lock poisoned (its data stays consistent:
+    /// every change under the lock is a single assignment or push).
+    pub(super) fn book(&self) -> MutexGuard<'_, Book> {
+        self.book.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The variables that use source `index`, for messages.
+    fn users_of(&self, index: usize) -> String {
+        let book = self.book();
+        let source = &book.sources[index];
+        let mut names: Vec<String> = (source.specs.iter())
+            .map(|i| self.secrets[*i].variable.clone())
+            .collect();
+        let templates = book.templates.templates();
+        for i in book.templates.users(&source.read) {
+            names.push(templates[i].variable.clone());
+        }
+        if names.is_empty() {
+            return source.read.to_string();
+        }
+        names.join(", ")
+    }
+
+    /// Turns a finished read into the machine's event, and how many sources the templates
+    /// added: remembers what the files now hold and the lease, updates the status.
+    pub(super) fn secret_answered(
+        &self,
+        answer: SecretAnswer,
+        memos: &mut [SecretMemo],
+    ) -> (Event, usize) {
         match answer {
-            SecretAnswer::Read(index, sent, result) => {
-                let specs = &self.sources[index].specs;
+            SecretAnswer::Read(index, sent, result, report) => {
+                let specs = self.book().sources[index].specs.clone();
+                for (i, r) in &report.results {
+                    self.status
+                        .template_rendered(*i, r.as_ref().map(|_| ()).map_err(String::as_str));
+                }
+                let problem = (report.results.iter()).find_map(|(_, r)| r.as_ref().err().cloned());
+                let rewritten = (report.results.iter()).any(|(_, r)| matches!(r, Ok(true)));
                 let result = match result {
-                    Ok((read, written)) => {
+                    Ok(done) => {
                         let memo = &mut memos[index];
-                        let changed = written.iter().any(Option::is_some);
-                        let files = specs.iter().zip(written).zip(&mut memo.written);
+                        let changed = rewritten || done.written.iter().any(Option::is_some);
+                        let files = specs.iter().zip(done.written).zip(&mut memo.written);
                         for ((spec, fingerprint), last) in files {
                             self.status.secret_read(*spec, fingerprint.is_some());
                             *last = fingerprint.or(*last);
                         }
-                        let lease = read.lease();
-                        memo.lease_id = lease.map(|_| read.lease_id.clone());
-                        Ok(SecretGrant { changed, lease })
+                        memo.lease_id = done.lease.map(|_| done.lease_id);
+                        Ok(SecretGrant {
+                            changed,
+                            lease: done.lease,
+                            problem,
+                        })
                     }
                     Err(e) => {
-                        let message =
-                            format!("{}: {e}", self.sources[index].variables(&self.secrets));
-                        specs
-                            .iter()
-                            .for_each(|s| self.status.secret_failed(*s, &message));
+                        let message = format!("{}: {e}", self.users_of(index));
+                        (specs.iter()).for_each(|s| self.status.secret_failed(*s, &message));
                         Err(Failure::new(e.kind(), message))
                     }
                 };
-                Event::SecretRead {
+                let event = Event::SecretRead {
                     index,
                     sent: sent.into_std(),
                     result,
-                }
+                };
+                (event, report.added)
             }
             SecretAnswer::Renewed(index, sent, result) => {
                 let result = match result {
                     Ok(r) => Ok(r.grant()),
                     Err(e) => {
-                        let message = format!(
-                            "{}: lease renewal: {e}",
-                            self.sources[index].variables(&self.secrets)
-                        );
-                        let specs = &self.sources[index].specs;
-                        specs
-                            .iter()
-                            .for_each(|s| self.status.secret_failed(*s, &message));
+                        let message = format!("{}: lease renewal: {e}", self.users_of(index));
+                        let specs = self.book().sources[index].specs.clone();
+                        (specs.iter()).for_each(|s| self.status.secret_failed(*s, &message));
                         Err(e.failure(message))
                     }
                 };
-                Event::LeaseRenewed {
+                let event = Event::LeaseRenewed {
                     index,
                     sent: sent.into_std(),
                     result,
-                }
+                };
+                (event, 0)
             }
         }
     }
 
-    /// Reads source `index` once with `token` and writes each of its files whose rendering
-    /// differs from `last` (the fingerprints of what they hold), on a blocking thread: a slow
-    /// volume never stalls the runtime. A failed read or rendering leaves every file as it was.
+    /// Makes source `index`'s read once with `token`, writes each of its spec files whose
+    /// rendering differs from `last` (the fingerprints of what they hold) and each template
+    /// using it whose output changed, on a blocking thread: a slow volume never stalls the
+    /// runtime. A failed read or rendering leaves every file as it was.
     pub(super) async fn read_secret(
         &self,
         index: usize,
@@ -102,31 +183,246 @@ impl Agent {
         last: Vec<Option<Fingerprint>>,
     ) -> SecretAnswer {
         let sent = Instant::now();
-        let source = &self.sources[index];
-        let specs: Vec<&SecretSpec> = source.specs.iter().map(|i| &self.secrets[*i]).collect();
-        let read = match token {
-            Some(token) => secrets::fetch_all(&self.client, &token, &source.path, &specs).await,
-            None => Err(secrets::read_error(
-                &source.path,
-                VaultError::no_token("read"),
-            )),
+        let source = self.book().sources[index].clone();
+        let specs: Vec<SecretSpec> = (source.specs.iter())
+            .map(|i| self.secrets[*i].clone())
+            .collect();
+        let mut report = TemplateReport::default();
+        let Some(token) = token else {
+            let e = secrets::read_error(source.path(), VaultError::no_token("read"));
+            return SecretAnswer::Read(index, sent, Err(e), report);
         };
-        let result = match read {
-            Ok((read, rendered)) => {
-                let jobs: Vec<_> = specs
-                    .iter()
-                    .zip(rendered)
-                    .zip(last)
-                    .map(|((spec, r), last)| r.changed_since(last).then(|| ((*spec).clone(), r)))
-                    .collect();
-                self.writer
-                    .write_changed(jobs, read.kv2_version)
-                    .await
-                    .map(|written| (read, written))
+        let path = self.read_path(&token, &source).await;
+        let (method, body) = match &source.read {
+            Read::Get(_) => ("GET", None),
+            Read::Write(_, pairs) => ("PUT", Some(serde_json::json!(pairs))),
+            Read::List(_) => ("LIST", None),
+        };
+        let answer = self.client.request_raw(&token, method, &path, body).await;
+        let result = match answer {
+            // Vault answers an empty list with 404; consul-template then has no keys.
+            Err(VaultError::Status { status, .. })
+                if status.as_u16() == 404 && matches!(source.read, Read::List(_)) =>
+            {
+                self.book().templates.list(&source.read, Vec::new());
+                Ok(ReadDone {
+                    lease_id: String::new(),
+                    lease: None,
+                    written: Vec::new(),
+                })
             }
-            Err(e) => Err(e),
+            Err(e) => {
+                let e = secrets::read_error(&path, e);
+                self.book().templates.failed(&source.read, e.to_string());
+                Err(e)
+            }
+            Ok(raw) => self.take_answer(&source, &path, &specs, last, raw).await,
         };
-        SecretAnswer::Read(index, sent, result)
+        self.render_users(&source.read, &mut report).await;
+        SecretAnswer::Read(index, sent, result, report)
+    }
+
+    /// The path a source's request goes to: as written, except a template's `GET` on a KV v2
+    /// mount, which consul-template moves under `data/` (looked up once per path with
+    /// `sys/internal/ui/mounts/<path>`; if that fails, the path as written, as Agent does).
+    async fn read_path(&self, token: &Secret, source: &Source) -> String {
+        let raw = source.path();
+        if !source.templated || !matches!(source.read, Read::Get(_)) {
+            return raw.to_string();
+        }
+        if let Some(p) = self.book().read_paths.get(raw) {
+            return p.clone();
+        }
+        let lookup = format!("sys/internal/ui/mounts/{raw}");
+        let mount = match self.client.request_raw(token, "GET", &lookup, None).await {
+            Ok(answer) => serde_json::from_slice::<serde_json::Value>(&answer.body).ok(),
+            // Vault answered (no such mount, or the token may not see it): the path as written,
+            // for good, as Agent does.
+            Err(VaultError::Status { .. }) => None,
+            // No answer: try the lookup again next time.
+            Err(e) => {
+                debug!(path = raw, error = %e, "mount lookup failed; reading the path as written");
+                return raw.to_string();
+            }
+        };
+        let data = mount.as_ref().map(|m| &m["data"]);
+        let kv2 = data.is_some_and(|d| d["options"]["version"] == "2");
+        let mount_path = data.and_then(|d| d["path"].as_str()).unwrap_or_default();
+        let path = match kv2 && !mount_path.is_empty() {
+            true => kv2_read_path(raw, mount_path),
+            false => raw.to_string(),
+        };
+        if path != raw {
+            info!(template_path = raw, path = %path, "KV v2 mount: reading under data/ as Vault Agent does");
+        }
+        self.book().read_paths.insert(raw.to_string(), path.clone());
+        path
+    }
+
+    /// Takes a successful answer in: renders and writes the spec files, records it for the
+    /// templates.
+    async fn take_answer(
+        &self,
+        source: &Source,
+        path: &str,
+        specs: &[SecretSpec],
+        last: Vec<Option<Fingerprint>>,
+        raw: RawAnswer,
+    ) -> Result<ReadDone, SecretError> {
+        let parsed = match source.read {
+            Read::List(_) => None,
+            _ => Some(secrets::parse_read(&raw, path)),
+        };
+        self.record_for_templates(source, path, &raw);
+        let read = match parsed {
+            Some(Ok(read)) => Some(read),
+            // Only the spec files need the answer's shape; a template's write may answer
+            // without data.
+            Some(Err(e)) if !specs.is_empty() => return Err(e),
+            _ => None,
+        };
+        let Some(read) = read else {
+            return Ok(ReadDone {
+                lease_id: String::new(),
+                lease: None,
+                written: Vec::new(),
+            });
+        };
+        let rendered: Vec<_> = (specs.iter())
+            .map(|spec| secrets::render(spec, &read))
+            .collect::<Result<_, _>>()?;
+        let jobs: Vec<_> = (specs.iter().zip(rendered).zip(last))
+            .map(|((spec, r), last)| r.changed_since(last).then(|| (spec.clone(), r)))
+            .collect();
+        let written = self.writer.write_changed(jobs, read.kv2_version).await?;
+        Ok(ReadDone {
+            lease_id: read.lease_id.clone(),
+            lease: read.lease(),
+            written,
+        })
+    }
+
+    /// Records the answer as the templates see it (numbers as the server wrote them).
+    fn record_for_templates(&self, source: &Source, path: &str, raw: &RawAnswer) {
+        let mut book = self.book();
+        if book.templates.templates().is_empty() {
+            return;
+        }
+        let text = std::str::from_utf8(&raw.body).unwrap_or_default();
+        match &source.read {
+            Read::List(_) => {
+                let value: Zeroizing<String> = Zeroizing::new(text.to_string());
+                let keys = serde_json::from_str::<serde_json::Value>(&value)
+                    .ok()
+                    .and_then(|v| v["data"]["keys"].as_array().cloned())
+                    .unwrap_or_default();
+                let keys = (keys.iter().filter_map(|k| k.as_str().map(String::from))).collect();
+                book.templates.list(&source.read, keys);
+            }
+            // A write answered 204 has no body: a secret without data.
+            _ if text.trim().is_empty() => book
+                .templates
+                .secret(&source.read, template::Secret::default()),
+            _ => match template::Secret::from_vault_json(text) {
+                Ok(secret) => book.templates.secret(&source.read, secret),
+                Err(e) => book.templates.failed(
+                    &source.read,
+                    format!("{}: {path}: the answer is not Vault's JSON: {e}", raw.op),
+                ),
+            },
+        }
+    }
+
+    /// Renders the templates that read nothing from Vault (`env`, text), once at the start:
+    /// no read would ever render them. The first error, if any.
+    pub(super) async fn render_readless(&self) -> Option<String> {
+        let readless: Vec<usize> = {
+            let book = self.book();
+            let templates = book.templates.templates();
+            (0..templates.len())
+                .filter(|i| templates[*i].first_reads.is_empty())
+                .collect()
+        };
+        if readless.is_empty() {
+            return None;
+        }
+        let mut report = TemplateReport::default();
+        self.render(readless, &mut report).await;
+        let mut first = None;
+        for (i, r) in &report.results {
+            self.status
+                .template_rendered(*i, r.as_ref().map(|_| ()).map_err(String::as_str));
+            first = first.or(r.as_ref().err().cloned());
+        }
+        first
+    }
+
+    /// Renders every template that uses `read` and writes the files that changed; reads the
+    /// templates make that no source makes yet become new sources.
+    async fn render_users(&self, read: &Read, report: &mut TemplateReport) {
+        let users = self.book().templates.users(read);
+        self.render(users, report).await;
+    }
+
+    /// Renders templates `which` and writes the files that changed; reads they make that no
+    /// source makes yet become new sources.
+    async fn render(&self, which: Vec<usize>, report: &mut TemplateReport) {
+        let mut jobs: Vec<(usize, TemplateSpec, Zeroizing<Vec<u8>>, u64)> = Vec::new();
+        {
+            let mut book = self.book();
+            for i in which {
+                match book.templates.render(i) {
+                    Rendering::Waiting(missing) => {
+                        for r in missing {
+                            if !book.sources.iter().any(|s| s.read == r) {
+                                debug!(read = %r, "a template reads a new path");
+                                book.sources.push(Source::new(r, true));
+                                report.added += 1;
+                            }
+                        }
+                    }
+                    Rendering::Changed(bytes, fp) => {
+                        let spec = book.templates.templates()[i].clone();
+                        jobs.push((i, spec, bytes, fp));
+                    }
+                    Rendering::Same => report.results.push((i, Ok(false))),
+                    Rendering::Failed(e) => {
+                        warn!(error = %e, "template not rendered; its file keeps its last good content");
+                        report.results.push((i, Err(e)));
+                    }
+                }
+            }
+        }
+        if jobs.is_empty() {
+            return;
+        }
+        let writer = self.writer.clone();
+        let write =
+            tokio::task::spawn_blocking(move || {
+                (jobs.into_iter())
+                .map(|(i, spec, bytes, fp)| {
+                    let written = writer.write_template(&spec, &bytes);
+                    if let Ok(path) = &written {
+                        info!(template = %spec.name, path = %path.display(), "template rendered");
+                    }
+                    (i, fp, written.map_err(|e| format!("{}: {e}", spec.variable)))
+                })
+                .collect::<Vec<_>>()
+            });
+        let Ok(results) = write.await else {
+            warn!("the template file writes did not finish");
+            return;
+        };
+        let mut book = self.book();
+        for (i, fp, result) in results {
+            match result {
+                Ok(_) => {
+                    book.templates.wrote(i, fp);
+                    report.results.push((i, Ok(true)));
+                }
+                Err(e) => report.results.push((i, Err(e))),
+            }
+        }
     }
 
     /// Renews the lease of source `index`; abandoned at the lease's expiry.

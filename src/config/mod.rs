@@ -287,7 +287,7 @@ impl Config {
             recovery_backoff: self.recovery_backoff,
             renew_increment: self.renew_increment,
             revoke_on_exit: self.revoke_on_exit,
-            secrets: secrets::sources(&self.secrets.specs).len(),
+            secrets: secrets::sources(&self.secrets.specs, &self.secrets.templates).len(),
             refresh: self.secrets.refresh,
         }
     }
@@ -533,12 +533,18 @@ fn secrets_settings(
 ) -> Result<SecretsSettings, ConfigError> {
     let specs = secrets::specs_from_env(lookup.names, lookup.env)
         .map_err(|e| invalid(&e.variable, e.problem))?;
+    // Parsed with the functions the agent renders with, so a refused or unknown function is
+    // a configuration error before any network call.
+    let funcs = crate::template::Funcs::standard();
+    let templates = secrets::templates::templates_from_env(lookup.names, lookup.env, &funcs)
+        .map_err(|e| invalid(&e.variable, e.problem))?;
+    let nothing = specs.is_empty() && templates.is_empty();
     let refresh = lookup.value(&s::SECRETS_REFRESH)?;
     let dir = match lookup.given(&s::SECRETS_DIR.about)? {
         Some(given) => {
             let dir = PathBuf::from(&given.value);
             // Checked now only when there is something to write there.
-            if !specs.is_empty() {
+            if !nothing {
                 check_readable(&dir, true).map_err(|problem| {
                     given.invalid(format!(
                         "{problem}; mount the shared volume there or give an existing directory"
@@ -553,9 +559,12 @@ fn secrets_settings(
                 _ => PathBuf::from("."),
             },
             TokenSink::Stdout => {
-                if let Some(first) = specs.first() {
+                let first = (specs.iter().map(|s| &s.variable))
+                    .chain(templates.iter().map(|t| &t.variable))
+                    .next();
+                if let Some(first) = first {
                     return Err(invalid(
-                        &first.variable,
+                        first,
                         format!(
                             "the token goes to standard output, so there is no token directory to write secrets next to; set {}",
                             secrets::SECRETS_DIR_ENV
@@ -570,6 +579,7 @@ fn secrets_settings(
         dir,
         refresh,
         specs,
+        templates,
     };
     let mut reserved: Vec<&Path> = token_info_file.into_iter().collect();
     if let TokenSink::File(token) = token_sink {

@@ -61,6 +61,7 @@ const FIELDS: &[Field] = &[
     ("signal", signal),
     ("token_info_file", |c| path(&c.hooks.token_info_file)),
     ("secrets", secrets),
+    ("templates", templates),
 ];
 
 /// The summary line: every field as `key=value`, separated by spaces.
@@ -182,6 +183,16 @@ fn secrets(c: &Config) -> String {
             shown(&c.secrets.dir.display().to_string()),
             human(c.secrets.refresh)
         ),
+    }
+}
+
+fn templates(c: &Config) -> String {
+    let names: Vec<&str> = (c.secrets.templates.iter())
+        .map(|t| t.file.as_str())
+        .collect();
+    match names.len() {
+        0 => none(),
+        _ => shown(&names.join(",")),
     }
 }
 

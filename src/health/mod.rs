@@ -212,13 +212,19 @@ pub fn readiness(s: &Snapshot, now: Now) -> Result<(), String> {
     } else if let Some(problem) = token_problem(s, now) {
         problem
     } else {
-        // Ready only once every secret's file is written too.
-        let Some(secret) = s.secrets.iter().find(|x| !x.written) else {
+        // Ready only once every secret's file is written and every template rendered too.
+        let line = if let Some(secret) = s.secrets.iter().find(|x| !x.written) {
+            match &secret.last_error {
+                Some(e) => format!("secret {} not written yet: {}", secret.name, summary(e)),
+                None => format!("secret {} not written yet", secret.name),
+            }
+        } else if let Some(t) = s.templates.iter().find(|x| !x.rendered) {
+            match &t.last_error {
+                Some(e) => format!("template {} not rendered yet: {}", t.name, summary(e)),
+                None => format!("template {} not rendered yet", t.name),
+            }
+        } else {
             return Ok(());
-        };
-        let line = match &secret.last_error {
-            Some(e) => format!("secret {} not written yet: {}", secret.name, summary(e)),
-            None => format!("secret {} not written yet", secret.name),
         };
         return Err(bounded(&line, MAX_REASON_CHARS));
     };
@@ -295,6 +301,7 @@ pub fn render_metrics(s: &Snapshot, now: Now) -> String {
     token_metrics(&mut m, s, now);
     request_metrics(&mut m, s);
     secret_metrics(&mut m, s);
+    template_metrics(&mut m, s);
     m.0
 }
 
@@ -409,6 +416,27 @@ fn secret_metrics(m: &mut Exposition, s: &Snapshot) {
                 "vault_login_secret_last_change_timestamp_seconds",
                 &format!("{{secret=\"{}\"}}", x.name),
                 &float(unix_seconds(at)),
+            );
+        }
+    }
+}
+
+/// Each template's renders by result (absent without templates).
+fn template_metrics(m: &mut Exposition, s: &Snapshot) {
+    if s.templates.is_empty() {
+        return;
+    }
+    m.family(
+        "vault_login_template_renders_total",
+        "counter",
+        "Renders of each template, by result (failure: a missing key, a failed read, a wrong type; the file keeps its last good content).",
+    );
+    for x in &s.templates {
+        for (result, n) in [("success", x.renders_ok), ("failure", x.renders_failed)] {
+            m.sample(
+                "vault_login_template_renders_total",
+                &format!("{{template=\"{}\",result=\"{result}\"}}", x.name),
+                &n.to_string(),
             );
         }
     }

@@ -78,6 +78,23 @@ pub struct Snapshot {
     pub last_error: Option<String>,
     /// The secrets written next to the token, in configuration order.
     pub secrets: Vec<SecretStatus>,
+    /// The templates rendered next to the token, in configuration order.
+    pub templates: Vec<TemplateStatus>,
+}
+
+/// One template's file: never its content.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TemplateStatus {
+    /// The template's name (`VAULT_LOGIN_TEMPLATE_<NAME>` lower-cased).
+    pub name: String,
+    /// Whether it has rendered since the start.
+    pub rendered: bool,
+    /// Successful renders (the file written or already holding the result).
+    pub renders_ok: u64,
+    /// Failed renders (a missing key, a failed read, a wrong type).
+    pub renders_failed: u64,
+    /// The last failure's text (names the key or path, never a value), until a success.
+    pub last_error: Option<String>,
 }
 
 /// One secret's file: never its value.
@@ -242,6 +259,37 @@ impl Status {
             if let Some(x) = s.secrets.get_mut(index) {
                 x.reads_failed += 1;
                 x.last_error = Some(error.to_string());
+            }
+        });
+    }
+
+    /// The templates to track, by name (before the loop starts).
+    pub fn track_templates(&self, names: impl IntoIterator<Item = String>) {
+        let templates = names
+            .into_iter()
+            .map(|name| TemplateStatus {
+                name,
+                ..TemplateStatus::default()
+            })
+            .collect();
+        self.update(|s| s.templates = templates);
+    }
+
+    /// Template `index` rendered (`Ok`) or failed with the error.
+    pub fn template_rendered(&self, index: usize, result: Result<(), &str>) {
+        self.update(|s| {
+            if let Some(x) = s.templates.get_mut(index) {
+                match result {
+                    Ok(()) => {
+                        x.rendered = true;
+                        x.renders_ok += 1;
+                        x.last_error = None;
+                    }
+                    Err(e) => {
+                        x.renders_failed += 1;
+                        x.last_error = Some(e.to_string());
+                    }
+                }
             }
         });
     }

@@ -72,12 +72,15 @@ pub enum Hook {
 }
 
 /// What a secret read gave: whether its file changed, and its lease, if it has one.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SecretGrant {
     /// Whether the file was rewritten (a new KV v2 version, new content, new credentials).
     pub changed: bool,
     /// The lease of a dynamic secret (None: a static secret, refreshed on a timer).
     pub lease: Option<Grant>,
+    /// The read succeeded but a file made from it could not be rendered (a template's missing
+    /// key): what is wrong. Its file keeps its last good content; the read's lease is kept.
+    pub problem: Option<String>,
 }
 
 /// Why the run ends.

@@ -177,6 +177,12 @@ impl Machine {
         self.secrets.next_due().filter(|_| self.file_current)
     }
 
+    /// A secret found while running (a template's read that depends on another's answer),
+    /// read as soon as a token is there; its index is the next one.
+    pub fn add_secret(&mut self, now: Instant) -> usize {
+        self.secrets.add(now)
+    }
+
     /// Whether every secret's file has been written.
     pub fn secrets_written(&self) -> bool {
         self.secrets.all_written()
@@ -358,7 +364,7 @@ impl Machine {
     ) {
         if self.secrets.finish(index) {
             let outcome = apply(&mut self.secrets, &mut self.rng);
-            self.absorb(outcome);
+            self.absorb(now, outcome);
             self.start_secret(now);
             self.settle_hooks(now);
         }
@@ -931,11 +937,27 @@ impl Machine {
     }
 
     /// Takes in what a finished secret read or lease renewal means for hooks and errors.
-    fn absorb(&mut self, outcome: Outcome) {
+    fn absorb(&mut self, now: Instant, outcome: Outcome) {
         match outcome {
             Outcome::Changed => self.owed = self.owed.or(Some(Hook::SecretsChanged)),
             Outcome::Same => {}
             Outcome::Failed(message) => self.last_error = Some(message),
+            Outcome::Unrendered { message, changed } => {
+                if changed {
+                    self.owed = self.owed.or(Some(Hook::SecretsChanged));
+                }
+                if self.once() {
+                    // The data was read: reading it again before the deadline would render
+                    // the same error, so `--once` says it now.
+                    self.exit(Exit::GaveUp {
+                        attempts: self.attempts,
+                        elapsed: now.saturating_duration_since(self.started),
+                        last: message,
+                    });
+                } else {
+                    self.last_error = Some(message);
+                }
+            }
         }
     }
 
@@ -1805,6 +1827,7 @@ mod tests {
         Ok(SecretGrant {
             changed,
             lease: lease.map(|ttl| grant(ttl, true)),
+            problem: None,
         })
     }
 

@@ -37,6 +37,14 @@ pub enum Outcome {
     Same,
     /// It failed, saying this (the file keeps its last good content).
     Failed(String),
+    /// The read succeeded but a file could not be rendered from it, saying this; `changed`:
+    /// other files changed (their hooks are owed).
+    Unrendered {
+        /// What is wrong.
+        message: String,
+        /// Whether other files changed.
+        changed: bool,
+    },
 }
 
 /// Every secret's state, and the one read or renewal in flight.
@@ -49,6 +57,10 @@ pub struct SecretLane {
     max_backoff: Duration,
     /// `--once`: read each secret once, plan nothing after.
     once: bool,
+    /// No live token to read with: nothing is due until the next one.
+    parked: bool,
+    /// The state a secret added later starts from.
+    fresh: SecretState,
 }
 
 impl SecretLane {
@@ -62,12 +74,23 @@ impl SecretLane {
             backoff: Backoff::new(settings.min_backoff, settings.max_backoff),
         };
         SecretLane {
-            secrets: vec![state; settings.secrets],
+            secrets: vec![state.clone(); settings.secrets],
             in_flight: None,
             refresh: settings.refresh,
             max_backoff: settings.max_backoff,
             once: matches!(settings.goal, Goal::Once { .. }),
+            parked: true,
+            fresh: state,
         }
+    }
+
+    /// A secret found while running (a template's read that depends on another read's
+    /// answer): due at `now` unless the lane is parked. Its index is the next one.
+    pub fn add(&mut self, now: Instant) -> usize {
+        let mut s = self.fresh.clone();
+        s.due = Some(now);
+        self.secrets.push(s);
+        self.secrets.len() - 1
     }
 
     /// Whether a read or renewal is in flight.
@@ -77,7 +100,7 @@ impl SecretLane {
 
     /// When the lane next has work, if it is idle.
     pub fn next_due(&self) -> Option<Instant> {
-        if self.busy() {
+        if self.busy() || self.parked {
             return None;
         }
         self.secrets.iter().filter_map(|s| s.due).min()
@@ -85,7 +108,7 @@ impl SecretLane {
 
     /// Whether some secret's read or renewal is due at `now` (a batch is still being read).
     pub fn due_at(&self, now: Instant) -> bool {
-        self.secrets.iter().any(|s| s.due.is_some_and(|d| d <= now))
+        !self.parked && self.secrets.iter().any(|s| s.due.is_some_and(|d| d <= now))
     }
 
     /// Whether every secret's file has been written.
@@ -93,26 +116,30 @@ impl SecretLane {
         self.secrets.iter().all(|s| s.written)
     }
 
-    /// A new token is in the file: every secret is read again now (a dynamic secret's lease is
-    /// the old token's child and dies with it).
+    /// A new token is in the file. Secrets not read yet, and dynamic secrets (their leases are
+    /// the old token's children and die with it), are read now; static secrets keep their
+    /// refresh: a new token changes nothing in them, so nothing is read or rewritten (no churn).
     pub fn read_all(&mut self, now: Instant) {
+        self.parked = false;
         for s in &mut self.secrets {
-            s.due = Some(now);
-            s.renew = false;
+            if !s.written || s.lease.is_some() {
+                s.due = Some(now);
+                s.renew = false;
+                s.lease = None;
+            }
         }
     }
 
-    /// The token is gone: nothing is due until the next one is written ([`SecretLane::read_all`]).
+    /// The token is gone: nothing is due until the next one is written ([`SecretLane::read_all`]);
+    /// each secret keeps its plan.
     pub fn park(&mut self) {
-        for s in &mut self.secrets {
-            s.due = None;
-        }
+        self.parked = true;
     }
 
     /// Starts the earliest due read or lease renewal, if the lane is idle. The caller checks
     /// that a live token is in the file to read with.
     pub fn start(&mut self, now: Instant) -> Option<Action> {
-        if self.busy() {
+        if self.busy() || self.parked {
             return None;
         }
         let (_, index) = self
@@ -180,7 +207,7 @@ impl SecretLane {
             Err(f) => return self.failed(now, index, f, false, jitter),
         };
         let s = &mut self.secrets[index];
-        s.written = true;
+        s.written |= grant.problem.is_none();
         s.backoff.reset();
         match grant.lease.filter(|l| !l.ttl.is_zero()) {
             Some(lease) => {
@@ -194,10 +221,13 @@ impl SecretLane {
                 self.plan(index, sent, Next::Hold, now, jitter);
             }
         }
-        if grant.changed {
-            Outcome::Changed
-        } else {
-            Outcome::Same
+        match grant.problem {
+            Some(message) => Outcome::Unrendered {
+                message,
+                changed: grant.changed,
+            },
+            None if grant.changed => Outcome::Changed,
+            None => Outcome::Same,
         }
     }
 
@@ -328,6 +358,7 @@ mod tests {
         Ok(SecretGrant {
             changed,
             lease: lease_ttl.and_then(lease),
+            problem: None,
         })
     }
 
@@ -436,6 +467,46 @@ mod tests {
         );
         assert_eq!(l.next_due(), Some(due));
         assert_eq!(l.start(due), Some(Action::ReadSecret { index: 0 }));
+    }
+
+    #[test]
+    fn a_new_token_rereads_leased_and_unread_secrets_only() {
+        let t0 = Instant::now();
+        let mut j = Jitter::new(1);
+        let mut l = lane(Goal::Sidecar, 3);
+        l.read_all(t0);
+        read_next(&mut l, t0, grant(true, None), &mut j);
+        read_next(&mut l, t0, grant(true, Some(600)), &mut j);
+        let denied = Failure::new(FailureKind::Denied, "denied");
+        read_next(&mut l, t0, Err(denied), &mut j);
+        let refresh = l.secrets[0].due;
+        // A new token a minute later: the lease (the old token's child) and the unread secret
+        // are read now; the static secret keeps its refresh.
+        let t1 = t0 + S(60);
+        l.read_all(t1);
+        assert_eq!(l.secrets[0].due, refresh);
+        assert_eq!(l.start(t1), Some(Action::ReadSecret { index: 1 }));
+        assert!(l.finish(1));
+        assert_eq!(l.start(t1), Some(Action::ReadSecret { index: 2 }));
+        // Parked without a token, nothing is due; each keeps its plan for the next token.
+        assert!(l.finish(2));
+        l.park();
+        assert_eq!((l.next_due(), l.start(t1)), (None, None));
+        l.read_all(t1);
+        assert_eq!(l.secrets[0].due, refresh);
+    }
+
+    #[test]
+    fn secrets_added_later_are_due_at_once_when_a_token_is_there() {
+        let t0 = Instant::now();
+        let mut l = lane(Goal::Sidecar, 0);
+        assert_eq!(l.add(t0), 0);
+        assert_eq!(l.next_due(), None, "parked until a token");
+        l.read_all(t0);
+        assert_eq!(l.start(t0), Some(Action::ReadSecret { index: 0 }));
+        assert!(l.finish(0));
+        assert_eq!(l.add(t0), 1);
+        assert_eq!(l.start(t0), Some(Action::ReadSecret { index: 1 }));
     }
 
     #[test]

@@ -37,7 +37,12 @@ use zeroize::Zeroizing;
 use crate::files::token_file::{FileError, Owner, TokenFile};
 use crate::machine::failure::FailureKind;
 use crate::sensitive::Secret;
-use crate::vault::{SecretRead, VaultClient, VaultError};
+use crate::template::Read;
+use crate::vault::{RawAnswer, SecretRead, VaultError};
+
+pub mod templates;
+
+pub use templates::{TemplateBook, TemplateSpec};
 
 /// The prefix of the variables that name secrets: `VAULT_LOGIN_SECRET_<NAME>=<path>`.
 pub const SECRET_ENV_PREFIX: &str = "VAULT_LOGIN_SECRET_";
@@ -83,6 +88,8 @@ pub struct SecretsSettings {
     pub refresh: Duration,
     /// The secrets, sorted by name; empty when none is configured.
     pub specs: Vec<SecretSpec>,
+    /// The templates (`VAULT_LOGIN_TEMPLATE_<NAME>`), sorted by name.
+    pub templates: Vec<TemplateSpec>,
 }
 
 /// A bad `VAULT_LOGIN_SECRET*` setting: the variable and what is wrong (config turns it into
@@ -242,19 +249,37 @@ impl SecretsSettings {
     /// Refuses secret files that would overwrite another file vault-login writes (the token
     /// file, the token info file).
     pub fn check_reserved(&self, reserved: &[&Path]) -> Result<(), SpecError> {
-        for spec in &self.specs {
-            let target = self.dir.join(&spec.name);
+        let files = (self.specs.iter().map(|s| (&s.variable, &s.name)))
+            .chain(self.templates.iter().map(|t| (&t.variable, &t.file)));
+        let mut seen: Vec<(&String, PathBuf)> = Vec::new();
+        for (variable, file) in files {
+            let target = self.dir.join(file);
             if let Some(path) = reserved.iter().find(|p| **p == target) {
                 return Err(spec_error(
-                    &spec.variable,
+                    variable,
                     format!(
-                        "{} is already written by vault-login; give the secret another name",
+                        "{} is already written by vault-login; give the file another name",
                         path.display()
                     ),
                 ));
             }
+            if let Some((other, _)) = seen.iter().find(|(_, p)| *p == target) {
+                return Err(spec_error(
+                    variable,
+                    format!(
+                        "{other} also writes {}; give each file its own name",
+                        target.display()
+                    ),
+                ));
+            }
+            seen.push((variable, target));
         }
         Ok(())
+    }
+
+    /// Whether there is anything to read and write.
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty() && self.templates.is_empty()
     }
 }
 
@@ -519,7 +544,7 @@ pub fn render(spec: &SecretSpec, read: &SecretRead) -> Result<Rendered, SecretEr
 /// answer, in order. Any spec that cannot be rendered fails them all, so the files of one secret
 /// never mix two reads.
 pub async fn fetch_all(
-    client: &VaultClient,
+    client: &crate::vault::VaultClient,
     token: &Secret,
     path: &str,
     specs: &[&SecretSpec],
@@ -535,18 +560,42 @@ pub async fn fetch_all(
     Ok((read, rendered))
 }
 
-/// The specs that read one path. One read serves them all: the files of a dynamic secret
-/// (`database/creds/app#username` and `…#password`) then hold the same credentials, from one
-/// lease, and a KV secret split into several files costs one read per refresh.
+/// Parses a raw answer to a `GET` of `path` (or a template's write) into the secret read.
+pub fn parse_read(raw: &RawAnswer, path: &str) -> Result<SecretRead, SecretError> {
+    crate::vault::parse_secret_response(&raw.op, raw.status, path, &raw.body)
+        .map_err(|e| read_error(path, e))
+}
+
+/// One read (a `GET`, a template's write, a list) and the specs that use it. One read serves
+/// every file made from it: the files of a dynamic secret (`database/creds/app#username` and
+/// `…#password`, or a template printing both) then hold the same credentials, from one lease,
+/// and a KV secret used by several files costs one read per refresh.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Source {
-    /// The API path.
-    pub path: String,
-    /// The indexes of the specs that read it, in the order they were given.
+    /// The request.
+    pub read: Read,
+    /// The indexes of the `VAULT_LOGIN_SECRET_*` specs that read it, in the order given.
     pub specs: Vec<usize>,
+    /// Whether a template reads it: a `GET` is then made as consul-template makes it, on the
+    /// KV v2 path when the mount is KV v2 (`secret/foo` → `secret/data/foo`).
+    pub templated: bool,
 }
 
 impl Source {
+    /// A source for `read`, used by no spec yet.
+    pub fn new(read: Read, templated: bool) -> Self {
+        Source {
+            read,
+            specs: Vec::new(),
+            templated,
+        }
+    }
+
+    /// The API path.
+    pub fn path(&self) -> &str {
+        self.read.path()
+    }
+
     /// The variables of its specs (from `specs`, all of them), for messages.
     pub fn variables(&self, specs: &[SecretSpec]) -> String {
         let names: Vec<&str> = self
@@ -558,16 +607,25 @@ impl Source {
     }
 }
 
-/// `specs` grouped by path, in the order each path first appears.
-pub fn sources(specs: &[SecretSpec]) -> Vec<Source> {
+/// The distinct reads of `specs` and of the first render of `templates`: the specs' in the
+/// order each path first appears, then the templates' new ones in order.
+pub fn sources(specs: &[SecretSpec], templates: &[TemplateSpec]) -> Vec<Source> {
     let mut sources: Vec<Source> = Vec::new();
     for (i, spec) in specs.iter().enumerate() {
-        match sources.iter_mut().find(|s| s.path == spec.path) {
+        let read = Read::Get(spec.path.clone());
+        match sources.iter_mut().find(|s| s.read == read) {
             Some(source) => source.specs.push(i),
             None => sources.push(Source {
-                path: spec.path.clone(),
+                read,
                 specs: vec![i],
+                templated: false,
             }),
+        }
+    }
+    for read in templates.iter().flat_map(|t| &t.first_reads) {
+        match sources.iter_mut().find(|s| s.read == *read) {
+            Some(source) => source.templated = true,
+            None => sources.push(Source::new(read.clone(), true)),
         }
     }
     sources
@@ -632,11 +690,12 @@ impl SecretWriter {
         })
     }
 
-    /// Removes the files of `specs` (on exit, with the token revoked): their credentials are
-    /// about to die with their leases.
-    pub fn remove_all(&self, specs: &[SecretSpec]) {
-        for spec in specs {
-            let path = self.path_for(spec);
+    /// Removes the files of `specs` and `templates` (on exit, with the token revoked): their
+    /// credentials are about to die with their leases.
+    pub fn remove_all(&self, specs: &[SecretSpec], templates: &[TemplateSpec]) {
+        let names = (specs.iter().map(|s| &s.name)).chain(templates.iter().map(|t| &t.file));
+        for name in names {
+            let path = self.dir.join(name);
             match std::fs::remove_file(&path) {
                 Ok(()) => info!(path = %path.display(), "secret file removed"),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -674,6 +733,32 @@ impl SecretWriter {
                 problem: format!("the secret file write did not finish: {e}"),
             })
         })
+    }
+
+    /// Atomically replaces template `spec`'s file with `bytes`, with its mode (or the writer's);
+    /// returns its path.
+    pub fn write_template(
+        &self,
+        spec: &TemplateSpec,
+        bytes: &[u8],
+    ) -> Result<PathBuf, SecretError> {
+        let file = self.dir.join(&spec.file);
+        if !templates::valid_file_name(&spec.file) {
+            // Specs come from `templates_from_env`, which allows only these names.
+            return Err(SecretError::Dir {
+                problem: format!(
+                    "{:?} is not a template file name; nothing was written",
+                    spec.file
+                ),
+            });
+        }
+        TokenFile::new(&file, spec.mode.unwrap_or(self.mode), self.owner)
+            .write_bytes(bytes)
+            .map_err(|source| SecretError::File {
+                file: file.clone(),
+                source,
+            })?;
+        Ok(file)
     }
 
     /// Atomically replaces `spec`'s file with `rendered`; returns its path.
@@ -745,17 +830,19 @@ mod tests {
             spec("DB_PASS", "database/creds/app#password"),
             spec("DB_ENV", "dotenv:database/creds/app"),
         ];
-        let sources = sources(&specs);
+        let sources = sources(&specs, &[]);
         assert_eq!(
             sources,
             vec![
                 Source {
-                    path: "database/creds/app".into(),
-                    specs: vec![0, 2, 3]
+                    read: Read::Get("database/creds/app".into()),
+                    specs: vec![0, 2, 3],
+                    templated: false,
                 },
                 Source {
-                    path: "kv/app".into(),
-                    specs: vec![1]
+                    read: Read::Get("kv/app".into()),
+                    specs: vec![1],
+                    templated: false,
                 },
             ]
         );
@@ -847,6 +934,7 @@ mod tests {
             dir: PathBuf::from("/vault"),
             refresh: DEFAULT_REFRESH,
             specs: vec![SecretSpec::parse("VAULT_LOGIN_SECRET_TOKEN", "kv/a").unwrap()],
+            templates: Vec::new(),
         };
         let err = settings
             .check_reserved(&[Path::new("/vault/token")])

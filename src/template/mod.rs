@@ -110,6 +110,11 @@ impl Template {
         &self.name
     }
 
+    /// The source text it was parsed from.
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+
     /// Renders with `.` = nil (as consul-template does); every read must be in `source`.
     pub fn render(
         &self,

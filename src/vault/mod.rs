@@ -30,6 +30,26 @@ use proxy::ProxySettings;
 /// The most of a response body we read; Vault's answers are a few KiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 
+/// A 2xx answer's raw body, as [`VaultClient::request_raw`] returns it.
+pub struct RawAnswer {
+    /// The request, for messages (`GET http://…/v1/path`).
+    pub op: String,
+    /// The status.
+    pub status: StatusCode,
+    /// The body; it holds secret values, so it is wiped when dropped.
+    pub body: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl fmt::Debug for RawAnswer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RawAnswer")
+            .field("op", &self.op)
+            .field("status", &self.status)
+            .field("bytes", &self.body.len())
+            .finish()
+    }
+}
+
 /// How to reach Vault: the settings of [`VaultClient::new`].
 #[derive(Clone, Debug)]
 pub struct VaultSettings {
@@ -205,6 +225,28 @@ impl VaultClient {
         // The raw answer holds the secret's values too.
         zeroize::Zeroize::zeroize(&mut bytes);
         read
+    }
+
+    /// One request as a template makes it: `GET` (`secret "path"`), `PUT` with a JSON body of
+    /// strings (`secret "path" "k=v"`) or `LIST` (`secrets "path"`). The raw body, wiped when
+    /// dropped, so numbers keep the server's text (consul-template decodes with `UseNumber`).
+    pub async fn request_raw(
+        &self,
+        token: &Secret,
+        method: &str,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<RawAnswer, VaultError> {
+        let method = Method::from_bytes(method.as_bytes()).map_err(|_| VaultError::Transport {
+            op: format!("{method} {path}"),
+            message: "not an HTTP method".into(),
+        })?;
+        let (op, status, bytes) = self.send(method, path, Some(token), body).await?;
+        Ok(RawAnswer {
+            op,
+            status,
+            body: zeroize::Zeroizing::new(bytes),
+        })
     }
 
     /// `PUT /v1/sys/leases/renew`: extends a dynamic secret's lease by `increment` (or the

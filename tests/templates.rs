@@ -1,0 +1,330 @@
+//! Templates through the real binary against the emulator: `VAULT_LOGIN_TEMPLATE_<NAME>` (text
+//! or `@file`) rendered to files with their own name and mode, parse errors refused before any
+//! request (exit 64), render errors leaving the file as it was (`--once` exits 1 naming the
+//! template, line:column and key or path), one read per distinct path shared by every template
+//! and secret file, readiness and metrics, and no refetch on a new token.
+
+mod common;
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+const SEC: Duration = Duration::from_secs(1);
+const PASSWORD: &str = TUTORIAL_PASSWORD;
+const DB: &str = "internal/data/database/config";
+
+fn setup() -> Setup {
+    let s = with_tutorial_secret(role(3600, 7200));
+    s.emu
+        .put_kv1("kv", "app", json!({"api_key": "k-1", "env": "prod"}));
+    s.emu.put_kv1("kv", "prod", json!({"host": "db.prod"}));
+    s.emu
+        .put_policy("app", &[(DB, &["read"]), ("kv/*", &["read"])]);
+    s
+}
+
+fn out(s: &Setup, name: &str) -> PathBuf {
+    s.token_path.parent().unwrap().join(name)
+}
+
+fn read(s: &Setup, name: &str) -> Option<String> {
+    std::fs::read_to_string(out(s, name)).ok()
+}
+
+fn reads_of(s: &Setup, path: &str) -> usize {
+    let want = format!("/v1/{path}");
+    s.emu.count_requests(|r| r.path == want)
+}
+
+#[test]
+fn once_renders_templates_from_text_and_file_with_their_name_and_mode() {
+    let mut s = setup();
+    let tmpl = s.dir.path().join("app.conf.tmpl");
+    std::fs::write(
+        &tmpl,
+        "{{ with secret \"kv/app\" }}key={{ .Data.api_key }}\n{{ with secret (printf \"kv/%s\" .Data.env) }}host={{ .Data.host }}\n{{ end }}{{ end }}",
+    )
+    .unwrap();
+    s.set(
+        "VAULT_LOGIN_TEMPLATE_DB_URL",
+        format!("{{{{ with secret \"{DB}\" }}}}postgres://{{{{ .Data.data.username }}}}:{{{{ .Data.data.password }}}}@db/app{{{{ end }}}}"),
+    )
+    .set("VAULT_LOGIN_TEMPLATE_APP", format!("@{}", tmpl.display()))
+    .set("VAULT_LOGIN_TEMPLATE_FILE_APP", "app.conf")
+    .set("VAULT_LOGIN_TEMPLATE_MODE_APP", "0640")
+    .set("VAULT_LOGIN_SECRET_DB", DB);
+    let run = s.once(&[]);
+    run.assert_code(0);
+    assert_eq!(
+        read(&s, "db_url").unwrap(),
+        format!("postgres://db-readonly-username:{PASSWORD}@db/app")
+    );
+    assert_eq!(read(&s, "app.conf").unwrap(), "key=k-1\nhost=db.prod\n");
+    let mode = |n: &str| std::fs::metadata(out(&s, n)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("app.conf"), 0o640);
+    assert_eq!(mode("db_url"), 0o600, "the token file's mode by default");
+    // The secret file and the template share one read; the computed path is read once too.
+    assert_eq!(reads_of(&s, DB), 1, "{}", run.stderr);
+    assert_eq!(reads_of(&s, "kv/app"), 1);
+    assert_eq!(reads_of(&s, "kv/prod"), 1);
+    assert!(!run.stderr.contains(PASSWORD), "{}", run.stderr);
+}
+
+#[test]
+fn parse_errors_exit_64_naming_the_variable_and_place_before_any_request() {
+    for (vars, needle) in [
+        (
+            vec![("VAULT_LOGIN_TEMPLATE_APP", "ok\n  {{ .Data.x")],
+            "VAULT_LOGIN_TEMPLATE_APP: line 2, column",
+        ),
+        (
+            vec![("VAULT_LOGIN_TEMPLATE_APP", "{{ file \"/etc/passwd\" }}")],
+            "VAULT_LOGIN_TEMPLATE_APP: line 1, column 3: function \"file\" is refused",
+        ),
+        (
+            vec![("VAULT_LOGIN_TEMPLATE_APP", "{{ nosuch 1 }}")],
+            "function \"nosuch\" not defined",
+        ),
+        (
+            vec![("VAULT_LOGIN_TEMPLATE_FILE_APP", "app.conf")],
+            "VAULT_LOGIN_TEMPLATE_FILE_APP: sets the file of template \"APP\", but VAULT_LOGIN_TEMPLATE_APP is not set",
+        ),
+        (
+            vec![("VAULT_LOGIN_TEMPLATE_APP", "@/nonexistent/app.tmpl")],
+            "VAULT_LOGIN_TEMPLATE_APP: cannot read the template file /nonexistent/app.tmpl",
+        ),
+        (
+            vec![
+                ("VAULT_LOGIN_TEMPLATE_APP", "x"),
+                ("VAULT_LOGIN_SECRET_APP", "kv/app"),
+            ],
+            "also writes",
+        ),
+    ] {
+        let mut s = setup();
+        for (k, v) in &vars {
+            s.set(k, *v);
+        }
+        let run = s.once(&[]);
+        run.assert_code(64);
+        assert!(run.stderr.contains(needle), "{needle}: {}", run.stderr);
+        assert_eq!(
+            run.stderr.trim_end().lines().count(),
+            1,
+            "one line: {}",
+            run.stderr
+        );
+        assert_eq!(s.emu.requests().len(), 0, "no request before the check");
+    }
+}
+
+#[test]
+fn render_errors_keep_the_file_and_once_exits_1_naming_template_place_and_key() {
+    for (template, needles) in [
+        (
+            format!("user={{{{ with secret \"{DB}\" }}}}{{{{ .Data.data.username }}}}\nport={{{{ .Data.data.port }}}}{{{{ end }}}}"),
+            vec!["template: app:2:", "map has no entry for key \".Data.data.port\""],
+        ),
+        (
+            format!("{{{{ with secret \"{DB}\" }}}}{{{{ .Data.data.password.x }}}}{{{{ end }}}}"),
+            vec!["template: app:1:", "can't evaluate field x in type string"],
+        ),
+        (
+            "{{ with secret \"internal/data/other\" }}{{ .Data.data.x }}{{ end }}".to_string(),
+            vec!["internal/data/other", "permission denied"],
+        ),
+    ] {
+        let mut s = setup();
+        std::fs::write(out(&s, "app"), "last good\n").unwrap();
+        s.set("VAULT_LOGIN_TEMPLATE_APP", &template)
+            .set("VAULT_LOGIN_TIMEOUT", "2s");
+        let run = s.once(&[]);
+        run.assert_code(1);
+        let last = run.stderr.trim_end().lines().last().unwrap_or_default();
+        for needle in &needles {
+            assert!(last.contains(needle), "{needle}: {}", run.stderr);
+        }
+        assert!(last.contains("VAULT_LOGIN_TEMPLATE_APP"), "{}", run.stderr);
+        assert_eq!(read(&s, "app").unwrap(), "last good\n", "file untouched");
+        assert!(!run.stderr.contains(PASSWORD), "{}", run.stderr);
+        assert!(!run.stderr.contains("<no value>"));
+    }
+}
+
+#[test]
+fn lenient_templates_print_no_value_as_agent_does() {
+    let mut s = setup();
+    s.set(
+        "VAULT_LOGIN_TEMPLATE_APP",
+        format!("{{{{ with secret \"{DB}\" }}}}port={{{{ .Data.data.port }}}}{{{{ end }}}}"),
+    )
+    .set("VAULT_LOGIN_TEMPLATE_LENIENT_APP", "true");
+    s.once(&[]).assert_code(0);
+    assert_eq!(read(&s, "app").unwrap(), "port=<no value>");
+}
+
+/// 100 templates over 20 KV v1 paths (each template reads three of them, one computed).
+fn hundred_templates(s: &mut Setup) {
+    for p in 0..20 {
+        s.emu.put_kv1(
+            "kv",
+            &format!("p{p}"),
+            json!({"v": format!("value-{p}"), "next": format!("p{}", (p + 1) % 20)}),
+        );
+    }
+    for t in 0..100 {
+        let (a, b) = (t % 20, (t * 7) % 20);
+        s.set(
+            &format!("VAULT_LOGIN_TEMPLATE_T{t}"),
+            format!("{{{{ with secret \"kv/p{a}\" }}}}{{{{ .Data.v }}}} {{{{ with secret (printf \"kv/%s\" .Data.next) }}}}{{{{ .Data.v }}}}{{{{ end }}}}{{{{ end }}}} {{{{ (secret \"kv/p{b}\").Data.v }}}}\n"),
+        );
+    }
+}
+
+#[test]
+fn a_hundred_templates_over_twenty_paths_cost_one_read_per_path_per_refresh() {
+    let mut s = setup();
+    hundred_templates(&mut s);
+    let run = s.once(&[]);
+    run.assert_code(0);
+    for p in 0..20 {
+        assert_eq!(
+            reads_of(&s, &format!("kv/p{p}")),
+            1,
+            "kv/p{p}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(read(&s, "t21").unwrap(), "value-1 value-2 value-7\n");
+
+    // The sidecar: every path read again each refresh (1 s ± 10 %), files not rewritten.
+    s.emu.clear_requests();
+    s.set("VAULT_LOGIN_SECRETS_REFRESH", "1s");
+    let r = s.spawn(&[]);
+    // This process has not written them yet: each file once (the --once run's files are there,
+    // but a new process does not know what they hold).
+    assert!(
+        wait_until(10 * SEC, || r.stderr().matches("template rendered").count()
+            == 100),
+        "{}",
+        r.stderr()
+    );
+    let started = Instant::now();
+    let inode = std::fs::metadata(out(&s, "t0")).unwrap().ino();
+    assert!(
+        wait_until(15 * SEC, || (0..20)
+            .all(|p| reads_of(&s, &format!("kv/p{p}")) >= 4)),
+        "{}",
+        r.stderr()
+    );
+    let elapsed = started.elapsed().as_secs_f64();
+    // At most one read per path per 0.9 s (the shortest jittered interval), plus the first.
+    let bound = 2 + (elapsed / 0.9) as usize;
+    for p in 0..20 {
+        let n = reads_of(&s, &format!("kv/p{p}"));
+        assert!(
+            n <= bound,
+            "kv/p{p} read {n} times in {elapsed:.1}s: {}",
+            r.stderr()
+        );
+    }
+    let writes = r.stderr().matches("template rendered").count();
+    assert_eq!(writes, 100, "each file written once, then left alone");
+    assert_eq!(std::fs::metadata(out(&s, "t0")).unwrap().ino(), inode);
+}
+
+#[test]
+fn readiness_and_metrics_follow_template_renders_and_a_fix_in_vault_heals() {
+    let mut s = setup();
+    let port = free_port();
+    s.set("VAULT_LOGIN_LISTEN", format!("127.0.0.1:{port}"))
+        .set("VAULT_LOGIN_SECRETS_REFRESH", "1s")
+        .set(
+            "VAULT_LOGIN_TEMPLATE_APP",
+            format!("{{{{ with secret \"{DB}\" }}}}{{{{ .Data.data.password }}}}:{{{{ .Data.data.port }}}}{{{{ end }}}}"),
+        );
+    let r = s.spawn(&[]);
+    assert!(
+        wait_until(10 * SEC, || {
+            http_get(port, "/readyz")
+                .is_some_and(|(_, b)| b.contains("template app not rendered yet: "))
+        }),
+        "{}",
+        r.stderr()
+    );
+    let (code, body) = http_get(port, "/readyz").unwrap();
+    assert_eq!(code, 503, "{body}");
+    assert!(body.contains("template: app:1:"), "{body}");
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    assert!(
+        metrics.contains("vault_login_template_renders_total{template=\"app\",result=\"failure\"}"),
+        "{metrics}"
+    );
+    assert!(
+        !out(&s, "app").exists(),
+        "nothing written on a failed render"
+    );
+
+    s.emu.put_kv2(
+        "internal",
+        "database/config",
+        json!({"username": "u", "password": PASSWORD, "port": 5432}),
+    );
+    assert!(
+        wait_until(10 * SEC, || read(&s, "app").as_deref()
+            == Some(&format!("{PASSWORD}:5432"))),
+        "{}",
+        r.stderr()
+    );
+    assert!(
+        wait_until(5 * SEC, || http_get(port, "/readyz")
+            .is_some_and(|(c, _)| c == 200)),
+        "{}",
+        r.stderr()
+    );
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    assert!(
+        metrics.contains("vault_login_template_renders_total{template=\"app\",result=\"success\"}"),
+        "{metrics}"
+    );
+    for text in [metrics, r.stderr()] {
+        assert!(!text.contains(PASSWORD), "{text}");
+    }
+}
+
+#[test]
+fn a_new_token_neither_refetches_nor_rewrites_static_secrets() {
+    let mut s = setup();
+    s.set(
+        "VAULT_LOGIN_TEMPLATE_APP",
+        "{{ (secret \"kv/app\").Data.api_key }}",
+    )
+    .set("VAULT_LOGIN_SECRET_DB", DB);
+    let mut r = s.spawn(&[]);
+    assert!(
+        wait_until(10 * SEC, || read(&s, "app").is_some()
+            && read(&s, "db").is_some()),
+        "{}",
+        r.stderr()
+    );
+    let inode = std::fs::metadata(out(&s, "app")).unwrap().ino();
+    r.signal("HUP");
+    assert!(
+        wait_until(10 * SEC, || logins(&s.emu) >= 2),
+        "{}",
+        r.stderr()
+    );
+    let first = wait_token(&s);
+    assert!(wait_until(5 * SEC, || s.emu.is_valid(&first)));
+    // Give a refetch every chance to happen, then check there was none.
+    std::thread::sleep(SEC);
+    assert_eq!(reads_of(&s, "kv/app"), 1, "{}", r.stderr());
+    assert_eq!(reads_of(&s, DB), 1, "{}", r.stderr());
+    assert_eq!(std::fs::metadata(out(&s, "app")).unwrap().ino(), inode);
+    r.signal("TERM");
+    assert!(r.wait(5 * SEC).is_some());
+}
