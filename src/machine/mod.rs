@@ -44,6 +44,7 @@ use crate::machine::events::{
 };
 use crate::machine::failure::{Failure, FailureKind};
 use crate::machine::secret_lane::{Outcome, SecretLane};
+use said::Said;
 use schedule::{Lifetime, Next};
 
 /// The request in flight.
@@ -99,6 +100,8 @@ pub struct Machine {
     awaiting_hooks: bool,
     attempts: u32,
     last_error: Option<String>,
+    /// The token's failures as the log says them: a repeat is counted, not said in full again.
+    said: Said,
     /// Set once shutting down: the exit to take when the revocation finishes or times out.
     exiting: Option<(Exit, Instant)>,
     /// The revocation on exit is in flight.
@@ -138,6 +141,7 @@ impl Machine {
             awaiting_hooks: false,
             attempts: 0,
             last_error: None,
+            said: Said::default(),
             exiting: None,
             revoking: false,
             discarding: false,
@@ -584,6 +588,7 @@ impl Machine {
     }
 
     fn logged_in(&mut self, sent: Instant, grant: Grant) {
+        self.said.clear();
         self.login_failing = false;
         self.resume = None;
         self.backoff.reset();
@@ -742,6 +747,8 @@ impl Machine {
     }
 
     fn login_failed(&mut self, now: Instant, f: Failure) {
+        // A failure repeated on every retry is said in full once, then counted.
+        let error = self.said.say(&f.message).into_owned();
         if self.deadline().is_some_and(|d| d <= now) && self.last_error.is_some() {
             // A login cut at --once's deadline says less than the failure before it, which the
             // run now ends with.
@@ -761,12 +768,12 @@ impl Machine {
             // token's planned renewal, then keep renewing it rather than let it run out.
             self.last_error = Some(f.message.clone());
             if now + delay < at {
-                warn!(error = %f.message, retry_in = %brief(delay), "SIGHUP's login failed; retrying it (the current token stays in the file)");
+                warn!(error = %error, retry_in = %brief(delay), "SIGHUP's login failed; retrying it (the current token stays in the file)");
                 self.plan(Step::Login, Some(now + delay));
             } else {
                 self.resume = None;
                 let at = at.max(now);
-                warn!(error = %f.message, renew_in = %brief(at - now), "SIGHUP's login failed; keeping the current token and renewing it as planned (send SIGHUP to try again)");
+                warn!(error = %error, renew_in = %brief(at - now), "SIGHUP's login failed; keeping the current token and renewing it as planned (send SIGHUP to try again)");
                 self.plan(Step::Renew, Some(at));
             }
             return;
@@ -777,14 +784,14 @@ impl Machine {
                 let unit = self.unit();
                 match schedule::retry_before_expiry(delay, remaining, unit) {
                     Some(d) => {
-                        warn!(error = %f.message, retry_in = %brief(d), token_valid_for = %brief(remaining), "login failed; the current token stays in the file");
+                        warn!(error = %error, retry_in = %brief(d), token_valid_for = %brief(remaining), "login failed; the current token stays in the file");
                         d
                     }
                     None => {
                         self.held = None;
                         self.backoff.restart_after_expiry();
                         let d = self.recovery_delay(&f);
-                        error!(error = %f.message, retry_in = %brief(d), next = "login", "login failed and the previous token has expired");
+                        error!(error = %error, retry_in = %brief(d), next = "login", "login failed and the previous token has expired");
                         d
                     }
                 }
@@ -793,9 +800,9 @@ impl Machine {
                 match self.deadline() {
                     Some(deadline) => {
                         let left = deadline.saturating_duration_since(now);
-                        warn!(error = %f.message, retry_in = %brief(delay.min(left)), gives_up_in = %brief(left), "login failed");
+                        warn!(error = %error, retry_in = %brief(delay.min(left)), gives_up_in = %brief(left), "login failed");
                     }
-                    None => warn!(error = %f.message, retry_in = %brief(delay), "login failed"),
+                    None => warn!(error = %error, retry_in = %brief(delay), "login failed"),
                 }
                 delay
             }
@@ -805,6 +812,7 @@ impl Machine {
     }
 
     fn renewed(&mut self, now: Instant, sent: Instant, grant: Grant) {
+        self.said.clear();
         let Some(h) = self.held.as_mut() else {
             return;
         };
@@ -845,6 +853,8 @@ impl Machine {
     }
 
     fn renewal_failed(&mut self, now: Instant, f: Failure) {
+        // A failure repeated on every retry is said in full once, then counted.
+        let error = self.said.say(&f.message).into_owned();
         let Some(h) = self.held.as_mut() else {
             self.plan(Step::Login, Some(now));
             self.start(now);
@@ -856,7 +866,7 @@ impl Machine {
                 h.renewable = false;
                 let unit = self.unit();
                 let d = schedule::two_thirds(remaining, unit);
-                warn!(error = %f.message, relogin_in = %brief(d), "token is not renewable; will log in again before it expires");
+                warn!(error = %error, relogin_in = %brief(d), "token is not renewable; will log in again before it expires");
                 self.plan(Step::Login, Some(now + d));
             }
             FailureKind::Transient | FailureKind::Busy => {
@@ -864,19 +874,19 @@ impl Machine {
                 let unit = self.unit();
                 match schedule::retry_before_expiry(delay, remaining, unit) {
                     Some(d) => {
-                        warn!(error = %f.message, retry_in = %brief(d), token_valid_for = %brief(remaining), "Vault unreachable; keeping the current token and retrying the renewal");
+                        warn!(error = %error, retry_in = %brief(d), token_valid_for = %brief(remaining), "Vault unreachable; keeping the current token and retrying the renewal");
                         self.plan(Step::Renew, Some(now + d));
                     }
                     None => {
                         self.backoff.restart_after_expiry();
-                        warn!(error = %f.message, next = "login", "renewal failed and the token has expired; logging in again");
+                        warn!(error = %error, next = "login", "renewal failed and the token has expired; logging in again");
                         self.plan(Step::Login, Some(now));
                         self.start(now);
                     }
                 }
             }
             _ => {
-                warn!(error = %f.message, "renewal refused; logging in again now");
+                warn!(error = %error, "renewal refused; logging in again now");
                 self.plan(Step::Login, Some(now));
                 self.start(now);
             }

@@ -12,6 +12,7 @@ use crate::duration::brief;
 use crate::machine::backoff::{Backoff, Jitter};
 use crate::machine::events::{Action, Goal, Grant, SecretGrant, Settings};
 use crate::machine::failure::{Failure, FailureKind};
+use crate::machine::said::Said;
 use crate::machine::schedule::{self, Lifetime, Next};
 
 /// One secret: what to do next with it and when.
@@ -26,6 +27,8 @@ struct SecretState {
     /// The lease of a dynamic secret.
     lease: Option<Lifetime>,
     backoff: Backoff,
+    /// Its failures as the log says them: a repeat is counted, not said in full again.
+    said: Said,
 }
 
 /// What a finished read or lease renewal means for the rest of the machine.
@@ -72,6 +75,7 @@ impl SecretLane {
             written: false,
             lease: None,
             backoff: Backoff::new(settings.min_backoff, settings.max_backoff),
+            said: Said::default(),
         };
         SecretLane {
             secrets: vec![state.clone(); settings.secrets],
@@ -209,6 +213,7 @@ impl SecretLane {
         let s = &mut self.secrets[index];
         s.written |= grant.problem.is_none();
         s.backoff.reset();
+        s.said.clear();
         match grant.lease.filter(|l| !l.ttl.is_zero()) {
             Some(lease) => {
                 s.lease = Some(Lifetime::granted(sent, lease.ttl, lease.renewable));
@@ -306,7 +311,8 @@ impl SecretLane {
             }
             None => (false, delay),
         };
-        warn!(error = %f.message, retry_in = %brief(delay), "secret not read; its file keeps the last good content");
+        let error = s.said.say(&f.message);
+        warn!(error = %error, retry_in = %brief(delay), "secret not read; its file keeps the last good content");
         s.renew = renew;
         s.due = Some(now + delay);
         Outcome::Failed(f.message)
