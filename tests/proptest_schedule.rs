@@ -279,7 +279,9 @@ impl World {
             recovery_backoff: self.recovery_backoff,
             renew_increment: self.increment,
             revoke_on_exit: self.revoke_on_exit,
-            secrets: self.leases.len() + self.statics,
+            secrets: (0..self.leases.len() + self.statics)
+                .map(|i| format!("secret/{i}"))
+                .collect(),
             refresh: self.refresh,
         }
     }

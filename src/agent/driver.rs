@@ -340,8 +340,8 @@ impl<'a> Driver<'a> {
                 let (event, added) = self.agent.secret_answered(answer, &mut self.memos);
                 // Reads a template makes once another's answer is in: the lane's too, due now,
                 // so the batch (and its hooks) waits for them.
-                for _ in 0..added {
-                    self.machine.add_secret(now());
+                for name in self.agent.last_source_paths(added) {
+                    self.machine.add_secret(now(), name);
                     self.memos.push(SecretMemo::default());
                 }
                 event

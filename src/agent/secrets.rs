@@ -90,6 +90,15 @@ impl Agent {
         self.book.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The API paths of the last `n` sources (those a template just added), for the lane's logs.
+    pub(super) fn last_source_paths(&self, n: usize) -> Vec<String> {
+        let book = self.book();
+        let from = book.sources.len().saturating_sub(n);
+        (book.sources[from..].iter())
+            .map(|s| s.path().to_string())
+            .collect()
+    }
+
     /// The variables that use source `index`, for messages.
     fn users_of(&self, index: usize) -> String {
         let book = self.book();

@@ -287,7 +287,10 @@ impl Config {
             recovery_backoff: self.recovery_backoff,
             renew_increment: self.renew_increment,
             revoke_on_exit: self.revoke_on_exit,
-            secrets: secrets::sources(&self.secrets.specs, &self.secrets.templates).len(),
+            secrets: secrets::sources(&self.secrets.specs, &self.secrets.templates)
+                .iter()
+                .map(|s| s.path().to_string())
+                .collect(),
             refresh: self.secrets.refresh,
         }
     }

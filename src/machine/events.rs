@@ -43,8 +43,9 @@ pub struct Settings {
     pub renew_increment: Option<Duration>,
     /// Revoke the token and remove the file on exit.
     pub revoke_on_exit: bool,
-    /// How many secrets (`VAULT_LOGIN_SECRET_<NAME>`) to keep written next to the token.
-    pub secrets: usize,
+    /// The distinct reads that secrets (`VAULT_LOGIN_SECRET_<NAME>`) and templates make, by
+    /// their API path (never arguments, which may be secret): one lane entry each, named in logs.
+    pub secrets: Vec<String>,
     /// How often a secret without a lease is read again (`VAULT_LOGIN_SECRETS_REFRESH`).
     pub refresh: Duration,
 }

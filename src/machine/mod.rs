@@ -183,8 +183,8 @@ impl Machine {
 
     /// A secret found while running (a template's read that depends on another's answer),
     /// read as soon as a token is there; its index is the next one.
-    pub fn add_secret(&mut self, now: Instant) -> usize {
-        self.secrets.add(now)
+    pub fn add_secret(&mut self, now: Instant, name: String) -> usize {
+        self.secrets.add(now, name)
     }
 
     /// Whether every secret's file has been written.
@@ -1010,7 +1010,7 @@ mod tests {
             recovery_backoff: S(20),
             renew_increment: None,
             revoke_on_exit: false,
-            secrets: 0,
+            secrets: Vec::new(),
             refresh: Duration::from_secs(300),
         }
     }
@@ -1445,7 +1445,7 @@ mod tests {
     fn an_adopted_token_is_renewed_on_its_schedule_without_a_write_or_new_token_hooks() {
         let t0 = Instant::now();
         let mut s = settings(Goal::Sidecar);
-        s.secrets = 1;
+        s.secrets = vec!["kv/data/app".into()];
         let mut m = Machine::new(s, t0, 5);
         m.adopt(t0, grant(1000, true), S(3600));
         assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::Renewed)]);
@@ -1822,7 +1822,7 @@ mod tests {
     fn with_secrets(goal: Goal, n: usize) -> (Machine, Instant) {
         let t0 = Instant::now();
         let mut s = settings(goal);
-        s.secrets = n;
+        s.secrets = (0..n).map(|i| format!("kv/data/s{i}")).collect();
         s.refresh = S(300);
         let mut m = Machine::new(s, t0, 9);
         m.handle_timeout(t0);

@@ -64,6 +64,8 @@ pub struct SecretLane {
     parked: bool,
     /// The state a secret added later starts from.
     fresh: SecretState,
+    /// Each secret's API path, for logs.
+    names: Vec<String>,
 }
 
 impl SecretLane {
@@ -78,7 +80,8 @@ impl SecretLane {
             said: Said::default(),
         };
         SecretLane {
-            secrets: vec![state.clone(); settings.secrets],
+            secrets: vec![state.clone(); settings.secrets.len()],
+            names: settings.secrets.clone(),
             in_flight: None,
             refresh: settings.refresh,
             max_backoff: settings.max_backoff,
@@ -90,10 +93,11 @@ impl SecretLane {
 
     /// A secret found while running (a template's read that depends on another read's
     /// answer): due at `now` unless the lane is parked. Its index is the next one.
-    pub fn add(&mut self, now: Instant) -> usize {
+    pub fn add(&mut self, now: Instant, name: String) -> usize {
         let mut s = self.fresh.clone();
         s.due = Some(now);
         self.secrets.push(s);
+        self.names.push(name);
         self.secrets.len() - 1
     }
 
@@ -260,7 +264,7 @@ impl SecretLane {
                 let next =
                     schedule::after_renewal(g.ttl, expected, capped, g.renewable, jitter.unit());
                 if capped {
-                    info!(secret = index, ttl = %brief(g.ttl), "lease at its max TTL; new credentials will be read before it expires");
+                    info!(secret = %self.names[index], ttl = %brief(g.ttl), "lease at its max TTL; new credentials will be read before it expires");
                 }
                 self.plan(index, sent, next, now, jitter);
                 Outcome::Same
@@ -333,7 +337,7 @@ mod tests {
             recovery_backoff: S(20),
             renew_increment: None,
             revoke_on_exit: false,
-            secrets: count,
+            secrets: (0..count).map(|i| format!("secret/{i}")).collect(),
             refresh: S(300),
         })
     }
@@ -506,12 +510,12 @@ mod tests {
     fn secrets_added_later_are_due_at_once_when_a_token_is_there() {
         let t0 = Instant::now();
         let mut l = lane(Goal::Sidecar, 0);
-        assert_eq!(l.add(t0), 0);
+        assert_eq!(l.add(t0, "kv/added".into()), 0);
         assert_eq!(l.next_due(), None, "parked until a token");
         l.read_all(t0);
         assert_eq!(l.start(t0), Some(Action::ReadSecret { index: 0 }));
         assert!(l.finish(0));
-        assert_eq!(l.add(t0), 1);
+        assert_eq!(l.add(t0, "kv/added".into()), 1);
         assert_eq!(l.start(t0), Some(Action::ReadSecret { index: 1 }));
     }
 
