@@ -267,6 +267,7 @@ fn drive(
         recovery_backoff: Duration::from_secs(20),
         renew_increment: None,
         revoke_on_exit: false,
+        adopt: false,
         secrets: (0..statics + dynamic)
             .map(|i| format!("secret/{i}"))
             .collect(),

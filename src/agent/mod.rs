@@ -24,7 +24,7 @@ use crate::files::token_file::TokenFile;
 use crate::health::status::Status;
 use crate::hooks::Hooks;
 use crate::jwt;
-use crate::machine::events::{Event, Exit, Grant};
+use crate::machine::events::{Adoption, Event, Exit, Grant};
 use crate::machine::failure::warns_of_cap;
 use crate::machine::Machine;
 use crate::secrets::{SecretSpec, SecretWriter, TemplateBook};
@@ -54,6 +54,7 @@ enum Answer {
     Login(Instant, std::result::Result<Auth, LoginError>),
     Renew(Instant, std::result::Result<Renewal, VaultError>),
     Lookup(Instant, std::result::Result<Grant, VaultError>),
+    Adopt(Option<adopt::Adopted>),
     Revoked,
 }
 
@@ -123,8 +124,7 @@ impl Agent {
                 return Err(Error::Fatal(e));
             }
         }
-        let mut driver = Driver::new(&self, control);
-        driver.adopt(&sub).await;
+        let mut driver = Driver::new(&self, control, sub);
         loop {
             while let Some(action) = driver.machine.poll_action() {
                 if let Some(exit) = driver.perform(action) {
@@ -195,6 +195,22 @@ impl Agent {
                     let message = e.to_string();
                     e.failure(message)
                 }),
+            },
+            Answer::Adopt(Some(a)) => {
+                self.hooks.adopted(a.issued_at);
+                let found = Adoption {
+                    grant: a.auth.grant(),
+                    expected: a.expected,
+                };
+                *auth = Some(a.auth);
+                Event::Adopted {
+                    sent: a.sent.into_std(),
+                    found: Some(found),
+                }
+            }
+            Answer::Adopt(None) => Event::Adopted {
+                sent: Instant::now().into_std(),
+                found: None,
             },
             Answer::Revoked => Event::Revoked,
         }

@@ -287,6 +287,7 @@ impl Config {
             recovery_backoff: self.recovery_backoff,
             renew_increment: self.renew_increment,
             revoke_on_exit: self.revoke_on_exit,
+            adopt: !self.once && matches!(self.token_sink, TokenSink::File(_)),
             secrets: secrets::sources(&self.secrets.specs, &self.secrets.templates)
                 .iter()
                 .map(|s| s.path().to_string())

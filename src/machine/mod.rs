@@ -53,6 +53,7 @@ enum Request {
     Login,
     Renew,
     Lookup,
+    Adopt,
 }
 
 /// A token whose answer came late, until `lookup-self` says how long it really has.
@@ -121,6 +122,11 @@ pub struct Machine {
 impl Machine {
     /// A machine that starts by logging in at `now`; `seed` drives all jitter.
     pub fn new(settings: Settings, now: Instant, seed: u64) -> Machine {
+        // A sidecar restarted in the same pod first looks at the token its predecessor left.
+        let first = match settings.goal {
+            Goal::Sidecar if settings.adopt => Step::Adopt,
+            _ => Step::Login,
+        };
         Machine {
             secrets: SecretLane::new(&settings),
             owed: None,
@@ -129,7 +135,7 @@ impl Machine {
             rng: Jitter::new(seed),
             started: now,
             held: None,
-            step: Step::Login,
+            step: first,
             due: Some(now),
             in_flight: None,
             login_failing: false,
@@ -284,6 +290,15 @@ impl Machine {
             }
             _ if self.exiting.is_some() => {}
             Event::LoginDone { sent, result } => self.login_done(now, sent, result),
+            Event::Adopted { sent, found } => {
+                if self.in_flight == Some(Request::Adopt) {
+                    self.in_flight = None;
+                    match found {
+                        Some(a) => self.adopt(sent, a.grant, a.expected),
+                        None => self.plan(Step::Login, Some(now)),
+                    }
+                }
+            }
             Event::RenewDone { sent, result } => {
                 if self.in_flight == Some(Request::Renew) {
                     self.in_flight = None;
@@ -475,7 +490,7 @@ impl Machine {
     /// `lookup-self`, `sent` when that was sent) instead of logging in: it is in the file and the
     /// app has it, so nothing is written and no new-token hooks run (the info file is refreshed);
     /// renewals follow its schedule and every secret is read again.
-    pub fn adopt(&mut self, sent: Instant, grant: Grant, expected: Duration) {
+    fn adopt(&mut self, sent: Instant, grant: Grant, expected: Duration) {
         self.held = Some(Lifetime {
             expected,
             ..Lifetime::granted(sent, grant.ttl, grant.renewable)
@@ -495,6 +510,10 @@ impl Machine {
         match (self.step, self.held) {
             (Step::Nothing, _) => self.due = None,
             (Step::Lookup, _) if self.unsure.is_some() => self.look_up(now),
+            (Step::Adopt, _) => {
+                self.in_flight = Some(Request::Adopt);
+                self.actions.push_back(Action::Adopt);
+            }
             (Step::Renew, Some(h)) if h.live(now) => {
                 self.in_flight = Some(Request::Renew);
                 self.actions.push_back(Action::Renew {
@@ -991,13 +1010,14 @@ impl Machine {
             (Step::Renew, Some(at)) => ("renew", brief(at.saturating_duration_since(now))),
             (Step::Login, Some(at)) => ("login", brief(at.saturating_duration_since(now))),
             (Step::Lookup, Some(at)) => ("lookup", brief(at.saturating_duration_since(now))),
+            (Step::Adopt, Some(at)) => ("adopt", brief(at.saturating_duration_since(now))),
         }
     }
 }
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::events::SecretGrant;
+    use crate::machine::events::{Adoption, SecretGrant};
 
     const S: fn(u64) -> Duration = Duration::from_secs;
     const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -1010,6 +1030,7 @@ mod tests {
             recovery_backoff: S(20),
             renew_increment: None,
             revoke_on_exit: false,
+            adopt: false,
             secrets: Vec::new(),
             refresh: Duration::from_secs(300),
         }
@@ -1446,8 +1467,20 @@ mod tests {
         let t0 = Instant::now();
         let mut s = settings(Goal::Sidecar);
         s.secrets = vec!["kv/data/app".into()];
+        s.adopt = true;
         let mut m = Machine::new(s, t0, 5);
-        m.adopt(t0, grant(1000, true), S(3600));
+        // A sidecar with a token file first looks at the token a previous run left there.
+        m.handle_timeout(t0);
+        assert_eq!(actions(&mut m), vec![Action::Adopt]);
+        let found = Adoption {
+            grant: grant(1000, true),
+            expected: S(3600),
+        };
+        let adopted = Event::Adopted {
+            sent: t0,
+            found: Some(found),
+        };
+        m.handle(t0, adopted);
         assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::Renewed)]);
         assert!(m.holds_live_token(t0));
         // The secrets are read with it at once; the renewal comes at about 70 % of what is left.
@@ -1465,6 +1498,37 @@ mod tests {
         }));
         renew_done(&mut m, due, due, Ok(grant(3600, true)));
         assert_eq!(m.next_step().0, Step::Renew);
+    }
+
+    #[test]
+    fn nothing_to_adopt_means_a_login_and_once_never_adopts() {
+        let t0 = Instant::now();
+        let mut s = settings(Goal::Sidecar);
+        s.adopt = true;
+        let mut m = Machine::new(s.clone(), t0, 5);
+        m.handle_timeout(t0);
+        assert_eq!(actions(&mut m), vec![Action::Adopt]);
+        // A SIGHUP during the lookup (a hung Vault) logs in at once.
+        m.handle(t0, Event::Relogin);
+        assert!(matches!(actions(&mut m)[..], [Action::Login { .. }]));
+        let mut m = Machine::new(s, t0, 5);
+        m.handle_timeout(t0);
+        actions(&mut m);
+        let t1 = t0 + S(1);
+        m.handle(
+            t1,
+            Event::Adopted {
+                sent: t0,
+                found: None,
+            },
+        );
+        m.handle_timeout(t1);
+        assert!(matches!(actions(&mut m)[..], [Action::Login { .. }]));
+        let mut once = settings(Goal::Once { timeout: S(60) });
+        once.adopt = true;
+        let mut m = Machine::new(once, t0, 5);
+        m.handle_timeout(t0);
+        assert!(matches!(actions(&mut m)[..], [Action::Login { .. }]));
     }
 
     /// Feeds `m` a lookup-self's answer at `now`, for a request sent at `sent`.

@@ -337,6 +337,7 @@ mod tests {
             recovery_backoff: S(20),
             renew_increment: None,
             revoke_on_exit: false,
+            adopt: false,
             secrets: (0..count).map(|i| format!("secret/{i}")).collect(),
             refresh: S(300),
         })
