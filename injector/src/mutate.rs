@@ -48,7 +48,7 @@ const OUR_CONTAINERS: [&str; 2] = [SIDECAR, INIT];
 /// vault-k8s refuses these too: injecting into the control plane's namespaces.
 const SYSTEM_NAMESPACES: [&str; 2] = ["kube-system", "kube-public"];
 /// Annotations asking for what vault-login does not do: refused rather than ignored.
-const UNSUPPORTED: [(&str, &str); 4] = [
+const UNSUPPORTED: [(&str, &str); 3] = [
     (
         "agent-configmap",
         "vault-login has no Agent configuration file; use the annotations",
@@ -60,10 +60,6 @@ const UNSUPPORTED: [(&str, &str); 4] = [
     (
         "agent-init-json-patch",
         "the injector does not apply patches to its container",
-    ),
-    (
-        "secret-volume-path-",
-        "one secrets volume per pod; use secret-volume-path",
     ),
 ];
 
