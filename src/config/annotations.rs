@@ -952,7 +952,8 @@ mod tests {
 
     #[test]
     fn bad_per_secret_annotations_name_themselves() {
-        let cases: &[(&[(&str, &str)], &str, &str)] = &[
+        type Case<'a> = (&'a [(&'a str, &'a str)], &'a str, &'a str);
+        let cases: &[Case] = &[
             (
                 &[
                     ("vault.hashicorp.com/agent-inject-secret-db", "kv/db"),
