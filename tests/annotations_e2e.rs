@@ -404,6 +404,17 @@ fn run_container(
     root: &Path,
     jwt: &str,
 ) -> (BTreeMap<String, PathBuf>, std::process::Output) {
+    let (volumes, mut cmd) = container_command(pod, name, root, jwt);
+    (volumes, cmd.output().expect("run vault-login"))
+}
+
+/// The command [`run_container`] runs, and the volume directories.
+fn container_command(
+    pod: &Value,
+    name: &str,
+    root: &Path,
+    jwt: &str,
+) -> (BTreeMap<String, PathBuf>, Command) {
     let container = ["initContainers", "containers"]
         .iter()
         .filter_map(|l| pod["spec"][l].as_array())
@@ -462,8 +473,7 @@ fn run_container(
         container.get("command").is_none(),
         "the image's entrypoint runs"
     );
-    let out = cmd.output().expect("run vault-login");
-    (volumes, out)
+    (volumes, cmd)
 }
 
 /// vault-k8s's Agent configuration (`config.go`, init container: `exit_after_auth`) for case
@@ -659,4 +669,45 @@ fn annotated_pods_get_the_files_bao_agent_renders() {
         failures.len(),
         failures.join("\n")
     );
+}
+
+/// As a native sidecar, the per-file command runs in the background after the file is written.
+#[test]
+fn the_native_sidecar_runs_the_per_file_command() {
+    let Some(bao) = Bao::start() else {
+        return;
+    };
+    seed(&bao);
+    let work = tempfile::tempdir().expect("tempdir");
+    let marker = work.path().join("command-ran");
+    let c = corpus(work.path())
+        .into_iter()
+        .find(|c| c.name == "missing-key-and-command")
+        .expect("case");
+    let settings = InjectSettings {
+        native_sidecar: true,
+        ..inject_settings(&bao)
+    };
+    let pod = patched_pod(&c, &settings);
+    let jwt = bao.jwt("default", "app", &["vault"], 600);
+    let (volumes, mut cmd) = container_command(&pod, "vault-login", &work.path().join("pod"), &jwt);
+    // Any free port: the kubelet's 9102 may be taken on this machine.
+    cmd.env("VAULT_LOGIN_LISTEN", "127.0.0.1:0")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let mut child = cmd.spawn().expect("start the sidecar");
+    let file = volumes["vault-secrets"].join("partial");
+    let deadline = Instant::now() + std::time::Duration::from_secs(30);
+    while !(marker.exists() && file.exists()) && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let running = child.try_wait().expect("try_wait").is_none();
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(running, "the sidecar exited");
+    assert_eq!(
+        std::fs::read_to_string(&file).expect("partial"),
+        "app <no value>\n"
+    );
+    assert!(marker.exists(), "the command did not run within 30s");
 }

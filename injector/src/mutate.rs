@@ -187,9 +187,12 @@ fn plan(pod: &Value, a: &Annotations<'_>, s: &InjectSettings) -> Result<Plan, Re
         .all()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    if let Err((key, problem)) = vault_login::config::annotations::Layer::from_annotations(&pairs) {
-        return Err(Refusal(format!("{key}: {problem}")));
-    }
+    let layer = vault_login::config::annotations::Layer::from_annotations(&pairs)
+        .map_err(|(key, problem)| Refusal(format!("{key}: {problem}")))?;
+    // A template that cannot parse would crash-loop the pod: refused now, naming its annotation.
+    layer
+        .check_templates(&vault_login::template::Funcs::standard())
+        .map_err(|e| Refusal(format!("{}: {}", e.variable, e.problem)))?;
     if a.get("role").is_none_or(str::is_empty) {
         return Err(refuse(
             "role",

@@ -331,6 +331,17 @@ impl Layer {
 
     /// The templates the per-secret annotations ask for, parsed with `funcs`, in name order.
     pub fn templates(&self, funcs: &Funcs) -> Result<Vec<TemplateSpec>, SpecError> {
+        self.build_templates(funcs, true)
+    }
+
+    /// Checks what can be checked outside the pod (the injector, at admission): the inline
+    /// templates' syntax and functions, file names, modes; not template files or command paths,
+    /// which are paths in vault-login's container.
+    pub fn check_templates(&self, funcs: &Funcs) -> Result<(), SpecError> {
+        self.build_templates(funcs, false).map(|_| ())
+    }
+
+    fn build_templates(&self, funcs: &Funcs, in_pod: bool) -> Result<Vec<TemplateSpec>, SpecError> {
         let bad = |key: &str, problem: String| SpecError {
             variable: key.to_string(),
             problem,
@@ -339,6 +350,7 @@ impl Layer {
         for a in &self.secrets {
             let (text, origin) = match &a.text {
                 Text::Inline(t) => (t.clone(), None),
+                Text::File(_) if !in_pod => (String::new(), None),
                 Text::File(path) => {
                     if !path.is_absolute() {
                         let p = path.display();
@@ -365,7 +377,7 @@ impl Layer {
                 Some((key, perms)) => parse_mode(perms).map_err(|p| bad(key, p))?,
                 None => DEFAULT_TEMPLATE_MODE,
             });
-            if let Some((key, command)) = &a.command {
+            if let Some((key, command)) = a.command.as_ref().filter(|_| in_pod) {
                 let argv = (super::settings::ON_CHANGE.parse)(command).map_err(|p| bad(key, p))?;
                 spec.command = Some(argv);
             }
