@@ -422,14 +422,30 @@ impl Agent {
             warn!("the template file writes did not finish");
             return;
         };
-        let mut book = self.book();
-        for (i, fp, result) in results {
-            match result {
-                Ok(_) => {
-                    book.templates.wrote(i, fp);
-                    report.results.push((i, Ok(true)));
+        let mut commands = Vec::new();
+        {
+            let mut book = self.book();
+            for (i, fp, result) in results {
+                match result {
+                    Ok(_) => {
+                        book.templates.wrote(i, fp);
+                        report.results.push((i, Ok(true)));
+                        let spec = &book.templates.templates()[i];
+                        if let Some(argv) = &spec.command {
+                            commands.push((spec.name.clone(), argv.clone()));
+                        }
+                    }
+                    Err(e) => report.results.push((i, Err(e))),
                 }
-                Err(e) => report.results.push((i, Err(e))),
+            }
+        }
+        // Agent's per-template command runs after its own file changed; in once mode before
+        // the process exits, as the init container's Agent does.
+        for (name, argv) in commands {
+            if self.cfg.once {
+                self.hooks.template_changed_and_wait(&argv).await;
+            } else {
+                self.hooks.template_changed(&name, &argv);
             }
         }
     }
