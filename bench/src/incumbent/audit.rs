@@ -3,6 +3,9 @@
 //! token's `display_name`, `kubernetes-<namespace>-<service account>`: each process the bench
 //! starts logs in as its own service account, so one audit log serves a whole scene.
 //!
+//! The bench's own questions to the server (is this token alive?) carry the header [`PROBE`],
+//! which the server is told to log; they are not counted as anyone's requests.
+//!
 //! OpenBao 2.x refuses `bao audit enable` over the API ("use declarative, config-based audit
 //! device management instead"): the device is declared in a config file handed to
 //! `bao server -dev -config=...` ([`config`]).
@@ -11,6 +14,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use serde_json::Value;
+
+/// The header the bench's own requests carry.
+pub const PROBE: &str = "X-Bench-Probe";
 
 /// The `audit` stanza for a server config file writing to `log`.
 pub fn config(log: &Path) -> String {
@@ -31,6 +37,8 @@ pub struct Request {
     pub client: Option<String>,
     /// Whether the answer carried an error.
     pub failed: bool,
+    /// Sent by the bench itself (with [`PROBE`]), not by a client.
+    pub probe: bool,
 }
 
 impl Request {
@@ -69,12 +77,16 @@ pub fn parse(text: &str) -> Vec<Request> {
             .filter(|n| !n.is_empty())
             .map(str::to_string);
         let failed = entry["error"].as_str().is_some_and(|e| !e.is_empty());
+        let probe = entry["request"]["headers"]
+            .get(PROBE.to_ascii_lowercase())
+            .is_some();
         match by_id.get_mut(id) {
             Some(known) => {
                 if known.client.is_none() {
                     known.client = client;
                 }
                 known.failed |= failed;
+                known.probe |= probe;
             }
             None => {
                 let time = entry["time"].as_str().and_then(unix_seconds).unwrap_or(0.0);
@@ -87,6 +99,7 @@ pub fn parse(text: &str) -> Vec<Request> {
                         path,
                         client,
                         failed,
+                        probe,
                     },
                 );
             }
@@ -149,12 +162,14 @@ mod tests {
 {"time":"2026-12-07T00:52:01.897653895Z","type":"request","auth":{"display_name":"kubernetes-bench-agent-0"},"request":{"id":"b","path":"auth/token/renew-self"}}
 {"time":"2026-12-07T00:52:01.899632695Z","type":"response","auth":{"display_name":"kubernetes-bench-agent-0"},"request":{"id":"b","path":"auth/token/renew-self"},"error":"1 error occurred:\n\t* permission denied\n\n"}
 {"time":"2026-12-07T00:52:02.5Z","type":"request","auth":{"display_name":"kubernetes-bench-vault-login-0"},"request":{"id":"c","path":"internal/data/database/config"}}
+{"time":"2026-12-07T00:52:02.7Z","type":"request","auth":{"display_name":"kubernetes-bench-vault-login-0"},"request":{"id":"d","path":"auth/token/lookup-self","headers":{"x-bench-probe":["1"]}}}
 {"time":"2026-12-07T00:52:02.6Z","type":"resp"#;
 
     #[test]
     fn joins_requests_with_their_responses() {
         let got = parse(LOG);
-        assert_eq!(got.len(), 3, "{got:?}");
+        assert_eq!(got.len(), 4, "{got:?}");
+        assert!(got[3].probe && !got[2].probe && !got[0].probe);
         assert!(got[0].is_login() && !got[0].failed);
         assert_eq!(got[0].client.as_deref(), Some("kubernetes-bench-agent-0"));
         assert!((got[0].time - 1_796_604_721.888_575_8).abs() < 1e-3);

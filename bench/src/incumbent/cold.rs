@@ -33,7 +33,7 @@ pub fn run(report: &mut Report, stage: &Stage, runs: usize) -> Result<(), String
                 return Err(format!("{} failed ({status}); log: {}", slot.kind.label(), slot.log.display()));
             }
             let new = slot.token();
-            if new == old || !stage.bao.token_alive(&new) {
+            if new == old || !stage.alive(&new) {
                 return Err(format!("{} exited without writing a fresh valid token", slot.kind.label()));
             }
             if round >= WARMUP {

@@ -93,7 +93,7 @@ fn trial(stage: &Stage, kind: Kind, cut: Cut, index: usize) -> Result<Trial, Str
                 last = now.clone();
             }
             // A frozen server cannot be asked; behind a closed gate it still can.
-            if (up || cut == Cut::Refused) && !stage.bao.token_alive(&now) {
+            if (up || cut == Cut::Refused) && !stage.alive(&now) {
                 trial.dead_samples += 1;
             }
             std::thread::sleep(SAMPLE);

@@ -37,7 +37,7 @@ fn recover(stage: &Stage, slots: &[Slot]) -> Vec<Option<f64>> {
             if token.is_empty() || dead.contains(&token) {
                 continue;
             }
-            if stage.bao.token_alive(&token) {
+            if stage.alive(&token) {
                 got[i] = Some(back.elapsed().as_secs_f64());
             } else {
                 dead.insert(token);

@@ -98,6 +98,11 @@ impl Stage {
             "/v1/sys/policies/acl/bench-kv",
             Some(json!({"policy": format!("path \"{SECRET_PATH}\" {{ capabilities = [\"read\"] }}")})),
         );
+        stage.bao.api(
+            "PUT",
+            &format!("/v1/sys/config/auditing/request-headers/{}", audit::PROBE),
+            Some(json!({"hmac": false})),
+        );
         stage.set_role(ttl, max_ttl);
         Ok(stage)
     }
@@ -119,26 +124,45 @@ impl Stage {
         );
     }
 
-    /// Every request the server has handled so far.
+    /// Every request the clients have sent so far (the bench's own probes left out).
     pub fn requests(&self) -> Vec<audit::Request> {
-        audit::read(&self.audit_log)
+        let mut all = audit::read(&self.audit_log);
+        all.retain(|r| !r.probe);
+        all
     }
 
-    /// Whether the token in `file` is alive now (its own lookup-self, sent to the server's own
-    /// port, not through any gate).
+    /// Whether `token` is alive now: its own lookup-self, sent to the server's own port (not
+    /// through any gate) and marked as the bench's probe.
+    pub fn alive(&self, token: &str) -> bool {
+        !token.is_empty()
+            && matches!(
+                self.bao.try_http(
+                    "GET",
+                    "/v1/auth/token/lookup-self",
+                    Some(token),
+                    &[(audit::PROBE, "1")],
+                    None
+                ),
+                Ok((200, _))
+            )
+    }
+
+    /// Whether the token in `file` is alive now.
     pub fn file_token_alive(&self, file: &Path) -> bool {
-        match fs::read_to_string(file) {
-            Ok(t) if !t.trim().is_empty() => self.bao.token_alive(t.trim()),
-            _ => false,
-        }
+        fs::read_to_string(file).is_ok_and(|t| self.alive(t.trim()))
     }
 
     /// A client's folder, JWT and file paths; `tag` tells scenes apart (`cold`, `kv`, ...).
     pub fn slot(&self, kind: Kind, tag: &str, index: usize) -> Result<Slot, String> {
         let name = format!("{}-{tag}-{index}", kind.label());
         let dir = self.dir.join(&name);
-        fs::create_dir_all(dir.join("out")).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let jwt_file = dir.join("jwt");
+        for sub in ["out", "sa"] {
+            fs::create_dir_all(dir.join(sub))
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+        // The JWT alone in its folder, as the kubelet projects it: vault-login watches the
+        // folder, and a log file written beside it would look like a new JWT at every line.
+        let jwt_file = dir.join("sa/token");
         // A day-long JWT: no scene outlives it.
         fs::write(&jwt_file, self.bao.jwt(NAMESPACE, &name, &[AUDIENCE], 86_400))
             .map_err(|e| format!("cannot write {}: {e}", jwt_file.display()))?;

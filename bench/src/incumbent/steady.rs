@@ -182,6 +182,7 @@ mod tests {
             path: path.into(),
             client: Some(client.into()),
             failed,
+            probe: false,
         }
     }
 
