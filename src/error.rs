@@ -2,10 +2,10 @@
 
 use crate::config::ConfigError;
 use crate::duration::brief;
-use crate::events::Exit;
+use crate::files::token_file::FileError;
 use crate::health::HealthError;
-use crate::tls::TlsError;
-use crate::token_file::FileError;
+use crate::machine::events::Exit;
+use crate::vault::tls::TlsError;
 
 /// Exit code for a clean run: token written (`--once`) or shutdown on a signal.
 pub const EXIT_OK: i32 = 0;

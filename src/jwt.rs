@@ -9,8 +9,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use serde::Deserialize;
 
-use crate::safe_fs::{self, Links, UnsafeFile};
-use crate::secret::Secret;
+use crate::files::safe_fs::{self, Links, UnsafeFile};
+use crate::sensitive::Secret;
 
 /// Where Kubernetes projects the pod's service-account token by default.
 pub const DEFAULT_JWT_FILE: &str = "/var/run/secrets/kubernetes.io/serviceaccount/token";

@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
+use vault_login::agent::signals::forward_signals;
 use vault_login::agent::Agent;
 use vault_login::config::{Config, ConfigError};
 use vault_login::error::{Error, EXIT_OK};
 use vault_login::health;
-use vault_login::signals::forward_signals;
-use vault_login::status::Status;
+use vault_login::health::status::Status;
 
 fn main() {
     let code = match real_main() {

@@ -10,7 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use vault_login::health;
-use vault_login::status::Status;
+use vault_login::health::status::Status;
 
 struct Server {
     addr: SocketAddr,

@@ -2,7 +2,8 @@
 //! issue 20 a module over 700 lines before its tests is only named, never refused: shape comes
 //! from concepts, not from a line budget. Counted like `shared/tools/modgraph.py`:
 //! a directory is one module, a module's part before its first `#[cfg(test)]` counts, and any
-//! `crate::<module>` in it (code or doc link) is a use.
+//! `crate::<module>` in its code (not in a comment or doc link) is a use. Functions, not files, are
+//! capped: CI's clippy refuses a non-test function over 100 lines (`clippy.toml`, `lib.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -38,6 +39,13 @@ fn modules() -> BTreeMap<String, (usize, BTreeSet<String>)> {
         let body = text.split("#[cfg(test)]").next().unwrap();
         let entry = mods.entry(top).or_default();
         entry.0 += body.matches('\n').count();
+        // A doc link or comment that names a module is not an import (issue 20), as modgraph counts.
+        let code: Vec<&str> = body
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect();
+        let body = code.join("\n");
+        let body = body.as_str();
         let mut rest = body;
         while let Some(i) = rest.find("crate::") {
             rest = &rest[i + "crate::".len()..];
@@ -94,13 +102,24 @@ fn no_import_cycle() {
     for m in mods.keys().filter(|m| *m != "lib" && *m != "main") {
         visit(m, &mods, &mut Vec::new(), &mut done);
     }
-    // The test sees what it should: config sits on top and uses the modules below it.
-    assert!(
-        mods["config"].1.contains("settings"),
-        "{:?}",
-        mods["config"]
-    );
-    assert!(!mods["settings"].1.contains("config"));
+    // The test sees what it should: config sits on top and assembles the settings of the
+    // modules below it, which never import it.
+    for below in ["machine", "vault", "secrets", "files", "hooks"] {
+        assert!(mods["config"].1.contains(below), "{:?}", mods["config"]);
+        assert!(!mods[below].1.contains("config"), "{below} imports config");
+    }
+}
+
+#[test]
+fn few_top_level_concepts() {
+    // Issue 20: the top level names the concepts (folders when a concept has parts), so a
+    // newcomer can read the layout in one screen.
+    let mods = modules();
+    let top: Vec<&String> = mods
+        .keys()
+        .filter(|m| *m != "lib" && *m != "main")
+        .collect();
+    assert!(top.len() <= 14, "{} top-level modules: {top:?}", top.len());
 }
 
 #[test]

@@ -6,11 +6,13 @@
 use std::time::Duration;
 
 use proptest::prelude::*;
-use vault_login::backoff;
-use vault_login::events::{Action, Event, Exit, Goal, Grant, SecretGrant, Settings, REVOKE_GRACE};
-use vault_login::failure::{self, Failure, FailureKind};
+use vault_login::machine::backoff;
+use vault_login::machine::events::{
+    Action, Event, Exit, Goal, Grant, SecretGrant, Settings, REVOKE_GRACE,
+};
+use vault_login::machine::failure::{self, Failure, FailureKind};
+use vault_login::machine::schedule::{self, Next, EXPIRY_MARGIN, MAX_RETRY_AFTER};
 use vault_login::machine::Machine;
-use vault_login::schedule::{self, Next, EXPIRY_MARGIN, MAX_RETRY_AFTER};
 
 const DAY: u64 = 86_400;
 const MAX_TTL_SECS: u64 = 40 * DAY;

@@ -10,8 +10,8 @@ use common::*;
 use serde_json::json;
 use vault_emulator::DynamicRole;
 use vault_login::config::Config;
-use vault_login::secret::Secret;
 use vault_login::secrets::{self, Fingerprint, Rendered, SecretError, SecretSpec, SecretWriter};
+use vault_login::sensitive::Secret;
 use vault_login::vault::SecretRead;
 use vault_login::vault::VaultClient;
 

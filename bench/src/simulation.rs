@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use std::time::Instant;
 
-use vault_login::events::{Action, Event, Goal, Grant, SecretGrant, Settings};
-use vault_login::failure::{self, Failure, FailureKind};
+use vault_login::machine::events::{Action, Event, Goal, Grant, SecretGrant, Settings};
+use vault_login::machine::failure::{self, Failure, FailureKind};
 use vault_login::machine::Machine;
 
 use crate::report::{Report, Verdict};

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use libfuzzer_sys::fuzz_target;
 use vault_login::config::{human, parse_duration, Config, ConfigError};
-use vault_login::settings::parse_bool;
-use vault_login::token_file::{parse_mode, parse_owner};
+use vault_login::config::settings::parse_bool;
+use vault_login::files::token_file::{parse_mode, parse_owner};
 
 const NAMES: [&str; 6] = [
     "VAULT_ADDR",

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use libfuzzer_sys::fuzz_target;
 use reqwest::StatusCode;
-use vault_login::schedule;
+use vault_login::machine::schedule;
 use vault_login::vault::{check_status, parse_auth_response, VaultError};
 
 const OP: &str = "POST https://vault.example:8200/v1/auth/kubernetes/login";

@@ -14,24 +14,25 @@ use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 use tracing::{info, warn};
 
-use crate::adopt;
-use crate::backoff::random_u64;
 use crate::config::{Config, TokenSink};
 use crate::duration::brief;
 use crate::error::{self, Error, Result};
-use crate::events::{Action, Event, Exit, Hook};
+use crate::files::token_file::TokenFile;
+use crate::files::watch::{self, Watches};
+use crate::health::status::Status;
 use crate::hooks::Hooks;
 use crate::jwt;
-use crate::login::LoginError;
+use crate::machine::backoff::random_u64;
+use crate::machine::events::{Action, Event, Exit, Hook};
 use crate::machine::Machine;
 use crate::secrets::{SecretSpec, SecretWriter, Source};
-use crate::status::Status;
-use crate::token_file::TokenFile;
+use crate::vault::login::LoginError;
 use crate::vault::{Auth, Renewal, VaultClient, VaultError};
-use crate::watch::{self, Watches};
 
+pub mod adopt;
 mod requests;
 mod secrets;
+pub mod signals;
 
 use self::secrets::{SecretAnswer, SecretMemo};
 

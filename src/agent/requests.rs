@@ -7,9 +7,9 @@ use tokio::time::{timeout_at, Instant};
 use tracing::{error, info, warn};
 
 use super::{Agent, Answer};
-use crate::events::Event;
-use crate::login::{self, LoginError};
-use crate::secret::Secret;
+use crate::machine::events::Event;
+use crate::sensitive::Secret;
+use crate::vault::login::{self, LoginError};
 use crate::vault::VaultError;
 
 impl Agent {

@@ -5,10 +5,10 @@ use tokio::time::Instant;
 
 use super::requests::until;
 use super::Agent;
-use crate::events::{Event, SecretGrant};
-use crate::failure::{Failure, FailureKind};
-use crate::secret::Secret;
+use crate::machine::events::{Event, SecretGrant};
+use crate::machine::failure::{Failure, FailureKind};
 use crate::secrets::{self, Fingerprint, SecretError, SecretSpec};
+use crate::sensitive::Secret;
 use crate::vault::{LeaseRenewal, SecretRead, VaultError};
 
 /// A finished read of a source (one path, one or more files) or lease renewal.

@@ -22,7 +22,7 @@ use vault_emulator::{DynamicRole, Emulator, Options, Role};
 use vault_login::agent::{Agent, Control};
 use vault_login::config::Config;
 use vault_login::error::{Error, EXIT_OK};
-use vault_login::status::Status;
+use vault_login::health::status::Status;
 
 /// How long the JWT written at start stays valid: longer than any virtual run.
 const JWT_TTL_SECS: i64 = 60 * 86_400;

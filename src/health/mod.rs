@@ -6,6 +6,8 @@
 //! head and [`CONNECTION_TIMEOUT`] in total, keep-alive is off, request heads are small and request
 //! bodies are never read. While idle it only waits on `accept()`: no interval timers, no wake-ups.
 
+pub mod status;
+
 use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::future::Future;
@@ -26,7 +28,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 use tracing::{debug, info, warn};
 
-use crate::status::{Now, Snapshot, Status};
+use crate::health::status::{Now, Snapshot, Status};
 
 /// Connections served at once; further clients wait in the listen backlog.
 pub const MAX_CONNECTIONS: usize = 16;
@@ -290,6 +292,14 @@ pub fn render_metrics(s: &Snapshot, now: Now) -> String {
         "1",
     );
 
+    token_metrics(&mut m, s, now);
+    request_metrics(&mut m, s);
+    secret_metrics(&mut m, s);
+    m.0
+}
+
+/// The token in the file: ready, expiry, remaining life.
+fn token_metrics(m: &mut Exposition, s: &Snapshot, now: Now) {
     m.family(
         "vault_login_token_ready",
         "gauge",
@@ -325,7 +335,10 @@ pub fn render_metrics(s: &Snapshot, now: Now) -> String {
     if let Some(ttl) = ttl {
         m.sample("vault_login_token_ttl_seconds", "", &float(ttl));
     }
+}
 
+/// Logins and renewals: counts by result, failures in a row, the last success.
+fn request_metrics(m: &mut Exposition, s: &Snapshot) {
     m.by_result(
         "vault_login_logins_total",
         "Logins to Vault with the service-account JWT, by result.",
@@ -360,41 +373,45 @@ pub fn render_metrics(s: &Snapshot, now: Now) -> String {
             &float(unix_seconds(at)),
         );
     }
-    if !s.secrets.is_empty() {
-        m.family(
+}
+
+/// Each secret's reads by result and its file's last change (absent without secrets).
+fn secret_metrics(m: &mut Exposition, s: &Snapshot) {
+    if s.secrets.is_empty() {
+        return;
+    }
+    m.family(
+        "vault_login_secret_reads_total",
+        "counter",
+        "Reads (and lease renewals) of each secret written next to the token, by result.",
+    );
+    for x in &s.secrets {
+        let name = &x.name;
+        m.sample(
             "vault_login_secret_reads_total",
-            "counter",
-            "Reads (and lease renewals) of each secret written next to the token, by result.",
+            &format!("{{secret=\"{name}\",result=\"success\"}}"),
+            &x.reads_ok.to_string(),
         );
-        for x in &s.secrets {
-            let name = &x.name;
-            m.sample(
-                "vault_login_secret_reads_total",
-                &format!("{{secret=\"{name}\",result=\"success\"}}"),
-                &x.reads_ok.to_string(),
-            );
-            m.sample(
-                "vault_login_secret_reads_total",
-                &format!("{{secret=\"{name}\",result=\"failure\"}}"),
-                &x.reads_failed.to_string(),
-            );
-        }
-        m.family(
+        m.sample(
+            "vault_login_secret_reads_total",
+            &format!("{{secret=\"{name}\",result=\"failure\"}}"),
+            &x.reads_failed.to_string(),
+        );
+    }
+    m.family(
             "vault_login_secret_last_change_timestamp_seconds",
             "gauge",
             "When each secret's file last changed, in seconds since the Unix epoch (absent before it is written).",
         );
-        for x in &s.secrets {
-            if let Some(at) = x.last_change {
-                m.sample(
-                    "vault_login_secret_last_change_timestamp_seconds",
-                    &format!("{{secret=\"{}\"}}", x.name),
-                    &float(unix_seconds(at)),
-                );
-            }
+    for x in &s.secrets {
+        if let Some(at) = x.last_change {
+            m.sample(
+                "vault_login_secret_last_change_timestamp_seconds",
+                &format!("{{secret=\"{}\"}}", x.name),
+                &float(unix_seconds(at)),
+            );
         }
     }
-    m.0
 }
 
 /// A Prometheus text exposition being written.

@@ -2,10 +2,10 @@
 //! method, and explain a refusal with what the JWT says; plus how the machine should treat
 //! each failure.
 
-use crate::failure::{Failure, FailureKind};
-use crate::hints;
 use crate::jwt::{self, unix_now, JwtError, JwtSource};
-use crate::secret::Secret;
+use crate::machine::failure::{Failure, FailureKind};
+use crate::sensitive::Secret;
+use crate::vault::hints;
 use crate::vault::{check_vault_path, Auth, VaultClient, VaultError};
 
 /// Why a login attempt failed.
@@ -19,7 +19,7 @@ pub enum LoginError {
     Vault {
         /// The Vault failure.
         error: VaultError,
-        /// Hints from [`crate::hints::login_hints`].
+        /// Hints from [`crate::vault::hints::login_hints`].
         hints: String,
     },
     /// The blocking task that reads the JWT did not finish.

@@ -17,19 +17,25 @@
 //!   slow answer never makes a token look longer-lived than it is;
 //! - after [`Action::Exit`] nothing more is asked.
 
+pub mod backoff;
+pub mod events;
+pub mod failure;
+pub mod schedule;
+pub mod secret_lane;
+
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use tracing::{error, info, warn};
 
-use crate::backoff::{Backoff, Jitter};
 use crate::duration::brief;
-use crate::events::{
+use crate::machine::backoff::{Backoff, Jitter};
+use crate::machine::events::{
     Action, Event, Exit, Goal, Grant, Hook, Settings, Step, REVOKE_GRACE, WRITE_RETRY_FLOOR,
 };
-use crate::failure::{Failure, FailureKind};
-use crate::schedule::{self, Lifetime, Next};
-use crate::secret_lane::{Outcome, SecretLane};
+use crate::machine::failure::{Failure, FailureKind};
+use crate::machine::secret_lane::{Outcome, SecretLane};
+use schedule::{Lifetime, Next};
 
 /// The request in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -656,7 +662,7 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::events::SecretGrant;
+    use crate::machine::events::SecretGrant;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
 

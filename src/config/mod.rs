@@ -1,10 +1,14 @@
 //! Settings: command-line flags, then `VAULT_*`/`VAULT_LOGIN_*` variables, then `BAO_*` twins, then defaults.
 //!
-//! Each setting is declared once in [`crate::settings`]; this module reads them through an
+//! Each setting is declared once in [`crate::config::settings`]; this module reads them through an
 //! injectable lookup (so tests never touch the process environment) and assembles each module's
 //! settings into a [`Config`]. An empty variable counts as unset. Every value is checked here,
 //! once, so the rest of the program can trust a [`Config`]; a bad value becomes a
 //! [`ConfigError::Invalid`] that names the flag or variable it came from and says what to do.
+
+pub mod cli;
+pub mod settings;
+mod summary;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
@@ -12,21 +16,22 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::ArgMatches;
+use reqwest::Url;
 
-use crate::cli::{self, CliError};
+use cli::CliError;
 
-use crate::events::{Goal, Settings};
+use crate::config::settings::{self as s, check_readable, About, Setting};
 use crate::hooks::HookSettings;
-use crate::proxy::{redacted, ProxySettings};
+use crate::machine::events::{Goal, Settings};
 use crate::secrets::{self, SecretsSettings};
-use crate::settings::{self as s, check_readable, About, Setting};
-use crate::tls::{count_pem_certificates, TlsNames, TlsSettings};
+use crate::vault::proxy::ProxySettings;
+use crate::vault::tls::{TlsNames, TlsSettings};
 use crate::vault::VaultSettings;
 
 pub use crate::duration::{human, parse_duration, DURATION_HINT, MAX_DURATION};
+pub use crate::files::token_file::{Owner, TokenSink, DEFAULT_TOKEN_FILE};
 pub use crate::jwt::{JwtSource, DEFAULT_JWT_FILE, JWT_ENV};
 pub use crate::telemetry::LogFormat;
-pub use crate::token_file::{Owner, TokenSink, DEFAULT_TOKEN_FILE};
 
 /// The checked, effective configuration: each module's settings, and the token loop's.
 #[derive(Clone, Debug)]
@@ -267,153 +272,10 @@ impl Config {
         }
     }
 
-    /// One line describing the effective configuration, without secrets (never the JWT; say "jwt=env:VAULT_LOGIN_JWT" or "jwt=file:/path").
+    /// One line describing the effective configuration, without secrets (never the JWT; say
+    /// "jwt=env:VAULT_LOGIN_JWT" or "jwt=file:/path").
     pub fn summary(&self) -> String {
-        let none = || "none".to_string();
-        let path = |p: &Option<PathBuf>| {
-            p.as_deref()
-                .map_or_else(none, |p| shown(&p.display().to_string()))
-        };
-        let jwt = match &self.jwt {
-            JwtSource::Env(_) => format!("env:{JWT_ENV}"),
-            JwtSource::File(p) => format!("file:{}", shown(&p.display().to_string())),
-        };
-        let sink = match &self.token_sink {
-            TokenSink::Stdout => "stdout".to_string(),
-            TokenSink::File(p) => format!("file:{}", shown(&p.display().to_string())),
-        };
-        let owner = self.token_file_owner.map_or_else(none, |o| match o.gid {
-            Some(gid) => format!("{}:{gid}", o.uid),
-            None => o.uid.to_string(),
-        });
-        // Only the program: arguments may carry credentials (e.g. a header for curl).
-        let on_change = match self
-            .hooks
-            .on_change
-            .as_deref()
-            .and_then(<[String]>::split_first)
-        {
-            Some((program, args)) => shown(&format!("{program} +{} args", args.len())),
-            None => none(),
-        };
-        let signal = match &self.hooks.signal_pid_file {
-            Some(_) => self.hooks.signal.to_string(),
-            None => none(),
-        };
-        let proxy = match &self.vault.proxy {
-            ProxySettings { all: Some(all), .. } => format!("{} (all requests)", redacted(all)),
-            ProxySettings {
-                http: None,
-                https: None,
-                ..
-            } => none(),
-            p => {
-                let mut parts = Vec::new();
-                if let Some(u) = &p.https {
-                    parts.push(format!("https={}", redacted(u)));
-                }
-                if let Some(u) = &p.http {
-                    parts.push(format!("http={}", redacted(u)));
-                }
-                if let Some(n) = &p.no_proxy {
-                    parts.push(format!("no_proxy={}", shown(n)));
-                }
-                format!("env({})", parts.join(","))
-            }
-        };
-        let secrets = match self.secrets.specs.len() {
-            0 => none(),
-            n => format!(
-                "{n}(dir={},refresh={})",
-                shown(&self.secrets.dir.display().to_string()),
-                human(self.secrets.refresh)
-            ),
-        };
-        let fields: [(&str, String); 34] = [
-            (
-                "vault_addr",
-                shown(self.vault.addr.as_str().trim_end_matches('/')),
-            ),
-            (
-                "namespace",
-                self.vault.namespace.as_deref().map_or_else(none, shown),
-            ),
-            (
-                "headers",
-                if self.vault.headers.is_empty() {
-                    none()
-                } else {
-                    let names: Vec<&str> =
-                        self.vault.headers.iter().map(|(n, _)| n.as_str()).collect();
-                    shown(&names.join(","))
-                },
-            ),
-            ("role", shown(&self.role)),
-            ("mount", shown(&self.mount)),
-            ("jwt", jwt),
-            ("token_sink", sink),
-            ("token_file_mode", format!("{:04o}", self.token_file_mode)),
-            ("token_file_owner", owner),
-            ("once", self.once.to_string()),
-            ("timeout", human(self.timeout)),
-            ("min_backoff", human(self.min_backoff)),
-            ("max_backoff", human(self.max_backoff)),
-            (
-                "renew_increment",
-                self.renew_increment.map_or_else(none, human),
-            ),
-            ("revoke_on_exit", self.revoke_on_exit.to_string()),
-            ("listen", self.listen.map_or_else(none, |a| a.to_string())),
-            ("log", shown(&self.log)),
-            (
-                "log_format",
-                match self.log_format {
-                    LogFormat::Text => "text".to_string(),
-                    LogFormat::Json => "json".to_string(),
-                },
-            ),
-            ("ca_cert", path(&self.vault.tls.ca_cert)),
-            (
-                "ca_cert_bytes",
-                self.vault
-                    .tls
-                    .ca_cert_bytes
-                    .as_deref()
-                    .map_or_else(none, |pem| {
-                        let n = count_pem_certificates(pem).unwrap_or(0);
-                        format!("{n}_certificates")
-                    }),
-            ),
-            ("ca_path", path(&self.vault.tls.ca_path)),
-            ("client_cert", path(&self.vault.tls.client_cert)),
-            ("client_key", path(&self.vault.tls.client_key)),
-            (
-                "tls_server_name",
-                self.vault
-                    .tls
-                    .server_name
-                    .as_deref()
-                    .map_or_else(none, shown),
-            ),
-            ("tls_skip_verify", self.vault.tls.skip_verify.to_string()),
-            (
-                "disable_redirects",
-                self.vault.disable_redirects.to_string(),
-            ),
-            ("proxy", proxy),
-            ("client_timeout", human(self.vault.timeout)),
-            ("on_change", on_change),
-            ("on_change_timeout", human(self.hooks.on_change_timeout)),
-            ("signal_pid_file", path(&self.hooks.signal_pid_file)),
-            ("signal", signal),
-            ("token_info_file", path(&self.hooks.token_info_file)),
-            ("secrets", secrets),
-        ];
-        fields
-            .iter()
-            .map(|(key, value)| format!("{key}={value}"))
-            .collect::<Vec<_>>()
-            .join(" ")
+        summary::line(self)
     }
 }
 
@@ -434,18 +296,56 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
 
     let once = lookup.value(&s::ONCE)?;
     let timeout = lookup.value(&s::TIMEOUT)?;
-    let min_backoff = lookup.parsed(&s::MIN_BACKOFF)?;
-    let max_backoff = lookup.parsed(&s::MAX_BACKOFF)?;
+    let (min_backoff, max_backoff) = backoffs(lookup)?;
     let renew_increment = lookup.get(&s::RENEW_INCREMENT)?;
     let revoke_on_exit = lookup.value(&s::REVOKE_ON_EXIT)?;
     let listen = lookup.get(&s::LISTEN)?;
     let log = lookup.value(&s::LOG)?;
     let log_format = lookup.value(&s::LOG_FORMAT)?;
+    let vault = vault_settings(lookup, vault_addr)?;
+    let hooks = hook_settings(lookup, &token_sink, token_file_mode, token_file_owner)?;
+    let secrets = secrets_settings(lookup, &token_sink, hooks.token_info_file.as_deref())?;
 
+    if let (TokenSink::Stdout, Some((_, given)), false) = (&token_sink, &token_file, once) {
+        let about = &s::ONCE.about;
+        return Err(given.invalid(format!(
+            "\"-\" (standard output) works only in once mode; set {}=true or {} too, or give a file path",
+            about.name(),
+            about.flag_or_name()
+        )));
+    }
+    Ok(Config {
+        unknown_variables: cli::unknown_variables(lookup.names),
+        vault,
+        role,
+        mount,
+        jwt,
+        token_file_setting: token_file
+            .as_ref()
+            .map_or("VAULT_LOGIN_TOKEN_FILE", |(_, g)| g.source),
+        token_sink,
+        token_file_mode,
+        token_file_owner,
+        once,
+        timeout,
+        min_backoff,
+        max_backoff,
+        renew_increment,
+        revoke_on_exit,
+        listen,
+        log,
+        log_format,
+        hooks,
+        secrets,
+    })
+}
+
+/// How to reach Vault: namespace, headers, TLS, timeout, redirects and proxies.
+fn vault_settings(lookup: &Lookup<'_>, addr: Url) -> Result<VaultSettings, ConfigError> {
     let headers = lookup.get(&s::HEADERS)?.unwrap_or_default();
     let namespace = lookup.get(&s::NAMESPACE)?.flatten();
     let tls = tls_settings(lookup)?;
-    let client_timeout = lookup.value(&s::CLIENT_TIMEOUT)?;
+    let timeout = lookup.value(&s::CLIENT_TIMEOUT)?;
     let disable_redirects = lookup.value(&s::DISABLE_REDIRECTS)?;
     let proxy = ProxySettings {
         all: lookup.get(&s::PROXY_ADDR)?,
@@ -453,36 +353,21 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         https: lookup.get(&s::HTTPS_PROXY)?,
         no_proxy: lookup.get(&s::NO_PROXY)?,
     };
+    Ok(VaultSettings {
+        addr,
+        namespace,
+        headers,
+        tls,
+        proxy,
+        timeout,
+        disable_redirects,
+    })
+}
 
-    let on_change = lookup.get(&s::ON_CHANGE)?;
-    let on_change_timeout = lookup.value(&s::ON_CHANGE_TIMEOUT)?;
-    let signal_pid_file = lookup.get(&s::SIGNAL_PID_FILE)?;
-    let signal = lookup.given(&s::SIGNAL.about)?;
-    if let (Some(given), None) = (&signal, &signal_pid_file) {
-        let about = &s::SIGNAL_PID_FILE.about;
-        return Err(given.invalid(format!(
-            "a signal needs a process to send it to; set {} or {} too, or neither",
-            about.name(),
-            about.flag_or_name()
-        )));
-    }
-    let signal = lookup.value(&s::SIGNAL)?;
-    let token_info_file = match lookup.parsed(&s::TOKEN_INFO_FILE)? {
-        Some((path, given)) => {
-            if matches!(&token_sink, TokenSink::File(token) if *token == path) {
-                return Err(given.invalid(format!(
-                    "{:?} is the token file itself; give another path, e.g. next to it",
-                    given.value
-                )));
-            }
-            Some(path)
-        }
-        None => None,
-    };
-
-    let secrets = secrets_settings(lookup, &token_sink, token_info_file.as_deref())?;
-
-    // Rules across fields.
+/// The shortest and longest waits between retries; the shortest may not exceed the longest.
+fn backoffs(lookup: &Lookup<'_>) -> Result<(Duration, Duration), ConfigError> {
+    let min_backoff = lookup.parsed(&s::MIN_BACKOFF)?;
+    let max_backoff = lookup.parsed(&s::MAX_BACKOFF)?;
     let origin = |backoff: &Option<(Duration, Given)>| match backoff {
         Some((_, given)) => format!("from {}", given.source),
         None => "the default".to_string(),
@@ -510,59 +395,53 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
             ),
         ));
     }
-    if let (TokenSink::Stdout, Some((_, given)), false) = (&token_sink, &token_file, once) {
-        let about = &s::ONCE.about;
+    Ok((min, max))
+}
+
+/// What to do after each new token: the on-change command, the app's signal, the info file.
+fn hook_settings(
+    lookup: &Lookup<'_>,
+    token_sink: &TokenSink,
+    file_mode: u32,
+    file_owner: Option<Owner>,
+) -> Result<HookSettings, ConfigError> {
+    let on_change = lookup.get(&s::ON_CHANGE)?;
+    let on_change_timeout = lookup.value(&s::ON_CHANGE_TIMEOUT)?;
+    let signal_pid_file = lookup.get(&s::SIGNAL_PID_FILE)?;
+    let signal = lookup.given(&s::SIGNAL.about)?;
+    if let (Some(given), None) = (&signal, &signal_pid_file) {
+        let about = &s::SIGNAL_PID_FILE.about;
         return Err(given.invalid(format!(
-            "\"-\" (standard output) works only in once mode; set {}=true or {} too, or give a file path",
+            "a signal needs a process to send it to; set {} or {} too, or neither",
             about.name(),
             about.flag_or_name()
         )));
     }
-
-    let hooks = HookSettings {
+    let signal = lookup.value(&s::SIGNAL)?;
+    let token_info_file = match lookup.parsed(&s::TOKEN_INFO_FILE)? {
+        Some((path, given)) => {
+            if matches!(token_sink, TokenSink::File(token) if *token == path) {
+                return Err(given.invalid(format!(
+                    "{:?} is the token file itself; give another path, e.g. next to it",
+                    given.value
+                )));
+            }
+            Some(path)
+        }
+        None => None,
+    };
+    Ok(HookSettings {
         on_change,
         on_change_timeout,
         signal_pid_file,
         signal,
         token_info_file,
-        token_file: match &token_sink {
+        token_file: match token_sink {
             TokenSink::File(path) => Some(path.clone()),
             TokenSink::Stdout => None,
         },
-        file_mode: token_file_mode,
-        file_owner: token_file_owner,
-    };
-    Ok(Config {
-        unknown_variables: cli::unknown_variables(lookup.names),
-        vault: VaultSettings {
-            addr: vault_addr,
-            namespace,
-            headers,
-            tls,
-            proxy,
-            timeout: client_timeout,
-            disable_redirects,
-        },
-        role,
-        mount,
-        jwt,
-        token_file_setting: token_file
-            .as_ref()
-            .map_or("VAULT_LOGIN_TOKEN_FILE", |(_, g)| g.source),
-        token_sink,
-        token_file_mode,
-        token_file_owner,
-        once,
-        timeout,
-        min_backoff: min,
-        max_backoff: max,
-        renew_increment,
-        revoke_on_exit,
-        listen,
-        log,
-        log_format,
-        hooks,
-        secrets,
+        file_mode,
+        file_owner,
     })
 }
 
@@ -680,24 +559,12 @@ fn secrets_settings(
     Ok(settings)
 }
 
-/// Quotes a value for [`Config::summary`] when it would not read as one word.
-fn shown(s: &str) -> String {
-    if s.is_empty()
-        || s.chars()
-            .any(|c| c.is_whitespace() || c.is_control() || c == '"')
-    {
-        format!("{s:?}")
-    } else {
-        s.to_string()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::settings::parse_bool;
+    use crate::files::token_file::{parse_mode, parse_owner};
     use crate::hooks::AppSignal;
-    use crate::settings::parse_bool;
-    use crate::token_file::{parse_mode, parse_owner};
     use std::collections::HashMap;
 
     const ADDR: &str = "https://vault.example:8200";
@@ -2532,7 +2399,7 @@ mod tests {
         ];
         for (args, vars, prefix) in cases {
             let c = ok(args, vars);
-            let err = crate::tls::client_config(&c.vault.tls).unwrap_err();
+            let err = crate::vault::tls::client_config(&c.vault.tls).unwrap_err();
             assert!(err.to_string().starts_with(prefix), "{prefix}: {err}");
         }
         // A key file without a key, named by the twin that gave it.
@@ -2544,7 +2411,7 @@ mod tests {
             &[],
             &[("VAULT_CLIENT_CERT", cert), ("BAO_CLIENT_KEY", junk)],
         );
-        let err = crate::tls::client_config(&c.vault.tls).unwrap_err();
+        let err = crate::vault::tls::client_config(&c.vault.tls).unwrap_err();
         assert!(err.to_string().starts_with("BAO_CLIENT_KEY: "), "{err}");
     }
 

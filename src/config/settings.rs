@@ -11,18 +11,18 @@ use std::time::Duration;
 
 use reqwest::Url;
 
-use crate::command::split_command;
 use crate::duration::{human, parse_duration, DURATION_HINT};
+use crate::files::token_file::{parse_mode, parse_owner, Owner, TokenSink, DEFAULT_TOKEN_FILE};
+use crate::hooks::command::split_command;
 use crate::hooks::{parse_signal, AppSignal};
 use crate::jwt::{DEFAULT_JWT_FILE, JWT_ENV};
-use crate::login::{parse_mount, parse_role};
-use crate::proxy::parse_proxy_url;
-use crate::secret::Secret;
 use crate::secrets::{SECRETS_DIR_ENV, SECRETS_REFRESH_ENV};
-use crate::server_name::parse_server_name;
+use crate::sensitive::Secret;
 use crate::telemetry::{parse_filter, parse_log_format, LogFormat};
-use crate::tls::count_pem_certificates;
-use crate::token_file::{parse_mode, parse_owner, Owner, TokenSink, DEFAULT_TOKEN_FILE};
+use crate::vault::login::{parse_mount, parse_role};
+use crate::vault::proxy::parse_proxy_url;
+use crate::vault::server_name::parse_server_name;
+use crate::vault::tls::count_pem_certificates;
 use crate::vault::{parse_headers, parse_namespace, parse_vault_addr};
 
 /// What a setting is, without its parser: enough for `--help`, the README table and errors.
@@ -691,7 +691,7 @@ mod tests {
 
     #[test]
     fn revoke_help_states_the_real_bound() {
-        let bound = format!("({} bound)", human(crate::events::REVOKE_GRACE));
+        let bound = format!("({} bound)", human(crate::machine::events::REVOKE_GRACE));
         assert!(REVOKE_ON_EXIT.about.help.contains(&bound), "{bound}");
     }
 
@@ -715,7 +715,7 @@ mod tests {
         assert_eq!(
             readme_rows(),
             want,
-            "README's configuration table differs from src/settings.rs; the table should be:\n{}",
+            "README's configuration table differs from src/config/settings.rs; the table should be:\n{}",
             want.join("\n")
         );
     }

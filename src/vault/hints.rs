@@ -167,7 +167,7 @@ pub fn short_duration(d: Duration) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::secret::Secret;
+    use crate::sensitive::Secret;
     use reqwest::StatusCode;
 
     const NOW: i64 = 1_800_000_000;

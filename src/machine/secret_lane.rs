@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use tracing::{info, warn};
 
-use crate::backoff::{Backoff, Jitter};
 use crate::duration::brief;
-use crate::events::{Action, Goal, Grant, SecretGrant, Settings};
-use crate::failure::{Failure, FailureKind};
-use crate::schedule::{self, Lifetime, Next};
+use crate::machine::backoff::{Backoff, Jitter};
+use crate::machine::events::{Action, Goal, Grant, SecretGrant, Settings};
+use crate::machine::failure::{Failure, FailureKind};
+use crate::machine::schedule::{self, Lifetime, Next};
 
 /// One secret: what to do next with it and when.
 #[derive(Clone, Debug)]

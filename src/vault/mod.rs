@@ -2,6 +2,13 @@
 //! their leases (`sys/leases/renew`, `sys/leases/revoke`), with bounded response reading and
 //! errors that carry Vault's own messages verbatim.
 
+pub mod hints;
+pub mod login;
+pub mod proxy;
+pub mod response;
+pub mod server_name;
+pub mod tls;
+
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -10,15 +17,15 @@ use reqwest::header::{HeaderMap, HeaderValue, CONTENT_LENGTH, CONTENT_TYPE, RETR
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
-use crate::proxy::{self, ProxySettings};
-pub use crate::response::{
+use crate::sensitive::Secret;
+pub use crate::vault::response::{
     check_status, parse_auth_response, parse_lease_renewal, parse_secret_response, Auth,
     LeaseRenewal, Renewal, SecretData, SecretRead, VaultError, MAX_LEASE,
 };
-use crate::response::{excerpt, unquoted_excerpt};
-use crate::secret::Secret;
-use crate::server_name::Dial;
-use crate::tls::TlsSettings;
+use crate::vault::response::{excerpt, unquoted_excerpt};
+use crate::vault::server_name::Dial;
+use crate::vault::tls::TlsSettings;
+use proxy::ProxySettings;
 
 /// The most of a response body we read; Vault's answers are a few KiB.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -49,7 +56,7 @@ pub struct VaultClient {
     http: reqwest::Client,
     base: Url,
     namespace: Option<String>,
-    /// Set when `VAULT_TLS_SERVER_NAME` reroutes requests (see [`crate::server_name`]).
+    /// Set when `VAULT_TLS_SERVER_NAME` reroutes requests (see [`crate::vault::server_name`]).
     dial: Option<Dial>,
     /// The proxy requests go through, named in every error (without credentials).
     via: Option<String>,
@@ -73,8 +80,8 @@ impl VaultClient {
     }
 
     /// Builds a client from its settings (address, TLS, proxies, timeout, namespace).
-    pub fn new(cfg: &VaultSettings) -> Result<Self, crate::tls::TlsError> {
-        let tls = crate::tls::client_config(&cfg.tls)?;
+    pub fn new(cfg: &VaultSettings) -> Result<Self, crate::vault::tls::TlsError> {
+        let tls = crate::vault::tls::client_config(&cfg.tls)?;
         let mut headers = HeaderMap::new();
         headers.insert("X-Vault-Request", HeaderValue::from_static("true"));
         for (name, value) in &cfg.headers {
@@ -93,7 +100,7 @@ impl VaultClient {
         let dial =
             Dial::for_addr(&cfg.addr, cfg.tls.server_name.as_deref()).filter(|_| via.is_none());
         let mut builder = proxy::apply(reqwest::Client::builder(), &cfg.proxy)
-            .map_err(|e| crate::tls::TlsError::Setup(format!("proxy: {e}")))?;
+            .map_err(|e| crate::vault::tls::TlsError::Setup(format!("proxy: {e}")))?;
         if let Some(d) = &dial {
             builder = builder.dns_resolver(Arc::new(d.clone()));
         }
@@ -113,7 +120,7 @@ impl VaultClient {
             // an idle-expiry timer that would wake the process while it should sleep.
             .pool_max_idle_per_host(0)
             .build()
-            .map_err(|e| crate::tls::TlsError::Setup(e.to_string()))?;
+            .map_err(|e| crate::vault::tls::TlsError::Setup(e.to_string()))?;
         let mut client = Self::with_http(http, cfg.addr.clone(), cfg.namespace.clone());
         client.dial = dial;
         client.via = via;
@@ -246,26 +253,9 @@ impl VaultClient {
             Some(d) => d.address(&url),
             None => url,
         };
-        let mut req = self.http.request(method, to);
-        if let Some(ns) = &self.namespace {
-            req = req.header("X-Vault-Namespace", ns.as_str());
-        }
-        if let Some(token) = token {
-            let mut value =
-                HeaderValue::from_str(token.expose()).map_err(|_| VaultError::Transport {
-                    op: op.clone(),
-                    message: "the token contains characters not allowed in a header".into(),
-                })?;
-            value.set_sensitive(true);
-            req = req.header("X-Vault-Token", value);
-        }
-        if let Some(body) = body {
-            req = req
-                .header(CONTENT_TYPE, "application/json")
-                .body(body.to_string());
-        }
+        let req = self.request(method, to, token, body, &op)?;
         let mut resp = req.send().await.map_err(|e| {
-            let message = crate::tls::describe_error(&e);
+            let message = crate::vault::tls::describe_error(&e);
             let message = if message == "connection refused" {
                 refused(&self.base, self.via.as_deref())
             } else {
@@ -278,26 +268,7 @@ impl VaultClient {
         })?;
         let status = resp.status();
         if status.is_redirection() {
-            // Only what the redirect policy did not follow gets here.
-            let to = resp
-                .headers()
-                .get(reqwest::header::LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .map_or_else(
-                    || "nowhere (no Location header)".to_string(),
-                    |l| excerpt(l.as_bytes()),
-                );
-            let why = if self.no_redirects {
-                "VAULT_DISABLE_REDIRECTS is set; point VAULT_ADDR at the active node or unset it"
-            } else {
-                "only one redirect is followed, and never from https to http"
-            };
-            return Err(VaultError::Status {
-                op,
-                status,
-                errors: vec![format!("redirected to {to}, not followed: {why}")],
-                retry_after: None,
-            });
+            return Err(self.not_followed(op, status, resp.headers()));
         }
         let retry_after = resp
             .headers()
@@ -320,33 +291,101 @@ impl VaultClient {
                 ),
             });
         }
-        let mut bytes = Vec::new();
-        loop {
-            match resp.chunk().await {
-                Ok(Some(chunk)) => {
-                    if bytes.len() + chunk.len() > MAX_BODY_BYTES {
-                        return Err(VaultError::BadResponse {
-                            op,
-                            status,
-                            problem: format!("body exceeds the {MAX_BODY_BYTES}-byte limit"),
-                        });
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    return Err(VaultError::Transport {
-                        op,
-                        message: format!(
-                            "reading the answer failed: {}",
-                            crate::tls::describe_error(&e)
-                        ),
-                    })
-                }
-            }
-        }
+        let bytes = read_body(&mut resp, &op, status).await?;
         check_status(&op, status, retry_after, &bytes)?;
         Ok((op, status, bytes))
+    }
+}
+
+impl VaultClient {
+    /// The request with Vault's headers: namespace, token (marked sensitive) and JSON body.
+    fn request(
+        &self,
+        method: Method,
+        to: Url,
+        token: Option<&Secret>,
+        body: Option<Value>,
+        op: &str,
+    ) -> Result<reqwest::RequestBuilder, VaultError> {
+        let mut req = self.http.request(method, to);
+        if let Some(ns) = &self.namespace {
+            req = req.header("X-Vault-Namespace", ns.as_str());
+        }
+        if let Some(token) = token {
+            let mut value =
+                HeaderValue::from_str(token.expose()).map_err(|_| VaultError::Transport {
+                    op: op.to_string(),
+                    message: "the token contains characters not allowed in a header".into(),
+                })?;
+            value.set_sensitive(true);
+            req = req.header("X-Vault-Token", value);
+        }
+        if let Some(body) = body {
+            req = req
+                .header(CONTENT_TYPE, "application/json")
+                .body(body.to_string());
+        }
+        Ok(req)
+    }
+
+    /// The error for a redirect the policy did not follow, saying where it pointed and why.
+    fn not_followed(
+        &self,
+        op: String,
+        status: StatusCode,
+        headers: &reqwest::header::HeaderMap,
+    ) -> VaultError {
+        let to = headers
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map_or_else(
+                || "nowhere (no Location header)".to_string(),
+                |l| excerpt(l.as_bytes()),
+            );
+        let why = if self.no_redirects {
+            "VAULT_DISABLE_REDIRECTS is set; point VAULT_ADDR at the active node or unset it"
+        } else {
+            "only one redirect is followed, and never from https to http"
+        };
+        VaultError::Status {
+            op,
+            status,
+            errors: vec![format!("redirected to {to}, not followed: {why}")],
+            retry_after: None,
+        }
+    }
+}
+
+/// The answer's body, refused past [`MAX_BODY_BYTES`] while it streams in.
+async fn read_body(
+    resp: &mut reqwest::Response,
+    op: &str,
+    status: StatusCode,
+) -> Result<Vec<u8>, VaultError> {
+    let mut bytes = Vec::new();
+    loop {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => {
+                if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                    return Err(VaultError::BadResponse {
+                        op: op.to_string(),
+                        status,
+                        problem: format!("body exceeds the {MAX_BODY_BYTES}-byte limit"),
+                    });
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            Ok(None) => return Ok(bytes),
+            Err(e) => {
+                return Err(VaultError::Transport {
+                    op: op.to_string(),
+                    message: format!(
+                        "reading the answer failed: {}",
+                        crate::vault::tls::describe_error(&e)
+                    ),
+                })
+            }
+        }
     }
 }
 

@@ -5,7 +5,7 @@
 //! [`rustls::ClientConfig`] built on the ring provider, for `reqwest::ClientBuilder::use_preconfigured_tls`.
 //!
 //! `VAULT_TLS_SERVER_NAME` is the name Vault's certificate is checked against, here, and the SNI,
-//! through [`crate::server_name`], which addresses requests to it while connecting to `VAULT_ADDR`'s
+//! through [`crate::vault::server_name`], which addresses requests to it while connecting to `VAULT_ADDR`'s
 //! host — as the `vault` CLI does. An IP address given as the server name cannot be SNI: then only
 //! the certificate check uses it. The check here also covers redirects to other nodes.
 

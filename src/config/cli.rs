@@ -1,10 +1,10 @@
-//! The command line: the flags made from the declarations in [`crate::settings`], and clap's
+//! The command line: the flags made from the declarations in [`crate::config::settings`], and clap's
 //! messages folded onto one line.
 
 use clap::error::ErrorKind;
 use clap::{Arg, ArgAction, Command};
 
-use crate::settings as s;
+use crate::config::settings as s;
 
 /// What clap answered instead of flags.
 #[derive(Debug)]

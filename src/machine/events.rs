@@ -5,7 +5,7 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
-use crate::failure::Failure;
+use crate::machine::failure::Failure;
 
 /// How long a revocation on exit may take before the process exits anyway: a pod's shutdown
 /// must not wait on a hung Vault.

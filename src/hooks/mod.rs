@@ -7,6 +7,8 @@
 //! completion (bounded by their timeouts) before the process exits, so init containers can use
 //! them too.
 
+pub mod command;
+
 use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -22,10 +24,10 @@ use tokio::time::{sleep, Instant};
 use tracing::{error, info, warn};
 
 use crate::duration::brief;
+use crate::files::safe_fs::{self, Links, UnsafeFile};
+use crate::files::token_file::{Owner, TokenFile};
 use crate::jwt::{unix_now, JWT_ENV};
-use crate::safe_fs::{self, Links, UnsafeFile};
-use crate::secret::Secret;
-use crate::token_file::{Owner, TokenFile};
+use crate::sensitive::Secret;
 use crate::vault::Auth;
 
 /// The variable that tells the on-change command where the token file is.
@@ -663,7 +665,7 @@ async fn send_signal(target: Arc<SignalTarget>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::command::split_command;
+    use crate::hooks::command::split_command;
 
     fn words(s: &str) -> Vec<String> {
         match split_command(s) {

@@ -14,8 +14,8 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::safe_fs::{self, Links};
-use crate::secret::Secret;
+use crate::files::safe_fs::{self, Links};
+use crate::sensitive::Secret;
 
 /// Where the Vault token is written unless told otherwise.
 pub const DEFAULT_TOKEN_FILE: &str = "/var/run/secrets/vaultproject.io/token";
@@ -228,7 +228,7 @@ impl TokenFile {
             let tmp = self.dir().join(format!(
                 "{prefix}{}.{n}.{:x}",
                 std::process::id(),
-                crate::backoff::random_u64() & 0xffff_ffff
+                crate::machine::backoff::random_u64() & 0xffff_ffff
             ));
             // create_new = O_CREAT|O_EXCL: fails on any existing entry, including a symlink,
             // so a planted link is never followed. Mode 0600 at creation, then the exact mode

@@ -9,9 +9,9 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::events::Grant;
-use crate::failure::{self, Failure, FailureKind};
-use crate::secret::Secret;
+use crate::machine::events::Grant;
+use crate::machine::failure::{self, Failure, FailureKind};
+use crate::sensitive::Secret;
 
 /// The longest TTL we take from an answer (10 years): a larger `lease_duration` (up to
 /// `u64::MAX` seconds from a broken or hostile server) would overflow the loop's deadlines.

@@ -34,8 +34,8 @@ use serde_json::Value;
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
-use crate::secret::Secret;
-use crate::token_file::{FileError, Owner, TokenFile};
+use crate::files::token_file::{FileError, Owner, TokenFile};
+use crate::sensitive::Secret;
 use crate::vault::{SecretRead, VaultClient, VaultError};
 
 /// The prefix of the variables that name secrets: `VAULT_LOGIN_SECRET_<NAME>=<path>`.

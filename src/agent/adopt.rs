@@ -15,8 +15,8 @@ use tokio::time::Instant;
 use tracing::info;
 
 use crate::duration::brief;
-use crate::secret::Secret;
-use crate::token_file::TokenFile;
+use crate::files::token_file::TokenFile;
+use crate::sensitive::Secret;
 use crate::vault::{Auth, VaultClient};
 
 /// A token found in the file and adopted.
