@@ -2,20 +2,47 @@
 //! TTL (nothing to do for the next ~40 minutes): resident memory, threads, and how often the
 //! kernel switches to them (their wake-ups) over an idle window.
 
-use std::time::Duration;
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
 
 use super::stage::{Kind, Mode, Stage};
 use super::SECTION;
 use crate::lab::{stop, wait_until};
-use crate::procfs::{context_switches, footprint, pss_kib};
+use crate::procfs::{context_switches_by_thread, footprint, pss_kib};
 use crate::report::{Report, Verdict};
 
 const TTL: Duration = Duration::from_secs(3600);
 /// After the login (and the agent's renewal right after it), before measuring.
 const SETTLE: Duration = Duration::from_secs(3);
+const SAMPLE: Duration = Duration::from_secs(1);
 
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+/// Context switches of each process in `pids` over `window`, the increases of each thread
+/// added up from samples every second (threads come and go: the Go runtime's, tokio's blocking
+/// pool after 10 s idle; one that exits loses at most its last second).
+fn switches_over(pids: &[u32], window: Duration) -> Result<Vec<u64>, String> {
+    let gone = || "a sidecar exited while idle".to_string();
+    let mut last: Vec<BTreeMap<u32, u64>> = pids
+        .iter()
+        .map(|p| context_switches_by_thread(*p).ok_or_else(gone))
+        .collect::<Result<_, _>>()?;
+    let mut total = vec![0u64; pids.len()];
+    let start = Instant::now();
+    while start.elapsed() < window {
+        std::thread::sleep(SAMPLE.min(window.saturating_sub(start.elapsed())));
+        for (i, pid) in pids.iter().enumerate() {
+            let now = context_switches_by_thread(*pid).ok_or_else(gone)?;
+            for (tid, n) in &now {
+                // A thread born in the window counts from zero.
+                total[i] += n.saturating_sub(last[i].get(tid).copied().unwrap_or(0));
+            }
+            last[i] = now;
+        }
+    }
+    Ok(total)
 }
 
 /// Measures both for `window` and adds the rows.
@@ -39,17 +66,16 @@ pub fn run(report: &mut Report, stage: &Stage, window: Duration) -> Result<(), S
         }
         std::thread::sleep(SETTLE);
         let requests_before = stage.requests().len();
-        let cs0: Vec<u64> = pids.iter().map(|p| context_switches(*p).unwrap_or(0)).collect();
-        std::thread::sleep(window);
+        let switches = switches_over(&pids, window)?;
+        let requests = stage.requests();
         let mut out = Vec::new();
         for (i, pid) in pids.iter().enumerate() {
-            let cs1 = context_switches(*pid).ok_or("a sidecar exited while idle")?;
             let fp = footprint(*pid).ok_or("a sidecar exited while idle")?;
-            let requests = stage.requests()[requests_before..]
+            let sent = requests[requests_before.min(requests.len())..]
                 .iter()
                 .filter(|r| r.client.as_deref() == Some(slots[i].client.as_str()))
                 .count();
-            out.push((fp, pss_kib(*pid).unwrap_or(0), cs1 - cs0[i], requests));
+            out.push((fp, pss_kib(*pid).unwrap_or(0), switches[i], sent));
         }
         Ok(out)
     })();
