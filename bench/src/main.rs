@@ -88,10 +88,9 @@ fn parse() -> Result<Args, String> {
             "--only" => {
                 let list = argv.next().ok_or("--only needs a list, e.g. cold,sim")?;
                 let list: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
-                if let Some(bad) = list
-                    .iter()
-                    .find(|s| !["cold", "idle", "size", "sim", "fleet", "agent"].contains(&s.as_str()))
-                {
+                if let Some(bad) = list.iter().find(|s| {
+                    !["cold", "idle", "size", "sim", "fleet", "agent"].contains(&s.as_str())
+                }) {
                     return Err(format!("unknown section {bad:?}"));
                 }
                 args.only = Some(list);
@@ -101,7 +100,10 @@ fn parse() -> Result<Args, String> {
                     .next()
                     .ok_or("--agent-parts needs a list, e.g. cold,recovery")?;
                 let list: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
-                if let Some(bad) = list.iter().find(|s| !incumbent::PARTS.contains(&s.as_str())) {
+                if let Some(bad) = list
+                    .iter()
+                    .find(|s| !incumbent::PARTS.contains(&s.as_str()))
+                {
                     return Err(format!("unknown part of the agent section {bad:?}"));
                 }
                 args.agent_parts = list;

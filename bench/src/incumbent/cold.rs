@@ -30,11 +30,18 @@ pub fn run(report: &mut Report, stage: &Stage, runs: usize) -> Result<(), String
                 .map_err(|e| format!("{}: cannot start: {e}", slot.kind.label()))?;
             let took = start.elapsed();
             if !status.success() {
-                return Err(format!("{} failed ({status}); log: {}", slot.kind.label(), slot.log.display()));
+                return Err(format!(
+                    "{} failed ({status}); log: {}",
+                    slot.kind.label(),
+                    slot.log.display()
+                ));
             }
             let new = slot.token();
             if new == old || !stage.alive(&new) {
-                return Err(format!("{} exited without writing a fresh valid token", slot.kind.label()));
+                return Err(format!(
+                    "{} exited without writing a fresh valid token",
+                    slot.kind.label()
+                ));
             }
             if round >= WARMUP {
                 samples[i].push(took);

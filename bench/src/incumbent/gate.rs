@@ -86,7 +86,12 @@ impl Drop for Gate {
     }
 }
 
-fn accept_loop(listener: TcpListener, upstream: SocketAddr, carried: Carried, stop: Arc<AtomicBool>) {
+fn accept_loop(
+    listener: TcpListener,
+    upstream: SocketAddr,
+    carried: Carried,
+    stop: Arc<AtomicBool>,
+) {
     for conn in listener.incoming() {
         if stop.load(Ordering::SeqCst) {
             return;
@@ -98,9 +103,12 @@ fn accept_loop(listener: TcpListener, upstream: SocketAddr, carried: Carried, st
         };
         let _ = down.set_nodelay(true);
         let _ = up.set_nodelay(true);
-        let (Ok(down2), Ok(up2), Ok(down3), Ok(up3)) =
-            (down.try_clone(), up.try_clone(), down.try_clone(), up.try_clone())
-        else {
+        let (Ok(down2), Ok(up2), Ok(down3), Ok(up3)) = (
+            down.try_clone(),
+            up.try_clone(),
+            down.try_clone(),
+            up.try_clone(),
+        ) else {
             continue;
         };
         {
@@ -165,7 +173,10 @@ mod tests {
         gate.close();
         let mut rest = Vec::new();
         let cut = held.read_to_end(&mut rest);
-        assert!(cut.is_err() || rest.is_empty(), "held connection still carried");
+        assert!(
+            cut.is_err() || rest.is_empty(),
+            "held connection still carried"
+        );
 
         let refused = TcpStream::connect(("127.0.0.1", port)).map(|_| ());
         assert_eq!(

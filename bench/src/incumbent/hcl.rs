@@ -123,7 +123,10 @@ mod tests {
             interval: Duration::from_secs(10),
         });
         let hcl = c.render();
-        assert!(hcl.contains("static_secret_render_interval = \"10s\""), "{hcl}");
+        assert!(
+            hcl.contains("static_secret_render_interval = \"10s\""),
+            "{hcl}"
+        );
         assert!(
             hcl.contains(
                 r#"contents = "{{ with secret \"internal/data/database/config\" }}{{ .Data.data.password }}{{ end }}""#

@@ -60,8 +60,13 @@ pub fn run(report: &mut Report, stage: &Stage, window: Duration) -> Result<(), S
     let pids: Vec<u32> = children.iter().map(|c| c.id()).collect();
     let result = (|| {
         for slot in &slots {
-            if !wait_until(Duration::from_secs(20), || stage.file_token_alive(&slot.token_file)) {
-                return Err(format!("{} wrote no valid token within 20 s", slot.kind.label()));
+            if !wait_until(Duration::from_secs(20), || {
+                stage.file_token_alive(&slot.token_file)
+            }) {
+                return Err(format!(
+                    "{} wrote no valid token within 20 s",
+                    slot.kind.label()
+                ));
             }
         }
         std::thread::sleep(SETTLE);

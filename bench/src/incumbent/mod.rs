@@ -80,11 +80,25 @@ impl Plan {
 
 /// Runs the scenes named in `parts` against one real server and adds their rows;
 /// `vault_login` is the binary under test.
-pub fn run(report: &mut Report, vault_login: &Path, plan: &Plan, parts: &[String]) -> Result<(), String> {
+pub fn run(
+    report: &mut Report,
+    vault_login: &Path,
+    plan: &Plan,
+    parts: &[String],
+) -> Result<(), String> {
     let wants = |p: &str| parts.iter().any(|x| x == p);
     // The role is rewritten by each scene; this one is for the cold starts.
-    let stage = stage::Stage::start("run", vault_login, Duration::from_secs(3600), Duration::from_secs(24 * 3600))?;
-    eprintln!("   real server {} ({})", stage.bao.addr(), stage.bao.bin().display());
+    let stage = stage::Stage::start(
+        "run",
+        vault_login,
+        Duration::from_secs(3600),
+        Duration::from_secs(24 * 3600),
+    )?;
+    eprintln!(
+        "   real server {} ({})",
+        stage.bao.addr(),
+        stage.bao.bin().display()
+    );
     let mut failures = Vec::new();
     let mut scene = |name: &str, f: &mut dyn FnMut(&mut Report) -> Result<(), String>| {
         if !wants(name) {
@@ -98,7 +112,9 @@ pub fn run(report: &mut Report, vault_login: &Path, plan: &Plan, parts: &[String
     };
     scene("cold", &mut |r| cold::run(r, &stage, plan.cold_runs));
     scene("idle", &mut |r| idle::run(r, &stage, plan.idle_window));
-    scene("steady", &mut |r| steady::run(r, &stage, plan.steady_window));
+    scene("steady", &mut |r| {
+        steady::run(r, &stage, plan.steady_window)
+    });
     scene("outage", &mut |r| outage::run(r, &stage, plan.outage_reps));
     scene("recovery", &mut |r| {
         recovery::run(r, &stage, plan.recovery_clients, &plan.recovery_outages)

@@ -52,10 +52,9 @@ struct Trial {
 
 fn first_renewal(stage: &Stage, slot: &Slot) -> bool {
     wait_until(TTL + Duration::from_secs(5), || {
-        stage
-            .requests()
-            .iter()
-            .any(|r| r.client.as_deref() == Some(slot.client.as_str()) && r.is_renewal() && !r.failed)
+        stage.requests().iter().any(|r| {
+            r.client.as_deref() == Some(slot.client.as_str()) && r.is_renewal() && !r.failed
+        })
     })
 }
 
@@ -65,7 +64,9 @@ fn trial(stage: &Stage, kind: Kind, cut: Cut, index: usize) -> Result<Trial, Str
         .map_err(|e| format!("gate: {e}"))?;
     let mut children = vec![slot.spawn(&gate.url(), Mode::Sidecar)?];
     let result = (|| {
-        if !wait_until(Duration::from_secs(20), || stage.file_token_alive(&slot.token_file)) {
+        if !wait_until(Duration::from_secs(20), || {
+            stage.file_token_alive(&slot.token_file)
+        }) {
             return Err(format!("{} wrote no valid token within 20 s", kind.label()));
         }
         if !first_renewal(stage, &slot) {

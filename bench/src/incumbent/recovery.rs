@@ -53,7 +53,12 @@ fn mean(xs: &[f64]) -> f64 {
 }
 
 /// Runs the fleet of `per_kind` + `per_kind` through each outage in turn and adds the rows.
-pub fn run(report: &mut Report, stage: &Stage, per_kind: usize, outages: &[Duration]) -> Result<(), String> {
+pub fn run(
+    report: &mut Report,
+    stage: &Stage,
+    per_kind: usize,
+    outages: &[Duration],
+) -> Result<(), String> {
     stage.set_role(TTL, Duration::from_secs(24 * 3600));
     let upstream = SocketAddr::from(([127, 0, 0, 1], stage.bao.port()));
     let mut slots = Vec::new();
@@ -71,8 +76,13 @@ pub fn run(report: &mut Report, stage: &Stage, per_kind: usize, outages: &[Durat
             gates.push(gate);
         }
         for slot in &slots {
-            if !wait_until(Duration::from_secs(30), || stage.file_token_alive(&slot.token_file)) {
-                return Err(format!("{} wrote no valid token within 30 s", slot.kind.label()));
+            if !wait_until(Duration::from_secs(30), || {
+                stage.file_token_alive(&slot.token_file)
+            }) {
+                return Err(format!(
+                    "{} wrote no valid token within 30 s",
+                    slot.kind.label()
+                ));
             }
         }
         let mut out = Vec::new();

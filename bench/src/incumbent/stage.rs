@@ -59,7 +59,12 @@ pub struct Stage {
 impl Stage {
     /// Starts the server (named `name` in the scratch path) with a role issuing tokens of
     /// `ttl` up to `max_ttl`; `vault_login` is the binary the clients of that kind run.
-    pub fn start(name: &str, vault_login: &Path, ttl: Duration, max_ttl: Duration) -> Result<Stage, String> {
+    pub fn start(
+        name: &str,
+        vault_login: &Path,
+        ttl: Duration,
+        max_ttl: Duration,
+    ) -> Result<Stage, String> {
         // The fetch (or BAO_BIN) first, so "cannot run here" is a line, not a panic.
         bao_bin().map_err(|e| format!("the real OpenBao is unavailable: {e}"))?;
         let dir = std::env::temp_dir().join(format!(
@@ -164,8 +169,11 @@ impl Stage {
         // folder, and a log file written beside it would look like a new JWT at every line.
         let jwt_file = dir.join("sa/token");
         // A day-long JWT: no scene outlives it.
-        fs::write(&jwt_file, self.bao.jwt(NAMESPACE, &name, &[AUDIENCE], 86_400))
-            .map_err(|e| format!("cannot write {}: {e}", jwt_file.display()))?;
+        fs::write(
+            &jwt_file,
+            self.bao.jwt(NAMESPACE, &name, &[AUDIENCE], 86_400),
+        )
+        .map_err(|e| format!("cannot write {}: {e}", jwt_file.display()))?;
         Ok(Slot {
             kind,
             client: audit::display_name(NAMESPACE, &name),
@@ -227,7 +235,9 @@ impl Slot {
             .append(true)
             .open(&self.log)
             .map_err(|e| format!("cannot open {}: {e}", self.log.display()))?;
-        let log2 = log.try_clone().map_err(|e| format!("{}: {e}", self.log.display()))?;
+        let log2 = log
+            .try_clone()
+            .map_err(|e| format!("{}: {e}", self.log.display()))?;
         let mut cmd = match self.kind {
             Kind::VaultLogin => self.vault_login_command(vault_addr, mode),
             Kind::Agent => self.agent_command(vault_addr, mode)?,
@@ -239,7 +249,10 @@ impl Slot {
     fn vault_login_command(&self, vault_addr: &str, mode: Mode) -> Command {
         let mut cmd = Command::new(&self.vault_login);
         cmd.env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
             .env("VAULT_ADDR", vault_addr)
             .env("VAULT_LOGIN_ROLE", ROLE)
             .env("VAULT_LOGIN_JWT_FILE", &self.jwt_file)
@@ -254,7 +267,10 @@ impl Slot {
                     "VAULT_LOGIN_SECRET_DB_PASSWORD",
                     format!("{SECRET_PATH}#{SECRET_FIELD}"),
                 )
-                .env("VAULT_LOGIN_SECRETS_REFRESH", format!("{}s", every.as_secs()));
+                .env(
+                    "VAULT_LOGIN_SECRETS_REFRESH",
+                    format!("{}s", every.as_secs()),
+                );
             }
         }
         cmd
@@ -271,12 +287,16 @@ impl Slot {
             });
         }
         let path = self.dir.join("agent.hcl");
-        fs::write(&path, config.render()).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+        fs::write(&path, config.render())
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
         let mut cmd = Command::new(&self.bao);
         cmd.arg("agent")
             .arg(format!("-config={}", path.display()))
             .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()))
+            .env(
+                "PATH",
+                std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
+            )
             .env("HOME", &self.dir);
         if mode == Mode::Once {
             cmd.arg("-exit-after-auth");

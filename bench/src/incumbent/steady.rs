@@ -85,9 +85,11 @@ pub fn run(report: &mut Report, stage: &Stage, window: Duration) -> Result<(), S
             }
         }
     }
-    let ready = plan
-        .iter()
-        .all(|(slot, _)| wait_until(Duration::from_secs(20), || stage.file_token_alive(&slot.token_file)));
+    let ready = plan.iter().all(|(slot, _)| {
+        wait_until(Duration::from_secs(20), || {
+            stage.file_token_alive(&slot.token_file)
+        })
+    });
     if ready {
         std::thread::sleep(window.saturating_sub(Duration::from_secs_f64(unix_now() - start)));
     }
@@ -98,7 +100,10 @@ pub fn run(report: &mut Report, stage: &Stage, window: Duration) -> Result<(), S
     }
     let requests = stage.requests();
     let hours = (end - start) / 3600.0;
-    let t: Vec<Tally> = plan.iter().map(|(s, _)| tally(&requests, &s.client, end)).collect();
+    let t: Vec<Tally> = plan
+        .iter()
+        .map(|(s, _)| tally(&requests, &s.client, end))
+        .collect();
     // plan: [vault-login token, vault-login kv, agent token, agent kv]
     let (ours, agent, ours_kv, agent_kv) = (&t[0], &t[2], &t[1], &t[3]);
     let per_hour = |n: usize| n as f64 / hours;
@@ -124,7 +129,8 @@ pub fn run(report: &mut Report, stage: &Stage, window: Duration) -> Result<(), S
         "",
         Verdict::Info,
     );
-    let ratio = (ours.logins + ours.renewals) as f64 / (agent.logins + agent.renewals).max(1) as f64;
+    let ratio =
+        (ours.logins + ours.renewals) as f64 / (agent.logins + agent.renewals).max(1) as f64;
     report.add(
         SECTION,
         "token requests, ratio vault-login / agent",
@@ -191,7 +197,12 @@ mod tests {
         let rs = [
             req(0.0, "auth/kubernetes/login", "a", false),
             req(0.1, "auth/token/renew-self", "a", true),
-            req(0.2, "sys/internal/ui/mounts/internal/data/database/config", "a", false),
+            req(
+                0.2,
+                "sys/internal/ui/mounts/internal/data/database/config",
+                "a",
+                false,
+            ),
             req(0.3, SECRET_PATH, "a", false),
             req(9.8, SECRET_PATH, "a", false),
             req(5.0, SECRET_PATH, "b", false),
