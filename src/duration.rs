@@ -173,4 +173,113 @@ mod tests {
         // Never panics at the extremes.
         assert!(brief(Duration::MAX).ends_with('s'));
     }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A problem reads as one lowercase line without a trailing period.
+    fn check_problem(problem: &str) {
+        assert!(!problem.contains('\n'), "multi-line problem: {problem}");
+        assert!(!problem.ends_with('.'), "trailing period: {problem}");
+    }
+
+    #[test]
+    fn durations() {
+        for (input, want) in [
+            ("500ms", ms(500)),
+            ("30s", secs(30)),
+            ("5m", secs(300)),
+            ("1h", secs(3600)),
+            ("1h30m", secs(5400)),
+            ("1m30s", secs(90)),
+            ("1h2m3s", secs(3723)),
+            ("1s500ms", ms(1500)),
+            ("1.5s", ms(1500)),
+            ("1.5h", secs(5400)),
+            (".5s", ms(500)),
+            ("90", secs(90)),
+            ("0", secs(0)),
+            ("0s", secs(0)),
+            ("007", secs(7)),
+            (" 30s ", secs(30)),
+            ("4m0s", secs(240)),
+            ("87600h", MAX_DURATION),
+            ("315360000", MAX_DURATION),
+            ("0.0000000001s", secs(0)),
+        ] {
+            assert_eq!(parse_duration(input), Ok(want), "{input}");
+        }
+    }
+
+    #[test]
+    fn bad_durations() {
+        for input in [
+            "5x", "1d", "abc", "s", "1h30", "30 s", "1.s.", "5ns", "1e3s", "+5s", ".", "1hh", "ms",
+            "٣s",
+        ] {
+            let e = parse_duration(input).unwrap_err();
+            assert_eq!(
+                e,
+                format!("{input:?} is not a duration ({DURATION_HINT})"),
+                "{input}"
+            );
+            check_problem(&e);
+        }
+        assert!(parse_duration("5x")
+            .unwrap_err()
+            .starts_with("\"5x\" is not a duration (use e.g. 500ms"));
+        for input in ["-1s", "-5", " -1m"] {
+            let e = parse_duration(input).unwrap_err();
+            assert!(e.contains("negative"), "{input}: {e}");
+        }
+        for input in ["", "  "] {
+            assert!(parse_duration(input).unwrap_err().contains("empty"));
+        }
+        for input in [
+            "87601h",
+            "315360001",
+            "87600h1ms",
+            "999999999999999999999999999999999999999999999",
+            "99999999999999999999999999999h",
+            "5256000m1s",
+        ] {
+            let e = parse_duration(input).unwrap_err();
+            assert!(e.contains("too long"), "{input}: {e}");
+        }
+    }
+
+    #[test]
+    fn human_durations() {
+        for (d, want) in [
+            (Duration::ZERO, "0s"),
+            (Duration::from_nanos(1), "1ns"),
+            (Duration::from_nanos(1500), "1.5µs"),
+            (ms(250), "250ms"),
+            (Duration::from_micros(1500), "1.5ms"),
+            (secs(1), "1s"),
+            (ms(1500), "1.5s"),
+            (secs(59), "59s"),
+            (secs(60), "1m0s"),
+            (secs(90), "1m30s"),
+            (secs(240), "4m0s"),
+            (secs(3600), "1h0m0s"),
+            (secs(3723), "1h2m3s"),
+            (ms(3_723_500), "1h2m3.5s"),
+            (secs(100 * 3600), "100h0m0s"),
+            (Duration::new(1, 1), "1.000000001s"),
+        ] {
+            assert_eq!(human(d), want, "{d:?}");
+        }
+        // Round trip through the parser.
+        for text in ["1h2m3s", "4m0s", "1.5s", "250ms", "0s", "87600h0m0s"] {
+            assert_eq!(human(parse_duration(text).unwrap()), text);
+        }
+        // Durations beyond what the parser accepts still format.
+        assert_eq!(human(Duration::MAX), "5124095576030431h0m15.999999999s");
+    }
 }

@@ -5,8 +5,10 @@
 //! Each top-level module is one concept; a folder when the concept has parts.
 //! - [`config`]: flags and environment variables (`VAULT_*`, `BAO_*`, `VAULT_LOGIN_*`) into a
 //!   [`config::Config`] of each module's settings; the only module that knows them all. Its parts:
-//!   `settings` (every setting declared once: flag, variables, default, parser, help) and `cli`
-//!   (the flags and `--help` made from the declarations; clap's errors on one line).
+//!   `settings` (every setting declared once: flag, variables, default, parser, help), `cli`
+//!   (the flags and `--help` made from the declarations; clap's errors on one line) and
+//!   `annotations` (the pod's vault-k8s annotations, from the downward-API file, as a layer below
+//!   flags and environment).
 //! - [`machine`]: the loop's decisions as one deterministic state machine (quinn-proto style): fed
 //!   `now` and events (results, file changes, signals, timers), it answers with actions (log in,
 //!   renew, write, read a secret, renew a lease, run hooks, revoke, exit) and when to wake.

@@ -10,6 +10,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use vault_login::health;
+use vault_login::health::status::expiry_in;
 use vault_login::health::status::Status;
 
 struct Server {
@@ -127,7 +128,7 @@ async fn readyz_follows_the_token() {
         "no token written yet: POST /v1/auth/kubernetes/login: Vault answered 403 Forbidden (details in vault-login's log)\n"
     );
 
-    s.status.logged_in(Duration::from_secs(1));
+    s.status.logged_in(expiry_in(Duration::from_secs(1)));
     let r = get(s.addr, "/readyz").await;
     assert_eq!((r.code, r.body.as_str()), (200, "ok\n"));
 
@@ -139,7 +140,7 @@ async fn readyz_follows_the_token() {
     assert!(r.body.starts_with("token expired "), "{}", r.body);
     assert!(r.body.ends_with("s ago\n"), "{}", r.body);
 
-    s.status.renewed(Duration::ZERO);
+    s.status.renewed(expiry_in(Duration::ZERO));
     assert_eq!(get(s.addr, "/readyz").await.code, 200);
     s.status.token_removed();
     assert_eq!(get(s.addr, "/readyz").await.code, 503);
@@ -155,7 +156,7 @@ async fn a_wall_clock_step_does_not_flip_readyz() {
         UNIX_EPOCH + Duration::from_secs(read.load(SeqCst))
     })))
     .await;
-    s.status.logged_in(Duration::from_secs(600));
+    s.status.logged_in(expiry_in(Duration::from_secs(600)));
     // The wall clock steps a day ahead: the token has not aged, and is still ready.
     wall.fetch_add(86_400, SeqCst);
     let r = get(s.addr, "/readyz").await;
@@ -168,7 +169,7 @@ async fn a_wall_clock_step_does_not_flip_readyz() {
     let expiry = sample(&m, "vault_login_token_expiry_timestamp_seconds").unwrap();
     assert!((expiry - (1_700_086_400.0 + ttl)).abs() < 1.0, "{expiry}");
     // And a step back does not revive an expired token.
-    s.status.renewed(Duration::from_secs(1));
+    s.status.renewed(expiry_in(Duration::from_secs(1)));
     wall.fetch_sub(2 * 86_400, SeqCst);
     eventually(Duration::from_secs(5), "/readyz turns 503", || async {
         get(s.addr, "/readyz").await.code == 503
@@ -194,9 +195,9 @@ async fn healthz_answers_get_and_head() {
 #[tokio::test]
 async fn metrics_parse() {
     let s = start().await;
-    s.status.logged_in(Duration::from_secs(3600));
+    s.status.logged_in(expiry_in(Duration::from_secs(3600)));
     s.status.renewal_failed("connection refused");
-    s.status.renewed(Duration::from_secs(3600));
+    s.status.renewed(expiry_in(Duration::from_secs(3600)));
     let r = get(s.addr, "/metrics").await;
     assert_eq!(r.code, 200);
     assert_eq!(
@@ -287,7 +288,7 @@ async fn slow_client_does_not_block_others_and_is_dropped() {
 #[tokio::test]
 async fn many_concurrent_connections() {
     let s = start().await;
-    s.status.logged_in(Duration::from_secs(600));
+    s.status.logged_in(expiry_in(Duration::from_secs(600)));
     let clients: Vec<_> = (0..100)
         .map(|i| {
             let addr = s.addr;

@@ -325,7 +325,7 @@ fn stdout_holds_only_the_token_even_when_the_command_prints() {
     let run = s.once(&["--token-file", "-"]);
     run.assert_code(0);
     let token = run.stdout.trim_end_matches('\n');
-    assert!(token.starts_with("hvs."), "{}", run.stdout);
+    assert!(token.starts_with("s."), "{}", run.stdout);
     assert_eq!(run.stdout, format!("{token}\n"));
     assert!(s.emu.is_valid(token));
     // The command's output goes to the log stream instead.

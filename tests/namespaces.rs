@@ -103,6 +103,29 @@ fn once_without_vault_namespace_fails_on_the_roots_permission_denied_and_says_wh
 }
 
 #[test]
+fn once_with_a_vault_namespace_that_does_not_exist_says_so() {
+    // OpenBao answers 404 `namespace not found` for every request naming it (measured).
+    let mut s = hcp_like();
+    s.set("VAULT_NAMESPACE", "adm1n")
+        .set("VAULT_LOGIN_TIMEOUT", "2s");
+    let run = s.once(&[]);
+    run.assert_code(1);
+    for needle in [
+        "auth/kubernetes/login",
+        "404",
+        "namespace not found",
+        "there is no namespace adm1n",
+    ] {
+        assert!(
+            run.stderr.contains(needle),
+            "{needle:?} missing:\n{}",
+            run.stderr
+        );
+    }
+    assert!(s.token().is_none(), "no token file");
+}
+
+#[test]
 fn once_without_vault_namespace_where_the_root_also_has_the_role_fails_on_the_secret_read() {
     // A platform team's root namespace with the same role, but the secret and its policy in
     // admin: the login succeeds in the root, and the read is denied there.

@@ -17,7 +17,7 @@ fn once_writes_the_token_with_mode_and_sends_the_right_request() {
     let run = s.once(&[]);
     run.assert_code(0);
     let token = s.token().expect("token file");
-    assert!(token.starts_with("hvs."), "{token}");
+    assert!(token.starts_with("s."), "{token}");
     assert!(!token.ends_with('\n'));
     assert!(s.emu.is_valid(&token));
     let meta = fs::metadata(&s.token_path).unwrap();
@@ -43,7 +43,7 @@ fn once_writes_the_token_with_mode_and_sends_the_right_request() {
     // The token and JWT never reach the logs.
     assert!(!run.stderr.contains(&token));
     assert!(!run.stderr.contains(body["jwt"].as_str().unwrap()));
-    assert!(run.stderr.contains("logged in"), "{}", run.stderr);
+    assert!(run.stderr.contains("login succeeded"), "{}", run.stderr);
     assert!(run.stdout.is_empty());
 }
 

@@ -18,8 +18,13 @@ const PASSWORD: &str = TUTORIAL_PASSWORD;
 
 /// The tutorial's secret, a KV v1 secret and a dynamic role, with a policy granting read on
 /// them to the role's tokens.
+/// Tokens live at most 600 s: OpenBao refuses `token_ttl > token_max_ttl` on a role, so the
+/// cap is the token's explicit max TTL.
 fn setup(ttl: u64) -> Setup {
-    let mut s = with_tutorial_secret(role(ttl, 600));
+    let mut s = with_tutorial_secret(Role {
+        token_explicit_max_ttl: Some(Duration::from_secs(600)),
+        ..role(ttl, 0)
+    });
     s.emu.put_kv1("kv", "app", json!({"api_key": "k-1"}));
     s.set("VAULT_LOGIN_LOG", "debug");
     s

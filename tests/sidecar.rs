@@ -222,7 +222,7 @@ async fn batch_tokens_are_replaced_by_login() {
     });
     let r = v.spawn(&[]);
     let t = v.wait_token().await;
-    assert!(t.starts_with("hvb."), "{t}");
+    assert!(t.starts_with("b."), "{t}");
     let checker = TokenChecker::start(&v, MINUTE);
     assert!(
         wait_for(DAY, || logins(&v.emu) >= 5).await,
@@ -282,6 +282,68 @@ async fn long_outage_recovers_with_a_fresh_token() {
         "fresh token within a backoff step: {}",
         r.stderr()
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_login_answered_after_its_ttl_is_used_after_one_lookup_not_repeated() {
+    // The first request, the login, is answered 25 s after it was sent; the role grants 20 s.
+    let v = Virtual::with_role(role(20, 3600));
+    v.emu.set_fault_for(Fault::Slow(Duration::from_secs(25)), 1);
+    let r = v.spawn(&[]);
+    let token = v.wait_token().await;
+    r.wait_log("Vault confirmed the token's remaining life", MINUTE)
+        .await;
+    let checker = TokenChecker::start(&v, SEC);
+    assert!(
+        wait_for(2 * MINUTE, || renewals(&v.emu) >= 3).await,
+        "{}",
+        r.stderr()
+    );
+    checker.finish().await;
+    assert_eq!(logins(&v.emu), 1, "one login: {}", r.stderr());
+    assert_eq!(v.emu.token_count(), 1, "no second token to orphan");
+    let lookups = v.emu.count_requests(|q| q.path.ends_with("/lookup-self"));
+    assert_eq!(lookups, 1, "{}", r.stderr());
+    assert_eq!(v.token().unwrap(), token);
+    assert!(!r.stderr().contains("missing or changed"), "{}", r.stderr());
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_a_token_logins_retry_within_the_recovery_backoff_unless_sealed() {
+    // Vault is unreachable (or sealed) for ten minutes, far past the 20 s tokens.
+    let attempts_during = |fault: Fault| async move {
+        let mut v = Virtual::with_role(role(20, 3600));
+        v.set("VAULT_LOGIN_MIN_BACKOFF", "1s")
+            .set("VAULT_LOGIN_MAX_BACKOFF", "5m");
+        let r = v.spawn(&[]);
+        v.wait_token().await;
+        v.emu.set_fault(fault.clone());
+        tokio::time::sleep(10 * MINUTE).await;
+        // Counted from the log: a refused connection reaches no emulator's request log.
+        let during = r.stderr().matches("login failed").count();
+        v.emu.clear_fault();
+        let back = tokio::time::Instant::now();
+        assert!(
+            wait_for(10 * MINUTE, || v
+                .token()
+                .is_some_and(|t| v.emu.is_valid(&t)))
+            .await,
+            "{}",
+            r.stderr()
+        );
+        (during, back.elapsed(), r.stderr())
+    };
+    // Unreachable: the default recovery backoff (20 s) bounds every wait, so a valid token is
+    // back within about one wait of the end of the outage.
+    let (down, recovered, stderr) = attempts_during(Fault::Down).await;
+    assert!(recovered <= 21 * SEC, "{recovered:?}: {stderr}");
+    // Sealed (503): the long backoff (up to 5 min), so far fewer logins during the outage.
+    let (sealed, _, stderr) = attempts_during(Fault::Sealed).await;
+    assert!(
+        sealed <= 25 && sealed * 2 < down,
+        "{sealed} logins while sealed, {down} while down: {stderr}"
+    );
+    assert!(stderr.contains("Vault is sealed"), "{stderr}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -466,7 +528,7 @@ async fn readers_never_see_a_partial_or_empty_file_during_rewrites() {
             while !st.load(Ordering::Relaxed) {
                 let t = fs::read_to_string(&path).expect("file always present");
                 assert!(
-                    t.starts_with("hvs.") && t.len() == len,
+                    t.starts_with("s.") && t.len() == len,
                     "partial read {:?}",
                     t.len()
                 );
@@ -641,4 +703,29 @@ async fn renew_increment_is_requested_and_honoured() {
     assert_eq!(logins(&v.emu), 1, "{}", r.stderr());
     assert_eq!(v.token().unwrap(), token);
     assert!(!r.stderr().contains("max TTL reached"), "{}", r.stderr());
+}
+
+#[tokio::test(start_paused = true)]
+async fn readyz_counts_a_slow_logins_token_life_from_the_sending_as_the_machine_does() {
+    // Issue 20: health kept a second copy of the token's life, counted from the answer's
+    // arrival, so /readyz and the metrics overstated it by the answer's delay.
+    let v = Virtual::with_role(hourly(30 * DAY));
+    v.emu.set_fault_for(Fault::Slow(Duration::from_secs(40)), 1);
+    let sent = tokio::time::Instant::now();
+    let r = v.spawn(&[]);
+    v.wait_token().await;
+    let arrived = tokio::time::Instant::now();
+    assert!(
+        arrived - sent >= Duration::from_secs(40),
+        "the login was slow"
+    );
+    let expires = r.status.snapshot().expires_at.expect("an expiring token");
+    // The login was sent at `sent` (the first step runs at once), so the token expires an
+    // hour after that, not an hour after its arrival.
+    assert!(
+        expires <= sent + HOUR + Duration::from_millis(10),
+        "expiry {:?} after the sending + 1h",
+        expires - (sent + HOUR)
+    );
+    assert!(expires >= sent + HOUR, "expiry before the sending + 1h");
 }

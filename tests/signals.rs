@@ -331,6 +331,6 @@ fn sigterm_while_idle_between_renewals() {
     let s = slow_retries();
     let mut r = start(&s, false);
     wait_token(&s);
-    r.wait_log("logged in", LIMIT);
+    r.wait_log("login succeeded", LIMIT);
     stops_within_a_second(&mut r, "TERM");
 }

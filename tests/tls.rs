@@ -12,6 +12,7 @@ fn tls_setup(require_client_cert: bool) -> Setup {
         Options {
             tls: true,
             require_client_cert,
+            ..Options::default()
         },
         Role::default(),
     )
@@ -65,6 +66,7 @@ fn the_ca_file_wins_over_the_ca_directory_and_says_so() {
     let other = Emulator::start(Options {
         tls: true,
         require_client_cert: false,
+        ..Options::default()
     });
     fs::write(dir.join("other.pem"), other.ca_pem().unwrap()).unwrap();
     s.set("VAULT_CACERT", ca)
@@ -85,6 +87,7 @@ fn wrong_ca_is_a_clear_verification_error() {
     let other = Emulator::start(Options {
         tls: true,
         require_client_cert: false,
+        ..Options::default()
     });
     let ca = write(&s, "other-ca.pem", &other.ca_pem().unwrap());
     s.set("VAULT_CACERT", ca).set("VAULT_LOGIN_TIMEOUT", "2s");

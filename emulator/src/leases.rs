@@ -13,8 +13,9 @@
 //!   max-TTL second on, renewal fails with 400 `past the max TTL, cannot renew`.
 //! - Vault's expiration manager revokes a lease when it expires and when the token that created
 //!   it is revoked or expires, and deletes its entry. Renewing such a lease (or an unknown id)
-//!   answers 400 `lease not found or lease is not renewable`; a non-renewable lease answers 400
-//!   `lease is not renewable`. The emulator computes both lazily from the request's `now`.
+//!   answers 400 `lease not found` (OpenBao; Vault: `lease not found or lease is not
+//!   renewable`); a non-renewable lease answers 400 `lease is not renewable`. The emulator
+//!   computes both lazily from the request's `now`.
 //! - Revoking an unknown lease succeeds (204), as `ExpirationManager.Revoke` returns nil when
 //!   there is no entry.
 
@@ -43,8 +44,16 @@ pub(crate) struct Lease {
     pub data: Map<String, Value>,
 }
 
-/// Why a renewal was refused: the HTTP status and Vault's message.
-pub(crate) type Refusal = (u16, &'static str);
+/// Why a renewal was refused (each a 400).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// Unknown, revoked or expired: the flavour names it.
+    Gone,
+    /// `lease is not renewable`.
+    NotRenewable,
+    /// `CalculateTTL`'s refusal (`past the max TTL, cannot renew`).
+    Ttl(&'static str),
+}
 
 /// Leases by id.
 #[derive(Default)]
@@ -102,21 +111,18 @@ impl LeaseStore {
     ) -> Result<(Lease, TtlOutcome), Refusal> {
         let Some(lease) = self.live(id, now, tokens).cloned() else {
             self.leases.remove(id);
-            return Err((400, "lease not found or lease is not renewable"));
+            return Err(Refusal::Gone);
         };
         if !lease.renewable {
-            return Err((400, "lease is not renewable"));
+            return Err(Refusal::NotRenewable);
         }
         let outcome = calculate_ttl(
             input(increment, lease.default_ttl, lease.max_ttl),
             unix_secs(now),
             unix_secs(lease.issue_time),
         )
-        .map_err(|message| (400, message))?;
-        let entry = self
-            .leases
-            .get_mut(id)
-            .ok_or((400, "lease not found or lease is not renewable"))?;
+        .map_err(Refusal::Ttl)?;
+        let entry = self.leases.get_mut(id).ok_or(Refusal::Gone)?;
         entry.expire_time = now + secs(outcome.ttl);
         entry.max_valid = outcome.max_valid;
         entry.renewals += 1;
@@ -182,7 +188,7 @@ mod tests {
         let base = UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         let mut tokens = TokenStore::default();
         tokens.insert(TokenEntry {
-            id: "hvs.t".into(),
+            id: "s.t".into(),
             accessor: "a".into(),
             token_type: TokenType::Service,
             renewable: true,
@@ -212,7 +218,7 @@ mod tests {
         let (lease, ttl) = leases
             .issue(
                 "db/creds/app/x".into(),
-                "hvs.t",
+                "s.t",
                 true,
                 2,
                 5,
@@ -253,7 +259,7 @@ mod tests {
             leases
                 .renew("db/creds/app/x", 0, at(5_200), &tokens)
                 .unwrap_err(),
-            (400, "past the max TTL, cannot renew")
+            Refusal::Ttl("past the max TTL, cannot renew")
         );
         // Expired: revoked by the expiration manager, so unknown.
         assert!(leases.live("db/creds/app/x", at(5_600), &tokens).is_none());
@@ -261,7 +267,7 @@ mod tests {
             leases
                 .renew("db/creds/app/x", 0, at(5_600), &tokens)
                 .unwrap_err(),
-            (400, "lease not found or lease is not renewable")
+            Refusal::Gone
         );
     }
 
@@ -270,21 +276,21 @@ mod tests {
         let (tokens, at) = fixture();
         let mut leases = LeaseStore::default();
         leases
-            .issue("a".into(), "hvs.t", true, 3600, 0, Map::new(), at(0))
+            .issue("a".into(), "s.t", true, 3600, 0, Map::new(), at(0))
             .unwrap();
         let (l, o) = leases.renew("a", 10, at(1_000), &tokens).unwrap();
         assert_eq!(o.ttl, 10);
         assert_eq!(l.expire_time, at(11_000));
         leases
-            .issue("b".into(), "hvs.t", false, 3600, 0, Map::new(), at(0))
+            .issue("b".into(), "s.t", false, 3600, 0, Map::new(), at(0))
             .unwrap();
         assert_eq!(
             leases.renew("b", 0, at(1_000), &tokens).unwrap_err(),
-            (400, "lease is not renewable")
+            Refusal::NotRenewable
         );
         // A lease dies with its token.
         let mut tokens = tokens;
-        tokens.revoke("hvs.t");
+        tokens.revoke("s.t");
         assert!(leases.all_live(at(1_000), &tokens).is_empty());
     }
 }

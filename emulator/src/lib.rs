@@ -1,16 +1,35 @@
 //! An in-process emulator of the HashiCorp Vault HTTP API subset that `vault-login` uses: the
 //! kubernetes auth method's login, the token endpoints `renew-self`, `lookup-self` and
 //! `revoke-self`, secret reads from KV v2, KV v1 and a dynamic engine behind ACL policies, and
-//! `sys/leases/renew` / `sys/leases/revoke`, with Vault's status codes, error bodies and TTL
-//! arithmetic (see `shared/vault-api.md`, and the docs of `secrets.rs`, `leases.rs` and
-//! `policy.rs` for the facts the secret engines follow), in Vault Enterprise / OpenBao
+//! `sys/leases/renew` / `sys/leases/revoke`, `sys/health` and `sys/seal-status`, with the
+//! server's status codes, error bodies and TTL arithmetic (see the docs of `access.rs`,
+//! `secrets.rs`, `leases.rs`, `policy.rs` and `health.rs` for the facts they follow), in Vault Enterprise / OpenBao
 //! namespaces as well as the root one (`X-Vault-Namespace` and path prefixes; the `_in`
 //! methods configure a namespace, see `secrets.rs` for the rules).
 //!
-//! Errors read as Vault >= 1.17 writes them: a bad token's 403 and a 500 are one `go-multierror`
-//! text (`"2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"`), and an unknown
-//! path or wrong method is a 403, never 404 or 405; [`Emulator::set_legacy_errors`] switches to
-//! older Vault's and OpenBao's bare messages.
+//! # Flavours
+//! It answers as one of two servers ([`Flavour`], chosen with [`Options::flavour`] or
+//! [`Emulator::set_flavour`]):
+//! - **OpenBao 2.7.2**, the default, checked answer by answer against the real `bao server -dev`
+//!   by `tests/differential.rs`: a missing, unknown, expired or revoked token gets a bare 403
+//!   `{"errors":["permission denied"]}` on every route; an ACL denial of a valid token, an
+//!   unsupported operation on an authenticated route and the token store's 500s are wrapped in
+//!   one `go-multierror` text (`"1 error occurred:\n\t* permission denied\n\n"`); backends'
+//!   400s are bare (`lease not found`, `batch tokens cannot be renewed`); an unknown
+//!   `X-Vault-Namespace` is 404 `namespace not found`; tokens are `s.` + 24 (service) and
+//!   `b.` + ~430 (batch, in whole seconds), namespace ids 6 characters, entity ids
+//!   `<uuid>.<nsid>` in a namespace; the token endpoints answer for a token of any namespace;
+//!   answers carry no `mount_type`.
+//! - **Vault >= 1.17**, unverified (no Vault binary runs here; the forms come from its docs and
+//!   source): a bad token's 403 is `"2 errors occurred:\n\t* permission denied\n\t* invalid
+//!   token\n\n"`, a missing one the wrapped `permission denied`; `hvs.`/`hvb.` tokens,
+//!   5-character namespace ids, an unknown namespace is an empty one (403), a token of another
+//!   namespace is denied on the token endpoints, `mount_type` is sent, an expired lease is
+//!   `lease not found or lease is not renewable`.
+//!
+//! Both check the ACL before routing, so with the `default` policy an unknown path or a wrong
+//! method is a 403; both serve `sys/health` and `sys/seal-status` (also while
+//! [`Fault::Sealed`]), KV v2's `?version=N`, and refuse a negative renewal increment.
 //!
 //! Tests drive it synchronously: [`Emulator::start`] binds `127.0.0.1:0` and serves from a
 //! background std thread running its own tokio current-thread runtime, so the control API below
@@ -36,7 +55,12 @@
 //!   auth mounts → roles, and its secret engines, policies and leases) and how a request's
 //!   header and path name one, the token store, the active fault, the request log and the one
 //!   clock.
-//! - `vault`: the Vault endpoints as plain functions from a recorded request to a reply; no I/O.
+//! - `vault`: the router and the login and token endpoints, as plain functions from a recorded
+//!   request to a reply; no I/O. `access`: the caller's token, the ACL check and the routes
+//!   behind it (secret engines, lease endpoints); `health`: `sys/health` and `sys/seal-status`.
+//! - `reply`: the answer before it is put on the wire, Vault's error shapes and its envelope;
+//!   `flavour`: every answer that differs between OpenBao and Vault; `paths`: how namespace and
+//!   mount paths compare.
 //! - `server`: the network edge: listener thread or task, TLS, fault injection, going down and
 //!   re-binding the same port.
 //! - `jwt`: RS256 signing of fake service-account JWTs with the test key, and the claim checks
@@ -46,22 +70,29 @@
 //! - `tls`: a throwaway CA with server and client certificates.
 //! - [`real`]: the real OpenBao (`bao server -dev`, fetched on first use) with a fake
 //!   kube-apiserver, and a throwaway PostgreSQL, for the real-server tier of tests.
-//! - `secrets`: KV v2, KV v1 and a dynamic (database-style) engine, with their own dispatch in
-//!   front of the router; `leases`: dynamic-secret leases (issue, renew, revoke, expiry);
+//! - `secrets`: KV v2, KV v1 and a dynamic (database-style) engine and how each answers a read;
+//!   `leases`: dynamic-secret leases (issue, renew, revoke, expiry);
 //!   `policy`: ACL policies and the capability check. Their module docs list the Vault facts
 //!   they follow.
 #![forbid(unsafe_code)]
 
+mod access;
+mod flavour;
+mod health;
 mod jwt;
 mod leases;
+mod paths;
 mod policy;
 pub mod real;
+mod reply;
 mod secrets;
 mod server;
 mod state;
 mod tls;
 mod tokens;
 mod vault;
+
+pub use flavour::Flavour;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -76,6 +107,8 @@ pub struct Options {
     pub tls: bool,
     /// With `tls`: require a client certificate signed by the same CA (mTLS).
     pub require_client_cert: bool,
+    /// Whose answers to give: OpenBao 2.7.2 (the default, verified) or Vault >= 1.17.
+    pub flavour: Flavour,
 }
 
 /// A kubernetes auth role, as `vault write auth/<mount>/role/<name>` would configure it.
@@ -89,7 +122,8 @@ pub struct Role {
     pub audience: Option<String>,
     /// Token TTL; zero means the mount default (768 h).
     pub token_ttl: Duration,
-    /// Token max TTL; zero means the mount maximum (768 h).
+    /// Token max TTL; zero means the mount maximum (768 h). OpenBao refuses a role whose
+    /// `token_ttl` exceeds it, and so does [`Emulator::put_role`] (it panics).
     pub token_max_ttl: Duration,
     /// Makes tokens periodic: every renewal sets the TTL to the period, with no max TTL.
     pub token_period: Option<Duration>,
@@ -167,16 +201,19 @@ pub struct LeaseInfo {
 /// Vault token types.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenType {
-    /// `hvs.` tokens: renewable (unless the role says otherwise), with an accessor.
+    /// `s.` (OpenBao) or `hvs.` (Vault) tokens: renewable (unless the role says otherwise),
+    /// with an accessor.
     Service,
-    /// `hvb.` tokens: never renewable, no accessor, cannot be revoked by themselves.
+    /// `b.` (OpenBao) or `hvb.` (Vault) tokens: never renewable, no accessor, cannot be revoked
+    /// by themselves.
     Batch,
 }
 
 /// A misbehaviour injected into every request (or connection) until cleared.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Fault {
-    /// 503 `{"errors":["Vault is sealed"]}`.
+    /// 503 `{"errors":["Vault is sealed"]}`; `sys/health` answers 503 with `"sealed":true`
+    /// (or `?sealedcode=`), `sys/seal-status` 200.
     Sealed,
     /// 500 `{"errors":["internal error"]}`.
     Internal,
@@ -226,6 +263,8 @@ pub struct Request {
     pub method: String,
     /// The path without the query string, e.g. `/v1/auth/kubernetes/login`.
     pub path: String,
+    /// The query string without `?` (`""` when none), e.g. `version=2`.
+    pub query: String,
     /// Headers in arrival order, names lowercase.
     pub headers: Vec<(String, String)>,
     /// The body (lossy UTF-8).
@@ -312,17 +351,20 @@ impl Emulator {
     pub fn start_at(opts: Options, addr: SocketAddr) -> Emulator {
         let tls = Self::tls_material(&opts);
         let state = Arc::new(Mutex::new(State::new(Clock::System)));
+        lock(&state).flavour = opts.flavour;
         let server_config = tls.as_ref().map(|m| m.server_config.clone());
         let server = Arc::new(server::Server::start(addr, state.clone(), server_config));
         Emulator { state, server, tls }
     }
 
-    /// Answers errors as Vault before 1.17 and OpenBao do (`on`): a bad token gets
-    /// `["permission denied"]` and a 500 its bare message, instead of Vault >= 1.17's
-    /// `go-multierror` text (`"2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"`),
-    /// the default.
-    pub fn set_legacy_errors(&self, on: bool) {
-        lock(&self.state).legacy_errors = on;
+    /// Answers as `flavour` from now on (tokens issued before keep their form).
+    pub fn set_flavour(&self, flavour: Flavour) {
+        lock(&self.state).flavour = flavour;
+    }
+
+    /// Whose answers the emulator gives.
+    pub fn flavour(&self) -> Flavour {
+        lock(&self.state).flavour
     }
 
     /// Starts serving on `127.0.0.1:0` from a task on the current tokio runtime (no thread of
@@ -342,6 +384,7 @@ impl Emulator {
     pub fn start_in_runtime(opts: Options) -> Emulator {
         let tls = Self::tls_material(&opts);
         let state = Arc::new(Mutex::new(State::new(Clock::tokio())));
+        lock(&state).flavour = opts.flavour;
         let server_config = tls.as_ref().map(|m| m.server_config.clone());
         let addr = SocketAddr::from(([127, 0, 0, 1], 0));
         let server = server::Server::start_in_runtime(addr, state.clone(), server_config);

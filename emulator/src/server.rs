@@ -32,8 +32,9 @@ use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 use tokio_rustls::TlsAcceptor;
 
+use crate::reply::{Body, Reply};
 use crate::state::{lock, State};
-use crate::vault::{self, Body, Reply};
+use crate::vault;
 use crate::{Fault, Request};
 
 /// Size of the [`Fault::Oversized`] body.
@@ -358,6 +359,7 @@ async fn respond(
     let record = Request {
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),
+        query: parts.uri.query().unwrap_or_default().to_string(),
         headers: parts
             .headers
             .iter()
@@ -388,7 +390,7 @@ async fn respond(
             }
             return Err(Dropped);
         }
-        Some(Fault::Sealed) => Reply::errors(503, &["Vault is sealed"]),
+        Some(Fault::Sealed) => vault::sealed(&lock(&state), &record),
         Some(Fault::Internal) => Reply::errors(500, &["internal error"]),
         Some(Fault::RateLimited { retry_after }) => {
             let path = record.path.strip_prefix("/v1/").unwrap_or(&record.path);

@@ -5,7 +5,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::SystemTime;
 
-use crate::tokens::TokenStore;
+use crate::flavour::Flavour;
+use crate::health::Cluster;
+use crate::paths::clean;
+use crate::secrets::Secrets;
+use crate::tokens::{random_uuid, TokenStore};
 use crate::{Fault, Request, Role};
 
 /// The auth mount every namespace-less emulator starts with.
@@ -26,7 +30,7 @@ pub(crate) struct Namespace {
     /// Mounts whose TokenReview call fails (see `Emulator::set_token_review_failing`).
     pub review_failing: HashSet<String>,
     /// Secret engines, policies and leases (`secrets.rs`).
-    pub secrets: crate::secrets::Secrets,
+    pub secrets: Secrets,
 }
 
 /// Where every "now" of the emulator comes from: token TTLs, creation and expiry, JWT checks,
@@ -94,16 +98,12 @@ pub(crate) struct State {
     /// TCP connections accepted, including those [`Fault::Refuse`] closed unread.
     pub connections: usize,
     pub log: bool,
-    /// Answer errors in the form of Vault before 1.17 (and OpenBao): `["permission denied"]`
-    /// rather than one `go-multierror` text.
-    pub legacy_errors: bool,
+    /// Whose answers to give where OpenBao and Vault differ.
+    pub flavour: Flavour,
+    /// The cluster's name and id, as the health endpoints report them.
+    pub cluster: Cluster,
     /// Where "now" comes from: the system clock, or tokio's for tests in virtual time.
     pub clock: Clock,
-}
-
-/// Namespace paths and mount paths are compared without surrounding slashes.
-pub(crate) fn clean(path: &str) -> &str {
-    path.trim_matches('/')
 }
 
 impl State {
@@ -118,7 +118,11 @@ impl State {
             requests: Vec::new(),
             connections: 0,
             log: false,
-            legacy_errors: false,
+            flavour: Flavour::default(),
+            cluster: Cluster {
+                name: format!("vault-cluster-{}", &random_uuid()[..8]),
+                id: random_uuid(),
+            },
             clock,
         }
     }
@@ -145,16 +149,15 @@ impl State {
 
     /// The namespace of a request and its path relative to it, as Vault resolves them: the
     /// `X-Vault-Namespace` header (`root` is the root namespace) followed by the path, split
-    /// after the longest run of leading segments that names an existing namespace. A header
-    /// naming no existing namespace is kept whole, with the path unchanged: an empty namespace
-    /// (OpenBao answers 404 `namespace not found` there; the emulator denies, as it always has).
-    pub fn resolve<'p>(&self, header: &str, path: &'p str) -> (String, &'p str) {
+    /// after the longest run of leading segments that names an existing namespace. `None` when
+    /// the header names no existing namespace.
+    pub fn resolve<'p>(&self, header: &str, path: &'p str) -> Option<(String, &'p str)> {
         let header = match clean(header) {
             "root" => "",
             h => h,
         };
         if !self.namespaces.contains_key(header) {
-            return (header.to_string(), path);
+            return None;
         }
         let mut ns = header.to_string();
         let mut rest = path;
@@ -170,16 +173,16 @@ impl State {
             ns = candidate;
             rest = tail;
         }
-        (ns, rest)
+        Some((ns, rest))
     }
 
     /// The secret engines, policies and leases of `ns`, when it exists.
-    pub fn secrets(&self, ns: &str) -> Option<&crate::secrets::Secrets> {
+    pub fn secrets(&self, ns: &str) -> Option<&Secrets> {
         self.namespaces.get(clean(ns)).map(|n| &n.secrets)
     }
 
     /// The secret engines, policies and leases of `ns`, creating the namespace if needed.
-    pub fn secrets_mut(&mut self, ns: &str) -> &mut crate::secrets::Secrets {
+    pub fn secrets_mut(&mut self, ns: &str) -> &mut Secrets {
         &mut self.namespace_mut(ns).secrets
     }
 
@@ -190,7 +193,18 @@ impl State {
             .or_default();
     }
 
+    /// Creates or replaces a role.
+    ///
+    /// # Panics
+    /// When `token_ttl` exceeds a set `token_max_ttl`: OpenBao refuses to write such a role
+    /// (400 `'token_ttl' cannot be greater than 'token_max_ttl'`), so a test that configures
+    /// one tests something no server does (test support).
     pub fn put_role(&mut self, ns: &str, mount: &str, name: &str, role: Role) {
+        assert!(
+            role.token_max_ttl.is_zero() || role.token_ttl <= role.token_max_ttl,
+            "vault-emulator: role {name:?}: 'token_ttl' cannot be greater than 'token_max_ttl' \
+             (OpenBao refuses this role; cap a login with token_explicit_max_ttl instead)"
+        );
         self.enable_mount(ns, mount);
         if let Some(roles) = self
             .namespaces
@@ -287,7 +301,7 @@ mod tests {
     #[test]
     fn the_namespace_is_the_header_joined_with_the_longest_existing_path_prefix() {
         let st = with(&["admin/team1", "ops"]);
-        let resolve = |h: &str, p: &'static str| st.resolve(h, p);
+        let resolve = |h: &str, p: &'static str| st.resolve(h, p).unwrap();
         // Creating admin/team1 created admin.
         assert_eq!(resolve("", "admin/x"), ("admin".into(), "x"));
         assert_eq!(
@@ -318,7 +332,7 @@ mod tests {
         assert_eq!(resolve("root", "ops/x"), ("ops".into(), "x"));
         assert_eq!(resolve("admin", "ops/x"), ("admin".into(), "ops/x"));
         assert_eq!(resolve("", "adm/x"), ("".into(), "adm/x"));
-        // A header naming no namespace is kept whole: an empty namespace, the path unchanged.
-        assert_eq!(resolve("nope", "admin/x"), ("nope".into(), "admin/x"));
+        // A header naming no namespace resolves to none.
+        assert_eq!(st.resolve("nope", "admin/x"), None);
     }
 }

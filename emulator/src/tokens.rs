@@ -259,6 +259,68 @@ pub(crate) fn parse_duration(value: &serde_json::Value) -> Option<i64> {
     }
 }
 
+/// Parses a renewal's `increment` as OpenBao's field validation does: whole seconds (a JSON
+/// integer or a digit string) or a Go duration; a negative value or anything else is a 400
+/// whose message is returned.
+pub(crate) fn parse_increment(value: &serde_json::Value) -> Result<i64, String> {
+    let field = |why: String| {
+        format!("Field validation failed: error converting input for field \"increment\": {why}")
+    };
+    let secs = match value {
+        serde_json::Value::Null => return Ok(0),
+        serde_json::Value::Number(n) => match n.as_i64() {
+            Some(i) => i,
+            None => go_duration_secs(&n.to_string()).map_err(field)?,
+        },
+        serde_json::Value::String(s) => match s.trim().parse::<i64>() {
+            Ok(i) => i,
+            Err(_) if s.trim().is_empty() => 0,
+            Err(_) => go_duration_secs(s.trim()).map_err(field)?,
+        },
+        _ => return Err(field("could not parse duration from input".into())),
+    };
+    if secs < 0 {
+        return Err(field(format!("cannot provide negative value '{secs}'")));
+    }
+    Ok(secs)
+}
+
+/// Go's `time.ParseDuration` in whole seconds (truncated), with Go's error texts.
+fn go_duration_secs(s: &str) -> Result<i64, String> {
+    let invalid = || format!("time: invalid duration {s:?}");
+    let (sign, mut rest) = match s.strip_prefix('-') {
+        Some(r) => (-1.0, r),
+        None => (1.0, s.strip_prefix('+').unwrap_or(s)),
+    };
+    if rest.is_empty() {
+        return Err(invalid());
+    }
+    let mut total = 0.0_f64;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        let number: f64 = rest[..num_len].parse().map_err(|_| invalid())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "" => return Err(format!("time: missing unit in duration {s:?}")),
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            unit => return Err(format!("time: unknown unit {unit:?} in duration {s:?}")),
+        };
+        rest = &rest[unit_len..];
+        total += number * scale;
+    }
+    Ok((sign * total) as i64)
+}
+
 fn parse_duration_str(s: &str) -> Option<i64> {
     let s = s.trim();
     if s.is_empty() {
@@ -384,7 +446,17 @@ fn random_bytes<const N: usize>() -> [u8; N] {
     buf
 }
 
-const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+pub(crate) const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+
+/// `len` random bytes.
+pub(crate) fn random_bytes_vec(len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    // The OS RNG fails only on platforms without one, where nothing here could work.
+    SystemRandom::new()
+        .fill(&mut buf)
+        .expect("the operating system's random number generator failed");
+    buf
+}
 
 /// `len` random base62 characters, like Vault's token and accessor bodies.
 pub(crate) fn random_base62(len: usize) -> String {
@@ -428,17 +500,6 @@ fn format_uuid(b: &[u8; 16]) -> String {
         &hex[16..20],
         &hex[20..32]
     )
-}
-
-/// The 5-character id Vault appends (`hvs.XXXX.<id>`) to tokens made in a child namespace.
-pub(crate) fn namespace_id(ns: &str) -> String {
-    let digest = ring::digest::digest(&ring::digest::SHA256, ns.as_bytes());
-    digest
-        .as_ref()
-        .iter()
-        .take(5)
-        .map(|b| BASE62[usize::from(b % 62)] as char)
-        .collect()
 }
 
 #[cfg(test)]
@@ -627,6 +688,54 @@ mod tests {
     }
 
     #[test]
+    fn increments_are_validated_like_openbao() {
+        use serde_json::json;
+        let field = |why: &str| {
+            Err(format!(
+                "Field validation failed: error converting input for field \"increment\": {why}"
+            ))
+        };
+        assert_eq!(parse_increment(&json!(null)), Ok(0));
+        assert_eq!(parse_increment(&json!(0)), Ok(0));
+        assert_eq!(parse_increment(&json!("0")), Ok(0));
+        assert_eq!(parse_increment(&json!(90)), Ok(90));
+        assert_eq!(parse_increment(&json!("1h")), Ok(3600));
+        assert_eq!(parse_increment(&json!("1500ms")), Ok(1));
+        assert_eq!(
+            parse_increment(&json!(-5)),
+            field("cannot provide negative value '-5'")
+        );
+        assert_eq!(
+            parse_increment(&json!("-5")),
+            field("cannot provide negative value '-5'")
+        );
+        assert_eq!(
+            parse_increment(&json!("-5s")),
+            field("cannot provide negative value '-5'")
+        );
+        assert_eq!(
+            parse_increment(&json!(-5.5)),
+            field("time: missing unit in duration \"-5.5\"")
+        );
+        assert_eq!(
+            parse_increment(&json!("1.5")),
+            field("time: missing unit in duration \"1.5\"")
+        );
+        assert_eq!(
+            parse_increment(&json!("5x")),
+            field("time: unknown unit \"x\" in duration \"5x\"")
+        );
+        assert_eq!(
+            parse_increment(&json!("abc")),
+            field("time: invalid duration \"abc\"")
+        );
+        assert_eq!(
+            parse_increment(&json!(true)),
+            field("could not parse duration from input")
+        );
+    }
+
+    #[test]
     fn timestamps_are_rfc3339_utc() {
         assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
         let t = UNIX_EPOCH + Duration::new(1_709_251_199, 500_000_000);
@@ -646,6 +755,5 @@ mod tests {
         assert_eq!(&u[14..15], "4");
         assert_eq!(stable_uuid("a"), stable_uuid("a"));
         assert_ne!(stable_uuid("a"), stable_uuid("b"));
-        assert_eq!(namespace_id("team-a").len(), 5);
     }
 }

@@ -1,104 +1,44 @@
-//! The Vault endpoints, as plain functions from a recorded [`Request`] to a [`Reply`]: routing,
+//! The Vault endpoints, as plain functions from a recorded [`Request`] to a [`Reply`]: the router
+//! (health, namespace, login, token check, then the token endpoints or `access.rs`), the
 //! kubernetes login, and the token endpoints `renew-self`, `lookup-self`, `revoke-self`.
 
 use std::time::{Duration, SystemTime};
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use crate::access::{self, body_object, capability, Caller};
+use crate::flavour::Flavour;
+use crate::health;
 use crate::jwt;
-use crate::state::{clean, State};
+use crate::paths::clean;
+use crate::reply::{envelope, Envelope, Reply};
+use crate::state::State;
 use crate::tokens::{
-    calculate_ttl, namespace_id, parse_duration, random_base62, random_uuid, rfc3339, stable_uuid,
-    unix_secs, ServiceAccount, TokenEntry, TtlInput,
+    calculate_ttl, parse_duration, parse_increment, rfc3339, stable_uuid, unix_secs,
+    ServiceAccount, TokenEntry, TtlInput,
 };
 use crate::{Request, Role, TokenType};
-
-/// An HTTP answer before it is put on the wire.
-#[derive(Debug)]
-pub(crate) struct Reply {
-    pub status: u16,
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Body,
-}
-
-#[derive(Debug)]
-pub(crate) enum Body {
-    Empty,
-    Json(Value),
-    Html(String),
-    /// 8 MiB of JSON-looking junk, streamed.
-    Oversized,
-}
-
-impl Reply {
-    pub fn json(status: u16, value: Value) -> Reply {
-        Reply {
-            status,
-            headers: Vec::new(),
-            body: Body::Json(value),
-        }
-    }
-
-    /// 204 No Content: what Vault answers a successful revocation.
-    pub fn no_content() -> Reply {
-        Reply {
-            status: 204,
-            headers: Vec::new(),
-            body: Body::Empty,
-        }
-    }
-
-    /// Vault's error shape: `{"errors":[...]}`.
-    pub fn errors<S: AsRef<str>>(status: u16, errors: &[S]) -> Reply {
-        let list: Vec<&str> = errors.iter().map(AsRef::as_ref).collect();
-        Reply::json(status, json!({ "errors": list }))
-    }
-
-    fn error(status: u16, message: &str) -> Reply {
-        Reply::errors(status, &[message])
-    }
-
-    fn denied() -> Reply {
-        Reply::error(403, "permission denied")
-    }
-
-    /// An error as Vault's router returns it: folded into one `go-multierror` text
-    /// (`1 error occurred:\n\t* ...\n\n`), or each message alone in the older form
-    /// ([`State::legacy_errors`]).
-    fn wrapped(legacy: bool, status: u16, messages: &[&str]) -> Reply {
-        if legacy {
-            return Reply::errors(status, &messages[..1.min(messages.len())]);
-        }
-        Reply::error(status, &multi_error(messages))
-    }
-
-    /// 403 for a token that is missing, unknown, expired or revoked.
-    fn bad_token(legacy: bool, sent: bool) -> Reply {
-        if sent {
-            Reply::wrapped(legacy, 403, &["permission denied", "invalid token"])
-        } else {
-            Reply::wrapped(legacy, 403, &["permission denied"])
-        }
-    }
-}
-
-/// `go-multierror`'s text for `messages`, as Vault >= 1.17 sends it.
-fn multi_error(messages: &[&str]) -> String {
-    let mut text = match messages.len() {
-        1 => "1 error occurred:\n".to_string(),
-        n => format!("{n} errors occurred:\n"),
-    };
-    for m in messages {
-        text.push_str(&format!("\t* {m}\n"));
-    }
-    text.push('\n');
-    text
-}
 
 /// Routes one request. Faults have already been applied by the server.
 pub(crate) fn handle(st: &mut State, req: &Request) -> Reply {
     let now = st.now();
     handle_at(st, req, now)
+}
+
+/// What a sealed server answers: the health endpoints, else 503 `Vault is sealed`.
+pub(crate) fn sealed(st: &State, req: &Request) -> Reply {
+    let path = req.path.strip_prefix("/v1/").unwrap_or_default();
+    let header = req.header("x-vault-namespace").unwrap_or_default();
+    health::answer(
+        &st.cluster,
+        &req.method,
+        header,
+        path,
+        &req.query,
+        true,
+        st.now(),
+    )
+    .unwrap_or_else(|| Reply::error(503, "Vault is sealed"))
 }
 
 /// [`handle`] with the current time given, so the TTL arithmetic can be tested at chosen
@@ -107,82 +47,91 @@ fn handle_at(st: &mut State, req: &Request, now: SystemTime) -> Reply {
     let Some(path) = req.path.strip_prefix("/v1/") else {
         return Reply::errors::<&str>(404, &[]);
     };
+    let header = req.header("x-vault-namespace").unwrap_or_default();
+    let health = health::answer(
+        &st.cluster,
+        &req.method,
+        header,
+        path,
+        &req.query,
+        false,
+        now,
+    );
+    if let Some(reply) = health {
+        return reply;
+    }
     // Vault takes the namespace from the header, from a path prefix, or both joined.
-    let (ns, path) = st.resolve(req.header("x-vault-namespace").unwrap_or_default(), path);
-    // Secret engines, policies and leases have their own dispatch (secrets.rs).
-    if let Some(reply) = crate::secrets::route(st, req, &ns, path, now) {
+    let (ns, path) = match st.resolve(header, path) {
+        Some(resolved) => resolved,
+        None if st.flavour.refuses_unknown_namespaces() => {
+            return Reply::error(404, "namespace not found")
+        }
+        // An empty namespace: nothing is mounted there, nothing allowed.
+        None => (clean(header).to_string(), path),
+    };
+    let write = matches!(req.method.as_str(), "POST" | "PUT");
+    let login_mount = path
+        .strip_prefix("auth/")
+        .and_then(|p| p.strip_suffix("/login"))
+        .filter(|m| !m.is_empty());
+    if let Some(mount) = login_mount {
+        // Login paths are unauthenticated: a mount that exists is routed (an unsupported
+        // operation is its own bare 405), and a login to one that does not is denied.
+        match (st.mount(&ns, mount).is_some(), write) {
+            (true, true) => return login(st, req, &ns, mount, now),
+            (true, false) => return Reply::error(405, "unsupported operation"),
+            (false, true) => return Reply::error(403, "permission denied"),
+            (false, false) => {}
+        }
+    }
+    let caller = match access::caller(st, req, now) {
+        Ok(c) => c,
+        Err(reply) => return reply,
+    };
+    match path {
+        "auth/token/renew-self" | "auth/token/lookup-self" | "auth/token/revoke-self" => {
+            token_endpoint(st, req, &caller, &ns, path, now)
+        }
+        _ => access::route(st, req, &caller, &ns, path, now),
+    }
+}
+
+/// One of the token endpoints, for a live token: the ACL is checked where the flavour looks the
+/// token up (OpenBao: the token's own namespace, whatever the request named; Vault: the
+/// request's, so a token of another namespace is denied).
+fn token_endpoint(
+    st: &mut State,
+    req: &Request,
+    caller: &Caller,
+    ns: &str,
+    path: &str,
+    now: SystemTime,
+) -> Reply {
+    let acl_ns = if st.flavour.token_endpoints_follow_the_token() {
+        caller.ns.as_str()
+    } else {
+        ns
+    };
+    if let Err(reply) = access::authorize(st, caller, acl_ns, path, capability(&req.method)) {
         return reply;
     }
     let write = matches!(req.method.as_str(), "POST" | "PUT");
-    let read = req.method == "GET";
     match path {
-        "auth/token/renew-self" if write => renew_self(st, req, &ns, now),
-        "auth/token/lookup-self" if read => lookup_self(st, req, &ns, now),
-        "auth/token/revoke-self" if write => revoke_self(st, req, &ns, now),
-        _ => match path
-            .strip_prefix("auth/")
-            .and_then(|p| p.strip_suffix("/login"))
-        {
-            Some(mount) if !mount.is_empty() && write => login(st, req, &ns, mount, now),
-            // Login paths are unauthenticated, so Vault routes them: an unsupported operation.
-            Some(mount) if !mount.is_empty() && st.mount(&ns, mount).is_some() => {
-                Reply::errors::<&str>(405, &[])
-            }
-            // Vault checks the token's policy before routing: with the `default` policy, or
-            // no token, an unknown path or a wrong method is denied, never 404 or 405.
-            _ => Reply::wrapped(st.legacy_errors, 403, &["permission denied"]),
-        },
+        "auth/token/renew-self" if write => renew_self(st, req, &caller.token, now),
+        "auth/token/lookup-self" if write || req.method == "GET" => {
+            lookup_self(st, &caller.token, now)
+        }
+        "auth/token/revoke-self" if write => revoke_self(st, &caller.token, now),
+        _ => Reply::wrapped(405, "unsupported operation"),
     }
 }
 
-/// The request body as a JSON object; an empty body is `{}`.
-fn body_object(req: &Request) -> Result<Map<String, Value>, Reply> {
-    if req.body.trim().is_empty() {
-        return Ok(Map::new());
-    }
-    match serde_json::from_str::<Value>(&req.body) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(other) => Err(Reply::error(
-            400,
-            &format!("failed to parse JSON input: expected an object, got {other}"),
-        )),
-        Err(e) => Err(Reply::error(
-            400,
-            &format!("failed to parse JSON input: {e}"),
-        )),
-    }
-}
-
-fn string_field(body: &Map<String, Value>, name: &str) -> String {
+fn string_field(body: &serde_json::Map<String, Value>, name: &str) -> String {
     match body.get(name) {
         Some(Value::String(s)) => s.clone(),
         Some(Value::Number(n)) => n.to_string(),
         _ => String::new(),
     }
-}
-
-/// The client token: `X-Vault-Token`, or `Authorization: Bearer`.
-fn client_token(req: &Request) -> Option<String> {
-    req.header("x-vault-token")
-        .or_else(|| req.header("authorization")?.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-}
-
-/// The standard response envelope.
-fn envelope(mount_type: &str, data: Value, auth: Value, warnings: &[String]) -> Value {
-    json!({
-        "request_id": random_uuid(),
-        "lease_id": "",
-        "renewable": false,
-        "lease_duration": 0,
-        "data": data,
-        "wrap_info": null,
-        "warnings": if warnings.is_empty() { Value::Null } else { json!(warnings) },
-        "auth": auth,
-        "mount_type": mount_type,
-    })
 }
 
 fn secs(d: Duration) -> i64 {
@@ -240,10 +189,19 @@ fn auth_block(t: &TokenEntry, ttl: i64) -> Value {
     })
 }
 
+/// An answer carrying a token (login, renew-self).
+fn auth_answer(flavour: Flavour, auth: Value, warnings: &[String], mount_type: &str) -> Reply {
+    let parts = Envelope {
+        auth,
+        warnings,
+        ..Envelope::data(Value::Null, mount_type)
+    };
+    Reply::json(200, envelope(flavour, parts))
+}
+
 fn login(st: &mut State, req: &Request, ns: &str, mount: &str, now: SystemTime) -> Reply {
-    // Without a token, a path no mount claims is not a login path: Vault denies it.
     let Some(roles) = st.mount(ns, mount) else {
-        return Reply::denied();
+        return Reply::error(403, "permission denied");
     };
     let body = match body_object(req) {
         Ok(b) => b,
@@ -261,7 +219,7 @@ fn login(st: &mut State, req: &Request, ns: &str, mount: &str, now: SystemTime) 
         return Reply::error(400, &format!("invalid role name {role_name:?}"));
     };
     let Some(token) = jwt::parse(&jwt_str) else {
-        return Reply::denied();
+        return Reply::error(403, "permission denied");
     };
     let now_f = now
         .duration_since(SystemTime::UNIX_EPOCH)
@@ -273,7 +231,7 @@ fn login(st: &mut State, req: &Request, ns: &str, mount: &str, now: SystemTime) 
     };
     // The TokenReview comes after the claim checks; any failure of it is a bare 403.
     if st.review_fails(ns, mount) {
-        return Reply::denied();
+        return Reply::error(403, "permission denied");
     }
     let wrap_ttl = match req.header("x-vault-wrap-ttl") {
         None => None,
@@ -281,7 +239,10 @@ fn login(st: &mut State, req: &Request, ns: &str, mount: &str, now: SystemTime) 
             Some(s) if s > 0 => Some(s),
             Some(_) => None,
             None => {
-                return Reply::error(400, "error parsing X-Vault-Wrap-TTL header");
+                return Reply::error(
+                    400,
+                    &format!("error parsing X-Vault-Wrap-TTL header: time: invalid duration {v:?}"),
+                );
             }
         },
     };
@@ -296,78 +257,84 @@ fn login(st: &mut State, req: &Request, ns: &str, mount: &str, now: SystemTime) 
     };
     let outcome = match calculate_ttl(input, now_s, now_s) {
         Ok(o) => o,
-        Err(message) => return Reply::error(500, message),
+        Err(message) => return Reply::wrapped(500, message),
     };
-    let entry = new_token(
+    let issued = Issued {
         ns,
         mount,
-        &role_name,
-        &role,
-        sa,
-        now,
+        role_name: &role_name,
+        role: &role,
         input,
-        outcome.ttl,
-        outcome.max_valid,
-    );
+        ttl: outcome.ttl,
+        max_valid: outcome.max_valid,
+    };
+    let entry = new_token(st.flavour, issued, sa, now);
     let auth = auth_block(&entry, outcome.ttl);
     let wrapped_accessor = entry.accessor.clone();
     st.tokens.insert(entry);
     let Some(ttl) = wrap_ttl else {
-        return Reply::json(
-            200,
-            envelope("kubernetes", Value::Null, auth, &outcome.warnings),
-        );
+        return auth_answer(st.flavour, auth, &outcome.warnings, "kubernetes");
     };
-    let (wrap_token, wrap_accessor) = (format!("hvs.{}", random_base62(24)), random_base62(24));
+    let flavour = st.flavour;
+    let (wrap_token, wrap_accessor) = flavour.service_token(None);
     st.tokens.remember(&wrap_token, &wrap_accessor);
-    Reply::json(
-        200,
-        json!({
-            "request_id": random_uuid(),
-            "lease_id": "",
-            "renewable": false,
-            "lease_duration": 0,
-            "data": null,
-            "wrap_info": {
-                "token": wrap_token,
-                "accessor": wrap_accessor,
-                "ttl": ttl,
-                "creation_time": rfc3339(now),
-                "creation_path": format!("auth/{}/login", clean(mount)),
-                "wrapped_accessor": wrapped_accessor,
-            },
-            "warnings": null,
-            "auth": null,
-            "mount_type": "",
-        }),
-    )
+    let mut body = json!({
+        "request_id": flavour.wrapped_request_id(),
+        "lease_id": "",
+        "renewable": false,
+        "lease_duration": 0,
+        "data": null,
+        "wrap_info": {
+            "token": wrap_token,
+            "accessor": wrap_accessor,
+            "ttl": ttl,
+            "creation_time": rfc3339(now),
+            "creation_path": format!("auth/{}/login", clean(mount)),
+            "wrapped_accessor": wrapped_accessor,
+        },
+        "warnings": null,
+        "auth": null,
+    });
+    if flavour.sends_mount_type() {
+        body["mount_type"] = json!("");
+    }
+    Reply::json(200, body)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn new_token(
-    ns: &str,
-    mount: &str,
-    role_name: &str,
-    role: &Role,
-    sa: ServiceAccount,
-    now: SystemTime,
+/// What a login decided, for [`new_token`].
+struct Issued<'a> {
+    ns: &'a str,
+    mount: &'a str,
+    role_name: &'a str,
+    role: &'a Role,
     input: TtlInput,
     ttl: i64,
     max_valid: Option<i64>,
-) -> TokenEntry {
-    // Vault marks tokens made in a child namespace with the namespace's id.
-    let suffix = if ns.is_empty() {
-        String::new()
-    } else {
-        format!(".{}", namespace_id(ns))
-    };
+}
+
+fn new_token(flavour: Flavour, issued: Issued, sa: ServiceAccount, now: SystemTime) -> TokenEntry {
+    let Issued {
+        ns,
+        mount,
+        role_name,
+        role,
+        input,
+        ttl,
+        max_valid,
+    } = issued;
+    // Tokens made in a child namespace carry the namespace's id.
+    let nsid = (!ns.is_empty()).then(|| flavour.namespace_id(ns));
     let (id, accessor) = match role.token_type {
-        TokenType::Service => (
-            format!("hvs.{}{suffix}", random_base62(24)),
-            format!("{}{suffix}", random_base62(24)),
-        ),
-        TokenType::Batch => (format!("hvb.{}", random_base62(138)), String::new()),
+        TokenType::Service => flavour.service_token(nsid.as_deref()),
+        TokenType::Batch => (flavour.batch_token(), String::new()),
     };
+    // OpenBao's batch tokens carry their creation time in whole seconds.
+    let created = if role.token_type == TokenType::Batch && flavour.batch_whole_seconds() {
+        crate::tokens::from_unix(unix_secs(now))
+    } else {
+        now
+    };
+    let entity = stable_uuid(&format!("entity:{ns}:{}:{}", clean(mount), sa.uid));
     TokenEntry {
         id,
         accessor,
@@ -377,74 +344,54 @@ fn new_token(
         vault_ns: ns.to_string(),
         mount: clean(mount).to_string(),
         role: role_name.to_string(),
-        entity_id: stable_uuid(&format!("entity:{ns}:{}:{}", clean(mount), sa.uid)),
+        entity_id: flavour.entity_id(entity, ns),
         sa,
-        creation_time: now,
+        creation_time: created,
         creation_ttl: ttl,
         explicit_max_ttl: input.explicit_max_ttl,
         period: input.period,
         max_valid,
-        // `time.Now().Add(TTL)`: the precise login time plus the whole-second TTL.
-        expire_time: now + Duration::from_secs(ttl.max(0).unsigned_abs()),
+        // `time.Now().Add(TTL)`: the login time plus the whole-second TTL.
+        expire_time: created + Duration::from_secs(ttl.max(0).unsigned_abs()),
         last_renewal: None,
         renewals: 0,
     }
 }
 
-/// The caller's live token in this namespace, or the 403 Vault gives for anything else: a
-/// valid token of another namespace is denied by the ACL (the default policy grants the token
-/// endpoints in the token's own namespace only), so it is not called invalid.
-fn caller<'a>(
-    st: &'a mut State,
-    req: &Request,
-    ns: &str,
-    now: SystemTime,
-) -> Result<&'a mut TokenEntry, Reply> {
-    let legacy = st.legacy_errors;
-    let Some(token) = client_token(req) else {
-        return Err(Reply::bad_token(legacy, false));
+fn renew_self(st: &mut State, req: &Request, token: &str, now: SystemTime) -> Reply {
+    let Some(t) = st.tokens.live_mut(token, now) else {
+        return Reply::bad_token(st.flavour, true);
     };
-    match st.tokens.live_mut(&token, now) {
-        Some(t) if t.vault_ns == ns => Ok(t),
-        Some(_) => Err(Reply::wrapped(legacy, 403, &["permission denied"])),
-        None => Err(Reply::bad_token(legacy, true)),
+    if t.token_type == TokenType::Batch {
+        return Reply::error(400, "batch tokens cannot be renewed");
     }
-}
-
-fn renew_self(st: &mut State, req: &Request, ns: &str, now: SystemTime) -> Reply {
-    let (mount, role_name, creation, explicit_max_ttl) = match caller(st, req, ns, now) {
-        Ok(t) if t.token_type == TokenType::Batch => {
-            return Reply::error(400, "batch tokens cannot be renewed")
-        }
-        Ok(t) if !t.renewable => return Reply::error(400, "lease is not renewable"),
-        Ok(t) => (
-            t.mount.clone(),
-            t.role.clone(),
-            t.creation_time,
-            t.explicit_max_ttl,
-        ),
-        Err(reply) => return reply,
-    };
+    if !t.renewable {
+        return Reply::error(400, "lease is not renewable");
+    }
+    let (ns, mount, role_name, creation, explicit_max_ttl) = (
+        t.vault_ns.clone(),
+        t.mount.clone(),
+        t.role.clone(),
+        t.creation_time,
+        t.explicit_max_ttl,
+    );
     let body = match body_object(req) {
         Ok(b) => b,
         Err(reply) => return reply,
     };
-    let increment = match body.get("increment") {
-        None | Some(Value::Null) => 0,
-        Some(v) => match parse_duration(v) {
-            Some(s) => s,
-            None => return Reply::error(400, &format!("invalid increment {v}")),
-        },
+    let increment = match parse_increment(body.get("increment").unwrap_or(&Value::Null)) {
+        Ok(secs) => secs,
+        Err(message) => return Reply::error(400, &message),
     };
     // Renewal re-reads the role, as the kubernetes auth method's renew callback does.
     let Some(role) = st
-        .mount(ns, &mount)
+        .mount(&ns, &mount)
         .and_then(|r| r.get(&role_name))
         .cloned()
     else {
         let message =
             format!("failed to renew entry: role {role_name} does not exist during renewal");
-        return Reply::wrapped(st.legacy_errors, 500, &[&message]);
+        return Reply::wrapped(500, &message);
     };
     let input = TtlInput {
         increment,
@@ -456,11 +403,11 @@ fn renew_self(st: &mut State, req: &Request, ns: &str, now: SystemTime) -> Reply
     // Vault truncates now and the issue time to the second; a refusal leaves the token alone.
     let outcome = match calculate_ttl(input, unix_secs(now), unix_secs(creation)) {
         Ok(o) => o,
-        Err(message) => return Reply::wrapped(st.legacy_errors, 500, &[message]),
+        Err(message) => return Reply::wrapped(500, message),
     };
-    let t = match caller(st, req, ns, now) {
-        Ok(t) => t,
-        Err(reply) => return reply,
+    let flavour = st.flavour;
+    let Some(t) = st.tokens.live_mut(token, now) else {
+        return Reply::bad_token(flavour, true);
     };
     // `time.Now().Add(TTL)`: the precise renewal time plus the whole-second TTL.
     t.expire_time = now + Duration::from_secs(outcome.ttl.max(0).unsigned_abs());
@@ -468,27 +415,41 @@ fn renew_self(st: &mut State, req: &Request, ns: &str, now: SystemTime) -> Reply
     t.period = input.period;
     t.renewals += 1;
     t.last_renewal = Some(now);
-    Reply::json(
-        200,
-        envelope(
-            "token",
-            Value::Null,
-            auth_block(t, outcome.ttl),
-            &outcome.warnings,
-        ),
+    auth_answer(
+        flavour,
+        auth_block(t, outcome.ttl),
+        &outcome.warnings,
+        "token",
     )
 }
 
-fn lookup_self(st: &mut State, req: &Request, ns: &str, now: SystemTime) -> Reply {
-    let t = match caller(st, req, ns, now) {
-        Ok(t) => t,
-        Err(reply) => return reply,
+/// The token's display name: the mount's path from the root namespace (`kubernetes`, or
+/// `admin/auth/kubernetes` in a namespace, the `auth/` prefix only stripped at the start) with
+/// `/` as `-`, then the service account.
+fn display_name(t: &TokenEntry) -> String {
+    let source = if t.vault_ns.is_empty() {
+        t.mount.clone()
+    } else {
+        format!("{}/auth/{}", t.vault_ns, t.mount)
+    };
+    format!(
+        "{}-{}-{}",
+        source.replace('/', "-"),
+        t.sa.namespace,
+        t.sa.name
+    )
+}
+
+fn lookup_self(st: &mut State, token: &str, now: SystemTime) -> Reply {
+    let flavour = st.flavour;
+    let Some(t) = st.tokens.live_mut(token, now) else {
+        return Reply::bad_token(flavour, true);
     };
     let mut data = json!({
         "accessor": t.accessor,
         "creation_time": unix_secs(t.creation_time),
         "creation_ttl": t.creation_ttl,
-        "display_name": format!("{}-{}-{}", t.mount.replace('/', "-"), t.sa.namespace, t.sa.name),
+        "display_name": display_name(t),
         "entity_id": t.entity_id,
         "expire_time": rfc3339(t.expire_time),
         "explicit_max_ttl": t.explicit_max_ttl,
@@ -510,27 +471,29 @@ fn lookup_self(st: &mut State, req: &Request, ns: &str, now: SystemTime) -> Repl
     if t.period > 0 {
         data["period"] = json!(t.period);
     }
-    if !ns.is_empty() {
-        data["namespace_path"] = json!(format!("{ns}/"));
+    if !t.vault_ns.is_empty() {
+        data["namespace_path"] = json!(format!("{}/", t.vault_ns));
     }
-    Reply::json(200, envelope("token", data, Value::Null, &[]))
+    Reply::json(200, envelope(flavour, Envelope::data(data, "token")))
 }
 
-fn revoke_self(st: &mut State, req: &Request, ns: &str, now: SystemTime) -> Reply {
-    let id = match caller(st, req, ns, now) {
-        Ok(t) if t.token_type == TokenType::Batch => {
-            return Reply::error(400, "batch tokens cannot be revoked")
+fn revoke_self(st: &mut State, token: &str, now: SystemTime) -> Reply {
+    match st.tokens.live_mut(token, now) {
+        Some(t) if t.token_type == TokenType::Batch => {
+            Reply::error(400, "batch tokens cannot be revoked")
         }
-        Ok(t) => t.id.clone(),
-        Err(reply) => return reply,
-    };
-    st.tokens.revoke(&id);
-    Reply::no_content()
+        Some(_) => {
+            st.tokens.revoke(token);
+            Reply::no_content()
+        }
+        None => Reply::bad_token(st.flavour, true),
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reply::Body;
     use crate::tokens::unix_now;
     use std::time::UNIX_EPOCH;
 
@@ -543,12 +506,15 @@ mod tests {
 
     impl Fixture {
         fn new(ttl: u64, max: u64) -> Fixture {
-            let mut st = State::new(crate::state::Clock::System);
-            let role = Role {
+            Fixture::with_role(Role {
                 token_ttl: Duration::from_secs(ttl),
                 token_max_ttl: Duration::from_secs(max),
                 ..Role::default()
-            };
+            })
+        }
+
+        fn with_role(role: Role) -> Fixture {
+            let mut st = State::new(crate::state::Clock::System);
             st.put_role("", "kubernetes", "app", role);
             let base = u64::try_from(unix_now()).unwrap();
             Fixture { st, base }
@@ -566,6 +532,7 @@ mod tests {
             let req = Request {
                 method: method.into(),
                 path: path.into(),
+                query: String::new(),
                 headers,
                 body: body.into(),
                 at: self.at(ms),
@@ -694,35 +661,29 @@ mod tests {
     }
 
     #[test]
-    fn bad_tokens_unknown_paths_and_500s_answer_as_vault_does_in_both_forms() {
-        for legacy in [false, true] {
+    fn bad_tokens_unknown_paths_and_500s_answer_in_each_flavours_form() {
+        for flavour in [Flavour::OpenBao, Flavour::Vault] {
             let mut f = Fixture::new(2, 5);
-            f.st.legacy_errors = legacy;
+            f.st.flavour = flavour;
             let token = f.login(0)["auth"]["client_token"]
                 .as_str()
                 .unwrap()
                 .to_string();
-            let (bad_token, no_token, denied, past_max) = if legacy {
-                (
-                    json!(["permission denied"]),
-                    json!(["permission denied"]),
-                    json!(["permission denied"]),
-                    json!(["past the max TTL, cannot renew"]),
-                )
-            } else {
-                (
+            let denied = json!(["1 error occurred:\n\t* permission denied\n\n"]);
+            let past_max = json!(["1 error occurred:\n\t* past the max TTL, cannot renew\n\n"]);
+            let (bad_token, no_token) = match flavour {
+                Flavour::OpenBao => (json!(["permission denied"]), json!(["permission denied"])),
+                Flavour::Vault => (
                     json!(["2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n"]),
-                    json!(["1 error occurred:\n\t* permission denied\n\n"]),
-                    json!(["1 error occurred:\n\t* permission denied\n\n"]),
-                    json!(["1 error occurred:\n\t* past the max TTL, cannot renew\n\n"]),
-                )
+                    denied.clone(),
+                ),
             };
             for (method, path) in [
                 ("POST", "/v1/auth/token/renew-self"),
                 ("GET", "/v1/auth/token/lookup-self"),
                 ("POST", "/v1/auth/token/revoke-self"),
             ] {
-                let r = f.call(method, path, "hvs.unknown", "", 100);
+                let r = f.call(method, path, "s.unknown", "", 100);
                 assert_eq!(
                     (r.status, errors_of(&r)),
                     (403, bad_token.clone()),
@@ -784,7 +745,12 @@ mod tests {
 
     #[test]
     fn a_login_capped_by_max_ttl_reports_whole_seconds() {
-        let mut f = Fixture::new(3600, 90);
+        // OpenBao refuses token_ttl > token_max_ttl on a role; an explicit max TTL caps alike.
+        let mut f = Fixture::with_role(Role {
+            token_ttl: Duration::from_secs(3600),
+            token_explicit_max_ttl: Some(Duration::from_secs(90)),
+            ..Role::default()
+        });
         let v = f.login(999);
         assert_eq!(v["auth"]["lease_duration"], 90);
         assert_eq!(v["warnings"], capped("1h", "1m30s"));

@@ -9,14 +9,16 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
 use common::*;
 use serde_json::{json, Value};
-use vault_emulator::{Emulator, Options, Role, TokenType};
+use vault_emulator::{Emulator, Flavour, Options, Role, TokenType};
 
-/// Vault >= 1.17's answer to an unknown, expired or revoked token.
-const BAD_TOKEN: &str = "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n";
+/// OpenBao's answer to an unknown, expired or revoked token (the default flavour).
+const BAD_TOKEN: &str = "permission denied";
 /// ... to a request without a token on a path that needs one.
-const NO_TOKEN: &str = "1 error occurred:\n\t* permission denied\n\n";
-/// ... to a path the policy does not allow (or that does not exist).
-const DENIED: &str = NO_TOKEN;
+const NO_TOKEN: &str = BAD_TOKEN;
+/// ... to a valid token on a path its policy does not allow (or that does not exist).
+const DENIED: &str = "1 error occurred:\n\t* permission denied\n\n";
+/// Vault >= 1.17's answer to an unknown, expired or revoked token (unverified).
+const VAULT_BAD_TOKEN: &str = "2 errors occurred:\n\t* permission denied\n\t* invalid token\n\n";
 
 fn keys(v: &Value) -> BTreeSet<&str> {
     v.as_object()
@@ -55,7 +57,6 @@ fn login_answers_vaults_exact_envelope() {
             "data",
             "wrap_info",
             "warnings",
-            "mount_type",
             "auth"
         ])
     );
@@ -66,7 +67,6 @@ fn login_answers_vaults_exact_envelope() {
     assert_eq!(v["data"], Value::Null);
     assert_eq!(v["wrap_info"], Value::Null);
     assert_eq!(v["warnings"], Value::Null);
-    assert_eq!(v["mount_type"], "kubernetes");
     let auth = &v["auth"];
     assert_eq!(
         keys(auth),
@@ -86,7 +86,7 @@ fn login_answers_vaults_exact_envelope() {
         ])
     );
     let token = auth["client_token"].as_str().unwrap();
-    assert!(token.starts_with("hvs.") && token.len() == 28, "{token}");
+    assert!(token.starts_with("s.") && token.len() == 26, "{token}");
     assert_eq!(auth["accessor"].as_str().unwrap().len(), 24);
     assert_eq!(auth["policies"], json!(["default"]));
     assert_eq!(auth["token_policies"], json!(["default"]));
@@ -195,7 +195,7 @@ fn login_errors_come_in_vaults_order() {
     );
     let resp = call(vault.addr(), "POST", login, &[], "{not json").unwrap();
     assert_eq!(resp.status, 400);
-    assert!(resp.error().starts_with("failed to parse JSON input"));
+    assert!(resp.error().starts_with("failed to decode JSON input: "));
 }
 
 #[test]
@@ -403,9 +403,10 @@ async fn capped_login_warns_and_short_tokens_expire() {
     vault.put_role(
         "kubernetes",
         "app",
+        // OpenBao refuses token_ttl > token_max_ttl; an explicit max TTL caps the same way.
         Role {
             token_ttl: Duration::from_secs(3600),
-            token_max_ttl: Duration::from_secs(1),
+            token_explicit_max_ttl: Some(Duration::from_secs(1)),
             ..Role::default()
         },
     );
@@ -448,6 +449,7 @@ async fn capped_login_warns_and_short_tokens_expire() {
 fn periodic_tokens_renew_to_the_period() {
     let (vault, token) = logged_in(Role {
         token_period: Some(Duration::from_secs(7)),
+        token_ttl: Duration::ZERO,
         token_max_ttl: Duration::from_secs(2),
         ..Role::default()
     });
@@ -510,20 +512,24 @@ fn renewal_refusals() {
             "1 error occurred:\n\t* failed to renew entry: role app does not exist during renewal\n\n".into()
         )
     );
-    for (token, error) in [("", NO_TOKEN), ("hvs.unknown", BAD_TOKEN)] {
+    for (token, error) in [("", NO_TOKEN), ("s.unknown", BAD_TOKEN)] {
         let resp = with_token(&vault, "POST", "renew-self", token, "");
         assert_eq!((resp.status, resp.error()), (403, error.into()));
     }
     let resp = call(vault.addr(), "POST", "/v1/auth/token/renew-self", &[], "").unwrap();
     assert_eq!((resp.status, resp.error()), (403, NO_TOKEN.into()));
-    // Vault before 1.17, and OpenBao: the bare message.
-    vault.set_legacy_errors(true);
-    for token in ["", "hvs.unknown"] {
+    // A negative increment is refused by the field validation.
+    let (vault, token) = logged_in(Role::default());
+    let resp = with_token(&vault, "POST", "renew-self", &token, r#"{"increment":-5}"#);
+    assert_eq!(
+        (resp.status, resp.error()),
+        (400, "Field validation failed: error converting input for field \"increment\": cannot provide negative value '-5'".into())
+    );
+    // Vault >= 1.17 (unverified): the multi-error forms.
+    vault.set_flavour(Flavour::Vault);
+    for (token, error) in [("", DENIED), ("hvs.unknown", VAULT_BAD_TOKEN)] {
         let resp = with_token(&vault, "POST", "renew-self", token, "");
-        assert_eq!(
-            (resp.status, resp.error()),
-            (403, "permission denied".into())
-        );
+        assert_eq!((resp.status, resp.error()), (403, error.into()));
     }
 }
 
@@ -533,7 +539,7 @@ fn batch_tokens() {
         token_type: TokenType::Batch,
         ..Role::default()
     });
-    assert!(token.starts_with("hvb.") && token.len() > 100, "{token}");
+    assert!(token.starts_with("b.") && token.len() > 300, "{token}");
     let info = vault.lookup(&token).unwrap();
     assert_eq!(
         (info.token_type, info.renewable, info.accessor.as_str()),
@@ -554,13 +560,33 @@ fn batch_tokens() {
         (data["type"].as_str(), data["renewable"].as_bool()),
         (Some("batch"), Some(false))
     );
+    // OpenBao keeps a batch token's times in whole seconds.
+    for field in ["issue_time", "expire_time"] {
+        let t = data[field].as_str().unwrap();
+        assert!(t.ends_with(":00Z") || !t.contains('.'), "{field}: {t}");
+    }
+    let info = vault.lookup(&token).unwrap();
+    let since_epoch = info
+        .expire_time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap();
+    assert_eq!(since_epoch.subsec_nanos(), 0);
+    // Vault's batch tokens (unverified).
+    vault.set_flavour(Flavour::Vault);
+    let jwt = vault.jwt("default", "app", &[], 600);
+    let v = login(&vault, "kubernetes", "app", &jwt).json();
+    let token = v["auth"]["client_token"].as_str().unwrap();
+    assert!(token.starts_with("hvb."), "{token}");
 }
 
 #[test]
 fn lookup_self_reports_the_token() {
     let (vault, token) = logged_in(Role::default());
     let v = with_token(&vault, "GET", "lookup-self", &token, "").json();
-    assert_eq!(v["mount_type"], "token");
+    assert!(
+        v.get("mount_type").is_none(),
+        "OpenBao sends no mount_type: {v}"
+    );
     assert_eq!(v["auth"], Value::Null);
     let d = &v["data"];
     assert_eq!(
@@ -635,31 +661,101 @@ fn revoke_self_and_control_revocation() {
 
 #[test]
 fn unknown_paths_and_methods() {
-    let vault = Emulator::start_default();
-    // Vault checks the (absent) token's policy before routing: unknown API paths, wrong methods
-    // and logins to mounts that do not exist are denied, not 404 or 405.
-    for (method, path, errors) in [
-        ("GET", "/v1/sys/nope", json!([DENIED])),
-        ("POST", "/v1/auth/kubernetes/role/x", json!([DENIED])),
-        ("DELETE", "/v1/auth/token/renew-self", json!([DENIED])),
-        ("GET", "/v1/auth/missing/login", json!([DENIED])),
-        ("GET", "/", json!([])),
-        ("GET", "/v1/auth/kubernetes/login", json!([])),
+    let (vault, token) = logged_in(Role::default());
+    // Without a token: refused before routing, bare; unauthenticated routes answer themselves.
+    for (method, path, status, errors) in [
+        ("GET", "/v1/sys/nope", 403, json!([NO_TOKEN])),
+        ("POST", "/v1/auth/kubernetes/role/x", 403, json!([NO_TOKEN])),
+        (
+            "DELETE",
+            "/v1/auth/token/renew-self",
+            403,
+            json!([NO_TOKEN]),
+        ),
+        ("GET", "/v1/auth/missing/login", 403, json!([NO_TOKEN])),
+        ("GET", "/", 404, json!([])),
+        (
+            "GET",
+            "/v1/auth/kubernetes/login",
+            405,
+            json!(["unsupported operation"]),
+        ),
+        ("POST", "/v1/sys/health", 405, json!([])),
     ] {
         let resp = call(vault.addr(), method, path, &[], "").unwrap();
-        let status = match path {
-            "/" => 404,
-            "/v1/auth/kubernetes/login" => 405,
-            _ => 403,
-        };
         assert_eq!(resp.status, status, "{method} {path}");
         assert_eq!(resp.json(), json!({ "errors": errors }), "{method} {path}");
         assert_eq!(resp.header("content-type"), Some("application/json"));
     }
-    vault.set_legacy_errors(true);
+    // With the default policy: the ACL denies before routing, wrapped, never 404 or 405.
+    for (method, path) in [
+        ("GET", "/v1/sys/nope"),
+        ("POST", "/v1/auth/kubernetes/role/x"),
+        ("DELETE", "/v1/auth/token/renew-self"),
+        ("GET", "/v1/auth/missing/login"),
+        ("GET", "/v1/sys/leases/renew"),
+    ] {
+        let resp = call(vault.addr(), method, path, &[("X-Vault-Token", &token)], "").unwrap();
+        assert_eq!(
+            (resp.status, resp.error()),
+            (403, DENIED.into()),
+            "{method} {path}"
+        );
+    }
+    // The root policy reaches the router: 404 for no route, 405 for a method the route lacks,
+    // both as OpenBao words them. (A glob policy would not do: the default policy's exact
+    // rules for the token endpoints win over any glob.)
+    vault.put_role(
+        "kubernetes",
+        "all",
+        Role {
+            token_policies: vec!["root".into()],
+            ..Role::default()
+        },
+    );
+    let jwt = vault.jwt("default", "app", &[], 600);
+    let all = login(&vault, "kubernetes", "all", &jwt).json()["auth"]["client_token"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let resp = call(
+        vault.addr(),
+        "GET",
+        "/v1/nonexist/x",
+        &[("X-Vault-Token", &all)],
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        (resp.status, resp.error()),
+        (
+            404,
+            "no handler for route \"nonexist/x\". route entry not found.".into()
+        )
+    );
+    for (method, path) in [
+        ("DELETE", "/v1/auth/token/lookup-self"),
+        ("GET", "/v1/auth/token/renew-self"),
+        ("GET", "/v1/sys/leases/renew"),
+    ] {
+        let resp = call(vault.addr(), method, path, &[("X-Vault-Token", &all)], "").unwrap();
+        assert_eq!(
+            (resp.status, resp.error()),
+            (
+                405,
+                "1 error occurred:\n\t* unsupported operation\n\n".into()
+            ),
+            "{method} {path}"
+        );
+    }
+    // Vault >= 1.17 (unverified): a missing token's denial is wrapped too, and its answers
+    // carry mount_type.
+    vault.set_flavour(Flavour::Vault);
+    let v = login(&vault, "kubernetes", "all", &jwt).json();
+    assert_eq!(v["mount_type"], "kubernetes");
     let resp = call(vault.addr(), "GET", "/v1/sys/nope", &[], "").unwrap();
     assert_eq!(resp.status, 403);
-    assert_eq!(resp.json(), json!({"errors": ["permission denied"]}));
+    assert_eq!(resp.json(), json!({ "errors": [DENIED] }));
 }
 
 #[test]
@@ -685,9 +781,46 @@ fn namespaces_keep_their_own_mounts_and_tokens() {
         (resp.status, resp.error()),
         (400, "invalid role name \"app\"".into())
     );
-    // Tokens only work in the namespace they were made in.
+    // OpenBao looks a token up in its own namespace: the token endpoints answer without the
+    // header (Vault, unverified, denies a token of another namespace there).
     let resp = with_token(&vault, "GET", "lookup-self", &token, "");
-    assert_eq!(resp.status, 403);
+    assert_eq!(resp.status, 200);
+    assert_eq!(resp.json()["data"]["namespace_path"], "team-a/");
+    let entity = resp.json()["data"]["entity_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let nsid = token.rsplit('.').next().unwrap();
+    assert_eq!(nsid.len(), 6, "{token}");
+    assert!(entity.ends_with(&format!(".{nsid}")), "{entity}");
+    vault.set_flavour(Flavour::Vault);
+    let resp = with_token(&vault, "GET", "lookup-self", &token, "");
+    assert_eq!((resp.status, resp.error()), (403, DENIED.into()));
+    vault.set_flavour(Flavour::OpenBao);
+    // A namespace that does not exist: OpenBao's 404.
+    let resp = call(
+        vault.addr(),
+        "GET",
+        "/v1/auth/token/lookup-self",
+        &[("X-Vault-Token", &token), ("X-Vault-Namespace", "nope")],
+        "",
+    )
+    .unwrap();
+    assert_eq!(
+        (resp.status, resp.error()),
+        (404, "namespace not found".into())
+    );
+    let resp = login_with(
+        &vault,
+        "kubernetes",
+        "app",
+        &jwt,
+        &[("X-Vault-Namespace", "nope")],
+    );
+    assert_eq!(
+        (resp.status, resp.error()),
+        (404, "namespace not found".into())
+    );
     let resp = call(
         vault.addr(),
         "GET",

@@ -178,6 +178,59 @@ fn redirect_points_at_another_node_with_the_same_path() {
 }
 
 #[test]
+fn sealed_health_endpoints_answer_as_openbao() {
+    let vault = Emulator::start_default();
+    let get = |path: &str, headers: &[(&str, &str)]| {
+        call(vault.addr(), "GET", path, headers, "").unwrap()
+    };
+    let resp = get("/v1/sys/health", &[]);
+    assert_eq!(resp.status, 200);
+    let v = resp.json();
+    assert_eq!(
+        (v["sealed"].clone(), v["standby"].clone()),
+        (json!(false), json!(false))
+    );
+    assert!(
+        v["cluster_id"].is_string() && v["server_time_utc"].is_i64(),
+        "{v}"
+    );
+    assert_eq!(get("/v1/sys/health?activecode=299", &[]).status, 299);
+    let resp = get("/v1/sys/health", &[("X-Vault-Namespace", "admin")]);
+    assert_eq!(
+        (resp.status, resp.error()),
+        (400, "operation unavailable in namespaces".into())
+    );
+    vault.set_fault(Fault::Sealed);
+    let resp = get("/v1/sys/health", &[]);
+    assert_eq!(resp.status, 503);
+    let v = resp.json();
+    assert_eq!(
+        (
+            v["sealed"].clone(),
+            v["standby"].clone(),
+            v["replication_dr_mode"].clone()
+        ),
+        (json!(true), json!(true), json!("unknown"))
+    );
+    assert!(v.get("cluster_id").is_none(), "{v}");
+    assert_eq!(get("/v1/sys/health?sealedcode=200", &[]).status, 200);
+    let resp = get("/v1/sys/health?sealedcode=abc", &[]);
+    assert_eq!((resp.status, resp.json()), (400, json!({"errors": []})));
+    let resp = get("/v1/sys/seal-status", &[]);
+    assert_eq!(
+        (resp.status, resp.json()["sealed"].clone()),
+        (200, json!(true))
+    );
+    let resp = get("/v1/auth/token/lookup-self", &[]);
+    assert_eq!((resp.status, resp.error()), (503, "Vault is sealed".into()));
+    vault.clear_fault();
+    assert_eq!(
+        get("/v1/sys/seal-status", &[]).json()["sealed"],
+        json!(false)
+    );
+}
+
+#[test]
 fn counted_faults_clear_themselves() {
     let vault = Emulator::start_default();
     vault.set_fault_for(Fault::Sealed, 2);
@@ -213,7 +266,7 @@ fn down_refuses_connections_and_clear_rebinds_the_same_port() {
     // A keep-alive connection opened before the outage dies with it.
     let mut open = connect(addr).unwrap();
     send_keep_alive(&mut open, "GET", "/v1/sys/health").unwrap();
-    assert_eq!(read_one(&mut open).unwrap().status, 403);
+    assert_eq!(read_one(&mut open).unwrap().status, 200);
 
     vault.set_fault(Fault::Down);
     let err = TcpStream::connect(addr).unwrap_err();
@@ -280,6 +333,7 @@ fn tls_with_the_generated_ca() {
     let vault = Emulator::start(Options {
         tls: true,
         require_client_cert: false,
+        ..Options::default()
     });
     assert_eq!(
         vault.url(),
@@ -312,6 +366,7 @@ fn mtls_requires_a_client_certificate_from_the_ca() {
     let vault = Emulator::start(Options {
         tls: true,
         require_client_cert: true,
+        ..Options::default()
     });
     let ca = vault.ca_pem().unwrap();
     let (cert, key) = vault.client_cert_pem().unwrap();

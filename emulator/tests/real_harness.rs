@@ -42,6 +42,16 @@ fn kubernetes_login_goes_through_the_fake_apiserver() {
     assert_eq!(answer["auth"]["lease_duration"], 60);
     assert!(bao.token_alive(&token));
     assert_eq!(bao.apiserver().reviews(), 1);
+    let (status, _) = bao.http(
+        "POST",
+        "/v1/auth/token/renew-self",
+        Some(&token),
+        &[],
+        Some("{}"),
+    );
+    assert_eq!(status, 200);
+    // OpenBao's kubernetes auth reviews the login's JWT again on every renewal.
+    assert_eq!(bao.apiserver().reviews(), 2);
 
     // The apiserver is asked, and its answer counts: a JWT for another audience is refused by
     // the role's claim check, a deleted account's JWT by the review.
@@ -61,6 +71,17 @@ fn kubernetes_login_goes_through_the_fake_apiserver() {
         (status, &answer),
         (403, &json!({"errors": ["permission denied"]}))
     );
+    let (status, body) = bao.http(
+        "POST",
+        "/v1/auth/token/renew-self",
+        Some(&token),
+        &[],
+        Some("{}"),
+    );
+    // So a token whose service account is gone stops renewing (a wrapped 403).
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("during renewal: permission denied"), "{body}");
 
     // revoke-self through the raw client; the token is then dead for the server.
     let (status, _) = bao.http(

@@ -179,8 +179,8 @@ async fn down_and_up_work_from_inside_the_test() {
     open.write_all(keep_alive.as_bytes()).await.unwrap();
     let mut buf = [0u8; 4096];
     let n = open.read(&mut buf).await.unwrap();
-    // An unknown path answers 403, as Vault checks the policy before routing.
-    assert!(buf[..n].starts_with(b"HTTP/1.1 403"));
+    // sys/health needs no token.
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
 
     vault.set_fault(Fault::Down);
     let err = tokio::net::TcpStream::connect(addr).await.unwrap_err();
@@ -226,7 +226,7 @@ async fn dropping_the_last_handle_stops_the_server() {
             .await
             .unwrap()
             .status,
-        403
+        200
     );
     drop(other);
     let err = tokio::net::TcpStream::connect(addr).await.unwrap_err();

@@ -2,6 +2,8 @@
 //! hooks, revoke, exit) with the real Vault client, token file, hooks and watches, and feeds
 //! the results, file changes, signals and timer expiries back to it. No decision is taken here.
 //!
+//! - `driver`: the loop's state and its steps: perform an action, wait for the next event,
+//!   deliver it to the machine.
 //! - `requests`: the I/O it performs: login, renewal and revocation with their deadlines, and
 //!   the token file (or stdout).
 //! - `secrets`: reading secrets, writing their files when they change, renewing their leases.
@@ -11,30 +13,31 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use tokio::sync::mpsc;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 use tracing::{info, warn};
 
 use crate::config::{Config, TokenSink};
 use crate::duration::brief;
 use crate::error::{self, Error, Result};
 use crate::files::token_file::TokenFile;
-use crate::files::watch::{self, Watches};
 use crate::health::status::Status;
 use crate::hooks::Hooks;
 use crate::jwt;
-use crate::machine::backoff::random_u64;
-use crate::machine::events::{Action, Event, Exit, Hook};
+use crate::machine::events::{Event, Exit, Grant};
+use crate::machine::failure::warns_of_cap;
 use crate::machine::Machine;
 use crate::secrets::{SecretSpec, SecretWriter, Source};
+use crate::vault::hints;
 use crate::vault::login::LoginError;
 use crate::vault::{Auth, Renewal, VaultClient, VaultError};
 
 pub mod adopt;
+mod driver;
 mod requests;
 mod secrets;
 pub mod signals;
 
-use self::secrets::{SecretAnswer, SecretMemo};
+use self::driver::Driver;
 
 /// What the outside world (signals, tests) can ask of a running loop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -49,6 +52,7 @@ pub enum Control {
 enum Answer {
     Login(Instant, std::result::Result<Auth, LoginError>),
     Renew(Instant, std::result::Result<Renewal, VaultError>),
+    Lookup(Instant, std::result::Result<Grant, VaultError>),
     Revoked,
 }
 
@@ -107,248 +111,31 @@ impl Agent {
 
     /// Runs until the machine says exit: `--once` after the first written token (or at the
     /// deadline), the sidecar on [`Control::Shutdown`].
-    pub async fn run(self, mut control: mpsc::UnboundedReceiver<Control>) -> Result<()> {
+    pub async fn run(self, control: mpsc::UnboundedReceiver<Control>) -> Result<()> {
         let claims = jwt::log_claims(&self.cfg.jwt).await;
         let sub = claims.and_then(|c| c.sub).unwrap_or_default();
-        let started = Instant::now();
-        let mut machine = Machine::new(
-            self.cfg.machine_settings(),
-            started.into_std(),
-            random_u64(),
-        );
-        // The sidecar watches from the start; `--once` only if it has to wait for the JWT.
-        let mut watches = (!self.cfg.once).then(|| Watches::new(self.jwt_file(), self.token_dir()));
-        let mut request: Option<Pending<'_, Answer>> = None;
-        let mut hooks_done: Option<Pending<'_, ()>> = None;
-        let mut secret_request: Option<Pending<'_, SecretAnswer>> = None;
-        let mut memos: Vec<SecretMemo> = (self.sources.iter())
-            .map(|s| SecretMemo {
-                written: vec![None; s.specs.len()],
-                lease_id: None,
-            })
-            .collect();
-        // The held token's latest auth block, for renewals, writes, hooks and revocation.
-        let mut auth: Option<Auth> = None;
-        let mut control_open = true;
-        let (cfg, file) = (&self.cfg, self.file.as_ref().filter(|_| !self.cfg.once));
-        if let Some(f) = file {
-            let attempt = adopt::attempt(&self.client, f, &sub, &cfg.mount, &cfg.role);
-            // A signal during the lookup (a hung Vault) is not kept waiting; SIGHUP logs in.
-            let found = tokio::select! {
-                c = control.recv() => {
-                    control_open = c.is_some();
-                    if c.is_none_or(|c| c == Control::Shutdown) {
-                        machine.handle(Instant::now().into_std(), Event::Shutdown);
-                    }
-                    None
-                }
-                found = attempt => found,
-            };
-            if let Some(a) = found.inspect(|a| self.status.adopted(a.auth.lease_duration)) {
-                self.hooks.adopted(a.issued_at);
-                machine.adopt(a.sent.into_std(), a.auth.grant(), a.expected);
-                auth = Some(a.auth);
-            }
-        }
-        // Set when the file was found changed: the next write restores it.
-        let mut changed = false;
-        // The token file write in flight (on a blocking thread).
-        let mut writing: Option<Pending<'_, Event>> = None;
-        let mut write_again = false;
-        let now = || Instant::now().into_std();
-        let mut due_at_once = false;
+        let mut driver = Driver::new(&self, control);
+        driver.adopt(&sub).await;
         loop {
-            while let Some(action) = machine.poll_action() {
-                match action {
-                    Action::Login { deadline } => {
-                        request = Some(Box::pin(self.login(deadline.map(Instant::from_std))));
-                    }
-                    Action::Renew {
-                        increment,
-                        deadline,
-                    } => {
-                        let token = auth.as_ref().map(|a| a.client_token.clone());
-                        let deadline = deadline.map(Instant::from_std);
-                        request = Some(Box::pin(self.renew(token, increment, deadline)));
-                    }
-                    // One write at a time: two on blocking threads would race each other's
-                    // renames (and each other's inotify events). A write asked for meanwhile
-                    // runs once the current one is done, with the token held then.
-                    Action::Write if writing.is_some() => write_again = true,
-                    Action::Write => {
-                        let restoring = std::mem::take(&mut changed);
-                        let token = auth.as_ref().map(|a| a.client_token.clone());
-                        writing = Some(Box::pin(self.write(token, restoring)));
-                    }
-                    Action::WatchJwt => {
-                        let w = watches.get_or_insert_with(|| Watches::new(self.jwt_file(), None));
-                        w.retarget_jwt();
-                        // It may have appeared between the failed read and the watch.
-                        match jwt::read(&self.cfg.jwt) {
-                            Ok(_) => machine.handle(now(), Event::JwtChanged),
-                            Err(e) => {
-                                info!(error = %e, watching = w.watching_jwt(), "waiting for the service-account JWT file")
-                            }
-                        }
-                    }
-                    Action::RunHooks(Hook::NewToken) => {
-                        if let Some(a) = &auth {
-                            self.hooks.new_token(a);
-                        }
-                    }
-                    Action::RunHooks(Hook::Renewed) => {
-                        if let Some(a) = &auth {
-                            self.hooks.renewed(a);
-                        }
-                    }
-                    Action::RunHooks(Hook::SecretsChanged) => self.hooks.secrets_changed(),
-                    Action::ReadSecret { index } => {
-                        let token = auth.as_ref().map(|a| a.client_token.clone());
-                        let last = memos[index].written.clone();
-                        secret_request = Some(Box::pin(self.read_secret(index, token, last)));
-                    }
-                    Action::RenewLease { index, deadline } => {
-                        let token = auth.as_ref().map(|a| a.client_token.clone());
-                        let lease = memos[index].lease_id.clone().unwrap_or_default();
-                        let deadline = deadline.map(Instant::from_std);
-                        secret_request =
-                            Some(Box::pin(self.renew_lease(index, token, lease, deadline)));
-                    }
-                    Action::RunHooksAndWait => {
-                        let a = auth.clone();
-                        let hooks = &self.hooks;
-                        hooks_done = Some(Box::pin(async move {
-                            if let Some(a) = a {
-                                hooks.new_token_and_wait(&a).await;
-                            }
-                        }));
-                    }
-                    Action::Revoke { token, deadline } => {
-                        let token = auth
-                            .as_ref()
-                            .filter(|_| token)
-                            .map(|a| a.client_token.clone());
-                        let leases = memos.iter_mut().filter_map(|m| m.lease_id.take()).collect();
-                        secret_request = None;
-                        // A write still in flight finishes first, or it would put the token
-                        // back after the file is removed (the machine's deadline still holds).
-                        let in_flight = writing.take();
-                        write_again = false;
-                        let revoke = self.revoke(token, leases, Instant::from_std(deadline));
-                        request = Some(Box::pin(async move {
-                            if let Some(write) = in_flight {
-                                write.await;
-                            }
-                            revoke.await
-                        }));
-                    }
-                    Action::Exit(exit) => return self.exit(exit, started),
+            while let Some(action) = driver.machine.poll_action() {
+                if let Some(exit) = driver.perform(action) {
+                    return self.exit(exit, driver.started);
                 }
             }
-            let wake = machine.poll_timeout().map(Instant::from_std);
-            // A step already due (the first login) runs now, not at the timer's next millisecond
-            // tick (most of a cold start); every other pass goes through the select below.
-            let due = wake.is_some_and(|w| w <= Instant::now());
-            if due && !due_at_once {
-                due_at_once = true;
-                machine.handle_timeout(now());
-                continue;
-            }
-            due_at_once = false;
-            let jwt_changed = watches.as_ref().map(|w| w.jwt_changed.clone());
-            let token_changed = watches
-                .as_ref()
-                .filter(|w| w.watching_token())
-                .map(|w| w.token_changed.clone());
-            tokio::select! {
-                biased;
-                c = control.recv(), if control_open => {
-                    let event = match c {
-                        Some(Control::Relogin) => Event::Relogin,
-                        Some(Control::Shutdown) => Event::Shutdown,
-                        None => {
-                            control_open = false;
-                            Event::Shutdown
-                        }
-                    };
-                    if event != Event::Relogin {
-                        // Whatever was in flight is abandoned.
-                        request = None;
-                        secret_request = None;
-                    }
-                    machine.handle(now(), event);
-                }
-                answer = async { request.as_mut().expect("guarded by is_some").await }, if request.is_some() => {
-                    request = None;
-                    // A renewal's own line says what follows; only a login needs a plan line.
-                    let login = matches!(answer, Answer::Login(_, Ok(_)));
-                    let event = self.answered(answer, &mut auth, &machine);
-                    machine.handle(now(), event);
-                    if login {
-                        self.log_plan(&machine, &auth);
-                    }
-                }
-                answer = async { secret_request.as_mut().expect("guarded by is_some").await }, if secret_request.is_some() => {
-                    secret_request = None;
-                    let event = self.secret_answered(answer, &mut memos);
-                    machine.handle(now(), event);
-                }
-                event = async { writing.as_mut().expect("guarded by is_some").await }, if writing.is_some() => {
-                    writing = None;
-                    machine.handle(now(), event);
-                    if std::mem::take(&mut write_again) && writing.is_none() {
-                        let restoring = std::mem::take(&mut changed);
-                        let token = auth.as_ref().map(|a| a.client_token.clone());
-                        writing = Some(Box::pin(self.write(token, restoring)));
-                    }
-                }
-                () = async { hooks_done.as_mut().expect("guarded by is_some").await }, if hooks_done.is_some() => {
-                    hooks_done = None;
-                    machine.handle(now(), Event::HooksDone);
-                }
-                () = watch::notified(token_changed.as_deref()), if token_changed.is_some() => {
-                    // Our own writes land here too: the write checks the content first, so
-                    // an unchanged file is not rewritten.
-                    changed = true;
-                    machine.handle(now(), Event::TokenFileChanged);
-                }
-                () = watch::notified(jwt_changed.as_deref()), if jwt_changed.is_some() => {
-                    if let Some(w) = watches.as_mut() {
-                        w.retarget_jwt();
-                    }
-                    machine.handle(now(), Event::JwtChanged);
-                }
-                () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
-                    // Without a directory watch, check the file at every wake-up instead.
-                    if token_changed.is_none() && !self.cfg.once && auth.is_some() {
-                        changed = true;
-                        machine.handle(now(), Event::TokenFileChanged);
-                    }
-                    machine.handle_timeout(now());
-                }
+            if !driver.due_now() {
+                let input = driver.next_event().await;
+                driver.deliver(input);
             }
         }
     }
 
-    /// Turns a finished request into the machine's event, keeping the auth block and the
-    /// shared status up to date.
-    fn answered(&self, answer: Answer, auth: &mut Option<Auth>, machine: &Machine) -> Event {
+    /// Turns a finished request into the machine's event, keeping the auth blocks (a login's
+    /// in `fresh` until the machine takes it) and the shared status up to date.
+    fn answered(&self, answer: Answer, auth: &mut Option<Auth>, fresh: &mut Option<Auth>) -> Event {
         match answer {
             Answer::Login(sent, Ok(a)) => {
-                // Counted as a login (metrics, expiry) even if the write fails next;
-                // readiness follows the file through file_failed/file_restored.
-                self.status.logged_in(a.lease_duration);
                 let grant = a.grant();
-                info!(
-                    ttl = %brief(a.lease_duration),
-                    renewable = grant.renewable,
-                    token_type = %a.token_type,
-                    policies = ?a.policies,
-                    accessor = %a.accessor.prefix(4),
-                    replaced = machine.holds_live_token(Instant::now().into_std()),
-                    "logged in"
-                );
-                *auth = Some(a);
+                *fresh = Some(a);
                 Event::LoginDone {
                     sent: sent.into_std(),
                     result: Ok(grant),
@@ -363,8 +150,12 @@ impl Agent {
                 }
             }
             Answer::Renew(sent, Ok(r)) => {
-                self.status.renewed(r.auth.lease_duration);
-                for w in &r.warnings {
+                // The max-TTL cap's warning is the machine's "max TTL reached" line already.
+                for w in r
+                    .warnings
+                    .iter()
+                    .filter(|w| !warns_of_cap(std::slice::from_ref(w)))
+                {
                     info!(warning = %w, "Vault warning on renewal");
                 }
                 let grant = r.grant();
@@ -389,15 +180,24 @@ impl Agent {
                     result: Err(e.failure(message)),
                 }
             }
+            Answer::Lookup(sent, result) => Event::LookedUp {
+                sent: sent.into_std(),
+                result: result.map_err(|e| {
+                    let message = e.to_string();
+                    e.failure(message)
+                }),
+            },
             Answer::Revoked => Event::Revoked,
         }
     }
 
-    fn log_plan(&self, machine: &Machine, auth: &Option<Auth>) {
-        if !self.cfg.once && auth.is_some() {
-            let (next, next_in) = machine.next_fields(Instant::now().into_std());
-            info!(next, next_in, "plan");
-        }
+    /// The one line a login gives: what Vault granted, and what the machine does next.
+    fn log_login(&self, a: &Auth, replaced: bool, machine: &Machine) {
+        let (next, next_in) = match self.cfg.once {
+            true => ("exit", "-".to_string()),
+            false => machine.next_fields(Instant::now().into_std()),
+        };
+        hints::log_login(a, replaced, next, &next_in);
     }
 
     fn exit(&self, exit: Exit, started: Instant) -> Result<()> {

@@ -6,8 +6,10 @@ use std::io::Write;
 use tokio::time::{timeout_at, Instant};
 use tracing::{error, info, warn};
 
+use serde_json::Value;
+
 use super::{Agent, Answer};
-use crate::machine::events::Event;
+use crate::machine::events::{Event, Grant};
 use crate::sensitive::Secret;
 use crate::vault::login::{self, LoginError};
 use crate::vault::VaultError;
@@ -40,6 +42,35 @@ impl Agent {
         let attempt = self.client.renew_self(&token, increment);
         let op = "POST /v1/auth/token/renew-self";
         Answer::Renew(sent, until(deadline, op, "token", attempt).await)
+    }
+
+    /// How long `token` really has left (`lookup-self`), abandoned at `deadline`.
+    pub(super) async fn lookup(&self, token: Option<Secret>, deadline: Option<Instant>) -> Answer {
+        let sent = Instant::now();
+        let op = "GET /v1/auth/token/lookup-self";
+        let Some(token) = token else {
+            return Answer::Lookup(sent, Err(VaultError::no_token(op)));
+        };
+        let attempt = async {
+            let data = self.client.lookup_self(&token).await?;
+            life_of(&data).ok_or_else(|| VaultError::BadResponse {
+                op: op.into(),
+                status: reqwest::StatusCode::OK,
+                problem: "data.ttl is missing or not a number of seconds".into(),
+            })
+        };
+        Answer::Lookup(sent, until(deadline, op, "token", attempt).await)
+    }
+
+    /// Revokes a login's token the machine will not use (`revoke-self` with it): no one else
+    /// ever had it, so nothing of the app's dies with it.
+    pub(super) async fn discard(&self, token: Secret) {
+        match self.client.revoke_self(&token).await {
+            Ok(()) => info!("revoked the unused token of a login that answered late"),
+            Err(e) => {
+                warn!(error = %e, "cannot revoke the unused token of a late login; it expires with its TTL")
+            }
+        }
     }
 
     /// Revokes the secrets' `leases` and `token` (if any), and removes the token and secret
@@ -127,5 +158,39 @@ pub(super) async fn until<T>(
             })
         }),
         None => attempt.await,
+    }
+}
+
+/// What `lookup-self`'s `data` says of the token's life, as a grant: `ttl` (remaining seconds,
+/// counted by Vault) and `renewable`; None without a `ttl`.
+fn life_of(data: &Value) -> Option<Grant> {
+    let ttl = data.get("ttl").and_then(Value::as_u64)?;
+    Some(Grant {
+        ttl: std::time::Duration::from_secs(ttl),
+        renewable: data
+            .get("renewable")
+            .and_then(Value::as_bool)
+            .unwrap_or(false),
+        capped_warning: false,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn lookup_self_data_reads_as_the_remaining_life() {
+        let g = life_of(&json!({"ttl": 17, "renewable": true, "creation_ttl": 20})).unwrap();
+        assert_eq!((g.ttl, g.renewable), (Duration::from_secs(17), true));
+        let batch = life_of(&json!({"ttl": 5, "type": "batch"})).unwrap();
+        assert!(!batch.renewable);
+        assert_eq!(life_of(&json!({"ttl": "17"})), None);
+        assert_eq!(life_of(&json!({"ttl": -1})), None);
+        assert_eq!(life_of(&Value::Null), None);
     }
 }

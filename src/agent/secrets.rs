@@ -6,7 +6,7 @@ use tokio::time::Instant;
 use super::requests::until;
 use super::Agent;
 use crate::machine::events::{Event, SecretGrant};
-use crate::machine::failure::{Failure, FailureKind};
+use crate::machine::failure::Failure;
 use crate::secrets::{self, Fingerprint, SecretError, SecretSpec};
 use crate::sensitive::Secret;
 use crate::vault::{LeaseRenewal, SecretRead, VaultError};
@@ -59,12 +59,7 @@ impl Agent {
                         specs
                             .iter()
                             .for_each(|s| self.status.secret_failed(*s, &message));
-                        let kind = if e.is_transient() {
-                            FailureKind::Transient
-                        } else {
-                            FailureKind::Other
-                        };
-                        Err(Failure::new(kind, message))
+                        Err(Failure::new(e.kind(), message))
                     }
                 };
                 Event::SecretRead {

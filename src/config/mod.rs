@@ -6,6 +6,7 @@
 //! once, so the rest of the program can trust a [`Config`]; a bad value becomes a
 //! [`ConfigError::Invalid`] that names the flag or variable it came from and says what to do.
 
+pub mod annotations;
 pub mod cli;
 pub mod settings;
 mod summary;
@@ -60,6 +61,8 @@ pub struct Config {
     pub min_backoff: Duration,
     /// Longest wait between retries (>= `min_backoff`).
     pub max_backoff: Duration,
+    /// Longest wait between logins while no valid token is held (> 0).
+    pub recovery_backoff: Duration,
     /// Increment to ask for when renewing (>= 1s), if any.
     pub renew_increment: Option<Duration>,
     /// Revoke the token when exiting.
@@ -116,10 +119,12 @@ fn invalid(source_name: &str, problem: impl Into<String>) -> ConfigError {
     }
 }
 
-/// Reads settings: a flag's value first, then each variable in turn, then the default.
+/// Reads settings: a flag's value first, then each variable in turn, then the pod's annotations
+/// (`VAULT_LOGIN_ANNOTATIONS_FILE`), then the default.
 struct Lookup<'a> {
     flags: ArgMatches,
     env: &'a dyn Fn(&str) -> Option<String>,
+    annotations: &'a annotations::Layer,
     /// The names of the environment's `VAULT_LOGIN_*` variables: the `VAULT_LOGIN_SECRET_<NAME>`
     /// family, and misspelt settings.
     names: &'a [String],
@@ -150,11 +155,18 @@ impl Lookup<'_> {
                 }));
             }
         }
-        Ok(about.env.iter().find_map(|name| {
+        let from_env = about.env.iter().find_map(|name| {
             let value = (self.env)(name).filter(|value| !value.is_empty())?;
             Some(Given {
                 value,
                 source: name,
+            })
+        });
+        Ok(from_env.or_else(|| {
+            let (key, value) = self.annotations.get(about.name())?;
+            Some(Given {
+                value: value.to_string(),
+                source: key,
             })
         }))
     }
@@ -229,7 +241,14 @@ impl Config {
                     CliError::Help(text) => ConfigError::Help(text),
                     CliError::Usage(text) => ConfigError::Usage(text),
                 })?;
-        build(&Lookup { flags, env, names })
+        let annotations =
+            annotations::Layer::load(env).map_err(|(source, problem)| invalid(&source, problem))?;
+        build(&Lookup {
+            flags,
+            env,
+            annotations: &annotations,
+            names,
+        })
     }
 
     /// Parses flags and the real process environment.
@@ -265,6 +284,7 @@ impl Config {
             },
             min_backoff: self.min_backoff,
             max_backoff: self.max_backoff,
+            recovery_backoff: self.recovery_backoff,
             renew_increment: self.renew_increment,
             revoke_on_exit: self.revoke_on_exit,
             secrets: secrets::sources(&self.secrets.specs).len(),
@@ -297,6 +317,7 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
     let once = lookup.value(&s::ONCE)?;
     let timeout = lookup.value(&s::TIMEOUT)?;
     let (min_backoff, max_backoff) = backoffs(lookup)?;
+    let recovery_backoff = lookup.value(&s::RECOVERY_BACKOFF)?;
     let renew_increment = lookup.get(&s::RENEW_INCREMENT)?;
     let revoke_on_exit = lookup.value(&s::REVOKE_ON_EXIT)?;
     let listen = lookup.get(&s::LISTEN)?;
@@ -330,6 +351,7 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         timeout,
         min_backoff,
         max_backoff,
+        recovery_backoff,
         renew_increment,
         revoke_on_exit,
         listen,
@@ -699,6 +721,7 @@ mod tests {
         assert_eq!(c.timeout, secs(300));
         assert_eq!(c.min_backoff, secs(1));
         assert_eq!(c.max_backoff, secs(300));
+        assert_eq!(c.recovery_backoff, secs(20));
         assert_eq!(c.renew_increment, None);
         assert!(!c.revoke_on_exit);
         assert_eq!(c.listen, None);
@@ -1489,71 +1512,6 @@ mod tests {
     // ----- durations -----
 
     #[test]
-    fn durations() {
-        for (input, want) in [
-            ("500ms", ms(500)),
-            ("30s", secs(30)),
-            ("5m", secs(300)),
-            ("1h", secs(3600)),
-            ("1h30m", secs(5400)),
-            ("1m30s", secs(90)),
-            ("1h2m3s", secs(3723)),
-            ("1s500ms", ms(1500)),
-            ("1.5s", ms(1500)),
-            ("1.5h", secs(5400)),
-            (".5s", ms(500)),
-            ("90", secs(90)),
-            ("0", secs(0)),
-            ("0s", secs(0)),
-            ("007", secs(7)),
-            (" 30s ", secs(30)),
-            ("4m0s", secs(240)),
-            ("87600h", MAX_DURATION),
-            ("315360000", MAX_DURATION),
-            ("0.0000000001s", secs(0)),
-        ] {
-            assert_eq!(parse_duration(input), Ok(want), "{input}");
-        }
-    }
-
-    #[test]
-    fn bad_durations() {
-        for input in [
-            "5x", "1d", "abc", "s", "1h30", "30 s", "1.s.", "5ns", "1e3s", "+5s", ".", "1hh", "ms",
-            "٣s",
-        ] {
-            let e = parse_duration(input).unwrap_err();
-            assert_eq!(
-                e,
-                format!("{input:?} is not a duration ({DURATION_HINT})"),
-                "{input}"
-            );
-            check_problem(&e);
-        }
-        assert!(parse_duration("5x")
-            .unwrap_err()
-            .starts_with("\"5x\" is not a duration (use e.g. 500ms"));
-        for input in ["-1s", "-5", " -1m"] {
-            let e = parse_duration(input).unwrap_err();
-            assert!(e.contains("negative"), "{input}: {e}");
-        }
-        for input in ["", "  "] {
-            assert!(parse_duration(input).unwrap_err().contains("empty"));
-        }
-        for input in [
-            "87601h",
-            "315360001",
-            "87600h1ms",
-            "999999999999999999999999999999999999999999999",
-            "99999999999999999999999999999h",
-            "5256000m1s",
-        ] {
-            let e = parse_duration(input).unwrap_err();
-            assert!(e.contains("too long"), "{input}: {e}");
-        }
-    }
-
-    #[test]
     fn duration_settings_check_their_bounds() {
         rejects("VAULT_LOGIN_TIMEOUT", "--timeout", "0", "more than zero");
         rejects("VAULT_LOGIN_TIMEOUT", "--timeout", "0s", "more than zero");
@@ -2001,6 +1959,7 @@ mod tests {
             "timeout=5m0s",
             "min_backoff=1s",
             "max_backoff=5m0s",
+            "recovery_backoff=20s",
             "renew_increment=1h30m0s",
             "revoke_on_exit=false",
             "listen=none",
@@ -2022,36 +1981,6 @@ mod tests {
             "{}",
             c.summary()
         );
-    }
-
-    #[test]
-    fn human_durations() {
-        for (d, want) in [
-            (Duration::ZERO, "0s"),
-            (Duration::from_nanos(1), "1ns"),
-            (Duration::from_nanos(1500), "1.5µs"),
-            (ms(250), "250ms"),
-            (Duration::from_micros(1500), "1.5ms"),
-            (secs(1), "1s"),
-            (ms(1500), "1.5s"),
-            (secs(59), "59s"),
-            (secs(60), "1m0s"),
-            (secs(90), "1m30s"),
-            (secs(240), "4m0s"),
-            (secs(3600), "1h0m0s"),
-            (secs(3723), "1h2m3s"),
-            (ms(3_723_500), "1h2m3.5s"),
-            (secs(100 * 3600), "100h0m0s"),
-            (Duration::new(1, 1), "1.000000001s"),
-        ] {
-            assert_eq!(human(d), want, "{d:?}");
-        }
-        // Round trip through the parser.
-        for text in ["1h2m3s", "4m0s", "1.5s", "250ms", "0s", "87600h0m0s"] {
-            assert_eq!(human(parse_duration(text).unwrap()), text);
-        }
-        // Durations beyond what the parser accepts still format.
-        assert_eq!(human(Duration::MAX), "5124095576030431h0m15.999999999s");
     }
 
     #[test]

@@ -106,6 +106,7 @@ pub static ALL: &[&About] = &[
     &TIMEOUT.about,
     &MIN_BACKOFF.about,
     &MAX_BACKOFF.about,
+    &RECOVERY_BACKOFF.about,
     &RENEW_INCREMENT.about,
     &REVOKE_ON_EXIT.about,
     &LISTEN.about,
@@ -133,6 +134,7 @@ pub static ALL: &[&About] = &[
     &TOKEN_INFO_FILE.about,
     &SECRETS_DIR.about,
     &SECRETS_REFRESH.about,
+    &ANNOTATIONS_FILE.about,
 ];
 
 /// A setting read from a flag and its variables.
@@ -302,6 +304,17 @@ pub const MAX_BACKOFF: Setting<Duration> = Setting {
         Some("DURATION"),
         Some("5m"),
         "longest wait between retries",
+    ),
+    parse: positive,
+};
+/// The longest retry wait without a valid token.
+pub const RECOVERY_BACKOFF: Setting<Duration> = Setting {
+    about: flag(
+        "--recovery-backoff",
+        &["VAULT_LOGIN_RECOVERY_BACKOFF"],
+        Some("DURATION"),
+        Some("20s"),
+        "longest wait between logins while no valid token is held (Vault busy or sealed: max backoff)",
     ),
     parse: positive,
 };
@@ -538,6 +551,13 @@ pub const SECRETS_REFRESH: Setting<Duration> = Setting {
     about: env_only(&[SECRETS_REFRESH_ENV], Some("5m"),
         "how often the sidecar reads each secret again; a file is rewritten only when its content (KV v2: version) changes"),
     parse: at_least_a_second,
+};
+
+/// The pod's annotations file (downward API), read as a layer below flags and environment.
+pub const ANNOTATIONS_FILE: Setting<PathBuf> = Setting {
+    about: env_only(&[crate::config::annotations::ANNOTATIONS_FILE_ENV], None,
+        "the pod's annotations (downward API, fieldRef metadata.annotations): vault.hashicorp.com/* and openbao.org/* set what flags and variables leave unset"),
+    parse: |s| Ok(PathBuf::from(s)),
 };
 
 /// A duration of more than zero.

@@ -33,6 +33,7 @@ const FIELDS: &[Field] = &[
     ("timeout", |c| human(c.timeout)),
     ("min_backoff", |c| human(c.min_backoff)),
     ("max_backoff", |c| human(c.max_backoff)),
+    ("recovery_backoff", |c| human(c.recovery_backoff)),
     ("renew_increment", |c| {
         c.renew_increment.map_or_else(none, human)
     }),

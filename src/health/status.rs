@@ -14,6 +14,12 @@ use tokio::time::Instant;
 /// The longest lifetime kept: keeps `Instant` arithmetic far from overflow (100 years).
 const MAX_TTL: Duration = Duration::from_secs(100 * 365 * 86_400);
 
+/// When a token granted `ttl` now expires (`None`: a TTL of 0 never expires); for callers
+/// that have a TTL rather than the machine's expiry, such as tests.
+pub fn expiry_in(ttl: Duration) -> Option<Instant> {
+    (!ttl.is_zero()).then(|| Instant::now() + ttl.min(MAX_TTL))
+}
+
 /// One reading of both clocks: `mono` decides, `wall` is for printing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Now {
@@ -143,31 +149,32 @@ impl Status {
         }
     }
 
-    /// A new token with `ttl` was written to the file.
-    pub fn logged_in(&self, ttl: Duration) {
+    /// A new token was written to the file; it expires at `expires_at` (`None`: never), as
+    /// the machine counts it.
+    pub fn logged_in(&self, expires_at: Option<Instant>) {
         let now = self.now();
         self.update(|s| {
             s.logins_ok += 1;
             s.token_written = true;
-            s.succeeded(now, ttl);
+            s.succeeded(now, expires_at);
         });
     }
 
-    /// A token a previous run left in the file was adopted, with `ttl` left.
-    pub fn adopted(&self, ttl: Duration) {
+    /// A token a previous run left in the file was adopted; it expires at `expires_at`.
+    pub fn adopted(&self, expires_at: Option<Instant>) {
         let now = self.now();
         self.update(|s| {
             s.token_written = true;
-            s.succeeded(now, ttl);
+            s.succeeded(now, expires_at);
         });
     }
 
-    /// The token was renewed for `ttl`.
-    pub fn renewed(&self, ttl: Duration) {
+    /// The token was renewed; it now expires at `expires_at`.
+    pub fn renewed(&self, expires_at: Option<Instant>) {
         let now = self.now();
         self.update(|s| {
             s.renewals_ok += 1;
-            s.succeeded(now, ttl);
+            s.succeeded(now, expires_at);
         });
     }
 
@@ -249,12 +256,12 @@ impl Status {
 }
 
 impl Snapshot {
-    /// A login or renewal granted `ttl` at `now`.
-    fn succeeded(&mut self, now: Now, ttl: Duration) {
+    /// A login or renewal succeeded at `now`; the token expires at `expires_at` (`None`: never).
+    fn succeeded(&mut self, now: Now, expires_at: Option<Instant>) {
         self.consecutive_failures = 0;
         self.last_success = Some(now.wall);
-        self.never_expires = ttl.is_zero();
-        self.expires_at = (!ttl.is_zero()).then(|| now.mono + ttl.min(MAX_TTL));
+        self.never_expires = expires_at.is_none();
+        self.expires_at = expires_at.map(|at| at.min(now.mono + MAX_TTL));
         self.last_error = None;
     }
 }
@@ -273,7 +280,7 @@ mod tests {
             "no token yet"
         );
         // As agent.rs does when the first write of a new token fails.
-        status.logged_in(Duration::from_secs(60));
+        status.logged_in(expiry_in(Duration::from_secs(60)));
         status.file_failed("cannot create a temp file in /x: No space left on device");
         let reason = readiness(&status.snapshot(), status.now()).unwrap_err();
         assert!(reason.contains("No space left"), "{reason}");
@@ -285,7 +292,7 @@ mod tests {
     #[test]
     fn removal_on_shutdown_is_not_ready() {
         let status = Status::default();
-        status.logged_in(Duration::from_secs(60));
+        status.logged_in(expiry_in(Duration::from_secs(60)));
         status.token_removed();
         assert!(readiness(&status.snapshot(), status.now()).is_err());
     }
@@ -312,7 +319,7 @@ mod tests {
     async fn a_wall_clock_step_does_not_flip_readiness() {
         use std::sync::atomic::Ordering::SeqCst;
         let (wall, status) = stepped_clock(1_700_000_000);
-        status.logged_in(Duration::from_secs(60));
+        status.logged_in(expiry_in(Duration::from_secs(60)));
         // The wall clock jumps two hours ahead (an NTP step): the token is still valid.
         wall.fetch_add(7_200, SeqCst);
         let now = status.now();
@@ -339,15 +346,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn expiry_follows_the_monotonic_clock() {
         let (_wall, status) = stepped_clock(1_700_000_000);
-        status.logged_in(Duration::from_secs(60));
+        status.logged_in(expiry_in(Duration::from_secs(60)));
         tokio::time::advance(Duration::from_secs(59)).await;
         assert_eq!(readiness(&status.snapshot(), status.now()), Ok(()));
         tokio::time::advance(Duration::from_secs(1)).await;
         assert!(readiness(&status.snapshot(), status.now()).is_err());
-        status.renewed(Duration::from_secs(30));
+        status.renewed(expiry_in(Duration::from_secs(30)));
         assert_eq!(readiness(&status.snapshot(), status.now()), Ok(()));
         // A TTL beyond any Instant arithmetic is kept, capped.
-        status.renewed(Duration::MAX);
+        status.renewed(expiry_in(Duration::MAX));
         assert_eq!(readiness(&status.snapshot(), status.now()), Ok(()));
     }
 }

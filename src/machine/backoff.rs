@@ -109,6 +109,14 @@ impl Backoff {
         delay(self.attempt, self.min, self.max, unit)
     }
 
+    /// Like [`Backoff::next_delay_with`], with the waits capped at `max` instead (when that is
+    /// below this backoff's own max): still drawn over the whole window up to it, so a fleet
+    /// retrying under the cap is spread over it rather than stacked at it.
+    pub fn next_delay_within(&mut self, unit: f64, max: Duration) -> Duration {
+        self.attempt = self.attempt.saturating_add(1);
+        delay(self.attempt, self.min, self.max.min(max), unit)
+    }
+
     /// Consecutive failures so far.
     pub fn failures(&self) -> u32 {
         self.attempt
@@ -182,6 +190,27 @@ mod tests {
         let mut small = Backoff::new(Duration::from_millis(100), Duration::from_millis(300));
         small.restart_after_expiry();
         assert!(small.next_delay() <= Duration::from_millis(300));
+    }
+
+    #[test]
+    fn a_lower_cap_spreads_over_its_window_not_at_its_edge() {
+        let mut b = Backoff::new(S(1), S(300));
+        for _ in 0..10 {
+            b.next_delay();
+        }
+        let mut at_cap = 0;
+        for i in 0..100 {
+            let d = b.clone().next_delay_within(f64::from(i) / 100.0, S(30));
+            assert!(d >= S(1) && d <= S(30), "{d:?}");
+            at_cap += usize::from(d > S(29));
+        }
+        assert!(at_cap <= 5, "{at_cap} of 100 at the cap");
+        // A cap above the backoff's own max changes nothing.
+        assert_eq!(
+            b.clone().next_delay_within(0.999, S(3000)),
+            b.clone().next_delay_with(0.999)
+        );
+        assert_eq!(b.failures(), 10);
     }
 
     #[test]

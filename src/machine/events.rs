@@ -36,6 +36,9 @@ pub struct Settings {
     pub min_backoff: Duration,
     /// The longest retry wait.
     pub max_backoff: Duration,
+    /// The longest wait between logins while no valid token is held
+    /// (`VAULT_LOGIN_RECOVERY_BACKOFF`), unless Vault said it is busy or sealed.
+    pub recovery_backoff: Duration,
     /// The TTL asked for on renewal (`VAULT_LOGIN_RENEW_INCREMENT`).
     pub renew_increment: Option<Duration>,
     /// Revoke the token and remove the file on exit.
@@ -104,6 +107,21 @@ pub enum Action {
         /// The latest instant the request may still be waited for.
         deadline: Option<Instant>,
     },
+    /// The login's token (fed back with [`Event::LoginDone`]) becomes the held one: renewals,
+    /// reads, writes and the revocation on exit use it from now on. Nothing is fed back.
+    Take,
+    /// Ask Vault how long a token really has left (`lookup-self`): the fresh login's token not
+    /// taken yet (`fresh`), or the held one; feed back [`Event::LookedUp`]. Give up waiting at
+    /// `deadline` (feed a transient failure).
+    LookupSelf {
+        /// Whether to look up the login's token that was not taken (else the held one).
+        fresh: bool,
+        /// The latest instant the request may still be waited for.
+        deadline: Option<Instant>,
+    },
+    /// Revoke the login's token that was not taken (`revoke-self` with it) and forget it: it was
+    /// never written, so no one else has it. Feed back [`Event::Discarded`].
+    Discard,
     /// Renew the held token; feed back [`Event::RenewDone`].
     Renew {
         /// The TTL to ask for.
@@ -162,6 +180,16 @@ pub enum Event {
         /// The grant, or why not.
         result: Result<Grant, Failure>,
     },
+    /// A `lookup-self` answered: the token's remaining `ttl` (zero: it never expires) and
+    /// whether it is renewable, as a grant.
+    LookedUp {
+        /// When the request was sent.
+        sent: Instant,
+        /// What Vault said of the token, or why not.
+        result: Result<Grant, Failure>,
+    },
+    /// The token of [`Action::Discard`] was revoked (or that failed: it was tried once).
+    Discarded,
     /// A secret read (and its file write) finished; `sent` is when the read was sent.
     SecretRead {
         /// Which secret.
@@ -205,6 +233,8 @@ pub enum Step {
     Login,
     /// Renew the held token.
     Renew,
+    /// Ask Vault how long a token whose answer came late really has left.
+    Lookup,
     /// Nothing: the token never expires.
     Nothing,
 }
@@ -214,6 +244,7 @@ impl fmt::Display for Step {
         f.write_str(match self {
             Step::Login => "log in",
             Step::Renew => "renew",
+            Step::Lookup => "look up",
             Step::Nothing => "nothing",
         })
     }

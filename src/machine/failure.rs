@@ -7,9 +7,13 @@ use std::time::Duration;
 /// Vault answered, so all decisions agree on it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FailureKind {
-    /// No answer, or an answer that says "later": connection errors, timeouts, 412, 429, 473,
-    /// 5xx other than the max-TTL refusal. Retry the same request.
+    /// No answer, or an answer that says "later": connection errors, timeouts, 412, 473, 5xx
+    /// other than the max-TTL refusal and 503. Retry the same request.
     Transient,
+    /// Vault answered that it is overloaded, sealed or not the active node (429, 503): retry
+    /// the same request, but on the long backoff even without a valid token (a fleet retrying
+    /// fast would keep it down), and no sooner than its `Retry-After`.
+    Busy,
     /// The token or login was refused (403): log in again; for a login, retry with backoff.
     Denied,
     /// The token cannot be renewed (400 `lease is not renewable`, batch tokens): replace it by
@@ -22,6 +26,20 @@ pub enum FailureKind {
     /// Anything else (a bad JWT, a 400, an unreadable answer): retry with backoff while an
     /// operator fixes it.
     Other,
+}
+
+impl FailureKind {
+    /// Whether the same request is simply retried later (no answer, or Vault said "later").
+    pub fn is_transient(self) -> bool {
+        match self {
+            FailureKind::Transient | FailureKind::Busy => true,
+            FailureKind::Denied
+            | FailureKind::NotRenewable
+            | FailureKind::Expired
+            | FailureKind::JwtMissing
+            | FailureKind::Other => false,
+        }
+    }
 }
 
 /// A failed login or renewal.
@@ -55,7 +73,9 @@ pub fn classify(status: Option<u16>, errors: &[String]) -> FailureKind {
     let Some(status) = status else {
         return FailureKind::Transient;
     };
-    if says("past the max TTL") || says("lease expired") {
+    // A lease that is gone: OpenBao says `lease not found`, Vault `lease not found or lease is
+    // not renewable`; both mean the thing is at its end.
+    if says("past the max TTL") || says("lease expired") || says("lease not found") {
         return FailureKind::Expired;
     }
     if says("not renewable") || says("batch tokens cannot be renewed") {
@@ -63,7 +83,8 @@ pub fn classify(status: Option<u16>, errors: &[String]) -> FailureKind {
     }
     match status {
         403 => FailureKind::Denied,
-        412 | 429 | 473 | 500..=599 => FailureKind::Transient,
+        429 | 503 => FailureKind::Busy,
+        412 | 473 | 500..=599 => FailureKind::Transient,
         _ => FailureKind::Other,
     }
 }
@@ -101,6 +122,12 @@ mod tests {
                 FailureKind::NotRenewable,
             ),
             (Some(400), e("lease expired"), FailureKind::Expired),
+            (Some(400), e("lease not found"), FailureKind::Expired),
+            (
+                Some(400),
+                e("lease not found or lease is not renewable"),
+                FailureKind::Expired,
+            ),
             (
                 Some(500),
                 e("past the max TTL, cannot renew"),
@@ -108,13 +135,10 @@ mod tests {
             ),
             (Some(500), max, FailureKind::Expired),
             (Some(500), e("internal error"), FailureKind::Transient),
-            (Some(503), e("Vault is sealed"), FailureKind::Transient),
+            (Some(503), e("Vault is sealed"), FailureKind::Busy),
+            (Some(503), e("node is not active"), FailureKind::Busy),
             (Some(502), vec![], FailureKind::Transient),
-            (
-                Some(429),
-                e("rate limit quota exceeded"),
-                FailureKind::Transient,
-            ),
+            (Some(429), e("rate limit quota exceeded"), FailureKind::Busy),
             (Some(412), vec![], FailureKind::Transient),
             (Some(473), vec![], FailureKind::Transient),
             (Some(400), e("missing role"), FailureKind::Other),

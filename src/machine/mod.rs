@@ -15,11 +15,20 @@
 //!   [`Event::WriteFailed`]; a new one replaces one still in flight;
 //! - a request's `sent` is the instant it was sent: a token's expiry counts from then, so a
 //!   slow answer never makes a token look longer-lived than it is;
+//! - a login's token waits in the driver until [`Action::Take`] makes it the held one (a late
+//!   answer's token may stay there until `lookup-self` shows it alive, or be
+//!   [`Action::Discard`]ed);
 //! - after [`Action::Exit`] nothing more is asked.
+//!
+//! A late answer (one that took more than [`schedule::LATE_SHARE`] of the TTL it grants) is
+//! used, not thrown away: Vault issued or renewed the token somewhere between the sending and
+//! the answer, so counting from the sending may call a live token dead and log in again for
+//! nothing, orphaning it. Its real remaining life is asked with one `lookup-self` first.
 
 pub mod backoff;
 pub mod events;
 pub mod failure;
+pub mod said;
 pub mod schedule;
 pub mod secret_lane;
 
@@ -42,6 +51,23 @@ use schedule::{Lifetime, Next};
 enum Request {
     Login,
     Renew,
+    Lookup,
+}
+
+/// A token whose answer came late, until `lookup-self` says how long it really has.
+#[derive(Clone, Copy, Debug)]
+struct Unsure {
+    /// Whether it is still the driver's fresh login token, not taken: the held token is live
+    /// and stays in the file until this one proves alive.
+    fresh: bool,
+    /// What the late answer granted.
+    grant: Grant,
+    /// When the late request was sent: its life counted from then is the lower bound.
+    sent: Instant,
+    /// Whether a login gave it (else a renewal): which plan follows.
+    login: bool,
+    /// Whether the renewal was capped at the max TTL.
+    capped: bool,
 }
 
 /// The token loop's state and rules. See the module documentation for the driver's contract.
@@ -75,6 +101,12 @@ pub struct Machine {
     last_error: Option<String>,
     /// Set once shutting down: the exit to take when the revocation finishes or times out.
     exiting: Option<(Exit, Instant)>,
+    /// The revocation on exit is in flight.
+    revoking: bool,
+    /// A fresh token's [`Action::Discard`] is in flight: exiting waits for it too.
+    discarding: bool,
+    /// The token whose answer came late, until its life is known.
+    unsure: Option<Unsure>,
     finished: bool,
     actions: VecDeque<Action>,
     /// The secrets' lane: one read or lease renewal at a time, beside the token's request.
@@ -107,6 +139,9 @@ impl Machine {
             attempts: 0,
             last_error: None,
             exiting: None,
+            revoking: false,
+            discarding: false,
+            unsure: None,
             finished: false,
             actions: VecDeque::new(),
         }
@@ -152,9 +187,17 @@ impl Machine {
         (self.step, self.due)
     }
 
-    /// Whether a token is held that Vault still accepts at `now`.
+    /// The held token's life as the machine counts it (from the request's sending, a lower
+    /// bound): `None` without a token, `Some(None)` for one that never expires. Health and
+    /// metrics show this, so `/readyz` never outlives what the machine plans with.
+    pub fn token_expiry(&self) -> Option<Option<Instant>> {
+        self.held.map(|h| h.expires_at)
+    }
+
+    /// Whether a token is held that Vault still accepts at `now`, as far as the machine knows:
+    /// a token taken from a late answer counts as live until `lookup-self` says otherwise.
     pub fn holds_live_token(&self, now: Instant) -> bool {
-        self.held.is_some_and(|h| h.live(now))
+        self.held.is_some_and(|h| h.live(now)) || self.unsure.is_some_and(|u| !u.fresh)
     }
 
     /// Whether the run has ended.
@@ -222,29 +265,15 @@ impl Machine {
         match event {
             Event::Shutdown => self.shutdown(now),
             Event::Revoked => {
-                if let Some((exit, _)) = self.exiting.take() {
-                    self.exit(exit);
-                }
+                self.revoking = false;
+                self.exit_when_settled();
+            }
+            Event::Discarded => {
+                self.discarding = false;
+                self.exit_when_settled();
             }
             _ if self.exiting.is_some() => {}
-            Event::LoginDone { sent, result } => {
-                if self.in_flight == Some(Request::Login) {
-                    self.in_flight = None;
-                    let jwt_changed = std::mem::take(&mut self.jwt_changed_in_flight);
-                    match result {
-                        Err(f) if jwt_changed && f.kind != FailureKind::Transient => {
-                            // The retry below is still the SIGHUP's, if it was one.
-                            let resume = self.resume.take();
-                            self.login_failed(now, f);
-                            self.resume = resume;
-                            info!("service-account JWT changed during the login: retrying now");
-                            self.plan(Step::Login, Some(now));
-                        }
-                        Ok(grant) => self.logged_in(sent, grant),
-                        Err(f) => self.login_failed(now, f),
-                    }
-                }
-            }
+            Event::LoginDone { sent, result } => self.login_done(now, sent, result),
             Event::RenewDone { sent, result } => {
                 if self.in_flight == Some(Request::Renew) {
                     self.in_flight = None;
@@ -254,32 +283,26 @@ impl Machine {
                     }
                 }
             }
+            Event::LookedUp { sent, result } => {
+                if self.in_flight == Some(Request::Lookup) {
+                    self.in_flight = None;
+                    self.looked_up(now, sent, result);
+                }
+            }
             Event::SecretRead {
                 index,
                 sent,
                 result,
-            } => {
-                if self.secrets.finish(index) {
-                    let outcome = self.secrets.read(now, index, sent, result, &mut self.rng);
-                    self.absorb(outcome);
-                    self.start_secret(now);
-                    self.settle_hooks(now);
-                }
-            }
+            } => self.secret_done(now, index, |lane, rng| {
+                lane.read(now, index, sent, result, rng)
+            }),
             Event::LeaseRenewed {
                 index,
                 sent,
                 result,
-            } => {
-                if self.secrets.finish(index) {
-                    let outcome =
-                        self.secrets
-                            .lease_renewed(now, index, sent, result, &mut self.rng);
-                    self.absorb(outcome);
-                    self.start_secret(now);
-                    self.settle_hooks(now);
-                }
-            }
+            } => self.secret_done(now, index, |lane, rng| {
+                lane.lease_renewed(now, index, sent, result, rng)
+            }),
             Event::Written => {
                 self.written(now);
                 self.start_secret(now);
@@ -292,17 +315,7 @@ impl Machine {
                     self.exit(Exit::Done);
                 }
             }
-            Event::JwtChanged => {
-                if self.in_flight == Some(Request::Login) {
-                    // The login in flight may have read the old JWT (the kubelet writes the new
-                    // one in several steps): if it fails, retry at once rather than back off.
-                    self.jwt_changed_in_flight = true;
-                } else if self.login_failing && self.step == Step::Login && self.in_flight.is_none()
-                {
-                    info!("service-account JWT changed: retrying the login now");
-                    self.due = Some(now);
-                }
-            }
+            Event::JwtChanged => self.jwt_changed(now),
             Event::TokenFileChanged => {
                 // Someone replaced or removed the file: put the token back, unless it is
                 // already gone (an expired token is worse than none) or we are about to exit.
@@ -311,26 +324,75 @@ impl Machine {
                     self.actions.push_back(Action::Write);
                 }
             }
-            Event::Relogin => {
-                if self.awaiting_hooks {
-                    return;
-                }
-                match self.in_flight {
-                    Some(_) => {
-                        info!("SIGHUP: abandoning the request in flight and logging in again now")
-                    }
-                    None => info!("SIGHUP: logging in again now"),
-                }
-                self.in_flight = None;
-                self.backoff.reset();
-                // (A second SIGHUP during the first one's login keeps the first's renewal.)
-                if self.step == Step::Renew && self.held.is_some_and(|h| h.renewable) {
-                    self.resume = self.due;
-                }
-                self.plan(Step::Login, Some(now));
-                self.start(now);
-            }
+            Event::Relogin => self.relogin(now),
         }
+    }
+
+    /// The login in flight was answered.
+    fn login_done(&mut self, now: Instant, sent: Instant, result: Result<Grant, Failure>) {
+        if self.in_flight != Some(Request::Login) {
+            return;
+        }
+        self.in_flight = None;
+        let jwt_changed = std::mem::take(&mut self.jwt_changed_in_flight);
+        match result {
+            Err(f) if jwt_changed && !f.kind.is_transient() => {
+                // The retry below is still the SIGHUP's, if it was one.
+                let resume = self.resume.take();
+                self.login_failed(now, f);
+                self.resume = resume;
+                info!("service-account JWT changed during the login: retrying now");
+                self.plan(Step::Login, Some(now));
+            }
+            Ok(grant) => self.login_answered(now, sent, grant),
+            Err(f) => self.login_failed(now, f),
+        }
+    }
+
+    /// The secrets' lane's request for `index` was answered; `apply` hands it to the lane.
+    fn secret_done(
+        &mut self,
+        now: Instant,
+        index: usize,
+        apply: impl FnOnce(&mut SecretLane, &mut Jitter) -> Outcome,
+    ) {
+        if self.secrets.finish(index) {
+            let outcome = apply(&mut self.secrets, &mut self.rng);
+            self.absorb(outcome);
+            self.start_secret(now);
+            self.settle_hooks(now);
+        }
+    }
+
+    fn jwt_changed(&mut self, now: Instant) {
+        if self.in_flight == Some(Request::Login) {
+            // The login in flight may have read the old JWT (the kubelet writes the new one in
+            // several steps): if it fails, retry at once rather than back off.
+            self.jwt_changed_in_flight = true;
+        } else if self.login_failing && self.step == Step::Login && self.in_flight.is_none() {
+            info!("service-account JWT changed: retrying the login now");
+            self.due = Some(now);
+        }
+    }
+
+    /// SIGHUP: abandon what is in flight and log in now.
+    fn relogin(&mut self, now: Instant) {
+        if self.awaiting_hooks {
+            return;
+        }
+        match self.in_flight {
+            Some(_) => info!("SIGHUP: abandoning the request in flight and logging in again now"),
+            None => info!("SIGHUP: logging in again now"),
+        }
+        self.in_flight = None;
+        self.drop_unsure();
+        self.backoff.reset();
+        // (A second SIGHUP during the first one's login keeps the first's renewal.)
+        if self.step == Step::Renew && self.held.is_some_and(|h| h.renewable) {
+            self.resume = self.due;
+        }
+        self.plan(Step::Login, Some(now));
+        self.start(now);
     }
 
     fn shutdown(&mut self, now: Instant) {
@@ -345,15 +407,37 @@ impl Machine {
             return;
         }
         info!("shutting down");
+        self.drop_unsure();
+        let deadline = now + REVOKE_GRACE;
         if self.settings.revoke_on_exit {
-            let deadline = now + REVOKE_GRACE;
-            self.exiting = Some((Exit::Done, deadline));
+            self.revoking = true;
             self.actions.push_back(Action::Revoke {
                 token: self.holds_live_token(now),
                 deadline,
             });
-        } else {
-            self.exit(Exit::Done);
+        }
+        self.exiting = Some((Exit::Done, deadline));
+        self.exit_when_settled();
+    }
+
+    /// Exits once shutting down and neither the revocation nor a discard is still in flight.
+    fn exit_when_settled(&mut self) {
+        if self.revoking || self.discarding {
+            return;
+        }
+        if let Some((exit, _)) = self.exiting.take() {
+            self.exit(exit);
+        }
+    }
+
+    /// Forgets the token whose life was being looked up (SIGHUP, shutdown): one not taken yet
+    /// was never written, so no one else has it and it is revoked rather than left to expire.
+    fn drop_unsure(&mut self) {
+        if let Some(u) = self.unsure.take() {
+            if u.fresh {
+                self.discarding = true;
+                self.actions.push_back(Action::Discard);
+            }
         }
     }
 
@@ -400,6 +484,7 @@ impl Machine {
     fn start(&mut self, now: Instant) {
         match (self.step, self.held) {
             (Step::Nothing, _) => self.due = None,
+            (Step::Lookup, _) if self.unsure.is_some() => self.look_up(now),
             (Step::Renew, Some(h)) if h.live(now) => {
                 self.in_flight = Some(Request::Renew);
                 self.actions.push_back(Action::Renew {
@@ -431,24 +516,223 @@ impl Machine {
         schedule::honour_retry_after(d, retry_after, self.settings.max_backoff)
     }
 
+    /// The wait before retrying after `f` while no valid token is held: a pod without one is
+    /// broken for its app, so the waits are capped at the short recovery backoff (drawn over
+    /// its whole window, so a fleet comes back spread out), unless Vault said it is busy or
+    /// sealed: then the long backoff, and no sooner than its `Retry-After`.
+    fn recovery_delay(&mut self, f: &Failure) -> Duration {
+        let unit = self.unit();
+        let d = match f.kind {
+            FailureKind::Busy => self.backoff.next_delay_with(unit),
+            FailureKind::Transient
+            | FailureKind::Denied
+            | FailureKind::NotRenewable
+            | FailureKind::Expired
+            | FailureKind::JwtMissing
+            | FailureKind::Other => self
+                .backoff
+                .next_delay_within(unit, self.settings.recovery_backoff),
+        };
+        schedule::honour_retry_after(d, f.retry_after, self.settings.max_backoff)
+    }
+
+    /// The login's token becomes the held one, its life counted from `sent` (only a lower
+    /// bound when the answer came late), and is written; its hooks run once the write lands.
+    fn take(&mut self, sent: Instant, grant: Grant) {
+        self.held = Some(Lifetime::granted(sent, grant.ttl, grant.renewable));
+        self.file_current = false;
+        self.write_retry = None;
+        self.unhooked = true;
+        self.actions.push_back(Action::Take);
+        self.actions.push_back(Action::Write);
+    }
+
+    /// A login answered with a token: taken at once, unless the answer came late.
+    fn login_answered(&mut self, now: Instant, sent: Instant, grant: Grant) {
+        let took = now.saturating_duration_since(sent);
+        if self.once() || !schedule::answered_late(took, grant.ttl) {
+            self.logged_in(sent, grant);
+            return;
+        }
+        self.login_failing = false;
+        self.resume = None;
+        self.backoff.reset();
+        self.last_error = None;
+        // The held token, while live, stays in the file until the new one proves alive: a
+        // token issued longer ago than its TTL may already be gone.
+        let fresh = self.holds_live_token(now);
+        if fresh {
+            info!(took = %brief(took), ttl = %brief(grant.ttl), next = "lookup", "login answered late; the current token stays in the file until Vault confirms the new one's life");
+        } else {
+            info!(took = %brief(took), ttl = %brief(grant.ttl), next = "lookup", "login answered late; writing the new token and asking Vault for its remaining life");
+            self.take(sent, grant);
+        }
+        self.unsure = Some(Unsure {
+            fresh,
+            grant,
+            sent,
+            login: true,
+            capped: false,
+        });
+        self.look_up(now);
+    }
+
     fn logged_in(&mut self, sent: Instant, grant: Grant) {
         self.login_failing = false;
         self.resume = None;
         self.backoff.reset();
         self.last_error = None;
-        let renewable = grant.renewable;
-        self.held = Some(Lifetime::granted(sent, grant.ttl, renewable));
-        self.file_current = false;
-        self.write_retry = None;
-        self.unhooked = true;
+        self.take(sent, grant);
         if self.once() {
             self.plan(Step::Nothing, None);
         } else {
             // Unlike Vault Agent, no renewal right after the login: the token has its full TTL.
             let unit = self.unit();
-            self.plan_next(sent, schedule::after_login(grant.ttl, renewable, unit));
+            self.plan_next(
+                sent,
+                schedule::after_login(grant.ttl, grant.renewable, unit),
+            );
         }
-        self.actions.push_back(Action::Write);
+    }
+
+    /// Sends the `lookup-self` of the token whose answer came late.
+    fn look_up(&mut self, now: Instant) {
+        let Some(u) = self.unsure.as_mut() else {
+            return;
+        };
+        let fresh = u.fresh;
+        let (sent, grant) = (u.sent, u.grant);
+        if fresh && !self.held.is_some_and(|h| h.live(now)) {
+            // The held token ran out while Vault did not answer: the new one is the best there is.
+            if let Some(u) = self.unsure.as_mut() {
+                u.fresh = false;
+            }
+            self.take(sent, grant);
+        }
+        let fresh = self.unsure.is_some_and(|u| u.fresh);
+        // A fresh token's lookup is not waited for past the held token's expiry: then the new
+        // one is taken as it is.
+        let deadline = self.held.and_then(|h| h.expires_at).filter(|_| fresh);
+        self.plan(Step::Lookup, Some(now));
+        self.in_flight = Some(Request::Lookup);
+        self.actions
+            .push_back(Action::LookupSelf { fresh, deadline });
+    }
+
+    /// What `lookup-self` said of the token whose answer came late (sent at `sent`).
+    fn looked_up(&mut self, now: Instant, sent: Instant, result: Result<Grant, Failure>) {
+        let Some(u) = self.unsure else {
+            return;
+        };
+        match result {
+            // A token that expires and has under a second left is as good as gone.
+            Ok(g) if !g.ttl.is_zero() || u.grant.ttl.is_zero() => {
+                self.unsure = None;
+                self.backoff.reset();
+                self.last_error = None;
+                if u.fresh {
+                    self.take(u.sent, u.grant);
+                }
+                let Some(h) = self.held.as_mut() else {
+                    return;
+                };
+                // Both are lower bounds of the expiry; the lookup's is the later one unless
+                // Vault's rounding says otherwise.
+                let expires_at =
+                    (!g.ttl.is_zero()).then(|| (sent + g.ttl).max(u.sent + u.grant.ttl));
+                h.expires_at = expires_at;
+                h.renewable = g.renewable;
+                let expected = h.expected;
+                let left = expires_at.map_or(Duration::ZERO, |at| at - sent);
+                let unit = self.unit();
+                let next = if u.login {
+                    schedule::after_login(left, g.renewable, unit)
+                } else {
+                    schedule::after_renewal(left, expected, u.capped, g.renewable, unit)
+                };
+                self.plan_next(sent, next);
+                let (next, next_in) = self.next_fields(now);
+                info!(ttl = %brief(left), next, next_in, "Vault confirmed the token's remaining life");
+                if !u.login {
+                    self.actions.push_back(Action::RunHooks(Hook::Renewed));
+                }
+            }
+            Ok(_) => {
+                // Under a second left (Vault counts whole seconds): too little to use, but
+                // still alive, so an unused one is revoked rather than left behind.
+                let f = Failure::new(FailureKind::Expired, "lookup-self: under a second left");
+                self.unsure_is_gone(now, u, f, true)
+            }
+            Err(f) if f.kind == FailureKind::Denied => self.unsure_is_gone(now, u, f, false),
+            Err(f) if f.kind.is_transient() => {
+                // Its life is unknown, not over: ask again, before the held token (if the new
+                // one is not taken yet) runs out.
+                let (delay, held_left) = match self.held.filter(|_| u.fresh) {
+                    Some(h) => (self.next_backoff(f.retry_after), Some(h.remaining(now))),
+                    None => (self.recovery_delay(&f), None),
+                };
+                let unit = self.unit();
+                let d = match held_left {
+                    Some(left) => {
+                        schedule::retry_before_expiry(delay, left, unit).unwrap_or_default()
+                    }
+                    None => delay,
+                };
+                warn!(error = %f.message, retry_in = %brief(d), next = "lookup", "cannot ask Vault for the new token's remaining life; asking again");
+                self.last_error = Some(f.message);
+                self.plan(Step::Lookup, Some(now + d));
+            }
+            Err(f) => {
+                // Vault cannot say (an odd answer): count the life from the sending, as for
+                // any answer, and plan on that.
+                warn!(error = %f.message, "lookup-self failed; counting the token's life from its request");
+                self.unsure = None;
+                if u.fresh {
+                    if u.sent + u.grant.ttl > now {
+                        self.take(u.sent, u.grant);
+                    } else {
+                        self.discarding = true;
+                        self.actions.push_back(Action::Discard);
+                        self.login_failed(now, f);
+                        return;
+                    }
+                }
+                let unit = self.unit();
+                let next = if u.login {
+                    schedule::after_login(u.grant.ttl, u.grant.renewable, unit)
+                } else {
+                    let expected = self.held.map_or(u.grant.ttl, |h| h.expected);
+                    schedule::after_renewal(
+                        u.grant.ttl,
+                        expected,
+                        u.capped,
+                        u.grant.renewable,
+                        unit,
+                    )
+                };
+                self.plan_next(u.sent, next);
+            }
+        }
+    }
+
+    /// Vault says the token whose answer came late is gone (or about to be: `alive`): a fresh
+    /// one is dropped (the login it was for is still owed, the held token stays); a taken one
+    /// is replaced now.
+    fn unsure_is_gone(&mut self, now: Instant, u: Unsure, f: Failure, alive: bool) {
+        self.unsure = None;
+        if u.fresh {
+            if alive {
+                self.discarding = true;
+                self.actions.push_back(Action::Discard);
+            }
+            warn!(error = %f.message, "the late login's token is no longer valid; the current token stays in the file");
+            self.login_failed(now, f);
+        } else {
+            warn!(error = %f.message, next = "login", "the token that came late is no longer valid; logging in again now");
+            self.held = None;
+            self.plan(Step::Login, Some(now));
+            self.start(now);
+        }
     }
 
     fn login_failed(&mut self, now: Instant, f: Failure) {
@@ -461,7 +745,11 @@ impl Machine {
         if f.kind == FailureKind::JwtMissing {
             self.actions.push_back(Action::WatchJwt);
         }
-        let delay = self.next_backoff(f.retry_after);
+        let delay = if self.holds_live_token(now) {
+            self.next_backoff(f.retry_after)
+        } else {
+            self.recovery_delay(&f)
+        };
         if let Some(at) = self.resume.filter(|_| self.holds_live_token(now)) {
             // The token in the file is fine: retry the login the operator asked for until the
             // token's planned renewal, then keep renewing it rather than let it run out.
@@ -489,9 +777,8 @@ impl Machine {
                     None => {
                         self.held = None;
                         self.backoff.restart_after_expiry();
-                        let unit = self.unit();
-                        let d = self.backoff.next_delay_with(unit);
-                        error!(error = %f.message, retry_in = %brief(d), "login failed and the previous token has expired");
+                        let d = self.recovery_delay(&f);
+                        error!(error = %f.message, retry_in = %brief(d), next = "login", "login failed and the previous token has expired");
                         d
                     }
                 }
@@ -524,6 +811,21 @@ impl Machine {
         h.renewable = grant.renewable;
         h.expires_at = (!grant.ttl.is_zero()).then(|| sent + grant.ttl);
         let renewable = h.renewable;
+        let took = now.saturating_duration_since(sent);
+        // A capped renewal's expiry is the max TTL's, wherever Vault renewed it in the wait:
+        // nothing to ask, and no time to lose asking.
+        if !capped && schedule::answered_late(took, grant.ttl) {
+            info!(took = %brief(took), ttl = %brief(grant.ttl), next = "lookup", "renewal answered late; asking Vault for the token's remaining life");
+            self.unsure = Some(Unsure {
+                fresh: false,
+                grant,
+                sent,
+                login: false,
+                capped,
+            });
+            self.look_up(now);
+            return;
+        }
         let unit = self.unit();
         let next = schedule::after_renewal(grant.ttl, expected, capped, renewable, unit);
         self.plan_next(sent, next);
@@ -551,7 +853,7 @@ impl Machine {
                 warn!(error = %f.message, relogin_in = %brief(d), "token is not renewable; will log in again before it expires");
                 self.plan(Step::Login, Some(now + d));
             }
-            FailureKind::Transient => {
+            FailureKind::Transient | FailureKind::Busy => {
                 let delay = self.next_backoff(f.retry_after);
                 let unit = self.unit();
                 match schedule::retry_before_expiry(delay, remaining, unit) {
@@ -561,7 +863,7 @@ impl Machine {
                     }
                     None => {
                         self.backoff.restart_after_expiry();
-                        warn!(error = %f.message, "renewal failed and the token has expired; logging in again");
+                        warn!(error = %f.message, next = "login", "renewal failed and the token has expired; logging in again");
                         self.plan(Step::Login, Some(now));
                         self.start(now);
                     }
@@ -649,13 +951,14 @@ impl Machine {
         self.write_retry = Some(now + wait);
     }
 
-    /// What the token lane does next, for log fields: `renew`, `login` or `nothing` (a token
+    /// What the token lane does next, for log fields: `renew`, `login`, `lookup` or `nothing` (a token
     /// that never expires), and in how long, rounded for reading.
     pub fn next_fields(&self, now: Instant) -> (&'static str, String) {
         match (self.step, self.due) {
             (Step::Nothing, _) | (_, None) => ("nothing", "never".to_string()),
             (Step::Renew, Some(at)) => ("renew", brief(at.saturating_duration_since(now))),
             (Step::Login, Some(at)) => ("login", brief(at.saturating_duration_since(now))),
+            (Step::Lookup, Some(at)) => ("lookup", brief(at.saturating_duration_since(now))),
         }
     }
 }
@@ -665,12 +968,14 @@ mod tests {
     use crate::machine::events::SecretGrant;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
+    const MS: fn(u64) -> Duration = Duration::from_millis;
 
     fn settings(goal: Goal) -> Settings {
         Settings {
             goal,
             min_backoff: S(1),
             max_backoff: S(300),
+            recovery_backoff: S(20),
             renew_increment: None,
             revoke_on_exit: false,
             secrets: 0,
@@ -729,7 +1034,7 @@ mod tests {
         m.handle_timeout(t0);
         assert_eq!(actions(&mut m), vec![Action::Login { deadline: None }]);
         login_done(&mut m, t0, t0, Ok(grant(ttl, renewable)));
-        assert_eq!(actions(&mut m), vec![Action::Write]);
+        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
         m.handle(t0, Event::Written);
         assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
         (m, t0)
@@ -785,9 +1090,11 @@ mod tests {
         let mut m = Machine::new(settings(Goal::Sidecar), t0, 1);
         m.handle_timeout(t0);
         actions(&mut m);
-        // The answer took 50 s: the token's life started when the request left.
-        login_done(&mut m, t0 + S(50), t0, Ok(grant(100, true)));
-        m.handle(t0 + S(50), Event::Written);
+        // The answer took 9 s (on time: under a tenth of the TTL): the token's life started
+        // when the request left.
+        login_done(&mut m, t0 + S(9), t0, Ok(grant(100, true)));
+        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
+        m.handle(t0 + S(9), Event::Written);
         let due = m.poll_timeout().unwrap();
         assert!(due <= t0 + S(77), "{:?}", due - t0);
         m.handle_timeout(due);
@@ -881,7 +1188,7 @@ mod tests {
         m.handle_timeout(t0);
         actions(&mut m);
         login_done(&mut m, t0, t0, Ok(grant(3600, true)));
-        assert_eq!(actions(&mut m), vec![Action::Write]);
+        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
         m.handle(t0, Event::WriteFailed("read-only file system".into()));
         assert!(
             actions(&mut m).is_empty(),
@@ -1037,7 +1344,7 @@ mod tests {
             }]
         );
         login_done(&mut m, t0, t0, Ok(grant(3600, true)));
-        assert_eq!(actions(&mut m), vec![Action::Write]);
+        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
         m.handle(t0, Event::Written);
         assert_eq!(actions(&mut m), vec![Action::RunHooksAndWait]);
         assert!(!m.is_finished());
@@ -1128,6 +1435,350 @@ mod tests {
         assert_eq!(m.next_step().0, Step::Renew);
     }
 
+    /// Feeds `m` a lookup-self's answer at `now`, for a request sent at `sent`.
+    fn looked_up(m: &mut Machine, now: Instant, sent: Instant, result: Result<Grant, Failure>) {
+        m.handle(now, Event::LookedUp { sent, result });
+    }
+
+    fn is_login(a: &Action) -> bool {
+        matches!(a, Action::Login { .. })
+    }
+
+    #[test]
+    fn a_late_login_without_a_live_token_is_written_and_looked_up_not_repeated() {
+        // The run: Vault hung (SIGSTOP) longer than the 20 s TTL; the login sent at t0
+        // was answered 25 s later.
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Sidecar), t0, 4);
+        m.handle_timeout(t0);
+        assert_eq!(actions(&mut m), vec![Action::Login { deadline: None }]);
+        let t1 = t0 + S(25);
+        login_done(&mut m, t1, t0, Ok(grant(20, true)));
+        assert_eq!(
+            actions(&mut m),
+            vec![
+                Action::Take,
+                Action::Write,
+                Action::LookupSelf {
+                    fresh: false,
+                    deadline: None
+                }
+            ]
+        );
+        assert!(m.holds_live_token(t1), "unknown life is not no life");
+        assert_eq!(m.next_fields(t1).0, "lookup");
+        m.handle(t1, Event::Written);
+        // Hooks run; the token is not dropped; nothing waits on a timer meanwhile.
+        assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
+        assert_eq!(m.poll_timeout(), None);
+        // Vault counts 19 s left: renew at about 70 % of that, counted from the lookup.
+        let t2 = t1 + MS(100);
+        looked_up(&mut m, t2, t1, Ok(grant(19, true)));
+        assert!(actions(&mut m).is_empty());
+        let (step, due) = m.next_step();
+        assert_eq!(step, Step::Renew);
+        let due = due.unwrap();
+        assert!(
+            due >= t1 + MS(11_900) && due <= t1 + MS(14_700),
+            "{:?}",
+            due - t1
+        );
+        m.handle_timeout(due);
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::Renew {
+                increment: None,
+                deadline: Some(t1 + S(19))
+            }]
+        );
+    }
+
+    #[test]
+    fn a_late_token_that_vault_calls_gone_is_replaced_by_one_login() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Sidecar), t0, 4);
+        m.handle_timeout(t0);
+        actions(&mut m);
+        let t1 = t0 + S(30);
+        login_done(&mut m, t1, t0, Ok(grant(20, true)));
+        actions(&mut m);
+        m.handle(t1, Event::Written);
+        actions(&mut m);
+        let denied = Failure::new(FailureKind::Denied, "permission denied");
+        looked_up(&mut m, t1, t1, Err(denied));
+        assert_eq!(actions(&mut m), vec![Action::Login { deadline: None }]);
+        // A lookup that reports no time left is the same.
+        login_done(&mut m, t1 + S(1), t1, Ok(grant(20, true)));
+        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
+        let (mut m, _) = logged_in(20, true);
+        let t = Instant::now() + S(1);
+        m.handle(t, Event::Relogin);
+        actions(&mut m);
+        login_done(&mut m, t + S(3), t, Ok(grant(20, true)));
+        assert!(matches!(
+            actions(&mut m).as_slice(),
+            [Action::LookupSelf { fresh: true, .. }]
+        ));
+        looked_up(&mut m, t + S(3), t + S(3), Ok(grant(0, true)));
+        assert_eq!(actions(&mut m), vec![Action::Discard], "not taken, revoked");
+        assert_eq!(m.next_step().0, Step::Login);
+    }
+
+    #[test]
+    fn a_failed_lookup_is_asked_again_without_a_second_login() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Sidecar), t0, 4);
+        m.handle_timeout(t0);
+        actions(&mut m);
+        let mut now = t0 + S(40);
+        login_done(&mut m, now, t0, Ok(grant(20, true)));
+        actions(&mut m);
+        m.handle(now, Event::Written);
+        actions(&mut m);
+        for _ in 0..10 {
+            looked_up(&mut m, now, now, Err(transient()));
+            let next = m.poll_timeout().unwrap();
+            assert!(next > now && next <= now + S(20), "{:?}", next - now);
+            assert_eq!(m.next_step().0, Step::Lookup);
+            now = next;
+            m.handle_timeout(now);
+            let acts = actions(&mut m);
+            assert!(!acts.iter().any(is_login), "{acts:?}");
+            assert!(matches!(
+                acts.as_slice(),
+                [Action::LookupSelf { fresh: false, .. }]
+            ));
+        }
+        looked_up(&mut m, now, now, Ok(grant(15, true)));
+        assert_eq!(m.next_step().0, Step::Renew);
+    }
+
+    #[test]
+    fn a_late_login_while_the_held_token_lives_is_checked_before_it_is_written() {
+        // A non-renewable 100 s token is replaced at about two thirds of its life; Vault takes
+        // 15 s to answer the login, so the new token's life is unsure.
+        let (mut m, t0) = logged_in(100, false);
+        let due = m.poll_timeout().unwrap();
+        m.handle_timeout(due);
+        assert!(matches!(actions(&mut m).as_slice(), [Action::Login { .. }]));
+        let t1 = due + S(15);
+        assert!(t1 < t0 + S(100));
+        login_done(&mut m, t1, due, Ok(grant(100, false)));
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::LookupSelf {
+                fresh: true,
+                deadline: Some(t0 + S(100))
+            }]
+        );
+        // The file still holds the live token: a change puts that one back.
+        m.handle(t1, Event::TokenFileChanged);
+        assert_eq!(actions(&mut m), vec![Action::Write]);
+        m.handle(t1, Event::Written);
+        looked_up(&mut m, t1 + S(1), t1, Ok(grant(99, false)));
+        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
+        m.handle(t1 + S(1), Event::Written);
+        assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
+        let (step, at) = m.next_step();
+        assert_eq!(step, Step::Login);
+        let at = at.unwrap();
+        assert!(at >= t1 + S(59) && at <= t1 + S(73), "{:?}", at - t1);
+
+        // Vault says the new one is gone: the held token stays, the login is retried before
+        // it expires.
+        let (mut m, t0) = logged_in(100, false);
+        let due = m.poll_timeout().unwrap();
+        m.handle_timeout(due);
+        actions(&mut m);
+        login_done(&mut m, due + S(15), due, Ok(grant(100, false)));
+        actions(&mut m);
+        let denied = Failure::new(FailureKind::Denied, "permission denied");
+        looked_up(&mut m, due + S(15), due + S(15), Err(denied));
+        assert!(actions(&mut m).is_empty());
+        assert_eq!(m.next_step().0, Step::Login);
+        assert!(m.poll_timeout().unwrap() < t0 + S(100));
+        assert!(m.holds_live_token(due + S(15)));
+
+        // The lookup hangs until the held token runs out: the new one is taken as it is and
+        // looked up again.
+        let (mut m, t0) = logged_in(100, false);
+        let due = m.poll_timeout().unwrap();
+        m.handle_timeout(due);
+        actions(&mut m);
+        login_done(&mut m, due + S(15), due, Ok(grant(100, false)));
+        actions(&mut m);
+        let end = t0 + S(100);
+        let cut = Failure::new(FailureKind::Transient, "no answer before the token expired");
+        looked_up(&mut m, end, due + S(15), Err(cut));
+        assert_eq!(m.poll_timeout(), Some(end));
+        m.handle_timeout(end);
+        assert_eq!(
+            actions(&mut m),
+            vec![
+                Action::Take,
+                Action::Write,
+                Action::LookupSelf {
+                    fresh: false,
+                    deadline: None
+                }
+            ]
+        );
+    }
+
+    #[test]
+    fn an_unused_fresh_token_is_revoked_on_sighup_and_before_exit() {
+        let late = || {
+            let (mut m, _) = logged_in(100, false);
+            let due = m.poll_timeout().unwrap();
+            m.handle_timeout(due);
+            actions(&mut m);
+            let t1 = due + S(15);
+            login_done(&mut m, t1, due, Ok(grant(100, false)));
+            actions(&mut m);
+            (m, t1)
+        };
+        let (mut m, t1) = late();
+        m.handle(t1, Event::Relogin);
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::Discard, Action::Login { deadline: None }]
+        );
+        m.handle(t1, Event::Discarded);
+        assert!(actions(&mut m).is_empty());
+
+        // Shutdown waits (a bounded while) for the revocation.
+        let (mut m, t1) = late();
+        m.handle(t1, Event::Shutdown);
+        assert_eq!(actions(&mut m), vec![Action::Discard]);
+        assert!(!m.is_finished());
+        assert_eq!(m.poll_timeout(), Some(t1 + REVOKE_GRACE));
+        m.handle(t1 + MS(5), Event::Discarded);
+        assert_eq!(actions(&mut m), vec![Action::Exit(Exit::Done)]);
+        // ...and with --revoke-on-exit, for both.
+        let (mut m, t1) = late();
+        m.settings.revoke_on_exit = true;
+        m.handle(t1, Event::Shutdown);
+        assert_eq!(
+            actions(&mut m),
+            vec![
+                Action::Discard,
+                Action::Revoke {
+                    token: true,
+                    deadline: t1 + REVOKE_GRACE
+                }
+            ]
+        );
+        m.handle(t1, Event::Revoked);
+        assert!(actions(&mut m).is_empty());
+        m.handle(t1, Event::Discarded);
+        assert_eq!(actions(&mut m), vec![Action::Exit(Exit::Done)]);
+    }
+
+    #[test]
+    fn a_late_renewal_is_looked_up_before_planning() {
+        let (mut m, _, due) = at_first_step(100, true);
+        let t1 = due + S(20);
+        renew_done(&mut m, t1, due, Ok(grant(100, true)));
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::LookupSelf {
+                fresh: false,
+                deadline: None
+            }]
+        );
+        looked_up(&mut m, t1, t1, Ok(grant(100, true)));
+        assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::Renewed)]);
+        let (step, at) = m.next_step();
+        assert_eq!(step, Step::Renew);
+        assert!(at.unwrap() >= t1 + S(63));
+    }
+
+    #[test]
+    fn without_a_token_logins_retry_under_the_recovery_cap() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Sidecar), t0, 11);
+        let mut now = t0;
+        let mut waits = Vec::new();
+        for _ in 0..40 {
+            m.handle_timeout(now);
+            assert!(matches!(actions(&mut m).as_slice(), [Action::Login { .. }]));
+            login_done(&mut m, now, now, Err(transient()));
+            let next = m.poll_timeout().unwrap();
+            waits.push(next - now);
+            now = next;
+        }
+        assert!(waits.iter().all(|w| *w >= S(1) && *w <= S(20)), "{waits:?}");
+        // Spread over the window, not stacked at its top.
+        let late = &waits[10..];
+        assert!(late.iter().filter(|w| **w > S(19)).count() < 5, "{late:?}");
+        assert!(late.iter().any(|w| *w < S(10)), "{late:?}");
+
+        // Vault busy or sealed: the long backoff, and its Retry-After.
+        let mut m = Machine::new(settings(Goal::Sidecar), t0, 11);
+        let mut now = t0;
+        let mut longest = Duration::ZERO;
+        for _ in 0..40 {
+            m.handle_timeout(now);
+            actions(&mut m);
+            let sealed = Failure::new(FailureKind::Busy, "Vault is sealed");
+            login_done(&mut m, now, now, Err(sealed));
+            let next = m.poll_timeout().unwrap();
+            longest = longest.max(next - now);
+            now = next;
+        }
+        assert!(longest > S(60), "{longest:?}");
+        m.handle_timeout(now);
+        actions(&mut m);
+        let mut limited = Failure::new(FailureKind::Busy, "rate limit quota exceeded");
+        limited.retry_after = Some(S(240));
+        login_done(&mut m, now, now, Err(limited));
+        assert!(m.poll_timeout().unwrap() >= now + S(240));
+    }
+
+    #[test]
+    fn a_fleet_without_tokens_comes_back_spread_out() {
+        // 300 sidecars whose tokens (20 s) ran out in a 90 s outage, as in the fleet bench.
+        let t0 = Instant::now();
+        let up = t0 + S(90);
+        let mut after: Vec<Duration> = Vec::new();
+        for seed in 0..300u64 {
+            let (mut m, t) = logged_in(20, true);
+            m.rng = Jitter::new(seed * 7919 + 1);
+            let shift = |i: Instant| t0 + (i - t);
+            let mut now = m.poll_timeout().unwrap();
+            m.handle_timeout(now);
+            let mut acts = actions(&mut m);
+            loop {
+                match acts
+                    .iter()
+                    .find(|a| matches!(a, Action::Login { .. } | Action::Renew { .. }))
+                {
+                    Some(a) if shift(now) >= up => {
+                        assert!(is_login(a), "{a:?}");
+                        after.push(shift(now) - up);
+                        break;
+                    }
+                    Some(a) if is_login(a) => login_done(&mut m, now, now, Err(transient())),
+                    Some(_) => renew_done(&mut m, now, now, Err(transient())),
+                    None => {
+                        now = m.poll_timeout().unwrap();
+                        m.handle_timeout(now);
+                    }
+                }
+                acts = actions(&mut m);
+            }
+        }
+        let mut buckets = [0usize; 30];
+        for d in &after {
+            assert!(*d <= S(21), "{d:?}");
+            buckets[d.as_secs() as usize] += 1;
+        }
+        let busiest = buckets.iter().max().copied().unwrap_or(0);
+        assert!(busiest <= 105, "{buckets:?}");
+        let mean = after.iter().sum::<Duration>() / 300;
+        assert!(mean < S(12), "{mean:?}");
+    }
+
     #[test]
     fn ttl_zero_holds_forever() {
         let (m, _) = logged_in(0, true);
@@ -1145,7 +1796,7 @@ mod tests {
         m.handle_timeout(t0);
         actions(&mut m);
         login_done(&mut m, t0, t0, Ok(grant(3600, true)));
-        assert_eq!(actions(&mut m), vec![Action::Write]);
+        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
         m.handle(t0, Event::Written);
         (m, t0)
     }

@@ -140,6 +140,17 @@ pub fn after_renewal(
     }
 }
 
+/// An answer that took longer than this share of the TTL it grants is late: Vault issued (or
+/// renewed) the token somewhere between the request's sending and the answer, so counting its
+/// life from the sending, the safe lower bound, may throw away most of it, or all of it.
+pub const LATE_SHARE: f64 = 0.1;
+
+/// Whether an answer granting `ttl` that took `elapsed` is late (see [`LATE_SHARE`]); a token
+/// that never expires (TTL 0) is never late.
+pub fn answered_late(elapsed: Duration, ttl: Duration) -> bool {
+    !ttl.is_zero() && elapsed > ttl.mul_f64(LATE_SHARE)
+}
+
 /// Failed requests are retried on the backoff while it is at most this share of the time the
 /// current token has left.
 pub const BACKOFF_SHARE: f64 = 0.2;
@@ -404,6 +415,21 @@ mod tests {
         // A backoff above a fifth of the time left gives way to the share of it.
         let d = retry_before_expiry(S(2), S(6), 0.5).unwrap();
         assert!(d > MS(4600) && d < MS(5200), "{d:?}");
+    }
+
+    #[test]
+    fn an_answer_is_late_after_a_tenth_of_its_ttl() {
+        assert!(!answered_late(MS(100), S(20)));
+        assert!(!answered_late(S(2), S(20)), "exactly a tenth is on time");
+        assert!(answered_late(MS(2001), S(20)));
+        assert!(answered_late(S(25), S(20)), "past the whole TTL");
+        assert!(
+            !answered_late(S(3600), Duration::ZERO),
+            "TTL 0 never expires"
+        );
+        assert!(answered_late(MS(101), S(1)));
+        assert!(!answered_late(Duration::ZERO, S(1)));
+        assert!(answered_late(Duration::MAX, S(10 * 365 * 86_400)));
     }
 
     #[test]

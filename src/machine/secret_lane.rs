@@ -230,16 +230,25 @@ impl SecretLane {
                 self.plan(index, sent, next, now, jitter);
                 Outcome::Same
             }
-            Err(f) if f.kind == FailureKind::Transient => self.failed(now, index, f, true, jitter),
-            Err(f) => {
-                // The lease is gone (expired, revoked, not renewable): new credentials now.
-                warn!(error = %f.message, "lease not renewed; reading new credentials");
-                let s = &mut self.secrets[index];
-                s.lease = None;
-                s.renew = false;
-                s.due = Some(now);
-                Outcome::Same
-            }
+            Err(f) => match f.kind {
+                FailureKind::Transient | FailureKind::Busy => {
+                    self.failed(now, index, f, true, jitter)
+                }
+                // The lease is gone (expired, revoked, not renewable, not found) or the token
+                // may no longer renew it: new credentials now.
+                FailureKind::Denied
+                | FailureKind::NotRenewable
+                | FailureKind::Expired
+                | FailureKind::JwtMissing
+                | FailureKind::Other => {
+                    warn!(error = %f.message, "lease not renewed; reading new credentials");
+                    let s = &mut self.secrets[index];
+                    s.lease = None;
+                    s.renew = false;
+                    s.due = Some(now);
+                    Outcome::Same
+                }
+            },
         }
     }
 
@@ -285,6 +294,7 @@ mod tests {
             goal,
             min_backoff: S(1),
             max_backoff: S(300),
+            recovery_backoff: S(20),
             renew_increment: None,
             revoke_on_exit: false,
             secrets: count,

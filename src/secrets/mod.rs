@@ -35,6 +35,7 @@ use tracing::{info, warn};
 use zeroize::Zeroizing;
 
 use crate::files::token_file::{FileError, Owner, TokenFile};
+use crate::machine::failure::FailureKind;
 use crate::sensitive::Secret;
 use crate::vault::{SecretRead, VaultClient, VaultError};
 
@@ -365,14 +366,21 @@ pub enum SecretError {
 }
 
 impl SecretError {
+    /// How the machine should treat it: a read's failure as Vault's answer classifies
+    /// ([`VaultError::kind`]); a file that could not be written is retried like an outage; a
+    /// missing field or a bad rendering needs someone to change Vault or the configuration.
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            SecretError::Read { source, .. } => source.kind(),
+            SecretError::File { .. } => FailureKind::Transient,
+            _ => FailureKind::Other,
+        }
+    }
+
     /// Whether waiting and reading again can help without anyone changing Vault (an outage);
     /// 403, 404, a missing field or a bad file are configuration problems.
     pub fn is_transient(&self) -> bool {
-        match self {
-            SecretError::Read { source, .. } => source.is_transient(),
-            SecretError::File { .. } => true,
-            _ => false,
-        }
+        self.kind().is_transient()
     }
 
     /// The API path concerned, when there is one.

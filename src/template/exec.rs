@@ -1,22 +1,72 @@
-//! Executing a parsed tree over JSON data, with Go's truthiness and "no value" for missing keys.
+//! Executing a parsed tree, with Go's truthiness, "no value" for missing keys, and consul-template's
+//! `scratch`.
 
-use super::parse::{Arg, Cmd, Node, Pipe};
-use super::{print, Funcs};
-use serde_json::Value;
+use super::parse::{Arg, Cmd, Node, Pipe, Tree};
+use super::print;
+use super::source::{Read, Source};
+use super::value::{Map, Value};
+use super::Funcs;
+use std::collections::BTreeSet;
 
-/// A value during execution: a JSON value, or Go's "no value" with the key path that was missing.
-#[derive(Clone)]
+/// A value during execution: a value, or Go's "no value" with the key path that gave it
+/// (`null` when the key was there with a JSON null, which Go also prints as `<no value>`).
+#[derive(Clone, Debug)]
 pub(crate) enum Val {
     V(Value),
-    Missing(String),
+    Missing { path: String, null: bool },
+}
+
+/// Go's `{{template}}` nesting cap is 100000; ours keeps the Rust stack of a small task safe.
+const MAX_DEPTH: usize = 100;
+
+/// What a function may do besides computing: read Vault's answers through the render's source.
+pub struct Ctx<'a> {
+    source: &'a dyn Source,
+    discover: bool,
+    pub(crate) used: BTreeSet<Read>,
+}
+
+impl<'a> Ctx<'a> {
+    pub(crate) fn new(source: &'a dyn Source, discover: bool) -> Self {
+        Ctx {
+            source,
+            discover,
+            used: BTreeSet::new(),
+        }
+    }
+
+    /// The answer to `read`. In a discovery pass an unanswered read is recorded and answers nil
+    /// (as consul-template's first pass does); in a render it is an error.
+    pub fn read(&mut self, read: Read) -> Result<Value, String> {
+        let answer = self.source.answer(&read);
+        let name = read.to_string();
+        self.used.insert(read);
+        match answer {
+            Some(r) => r,
+            None if self.discover => Ok(Value::Nil),
+            None => Err(format!("{name} was not read before rendering")),
+        }
+    }
+}
+
+/// How a list ended: normally, or by `{{break}}`/`{{continue}}` inside a range.
+#[derive(PartialEq)]
+pub(crate) enum Flow {
+    Normal,
+    Break,
+    Continue,
 }
 
 /// Execution state: output, variables, options. Errors are (command offset, source, message).
 pub(crate) struct State<'a> {
+    pub tree: &'a Tree,
     pub funcs: &'a Funcs,
+    pub ctx: Ctx<'a>,
     pub strict: bool,
     pub vars: Vec<(String, Val)>,
     pub out: String,
+    pub scratch: Map,
+    pub depth: usize,
 }
 
 pub(crate) type ExecErr = (usize, String, String);
@@ -24,100 +74,150 @@ type R<T> = Result<T, ExecErr>;
 
 fn truth(v: &Val) -> bool {
     match v {
-        Val::Missing(_) => false,
-        Val::V(Value::Null) => false,
-        Val::V(Value::Bool(b)) => *b,
-        Val::V(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
-        Val::V(Value::String(s)) => !s.is_empty(),
-        Val::V(Value::Array(a)) => !a.is_empty(),
-        Val::V(Value::Object(m)) => !m.is_empty(),
+        Val::Missing { .. } => false,
+        Val::V(x) => x.truth(),
     }
 }
 
-fn type_name(v: &Value) -> &'static str {
+fn plain(v: Val) -> Value {
     match v {
-        Value::Null => "<nil>",
-        Value::Bool(_) => "bool",
-        Value::Number(n) if n.is_f64() => "float64",
-        Value::Number(_) => "int",
-        Value::String(_) => "string",
-        Value::Array(_) => "[]interface {}",
-        Value::Object(_) => "map[string]interface {}",
+        Val::V(x) => x,
+        Val::Missing { .. } => Value::Nil,
     }
+}
+
+fn cmd_err(c: &Cmd, m: String) -> ExecErr {
+    (c.at, c.src.clone(), m)
 }
 
 impl State<'_> {
-    pub(crate) fn walk(&mut self, nodes: &[Node], dot: &Val) -> R<()> {
+    pub(crate) fn walk(&mut self, nodes: &[Node], dot: &Val) -> R<Flow> {
+        let mark = self.vars.len();
+        let flow = self.walk_inner(nodes, dot);
+        self.vars.truncate(mark);
+        flow
+    }
+
+    fn walk_inner(&mut self, nodes: &[Node], dot: &Val) -> R<Flow> {
         for n in nodes {
-            let mark = self.vars.len();
-            match n {
-                Node::Text(t) => self.out.push_str(t),
+            let flow = match n {
+                Node::Text(t) => {
+                    self.out.push_str(t);
+                    Flow::Normal
+                }
                 Node::Action(p) => {
                     let v = self.pipe(p, dot)?;
                     if p.decl.is_empty() {
                         self.print(&v, p)?;
                     }
-                    continue; // declarations stay in scope until the enclosing block ends
+                    Flow::Normal
                 }
                 Node::If(p, a, b) | Node::With(p, a, b) => {
+                    let mark = self.vars.len();
                     let v = self.pipe(p, dot)?;
-                    let with = matches!(n, Node::With(..));
-                    match (truth(&v), with) {
+                    let flow = match (truth(&v), matches!(n, Node::With(..))) {
                         (true, true) => self.walk(a, &v)?,
                         (true, false) => self.walk(a, dot)?,
                         (false, _) => self.walk(b, dot)?,
-                    }
+                    };
+                    self.vars.truncate(mark);
+                    flow
                 }
                 Node::Range(p, a, b) => self.range(p, a, b, dot)?,
+                Node::Template(name, p, at) => self.template(name, p.as_ref(), *at, dot)?,
+                Node::Break => Flow::Break,
+                Node::Continue => Flow::Continue,
+            };
+            if flow != Flow::Normal {
+                return Ok(flow);
             }
-            self.vars.truncate(mark);
         }
-        Ok(())
+        Ok(Flow::Normal)
+    }
+
+    fn template(&mut self, name: &str, p: Option<&Pipe>, at: usize, dot: &Val) -> R<Flow> {
+        let v = match p {
+            Some(p) => self.pipe(p, dot)?,
+            None => Val::V(Value::Nil),
+        };
+        let Some(body) = self.tree.defs.get(name) else {
+            return Err((at, format!("template {name:?}"), "no such template".into()));
+        };
+        if self.depth >= MAX_DEPTH {
+            return Err((
+                at,
+                format!("template {name:?}"),
+                format!("exceeded maximum template depth ({MAX_DEPTH})"),
+            ));
+        }
+        let vars = std::mem::replace(&mut self.vars, vec![("$".into(), v.clone())]);
+        self.depth += 1;
+        let r = self.walk(body, &v);
+        self.depth -= 1;
+        self.vars = vars;
+        r.map(|_| Flow::Normal)
     }
 
     fn print(&mut self, v: &Val, p: &Pipe) -> R<()> {
+        let (at, src) = p
+            .cmds
+            .last()
+            .map_or((0, String::new()), |c| (c.at, c.src.clone()));
         match v {
-            Val::V(x) => self.out.push_str(&print::value(x)),
-            Val::Missing(path) if self.strict => {
-                let (at, src) = p
-                    .cmds
-                    .last()
-                    .map_or((0, String::new()), |c| (c.at, c.src.clone()));
-                return Err((at, src, format!("map has no entry for key {path:?}")));
+            Val::V(Value::Nil) if self.strict => {
+                Err((at, src, "no value to print (a null or missing key)".into()))
             }
-            Val::Missing(_) => self.out.push_str("<no value>"),
+            Val::V(Value::Nil) => {
+                self.out.push_str("<no value>");
+                Ok(())
+            }
+            Val::V(x) => {
+                self.out.push_str(&print::value(x));
+                Ok(())
+            }
+            Val::Missing { path, null } if self.strict => {
+                let m = if *null {
+                    format!("key {path:?} is null")
+                } else {
+                    format!("map has no entry for key {path:?}")
+                };
+                Err((at, src, m))
+            }
+            Val::Missing { .. } => {
+                self.out.push_str("<no value>");
+                Ok(())
+            }
         }
-        Ok(())
     }
 
-    fn range(&mut self, p: &Pipe, body: &[Node], else_: &[Node], dot: &Val) -> R<()> {
-        let decl = Pipe {
+    fn range(&mut self, p: &Pipe, body: &[Node], else_: &[Node], dot: &Val) -> R<Flow> {
+        let mark = self.vars.len();
+        let items_pipe = Pipe {
             decl: Vec::new(),
             assign: false,
             cmds: p.cmds.clone(),
         };
-        let v = self.pipe(&decl, dot)?;
+        let v = self.pipe(&items_pipe, dot)?;
         let items: Vec<(Value, Value)> = match v {
-            Val::Missing(_) | Val::V(Value::Null) => Vec::new(),
-            Val::V(Value::Array(a)) => a
-                .into_iter()
+            Val::Missing { .. } | Val::V(Value::Nil) => Vec::new(),
+            Val::V(Value::List(a)) => a
+                .iter()
                 .enumerate()
-                .map(|(i, x)| (Value::from(i), x))
+                .map(|(i, x)| (Value::Int(i as i64), x.clone()))
                 .collect(),
-            Val::V(Value::Object(m)) => {
-                let mut kv: Vec<(String, Value)> = m.into_iter().collect();
-                kv.sort_by(|a, b| a.0.cmp(&b.0));
-                kv.into_iter().map(|(k, x)| (Value::String(k), x)).collect()
-            }
+            Val::V(Value::Map(m)) => m
+                .iter()
+                .map(|(k, x)| (Value::Str(k.clone()), x.clone()))
+                .collect(),
             Val::V(other) => {
-                let (at, src) = p
-                    .cmds
-                    .first()
-                    .map_or((0, String::new()), |c| (c.at, c.src.clone()));
+                let c = p.cmds.first();
                 return Err((
-                    at,
-                    src,
-                    format!("range can't iterate over {}", type_name(&other)),
+                    c.map_or(0, |c| c.at),
+                    c.map_or_else(String::new, |c| c.src.clone()),
+                    format!(
+                        "range can't iterate over a value of type {}",
+                        other.type_name()
+                    ),
                 ));
             }
         };
@@ -125,19 +225,33 @@ impl State<'_> {
             return self.walk(else_, dot);
         }
         for (k, x) in items {
-            let mark = self.vars.len();
+            let inner = self.vars.len();
             match p.decl.as_slice() {
-                [v] => self.vars.push((v.clone(), Val::V(x.clone()))),
+                [v] => self.assign_or_declare(v, Val::V(x.clone()), p.assign),
                 [a, b] => {
-                    self.vars.push((a.clone(), Val::V(k)));
-                    self.vars.push((b.clone(), Val::V(x.clone())));
+                    self.assign_or_declare(a, Val::V(k), p.assign);
+                    self.assign_or_declare(b, Val::V(x.clone()), p.assign);
                 }
                 _ => {}
             }
-            self.walk(body, &Val::V(x))?;
-            self.vars.truncate(mark);
+            let flow = self.walk(body, &Val::V(x))?;
+            self.vars.truncate(inner);
+            if flow == Flow::Break {
+                break;
+            }
         }
-        Ok(())
+        self.vars.truncate(mark);
+        Ok(Flow::Normal)
+    }
+
+    fn assign_or_declare(&mut self, name: &str, v: Val, assign: bool) {
+        if assign {
+            if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| n == name) {
+                slot.1 = v;
+            }
+        } else {
+            self.vars.push((name.to_string(), v));
+        }
     }
 
     fn pipe(&mut self, p: &Pipe, dot: &Val) -> R<Val> {
@@ -145,76 +259,198 @@ impl State<'_> {
         for c in &p.cmds {
             v = Some(self.cmd(c, dot, v)?);
         }
-        let v = v.unwrap_or(Val::V(Value::Null));
+        let v = v.unwrap_or(Val::V(Value::Nil));
         for name in &p.decl {
-            if p.assign {
-                if let Some(slot) = self.vars.iter_mut().rev().find(|(n, _)| n == name) {
-                    slot.1 = v.clone();
-                }
-            } else {
-                self.vars.push((name.clone(), v.clone()));
-            }
+            self.assign_or_declare(name, v.clone(), p.assign);
         }
         Ok(v)
     }
 
     fn cmd(&mut self, c: &Cmd, dot: &Val, fin: Option<Val>) -> R<Val> {
-        let err = |m: String| (c.at, c.src.clone(), m);
-        if let Some(Arg::Func(name)) = c.args.first() {
-            return self.call(name, &c.args[1..], fin, dot, c);
+        let Some(first) = c.args.first() else {
+            return Err(cmd_err(c, "empty command".into()));
+        };
+        let has_args = c.args.len() > 1 || fin.is_some();
+        match first {
+            Arg::Func(name) => self.call(name, &c.args[1..], fin, dot, c),
+            Arg::Field(f) | Arg::Var(_, f) | Arg::Chain(_, f) | Arg::Sub(_, f)
+                if has_args && !f.is_empty() =>
+            {
+                self.method(first, f, &c.args[1..], fin, dot, c)
+            }
+            _ if has_args => Err(cmd_err(c, "can't give argument to non-function".into())),
+            a => self.arg(a, dot, c),
         }
-        if c.args.len() > 1 || fin.is_some() {
-            return Err(err("can't give argument to non-function".into()));
+    }
+
+    /// `recv.Name arg...`: only `scratch` has methods.
+    fn method(
+        &mut self,
+        first: &Arg,
+        fields: &[String],
+        args: &[Arg],
+        fin: Option<Val>,
+        dot: &Val,
+        c: &Cmd,
+    ) -> R<Val> {
+        let (last, init) = fields.split_last().unwrap_or((&fields[0], &[]));
+        let recv = match first {
+            Arg::Field(_) => field(dot.clone(), init, String::new()),
+            Arg::Var(name, _) => field(self.var(name, c)?, init, name.clone()),
+            Arg::Chain(name, _) => {
+                let base = self.call(name, &[], None, dot, c)?;
+                field(base, init, name.clone())
+            }
+            Arg::Sub(p, _) => {
+                let base = self.pipe(p, dot)?;
+                field(base, init, "(...)".into())
+            }
+            _ => Err("can't give argument to non-function".into()),
         }
-        match c.args.first() {
-            Some(a) => self.arg(a, dot, c),
-            None => Err(err("empty command".into())),
+        .map_err(|m| cmd_err(c, m))?;
+        let mut vals = Vec::new();
+        for a in args {
+            vals.push(plain(self.arg(a, dot, c)?));
         }
+        vals.extend(fin.map(plain));
+        match recv {
+            Val::V(Value::Scratch) => self
+                .scratch_method(last, &vals)
+                .map(Val::V)
+                .map_err(|m| cmd_err(c, format!("error calling {last}: {m}"))),
+            _ => Err(cmd_err(
+                c,
+                format!("{last} has arguments but cannot be invoked as function"),
+            )),
+        }
+    }
+
+    fn scratch_method(&mut self, name: &str, a: &[Value]) -> Result<Value, String> {
+        let key = |i: usize| match a.get(i) {
+            Some(Value::Str(s)) => Ok(s.clone()),
+            _ => Err(format!("{name}: argument {} must be a string", i + 1)),
+        };
+        let want = |n: usize| {
+            if a.len() == n {
+                Ok(())
+            } else {
+                Err(format!(
+                    "wrong number of args for {name}: want {n} got {}",
+                    a.len()
+                ))
+            }
+        };
+        match name {
+            "Key" => {
+                want(1)?;
+                Ok(Value::Bool(self.scratch.contains_key(&key(0)?)))
+            }
+            "Get" => {
+                want(1)?;
+                Ok(self.scratch.get(&key(0)?).cloned().unwrap_or(Value::Nil))
+            }
+            "Set" | "SetX" => {
+                want(2)?;
+                let k = key(0)?;
+                if name == "Set" || !self.scratch.contains_key(&k) {
+                    self.scratch.insert(k, a[1].clone());
+                }
+                Ok(Value::Str(String::new()))
+            }
+            "MapSet" | "MapSetX" => {
+                want(3)?;
+                let (k, mk) = (key(0)?, key(1)?);
+                let entry = self
+                    .scratch
+                    .entry(k.clone())
+                    .or_insert_with(|| Value::map(Map::new()));
+                let Value::Map(m) = entry else {
+                    return Err(format!("{k:?} is not a map"));
+                };
+                let m = std::sync::Arc::make_mut(m);
+                if name == "MapSet" || !m.contains_key(&mk) {
+                    m.insert(mk, a[2].clone());
+                }
+                Ok(Value::Str(String::new()))
+            }
+            "MapValues" => {
+                want(1)?;
+                Ok(match self.scratch.get(&key(0)?) {
+                    Some(Value::Map(m)) => Value::list(m.values().cloned().collect()),
+                    _ => Value::Nil,
+                })
+            }
+            _ => Err(format!("scratch has no method {name}")),
+        }
+    }
+
+    fn var(&self, name: &str, c: &Cmd) -> R<Val> {
+        let base = if name == "$" {
+            self.vars.first()
+        } else {
+            self.vars.iter().rev().find(|(n, _)| n == name)
+        };
+        base.map(|v| v.1.clone())
+            .ok_or_else(|| cmd_err(c, format!("undefined variable {name:?}")))
     }
 
     fn arg(&mut self, a: &Arg, dot: &Val, c: &Cmd) -> R<Val> {
-        match a {
-            Arg::Field(f) => {
-                field(dot.clone(), f, String::new()).map_err(|m| (c.at, c.src.clone(), m))
-            }
-            Arg::Var(name, f) => {
-                let base = if name == "$" {
-                    self.vars.first().map(|v| v.1.clone())
-                } else {
-                    self.vars
-                        .iter()
-                        .rev()
-                        .find(|(n, _)| n == name)
-                        .map(|v| v.1.clone())
-                };
-                let base = base
-                    .ok_or_else(|| (c.at, c.src.clone(), format!("undefined variable {name:?}")))?;
-                field(base, f, name.clone()).map_err(|m| (c.at, c.src.clone(), m))
-            }
+        let r = match a {
+            Arg::Field(f) => field(dot.clone(), f, String::new()),
+            Arg::Var(name, f) => field(self.var(name, c)?, f, name.clone()),
             Arg::Lit(v) => Ok(Val::V(v.clone())),
-            Arg::Func(name) => self.call(name, &[], None, dot, c),
+            Arg::Func(name) => return self.call(name, &[], None, dot, c),
+            Arg::Chain(name, f) => {
+                let v = self.call(name, &[], None, dot, c)?;
+                field(v, f, name.clone())
+            }
             Arg::Sub(p, f) => {
                 let v = self.pipe(p, dot)?;
-                field(v, f, "(...)".into()).map_err(|m| (c.at, c.src.clone(), m))
+                field(v, f, "(...)".into())
             }
-        }
+        };
+        r.map_err(|m| cmd_err(c, m))
     }
 }
 
+/// Follows `.a.b` from `v`; `path` grows for messages (key names only, never values).
 fn field(mut v: Val, names: &[String], mut path: String) -> Result<Val, String> {
     for n in names {
         path.push('.');
         path.push_str(n);
         v = match v {
-            Val::Missing(_) | Val::V(Value::Null) => Val::Missing(path.clone()),
-            Val::V(Value::Object(mut m)) => match m.remove(n) {
+            // consul-template runs with missingkey=zero: a missing key is a nil interface, and
+            // a field of nil is Go's "nil pointer" error in both modes
+            Val::Missing { path: p, null } => {
+                let what = if null { "null" } else { "missing" };
+                return Err(format!(
+                    "nil pointer evaluating interface {{}}.{n}: key {p:?} is {what}"
+                ));
+            }
+            Val::V(Value::Nil) => return Err(format!("nil pointer evaluating interface {{}}.{n}")),
+            Val::V(Value::Map(m)) => match m.get(n) {
+                Some(Value::Nil) => Val::Missing {
+                    path: path.clone(),
+                    null: true,
+                },
+                Some(x) => Val::V(x.clone()),
+                None => Val::Missing {
+                    path: path.clone(),
+                    null: false,
+                },
+            },
+            Val::V(Value::Secret(s)) => match s.field(n) {
                 Some(x) => Val::V(x),
-                None => Val::Missing(path.clone()),
+                None => {
+                    return Err(format!(
+                        "can't evaluate field {n} in type *dependency.Secret"
+                    ))
+                }
             },
             Val::V(other) => {
                 return Err(format!(
                     "can't evaluate field {n} in type {}",
-                    type_name(&other)
+                    other.type_name()
                 ))
             }
         };
@@ -222,69 +458,74 @@ fn field(mut v: Val, names: &[String], mut path: String) -> Result<Val, String> 
     Ok(v)
 }
 
-fn cmp(a: &Value, b: &Value) -> Result<std::cmp::Ordering, String> {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => {
-            let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
-            x.partial_cmp(&y)
-                .ok_or_else(|| "invalid number for comparison".into())
-        }
-        (Value::String(x), Value::String(y)) => Ok(x.cmp(y)),
-        (Value::Bool(x), Value::Bool(y)) => Ok(x.cmp(y)),
-        _ => Err("incompatible types for comparison".into()),
+/// Go's kinds for comparison: strings (also `json.Number`), ints, floats, bools; `None` otherwise.
+#[derive(PartialEq, Clone, Copy, Debug)]
+enum Kind {
+    Bool,
+    Int,
+    Float,
+    Str,
+}
+
+fn kind(v: &Value) -> Option<Kind> {
+    match v {
+        Value::Bool(_) => Some(Kind::Bool),
+        Value::Int(_) => Some(Kind::Int),
+        Value::Float(_) => Some(Kind::Float),
+        Value::Str(_) | Value::Number(_) => Some(Kind::Str),
+        _ => None,
     }
 }
 
-fn builtin(name: &str, a: &[Value]) -> Option<Result<Value, String>> {
-    use std::cmp::Ordering::*;
-    let two = || {
-        if a.len() == 2 {
-            Ok(())
-        } else {
-            Err(format!(
-                "wrong number of args for {name}: want 2 got {}",
-                a.len()
-            ))
-        }
+/// Go's `lt` family: basic kinds only, same kind on both sides, bools not ordered.
+fn order(a: &Value, b: &Value) -> Result<std::cmp::Ordering, String> {
+    let (Some(ka), Some(kb)) = (kind(a), kind(b)) else {
+        return Err("invalid type for comparison".into());
     };
-    Some(match name {
-        "print" => Ok(Value::String(print::sprint(a))),
-        "println" => Ok(Value::String(print::sprintln(a))),
-        "printf" => match a.split_first() {
-            Some((Value::String(f), rest)) => Ok(Value::String(print::sprintf(f, rest))),
-            _ => Err("printf needs a format string".into()),
+    if ka != kb {
+        return Err("incompatible types for comparison".into());
+    }
+    match (a, b) {
+        (Value::Int(x), Value::Int(y)) => Ok(x.cmp(y)),
+        (Value::Float(x), Value::Float(y)) => x
+            .partial_cmp(y)
+            .ok_or_else(|| "invalid number for comparison".into()),
+        _ => match (a.as_str(), b.as_str()) {
+            (Some(x), Some(y)) => Ok(x.cmp(y)),
+            _ => Err("invalid type for comparison".into()),
         },
-        "len" => match a {
-            [Value::String(s)] => Ok(Value::from(s.len())),
-            [Value::Array(x)] => Ok(Value::from(x.len())),
-            [Value::Object(m)] => Ok(Value::from(m.len())),
-            [x] => Err(format!("len of type {}", type_name(x))),
-            _ => Err("wrong number of args for len".into()),
-        },
-        "index" => index(a),
-        "not" => Err("not takes one argument".into()),
-        "eq" => eq(a),
-        "ne" => two().and_then(|_| cmp(&a[0], &a[1]).map(|o| Value::Bool(o != Equal))),
-        "lt" => two().and_then(|_| cmp(&a[0], &a[1]).map(|o| Value::Bool(o == Less))),
-        "le" => two().and_then(|_| cmp(&a[0], &a[1]).map(|o| Value::Bool(o != Greater))),
-        "gt" => two().and_then(|_| cmp(&a[0], &a[1]).map(|o| Value::Bool(o == Greater))),
-        "ge" => two().and_then(|_| cmp(&a[0], &a[1]).map(|o| Value::Bool(o != Less))),
-        _ => return None,
-    })
+    }
 }
 
+/// Go's `eq arg1 arg2...`: true when arg1 equals any of the others.
 fn eq(a: &[Value]) -> Result<Value, String> {
     let Some((x, rest)) = a.split_first().filter(|(_, r)| !r.is_empty()) else {
         return Err("missing argument for comparison".into());
     };
-    let mut r = false;
     for y in rest {
-        r |= match (x, y) {
-            (Value::Null, Value::Null) => true,
-            _ => cmp(x, y)? == std::cmp::Ordering::Equal,
+        let same = match (kind(x), kind(y)) {
+            (Some(kx), Some(ky)) if kx == ky => match kx {
+                Kind::Bool => x == y,
+                _ => order(x, y)? == std::cmp::Ordering::Equal,
+            },
+            (Some(_), Some(_)) => return Err("incompatible types for comparison".into()),
+            // a nil compares unequal to anything but nil
+            _ if matches!(x, Value::Nil) || matches!(y, Value::Nil) => {
+                matches!((x, y), (Value::Nil, Value::Nil))
+            }
+            _ => {
+                return Err(format!(
+                    "non-comparable types {} and {}",
+                    x.type_name(),
+                    y.type_name()
+                ))
+            }
         };
+        if same {
+            return Ok(Value::Bool(true));
+        }
     }
-    Ok(Value::Bool(r))
+    Ok(Value::Bool(false))
 }
 
 fn index(a: &[Value]) -> Result<Value, String> {
@@ -294,70 +535,150 @@ fn index(a: &[Value]) -> Result<Value, String> {
     let mut v = base.clone();
     for k in keys {
         v = match (&v, k) {
-            (Value::Array(x), Value::Number(n)) => match n.as_u64().and_then(|i| x.get(i as usize))
-            {
-                Some(e) => e.clone(),
-                None => return Err("index out of range".into()),
-            },
-            (Value::Object(m), Value::String(s)) => m.get(s).cloned().unwrap_or(Value::Null),
-            (Value::Null, _) => return Err("index of untyped nil".into()),
-            (x, _) => return Err(format!("can't index item of type {}", type_name(x))),
+            (Value::List(x), Value::Int(i)) => {
+                match usize::try_from(*i).ok().and_then(|i| x.get(i)) {
+                    Some(e) => e.clone(),
+                    None => return Err(format!("index out of range: {i}")),
+                }
+            }
+            (Value::Str(s), Value::Int(i)) => {
+                match usize::try_from(*i).ok().and_then(|i| s.as_bytes().get(i)) {
+                    Some(b) => Value::Int(i64::from(*b)),
+                    None => return Err(format!("index out of range: {i}")),
+                }
+            }
+            (Value::Map(m), Value::Str(s)) => m.get(s).cloned().unwrap_or(Value::Nil),
+            (Value::Nil, _) => return Err("index of untyped nil".into()),
+            (Value::List(_) | Value::Str(_), k) => {
+                return Err(format!(
+                    "cannot index slice/array with type {}",
+                    k.type_name()
+                ))
+            }
+            (Value::Map(_), k) => {
+                return Err(format!(
+                    "value has type {}; should be string",
+                    k.type_name()
+                ))
+            }
+            (x, _) => return Err(format!("can't index item of type {}", x.type_name())),
         };
     }
     Ok(v)
 }
 
+/// Go's built-ins other than `and`/`or`/`not` (which see unevaluated arguments).
+pub(crate) const BUILTINS: [&str; 14] = [
+    "and", "or", "not", "len", "index", "print", "printf", "println", "eq", "ne", "lt", "le", "gt",
+    "ge",
+];
+
+fn builtin(name: &str, a: &[Value]) -> Option<Result<Value, String>> {
+    use std::cmp::Ordering::*;
+    let two = || {
+        if a.len() == 2 {
+            order(&a[0], &a[1])
+        } else {
+            Err(format!(
+                "wrong number of args for {name}: want 2 got {}",
+                a.len()
+            ))
+        }
+    };
+    Some(match name {
+        "print" => Ok(Value::Str(print::sprint(a))),
+        "println" => Ok(Value::Str(print::sprintln(a))),
+        "printf" => match a.split_first() {
+            Some((Value::Str(f), rest)) => Ok(Value::Str(print::sprintf(f, rest))),
+            _ => Err("printf needs a format string".into()),
+        },
+        "len" => match a {
+            [Value::Str(s) | Value::Number(s)] => Ok(Value::Int(s.len() as i64)),
+            [Value::List(x)] => Ok(Value::Int(x.len() as i64)),
+            [Value::Map(m)] => Ok(Value::Int(m.len() as i64)),
+            [x] => Err(format!("len of type {}", x.type_name())),
+            _ => Err(format!(
+                "wrong number of args for len: want 1 got {}",
+                a.len()
+            )),
+        },
+        "index" => index(a),
+        "eq" => eq(a),
+        "ne" => eq(a).map(|v| Value::Bool(!v.truth())),
+        "lt" => two().map(|o| Value::Bool(o == Less)),
+        "le" => two().map(|o| Value::Bool(o != Greater)),
+        "gt" => two().map(|o| Value::Bool(o == Greater)),
+        "ge" => two().map(|o| Value::Bool(o != Less)),
+        _ => return None,
+    })
+}
+
 impl State<'_> {
     fn call(&mut self, name: &str, args: &[Arg], fin: Option<Val>, dot: &Val, c: &Cmd) -> R<Val> {
-        let err = |m: String| (c.at, c.src.clone(), m);
         let total = args.len() + usize::from(fin.is_some());
         if name == "and" || name == "or" || name == "not" {
-            if total == 0 || (name == "not" && total != 1) {
-                return Err(err(format!("wrong number of args for {name}")));
-            }
-            let mut last = Val::V(Value::Null);
-            for (i, a) in args.iter().enumerate() {
-                last = self.arg(a, dot, c)?;
-                let t = truth(&last);
-                if name == "not" {
-                    return Ok(Val::V(Value::Bool(!t)));
-                }
-                if (name == "and" && !t) || (name == "or" && t) || (i + 1 == total) {
-                    return Ok(last);
-                }
-            }
-            let f = fin.unwrap_or(last);
-            return Ok(if name == "not" {
-                Val::V(Value::Bool(!truth(&f)))
-            } else {
-                f
-            });
+            return self.logic(name, args, fin, total, dot, c);
         }
         let mut vals = Vec::with_capacity(total);
         for a in args {
             vals.push(self.arg(a, dot, c)?);
         }
         vals.extend(fin);
-        let mut plain = Vec::with_capacity(vals.len());
+        let mut plain_args = Vec::with_capacity(vals.len());
         for v in vals {
             match v {
-                Val::V(x) => plain.push(x),
-                Val::Missing(p) if self.strict => {
-                    return Err(err(format!(
-                        "map has no entry for key {p:?} (passed to {name})"
-                    )))
+                Val::V(x) => plain_args.push(x),
+                // a test (`eq .k "x"`) keeps Go's meaning; anything else would print or use it
+                Val::Missing { path, .. } if self.strict && !matches!(name, "eq" | "ne") => {
+                    return Err(cmd_err(
+                        c,
+                        format!("map has no entry for key {path:?} (passed to {name})"),
+                    ))
                 }
-                Val::Missing(_) => plain.push(Value::Null),
+                Val::Missing { .. } => plain_args.push(Value::Nil),
             }
         }
-        let r = match builtin(name, &plain) {
+        let r = match builtin(name, &plain_args) {
             Some(r) => r,
             None => match self.funcs.get(name) {
-                Some(f) => f(&plain),
-                None => return Err(err(format!("function {name:?} not defined"))),
+                Some(f) => f(&mut self.ctx, &plain_args),
+                None if name == "scratch" => Ok(Value::Scratch),
+                None => return Err(cmd_err(c, format!("function {name:?} not defined"))),
             },
         };
         r.map(Val::V)
-            .map_err(|m| err(format!("error calling {name}: {m}")))
+            .map_err(|m| cmd_err(c, format!("error calling {name}: {m}")))
+    }
+
+    /// `and`/`or` return the deciding argument (evaluated lazily, as Go 1.18+); `not` negates.
+    fn logic(
+        &mut self,
+        name: &str,
+        args: &[Arg],
+        fin: Option<Val>,
+        total: usize,
+        dot: &Val,
+        c: &Cmd,
+    ) -> R<Val> {
+        if total == 0 || (name == "not" && total != 1) {
+            return Err(cmd_err(c, format!("wrong number of args for {name}")));
+        }
+        let mut last = Val::V(Value::Nil);
+        for (i, a) in args.iter().enumerate() {
+            last = self.arg(a, dot, c)?;
+            let t = truth(&last);
+            if name == "not" {
+                return Ok(Val::V(Value::Bool(!t)));
+            }
+            if (name == "and" && !t) || (name == "or" && t) || (i + 1 == total) {
+                return Ok(last);
+            }
+        }
+        let f = fin.unwrap_or(last);
+        Ok(if name == "not" {
+            Val::V(Value::Bool(!truth(&f)))
+        } else {
+            f
+        })
     }
 }

@@ -1,6 +1,6 @@
 //! Lexing and parsing of Go `text/template` source into a tree.
 
-use serde_json::Value;
+use super::value::Value;
 
 /// One operand of a command.
 #[derive(Debug, Clone)]
@@ -15,6 +15,8 @@ pub(crate) enum Arg {
     Lit(Value),
     /// `(pipeline).a.b`.
     Sub(Box<Pipe>, Vec<String>),
+    /// `func.a.b`: a function called without arguments, then fields or a method (`scratch.Get`).
+    Chain(String, Vec<String>),
 }
 
 /// A command: operands, with the byte offset of its start.
@@ -41,6 +43,19 @@ pub(crate) enum Node {
     If(Pipe, Vec<Node>, Vec<Node>),
     Range(Pipe, Vec<Node>, Vec<Node>),
     With(Pipe, Vec<Node>, Vec<Node>),
+    /// `{{template "name" pipeline}}` (also the call half of `{{block}}`), at its offset.
+    Template(String, Option<Pipe>, usize),
+    /// `{{break}}` inside a range.
+    Break,
+    /// `{{continue}}` inside a range.
+    Continue,
+}
+
+/// A parsed template: its body and the templates it defines (`define`, `block`).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Tree {
+    pub root: Vec<Node>,
+    pub defs: std::collections::BTreeMap<String, Vec<Node>>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -59,7 +74,8 @@ enum Tok {
 
 enum Item {
     Text(String),
-    Action(Vec<(Tok, usize)>, usize),
+    /// Tokens, the offset of `{{` and the offset where the closing delimiter starts.
+    Action(Vec<(Tok, usize)>, usize, usize),
 }
 
 fn is_space(c: u8) -> bool {
@@ -108,8 +124,8 @@ fn lex(text: &str) -> PResult<Vec<Item>> {
         let (after, trim) = if text[j..].starts_with("/*") {
             lex_comment(text, j)?
         } else {
-            let (toks, after, trim) = lex_action(text, j)?;
-            items.push(Item::Action(toks, s));
+            let (toks, after, trim, end) = lex_action(text, j)?;
+            items.push(Item::Action(toks, s, end));
             (after, trim)
         };
         trim_next = trim;
@@ -161,7 +177,7 @@ fn field_chain(text: &str, mut p: usize) -> (Vec<String>, usize) {
     (names, p)
 }
 
-type Lexed = (Vec<(Tok, usize)>, usize, bool);
+type Lexed = (Vec<(Tok, usize)>, usize, bool, usize);
 
 fn lex_action(text: &str, mut p: usize) -> PResult<Lexed> {
     let b = text.as_bytes();
@@ -171,7 +187,7 @@ fn lex_action(text: &str, mut p: usize) -> PResult<Lexed> {
             return Err((p, "unclosed action".into()));
         }
         if let Some((after, trim)) = right_delim(text, p) {
-            return Ok((toks, after, trim));
+            return Ok((toks, after, trim, p));
         }
         let c = b[p];
         let at = p;
@@ -202,7 +218,7 @@ fn lex_action(text: &str, mut p: usize) -> PResult<Lexed> {
                 let tok = match &text[p..e] {
                     "true" => Tok::Lit(Value::Bool(true)),
                     "false" => Tok::Lit(Value::Bool(false)),
-                    "nil" => Tok::Lit(Value::Null),
+                    "nil" => Tok::Lit(Value::Nil),
                     w => Tok::Ident(w.to_string()),
                 };
                 (tok, e)
@@ -222,7 +238,7 @@ fn lex_string(text: &str, p: usize) -> PResult<(Tok, usize)> {
     if b[p] == b'`' {
         return match text[p + 1..].find('`') {
             Some(e) => Ok((
-                Tok::Lit(Value::String(text[p + 1..p + 1 + e].into())),
+                Tok::Lit(Value::Str(text[p + 1..p + 1 + e].into())),
                 p + e + 2,
             )),
             None => Err((p, "unterminated raw quoted string".into())),
@@ -232,21 +248,51 @@ fn lex_string(text: &str, p: usize) -> PResult<(Tok, usize)> {
     let mut chars = text[p + 1..].char_indices();
     while let Some((k, ch)) = chars.next() {
         match ch {
-            '"' => return Ok((Tok::Lit(Value::String(out)), p + 1 + k + 1)),
+            '"' => return Ok((Tok::Lit(Value::Str(out)), p + 1 + k + 1)),
             '\n' => break,
-            '\\' => match chars.next().map(|x| x.1) {
-                Some('n') => out.push('\n'),
-                Some('t') => out.push('\t'),
-                Some('r') => out.push('\r'),
-                Some('\\') => out.push('\\'),
-                Some('"') => out.push('"'),
-                Some('\'') => out.push('\''),
-                _ => return Err((p, "bad escape in quoted string".into())),
-            },
+            '\\' => {
+                let Some(c) = unescape(&mut chars) else {
+                    return Err((p, "bad escape in quoted string".into()));
+                };
+                out.push(c);
+            }
             _ => out.push(ch),
         }
     }
     Err((p, "unterminated quoted string".into()))
+}
+
+/// One escape of Go's `strconv.Unquote` after the backslash (`\xhh` and octal only as ASCII).
+fn unescape(chars: &mut std::str::CharIndices<'_>) -> Option<char> {
+    let (_, c) = chars.next()?;
+    let mut hex = |n: usize| -> Option<char> {
+        let mut v = 0u32;
+        for _ in 0..n {
+            v = v * 16 + chars.next()?.1.to_digit(16)?;
+        }
+        char::from_u32(v)
+    };
+    Some(match c {
+        'n' => '\n',
+        't' => '\t',
+        'r' => '\r',
+        'a' => '\u{7}',
+        'b' => '\u{8}',
+        'f' => '\u{c}',
+        'v' => '\u{b}',
+        '\\' | '"' | '\'' => c,
+        'x' => hex(2).filter(char::is_ascii)?,
+        'u' => hex(4)?,
+        'U' => hex(8)?,
+        '0'..='7' => {
+            let mut v = c.to_digit(8)?;
+            for _ in 0..2 {
+                v = v * 8 + chars.next()?.1.to_digit(8)?;
+            }
+            char::from_u32(v).filter(char::is_ascii)?
+        }
+        _ => return None,
+    })
 }
 
 fn lex_number(text: &str, p: usize) -> PResult<(Tok, usize)> {
@@ -255,20 +301,28 @@ fn lex_number(text: &str, p: usize) -> PResult<(Tok, usize)> {
     if matches!(b[e], b'+' | b'-') {
         e += 1;
     }
+    let hex = text[e..].starts_with("0x") || text[e..].starts_with("0X");
     while e < b.len() && (b[e].is_ascii_alphanumeric() || b[e] == b'.' || b[e] == b'_') {
         e += 1;
+        // an exponent's sign belongs to the number
+        if !hex && matches!(b[e - 1], b'e' | b'E') && matches!(b.get(e), Some(b'+' | b'-')) {
+            e += 1;
+        }
     }
     let s = &text[p..e];
     let bad = || (p, format!("bad number syntax: {s:?}"));
     let v = if let Ok(i) = s.parse::<i64>() {
-        Value::from(i)
-    } else if let Some(h) = s.strip_prefix("0x") {
-        Value::from(i64::from_str_radix(h, 16).map_err(|_| bad())?)
-    } else {
+        Value::Int(i)
+    } else if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
+        Value::Int(i64::from_str_radix(&h.replace('_', ""), 16).map_err(|_| bad())?)
+    } else if s.contains(['.', 'e', 'E']) {
         let f: f64 = s.parse().map_err(|_| bad())?;
-        serde_json::Number::from_f64(f)
-            .map(Value::Number)
-            .ok_or_else(bad)?
+        if !f.is_finite() {
+            return Err(bad());
+        }
+        Value::Float(f)
+    } else {
+        return Err((p, format!("bad number syntax or integer overflow: {s:?}")));
     };
     Ok((Tok::Lit(v), e))
 }
@@ -279,6 +333,12 @@ struct Parser<'t> {
     items: Vec<Item>,
     pos: usize,
     vars: Vec<String>,
+    /// How many `range`s enclose the current position (`break`/`continue` need one).
+    ranges: usize,
+    /// Where the current action's closing delimiter starts.
+    act_end: usize,
+    defs: std::collections::BTreeMap<String, Vec<Node>>,
+    check: &'t dyn Fn(&str) -> Result<(), String>,
 }
 
 /// What ended a list: `{{end}}` or `{{else ...}}` with the tokens after `else`.
@@ -288,54 +348,148 @@ enum Stop {
     Else(Vec<(Tok, usize)>, usize),
 }
 
-/// Parses `text` into a tree, or the byte offset and message of the first error.
-pub(crate) fn parse(text: &str) -> PResult<Vec<Node>> {
+/// Parses `text` into a tree, or the byte offset and message of the first error. `check`
+/// answers whether a function name may be called (Go refuses unknown functions at parse time).
+pub(crate) fn parse(text: &str, check: &dyn Fn(&str) -> Result<(), String>) -> PResult<Tree> {
     let items = lex(text)?;
     let mut p = Parser {
         text,
         items,
         pos: 0,
         vars: vec!["$".into()],
+        ranges: 0,
+        act_end: 0,
+        defs: Default::default(),
+        check,
     };
-    let (nodes, stop) = p.list()?;
+    let (root, stop) = p.list(true)?;
     match stop {
-        Stop::Eof => Ok(nodes),
-        Stop::End(at) => Err((at, "unexpected {{end}}".into())),
-        Stop::Else(_, at) => Err((at, "unexpected {{else}}".into())),
+        Stop::Eof => {}
+        Stop::End(at) => return Err((at, "unexpected {{end}}".into())),
+        Stop::Else(_, at) => return Err((at, "unexpected {{else}}".into())),
+    }
+    let tree = Tree { root, defs: p.defs };
+    called_templates_exist(&tree)?;
+    Ok(tree)
+}
+
+/// Go finds a missing `{{template "x"}}` only when it runs; we say so before any read.
+fn called_templates_exist(tree: &Tree) -> PResult<()> {
+    fn walk(nodes: &[Node], tree: &Tree) -> PResult<()> {
+        for n in nodes {
+            match n {
+                Node::Template(name, _, at) if !tree.defs.contains_key(name) => {
+                    return Err((*at, format!("no such template {name:?}")))
+                }
+                Node::If(_, a, b) | Node::Range(_, a, b) | Node::With(_, a, b) => {
+                    walk(a, tree)?;
+                    walk(b, tree)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+    walk(&tree.root, tree)?;
+    for body in tree.defs.values() {
+        walk(body, tree)?;
+    }
+    Ok(())
+}
+
+fn template_name(toks: &[(Tok, usize)], at: usize, kw: &str) -> PResult<String> {
+    match toks.first() {
+        Some((Tok::Lit(Value::Str(s)), _)) => Ok(s.clone()),
+        _ => Err((at, format!("{{{{{kw}}}}} needs a quoted template name"))),
     }
 }
 
 impl Parser<'_> {
-    fn list(&mut self) -> PResult<(Vec<Node>, Stop)> {
+    /// A list of nodes up to `{{end}}`, `{{else}}` or the end; `top` allows `{{define}}`.
+    fn list(&mut self, top: bool) -> PResult<(Vec<Node>, Stop)> {
         let mut nodes = Vec::new();
         while self.pos < self.items.len() {
             let item = std::mem::replace(&mut self.items[self.pos], Item::Text(String::new()));
             self.pos += 1;
             match item {
                 Item::Text(t) => nodes.push(Node::Text(t)),
-                Item::Action(toks, at) => match toks.first() {
-                    None => return Err((at, "missing value for command".into())),
-                    Some((Tok::Ident(w), _)) if w == "end" => {
-                        if toks.len() > 1 {
-                            return Err((at, "unexpected tokens after end".into()));
+                Item::Action(toks, at, end) => {
+                    self.act_end = end;
+                    let word = match toks.first() {
+                        None => return Err((at, "missing value for command".into())),
+                        Some((Tok::Ident(w), _)) => w.clone(),
+                        Some(_) => String::new(),
+                    };
+                    match word.as_str() {
+                        "end" | "break" | "continue" if toks.len() > 1 => {
+                            return Err((at, format!("unexpected tokens after {word}")));
                         }
-                        return Ok((nodes, Stop::End(at)));
+                        "end" => return Ok((nodes, Stop::End(at))),
+                        "else" => return Ok((nodes, Stop::Else(toks[1..].to_vec(), at))),
+                        "if" | "range" | "with" => {
+                            nodes.push(self.control(&word, &toks[1..], at)?)
+                        }
+                        "break" | "continue" if self.ranges == 0 => {
+                            return Err((at, format!("{{{{{word}}}}} outside {{{{range}}}}")));
+                        }
+                        "break" => nodes.push(Node::Break),
+                        "continue" => nodes.push(Node::Continue),
+                        "define" if top => self.define(&toks[1..], at)?,
+                        "define" => {
+                            return Err((at, "{{define}} is allowed only at top level".into()))
+                        }
+                        "template" => nodes.push(self.call_template(&toks[1..], at)?),
+                        "block" => {
+                            let call = self.call_template(&toks[1..], at)?;
+                            if let Node::Template(name, ..) = &call {
+                                let name = name.clone();
+                                self.body(&name, at)?;
+                            }
+                            nodes.push(call);
+                        }
+                        _ => nodes.push(Node::Action(self.pipe(&toks, at, false)?)),
                     }
-                    Some((Tok::Ident(w), _)) if w == "else" => {
-                        return Ok((nodes, Stop::Else(toks[1..].to_vec(), at)));
-                    }
-                    Some((Tok::Ident(w), _)) if matches!(w.as_str(), "if" | "range" | "with") => {
-                        let kw = w.clone();
-                        nodes.push(self.control(&kw, &toks[1..], at)?);
-                    }
-                    Some((Tok::Ident(w), _)) if is_unsupported(w) => {
-                        return Err((at, format!("{{{{{w}}}}} is not supported yet")));
-                    }
-                    Some(_) => nodes.push(Node::Action(self.pipe(&toks, at, false)?)),
-                },
+                }
             }
         }
         Ok((nodes, Stop::Eof))
+    }
+
+    /// `{{define "name"}}body{{end}}`.
+    fn define(&mut self, toks: &[(Tok, usize)], at: usize) -> PResult<()> {
+        let name = template_name(toks, at, "define")?;
+        if toks.len() > 1 {
+            return Err((at, "unexpected tokens after the define's name".into()));
+        }
+        self.body(&name, at)
+    }
+
+    /// The body of a `define` or `block` up to its `{{end}}`, in a scope of its own.
+    fn body(&mut self, name: &str, at: usize) -> PResult<()> {
+        let vars = std::mem::replace(&mut self.vars, vec!["$".into()]);
+        let ranges = std::mem::replace(&mut self.ranges, 0);
+        let (body, stop) = self.list(false)?;
+        self.vars = vars;
+        self.ranges = ranges;
+        match stop {
+            Stop::End(_) => {
+                self.defs.insert(name.to_string(), body);
+                Ok(())
+            }
+            Stop::Eof => Err((at, format!("unexpected EOF in the definition of {name:?}"))),
+            Stop::Else(_, eat) => Err((eat, format!("unexpected {{{{else}}}} in {name:?}"))),
+        }
+    }
+
+    /// `{{template "name"}}` or `{{template "name" pipeline}}`.
+    fn call_template(&mut self, toks: &[(Tok, usize)], at: usize) -> PResult<Node> {
+        let name = template_name(toks, at, "template")?;
+        let pipe = if toks.len() > 1 {
+            Some(self.pipe(&toks[1..], at, false)?)
+        } else {
+            None
+        };
+        Ok(Node::Template(name, pipe, at))
     }
 
     fn control(&mut self, kw: &str, toks: &[(Tok, usize)], at: usize) -> PResult<Node> {
@@ -344,7 +498,10 @@ impl Parser<'_> {
         if pipe.cmds.is_empty() {
             return Err((at, format!("missing value for {kw}")));
         }
-        let (body, stop) = self.list()?;
+        self.ranges += usize::from(kw == "range");
+        let body = self.list(false);
+        self.ranges -= usize::from(kw == "range");
+        let (body, stop) = body?;
         let else_ = match stop {
             Stop::Eof => {
                 return Err((
@@ -355,7 +512,7 @@ impl Parser<'_> {
             Stop::End(_) => Vec::new(),
             Stop::Else(rest, eat) if rest.is_empty() => {
                 self.vars.truncate(mark);
-                match self.list()? {
+                match self.list(false)? {
                     (l, Stop::End(_)) => l,
                     _ => return Err((eat, "expected {{end}} after {{else}}".into())),
                 }
@@ -375,10 +532,6 @@ impl Parser<'_> {
             _ => Node::With(pipe, body, else_),
         })
     }
-}
-
-fn is_unsupported(w: &str) -> bool {
-    matches!(w, "define" | "template" | "block" | "break" | "continue")
 }
 
 impl Parser<'_> {
@@ -417,15 +570,9 @@ impl Parser<'_> {
                             "missing value for command".into(),
                         ));
                     }
-                    let end = toks.get(i).map_or_else(|| self.text.len(), |t| t.1);
+                    let end = toks.get(i).map_or(self.act_end, |t| t.1);
                     let src = self.text.get(cmd.at..end.max(cmd.at)).unwrap_or("");
-                    // the last command runs to the action's end: drop ` }}` / ` -}}`
-                    cmd.src = src
-                        .trim_end_matches(['}', ' ', '\t', '\r', '\n'])
-                        .to_string();
-                    if src.ends_with("}}") {
-                        cmd.src = cmd.src.trim_end_matches('-').trim_end().to_string();
-                    }
+                    cmd.src = src.trim_end().to_string();
                     let next = toks.get(i + 1).map_or(end, |t| t.1);
                     let done = !matches!(toks.get(i), Some((Tok::Pipe, _)));
                     cmds.push(std::mem::replace(
@@ -460,7 +607,17 @@ impl Parser<'_> {
                 }
                 (Arg::Var(v.clone(), f.clone()), 1)
             }
-            Tok::Ident(w) => (Arg::Func(w.clone()), 1),
+            Tok::Ident(w) => {
+                if let Err(m) = (self.check)(w) {
+                    return Err((*off, m));
+                }
+                match toks.get(1) {
+                    Some((Tok::Field(f), foff)) if *foff == off + w.len() => {
+                        (Arg::Chain(w.clone(), f.clone()), 2)
+                    }
+                    _ => (Arg::Func(w.clone()), 1),
+                }
+            }
             Tok::Lit(v) => (Arg::Lit(v.clone()), 1),
             Tok::LParen => {
                 let (cmds, used) = self.cmds(&toks[1..], at)?;
@@ -519,4 +676,47 @@ fn declarations(toks: &[(Tok, usize)], range: bool) -> Decl<'_> {
         }
     }
     (Vec::new(), false, toks)
+}
+
+/// Calls every function whose arguments are all string literals with its name and arguments.
+pub(crate) fn literal_calls(tree: &Tree, f: &mut dyn FnMut(&str, &[String])) {
+    fn pipe(p: &Pipe, f: &mut dyn FnMut(&str, &[String])) {
+        for c in &p.cmds {
+            if let Some(Arg::Func(name)) = c.args.first() {
+                let lits: Option<Vec<String>> = c.args[1..]
+                    .iter()
+                    .map(|a| match a {
+                        Arg::Lit(Value::Str(s)) => Some(s.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                if let Some(l) = lits {
+                    f(name, &l);
+                }
+            }
+            for a in &c.args {
+                if let Arg::Sub(p, _) = a {
+                    pipe(p, f);
+                }
+            }
+        }
+    }
+    fn nodes(ns: &[Node], f: &mut dyn FnMut(&str, &[String])) {
+        for n in ns {
+            match n {
+                Node::Action(p) => pipe(p, f),
+                Node::If(p, a, b) | Node::Range(p, a, b) | Node::With(p, a, b) => {
+                    pipe(p, f);
+                    nodes(a, f);
+                    nodes(b, f);
+                }
+                Node::Template(_, Some(p), _) => pipe(p, f),
+                _ => {}
+            }
+        }
+    }
+    nodes(&tree.root, f);
+    for body in tree.defs.values() {
+        nodes(body, f);
+    }
 }

@@ -61,6 +61,12 @@ pub fn login_hints(
                 hints.extend(c.hints(now));
             }
         }
+        // OpenBao's answer for an `X-Vault-Namespace` that names no namespace.
+        Some(404) if err.mentions("namespace not found") => hints.push(format!(
+            "there is no namespace {} on this server: VAULT_NAMESPACE must name an existing namespace, \
+             its full path from the root (`vault namespace list` in the parent namespace shows them)",
+            namespace.unwrap_or("(none)")
+        )),
         Some(400) if err.mentions("invalid role name") => hints.push(format!(
             "no such role on auth/{mount}: VAULT_LOGIN_ROLE must name a role that exists there (`vault list auth/{mount}/role`)"
         )),
@@ -129,20 +135,25 @@ impl Verify {
     }
 }
 
-/// Logs one `login succeeded` line with the [`Verify`] fields; never the token.
-pub fn log_login(auth: &Auth) {
+/// Logs the one line a login gives, `login succeeded`, with the [`Verify`] fields (never the
+/// token), whether it replaced a live token, and what the loop does `next` and when.
+pub fn log_login(auth: &Auth, replaced: bool, next: &str, next_in: &str) {
     let v = Verify::of(auth);
     let [name, namespace, secret_name, uid, role] = &v.token_meta;
     info!(
         token_accessor = %v.token_accessor,
         token_duration = %v.token_duration,
         token_renewable = v.token_renewable,
+        token_type = %auth.token_type,
         token_policies = ?v.token_policies,
         token_meta_service_account_name = %name,
         token_meta_service_account_namespace = %namespace,
         token_meta_service_account_secret_name = %secret_name,
         token_meta_service_account_uid = %uid,
         token_meta_role = %role,
+        replaced,
+        next,
+        next_in,
         "login succeeded"
     );
 }
@@ -303,6 +314,18 @@ mod tests {
             "{admin}"
         );
         assert!(!admin.contains("is not set"), "{admin}");
+    }
+
+    #[test]
+    fn an_unknown_namespace_is_named_with_what_to_check() {
+        let gone = status(404, &["namespace not found"]);
+        let text = login_hints(&gone, "kubernetes", Some("adm1n"), None, NOW);
+        assert!(text.contains("there is no namespace adm1n"), "{text}");
+        assert!(text.contains("VAULT_NAMESPACE"), "{text}");
+        assert_eq!(
+            login_hints(&status(404, &[]), "kubernetes", Some("x"), None, NOW),
+            ""
+        );
     }
 
     #[test]

@@ -62,15 +62,11 @@ pub async fn attempt(
         Err(e) => return Err(LoginError::Task(e.to_string())),
     };
     let token: &Secret = &jwt.token;
-    client
-        .login(mount, role, token)
-        .await
-        .inspect(hints::log_login)
-        .map_err(|error| {
-            let namespace = client.namespace();
-            let hints = hints::login_hints(&error, mount, namespace, Some(&jwt.claims), unix_now());
-            LoginError::Vault { error, hints }
-        })
+    client.login(mount, role, token).await.map_err(|error| {
+        let namespace = client.namespace();
+        let hints = hints::login_hints(&error, mount, namespace, Some(&jwt.claims), unix_now());
+        LoginError::Vault { error, hints }
+    })
 }
 
 pub fn parse_role(s: &str) -> Result<String, String> {
@@ -153,6 +149,6 @@ mod tests {
             error: status(429, &["rate limit quota exceeded"]),
             hints: String::new(),
         };
-        assert_eq!(e.failure().kind, FailureKind::Transient);
+        assert_eq!(e.failure().kind, FailureKind::Busy);
     }
 }

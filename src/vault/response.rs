@@ -74,15 +74,18 @@ impl VaultError {
         }
     }
 
-    /// How the machine should treat it.
+    /// How the machine should treat it: the one classification ([`failure::classify`]) for
+    /// Vault's answers, and for what is not one (no answer: transient; an unreadable body:
+    /// transient when its status says Vault or a proxy in front of it is in trouble, as a
+    /// proxy's HTML error page does, and not when a 2xx cannot be read).
     pub fn kind(&self) -> FailureKind {
         match self {
             VaultError::Transport { .. } => FailureKind::Transient,
             VaultError::Status { status, errors, .. } => {
                 failure::classify(Some(status.as_u16()), errors)
             }
-            VaultError::BadResponse { .. } if self.is_transient() => FailureKind::Transient,
-            VaultError::BadResponse { .. } => FailureKind::Other,
+            VaultError::BadResponse { status, .. } if status.is_success() => FailureKind::Other,
+            VaultError::BadResponse { .. } => FailureKind::Transient,
         }
     }
 
@@ -97,16 +100,7 @@ impl VaultError {
 
     /// Whether waiting and trying again can help without anyone changing Vault's configuration.
     pub fn is_transient(&self) -> bool {
-        match self {
-            VaultError::Transport { .. } => true,
-            VaultError::Status { status, .. } => {
-                matches!(status.as_u16(), 412 | 429 | 473) || status.is_server_error()
-            }
-            VaultError::BadResponse { status, .. } => {
-                // A proxy's HTML error page on 5xx is an outage; a 200 we cannot read is not.
-                status.is_server_error() || !status.is_success()
-            }
-        }
+        self.kind().is_transient()
     }
 
     /// Whether Vault refused the token or the login (403).

@@ -59,6 +59,7 @@ impl Setup {
             Options {
                 tls: true,
                 require_client_cert: false,
+                ..Options::default()
             },
             Role::default(),
         );

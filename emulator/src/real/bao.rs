@@ -122,7 +122,8 @@ impl Bao {
         }
         bao.wait_ready()?;
         bao.unseal_key = bao.read_unseal_key()?;
-        bao.enable_kubernetes_auth()?;
+        bao.enable_kubernetes_auth_in("")
+            .map_err(Unavailable::Start)?;
         Ok(bao)
     }
 
@@ -204,7 +205,10 @@ impl Bao {
         )))
     }
 
-    fn enable_kubernetes_auth(&self) -> Result<(), Unavailable> {
+    /// Enables the kubernetes auth method at `auth/kubernetes` in OpenBao namespace `namespace`
+    /// (`""`: the root; the namespace must exist, `bao namespace create`) and configures it
+    /// against this server's fake kube-apiserver, as [`Bao::start`] does for the root.
+    pub fn enable_kubernetes_auth_in(&self, namespace: &str) -> Result<(), String> {
         let config = json!({
             "kubernetes_host": self.apiserver.url(),
             "kubernetes_ca_cert": self.apiserver.ca_pem(),
@@ -214,18 +218,27 @@ impl Bao {
             "issuer": "api",
             "disable_iss_validation": true,
         });
+        let headers: &[(&str, &str)] = if namespace.is_empty() {
+            &[]
+        } else {
+            &[("X-Vault-Namespace", namespace)]
+        };
         for (path, body) in [
             ("/v1/sys/auth/kubernetes", json!({"type": "kubernetes"})),
             ("/v1/auth/kubernetes/config", config),
         ] {
-            let (status, answer) = self
-                .try_http("POST", path, Some(ROOT_TOKEN), &[], Some(&body.to_string()))
-                .map_err(Unavailable::Start)?;
+            let (status, answer) = self.try_http(
+                "POST",
+                path,
+                Some(ROOT_TOKEN),
+                headers,
+                Some(&body.to_string()),
+            )?;
             if !(200..300).contains(&status) {
-                return Err(Unavailable::Start(format!(
+                return Err(format!(
                     "POST {path}: {status} {}",
                     String::from_utf8_lossy(&answer)
-                )));
+                ));
             }
         }
         Ok(())

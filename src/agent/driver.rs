@@ -1,0 +1,389 @@
+//! The driver's loop state and its small steps (quinn's `drive_*`): [`Driver::perform`] carries
+//! out one action of the machine, [`Driver::next_event`] waits for whatever finishes first
+//! (a request, a write, hooks, a file change, a signal, the machine's timer), and
+//! [`Driver::deliver`] hands it to the machine as an event. Nothing here decides what to do.
+
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
+use tracing::info;
+
+use super::adopt;
+use super::secrets::{SecretAnswer, SecretMemo};
+use super::{Agent, Answer, Control, Pending};
+use crate::files::watch::{self, Watches};
+use crate::jwt;
+use crate::machine::backoff::random_u64;
+use crate::machine::events::{Action, Event, Exit, Hook};
+use crate::machine::Machine;
+use crate::vault::Auth;
+
+/// What finished while the driver waited.
+pub(super) enum Input {
+    /// A signal (or the control channel closed: `None`).
+    Control(Option<Control>),
+    /// A login, renewal or revocation answered.
+    Answer(Answer),
+    /// A secret read or lease renewal answered.
+    Secret(SecretAnswer),
+    /// The token file write finished, as the machine's event.
+    Written(Event),
+    /// The `--once` hooks finished.
+    HooksDone,
+    /// A discarded fresh token's revocation finished.
+    Discarded,
+    /// The token file changed (or, without a watch, may have).
+    TokenFileChanged,
+    /// The JWT file changed.
+    JwtChanged,
+    /// The machine's timer is due.
+    Timer,
+}
+
+/// The loop's state: the machine, and what is in flight on its behalf.
+pub(super) struct Driver<'a> {
+    agent: &'a Agent,
+    pub(super) machine: Machine,
+    control: mpsc::UnboundedReceiver<Control>,
+    control_open: bool,
+    watches: Option<Watches>,
+    request: Option<Pending<'a, Answer>>,
+    secret_request: Option<Pending<'a, SecretAnswer>>,
+    hooks_done: Option<Pending<'a, ()>>,
+    /// The token file write in flight (on a blocking thread), and whether another was asked
+    /// for meanwhile.
+    writing: Option<Pending<'a, Event>>,
+    write_again: bool,
+    /// Set when the file was found changed: the next write restores it.
+    changed: bool,
+    memos: Vec<SecretMemo>,
+    /// The held token's latest auth block, for renewals, writes, hooks and revocation.
+    auth: Option<Auth>,
+    /// The last login's auth block, until the machine takes it (or discards it).
+    fresh: Option<Auth>,
+    /// The revocation of a discarded fresh token.
+    discarding: Option<Pending<'a, ()>>,
+    due_at_once: bool,
+    pub(super) started: Instant,
+}
+
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
+}
+
+impl<'a> Driver<'a> {
+    pub(super) fn new(agent: &'a Agent, control: mpsc::UnboundedReceiver<Control>) -> Self {
+        let started = Instant::now();
+        let cfg = &agent.cfg;
+        let machine = Machine::new(cfg.machine_settings(), started.into_std(), random_u64());
+        // The sidecar watches from the start; `--once` only if it has to wait for the JWT.
+        let watches = (!cfg.once).then(|| Watches::new(agent.jwt_file(), agent.token_dir()));
+        let memos = (agent.sources.iter())
+            .map(|s| SecretMemo {
+                written: vec![None; s.specs.len()],
+                lease_id: None,
+            })
+            .collect();
+        Driver {
+            agent,
+            machine,
+            control,
+            control_open: true,
+            watches,
+            request: None,
+            secret_request: None,
+            hooks_done: None,
+            writing: None,
+            write_again: false,
+            changed: false,
+            memos,
+            auth: None,
+            fresh: None,
+            discarding: None,
+            due_at_once: false,
+            started,
+        }
+    }
+
+    /// On a sidecar's start, keeps the token already in the file if it is this pod's (see
+    /// [`adopt`]). A signal during the lookup (a hung Vault) is not kept waiting.
+    pub(super) async fn adopt(&mut self, sub: &str) {
+        let (agent, cfg) = (self.agent, &self.agent.cfg);
+        let Some(file) = agent.file.as_ref().filter(|_| !cfg.once) else {
+            return;
+        };
+        let attempt = adopt::attempt(&agent.client, file, sub, &cfg.mount, &cfg.role);
+        let found = tokio::select! {
+            c = self.control.recv() => {
+                self.control_open = c.is_some();
+                if c.is_none_or(|c| c == Control::Shutdown) {
+                    self.machine.handle(now(), Event::Shutdown);
+                }
+                None
+            }
+            found = attempt => found,
+        };
+        if let Some(a) = found {
+            agent.hooks.adopted(a.issued_at);
+            self.machine
+                .adopt(a.sent.into_std(), a.auth.grant(), a.expected);
+            agent.status.adopted(self.token_expiry());
+            self.auth = Some(a.auth);
+        }
+    }
+
+    /// The held token's expiry as the machine counts it, on tokio's clock (`None`: never).
+    /// (A late login's token not taken yet is not counted: the held one is still in use.)
+    fn token_expiry(&self) -> Option<Instant> {
+        self.machine.token_expiry().flatten().map(Instant::from_std)
+    }
+
+    fn token(&self) -> Option<crate::sensitive::Secret> {
+        self.auth.as_ref().map(|a| a.client_token.clone())
+    }
+
+    fn start_write(&mut self) {
+        let restoring = std::mem::take(&mut self.changed);
+        self.writing = Some(Box::pin(self.agent.write(self.token(), restoring)));
+    }
+
+    /// Carries out one action; the exit, when the machine says so.
+    pub(super) fn perform(&mut self, action: Action) -> Option<Exit> {
+        let agent = self.agent;
+        match action {
+            Action::Login { deadline } => {
+                self.request = Some(Box::pin(agent.login(deadline.map(Instant::from_std))));
+            }
+            Action::Take => {
+                if let Some(a) = self.fresh.take() {
+                    self.auth = Some(a);
+                    // A new token's first write restores nothing: a change seen before it was
+                    // our own previous write.
+                    self.changed = false;
+                }
+            }
+            Action::LookupSelf { fresh, deadline } => {
+                let which = if fresh { &self.fresh } else { &self.auth };
+                let token = which.as_ref().map(|a| a.client_token.clone());
+                let deadline = deadline.map(Instant::from_std);
+                self.request = Some(Box::pin(agent.lookup(token, deadline)));
+            }
+            Action::Discard => match self.fresh.take() {
+                Some(a) => self.discarding = Some(Box::pin(agent.discard(a.client_token))),
+                None => self.machine.handle(now(), Event::Discarded),
+            },
+            Action::Renew {
+                increment,
+                deadline,
+            } => {
+                let deadline = deadline.map(Instant::from_std);
+                self.request = Some(Box::pin(agent.renew(self.token(), increment, deadline)));
+            }
+            // One write at a time: two on blocking threads would race each other's renames
+            // (and each other's inotify events). A write asked for meanwhile runs once the
+            // current one is done, with the token held then.
+            Action::Write if self.writing.is_some() => self.write_again = true,
+            Action::Write => self.start_write(),
+            Action::WatchJwt => self.watch_jwt(),
+            Action::RunHooks(hook) => self.run_hooks(hook),
+            Action::ReadSecret { index } => {
+                let last = self.memos[index].written.clone();
+                self.secret_request = Some(Box::pin(agent.read_secret(index, self.token(), last)));
+            }
+            Action::RenewLease { index, deadline } => {
+                let lease = self.memos[index].lease_id.clone().unwrap_or_default();
+                let deadline = deadline.map(Instant::from_std);
+                let renew = agent.renew_lease(index, self.token(), lease, deadline);
+                self.secret_request = Some(Box::pin(renew));
+            }
+            Action::RunHooksAndWait => {
+                let (a, hooks) = (self.auth.clone(), &agent.hooks);
+                self.hooks_done = Some(Box::pin(async move {
+                    if let Some(a) = a {
+                        hooks.new_token_and_wait(&a).await;
+                    }
+                }));
+            }
+            Action::Revoke { token, deadline } => self.revoke(token, deadline),
+            Action::Exit(exit) => return Some(exit),
+        }
+        None
+    }
+
+    fn watch_jwt(&mut self) {
+        let agent = self.agent;
+        let w = (self.watches).get_or_insert_with(|| Watches::new(agent.jwt_file(), None));
+        w.retarget_jwt();
+        // It may have appeared between the failed read and the watch.
+        match jwt::read(&agent.cfg.jwt) {
+            Ok(_) => self.machine.handle(now(), Event::JwtChanged),
+            Err(e) => {
+                info!(error = %e, watching = w.watching_jwt(), "waiting for the service-account JWT file")
+            }
+        }
+    }
+
+    fn run_hooks(&self, hook: Hook) {
+        let hooks = &self.agent.hooks;
+        match (hook, &self.auth) {
+            (Hook::NewToken, Some(a)) => hooks.new_token(a),
+            (Hook::Renewed, Some(a)) => hooks.renewed(a),
+            (Hook::SecretsChanged, _) => hooks.secrets_changed(),
+            (Hook::NewToken | Hook::Renewed, None) => {}
+        }
+    }
+
+    fn revoke(&mut self, token: bool, deadline: std::time::Instant) {
+        let token = self.token().filter(|_| token);
+        let leases = (self.memos.iter_mut())
+            .filter_map(|m| m.lease_id.take())
+            .collect();
+        self.secret_request = None;
+        // A write still in flight finishes first, or it would put the token back after the
+        // file is removed (the machine's deadline still holds).
+        let in_flight = self.writing.take();
+        self.write_again = false;
+        let revoke = self
+            .agent
+            .revoke(token, leases, Instant::from_std(deadline));
+        self.request = Some(Box::pin(async move {
+            if let Some(write) = in_flight {
+                write.await;
+            }
+            revoke.await
+        }));
+    }
+
+    /// Handles a step that is already due (the first login) at once rather than at the
+    /// timer's next millisecond tick (most of a cold start); true when it did. Every other
+    /// pass goes through [`Driver::next_event`], so signals cannot be starved.
+    pub(super) fn due_now(&mut self) -> bool {
+        let due = (self.machine.poll_timeout()).is_some_and(|w| w <= now());
+        if due && !self.due_at_once {
+            self.due_at_once = true;
+            self.machine.handle_timeout(now());
+            return true;
+        }
+        self.due_at_once = false;
+        false
+    }
+
+    /// Waits for the first thing to finish, signals first.
+    pub(super) async fn next_event(&mut self) -> Input {
+        let wake = self.machine.poll_timeout().map(Instant::from_std);
+        let jwt_changed = self.watches.as_ref().map(|w| w.jwt_changed.clone());
+        let token_changed = (self.watches.as_ref())
+            .filter(|w| w.watching_token())
+            .map(|w| w.token_changed.clone());
+        let Driver {
+            control,
+            control_open,
+            request,
+            secret_request,
+            writing,
+            hooks_done,
+            discarding,
+            ..
+        } = self;
+        tokio::select! {
+            biased;
+            c = control.recv(), if *control_open => Input::Control(c),
+            a = async { request.as_mut().expect("guarded by is_some").await }, if request.is_some() => Input::Answer(a),
+            a = async { secret_request.as_mut().expect("guarded by is_some").await }, if secret_request.is_some() => Input::Secret(a),
+            e = async { writing.as_mut().expect("guarded by is_some").await }, if writing.is_some() => Input::Written(e),
+            () = async { hooks_done.as_mut().expect("guarded by is_some").await }, if hooks_done.is_some() => Input::HooksDone,
+            () = async { discarding.as_mut().expect("guarded by is_some").await }, if discarding.is_some() => Input::Discarded,
+            // Our own writes land here too: the write checks the content first, so an
+            // unchanged file is not rewritten.
+            () = watch::notified(token_changed.as_deref()), if token_changed.is_some() => Input::TokenFileChanged,
+            () = watch::notified(jwt_changed.as_deref()), if jwt_changed.is_some() => Input::JwtChanged,
+            () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
+                // Without a directory watch, check the file at every wake-up instead.
+                let unwatched = token_changed.is_none() && !self.agent.cfg.once && self.auth.is_some();
+                if unwatched {
+                    self.changed = true;
+                    self.machine.handle(now(), Event::TokenFileChanged);
+                }
+                Input::Timer
+            }
+        }
+    }
+
+    /// Hands what finished to the machine as its event.
+    pub(super) fn deliver(&mut self, input: Input) {
+        let event = match input {
+            Input::Control(c) => self.controlled(c),
+            Input::Answer(answer) => {
+                self.request = None;
+                // A renewal's own line says what follows; only a login needs a plan line.
+                let login = matches!(answer, Answer::Login(_, Ok(_)));
+                let renewal = matches!(answer, Answer::Renew(_, Ok(_)) | Answer::Lookup(_, Ok(_)));
+                let replaced = self.machine.holds_live_token(now());
+                let event = (self.agent).answered(answer, &mut self.auth, &mut self.fresh);
+                self.machine.handle(now(), event);
+                // Counted (metrics, expiry) even if the write fails next; readiness follows
+                // the file through file_failed/file_restored. The expiry is the machine's
+                // (a lookup-self of a late answer's token corrects it).
+                let status = &self.agent.status;
+                match (&self.fresh, login) {
+                    (Some(a), true) => {
+                        status.logged_in(self.token_expiry());
+                        // Logged once the machine has planned, so the line says what is next.
+                        self.agent.log_login(a, replaced, &self.machine);
+                    }
+                    _ if renewal => status.renewed(self.token_expiry()),
+                    _ => {}
+                }
+                return;
+            }
+            Input::Secret(answer) => {
+                self.secret_request = None;
+                self.agent.secret_answered(answer, &mut self.memos)
+            }
+            Input::Written(event) => {
+                self.writing = None;
+                self.machine.handle(now(), event);
+                if std::mem::take(&mut self.write_again) && self.writing.is_none() {
+                    self.start_write();
+                }
+                return;
+            }
+            Input::HooksDone => {
+                self.hooks_done = None;
+                Event::HooksDone
+            }
+            Input::Discarded => {
+                self.discarding = None;
+                Event::Discarded
+            }
+            Input::TokenFileChanged => {
+                self.changed = true;
+                Event::TokenFileChanged
+            }
+            Input::JwtChanged => {
+                if let Some(w) = self.watches.as_mut() {
+                    w.retarget_jwt();
+                }
+                Event::JwtChanged
+            }
+            Input::Timer => return self.machine.handle_timeout(now()),
+        };
+        self.machine.handle(now(), event);
+    }
+
+    fn controlled(&mut self, c: Option<Control>) -> Event {
+        let event = match c {
+            Some(Control::Relogin) => Event::Relogin,
+            Some(Control::Shutdown) => Event::Shutdown,
+            None => {
+                self.control_open = false;
+                Event::Shutdown
+            }
+        };
+        if event != Event::Relogin {
+            // Whatever was in flight is abandoned.
+            self.request = None;
+            self.secret_request = None;
+        }
+        event
+    }
+}

@@ -1,0 +1,447 @@
+//! The function table: consul-template's helpers as users write them, the Vault functions
+//! (`secret`, `secrets`) over the render's [`Source`](super::Source), and the functions refused
+//! at parse time because they reach outside Vault.
+
+use super::exec::Ctx;
+use super::source::Read;
+use super::value::{to_json, Value};
+use super::{clock, toml, yaml};
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// A template function: arguments in, a value or an error message out. Messages must not
+/// contain argument values (they may be secrets). `Ctx` gives access to Vault's answers.
+pub type Func = Box<dyn Fn(&mut Ctx<'_>, &[Value]) -> Result<Value, String> + Send + Sync>;
+
+/// Where `env` looks variables up (the process environment, or a test's map).
+pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
+
+/// What `timestamp` reads as "now".
+pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
+
+/// Functions refused at parse time, with the reason given to the user.
+const REFUSED: &[(&[&str], &str)] = &[
+    (
+        &["file"],
+        "it reads a file on this host, and vault-login templates read only Vault",
+    ),
+    (&["plugin"], "it runs a program on this host"),
+    (
+        &["writeToFile"],
+        "it writes a file as a side effect; give each file its own VAULT_LOGIN_TEMPLATE_<NAME>",
+    ),
+    (&["sockaddr"], "it reads this host's network interfaces"),
+    (
+        &[
+            "key",
+            "keyExists",
+            "keyOrDefault",
+            "ls",
+            "safeLs",
+            "tree",
+            "safeTree",
+            "service",
+            "services",
+            "connect",
+            "node",
+            "nodes",
+            "datacenters",
+            "caRoots",
+            "caLeaf",
+            "partitions",
+            "peerings",
+            "exportedServices",
+            "importedServices",
+        ],
+        "it is a Consul lookup, and vault-login talks only to Vault",
+    ),
+    (
+        &[
+            "nomadServices",
+            "nomadService",
+            "nomadVarList",
+            "nomadVarListSafe",
+            "nomadVar",
+            "nomadVarExists",
+        ],
+        "it is a Nomad lookup, and vault-login talks only to Vault",
+    ),
+];
+
+/// consul-template functions not (yet) here: named so the error says so instead of "not defined".
+const NOT_YET: &[&str] = &[
+    "pkiCert",
+    "regexReplaceAll",
+    "regexMatch",
+    "mustEnv",
+    "envOrDefault",
+    "executeTemplate",
+    "explode",
+    "explodeMap",
+    "mergeMap",
+    "mergeMapWithOverride",
+    "in",
+    "indent",
+    "loop",
+    "trim",
+    "trimPrefix",
+    "trimSuffix",
+    "parseBool",
+    "parseFloat",
+    "parseInt",
+    "parseUint",
+    "parseYAML",
+    "md5sum",
+    "hmacSHA256Hex",
+    "toUnescapedJSON",
+    "toUnescapedJSONPretty",
+    "splitToMap",
+    "containsAll",
+    "containsNone",
+    "containsNotAll",
+    "byKey",
+    "byTag",
+    "byPort",
+    "byMeta",
+    "add",
+    "subtract",
+    "multiply",
+    "divide",
+    "modulo",
+    "minimum",
+    "maximum",
+];
+
+/// The function table a template is parsed and rendered with, beyond Go's built-ins. Adding a
+/// function (as `pkiCert` will be) is one [`Funcs::insert`].
+#[derive(Default)]
+pub struct Funcs {
+    map: HashMap<String, Func>,
+}
+
+impl Funcs {
+    /// An empty table (only Go's built-ins).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The helpers, `secret`/`secrets` and `scratch`, with the process environment and clock.
+    pub fn standard() -> Self {
+        Self::standard_with(
+            Arc::new(|k| std::env::var(k).ok()),
+            Arc::new(SystemTime::now),
+        )
+    }
+
+    /// [`Funcs::standard`] with `env` and `now` given (tests, and the sidecar's own view).
+    pub fn standard_with(env: Env, now: Clock) -> Self {
+        let mut f = Self::new();
+        f.insert("secret", secret);
+        f.insert("secrets", |ctx, a| {
+            let path = strings(a, 1, "secrets")?.remove(0);
+            if path.is_empty() {
+                return Ok(Value::list(Vec::new()));
+            }
+            ctx.read(Read::List(path))
+        });
+        f.insert("scratch", |_, a| {
+            arity(a, 0)?;
+            Ok(Value::Scratch)
+        });
+        f.insert("env", move |_, a| {
+            let k = strings(a, 1, "env")?.remove(0);
+            Ok(Value::Str(env(&k).unwrap_or_default()))
+        });
+        f.insert("timestamp", move |_, a| {
+            let args = strs(a)?;
+            let t = now();
+            match args.as_slice() {
+                [] => Ok(clock::format(t, clock::RFC3339).into()),
+                [u] if u == "unix" => Ok(clock::unix(t).to_string().into()),
+                [layout] => Ok(clock::format(t, layout).into()),
+                _ => Err(format!(
+                    "timestamp: wrong number of arguments, expected 0 or 1, but got {}",
+                    a.len()
+                )),
+            }
+        });
+        f.helpers();
+        f
+    }
+
+    fn helpers(&mut self) {
+        self.insert("toJSON", |_, a| Ok(to_json(one(a)?, None, true).into()));
+        self.insert("toJSONPretty", |_, a| {
+            Ok(to_json(one(a)?, Some("  "), true).into())
+        });
+        self.insert("toYAML", |_, a| yaml::to_yaml(one(a)?).map(Value::Str));
+        self.insert("toTOML", |_, a| toml::to_toml(one(a)?).map(Value::Str));
+        self.insert("parseJSON", |_, a| {
+            let s = strings(a, 1, "parseJSON")?.remove(0);
+            if s.is_empty() {
+                return Ok(Value::map(Default::default()));
+            }
+            Value::from_json(&s, true)
+        });
+        self.insert("base64Encode", |_, a| {
+            let s = strings(a, 1, "base64Encode")?.remove(0);
+            Ok(STD.encode(s).into())
+        });
+        self.insert("base64URLEncode", |_, a| {
+            let s = strings(a, 1, "base64URLEncode")?.remove(0);
+            Ok(URL.encode(s).into())
+        });
+        self.insert("base64Decode", |_, a| {
+            decode(&STD, &strings(a, 1, "base64Decode")?[0], "base64Decode")
+        });
+        self.insert("base64URLDecode", |_, a| {
+            decode(
+                &URL,
+                &strings(a, 1, "base64URLDecode")?[0],
+                "base64URLDecode",
+            )
+        });
+        self.insert("trimSpace", |_, a| {
+            Ok(go_trim_space(&strings(a, 1, "trimSpace")?[0]).into())
+        });
+        self.insert("toUpper", |_, a| {
+            Ok(map_chars(&strings(a, 1, "toUpper")?[0], char::to_uppercase))
+        });
+        self.insert("toLower", |_, a| {
+            Ok(map_chars(&strings(a, 1, "toLower")?[0], char::to_lowercase))
+        });
+        self.insert("toTitle", |_, a| {
+            Ok(title(&strings(a, 1, "toTitle")?[0]).into())
+        });
+        self.insert("replaceAll", |_, a| {
+            let s = strings(a, 3, "replaceAll")?;
+            Ok(replace_all(&s[2], &s[0], &s[1]).into())
+        });
+        self.insert("split", |_, a| {
+            let s = strings(a, 2, "split")?;
+            Ok(split(&s[0], &s[1]))
+        });
+        self.insert("join", |_, a| {
+            let [Value::Str(sep), Value::List(l)] = a else {
+                return Err("join takes a separator and a list of strings".into());
+            };
+            let mut parts = Vec::with_capacity(l.len());
+            for (i, x) in l.iter().enumerate() {
+                match x {
+                    Value::Str(s) => parts.push(s.as_str()),
+                    other => {
+                        return Err(format!(
+                            "element {i} is a {}, not a string",
+                            other.type_name()
+                        ))
+                    }
+                }
+            }
+            Ok(parts.join(sep).into())
+        });
+        self.insert("contains", |_, a| match a {
+            [v, l] => Ok(Value::Bool(contained(l, v))),
+            _ => Err(format!("wrong number of args: want 2 got {}", a.len())),
+        });
+        self.insert("containsAny", |_, a| match a {
+            [Value::List(v), l] => Ok(Value::Bool(v.iter().any(|x| contained(l, x)))),
+            [_, _] => Err("the first argument must be a list".into()),
+            _ => Err(format!("wrong number of args: want 2 got {}", a.len())),
+        });
+        self.insert("sha256Hex", |_, a| {
+            let s = strings(a, 1, "sha256Hex")?.remove(0);
+            let d = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
+            Ok(d.as_ref()
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+                .into())
+        });
+    }
+
+    /// Adds or replaces the function `name`.
+    pub fn insert<F>(&mut self, name: &str, f: F)
+    where
+        F: Fn(&mut Ctx<'_>, &[Value]) -> Result<Value, String> + Send + Sync + 'static,
+    {
+        self.map.insert(name.to_string(), Box::new(f));
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<&Func> {
+        self.map.get(name)
+    }
+
+    /// Whether a template may call `name`: Go's built-ins and this table's functions; refused
+    /// and not-yet-supported consul-template functions get a message saying so.
+    pub fn check(&self, name: &str) -> Result<(), String> {
+        if super::exec::BUILTINS.contains(&name) || self.map.contains_key(name) {
+            return Ok(());
+        }
+        if let Some((_, why)) = REFUSED.iter().find(|(names, _)| names.contains(&name)) {
+            return Err(format!("function {name:?} is refused: {why}"));
+        }
+        if NOT_YET.contains(&name) {
+            return Err(format!(
+                "function {name:?} is not supported by vault-login yet"
+            ));
+        }
+        Err(format!("function {name:?} not defined"))
+    }
+}
+
+/// `secret "path"` reads; `secret "path" "k=v" ...` writes (consul-template's rule).
+fn secret(ctx: &mut Ctx<'_>, a: &[Value]) -> Result<Value, String> {
+    if a.is_empty() {
+        return Ok(Value::Nil);
+    }
+    let args = strs(a)?;
+    ctx.read(Read::secret(&args)?)
+}
+
+/// Go's `StdEncoding`/`URLEncoding`: padded, lenient about trailing bits; line breaks skipped.
+const STD: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::STANDARD,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
+const URL: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::RequireCanonical),
+);
+
+fn decode(engine: &GeneralPurpose, s: &str, name: &str) -> Result<Value, String> {
+    let clean: String = s.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+    let bytes = engine
+        .decode(clean)
+        .map_err(|_| format!("{name}: illegal base64 data"))?;
+    String::from_utf8(bytes).map(Value::Str).map_err(|_| {
+        format!("{name}: the decoded bytes are not UTF-8 text (binary output is not supported)")
+    })
+}
+
+fn arity(a: &[Value], n: usize) -> Result<(), String> {
+    if a.len() == n {
+        Ok(())
+    } else {
+        Err(format!("wrong number of args: want {n} got {}", a.len()))
+    }
+}
+
+fn one(a: &[Value]) -> Result<&Value, String> {
+    arity(a, 1)?;
+    Ok(&a[0])
+}
+
+/// Every argument as a Go `string` (a `json.Number` is not one, as in Go).
+fn strs(a: &[Value]) -> Result<Vec<String>, String> {
+    a.iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Value::Str(s) => Ok(s.clone()),
+            other => Err(format!(
+                "wrong type for value; expected string; got {} (argument {})",
+                other.type_name(),
+                i + 1
+            )),
+        })
+        .collect()
+}
+
+fn strings(a: &[Value], n: usize, _name: &str) -> Result<Vec<String>, String> {
+    arity(a, n)?;
+    strs(a)
+}
+
+/// Go's `strings.TrimSpace`: Unicode white space at both ends.
+fn go_trim_space(s: &str) -> String {
+    s.trim_matches(|c: char| c.is_whitespace() || c == '\u{85}' || c == '\u{a0}')
+        .to_string()
+}
+
+/// Go's `strings.ToUpper`/`ToLower` map each rune to one rune (no `ß` -> `SS`).
+fn map_chars<I: Iterator<Item = char>>(s: &str, f: impl Fn(char) -> I) -> Value {
+    s.chars()
+        .map(|c| {
+            let mut it = f(c);
+            match (it.next(), it.next()) {
+                (Some(u), None) => u,
+                _ => c,
+            }
+        })
+        .collect::<String>()
+        .into()
+}
+
+/// `cases.Title(language.Und, cases.NoLower)`: the first letter of each word upper-cased, the
+/// rest untouched. Words are runs of letters, digits, `_` and inner apostrophes or periods
+/// (an approximation of Unicode word breaks that agrees on the usual ASCII text).
+fn title(s: &str) -> String {
+    let cs: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len());
+    let mut in_word = false;
+    for (i, &c) in cs.iter().enumerate() {
+        let word_char = c.is_alphanumeric() || c == '_';
+        let joiner = matches!(c, '\'' | '.' | ':' | '\u{2019}')
+            && in_word
+            && cs.get(i + 1).is_some_and(|n| n.is_alphabetic())
+            && cs[i - 1].is_alphabetic();
+        if word_char && !in_word {
+            let mut up = c.to_uppercase();
+            match (up.next(), up.next()) {
+                (Some(u), None) => out.push(u),
+                _ => out.push(c),
+            }
+        } else {
+            out.push(c);
+        }
+        in_word = word_char || joiner;
+    }
+    out
+}
+
+/// Go's `strings.ReplaceAll(s, from, to)`: an empty `from` inserts `to` around every rune.
+fn replace_all(s: &str, from: &str, to: &str) -> String {
+    if !from.is_empty() {
+        return s.replace(from, to);
+    }
+    let mut out = String::from(to);
+    for c in s.chars() {
+        out.push(c);
+        out.push_str(to);
+    }
+    out
+}
+
+/// consul-template's `split sep s`: trims spaces first; an empty string gives an empty list.
+fn split(sep: &str, s: &str) -> Value {
+    let s = go_trim_space(s);
+    if s.is_empty() {
+        return Value::list(Vec::new());
+    }
+    let parts: Vec<Value> = if sep.is_empty() {
+        s.chars().map(|c| Value::Str(c.to_string())).collect()
+    } else {
+        s.split(sep).map(|p| Value::Str(p.to_string())).collect()
+    };
+    Value::list(parts)
+}
+
+/// consul-template's `in(l, v)`: an element of the same kind and value, or a substring.
+fn contained(l: &Value, v: &Value) -> bool {
+    match l {
+        Value::List(items) => items.iter().any(|x| match (x, v) {
+            (Value::Int(a), Value::Int(b)) => a == b,
+            (Value::Float(a), Value::Float(b)) => a == b,
+            (Value::Str(a), Value::Str(b)) | (Value::Number(a), Value::Number(b)) => a == b,
+            _ => false,
+        }),
+        Value::Str(s) => matches!(v, Value::Str(x) if s.contains(x.as_str())),
+        _ => false,
+    }
+}

@@ -1,0 +1,120 @@
+//! What templates read from Vault, as data: a [`Read`] names one request (`secret` read or write,
+//! `secrets` list), a [`Source`] answers reads already made. Rendering never does I/O, so the
+//! sidecar can make one request per distinct [`Read`] and share it between every template and
+//! `VAULT_LOGIN_SECRET_*` file.
+
+use super::value::{Secret, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// One Vault request a template makes.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Read {
+    /// `secret "path"`: `GET /v1/<path>`.
+    Get(String),
+    /// `secret "path" "k=v" ...`: `PUT /v1/<path>` with the pairs as a JSON object of strings
+    /// (consul-template trims both sides of each pair and skips empty arguments).
+    Write(String, BTreeMap<String, String>),
+    /// `secrets "path"`: `LIST /v1/<path>`, answered by the sorted `data.keys`.
+    List(String),
+}
+
+impl Read {
+    /// The API path after `/v1/`.
+    pub fn path(&self) -> &str {
+        match self {
+            Read::Get(p) | Read::Write(p, _) | Read::List(p) => p,
+        }
+    }
+
+    /// The read `secret` makes for its string arguments (path, then `k=v` pairs).
+    pub fn secret(args: &[String]) -> Result<Read, String> {
+        let Some((path, rest)) = args.split_first() else {
+            return Err("secret needs a path".into());
+        };
+        if rest.is_empty() {
+            return Ok(Read::Get(path.clone()));
+        }
+        let mut body = BTreeMap::new();
+        for kv in rest.iter().filter(|a| !a.is_empty()) {
+            let Some((k, v)) = kv.split_once('=') else {
+                return Err("an argument after the path is not a k=v pair".into());
+            };
+            body.insert(k.trim().to_string(), v.trim().to_string());
+        }
+        Ok(Read::Write(path.clone(), body))
+    }
+}
+
+impl std::fmt::Display for Read {
+    /// `secret "p"`, `secret "p" (write)`, `secrets "p"`: names the request, never a value.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Read::Get(p) => write!(f, "secret {p:?}"),
+            Read::Write(p, _) => write!(f, "secret {p:?} (write)"),
+            Read::List(p) => write!(f, "secrets {p:?}"),
+        }
+    }
+}
+
+/// Answers to reads already made: the renderer's only window on Vault.
+pub trait Source {
+    /// The answer to `read`: `None` when it was not made (yet), `Some(Err)` when it failed
+    /// (the message names the path and the cause, never a secret value).
+    fn answer(&self, read: &Read) -> Option<Result<Value, String>>;
+}
+
+/// A [`Source`] kept in a map: each read's answer, as the sidecar's shared cache would hold it.
+#[derive(Default, Clone)]
+pub struct Reads {
+    map: BTreeMap<Read, Result<Value, String>>,
+}
+
+impl std::fmt::Debug for Reads {
+    /// Lists the requests, not the answers (they are secrets).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.map.keys().map(ToString::to_string))
+            .finish()
+    }
+}
+
+impl Reads {
+    /// No answers.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records the answer to a `secret` read or write.
+    pub fn secret(&mut self, read: Read, secret: Secret) {
+        self.map.insert(read, Ok(Value::Secret(Arc::new(secret))));
+    }
+
+    /// Records the answer to a `secrets` list: the keys, sorted as consul-template sorts them.
+    pub fn list(&mut self, read: Read, mut keys: Vec<String>) {
+        keys.sort();
+        let v = Value::list(keys.into_iter().map(Value::Str).collect());
+        self.map.insert(read, Ok(v));
+    }
+
+    /// Records a failed read (`message` names the path and cause, not secret values).
+    pub fn failed(&mut self, read: Read, message: String) {
+        self.map.insert(read, Err(message));
+    }
+
+    /// Whether `read` has an answer.
+    pub fn contains(&self, read: &Read) -> bool {
+        self.map.contains_key(read)
+    }
+
+    /// The reads answered, in order.
+    pub fn reads(&self) -> impl Iterator<Item = &Read> {
+        self.map.keys()
+    }
+}
+
+impl Source for Reads {
+    fn answer(&self, read: &Read) -> Option<Result<Value, String>> {
+        self.map.get(read).cloned()
+    }
+}
