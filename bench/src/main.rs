@@ -51,7 +51,7 @@ Builds vault-login (release and static musl), then measures, against the in-repo
   sim    4 simulated days: requests, token replacements, gaps; vault-login vs Vault Agent
   fleet  5 sidecars through a 10 s Vault outage (300, or 20 with --quick)
   agent  6 the real `bao agent` (OpenBao 2.7.2) beside vault-login against the real OpenBao:
-         cold start, idle, requests, outages (~15 min; only when named, never in the default set)
+         cold start, idle, requests, outages (~18 min; only when named, never in the default set)
   --quick         few runs, short idle window, fleet of 20: a smoke test (< 60 s once built)
   --only LIST     comma-separated sections, e.g. --only cold,sim
   --agent-parts LIST  with --only agent: some of its scenes (cold,idle,steady,outage,recovery)";

@@ -53,7 +53,7 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// The full run (about 15 minutes).
+    /// The full run (about 18 minutes).
     pub fn full() -> Plan {
         Plan {
             cold_runs: 21,
@@ -65,7 +65,7 @@ impl Plan {
         }
     }
 
-    /// Few samples and short windows: that every scene still runs (about 4 minutes).
+    /// Few samples and short windows: that every scene still runs (about 6 minutes).
     pub fn quick() -> Plan {
         Plan {
             cold_runs: 3,
