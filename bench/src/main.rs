@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 use report::{Report, Verdict};
 
 const USAGE: &str = "\
-usage: vault-login-bench [--quick] [--only SECTIONS]
+usage: vault-login-bench [--quick] [--only SECTIONS] [--agent-parts PARTS]
 
 Builds vault-login (release and static musl), then measures, against the in-repo Vault emulator:
   cold   1 cold start: --once vs a curl script, alternated, medians and ratio
