@@ -48,7 +48,7 @@ fn instant_of(unix: i64, now: std::time::Instant, wall: SystemTime) -> std::time
 fn describe(spec: &CertSpec, e: &VaultError) -> String {
     let path = &spec.path;
     let hint = match e.status().map(|s| s.as_u16()) {
-        Some(403) => format!("; the token's policy needs `update` on {path} (path \"{path}\" {{ capabilities = [\"update\"] }})"),
+        Some(403) => format!("; the token's policy needs `update` on {path} (path \"{path}\" {{ capabilities = [\"update\"] }}); a token from before a policy change keeps its old policies: send SIGHUP to log in again"),
         Some(400) => format!("; check the role's allowed_domains, allow_subdomains, allow_ip_sans and max_ttl (bao read {})", path.replacen("/issue/", "/roles/", 1)),
         _ => String::new(),
     };
