@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{bin, run, wait_until, Running};
+use common::{bin, free_port, http_get, run, wait_until, Running};
 use serde_json::{json, Value};
 use vault_emulator::real::Bao;
 use vault_login::certs::x509;
@@ -147,9 +147,22 @@ fn read_pair(dir: &Path) -> Option<(x509::CertInfo, bool)> {
 #[test]
 fn renewed_before_expiry_and_a_polling_reader_never_sees_a_mismatch() {
     let Some(bao) = Bao::start() else { return };
-    let pki = Pki::new(bao, &["ttl=20s", "max_ttl=1h"], true);
+    let mut pki = Pki::new(bao, &["ttl=20s", "max_ttl=1h"], true);
+    let port = free_port();
+    let hooks = pki.out.join("hooks.log");
+    pki.env
+        .insert("VAULT_LOGIN_LISTEN".into(), format!("127.0.0.1:{port}"));
+    pki.env.insert(
+        "VAULT_LOGIN_ON_CHANGE".into(),
+        format!("/bin/sh -c 'echo swapped >> {}'", hooks.display()),
+    );
     let r = pki.spawn();
     pki.wait_cert(&r);
+    assert!(
+        wait_until(LIMIT, || http_get(port, "/readyz")
+            .is_some_and(|(s, _)| s == 200)),
+        "not ready with a certificate"
+    );
     let web = pki.web();
     let stop = AtomicBool::new(false);
     let (reads, mismatches, expired, failed, serials) = std::thread::scope(|s| {
@@ -198,6 +211,27 @@ fn renewed_before_expiry_and_a_polling_reader_never_sees_a_mismatch() {
     );
     // Renewed at 2/3 of the life, not far more often.
     assert!(pki.issued() <= 7, "{} issues in 62 s", pki.issued());
+    // The hooks ran after each swap, once per certificate (the first with the first token).
+    // The sidecar still runs: a renewal may land between two reads, so each check allows it.
+    let hook_runs = || std::fs::read_to_string(&hooks).map_or(0, |h| h.lines().count());
+    let once_each = wait_until(LIMIT, || hook_runs() == pki.issued());
+    assert!(
+        once_each,
+        "{} hook runs for {} certificates",
+        hook_runs(),
+        pki.issued()
+    );
+    let before = (pki.issued(), read_pair(&web).unwrap().0.not_after);
+    let (_, metrics) = http_get(port, "/metrics").unwrap();
+    let after = (pki.issued(), read_pair(&web).unwrap().0.not_after);
+    let shows = |(issued, expiry): (usize, i64)| {
+        metrics.contains(&format!(
+            "vault_login_certificate_issues_total{{cert=\"web\",result=\"success\"}} {issued}"
+        )) && metrics.contains(&format!(
+            "vault_login_certificate_expiry_timestamp_seconds{{cert=\"web\"}} {expiry}"
+        ))
+    };
+    assert!(shows(before) || shows(after), "{metrics}");
     // Old generations are removed after each swap.
     let generations = std::fs::read_dir(&web)
         .unwrap()
