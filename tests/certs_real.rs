@@ -132,20 +132,74 @@ fn now_unix() -> i64 {
         .as_secs() as i64
 }
 
-/// The certificate and key files as a reader opens them: the leaf's info and whether the key
-/// is its key. `None` when a file is missing or unreadable.
-fn read_pair(dir: &Path) -> Option<(x509::CertInfo, bool)> {
-    let cert = std::fs::read_to_string(dir.join("tls.crt")).ok()?;
-    let key = std::fs::read_to_string(dir.join("tls.key")).ok()?;
+/// A certificate file and a key file opened one after the other: the leaf's info and the
+/// key's public key. `None` when a file is missing or unreadable.
+fn read_files(cert: &Path, key: &Path) -> Option<(x509::CertInfo, Vec<u8>)> {
+    let cert = std::fs::read_to_string(cert).ok()?;
+    let key = std::fs::read_to_string(key).ok()?;
     let cert = x509::pem_blocks(&cert)?.into_iter().next()?;
     let info = x509::parse_cert(&cert.der).ok()?;
     let key = x509::pem_blocks(&key)?.into_iter().next()?;
-    let matches = x509::public_key_of(&key).ok()? == info.public_key;
+    Some((info, x509::public_key_of(&key).ok()?))
+}
+
+/// `tls.crt` then `tls.key` of `dir` by their names: the leaf and whether the key is its key.
+fn read_pair(dir: &Path) -> Option<(x509::CertInfo, bool)> {
+    let (info, key) = read_files(&dir.join("tls.crt"), &dir.join("tls.key"))?;
+    let matches = key == info.public_key;
     Some((info, matches))
 }
 
+/// What the polling readers saw.
+#[derive(Debug, Default)]
+struct Seen {
+    /// Pairs read by name (`tls.crt`, then `tls.key`).
+    reads: u64,
+    /// Of those, pairs that straddled a swap: the certificate from one generation, the key
+    /// from the next (the key matches the certificate published after).
+    straddles: u64,
+    /// Mismatches that are not a straddle.
+    unexplained: u64,
+    /// Pairs read through one resolution of `..data` (the generation directory).
+    pinned: u64,
+    /// Of those, mismatches.
+    pinned_mismatches: u64,
+    expired: u64,
+    failed: u64,
+    certs: BTreeSet<(i64, Vec<u8>)>,
+}
+
+impl Seen {
+    fn poll(&mut self, web: &Path) {
+        match read_files(&web.join("tls.crt"), &web.join("tls.key")) {
+            Some((info, key)) => {
+                self.reads += 1;
+                self.expired += u64::from(info.not_after <= now_unix());
+                if key != info.public_key {
+                    let after = read_pair(web).map(|(i, _)| i.public_key);
+                    match after == Some(key) {
+                        true => self.straddles += 1,
+                        false => self.unexplained += 1,
+                    }
+                }
+                self.certs.insert((info.not_after, info.public_key));
+            }
+            None => self.failed += 1,
+        }
+        // The way to never straddle: resolve `..data` once, open both in that generation (it
+        // may be removed in between: then nothing is read, and the next poll reads the new one).
+        if let Ok(generation) = std::fs::read_link(web.join("..data")) {
+            let g = web.join(generation);
+            if let Some((info, key)) = read_files(&g.join("tls.crt"), &g.join("tls.key")) {
+                self.pinned += 1;
+                self.pinned_mismatches += u64::from(key != info.public_key);
+            }
+        }
+    }
+}
+
 #[test]
-fn renewed_before_expiry_and_a_polling_reader_never_sees_a_mismatch() {
+fn renewed_before_expiry_and_a_polling_reader_gets_matching_pairs() {
     let Some(bao) = Bao::start() else { return };
     let mut pki = Pki::new(bao, &["ttl=20s", "max_ttl=1h"], true);
     let port = free_port();
@@ -165,23 +219,14 @@ fn renewed_before_expiry_and_a_polling_reader_never_sees_a_mismatch() {
     );
     let web = pki.web();
     let stop = AtomicBool::new(false);
-    let (reads, mismatches, expired, failed, serials) = std::thread::scope(|s| {
+    let seen = std::thread::scope(|s| {
         let reader = s.spawn(|| {
-            let (mut reads, mut mismatches, mut expired, mut failed) = (0u64, 0u64, 0u64, 0u64);
-            let mut serials = BTreeSet::new();
+            let mut seen = Seen::default();
             while !stop.load(Ordering::SeqCst) {
-                match read_pair(&web) {
-                    Some((info, matches)) => {
-                        reads += 1;
-                        mismatches += u64::from(!matches);
-                        expired += u64::from(info.not_after <= now_unix());
-                        serials.insert((info.not_after, info.public_key.clone()));
-                    }
-                    None => failed += 1,
-                }
+                seen.poll(&web);
                 std::thread::sleep(Duration::from_millis(3));
             }
-            (reads, mismatches, expired, failed, serials)
+            seen
         });
         // Three 20 s lives and a bit: at least three renewals.
         std::thread::sleep(Duration::from_secs(62));
@@ -189,25 +234,37 @@ fn renewed_before_expiry_and_a_polling_reader_never_sees_a_mismatch() {
         reader.join().unwrap()
     });
     let stderr = r.stderr();
+    let certs = seen.certs.len();
     eprintln!(
-        "reads={reads} certs={} issued={} failed_reads={failed}",
-        serials.len(),
-        pki.issued()
+        "reads={} straddles={} unexplained={} pinned={} pinned_mismatches={} expired={} failed={} certs={certs} issued={}",
+        seen.reads, seen.straddles, seen.unexplained, seen.pinned, seen.pinned_mismatches,
+        seen.expired, seen.failed, pki.issued()
     );
     assert_eq!(
-        mismatches, 0,
-        "a key that does not match its certificate; stderr:\n{stderr}"
+        seen.pinned_mismatches, 0,
+        "a generation whose key does not match its certificate"
     );
     assert_eq!(
-        expired, 0,
+        seen.unexplained, 0,
+        "a mismatch that is not a read across one swap:\n{stderr}"
+    );
+    assert_eq!(
+        seen.expired, 0,
         "an expired certificate was served; stderr:\n{stderr}"
     );
-    assert_eq!(failed, 0, "a read found a file missing or damaged");
-    assert!(reads > 1000, "the reader polled only {reads} times");
+    assert_eq!(
+        seen.failed, 0,
+        "a read by name found a file missing or damaged"
+    );
     assert!(
-        serials.len() >= 4,
-        "only {} certificates seen in 62 s of 20 s lives:\n{stderr}",
-        serials.len()
+        seen.reads > 1000 && seen.pinned > 1000,
+        "the reader polled only {seen:?} times"
+    );
+    // Each swap can be straddled at most once per poll that spans it.
+    assert!(seen.straddles < certs as u64, "{seen:?}");
+    assert!(
+        certs >= 4,
+        "only {certs} certificates seen in 62 s of 20 s lives:\n{stderr}"
     );
     // Renewed at 2/3 of the life, not far more often.
     assert!(pki.issued() <= 7, "{} issues in 62 s", pki.issued());
