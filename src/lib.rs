@@ -16,7 +16,8 @@
 //!   drive this one machine. Its parts: `events` (what the machine and its driver say to each
 //!   other), `failure` (the one classification of Vault's answers), `schedule` (pure functions of
 //!   durations: when to renew, when to log in again), `backoff` (exponential backoff with full
-//!   jitter, and the random sources), `secret_lane` (when to read each secret and renew its lease).
+//!   jitter, and the random sources), `secret_lane` (when to read each secret and renew its lease), `cert_lane` (when to issue
+//!   each certificate: once per lifetime, renewed at 2/3 with jitter).
 //! - [`vault`]: talking to Vault: the HTTP client (login, renew-self, lookup-self, revoke-self,
 //!   secret reads, leases) and its parts: `response` (Vault's JSON answers and the client's
 //!   errors), `tls` (the rustls client configuration), `server_name` (`VAULT_TLS_SERVER_NAME` as
@@ -27,10 +28,14 @@
 //!   when to rewrite, read errors, and the secret-file writer. Its part `templates`: the
 //!   `VAULT_LOGIN_TEMPLATE_<NAME>` specs and the book that keeps the reads' answers and renders
 //!   each template once everything it reads is answered.
+//! - [`certs`]: certificates from Vault's PKI: the `VAULT_LOGIN_CERT_<NAME>` specs, the issue
+//!   answer as `tls.crt`/`tls.key`/`ca.crt`, and whether a published one can be kept; its part
+//!   `x509` (PEM, a minimal DER reader, the key match).
 //! - [`template`]: Go `text/template` (Vault Agent's template language) over JSON data, with a
 //!   function table.
 //! - [`files`]: files other containers can touch: `safe_fs` (non-blocking, bounded reads),
-//!   `token_file` (atomic, exact-mode writes of the token and secret files), `watch` (directory
+//!   `token_file` (atomic, exact-mode writes of the token and secret files), `atomic_dir` (a
+//!   certificate's directory published in generations through a `..data` symlink), `watch` (directory
 //!   watches for the JWT and token files, degrading to timers).
 //! - [`hooks`]: after a new token: the token info file, the on-change `command` (split like a
 //!   shell would, without a shell), the app's signal.
@@ -50,6 +55,7 @@
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 pub mod agent;
+pub mod certs;
 pub mod config;
 pub mod duration;
 pub mod error;

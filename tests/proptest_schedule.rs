@@ -1011,6 +1011,8 @@ fn simulate(w: &World) -> Run {
                     sim.send_secret(index, true, now, deadline.map(off));
                 }
                 Action::WatchJwt | Action::RunHooks(_) => {}
+                // No certificates in these worlds (cert_lane has its own tests).
+                Action::IssueCert { .. } => panic!("a certificate issue without certificates"),
                 Action::RunHooksAndWait => m.handle(at(now), Event::HooksDone),
                 Action::Revoke { deadline, .. } => {
                     assert!(w.revoke_on_exit);

@@ -8,6 +8,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::info;
 
 use super::adopt;
+use super::certs::CertAnswer;
 use super::secrets::{SecretAnswer, SecretMemo};
 use super::{Agent, Answer, Control, Pending};
 use crate::files::watch::{self, Watches};
@@ -25,6 +26,8 @@ pub(super) enum Input {
     Answer(Answer),
     /// A secret read or lease renewal answered.
     Secret(SecretAnswer),
+    /// A certificate's issue finished.
+    Cert(CertAnswer),
     /// The token file write finished, as the machine's event.
     Written(Event),
     /// The `--once` hooks finished.
@@ -48,6 +51,7 @@ pub(super) struct Driver<'a> {
     watches: Option<Watches>,
     request: Option<Pending<'a, Answer>>,
     secret_request: Option<Pending<'a, SecretAnswer>>,
+    cert_request: Option<Pending<'a, CertAnswer>>,
     hooks_done: Option<Pending<'a, ()>>,
     /// The token file write in flight (on a blocking thread), and whether another was asked
     /// for meanwhile.
@@ -80,7 +84,8 @@ impl<'a> Driver<'a> {
     ) -> Self {
         let started = Instant::now();
         let cfg = &agent.cfg;
-        let machine = Machine::new(cfg.machine_settings(), started.into_std(), random_u64());
+        let machine = Machine::new(cfg.machine_settings(), started.into_std(), random_u64())
+            .with_certs(&cfg.cert_settings());
         // The sidecar watches from the start; `--once` only if it has to wait for the JWT.
         let watches = (!cfg.once).then(|| Watches::new(agent.jwt_file(), agent.token_dir()));
         let memos = (agent.book().sources.iter())
@@ -97,6 +102,7 @@ impl<'a> Driver<'a> {
             watches,
             request: None,
             secret_request: None,
+            cert_request: None,
             hooks_done: None,
             writing: None,
             write_again: false,
@@ -125,6 +131,16 @@ impl<'a> Driver<'a> {
             };
             Answer::Adopt(found)
         })
+    }
+
+    /// On start, keeps each certificate a previous run published if it is still good for its
+    /// names and its key matches: a restart issues nothing.
+    pub(super) fn adopt_certs(&mut self) {
+        for index in 0..self.agent.cfg.certs.specs.len() {
+            if let Some((start, end)) = self.agent.published_cert(index) {
+                self.machine.adopt_cert(index, start, end);
+            }
+        }
     }
 
     /// The held token's expiry as the machine counts it, on tokio's clock (`None`: never).
@@ -184,6 +200,9 @@ impl<'a> Driver<'a> {
             Action::ReadSecret { index } => {
                 let last = self.memos[index].written.clone();
                 self.secret_request = Some(Box::pin(agent.read_secret(index, self.token(), last)));
+            }
+            Action::IssueCert { index } => {
+                self.cert_request = Some(Box::pin(agent.issue_cert(index, self.token())));
             }
             Action::RenewLease { index, deadline } => {
                 let lease = self.memos[index].lease_id.clone().unwrap_or_default();
@@ -276,6 +295,7 @@ impl<'a> Driver<'a> {
             control_open,
             request,
             secret_request,
+            cert_request,
             writing,
             hooks_done,
             discarding,
@@ -286,6 +306,7 @@ impl<'a> Driver<'a> {
             c = control.recv(), if *control_open => Input::Control(c),
             a = async { request.as_mut().expect("guarded by is_some").await }, if request.is_some() => Input::Answer(a),
             a = async { secret_request.as_mut().expect("guarded by is_some").await }, if secret_request.is_some() => Input::Secret(a),
+            a = async { cert_request.as_mut().expect("guarded by is_some").await }, if cert_request.is_some() => Input::Cert(a),
             e = async { writing.as_mut().expect("guarded by is_some").await }, if writing.is_some() => Input::Written(e),
             () = async { hooks_done.as_mut().expect("guarded by is_some").await }, if hooks_done.is_some() => Input::HooksDone,
             () = async { discarding.as_mut().expect("guarded by is_some").await }, if discarding.is_some() => Input::Discarded,
@@ -345,6 +366,10 @@ impl<'a> Driver<'a> {
                 }
                 event
             }
+            Input::Cert(answer) => {
+                self.cert_request = None;
+                self.agent.cert_answered(answer)
+            }
             Input::Written(event) => {
                 self.writing = None;
                 self.machine.handle(now(), event);
@@ -389,6 +414,7 @@ impl<'a> Driver<'a> {
             // Whatever was in flight is abandoned.
             self.request = None;
             self.secret_request = None;
+            self.cert_request = None;
         }
         event
     }

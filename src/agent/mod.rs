@@ -6,6 +6,8 @@
 //!   deliver it to the machine.
 //! - `requests`: the I/O it performs: login, renewal and revocation with their deadlines, and
 //!   the token file (or stdout).
+//! - `certs`: checking the certificates a previous run published, issuing and publishing new
+//!   ones.
 //! - `secrets`: making each distinct read, writing the secret files and rendering the templates
 //!   that changed, renewing leases.
 
@@ -33,6 +35,7 @@ use crate::vault::login::LoginError;
 use crate::vault::{Auth, Renewal, VaultClient, VaultError};
 
 pub mod adopt;
+mod certs;
 mod driver;
 mod requests;
 mod secrets;
@@ -101,6 +104,7 @@ impl Agent {
         status.track_secrets(secrets.iter().map(|s| s.name.clone()));
         let templates = cfg.secrets.templates.clone();
         status.track_templates(templates.iter().map(|t| t.name.clone()));
+        status.track_certs(cfg.certs.specs.iter().map(|c| c.name.clone()));
         let book = TemplateBook::new(templates, crate::template::Funcs::standard());
         Ok(Agent {
             book: std::sync::Mutex::new(self::secrets::Book::new(&secrets, book)),
@@ -125,6 +129,7 @@ impl Agent {
             }
         }
         let mut driver = Driver::new(&self, control, sub);
+        driver.adopt_certs();
         loop {
             while let Some(action) = driver.machine.poll_action() {
                 if let Some(exit) = driver.perform(action) {

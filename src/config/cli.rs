@@ -122,6 +122,7 @@ pub fn unknown_variables(names: &[String]) -> Vec<(String, Option<&'static str>)
         .iter()
         .filter(|n| n.starts_with(OWN_PREFIX) && !n.starts_with(crate::secrets::SECRET_ENV_PREFIX))
         .filter(|n| !n.starts_with(crate::secrets::templates::TEMPLATE_ENV_PREFIX))
+        .filter(|n| !n.starts_with(crate::certs::CERT_ENV_PREFIX))
         .filter(|n| !known.contains(&n.as_str()))
         .map(|n| {
             let tail = &n[OWN_PREFIX.len()..];

@@ -21,8 +21,10 @@ use reqwest::Url;
 
 use cli::CliError;
 
+use crate::certs::CertsSettings;
 use crate::config::settings::{self as s, check_readable, About, Setting};
 use crate::hooks::HookSettings;
+use crate::machine::cert_lane::CertSettings;
 use crate::machine::events::{Goal, Settings};
 use crate::secrets::{self, SecretsSettings};
 use crate::vault::proxy::ProxySettings;
@@ -77,6 +79,8 @@ pub struct Config {
     pub hooks: HookSettings,
     /// Secrets to write to files (`VAULT_LOGIN_SECRET_<NAME>`; environment only).
     pub secrets: SecretsSettings,
+    /// Certificates to keep issued (`VAULT_LOGIN_CERT_<NAME>`; environment only).
+    pub certs: CertsSettings,
     /// `VAULT_LOGIN_*` variables no setting reads, each with the one it resembles: warned of.
     pub unknown_variables: Vec<(String, Option<&'static str>)>,
 }
@@ -296,6 +300,14 @@ impl Config {
         }
     }
 
+    /// The machine's certificate settings.
+    pub fn cert_settings(&self) -> CertSettings {
+        CertSettings {
+            count: self.certs.specs.len(),
+            renew_before: self.certs.renew_before,
+        }
+    }
+
     /// One line describing the effective configuration, without secrets (never the JWT; say
     /// "jwt=env:VAULT_LOGIN_JWT" or "jwt=file:/path").
     pub fn summary(&self) -> String {
@@ -330,6 +342,7 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
     let vault = vault_settings(lookup, vault_addr)?;
     let hooks = hook_settings(lookup, &token_sink, token_file_mode, token_file_owner)?;
     let secrets = secrets_settings(lookup, &token_sink, hooks.token_info_file.as_deref())?;
+    let certs = cert_settings(lookup, &secrets)?;
 
     if let (TokenSink::Stdout, Some((_, given)), false) = (&token_sink, &token_file, once) {
         let about = &s::ONCE.about;
@@ -363,6 +376,51 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         log_format,
         hooks,
         secrets,
+        certs,
+    })
+}
+
+/// The `VAULT_LOGIN_CERT*` settings: each certificate's directory goes in the secrets'
+/// directory, and must not be a secret file's name.
+fn cert_settings(
+    lookup: &Lookup<'_>,
+    secrets: &SecretsSettings,
+) -> Result<CertsSettings, ConfigError> {
+    let specs = crate::certs::specs_from_env(lookup.names, lookup.env)
+        .map_err(|e| invalid(&e.variable, e.problem))?;
+    let renew_before = lookup.get(&s::CERT_RENEW_BEFORE)?;
+    let files = (secrets.specs.iter().map(|s| (&s.variable, s.name.as_str()))).chain(
+        secrets
+            .templates
+            .iter()
+            .map(|t| (&t.variable, t.file.as_str())),
+    );
+    for (variable, file) in files {
+        if let Some(c) = specs.iter().find(|c| c.name == file) {
+            return Err(invalid(
+                &c.variable,
+                format!("{variable} writes a file named {file:?} where this certificate's directory goes; give one of them another name"),
+            ));
+        }
+    }
+    if specs.is_empty() {
+        return Ok(CertsSettings::default());
+    }
+    if !secrets.dir.is_dir() {
+        let first = &specs[0].variable;
+        return Err(invalid(
+            first,
+            format!(
+                "{} does not exist: mount the shared volume there or set {}",
+                secrets.dir.display(),
+                secrets::SECRETS_DIR_ENV
+            ),
+        ));
+    }
+    Ok(CertsSettings {
+        dir: secrets.dir.clone(),
+        renew_before,
+        specs,
     })
 }
 

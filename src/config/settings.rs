@@ -134,6 +134,7 @@ pub static ALL: &[&About] = &[
     &TOKEN_INFO_FILE.about,
     &SECRETS_DIR.about,
     &SECRETS_REFRESH.about,
+    &CERT_RENEW_BEFORE.about,
     &ANNOTATIONS_FILE.about,
 ];
 
@@ -551,6 +552,13 @@ pub const SECRETS_REFRESH: Setting<Duration> = Setting {
     about: env_only(&[SECRETS_REFRESH_ENV], Some("5m"),
         "how often the sidecar reads each secret again; a file is rewritten only when its content (KV v2: version) changes"),
     parse: at_least_a_second,
+};
+
+/// How long before NotAfter a certificate is renewed at the latest.
+pub const CERT_RENEW_BEFORE: Setting<Duration> = Setting {
+    about: env_only(&[crate::certs::CERT_RENEW_BEFORE_ENV], None,
+        "renew each VAULT_LOGIN_CERT_<NAME> certificate this long before it expires, if that is earlier than 2/3 of its life (±10 % jitter)"),
+    parse: positive,
 };
 
 /// The pod's annotations file (downward API), read as a layer below flags and environment.

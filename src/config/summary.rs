@@ -61,6 +61,7 @@ const FIELDS: &[Field] = &[
     ("signal", signal),
     ("token_info_file", |c| path(&c.hooks.token_info_file)),
     ("secrets", secrets),
+    ("certs", certs),
     ("templates", templates),
 ];
 
@@ -182,6 +183,18 @@ fn secrets(c: &Config) -> String {
             "{n}(dir={},refresh={})",
             shown(&c.secrets.dir.display().to_string()),
             human(c.secrets.refresh)
+        ),
+    }
+}
+
+fn certs(c: &Config) -> String {
+    let names: Vec<&str> = c.certs.specs.iter().map(|s| s.name.as_str()).collect();
+    match (names.len(), c.certs.renew_before) {
+        (0, _) => none(),
+        (_, before) => format!(
+            "{}(renew_before={})",
+            shown(&names.join(",")),
+            before.map_or_else(none, human)
         ),
     }
 }

@@ -3,6 +3,7 @@
 //! files (`token_file`), and directory watches for the JWT and token files that degrade to
 //! timers (`watch`).
 
+pub mod atomic_dir;
 pub mod safe_fs;
 pub mod token_file;
 pub mod watch;

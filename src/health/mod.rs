@@ -218,6 +218,8 @@ pub fn readiness(s: &Snapshot, now: Now) -> Result<(), String> {
                 Some(e) => format!("secret {} not written yet: {}", secret.name, summary(e)),
                 None => format!("secret {} not written yet", secret.name),
             }
+        } else if let Some(c) = cert_problem(s, now) {
+            c
         } else if let Some(t) = s.templates.iter().find(|x| !x.rendered) {
             match &t.last_error {
                 Some(e) => format!("template {} not rendered yet: {}", t.name, summary(e)),
@@ -233,6 +235,27 @@ pub fn readiness(s: &Snapshot, now: Now) -> Result<(), String> {
         None => problem,
     };
     Err(bounded(&line, MAX_REASON_CHARS))
+}
+
+/// The first certificate not published yet, or expired at `now`, and why.
+fn cert_problem(s: &Snapshot, now: Now) -> Option<String> {
+    let wall = unix_seconds(now.wall) as i64;
+    s.certs
+        .iter()
+        .find_map(|c| match (c.not_after, &c.last_error) {
+            (Some(end), _) if end > wall => None,
+            (Some(end), _) => Some(format!(
+                "certificate {} expired {}s ago",
+                c.name,
+                wall - end
+            )),
+            (None, Some(e)) => Some(format!(
+                "certificate {} not issued yet: {}",
+                c.name,
+                summary(e)
+            )),
+            (None, None) => Some(format!("certificate {} not issued yet", c.name)),
+        })
 }
 
 /// Why the token in the file is not usable at `now`, if it is not.
@@ -301,6 +324,7 @@ pub fn render_metrics(s: &Snapshot, now: Now) -> String {
     token_metrics(&mut m, s, now);
     request_metrics(&mut m, s);
     secret_metrics(&mut m, s);
+    cert_metrics(&mut m, s);
     template_metrics(&mut m, s);
     m.0
 }
@@ -416,6 +440,43 @@ fn secret_metrics(m: &mut Exposition, s: &Snapshot) {
                 "vault_login_secret_last_change_timestamp_seconds",
                 &format!("{{secret=\"{}\"}}", x.name),
                 &float(unix_seconds(at)),
+            );
+        }
+    }
+}
+
+/// Each certificate's expiry and issues by result (absent without certificates).
+fn cert_metrics(m: &mut Exposition, s: &Snapshot) {
+    if s.certs.is_empty() {
+        return;
+    }
+    m.family(
+        "vault_login_certificate_expiry_timestamp_seconds",
+        "gauge",
+        "NotAfter of each published certificate, in seconds since the Unix epoch (absent before one is published).",
+    );
+    for c in &s.certs {
+        if let Some(end) = c.not_after {
+            let labels = format!("{{cert=\"{}\"}}", c.name);
+            m.sample(
+                "vault_login_certificate_expiry_timestamp_seconds",
+                &labels,
+                &end.to_string(),
+            );
+        }
+    }
+    m.family(
+        "vault_login_certificate_issues_total",
+        "counter",
+        "Certificates issued by Vault for each VAULT_LOGIN_CERT_<NAME>, by result.",
+    );
+    for c in &s.certs {
+        for (result, n) in [("success", c.issues_ok), ("failure", c.issues_failed)] {
+            let labels = format!("{{cert=\"{}\",result=\"{result}\"}}", c.name);
+            m.sample(
+                "vault_login_certificate_issues_total",
+                &labels,
+                &n.to_string(),
             );
         }
     }

@@ -80,6 +80,23 @@ pub struct Snapshot {
     pub secrets: Vec<SecretStatus>,
     /// The templates rendered next to the token, in configuration order.
     pub templates: Vec<TemplateStatus>,
+    /// The certificates published next to the token, by name.
+    pub certs: Vec<CertStatus>,
+}
+
+/// One certificate's directory: never its key.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CertStatus {
+    /// The directory's name (`VAULT_LOGIN_CERT_<NAME>` lower-cased).
+    pub name: String,
+    /// The published certificate's NotAfter, in Unix seconds (None: none published yet).
+    pub not_after: Option<i64>,
+    /// Certificates issued and published.
+    pub issues_ok: u64,
+    /// Failed issues.
+    pub issues_failed: u64,
+    /// The last failure's text, until a success.
+    pub last_error: Option<String>,
 }
 
 /// One template's file: never its content.
@@ -258,6 +275,39 @@ impl Status {
         self.update(|s| {
             if let Some(x) = s.secrets.get_mut(index) {
                 x.reads_failed += 1;
+                x.last_error = Some(error.to_string());
+            }
+        });
+    }
+
+    /// The certificates to track, by name (before the loop starts).
+    pub fn track_certs(&self, names: impl IntoIterator<Item = String>) {
+        let certs = (names.into_iter())
+            .map(|name| CertStatus {
+                name,
+                ..CertStatus::default()
+            })
+            .collect();
+        self.update(|s| s.certs = certs);
+    }
+
+    /// Certificate `index` is published, valid until `not_after` (Unix seconds); `issued`: it
+    /// was just issued (else kept from a previous run).
+    pub fn cert_published(&self, index: usize, not_after: i64, issued: bool) {
+        self.update(|s| {
+            if let Some(x) = s.certs.get_mut(index) {
+                x.not_after = Some(not_after);
+                x.issues_ok += u64::from(issued);
+                x.last_error = None;
+            }
+        });
+    }
+
+    /// Issuing certificate `index` failed with `error`.
+    pub fn cert_failed(&self, index: usize, error: &str) {
+        self.update(|s| {
+            if let Some(x) = s.certs.get_mut(index) {
+                x.issues_failed += 1;
                 x.last_error = Some(error.to_string());
             }
         });

@@ -86,6 +86,15 @@ pub struct SecretGrant {
     pub problem: Option<String>,
 }
 
+/// A certificate Vault issued and the driver published: its validity on the machine's clock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CertGrant {
+    /// NotBefore.
+    pub not_before: Instant,
+    /// NotAfter.
+    pub not_after: Instant,
+}
+
 /// Why the run ends.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Exit {
@@ -147,6 +156,12 @@ pub enum Action {
         index: usize,
         /// The lease's expiry: waiting longer is pointless.
         deadline: Option<Instant>,
+    },
+    /// Issue certificate `index` with the held token and publish it; feed back
+    /// [`Event::CertIssued`].
+    IssueCert {
+        /// Which certificate.
+        index: usize,
     },
     /// Make the token file hold the current token (a no-op if it already does); feed back
     /// [`Event::Written`] or [`Event::WriteFailed`].
@@ -223,6 +238,15 @@ pub enum Event {
         sent: Instant,
         /// The grant, or why not.
         result: Result<Grant, Failure>,
+    },
+    /// A certificate's issue (and its publication) finished.
+    CertIssued {
+        /// Which certificate.
+        index: usize,
+        /// When the request was sent.
+        sent: Instant,
+        /// Its validity, or why not.
+        result: Result<CertGrant, Failure>,
     },
     /// The token file holds the current token.
     Written,

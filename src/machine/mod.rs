@@ -26,6 +26,7 @@
 //! nothing, orphaning it. Its real remaining life is asked with one `lookup-self` first.
 
 pub mod backoff;
+pub mod cert_lane;
 pub mod events;
 pub mod failure;
 pub mod said;
@@ -39,6 +40,8 @@ use tracing::{error, info, warn};
 
 use crate::duration::brief;
 use crate::machine::backoff::{Backoff, Jitter};
+use crate::machine::cert_lane::{CertLane, CertSettings};
+use crate::machine::events::CertGrant;
 use crate::machine::events::{
     Action, Event, Exit, Goal, Grant, Hook, Settings, Step, REVOKE_GRACE, WRITE_RETRY_FLOOR,
 };
@@ -117,6 +120,8 @@ pub struct Machine {
     secrets: SecretLane,
     /// Hooks owed once the current batch of file changes is complete.
     owed: Option<Hook>,
+    /// The certificates' lane: one issue at a time, once per certificate lifetime.
+    certs: CertLane,
 }
 
 impl Machine {
@@ -129,6 +134,7 @@ impl Machine {
         };
         Machine {
             secrets: SecretLane::new(&settings),
+            certs: CertLane::new(&settings, &CertSettings::default()),
             owed: None,
             backoff: Backoff::new(settings.min_backoff, settings.max_backoff),
             settings,
@@ -157,6 +163,28 @@ impl Machine {
         }
     }
 
+    /// The same machine keeping `certs` too (none by default).
+    pub fn with_certs(mut self, certs: &CertSettings) -> Machine {
+        self.certs = CertLane::new(&self.settings, certs);
+        self
+    }
+
+    /// Keeps certificate `index` that a previous run published (the driver checked it): issued
+    /// at `start`, expiring at `end`; it is renewed on its schedule, not at the next token.
+    pub fn adopt_cert(&mut self, index: usize, start: Instant, end: Instant) {
+        self.certs.adopt(index, start, end, &mut self.rng);
+    }
+
+    /// When certificate `index`'s published life ends, if one is published.
+    pub fn cert_expiry(&self, index: usize) -> Option<Instant> {
+        self.certs.expiry(index)
+    }
+
+    /// When certificate `index` is next issued, if planned.
+    pub fn cert_due(&self, index: usize) -> Option<Instant> {
+        self.certs.due(index)
+    }
+
     /// The next thing to do, if any.
     pub fn poll_action(&mut self) -> Option<Action> {
         self.actions.pop_front()
@@ -176,6 +204,7 @@ impl Machine {
             self.write_retry,
             self.deadline(),
             self.next_secret_due(),
+            self.certs.next_due().filter(|_| self.file_current),
         ]
         .into_iter()
         .flatten()
@@ -328,6 +357,11 @@ impl Machine {
             } => self.secret_done(now, index, |lane, rng| {
                 lane.lease_renewed(now, index, sent, result, rng)
             }),
+            Event::CertIssued {
+                index,
+                sent,
+                result,
+            } => self.cert_done(now, index, sent, result),
             Event::Written => {
                 self.written(now);
                 self.start_secret(now);
@@ -383,6 +417,22 @@ impl Machine {
     ) {
         if self.secrets.finish(index) {
             let outcome = apply(&mut self.secrets, &mut self.rng);
+            self.absorb(now, outcome);
+            self.start_secret(now);
+            self.settle_hooks(now);
+        }
+    }
+
+    /// Certificate `index`'s issue was answered.
+    fn cert_done(
+        &mut self,
+        now: Instant,
+        index: usize,
+        sent: Instant,
+        result: Result<CertGrant, Failure>,
+    ) {
+        if self.certs.finish(index) {
+            let outcome = self.certs.issued(now, index, sent, result, &mut self.rng);
             self.absorb(now, outcome);
             self.start_secret(now);
             self.settle_hooks(now);
@@ -503,6 +553,7 @@ impl Machine {
         );
         self.actions.push_back(Action::RunHooks(Hook::Renewed));
         self.secrets.read_all(sent);
+        self.certs.token_ready(sent);
     }
 
     /// Starts the due step.
@@ -919,6 +970,7 @@ impl Machine {
             self.unhooked = false;
             self.owed = Some(Hook::NewToken);
             self.secrets.read_all(now);
+            self.certs.token_ready(now);
         }
     }
 
@@ -928,11 +980,11 @@ impl Machine {
         let Some(hook) = self.owed else {
             return;
         };
-        if self.secrets.busy() || self.awaiting_hooks {
+        if self.secrets.busy() || self.certs.busy() || self.awaiting_hooks {
             return;
         }
         if self.once() {
-            if self.secrets_written() {
+            if self.secrets_written() && self.certs.all_published() {
                 self.owed = None;
                 self.awaiting_hooks = true;
                 self.actions.push_back(Action::RunHooksAndWait);
@@ -941,7 +993,8 @@ impl Machine {
         }
         // More reads of this batch still to run: wait for them.
         // (A file check in flight does not count: the token file was written once already.)
-        let pending_now = self.holds_live_token(now) && self.secrets.due_at(now);
+        let pending_now =
+            self.holds_live_token(now) && (self.secrets.due_at(now) || self.certs.due_at(now));
         if !pending_now {
             self.owed = None;
             self.actions.push_back(Action::RunHooks(hook));
@@ -955,12 +1008,16 @@ impl Machine {
             // Nothing can be read until the next token, which reads every secret again: a
             // read left due would wake the driver again at once, a busy loop.
             self.secrets.park();
+            self.certs.park();
             return;
         }
         if !self.file_current {
             return;
         }
         if let Some(action) = self.secrets.start(now) {
+            self.actions.push_back(action);
+        }
+        if let Some(action) = self.certs.start(now) {
             self.actions.push_back(action);
         }
     }

@@ -196,6 +196,23 @@ pub fn honour_retry_after(
     }
 }
 
+/// The share of a certificate's life after which it is renewed, before jitter (cert-manager's
+/// default).
+pub const CERT_RENEW_AT: f64 = 2.0 / 3.0;
+
+/// When a certificate whose life is `lifetime` is renewed, counted from the start of that life:
+/// at [`CERT_RENEW_AT`] of it with ±10 % jitter (`unit` in `[0, 1)`: pods issued together renew
+/// apart, unlike consul-template's `pkiCert`, whose jitter term rounds to zero), or
+/// `renew_before` before its end, whichever is earlier. A `renew_before` as long as the whole
+/// life would renew at once, forever: the share alone decides then.
+pub fn cert_renew_in(lifetime: Duration, renew_before: Option<Duration>, unit: f64) -> Duration {
+    let share = lifetime.mul_f64(CERT_RENEW_AT * (0.9 + 0.2 * unit_or_mid(unit)));
+    match renew_before.map(|b| lifetime.saturating_sub(b)) {
+        Some(before) if !before.is_zero() => share.min(before),
+        _ => share,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -444,5 +461,29 @@ mod tests {
             "above a small max"
         );
         assert_eq!(honour_retry_after(S(2), None, S(300)), S(2));
+    }
+    #[test]
+    fn certificates_renew_at_two_thirds_with_jitter_or_before_their_end() {
+        let h = Duration::from_secs(3600);
+        let day = 24 * h;
+        // ±10 % around 2/3 of the life.
+        assert_eq!(cert_renew_in(day, None, 0.5), day.mul_f64(2.0 / 3.0));
+        assert_eq!(cert_renew_in(day, None, 0.0), day.mul_f64(0.6));
+        assert!(cert_renew_in(day, None, 0.999_999) <= day.mul_f64(0.733_334));
+        assert!(cert_renew_in(day, None, 0.999_999) >= day.mul_f64(0.733));
+        // A fixed time before the end wins when it is earlier...
+        assert_eq!(cert_renew_in(day, Some(12 * h), 0.5), 12 * h);
+        // ...not when it is later.
+        assert_eq!(cert_renew_in(day, Some(h), 0.5), day.mul_f64(2.0 / 3.0));
+        // Longer than the life: the share decides, never "renew at once, forever".
+        assert_eq!(cert_renew_in(h, Some(day), 0.5), h.mul_f64(2.0 / 3.0));
+        assert_eq!(cert_renew_in(h, Some(h), 0.5), h.mul_f64(2.0 / 3.0));
+        // Edge lives.
+        assert_eq!(cert_renew_in(Duration::ZERO, Some(h), 0.5), Duration::ZERO);
+        let s = Duration::from_secs(1);
+        assert!(cert_renew_in(s, None, 0.3) < s);
+        let huge = Duration::from_secs(u64::MAX / 4);
+        assert!(cert_renew_in(huge, None, 0.5) < huge);
+        assert_eq!(cert_renew_in(day, None, f64::NAN), day.mul_f64(2.0 / 3.0));
     }
 }
