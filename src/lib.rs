@@ -40,6 +40,10 @@
 //!   hooks and watches, and feeds results, file changes, signals and timers back. Its parts: `adopt`
 //!   (on a restart in the same pod, the token already in the file, kept if `lookup-self` shows it is
 //!   this role's and this service account's) and `signals` (SIGTERM/SIGINT/SIGHUP into controls).
+//! - [`exec`]: `vault-login exec -- <program>`: the program as a child with its secrets in its
+//!   environment. Its parts: `env` (the `VAULT_LOGIN_ENV_<VAR>` values, rendered from the shared
+//!   reads into memory), `supervisor` (start, signals, restart on a changed environment, exit
+//!   code), `reaper` (orphans, as PID 1) and `install` (`vault-login install <dir>`).
 //! - [`jwt`]: reads the service-account JWT afresh for each login and decodes its claims for hints.
 //! - [`sensitive`]: the [`sensitive::Secret`] wrapper that keeps tokens and JWTs out of logs.
 //! - [`duration`]: durations as settings are written (`1h30m`) and as logs print them.
@@ -51,6 +55,7 @@ pub mod agent;
 pub mod config;
 pub mod duration;
 pub mod error;
+pub mod exec;
 pub mod files;
 pub mod health;
 pub mod hooks;

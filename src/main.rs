@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 use tracing::{error, info, warn};
-use vault_login::agent::signals::forward_signals;
+use vault_login::agent::signals::{forward_signals, forward_to_program};
 use vault_login::agent::Agent;
 use vault_login::config::{Config, ConfigError};
 use vault_login::error::{Error, EXIT_OK};
@@ -14,7 +14,7 @@ use vault_login::health::status::Status;
 
 fn main() {
     let code = match real_main() {
-        Ok(()) => EXIT_OK,
+        Ok(code) => code,
         Err(Error::Config(ConfigError::Help(text))) => {
             print!("{text}");
             EXIT_OK
@@ -28,7 +28,13 @@ fn main() {
     std::process::exit(code);
 }
 
-fn real_main() -> Result<(), Error> {
+fn real_main() -> Result<i32, Error> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    if args.get(1).is_some_and(|a| a == "install") {
+        let path = vault_login::exec::install::run(&args[2..])?;
+        eprintln!("vault-login: installed {}", path.display());
+        return Ok(EXIT_OK);
+    }
     // The process holds a Vault token: no core dumps of it, and other processes of the same
     // user cannot read its memory through /proc or ptrace.
     let dumpable =
@@ -46,6 +52,7 @@ fn real_main() -> Result<(), Error> {
         .map_err(|e| Error::Fatal(format!("cannot start the async runtime: {e}")))?;
     let result = runtime.block_on(async move {
         let status = Arc::new(Status::default());
+        let exec = cfg.exec.is_some();
         let listen = cfg.listen;
         // Checks TLS files and the token directory: configuration errors stay one line, first.
         let agent = Agent::new(cfg, Arc::clone(&status))?;
@@ -55,7 +62,10 @@ fn real_main() -> Result<(), Error> {
         };
         info!(config = %summary, version = env!("CARGO_PKG_VERSION"), "starting");
         let (tx, rx) = mpsc::unbounded_channel();
-        forward_signals(tx)?;
+        match exec {
+            true => forward_to_program(tx)?,
+            false => forward_signals(tx)?,
+        }
         // The server answers until the loop has finished (so /readyz turns 503 when the token
         // file is removed on shutdown), then stops.
         let (stop_health, health_stopped) = oneshot::channel::<()>();
@@ -64,7 +74,7 @@ fn real_main() -> Result<(), Error> {
                 let _ = health_stopped.await;
             }))
         });
-        let result = agent.run(rx).await;
+        let result = agent.run_to_exit(rx).await;
         drop(stop_health);
         if let Some(server) = server {
             let _ = server.await;

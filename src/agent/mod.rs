@@ -19,7 +19,8 @@ use tracing::{info, warn};
 
 use crate::config::{Config, TokenSink};
 use crate::duration::brief;
-use crate::error::{self, Error, Result};
+use crate::error::{self, Error, Result, EXIT_OK};
+use crate::exec::{ChildEnv, EnvSpec, Environment, Incomplete, Supervisor};
 use crate::files::token_file::TokenFile;
 use crate::health::status::Status;
 use crate::hooks::Hooks;
@@ -47,6 +48,8 @@ pub enum Control {
     Shutdown,
     /// Re-read the JWT and log in again now: SIGHUP.
     Relogin,
+    /// `exec`: a signal for the program (TERM, INT, HUP, QUIT, USR1, USR2, WINCH).
+    Forward(crate::hooks::AppSignal),
 }
 
 /// A finished request, as the driver hands it back to itself.
@@ -70,6 +73,19 @@ pub struct Agent {
     /// The reads (one per distinct request, shared by secrets and templates) and templates.
     book: std::sync::Mutex<self::secrets::Book>,
     writer: SecretWriter,
+    /// Where the environment values start among `secrets` and the book's templates.
+    outputs: Outputs,
+    /// `vault-login exec`'s program, checked at startup; the driver takes it.
+    supervisor: std::sync::Mutex<Option<Supervisor>>,
+}
+
+/// The `VAULT_LOGIN_ENV_*` values ride along the files: field values follow the
+/// `VAULT_LOGIN_SECRET_*` specs and template values follow the `VAULT_LOGIN_TEMPLATE_*`
+/// templates, so the shared reads serve them all; these are the first indexes that are values.
+#[derive(Clone, Copy, Debug)]
+struct Outputs {
+    env_specs: usize,
+    env_templates: usize,
 }
 
 impl Agent {
@@ -89,20 +105,36 @@ impl Agent {
                 })?;
                 Some(f)
             }
-            TokenSink::Stdout => None,
+            TokenSink::Stdout | TokenSink::Memory => None,
         };
         let hooks = Hooks::new(&cfg.hooks);
         let writer = SecretWriter::new(&cfg.secrets.dir, cfg.token_file_mode, cfg.token_file_owner);
-        let secrets = cfg.secrets.specs.clone();
+        let mut secrets = cfg.secrets.specs.clone();
         if !cfg.secrets.is_empty() {
             writer.check()?;
         }
+        let mut templates = cfg.secrets.templates.clone();
+        let outputs = Outputs {
+            env_specs: secrets.len(),
+            env_templates: templates.len(),
+        };
+        let values = cfg.exec.as_ref().map_or(&[][..], |e| &e.values[..]);
+        for value in values {
+            match value {
+                EnvSpec::Field(s) => secrets.push(s.clone()),
+                EnvSpec::Template(t) => templates.push(t.clone()),
+            }
+        }
+        let supervisor = cfg.exec.clone().map(Supervisor::new).transpose();
+        let supervisor = supervisor.map_err(Error::Program)?;
         status.track_secrets(secrets.iter().map(|s| s.name.clone()));
-        let templates = cfg.secrets.templates.clone();
         status.track_templates(templates.iter().map(|t| t.name.clone()));
+        let env = Environment::new(values.iter().map(EnvSpec::var));
         let book = TemplateBook::new(templates, crate::template::Funcs::standard());
         Ok(Agent {
-            book: std::sync::Mutex::new(self::secrets::Book::new(&secrets, book)),
+            book: std::sync::Mutex::new(self::secrets::Book::new(&secrets, book, env)),
+            outputs,
+            supervisor: std::sync::Mutex::new(supervisor),
             cfg,
             client,
             file,
@@ -114,8 +146,14 @@ impl Agent {
     }
 
     /// Runs until the machine says exit: `--once` after the first written token (or at the
-    /// deadline), the sidecar on [`Control::Shutdown`].
+    /// deadline), the sidecar on [`Control::Shutdown`]. (`exec`'s child's exit code is
+    /// [`Agent::run_to_exit`]'s.)
     pub async fn run(self, control: mpsc::UnboundedReceiver<Control>) -> Result<()> {
+        self.run_to_exit(control).await.map(|_| ())
+    }
+
+    /// Like [`Agent::run`], with the code to exit with: `exec`'s program's, else 0.
+    pub async fn run_to_exit(self, control: mpsc::UnboundedReceiver<Control>) -> Result<i32> {
         let claims = jwt::log_claims(&self.cfg.jwt).await;
         let sub = claims.and_then(|c| c.sub).unwrap_or_default();
         if let Some(e) = self.render_readless().await {
@@ -123,12 +161,18 @@ impl Agent {
                 return Err(Error::Fatal(e));
             }
         }
-        let mut driver = Driver::new(&self, control);
+        let supervisor = (self.supervisor.lock())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let mut driver = Driver::new(&self, control, supervisor);
         driver.adopt(&sub).await;
         loop {
             while let Some(action) = driver.machine.poll_action() {
                 if let Some(exit) = driver.perform(action) {
-                    return self.exit(exit, driver.started);
+                    if let Some(outcome) = driver.outcome.take() {
+                        return outcome;
+                    }
+                    return self.exit(exit, driver.started).map(|()| EXIT_OK);
                 }
             }
             if !driver.due_now() {
@@ -216,6 +260,24 @@ impl Agent {
             _ => {}
         }
         error::of_exit(exit, self.cfg.once)
+    }
+
+    /// What `exec`'s child gets: every value (or why not yet), and the token with Vault's
+    /// address and namespace when asked for.
+    fn child_env(&self, auth: Option<&Auth>) -> std::result::Result<ChildEnv, Incomplete> {
+        let mut env = self.book().env.snapshot()?;
+        if self.cfg.exec.as_ref().is_some_and(|e| e.pass_token) {
+            let Some(auth) = auth else {
+                return Err(Incomplete::Waiting(vec!["VAULT_TOKEN".into()]));
+            };
+            env.set("VAULT_TOKEN", auth.client_token.expose().as_bytes());
+            let addr = self.cfg.vault.addr.as_str().trim_end_matches('/');
+            env.set("VAULT_ADDR", addr.as_bytes());
+            if let Some(ns) = &self.cfg.vault.namespace {
+                env.set("VAULT_NAMESPACE", ns.as_bytes());
+            }
+        }
+        Ok(env)
     }
 
     fn jwt_file(&self) -> Option<&std::path::Path> {

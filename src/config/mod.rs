@@ -22,6 +22,7 @@ use reqwest::Url;
 use cli::CliError;
 
 use crate::config::settings::{self as s, check_readable, About, Setting};
+use crate::exec::{ExecSettings, ENV_PREFIX};
 use crate::hooks::HookSettings;
 use crate::machine::events::{Goal, Settings};
 use crate::secrets::{self, SecretsSettings};
@@ -79,6 +80,8 @@ pub struct Config {
     pub secrets: SecretsSettings,
     /// `VAULT_LOGIN_*` variables no setting reads, each with the one it resembles: warned of.
     pub unknown_variables: Vec<(String, Option<&'static str>)>,
+    /// `vault-login exec -- <program>`: the program and its environment values.
+    pub exec: Option<ExecSettings>,
 }
 
 /// Why a configuration could not be loaded.
@@ -128,6 +131,8 @@ struct Lookup<'a> {
     /// The names of the environment's `VAULT_LOGIN_*` variables: the `VAULT_LOGIN_SECRET_<NAME>`
     /// family, and misspelt settings.
     names: &'a [String],
+    /// `vault-login exec`: the program and its arguments.
+    program: Option<Vec<OsString>>,
 }
 
 impl Lookup<'_> {
@@ -234,6 +239,7 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        let (args, program) = split_exec(args.into_iter().map(Into::into).collect())?;
         let flags =
             cli::command()
                 .try_get_matches_from(args)
@@ -248,6 +254,7 @@ impl Config {
             env,
             annotations: &annotations,
             names,
+            program,
         })
     }
 
@@ -266,7 +273,13 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let ignored = "is not a vault-login setting and is ignored";
         let line = |(name, closest): &(String, Option<&str>)| match closest {
+            Some(k) if name.starts_with(ENV_PREFIX) => {
+                format!("{name} is read only by `vault-login exec` and is ignored; did you mean {k}?")
+            }
             Some(k) => format!("{name} {ignored}; did you mean {k}?"),
+            None if name.starts_with(ENV_PREFIX) => {
+                format!("{name} is read only by `vault-login exec -- <program>` and is ignored")
+            }
             None => format!("{name} {ignored}; see --help"),
         };
         self.unknown_variables.iter().map(line).collect()
@@ -310,7 +323,12 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         None => JwtSource::File(lookup.value(&s::JWT_FILE)?),
     };
     let token_file = lookup.parsed(&s::TOKEN_FILE)?;
-    let token_sink = lookup.value(&s::TOKEN_FILE)?;
+    let token_sink = match (&lookup.program, &token_file) {
+        // exec keeps the token in memory unless a file is asked for: a developer's machine
+        // has no /var/run/secrets.
+        (Some(_), None) => TokenSink::Memory,
+        _ => lookup.value(&s::TOKEN_FILE)?,
+    };
     let token_file_mode = lookup.value(&s::TOKEN_FILE_MODE)?;
     let token_file_owner = lookup.get(&s::TOKEN_FILE_OWNER)?;
 
@@ -326,6 +344,7 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
     let vault = vault_settings(lookup, vault_addr)?;
     let hooks = hook_settings(lookup, &token_sink, token_file_mode, token_file_owner)?;
     let secrets = secrets_settings(lookup, &token_sink, hooks.token_info_file.as_deref())?;
+    let exec = exec_settings(lookup, &token_sink, &token_file, once)?;
 
     if let (TokenSink::Stdout, Some((_, given)), false) = (&token_sink, &token_file, once) {
         let about = &s::ONCE.about;
@@ -335,8 +354,20 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
             about.flag_or_name()
         )));
     }
+    let unknown_variables = match exec {
+        Some(_) => cli::unknown_variables(lookup.names),
+        None => cli::unknown_variables(lookup.names)
+            .into_iter()
+            .chain(
+                (lookup.names.iter())
+                    .filter(|n| n.starts_with(ENV_PREFIX))
+                    .map(|n| (n.clone(), None)),
+            )
+            .collect(),
+    };
     Ok(Config {
-        unknown_variables: cli::unknown_variables(lookup.names),
+        exec,
+        unknown_variables,
         vault,
         role,
         mount,
@@ -460,7 +491,7 @@ fn hook_settings(
         token_info_file,
         token_file: match token_sink {
             TokenSink::File(path) => Some(path.clone()),
-            TokenSink::Stdout => None,
+            TokenSink::Stdout | TokenSink::Memory => None,
         },
         file_mode,
         file_owner,
@@ -558,7 +589,7 @@ fn secrets_settings(
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
                 _ => PathBuf::from("."),
             },
-            TokenSink::Stdout => {
+            TokenSink::Stdout | TokenSink::Memory => {
                 let first = (specs.iter().map(|s| &s.variable))
                     .chain(templates.iter().map(|t| &t.variable))
                     .next();
@@ -566,7 +597,11 @@ fn secrets_settings(
                     return Err(invalid(
                         first,
                         format!(
-                            "the token goes to standard output, so there is no token directory to write secrets next to; set {}",
+                            "the token goes to {}, so there is no token directory to write secrets next to; set {}",
+                            match token_sink {
+                                TokenSink::Memory => "no file (exec without VAULT_LOGIN_TOKEN_FILE)",
+                                _ => "standard output",
+                            },
                             secrets::SECRETS_DIR_ENV
                         ),
                     ));
@@ -589,6 +624,72 @@ fn secrets_settings(
         .check_reserved(&reserved)
         .map_err(|e| invalid(&e.variable, e.problem))?;
     Ok(settings)
+}
+
+/// Splits `vault-login exec [flags --] <program> [args...]` into the flags clap reads and the
+/// program with its arguments. Without `--` everything after `exec` is the program, which
+/// then must not look like a flag.
+fn split_exec(args: Vec<OsString>) -> Result<(Vec<OsString>, Option<Vec<OsString>>), ConfigError> {
+    if args.get(1).is_none_or(|a| a != "exec") {
+        return Ok((args, None));
+    }
+    let mut flags = vec![args[0].clone()];
+    let rest = &args[2..];
+    let program = match rest.iter().position(|a| a == "--") {
+        Some(i) => {
+            flags.extend_from_slice(&rest[..i]);
+            rest[i + 1..].to_vec()
+        }
+        None => rest.to_vec(),
+    };
+    match program.first() {
+        None => Err(ConfigError::Usage(
+            "exec: no program given; usage: vault-login exec [flags --] <program> [args...]".into(),
+        )),
+        Some(p) if p.as_encoded_bytes().starts_with(b"-") && !rest.iter().any(|a| a == "--") => {
+            Err(ConfigError::Usage(format!(
+                "exec: {:?} looks like a flag; put flags before -- and the program after it: vault-login exec [flags --] <program> [args...]",
+                p.to_string_lossy()
+            )))
+        }
+        Some(_) => Ok((flags, Some(program))),
+    }
+}
+
+/// `vault-login exec`'s settings, when the command line asked for it.
+fn exec_settings(
+    lookup: &Lookup<'_>,
+    token_sink: &TokenSink,
+    token_file: &Option<(TokenSink, Given)>,
+    once: bool,
+) -> Result<Option<ExecSettings>, ConfigError> {
+    let Some(program) = &lookup.program else {
+        return Ok(None);
+    };
+    if once {
+        let about = &s::ONCE.about;
+        return Err(invalid(
+            about.name(),
+            "exec runs the program until it exits; leave out --once (an init container runs vault-login --once, not exec)",
+        ));
+    }
+    if let (TokenSink::Stdout, Some((_, given))) = (token_sink, token_file) {
+        return Err(given.invalid(
+            "\"-\" (standard output) is the program's in exec mode; give a file path or leave it unset (the token stays in memory)",
+        ));
+    }
+    let funcs = crate::template::Funcs::standard();
+    let values = crate::exec::env::specs_from_env(lookup.names, lookup.env, &funcs)
+        .map_err(|e| invalid(&e.variable, e.problem))?;
+    Ok(Some(ExecSettings {
+        program: program[0].clone(),
+        args: program[1..].to_vec(),
+        restart: lookup.value(&s::EXEC_RESTART)?,
+        stop_signal: lookup.value(&s::EXEC_STOP_SIGNAL)?,
+        stop_timeout: lookup.value(&s::EXEC_STOP_TIMEOUT)?,
+        pass_token: lookup.value(&s::EXEC_TOKEN)?,
+        values,
+    }))
 }
 
 #[cfg(test)]
