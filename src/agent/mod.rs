@@ -109,22 +109,15 @@ impl Agent {
         };
         let hooks = Hooks::new(&cfg.hooks);
         let writer = SecretWriter::new(&cfg.secrets.dir, cfg.token_file_mode, cfg.token_file_owner);
-        let mut secrets = cfg.secrets.specs.clone();
         if !cfg.secrets.is_empty() {
             writer.check()?;
         }
-        let mut templates = cfg.secrets.templates.clone();
         let outputs = Outputs {
-            env_specs: secrets.len(),
-            env_templates: templates.len(),
+            env_specs: cfg.secrets.specs.len(),
+            env_templates: cfg.secrets.templates.len(),
         };
+        let (secrets, templates) = cfg.reads();
         let values = cfg.exec.as_ref().map_or(&[][..], |e| &e.values[..]);
-        for value in values {
-            match value {
-                EnvSpec::Field(s) => secrets.push(s.clone()),
-                EnvSpec::Template(t) => templates.push(t.clone()),
-            }
-        }
         let supervisor = cfg.exec.clone().map(Supervisor::new).transpose();
         let supervisor = supervisor.map_err(Error::Program)?;
         status.track_secrets(secrets.iter().map(|s| s.name.clone()));

@@ -300,9 +300,26 @@ impl Config {
             recovery_backoff: self.recovery_backoff,
             renew_increment: self.renew_increment,
             revoke_on_exit: self.revoke_on_exit,
-            secrets: secrets::sources(&self.secrets.specs, &self.secrets.templates).len(),
+            secrets: {
+                let (specs, templates) = self.reads();
+                secrets::sources(&specs, &templates).len()
+            },
             refresh: self.secrets.refresh,
         }
+    }
+
+    /// Everything the shared reads serve: the secret files' specs then `exec`'s field values,
+    /// the templates then `exec`'s template values.
+    pub fn reads(&self) -> (Vec<secrets::SecretSpec>, Vec<secrets::TemplateSpec>) {
+        let mut specs = self.secrets.specs.clone();
+        let mut templates = self.secrets.templates.clone();
+        for value in self.exec.iter().flat_map(|e| &e.values) {
+            match value {
+                crate::exec::EnvSpec::Field(s) => specs.push(s.clone()),
+                crate::exec::EnvSpec::Template(t) => templates.push(t.clone()),
+            }
+        }
+        (specs, templates)
     }
 
     /// One line describing the effective configuration, without secrets (never the JWT; say
