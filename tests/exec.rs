@@ -23,7 +23,10 @@ const SEC: Duration = Duration::from_secs(1);
 fn setup() -> Setup {
     let mut s = with_tutorial_secret(role(3600, 0));
     s.unset("VAULT_LOGIN_TOKEN_FILE");
-    s.set("VAULT_LOGIN_ENV_DB_PASSWORD", "internal/data/database/config#password");
+    s.set(
+        "VAULT_LOGIN_ENV_DB_PASSWORD",
+        "internal/data/database/config#password",
+    );
     s
 }
 
@@ -42,7 +45,9 @@ fn lines(path: &Path) -> Vec<String> {
 
 /// `vault-login exec -- sh -c <script> sh <args...>` in the background.
 fn spawn_sh(s: &Setup, script: &str, args: &[&Path]) -> Running {
-    let mut all: Vec<String> = ["exec", "--", "sh", "-c", script, "sh"].map(String::from).to_vec();
+    let mut all: Vec<String> = ["exec", "--", "sh", "-c", script, "sh"]
+        .map(String::from)
+        .to_vec();
     all.extend(args.iter().map(|p| p.display().to_string()));
     let refs: Vec<&str> = all.iter().map(String::as_str).collect();
     s.spawn(&refs)
@@ -84,13 +89,24 @@ fn the_program_sees_its_values_and_nothing_of_vault_login() {
     // stdout is the program's, byte for byte.
     assert_eq!(run.stdout, "hello\n");
     let seen = std::fs::read_to_string(&env).unwrap();
-    assert!(seen.contains(&format!("DB_PASSWORD={TUTORIAL_PASSWORD}\n")), "{seen}");
     assert!(
-        seen.contains(&format!("dsn=postgres://db-readonly-username:{TUTORIAL_PASSWORD}@db\n")),
+        seen.contains(&format!("DB_PASSWORD={TUTORIAL_PASSWORD}\n")),
+        "{seen}"
+    );
+    assert!(
+        seen.contains(&format!(
+            "dsn=postgres://db-readonly-username:{TUTORIAL_PASSWORD}@db\n"
+        )),
         "{seen}"
     );
     assert!(seen.contains("UNRELATED=kept\n"), "{seen}");
-    assert!(seen.contains(&format!("VAULT_ADDR={}\n", s.emu.url().trim_end_matches('/'))), "{seen}");
+    assert!(
+        seen.contains(&format!(
+            "VAULT_ADDR={}\n",
+            s.emu.url().trim_end_matches('/')
+        )),
+        "{seen}"
+    );
     let token = (seen.lines())
         .find_map(|l| l.strip_prefix("VAULT_TOKEN="))
         .expect("VAULT_TOKEN given");
@@ -98,7 +114,9 @@ fn the_program_sees_its_values_and_nothing_of_vault_login() {
     assert!(!seen.contains("VAULT_LOGIN_"), "{seen}");
     assert!(!seen.contains(jwt.trim()), "the JWT is not passed on");
     // One read for the field and the template.
-    let reads = s.emu.count_requests(|r| r.path == "/v1/internal/data/database/config");
+    let reads = s
+        .emu
+        .count_requests(|r| r.path == "/v1/internal/data/database/config");
     assert_eq!(reads, 1, "{}", run.stderr);
     assert!(!run.stderr.contains(TUTORIAL_PASSWORD), "{}", run.stderr);
     assert!(!run.stderr.contains(token), "{}", run.stderr);
@@ -120,13 +138,22 @@ fn a_program_that_cannot_start_is_127_or_126_before_any_login() {
     let run = run_args(&s, &["exec", "--", "no-such-program-anywhere"]);
     run.assert_code(127);
     assert_eq!(run.stderr.lines().count(), 1, "{}", run.stderr);
-    assert!(run.stderr.contains("no-such-program-anywhere: not found in PATH"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("no-such-program-anywhere: not found in PATH"),
+        "{}",
+        run.stderr
+    );
     let plain = file(&s, "plain");
     std::fs::write(&plain, "#!/bin/sh\n").unwrap();
     std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o644)).unwrap();
     let run = run_args(&s, &["exec", "--", plain.to_str().unwrap()]);
     run.assert_code(126);
-    assert!(run.stderr.contains("not an executable file"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("not an executable file"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(logins(&s.emu), 0);
 }
 
@@ -136,7 +163,11 @@ fn bad_env_names_and_usage_are_configuration_errors() {
     s.set("VAULT_LOGIN_ENV_1BAD", "kv/app#x");
     let run = run_args(&s, &["exec", "--", "true"]);
     run.assert_code(64);
-    assert!(run.stderr.contains("VAULT_LOGIN_ENV_1BAD"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("VAULT_LOGIN_ENV_1BAD"),
+        "{}",
+        run.stderr
+    );
     let s = setup();
     run_args(&s, &["exec"]).assert_code(64);
     run_args(&s, &["exec", "--once", "true"]).assert_code(64);
@@ -168,7 +199,11 @@ echo ready >> "$1"
 while [ ! -e "$2" ]; do sleep 0.02; done
 exit 3"#;
     let mut r = spawn_sh(&s, script, &[&got, &stop]);
-    assert!(wait_until(10 * SEC, || lines(&got).contains(&"ready".into())), "{}", r.stderr());
+    assert!(
+        wait_until(10 * SEC, || lines(&got).contains(&"ready".into())),
+        "{}",
+        r.stderr()
+    );
     for sig in ["TERM", "INT", "HUP", "QUIT", "USR1", "USR2", "WINCH"] {
         r.signal(sig);
         assert!(
@@ -186,7 +221,8 @@ exit 3"#;
 }
 
 /// The program records each start's DB_PASSWORD, then sleeps (TERM ends it).
-const RECORD_AND_WAIT: &str = r#"echo "$DB_PASSWORD" >> "$1"; trap 'echo reload >> "$1"' USR1; while :; do sleep 0.05; done"#;
+const RECORD_AND_WAIT: &str =
+    r#"echo "$DB_PASSWORD" >> "$1"; trap 'echo reload >> "$1"' USR1; while :; do sleep 0.05; done"#;
 
 fn rotate(s: &Setup, password: &str) {
     s.emu.put_kv2(
@@ -197,7 +233,8 @@ fn rotate(s: &Setup, password: &str) {
 }
 
 fn config_reads(s: &Setup) -> usize {
-    s.emu.count_requests(|r| r.path == "/v1/internal/data/database/config")
+    s.emu
+        .count_requests(|r| r.path == "/v1/internal/data/database/config")
 }
 
 #[test]
@@ -207,25 +244,56 @@ fn a_new_kv_version_restarts_the_program_once_and_an_unchanged_refresh_never() {
         .set("VAULT_LOGIN_EXEC_STOP_TIMEOUT", "5s");
     let starts = file(&s, "starts");
     let r = spawn_sh(&s, RECORD_AND_WAIT, &[&starts]);
-    assert!(wait_until(10 * SEC, || lines(&starts).len() == 1), "{}", r.stderr());
+    assert!(
+        wait_until(10 * SEC, || lines(&starts).len() == 1),
+        "{}",
+        r.stderr()
+    );
     // Several refreshes of the same version: nothing restarts.
     let before = config_reads(&s);
-    assert!(wait_until(10 * SEC, || config_reads(&s) >= before + 3), "{}", r.stderr());
+    assert!(
+        wait_until(10 * SEC, || config_reads(&s) >= before + 3),
+        "{}",
+        r.stderr()
+    );
     assert_eq!(lines(&starts), vec![TUTORIAL_PASSWORD], "{}", r.stderr());
     rotate(&s, "rotated-1");
-    assert!(wait_until(10 * SEC, || lines(&starts).len() >= 2), "{}", r.stderr());
+    assert!(
+        wait_until(10 * SEC, || lines(&starts).len() >= 2),
+        "{}",
+        r.stderr()
+    );
     let now = config_reads(&s);
-    assert!(wait_until(10 * SEC, || config_reads(&s) >= now + 3), "{}", r.stderr());
-    assert_eq!(lines(&starts), vec![TUTORIAL_PASSWORD, "rotated-1"], "{}", r.stderr());
-    assert!(r.stderr().contains("environment changed; restarting the program"));
+    assert!(
+        wait_until(10 * SEC, || config_reads(&s) >= now + 3),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(
+        lines(&starts),
+        vec![TUTORIAL_PASSWORD, "rotated-1"],
+        "{}",
+        r.stderr()
+    );
+    assert!(r
+        .stderr()
+        .contains("environment changed; restarting the program"));
     assert!(!r.stderr().contains("rotated-1"), "no value in the log");
 }
 
 #[test]
 fn never_keeps_the_program_and_signal_only_signals_it() {
     for (policy, expected, log) in [
-        ("never", vec![TUTORIAL_PASSWORD], "keeps running with the old values"),
-        ("signal", vec![TUTORIAL_PASSWORD, "reload"], "signalling the program"),
+        (
+            "never",
+            vec![TUTORIAL_PASSWORD],
+            "keeps running with the old values",
+        ),
+        (
+            "signal",
+            vec![TUTORIAL_PASSWORD, "reload"],
+            "signalling the program",
+        ),
     ] {
         let mut s = setup();
         s.set("VAULT_LOGIN_SECRETS_REFRESH", "1s")
@@ -233,11 +301,19 @@ fn never_keeps_the_program_and_signal_only_signals_it() {
             .set("VAULT_LOGIN_EXEC_STOP_SIGNAL", "USR1");
         let starts = file(&s, "starts");
         let r = spawn_sh(&s, RECORD_AND_WAIT, &[&starts]);
-        assert!(wait_until(10 * SEC, || lines(&starts).len() == 1), "{}", r.stderr());
+        assert!(
+            wait_until(10 * SEC, || lines(&starts).len() == 1),
+            "{}",
+            r.stderr()
+        );
         rotate(&s, "rotated-2");
         r.wait_log(log, 10 * SEC);
         let now = config_reads(&s);
-        assert!(wait_until(10 * SEC, || config_reads(&s) >= now + 3), "{}", r.stderr());
+        assert!(
+            wait_until(10 * SEC, || config_reads(&s) >= now + 3),
+            "{}",
+            r.stderr()
+        );
         assert_eq!(lines(&starts), expected, "{policy}: {}", r.stderr());
     }
 }
@@ -261,13 +337,21 @@ fn new_dynamic_credentials_restart_the_program_before_the_old_ones_expire() {
     let starts = file(&s, "starts");
     let script = r#"echo "$DB_USER $DB_PASS" >> "$1"; while :; do sleep 0.05; done"#;
     let r = spawn_sh(&s, script, &[&starts]);
-    assert!(wait_until(10 * SEC, || lines(&starts).len() == 1), "{}", r.stderr());
+    assert!(
+        wait_until(10 * SEC, || lines(&starts).len() == 1),
+        "{}",
+        r.stderr()
+    );
     let first_user = lines(&starts)[0].split(' ').next().unwrap().to_string();
     let lease = (s.emu.leases().into_iter())
         .find(|l| l.data["username"] == first_user.as_str())
         .expect("the first credentials' lease");
     let expires = lease.max_expire_time.unwrap_or(lease.expire_time);
-    assert!(wait_until(15 * SEC, || lines(&starts).len() >= 2), "{}", r.stderr());
+    assert!(
+        wait_until(15 * SEC, || lines(&starts).len() >= 2),
+        "{}",
+        r.stderr()
+    );
     assert!(
         SystemTime::now() < expires,
         "restarted after the old credentials expired; {}",
@@ -276,11 +360,12 @@ fn new_dynamic_credentials_restart_the_program_before_the_old_ones_expire() {
     let second = lines(&starts)[1].clone();
     assert_ne!(second.split(' ').next().unwrap(), first_user);
     // The new user and password came from one read: both new, one start for the pair.
-    assert!(s.emu.leases().iter().any(|l| second == format!(
-        "{} {}",
-        l.data["username"].as_str().unwrap(),
-        l.data["password"].as_str().unwrap()
-    )));
+    assert!(s.emu.leases().iter().any(|l| second
+        == format!(
+            "{} {}",
+            l.data["username"].as_str().unwrap(),
+            l.data["password"].as_str().unwrap()
+        )));
 }
 
 #[test]
@@ -297,12 +382,28 @@ grep -l '^State:[[:space:]]*Z' /proc/[0-9]*/status > "$1" 2>/dev/null; exit 0"#;
     let mut cmd = Command::new("unshare");
     cmd.env_clear()
         .envs(&s.env)
-        .args(["--pid", "--fork", "--mount-proc", &bin(), "exec", "--", "sh", "-c", script, "sh"])
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            &bin(),
+            "exec",
+            "--",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
         .arg(&zombies);
     let run = run(cmd, 30 * SEC);
     run.assert_code(0);
     assert!(zombies.exists(), "{}", run.stderr);
-    assert_eq!(std::fs::read_to_string(&zombies).unwrap(), "", "zombies left: {}", run.stderr);
+    assert_eq!(
+        std::fs::read_to_string(&zombies).unwrap(),
+        "",
+        "zombies left: {}",
+        run.stderr
+    );
 }
 
 #[test]
@@ -320,19 +421,27 @@ fn install_copies_the_binary_into_a_volume_owned_by_another_user() {
         let exe = dir.path().join("src-vault-login");
         std::fs::copy(bin(), &exe).unwrap();
         cmd = Command::new("setpriv");
-        cmd.args(["--reuid", "4242", "--regid", "4242", "--clear-groups"]).arg(&exe);
+        cmd.args(["--reuid", "4242", "--regid", "4242", "--clear-groups"])
+            .arg(&exe);
     }
     cmd.env_clear().arg("install").arg(&target);
     run(cmd, 30 * SEC).assert_code(0);
     let installed = target.join("vault-login");
     let meta = std::fs::metadata(&installed).unwrap();
     assert_eq!(meta.permissions().mode() & 0o7777, 0o755);
-    assert_eq!(std::fs::read(&installed).unwrap(), std::fs::read(bin()).unwrap());
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(bin()).unwrap()
+    );
     if as_other {
         use std::os::unix::fs::MetadataExt;
         assert_eq!(meta.uid(), 4242);
     }
-    let names: Vec<_> = std::fs::read_dir(&target).unwrap().flatten().map(|e| e.file_name()).collect();
+    let names: Vec<_> = std::fs::read_dir(&target)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
     assert_eq!(names.len(), 1, "no temp file left: {names:?}");
     let version = Command::new(&installed).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&version.stdout).starts_with("vault-login "));

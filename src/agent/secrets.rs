@@ -12,13 +12,13 @@ use zeroize::Zeroizing;
 
 use super::requests::until;
 use super::Agent;
+use crate::exec::Environment;
 use crate::machine::events::{Event, Grant, SecretGrant};
 use crate::machine::failure::Failure;
 use crate::secrets::templates::{kv2_read_path, Rendering};
 use crate::secrets::{
     self, Fingerprint, SecretError, SecretSpec, Source, TemplateBook, TemplateSpec,
 };
-use crate::exec::Environment;
 use crate::sensitive::Secret;
 use crate::template::{self, Read};
 use crate::vault::{LeaseRenewal, RawAnswer, VaultError};
@@ -246,7 +246,9 @@ impl Agent {
         for var in users {
             match e.is_transient() {
                 true => book.env.clear_failure(&var),
-                false => book.env.failed(&var, format!("{}{var}: {e}", crate::exec::ENV_PREFIX)),
+                false => book
+                    .env
+                    .failed(&var, format!("{}{var}: {e}", crate::exec::ENV_PREFIX)),
             }
         }
     }

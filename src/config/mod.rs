@@ -274,7 +274,9 @@ impl Config {
         let ignored = "is not a vault-login setting and is ignored";
         let line = |(name, closest): &(String, Option<&str>)| match closest {
             Some(k) if name.starts_with(ENV_PREFIX) => {
-                format!("{name} is read only by `vault-login exec` and is ignored; did you mean {k}?")
+                format!(
+                    "{name} is read only by `vault-login exec` and is ignored; did you mean {k}?"
+                )
             }
             Some(k) => format!("{name} {ignored}; did you mean {k}?"),
             None if name.starts_with(ENV_PREFIX) => {

@@ -69,8 +69,12 @@ pub fn parse(variable: &str, value: &str, funcs: &Funcs) -> Result<EnvSpec, Spec
         ));
     }
     if value.contains("{{") {
-        let template = Template::parse(var, value, funcs)
-            .map_err(|e| spec_error(variable, format!("line {}, column {}: {}", e.line, e.col, e.message)))?;
+        let template = Template::parse(var, value, funcs).map_err(|e| {
+            spec_error(
+                variable,
+                format!("line {}, column {}: {}", e.line, e.col, e.message),
+            )
+        })?;
         let first_reads = template.discover(&Reads::new(), funcs);
         return Ok(EnvSpec::Template(TemplateSpec {
             name: var.to_string(),
@@ -136,8 +140,9 @@ pub struct Environment {
 impl fmt::Debug for Environment {
     /// The names and whether each is set; never a value.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let set: Vec<(&String, bool)> =
-            (self.slots.iter()).map(|(k, s)| (k, s.value.is_some())).collect();
+        let set: Vec<(&String, bool)> = (self.slots.iter())
+            .map(|(k, s)| (k, s.value.is_some()))
+            .collect();
         f.debug_struct("Environment").field("set", &set).finish()
     }
 }
@@ -167,7 +172,9 @@ impl Environment {
             return Ok(());
         };
         if bytes.contains(&0) {
-            let e = format!("{var}: the value contains a NUL byte, which no environment variable can hold");
+            let e = format!(
+                "{var}: the value contains a NUL byte, which no environment variable can hold"
+            );
             slot.failure = Some(e.clone());
             return Err(e);
         }

@@ -10,7 +10,6 @@ use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-
 /// The installed file's name.
 pub const INSTALLED_NAME: &str = "vault-login";
 /// The installed file's mode: anyone may run it (it holds no secret).
@@ -22,7 +21,9 @@ const MAX_BYTES: u64 = 256 * 1024 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum InstallError {
     /// The command line or the directory is wrong (exit 64).
-    #[error("install: {0}; usage: vault-login install <dir> (copies this binary to <dir>/vault-login)")]
+    #[error(
+        "install: {0}; usage: vault-login install <dir> (copies this binary to <dir>/vault-login)"
+    )]
     Usage(String),
     /// The copy failed (exit 1).
     #[error("install: cannot write {}: {source}", .path.display())]
@@ -102,8 +103,15 @@ mod tests {
         fs::write(&to, b"old").unwrap();
         install(&from, &to).unwrap();
         assert_eq!(fs::read(&to).unwrap(), b"binary");
-        assert_eq!(fs::metadata(&to).unwrap().permissions().mode() & 0o7777, 0o755);
-        let names: Vec<_> = fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).collect();
+        assert_eq!(
+            fs::metadata(&to).unwrap().permissions().mode() & 0o7777,
+            0o755
+        );
+        let names: Vec<_> = fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
         assert_eq!(names.len(), 2, "no temp file left: {names:?}");
     }
 

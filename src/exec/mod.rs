@@ -122,7 +122,10 @@ pub fn resolve(program: &Path, path: Option<&OsString>) -> Result<PathBuf, NotRu
 /// Whether `sig` ends a process that does not handle it and is sent to stop one (TERM, INT,
 /// QUIT, HUP): passed on, it means the program's exit is the end, not a restart.
 pub fn stops(sig: AppSignal) -> bool {
-    matches!(sig.to_string().as_str(), "SIGTERM" | "SIGINT" | "SIGQUIT" | "SIGHUP")
+    matches!(
+        sig.to_string().as_str(),
+        "SIGTERM" | "SIGINT" | "SIGQUIT" | "SIGHUP"
+    )
 }
 
 /// The exit code that reports how the child ended: its code, or 128+N for signal N.
@@ -171,7 +174,10 @@ mod tests {
         let e = resolve(Path::new("nope"), Some(&path)).unwrap_err();
         assert_eq!(e.code, EXIT_NOT_FOUND);
         assert!(e.message.contains("not found in PATH"), "{}", e.message);
-        assert_eq!(resolve(&dir.path().join("nope"), None).unwrap_err().code, 127);
+        assert_eq!(
+            resolve(&dir.path().join("nope"), None).unwrap_err().code,
+            127
+        );
         // Root may execute any file with an x bit; a file without one is refused to everyone.
         let e = resolve(&plain, None).unwrap_err();
         assert_eq!(e.code, EXIT_NOT_EXECUTABLE, "{}", e.message);
