@@ -450,3 +450,45 @@ fn install_copies_the_binary_into_a_volume_owned_by_another_user() {
     cmd.arg("install").arg(dir.path().join("missing"));
     run(cmd, 30 * SEC).assert_code(64);
 }
+
+#[test]
+fn the_k8s_example_installs_then_runs_the_app_with_its_value() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("k8s/deployment-exec.yaml"),
+    )
+    .unwrap();
+    let doc: serde_json::Value = serde_yaml::from_str(&text).unwrap();
+    let spec = &doc["spec"]["template"]["spec"];
+    let init = &spec["initContainers"][0];
+    let app = &spec["containers"][0];
+    assert_eq!(init["args"], json!(["install", "/vault/bin"]));
+    let command: Vec<String> = (app["command"].as_array().unwrap().iter())
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(command[..3], ["/vault/bin/vault-login", "exec", "--"]);
+    let mounts = |c: &serde_json::Value| c["volumeMounts"].to_string();
+    assert!(mounts(init).contains("vault-bin") && mounts(app).contains("\"/vault/bin\""));
+
+    // The init container's step, then the app container's command with its environment
+    // (pointed at the emulator, its role and this JWT).
+    let mut s = setup();
+    let bin_dir = file(&s, "vault-bin");
+    std::fs::create_dir(&bin_dir).unwrap();
+    let mut install = Command::new(bin());
+    install.arg("install").arg(&bin_dir);
+    run(install, 30 * SEC).assert_code(0);
+    for e in app["env"].as_array().unwrap() {
+        let (name, value) = (e["name"].as_str().unwrap(), e["value"].as_str().unwrap());
+        if !matches!(name, "VAULT_ADDR" | "VAULT_LOGIN_ROLE" | "VAULT_LOGIN_JWT_FILE") {
+            s.set(name, value);
+        }
+    }
+    let mut cmd = Command::new(bin_dir.join("vault-login"));
+    cmd.env_clear().envs(&s.env).args(&command[1..]);
+    let mut r = Running::start(cmd);
+    let line = format!("DB_PASSWORD has {} characters", TUTORIAL_PASSWORD.len());
+    assert!(wait_until(10 * SEC, || r.stdout().contains(&line)), "{}", r.stderr());
+    r.signal("TERM");
+    let status = r.wait(10 * SEC).expect("exits with the app");
+    assert_eq!(status.code(), Some(143), "{}", r.stderr());
+}
