@@ -492,3 +492,57 @@ fn the_k8s_example_installs_then_runs_the_app_with_its_value() {
     let status = r.wait(10 * SEC).expect("exits with the app");
     assert_eq!(status.code(), Some(143), "{}", r.stderr());
 }
+
+/// The README's local walkthrough against the real OpenBao (`bao server -dev`, fetched on first
+/// use; skipped with a line when it cannot run here, unless `VAULT_LOGIN_REQUIRE_REAL=1`): the
+/// JWT in `VAULT_LOGIN_JWT`, a KV v2 field in `DB_PASSWORD`, the token in `VAULT_TOKEN` alive on
+/// the server, and a new version restarting the program once.
+#[test]
+fn the_walkthrough_against_the_real_openbao() {
+    use vault_emulator::real::Bao;
+    let Some(bao) = Bao::start() else { return };
+    bao.cli(&["secrets", "enable", "-path=internal", "kv-v2"]);
+    bao.cli(&["kv", "put", "internal/database/config", "password=first"]);
+    let policy = "path \"internal/data/database/config\" { capabilities = [\"read\"] }\n";
+    bao.api("PUT", "/v1/sys/policies/acl/app", Some(json!({"policy": policy})));
+    bao.cli(&[
+        "write",
+        "auth/kubernetes/role/default",
+        "bound_service_account_names=default",
+        "bound_service_account_namespaces=default",
+        "audience=k3s",
+        "token_policies=app",
+        "token_ttl=3600",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let starts = dir.path().join("starts");
+    let mut cmd = Command::new(bin());
+    cmd.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("VAULT_ADDR", bao.addr())
+        .env("VAULT_LOGIN_ROLE", "default")
+        .env("VAULT_LOGIN_JWT", bao.jwt("default", "default", &["k3s"], 3600))
+        .env("VAULT_LOGIN_ENV_DB_PASSWORD", "internal/data/database/config#password")
+        .env("VAULT_LOGIN_EXEC_TOKEN", "true")
+        .env("VAULT_LOGIN_SECRETS_REFRESH", "1s")
+        .args(["exec", "--", "sh", "-c"])
+        .arg(r#"echo "$DB_PASSWORD $VAULT_TOKEN" >> "$1"; while :; do sleep 0.05; done"#)
+        .arg("sh")
+        .arg(&starts);
+    if let Some(ca) = bao.ca_cert() {
+        cmd.env("VAULT_CACERT", ca);
+    }
+    let r = Running::start(cmd);
+    assert!(wait_until(20 * SEC, || lines(&starts).len() == 1), "{}", r.stderr());
+    let first = lines(&starts)[0].clone();
+    let (password, token) = first.split_once(' ').unwrap();
+    assert_eq!(password, "first");
+    assert!(bao.token_alive(token), "VAULT_TOKEN is alive on the server");
+    bao.cli(&["kv", "put", "internal/database/config", "password=second"]);
+    assert!(wait_until(20 * SEC, || lines(&starts).len() >= 2), "{}", r.stderr());
+    std::thread::sleep(3 * SEC);
+    let all = lines(&starts);
+    assert_eq!(all.len(), 2, "one restart: {all:?}");
+    assert!(all[1].starts_with("second "), "{all:?}");
+    println!("real OpenBao: exec started the program, restarted it once on a new KV version");
+}
