@@ -479,7 +479,10 @@ fn the_k8s_example_installs_then_runs_the_app_with_its_value() {
     run(install, 30 * SEC).assert_code(0);
     for e in app["env"].as_array().unwrap() {
         let (name, value) = (e["name"].as_str().unwrap(), e["value"].as_str().unwrap());
-        if !matches!(name, "VAULT_ADDR" | "VAULT_LOGIN_ROLE" | "VAULT_LOGIN_JWT_FILE") {
+        if !matches!(
+            name,
+            "VAULT_ADDR" | "VAULT_LOGIN_ROLE" | "VAULT_LOGIN_JWT_FILE"
+        ) {
             s.set(name, value);
         }
     }
@@ -487,7 +490,11 @@ fn the_k8s_example_installs_then_runs_the_app_with_its_value() {
     cmd.env_clear().envs(&s.env).args(&command[1..]);
     let mut r = Running::start(cmd);
     let line = format!("DB_PASSWORD has {} characters", TUTORIAL_PASSWORD.len());
-    assert!(wait_until(10 * SEC, || r.stdout().contains(&line)), "{}", r.stderr());
+    assert!(
+        wait_until(10 * SEC, || r.stdout().contains(&line)),
+        "{}",
+        r.stderr()
+    );
     r.signal("TERM");
     let status = r.wait(10 * SEC).expect("exits with the app");
     assert_eq!(status.code(), Some(143), "{}", r.stderr());
@@ -504,7 +511,11 @@ fn the_walkthrough_against_the_real_openbao() {
     bao.cli(&["secrets", "enable", "-path=internal", "kv-v2"]);
     bao.cli(&["kv", "put", "internal/database/config", "password=first"]);
     let policy = "path \"internal/data/database/config\" { capabilities = [\"read\"] }\n";
-    bao.api("PUT", "/v1/sys/policies/acl/app", Some(json!({"policy": policy})));
+    bao.api(
+        "PUT",
+        "/v1/sys/policies/acl/app",
+        Some(json!({"policy": policy})),
+    );
     bao.cli(&[
         "write",
         "auth/kubernetes/role/default",
@@ -521,8 +532,14 @@ fn the_walkthrough_against_the_real_openbao() {
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("VAULT_ADDR", bao.addr())
         .env("VAULT_LOGIN_ROLE", "default")
-        .env("VAULT_LOGIN_JWT", bao.jwt("default", "default", &["k3s"], 3600))
-        .env("VAULT_LOGIN_ENV_DB_PASSWORD", "internal/data/database/config#password")
+        .env(
+            "VAULT_LOGIN_JWT",
+            bao.jwt("default", "default", &["k3s"], 3600),
+        )
+        .env(
+            "VAULT_LOGIN_ENV_DB_PASSWORD",
+            "internal/data/database/config#password",
+        )
         .env("VAULT_LOGIN_EXEC_TOKEN", "true")
         .env("VAULT_LOGIN_SECRETS_REFRESH", "1s")
         .args(["exec", "--", "sh", "-c"])
@@ -533,13 +550,21 @@ fn the_walkthrough_against_the_real_openbao() {
         cmd.env("VAULT_CACERT", ca);
     }
     let r = Running::start(cmd);
-    assert!(wait_until(20 * SEC, || lines(&starts).len() == 1), "{}", r.stderr());
+    assert!(
+        wait_until(20 * SEC, || lines(&starts).len() == 1),
+        "{}",
+        r.stderr()
+    );
     let first = lines(&starts)[0].clone();
     let (password, token) = first.split_once(' ').unwrap();
     assert_eq!(password, "first");
     assert!(bao.token_alive(token), "VAULT_TOKEN is alive on the server");
     bao.cli(&["kv", "put", "internal/database/config", "password=second"]);
-    assert!(wait_until(20 * SEC, || lines(&starts).len() >= 2), "{}", r.stderr());
+    assert!(
+        wait_until(20 * SEC, || lines(&starts).len() >= 2),
+        "{}",
+        r.stderr()
+    );
     std::thread::sleep(3 * SEC);
     let all = lines(&starts);
     assert_eq!(all.len(), 2, "one restart: {all:?}");

@@ -704,7 +704,11 @@ fn run_workload(w: &Doc, docs: &[Doc], prepare: &dyn Fn(&Emulator)) -> Vec<Outco
         // volume for another container's `exec`; it writes no token, so only a failure counts.
         if args.first().is_some_and(|a| a == "install") {
             let dir = pod.map(&mounts, args.get(1).map_or("", String::as_str));
-            let out = Command::new(bin()).arg("install").arg(&dir).output().unwrap();
+            let out = Command::new(bin())
+                .arg("install")
+                .arg(&dir)
+                .output()
+                .unwrap();
             let mode = fs::metadata(dir.join("vault-login")).map(|m| m.mode() & 0o7777);
             if !out.status.success() || mode.as_ref().ok() != Some(&0o755) {
                 problems.push(format!("install did not put a 0755 binary there: {mode:?}"));

@@ -1,6 +1,7 @@
 #!/bin/bash
 # bao agent's exec mode: time from exec to the child's start, RSS while it runs.
 set -u
+REPO=${REPO:-$PWD}
 mkdir -p "${WORK:-/tmp/exec-bench}"
 cd ${WORK:-/tmp/exec-bench}
 pkill_id=""

@@ -22,6 +22,9 @@ pub mod supervisor;
 pub use env::{ChildEnv, EnvSpec, Environment, Incomplete, ENV_PREFIX};
 pub use supervisor::Supervisor;
 
+/// Exit code when the program's end cannot be learned (the crate's runtime-failure code;
+/// repeated because `error` reports this module's errors).
+pub const EXIT_UNKNOWN: i32 = 1;
 /// Exit code when the program is found but cannot be run (the shells' convention).
 pub const EXIT_NOT_EXECUTABLE: i32 = 126;
 /// Exit code when the program is not found (the shells' convention).
@@ -134,7 +137,7 @@ pub fn exit_code(status: std::process::ExitStatus) -> i32 {
     match (status.code(), status.signal()) {
         (Some(code), _) => code,
         (None, Some(sig)) => 128 + sig,
-        (None, None) => crate::error::EXIT_FAILURE,
+        (None, None) => EXIT_UNKNOWN,
     }
 }
 

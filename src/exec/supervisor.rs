@@ -152,7 +152,7 @@ impl Supervisor {
             Ok(s) => exit_code(s),
             Err(e) => {
                 warn!(error = %e, "cannot learn how the program exited");
-                crate::error::EXIT_FAILURE
+                super::EXIT_UNKNOWN
             }
         };
         if std::mem::take(&mut self.restarting) && !self.ending {
