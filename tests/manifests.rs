@@ -129,10 +129,12 @@ fn all_docs() -> Vec<Doc> {
     docs
 }
 
+/// A vault-login sidecar or init container (not the injector webhook, whose image is
+/// `vault-login-injector`: it logs in to nothing).
 fn is_vault_login(container: &Value) -> bool {
     container["image"]
         .as_str()
-        .is_some_and(|i| i.contains("vault-login"))
+        .is_some_and(|i| i.contains("vault-login") && !i.contains("vault-login-injector"))
 }
 
 fn containers(spec: &Value) -> Vec<&Value> {

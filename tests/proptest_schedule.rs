@@ -11,7 +11,7 @@ use std::time::Duration;
 use proptest::prelude::*;
 use vault_login::machine::backoff;
 use vault_login::machine::events::{
-    Action, Event, Exit, Goal, Grant, SecretGrant, Settings, REVOKE_GRACE,
+    Action, Adoption, Event, Exit, Goal, Grant, SecretGrant, Settings, REVOKE_GRACE,
 };
 use vault_login::machine::failure::{self, Failure, FailureKind};
 use vault_login::machine::schedule::{self, Next, EXPIRY_MARGIN, MAX_RETRY_AFTER};
@@ -210,6 +210,9 @@ struct World {
     /// When SIGTERM arrives.
     terminate: Duration,
     revoke_on_exit: bool,
+    /// A token the previous run left in the file, with this long left at the start (a sidecar
+    /// restarted in the same pod); `None`: the file holds nothing to adopt.
+    adopt: Option<Duration>,
     seed: u64,
     /// Dynamic secrets: each lease's TTL and max TTL.
     leases: Vec<(Duration, Duration)>,
@@ -279,7 +282,10 @@ impl World {
             recovery_backoff: self.recovery_backoff,
             renew_increment: self.increment,
             revoke_on_exit: self.revoke_on_exit,
-            secrets: self.leases.len() + self.statics,
+            adopt: self.adopt.is_some(),
+            secrets: (0..self.leases.len() + self.statics)
+                .map(|i| format!("secret/{i}"))
+                .collect(),
             refresh: self.refresh,
         }
     }
@@ -370,6 +376,16 @@ fn world() -> impl Strategy<Value = World> {
                     hangups: instants(scale, &hangups),
                     terminate: Duration::from_secs_f64(scale * terminate),
                     revoke_on_exit,
+                    // Some seeds restart a sidecar whose predecessor left a token with part of
+                    // its life (whole seconds, at least one) in the file.
+                    // (A life shorter than the round trips a renewal needs is cut at expiry,
+                    // which the calm-weather property would count as a failure.)
+                    adopt: (seed % 3 == 0)
+                        .then(|| {
+                            let life = ttl.min(max_ttl).as_secs().max(1);
+                            secs(1 + (seed >> 8) % life)
+                        })
+                        .filter(|left| *left >= latency * 20 + secs(1)),
                     seed,
                     leases: leases
                         .into_iter()
@@ -434,6 +450,8 @@ enum Req {
     Login,
     Renew(usize),
     Lookup(usize),
+    /// `lookup-self` of the token the previous run left in the file (token #0).
+    Adopt,
 }
 
 /// A request in flight: what, when sent, when its answer arrives (and what it is).
@@ -690,6 +708,8 @@ impl Sim<'_> {
             }
         }
         match req {
+            // The driver adopts the file's token only when `lookup-self` shows it alive.
+            Req::Adopt => self.vault(Req::Lookup(0), sent, at),
             Req::Login => {
                 if World::within(&w.denied, at) {
                     return Err(Failure::new(FailureKind::Denied, "permission denied"));
@@ -861,6 +881,22 @@ fn simulate(w: &World) -> Run {
         static_files: vec![false; w.statics],
         secret_flight: None,
     };
+    if let Some(left) = w.adopt {
+        // The previous run's token (#0): in the file, so the app has it.
+        sim.tokens.push(VaultToken {
+            issued: Duration::ZERO,
+            expires: left,
+            revoked: false,
+            granted_at: Duration::ZERO,
+            asked_at: Duration::ZERO,
+            parent: None,
+            renewal_unseen: false,
+            requested: Duration::ZERO,
+        });
+        sim.handed.push(true);
+        sim.discarded.push(false);
+        sim.file = Some(0);
+    }
     let mut flight: Option<Flight> = None;
     // External events, in time order: (when, event).
     let mut external: Vec<(Duration, Event)> = Vec::new();
@@ -933,6 +969,13 @@ fn simulate(w: &World) -> Run {
                     };
                     looking_up = Some(fresh);
                     flight = Some(sim.send(Req::Lookup(i), now, deadline.map(off)));
+                }
+                Action::Adopt => {
+                    assert!(
+                        w.adopt.is_some() && now == Duration::ZERO,
+                        "adoption only at start"
+                    );
+                    flight = Some(sim.send(Req::Adopt, now, None));
                 }
                 Action::Discard => {
                     let (i, _) = sim.fresh.take().expect("a fresh token to discard");
@@ -1070,6 +1113,21 @@ fn simulate(w: &World) -> Run {
                         result: f.result,
                     }
                 }
+                Req::Adopt => {
+                    let found = f.result.ok().map(|grant| {
+                        // Kept: the app has had it all along; its life counts from the lookup.
+                        sim.held = Some(0);
+                        sim.held_until = Some(f.sent + grant.ttl);
+                        Adoption {
+                            grant,
+                            expected: w.ttl.min(w.max_ttl),
+                        }
+                    });
+                    Event::Adopted {
+                        sent: at(f.sent),
+                        found,
+                    }
+                }
                 Req::Lookup(_) => {
                     // Vault's count of the life is the machine's from now on (it keeps the
                     // later of the two lower bounds).
@@ -1183,13 +1241,64 @@ proptest! {
         let grant = life.min(w.increment.unwrap_or(life)).max(secs(1));
         let per_token = (w.max_ttl.as_secs_f64() / (grant.as_secs_f64() * 0.6)).ceil() as usize + 3;
         let requests = run.log.len();
-        prop_assert!(run.log.iter().all(|s| !s.failed), "no failure in calm weather");
+        prop_assert!(run.log.iter().all(|s| !s.failed), "no failure in calm weather: {:?}", run.log.iter().map(|s| (s.sent, s.req, s.failed, s.answered)).collect::<Vec<_>>());
         prop_assert!(
             requests <= run.logins_ok.max(1) * per_token,
             "{requests} requests for {} tokens (at most {per_token} each)",
             run.logins_ok
         );
     }
+}
+
+/// Issue 20: adoption is a machine action, so the simulation covers it: a restarted sidecar
+/// whose predecessor left a live token renews that token and never logs in; when Vault does
+/// not answer the lookup, it logs in instead.
+#[test]
+fn the_simulation_adopts_a_predecessors_token_or_logs_in() {
+    let mut w = World {
+        ttl: secs(1),
+        max_ttl: secs(1),
+        renewable: true,
+        increment: None,
+        min_backoff: Duration::from_millis(1),
+        max_backoff: secs(1),
+        recovery_backoff: secs(1),
+        latency: Duration::from_millis(5),
+        outages: Vec::new(),
+        slow: Vec::new(),
+        denied: Vec::new(),
+        revocations: Vec::new(),
+        deletions: Vec::new(),
+        rotations: Vec::new(),
+        hangups: Vec::new(),
+        terminate: secs(10),
+        revoke_on_exit: true,
+        adopt: None,
+        seed: 1,
+        leases: vec![(secs(1), secs(3)), (secs(3600), secs(7200))],
+        statics: 1,
+        refresh: secs(60),
+    };
+    w.ttl = secs(10);
+    w.max_ttl = secs(3600);
+    w.terminate = secs(30);
+    w.leases.clear();
+    w.statics = 0;
+    w.adopt = Some(secs(8));
+    let run = simulate(&w);
+    assert!(matches!(run.log[0].req, Req::Adopt) && !run.log[0].failed);
+    assert!(run.log.iter().any(|s| matches!(s.req, Req::Renew(0))));
+    assert!(
+        !run.log.iter().any(|s| matches!(s.req, Req::Login)),
+        "an adopted token needs no login"
+    );
+    w.outages = vec![(Duration::ZERO, secs(1))];
+    let run = simulate(&w);
+    assert!(run.log[0].failed, "the lookup fails while Vault is down");
+    assert!(run
+        .log
+        .iter()
+        .any(|s| matches!(s.req, Req::Login) && !s.failed));
 }
 
 #[test]
@@ -1212,6 +1321,7 @@ fn simulation_covers_the_edges() {
         hangups: Vec::new(),
         terminate: secs(10),
         revoke_on_exit: true,
+        adopt: None,
         seed: 1,
         leases: vec![(secs(1), secs(3)), (secs(3600), secs(7200))],
         statics: 1,

@@ -729,3 +729,28 @@ async fn readyz_counts_a_slow_logins_token_life_from_the_sending_as_the_machine_
     );
     assert!(expires >= sent + HOUR, "expiry before the sending + 1h");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_outages_long_hint_is_said_once_per_request_kind_then_counted() {
+    // Issue 20: the 400-character "connection refused" hint was repeated on every retry.
+    let mut v = Virtual::with_role(hourly(30 * DAY));
+    v.set("VAULT_LOGIN_MIN_BACKOFF", "1s")
+        .set("VAULT_LOGIN_MAX_BACKOFF", "1m");
+    let r = v.spawn(&[]);
+    v.wait_token().await;
+    v.emu.set_fault(Fault::Down);
+    tokio::time::sleep(2 * HOUR).await;
+    let log = r.stderr();
+    let failures = log.matches("login failed").count() + log.matches("Vault unreachable").count();
+    assert!(failures >= 6, "retries during the outage: {log}");
+    let hint = "check VAULT_ADDR's host and port";
+    // Said in full for the renewal and again for the logins (a different request), no more.
+    assert!(
+        (1..=2).contains(&log.matches(hint).count()),
+        "the long hint repeated: {log}"
+    );
+    assert!(
+        log.contains("the same error as above,"),
+        "repeats are counted: {log}"
+    );
+}

@@ -14,6 +14,8 @@
 //! - `simulation`: section 4, simulated days of requests and token churn, vault-login's schedule
 //!   against Vault Agent's.
 //! - `fleet`: section 5, hundreds of sidecars through a Vault outage.
+//! - `incumbent`: section 6, the real `bao agent` beside vault-login against the real OpenBao
+//!   (`vault_emulator::real`); only with `--only agent`.
 //! - `procfs`: `/proc` readers. `stats`: medians and a seeded random source.
 //! - `report`: the results table.
 //!
@@ -26,6 +28,7 @@ mod cold_start;
 mod fleet;
 mod idle;
 mod image;
+mod incumbent;
 mod lab;
 mod procfs;
 mod report;
@@ -39,7 +42,7 @@ use std::time::{Duration, Instant};
 use report::{Report, Verdict};
 
 const USAGE: &str = "\
-usage: vault-login-bench [--quick] [--only SECTIONS]
+usage: vault-login-bench [--quick] [--only SECTIONS] [--agent-parts PARTS]
 
 Builds vault-login (release and static musl), then measures, against the in-repo Vault emulator:
   cold   1 cold start: --once vs a curl script, alternated, medians and ratio
@@ -47,8 +50,11 @@ Builds vault-login (release and static musl), then measures, against the in-repo
   size   3 binary size, release and static musl (amd64, arm64, armv7), and the image's layers
   sim    4 simulated days: requests, token replacements, gaps; vault-login vs Vault Agent
   fleet  5 sidecars through a 10 s Vault outage (300, or 20 with --quick)
+  agent  6 the real `bao agent` (OpenBao 2.7.2) beside vault-login against the real OpenBao:
+         cold start, idle, requests, outages (~18 min; only when named, never in the default set)
   --quick         few runs, short idle window, fleet of 20: a smoke test (< 60 s once built)
-  --only LIST     comma-separated sections, e.g. --only cold,sim";
+  --only LIST     comma-separated sections, e.g. --only cold,sim
+  --agent-parts LIST  with --only agent: some of its scenes (cold,idle,steady,outage,recovery)";
 
 /// The CI command, printed with every report.
 const CI_COMMAND: &str = "cargo run --release --locked -p vault-login-bench -- --quick";
@@ -56,13 +62,16 @@ const CI_COMMAND: &str = "cargo run --release --locked -p vault-login-bench -- -
 struct Args {
     quick: bool,
     only: Option<Vec<String>>,
+    agent_parts: Vec<String>,
 }
 
 impl Args {
     fn wants(&self, section: &str) -> bool {
-        self.only
-            .as_ref()
-            .is_none_or(|list| list.iter().any(|s| s == section))
+        match &self.only {
+            Some(list) => list.iter().any(|s| s == section),
+            // Section 6 takes minutes and a 182 MB download: only when named.
+            None => section != "agent",
+        }
     }
 }
 
@@ -70,6 +79,7 @@ fn parse() -> Result<Args, String> {
     let mut args = Args {
         quick: false,
         only: None,
+        agent_parts: incumbent::PARTS.iter().map(|s| s.to_string()).collect(),
     };
     let mut argv = std::env::args().skip(1);
     while let Some(a) = argv.next() {
@@ -78,13 +88,25 @@ fn parse() -> Result<Args, String> {
             "--only" => {
                 let list = argv.next().ok_or("--only needs a list, e.g. cold,sim")?;
                 let list: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
-                if let Some(bad) = list
-                    .iter()
-                    .find(|s| !["cold", "idle", "size", "sim", "fleet"].contains(&s.as_str()))
-                {
+                if let Some(bad) = list.iter().find(|s| {
+                    !["cold", "idle", "size", "sim", "fleet", "agent"].contains(&s.as_str())
+                }) {
                     return Err(format!("unknown section {bad:?}"));
                 }
                 args.only = Some(list);
+            }
+            "--agent-parts" => {
+                let list = argv
+                    .next()
+                    .ok_or("--agent-parts needs a list, e.g. cold,recovery")?;
+                let list: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
+                if let Some(bad) = list
+                    .iter()
+                    .find(|s| !incumbent::PARTS.contains(&s.as_str()))
+                {
+                    return Err(format!("unknown part of the agent section {bad:?}"));
+                }
+                args.agent_parts = list;
             }
             "-h" | "--help" => return Err(String::new()),
             other => return Err(format!("unknown argument {other:?}")),
@@ -187,7 +209,7 @@ fn main() -> ExitCode {
         )
     };
 
-    let needs_release = ["cold", "idle", "size", "fleet"]
+    let needs_release = ["cold", "idle", "size", "fleet", "agent"]
         .iter()
         .any(|s| args.wants(s));
     let mut release: Option<PathBuf> = None;
@@ -315,6 +337,19 @@ fn main() -> ExitCode {
         if let Some(bin) = &release {
             section(&mut report, &mut failures, "5 fleet", |r| {
                 fleet::run(r, bin, &fleet_plan)
+            });
+        }
+    }
+
+    if args.wants("agent") {
+        if let Some(bin) = &release {
+            let plan = if args.quick {
+                incumbent::Plan::quick()
+            } else {
+                incumbent::Plan::full()
+            };
+            section(&mut report, &mut failures, "6 vs OpenBao Agent", |r| {
+                incumbent::run(r, bin, &plan, &args.agent_parts)
             });
         }
     }

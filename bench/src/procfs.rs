@@ -49,6 +49,27 @@ pub fn context_switches(pid: u32) -> Option<u64> {
     Some(total)
 }
 
+/// Voluntary plus involuntary context switches of each thread of `pid`, by thread id. A thread
+/// that exits takes its counts with it (the sum over threads can go down): sample often and add
+/// the increases per thread to count the switches of a program whose threads come and go.
+pub fn context_switches_by_thread(pid: u32) -> Option<BTreeMap<u32, u64>> {
+    let mut by = BTreeMap::new();
+    for entry in fs::read_dir(format!("/proc/{pid}/task")).ok()?.flatten() {
+        let Some(tid) = entry.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let Ok(text) = fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        by.insert(
+            tid,
+            field(&text, "voluntary_ctxt_switches").unwrap_or(0)
+                + field(&text, "nonvoluntary_ctxt_switches").unwrap_or(0),
+        );
+    }
+    Some(by)
+}
+
 /// Proportional set size (shared pages divided among their users), in KiB.
 pub fn pss_kib(pid: u32) -> Option<u64> {
     let text = fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
@@ -99,6 +120,8 @@ mod tests {
         let f = footprint(me).expect("own status");
         assert!(f.rss_kib > 0 && f.threads >= 1);
         assert!(context_switches(me).is_some());
+        let by = context_switches_by_thread(me).expect("own tasks");
+        assert!(by.contains_key(&me), "{by:?}");
         assert!(!rss_by_mapping(me).is_empty());
     }
 }

@@ -267,7 +267,10 @@ fn drive(
         recovery_backoff: Duration::from_secs(20),
         renew_increment: None,
         revoke_on_exit: false,
-        secrets: statics + dynamic,
+        adopt: false,
+        secrets: (0..statics + dynamic)
+            .map(|i| format!("secret/{i}"))
+            .collect(),
         refresh: Duration::from_secs(300),
     };
     let mut m = Machine::new(settings, at(start), seed);

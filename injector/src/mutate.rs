@@ -48,7 +48,7 @@ const OUR_CONTAINERS: [&str; 2] = [SIDECAR, INIT];
 /// vault-k8s refuses these too: injecting into the control plane's namespaces.
 const SYSTEM_NAMESPACES: [&str; 2] = ["kube-system", "kube-public"];
 /// Annotations asking for what vault-login does not do: refused rather than ignored.
-const UNSUPPORTED: [(&str, &str); 4] = [
+const UNSUPPORTED: [(&str, &str); 3] = [
     (
         "agent-configmap",
         "vault-login has no Agent configuration file; use the annotations",
@@ -60,10 +60,6 @@ const UNSUPPORTED: [(&str, &str); 4] = [
     (
         "agent-init-json-patch",
         "the injector does not apply patches to its container",
-    ),
-    (
-        "secret-volume-path-",
-        "one secrets volume per pod; use secret-volume-path",
     ),
 ];
 
@@ -191,9 +187,12 @@ fn plan(pod: &Value, a: &Annotations<'_>, s: &InjectSettings) -> Result<Plan, Re
         .all()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
-    if let Err((key, problem)) = vault_login::config::annotations::Layer::from_annotations(&pairs) {
-        return Err(Refusal(format!("{key}: {problem}")));
-    }
+    let layer = vault_login::config::annotations::Layer::from_annotations(&pairs)
+        .map_err(|(key, problem)| Refusal(format!("{key}: {problem}")))?;
+    // A template that cannot parse would crash-loop the pod: refused now, naming its annotation.
+    layer
+        .check_templates(&vault_login::template::Funcs::standard())
+        .map_err(|e| Refusal(format!("{}: {}", e.variable, e.problem)))?;
     if a.get("role").is_none_or(str::is_empty) {
         return Err(refuse(
             "role",

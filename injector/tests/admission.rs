@@ -405,14 +405,19 @@ async fn what_vault_login_would_refuse_is_refused_at_admission() {
     let w = Webhook::start(settings()).await;
     for (key, value, expected) in [
         (
-            "vault.hashicorp.com/agent-inject-secret-db",
-            "database/creds/web",
-            "not supported: secrets from annotations need Agent's templates",
+            "vault.hashicorp.com/agent-inject-template-db",
+            "{{ with secret }}",
+            "line 1, column",
         ),
         (
             "vault.hashicorp.com/agent-inject-template-db",
-            "{{ . }}",
-            "not supported: templates in annotations",
+            "{{ pkiCert \"pki/issue/web\" }}",
+            "line 1, column",
+        ),
+        (
+            "vault.hashicorp.com/agent-inject-secret-db.conf",
+            "secret/data/db\" }}{{",
+            "line 1, column",
         ),
         (
             "vault.hashicorp.com/agent-revoke-on-shutdown",

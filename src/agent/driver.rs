@@ -71,6 +71,8 @@ pub(super) struct Driver<'a> {
     discarding: Option<Pending<'a, ()>>,
     due_at_once: bool,
     pub(super) started: Instant,
+    /// The JWT's subject as read at start: whose token may be adopted.
+    sub: String,
     /// `vault-login exec`'s program.
     exec: Option<Supervisor>,
     /// What the run ends with instead of the machine's exit: `exec`'s exit code, or why the
@@ -86,6 +88,7 @@ impl<'a> Driver<'a> {
     pub(super) fn new(
         agent: &'a Agent,
         control: mpsc::UnboundedReceiver<Control>,
+        sub: String,
         exec: Option<Supervisor>,
     ) -> Self {
         let started = Instant::now();
@@ -117,36 +120,26 @@ impl<'a> Driver<'a> {
             discarding: None,
             due_at_once: false,
             started,
+            sub,
             exec,
             outcome: None,
         }
     }
 
-    /// On a sidecar's start, keeps the token already in the file if it is this pod's (see
-    /// [`adopt`]). A signal during the lookup (a hung Vault) is not kept waiting.
-    pub(super) async fn adopt(&mut self, sub: &str) {
-        let (agent, cfg) = (self.agent, &self.agent.cfg);
-        let Some(file) = agent.file.as_ref().filter(|_| !cfg.once) else {
-            return;
-        };
-        let attempt = adopt::attempt(&agent.client, file, sub, &cfg.mount, &cfg.role);
-        let found = tokio::select! {
-            c = self.control.recv() => {
-                self.control_open = c.is_some();
-                if c.is_none_or(|c| c == Control::Shutdown) {
-                    self.machine.handle(now(), Event::Shutdown);
+    /// Looks at the token a previous run left in the file ([`adopt`]), for this pod's service
+    /// account `sub`; the machine keeps it or logs in.
+    fn adopt(&self) -> Pending<'a, Answer> {
+        let (agent, sub) = (self.agent, self.sub.clone());
+        Box::pin(async move {
+            let cfg = &agent.cfg;
+            let found = match agent.file.as_ref() {
+                Some(file) => {
+                    adopt::attempt(&agent.client, file, &sub, &cfg.mount, &cfg.role).await
                 }
-                None
-            }
-            found = attempt => found,
-        };
-        if let Some(a) = found {
-            agent.hooks.adopted(a.issued_at);
-            self.machine
-                .adopt(a.sent.into_std(), a.auth.grant(), a.expected);
-            agent.status.adopted(self.token_expiry());
-            self.auth = Some(a.auth);
-        }
+                None => None,
+            };
+            Answer::Adopt(found)
+        })
     }
 
     /// The held token's expiry as the machine counts it, on tokio's clock (`None`: never).
@@ -222,6 +215,7 @@ impl<'a> Driver<'a> {
                 }));
             }
             Action::Revoke { token, deadline } => self.revoke(token, deadline),
+            Action::Adopt => self.request = Some(self.adopt()),
             Action::Exit(exit) => return Some(exit),
         }
         None
@@ -394,6 +388,7 @@ impl<'a> Driver<'a> {
                 self.request = None;
                 // A renewal's own line says what follows; only a login needs a plan line.
                 let login = matches!(answer, Answer::Login(_, Ok(_)));
+                let adopted = matches!(answer, Answer::Adopt(Some(_)));
                 let renewal = matches!(answer, Answer::Renew(_, Ok(_)) | Answer::Lookup(_, Ok(_)));
                 let replaced = self.machine.holds_live_token(now());
                 let event = (self.agent).answered(answer, &mut self.auth, &mut self.fresh);
@@ -409,6 +404,7 @@ impl<'a> Driver<'a> {
                         self.agent.log_login(a, replaced, &self.machine);
                     }
                     _ if renewal => status.renewed(self.token_expiry()),
+                    _ if adopted => status.adopted(self.token_expiry()),
                     _ => {}
                 }
                 return;
@@ -418,8 +414,8 @@ impl<'a> Driver<'a> {
                 let (event, added) = self.agent.secret_answered(answer, &mut self.memos);
                 // Reads a template makes once another's answer is in: the lane's too, due now,
                 // so the batch (and its hooks) waits for them.
-                for _ in 0..added {
-                    self.machine.add_secret(now());
+                for name in self.agent.last_source_paths(added) {
+                    self.machine.add_secret(now(), name);
                     self.memos.push(SecretMemo::default());
                 }
                 event

@@ -25,7 +25,7 @@ use crate::files::token_file::TokenFile;
 use crate::health::status::Status;
 use crate::hooks::Hooks;
 use crate::jwt;
-use crate::machine::events::{Event, Exit, Grant};
+use crate::machine::events::{Adoption, Event, Exit, Grant};
 use crate::machine::failure::warns_of_cap;
 use crate::machine::Machine;
 use crate::secrets::{SecretSpec, SecretWriter, TemplateBook};
@@ -57,6 +57,7 @@ enum Answer {
     Login(Instant, std::result::Result<Auth, LoginError>),
     Renew(Instant, std::result::Result<Renewal, VaultError>),
     Lookup(Instant, std::result::Result<Grant, VaultError>),
+    Adopt(Option<adopt::Adopted>),
     Revoked,
 }
 
@@ -157,8 +158,7 @@ impl Agent {
         let supervisor = (self.supervisor.lock())
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        let mut driver = Driver::new(&self, control, supervisor);
-        driver.adopt(&sub).await;
+        let mut driver = Driver::new(&self, control, sub, supervisor);
         loop {
             while let Some(action) = driver.machine.poll_action() {
                 if let Some(exit) = driver.perform(action) {
@@ -232,6 +232,22 @@ impl Agent {
                     let message = e.to_string();
                     e.failure(message)
                 }),
+            },
+            Answer::Adopt(Some(a)) => {
+                self.hooks.adopted(a.issued_at);
+                let found = Adoption {
+                    grant: a.auth.grant(),
+                    expected: a.expected,
+                };
+                *auth = Some(a.auth);
+                Event::Adopted {
+                    sent: a.sent.into_std(),
+                    found: Some(found),
+                }
+            }
+            Answer::Adopt(None) => Event::Adopted {
+                sent: Instant::now().into_std(),
+                found: None,
             },
             Answer::Revoked => Event::Revoked,
         }

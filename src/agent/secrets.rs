@@ -94,6 +94,15 @@ impl Agent {
         self.book.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// The API paths of the last `n` sources (those a template just added), for the lane's logs.
+    pub(super) fn last_source_paths(&self, n: usize) -> Vec<String> {
+        let book = self.book();
+        let from = book.sources.len().saturating_sub(n);
+        (book.sources[from..].iter())
+            .map(|s| s.path().to_string())
+            .collect()
+    }
+
     /// The variables that use source `index`, for messages.
     fn users_of(&self, index: usize) -> String {
         let book = self.book();
@@ -478,14 +487,30 @@ impl Agent {
             warn!("the template file writes did not finish");
             return;
         };
-        let mut book = self.book();
-        for (i, fp, result) in results {
-            match result {
-                Ok(_) => {
-                    book.templates.wrote(i, fp);
-                    report.results.push((i, Ok(true)));
+        let mut commands = Vec::new();
+        {
+            let mut book = self.book();
+            for (i, fp, result) in results {
+                match result {
+                    Ok(_) => {
+                        book.templates.wrote(i, fp);
+                        report.results.push((i, Ok(true)));
+                        let spec = &book.templates.templates()[i];
+                        if let Some(argv) = &spec.command {
+                            commands.push((spec.name.clone(), argv.clone()));
+                        }
+                    }
+                    Err(e) => report.results.push((i, Err(e))),
                 }
-                Err(e) => report.results.push((i, Err(e))),
+            }
+        }
+        // Agent's per-template command runs after its own file changed; in once mode before
+        // the process exits, as the init container's Agent does.
+        for (name, argv) in commands {
+            if self.cfg.once {
+                self.hooks.template_changed_and_wait(&argv).await;
+            } else {
+                self.hooks.template_changed(&name, &argv);
             }
         }
     }

@@ -302,9 +302,12 @@ impl Config {
             recovery_backoff: self.recovery_backoff,
             renew_increment: self.renew_increment,
             revoke_on_exit: self.revoke_on_exit,
+            adopt: !self.once && matches!(self.token_sink, TokenSink::File(_)),
             secrets: {
                 let (specs, templates) = self.reads();
-                secrets::sources(&specs, &templates).len()
+                (secrets::sources(&specs, &templates).iter())
+                    .map(|s| s.path().to_string())
+                    .collect()
             },
             refresh: self.secrets.refresh,
         }
@@ -586,8 +589,17 @@ fn secrets_settings(
     // Parsed with the functions the agent renders with, so a refused or unknown function is
     // a configuration error before any network call.
     let funcs = crate::template::Funcs::standard();
-    let templates = secrets::templates::templates_from_env(lookup.names, lookup.env, &funcs)
+    let mut templates = secrets::templates::templates_from_env(lookup.names, lookup.env, &funcs)
         .map_err(|e| invalid(&e.variable, e.problem))?;
+    // The pod's per-secret annotations, below the variables: a variable's template writing the
+    // same file wins.
+    let annotated =
+        (lookup.annotations.templates(&funcs)).map_err(|e| invalid(&e.variable, e.problem))?;
+    for spec in annotated {
+        if !templates.iter().any(|t| t.file == spec.file) {
+            templates.push(spec);
+        }
+    }
     let nothing = specs.is_empty() && templates.is_empty();
     let refresh = lookup.value(&s::SECRETS_REFRESH)?;
     let dir = match lookup.given(&s::SECRETS_DIR.about)? {

@@ -82,6 +82,7 @@ pub fn parse(variable: &str, value: &str, funcs: &Funcs) -> Result<EnvSpec, Spec
             file: String::new(),
             mode: None,
             lenient: false,
+            command: None,
             origin: None,
             template: Arc::new(template),
             first_reads,

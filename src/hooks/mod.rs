@@ -258,6 +258,10 @@ pub struct Hooks {
     issued_at: AtomicI64,
     command_worker: OnceLock<Worker>,
     signal_worker: OnceLock<Worker>,
+    /// What a template's own command is told and its time limit (those of the on-change command).
+    template_base: OnChange,
+    /// One worker per template with a command, by template name, started at its first change.
+    template_workers: std::sync::Mutex<std::collections::HashMap<String, Worker>>,
     /// The info file's writes in order: the number of the last one issued, and of the last one
     /// written (writes run on blocking threads and may finish out of order).
     info_issued: AtomicU64,
@@ -291,6 +295,13 @@ impl Hooks {
             issued_at: AtomicI64::new(0),
             command_worker: OnceLock::new(),
             signal_worker: OnceLock::new(),
+            template_base: OnChange {
+                argv: Vec::new(),
+                timeout: s.on_change_timeout,
+                token_file: s.token_file.clone(),
+                info_file: s.token_info_file.clone(),
+            },
+            template_workers: std::sync::Mutex::default(),
             info_issued: AtomicU64::new(0),
             info_written: Arc::default(),
         }
@@ -341,6 +352,36 @@ impl Hooks {
             }
         };
         tokio::join!(command, signal);
+    }
+
+    /// Template `name`'s file changed (sidecar): run its command `argv` (Agent's per-template
+    /// `command`) in the background, one run at a time per template, changes during a run
+    /// coalescing into one more run. Must be called within a tokio runtime.
+    pub fn template_changed(&self, name: &str, argv: &[String]) {
+        let Ok(mut workers) = self.template_workers.lock() else {
+            return;
+        };
+        let cmd = Arc::new(self.template_command(argv));
+        workers
+            .entry(name.to_string())
+            .or_insert_with(|| Worker::start(move || run_command(cmd.clone())))
+            .wake();
+    }
+
+    /// Template `name`'s file changed (`--once`): run its command `argv` to completion, bounded
+    /// by the on-change timeout, before the process exits.
+    pub async fn template_changed_and_wait(&self, argv: &[String]) {
+        run_command(Arc::new(self.template_command(argv))).await;
+    }
+
+    fn template_command(&self, argv: &[String]) -> OnChange {
+        let base = &self.template_base;
+        OnChange {
+            argv: argv.to_vec(),
+            timeout: base.timeout,
+            token_file: base.token_file.clone(),
+            info_file: base.info_file.clone(),
+        }
     }
 
     /// A token issued at `issued_at` (Unix seconds) by an earlier run was adopted: the info

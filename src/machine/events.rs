@@ -43,8 +43,11 @@ pub struct Settings {
     pub renew_increment: Option<Duration>,
     /// Revoke the token and remove the file on exit.
     pub revoke_on_exit: bool,
-    /// How many secrets (`VAULT_LOGIN_SECRET_<NAME>`) to keep written next to the token.
-    pub secrets: usize,
+    /// Look at the token file's token before the first login (a sidecar with a token file).
+    pub adopt: bool,
+    /// The distinct reads that secrets (`VAULT_LOGIN_SECRET_<NAME>`) and templates make, by
+    /// their API path (never arguments, which may be secret): one lane entry each, named in logs.
+    pub secrets: Vec<String>,
     /// How often a secret without a lease is read again (`VAULT_LOGIN_SECRETS_REFRESH`).
     pub refresh: Duration,
 }
@@ -162,6 +165,9 @@ pub enum Action {
         /// When to stop waiting for Vault.
         deadline: Instant,
     },
+    /// Look at the token a previous run left in the file (`lookup-self`: is it this role's and
+    /// this service account's, and alive?); feed back [`Event::Adopted`].
+    Adopt,
     /// End the run.
     Exit(Exit),
 }
@@ -190,6 +196,13 @@ pub enum Event {
         sent: Instant,
         /// What Vault said of the token, or why not.
         result: Result<Grant, Failure>,
+    },
+    /// The token file's token was looked at ([`Action::Adopt`]): `found` when it is kept.
+    Adopted {
+        /// When its `lookup-self` was sent.
+        sent: Instant,
+        /// What the kept token has left, or `None`: log in.
+        found: Option<Adoption>,
     },
     /// The token of [`Action::Discard`] was revoked (or that failed: it was tried once).
     Discarded,
@@ -229,6 +242,15 @@ pub enum Event {
     Shutdown,
 }
 
+/// A token a previous run left in the file, kept: its remaining life as `lookup-self` says it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Adoption {
+    /// Its remaining TTL and whether it is renewable.
+    pub grant: Grant,
+    /// The TTL it was created with: what a renewal should give back (a shorter one is capped).
+    pub expected: Duration,
+}
+
 /// What the next timer does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Step {
@@ -238,6 +260,8 @@ pub enum Step {
     Renew,
     /// Ask Vault how long a token whose answer came late really has left.
     Lookup,
+    /// Look at the token a previous run left in the file before logging in.
+    Adopt,
     /// Nothing: the token never expires.
     Nothing,
 }
@@ -248,6 +272,7 @@ impl fmt::Display for Step {
             Step::Login => "log in",
             Step::Renew => "renew",
             Step::Lookup => "look up",
+            Step::Adopt => "adopt",
             Step::Nothing => "nothing",
         })
     }

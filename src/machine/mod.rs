@@ -44,6 +44,7 @@ use crate::machine::events::{
 };
 use crate::machine::failure::{Failure, FailureKind};
 use crate::machine::secret_lane::{Outcome, SecretLane};
+use said::Said;
 use schedule::{Lifetime, Next};
 
 /// The request in flight.
@@ -52,6 +53,7 @@ enum Request {
     Login,
     Renew,
     Lookup,
+    Adopt,
 }
 
 /// A token whose answer came late, until `lookup-self` says how long it really has.
@@ -99,6 +101,8 @@ pub struct Machine {
     awaiting_hooks: bool,
     attempts: u32,
     last_error: Option<String>,
+    /// The token's failures as the log says them: a repeat is counted, not said in full again.
+    said: Said,
     /// Set once shutting down: the exit to take when the revocation finishes or times out.
     exiting: Option<(Exit, Instant)>,
     /// The revocation on exit is in flight.
@@ -118,6 +122,11 @@ pub struct Machine {
 impl Machine {
     /// A machine that starts by logging in at `now`; `seed` drives all jitter.
     pub fn new(settings: Settings, now: Instant, seed: u64) -> Machine {
+        // A sidecar restarted in the same pod first looks at the token its predecessor left.
+        let first = match settings.goal {
+            Goal::Sidecar if settings.adopt => Step::Adopt,
+            _ => Step::Login,
+        };
         Machine {
             secrets: SecretLane::new(&settings),
             owed: None,
@@ -126,7 +135,7 @@ impl Machine {
             rng: Jitter::new(seed),
             started: now,
             held: None,
-            step: Step::Login,
+            step: first,
             due: Some(now),
             in_flight: None,
             login_failing: false,
@@ -138,6 +147,7 @@ impl Machine {
             awaiting_hooks: false,
             attempts: 0,
             last_error: None,
+            said: Said::default(),
             exiting: None,
             revoking: false,
             discarding: false,
@@ -179,8 +189,8 @@ impl Machine {
 
     /// A secret found while running (a template's read that depends on another's answer),
     /// read as soon as a token is there; its index is the next one.
-    pub fn add_secret(&mut self, now: Instant) -> usize {
-        self.secrets.add(now)
+    pub fn add_secret(&mut self, now: Instant, name: String) -> usize {
+        self.secrets.add(now, name)
     }
 
     /// Whether every secret's file has been written.
@@ -280,6 +290,15 @@ impl Machine {
             }
             _ if self.exiting.is_some() => {}
             Event::LoginDone { sent, result } => self.login_done(now, sent, result),
+            Event::Adopted { sent, found } => {
+                if self.in_flight == Some(Request::Adopt) {
+                    self.in_flight = None;
+                    match found {
+                        Some(a) => self.adopt(sent, a.grant, a.expected),
+                        None => self.plan(Step::Login, Some(now)),
+                    }
+                }
+            }
             Event::RenewDone { sent, result } => {
                 if self.in_flight == Some(Request::Renew) {
                     self.in_flight = None;
@@ -471,7 +490,7 @@ impl Machine {
     /// `lookup-self`, `sent` when that was sent) instead of logging in: it is in the file and the
     /// app has it, so nothing is written and no new-token hooks run (the info file is refreshed);
     /// renewals follow its schedule and every secret is read again.
-    pub fn adopt(&mut self, sent: Instant, grant: Grant, expected: Duration) {
+    fn adopt(&mut self, sent: Instant, grant: Grant, expected: Duration) {
         self.held = Some(Lifetime {
             expected,
             ..Lifetime::granted(sent, grant.ttl, grant.renewable)
@@ -491,6 +510,10 @@ impl Machine {
         match (self.step, self.held) {
             (Step::Nothing, _) => self.due = None,
             (Step::Lookup, _) if self.unsure.is_some() => self.look_up(now),
+            (Step::Adopt, _) => {
+                self.in_flight = Some(Request::Adopt);
+                self.actions.push_back(Action::Adopt);
+            }
             (Step::Renew, Some(h)) if h.live(now) => {
                 self.in_flight = Some(Request::Renew);
                 self.actions.push_back(Action::Renew {
@@ -584,6 +607,7 @@ impl Machine {
     }
 
     fn logged_in(&mut self, sent: Instant, grant: Grant) {
+        self.said.clear();
         self.login_failing = false;
         self.resume = None;
         self.backoff.reset();
@@ -742,6 +766,8 @@ impl Machine {
     }
 
     fn login_failed(&mut self, now: Instant, f: Failure) {
+        // A failure repeated on every retry is said in full once, then counted.
+        let error = self.said.say(&f.message).into_owned();
         if self.deadline().is_some_and(|d| d <= now) && self.last_error.is_some() {
             // A login cut at --once's deadline says less than the failure before it, which the
             // run now ends with.
@@ -761,12 +787,12 @@ impl Machine {
             // token's planned renewal, then keep renewing it rather than let it run out.
             self.last_error = Some(f.message.clone());
             if now + delay < at {
-                warn!(error = %f.message, retry_in = %brief(delay), "SIGHUP's login failed; retrying it (the current token stays in the file)");
+                warn!(error = %error, retry_in = %brief(delay), "SIGHUP's login failed; retrying it (the current token stays in the file)");
                 self.plan(Step::Login, Some(now + delay));
             } else {
                 self.resume = None;
                 let at = at.max(now);
-                warn!(error = %f.message, renew_in = %brief(at - now), "SIGHUP's login failed; keeping the current token and renewing it as planned (send SIGHUP to try again)");
+                warn!(error = %error, renew_in = %brief(at - now), "SIGHUP's login failed; keeping the current token and renewing it as planned (send SIGHUP to try again)");
                 self.plan(Step::Renew, Some(at));
             }
             return;
@@ -777,14 +803,14 @@ impl Machine {
                 let unit = self.unit();
                 match schedule::retry_before_expiry(delay, remaining, unit) {
                     Some(d) => {
-                        warn!(error = %f.message, retry_in = %brief(d), token_valid_for = %brief(remaining), "login failed; the current token stays in the file");
+                        warn!(error = %error, retry_in = %brief(d), token_valid_for = %brief(remaining), "login failed; the current token stays in the file");
                         d
                     }
                     None => {
                         self.held = None;
                         self.backoff.restart_after_expiry();
                         let d = self.recovery_delay(&f);
-                        error!(error = %f.message, retry_in = %brief(d), next = "login", "login failed and the previous token has expired");
+                        error!(error = %error, retry_in = %brief(d), next = "login", "login failed and the previous token has expired");
                         d
                     }
                 }
@@ -793,9 +819,9 @@ impl Machine {
                 match self.deadline() {
                     Some(deadline) => {
                         let left = deadline.saturating_duration_since(now);
-                        warn!(error = %f.message, retry_in = %brief(delay.min(left)), gives_up_in = %brief(left), "login failed");
+                        warn!(error = %error, retry_in = %brief(delay.min(left)), gives_up_in = %brief(left), "login failed");
                     }
-                    None => warn!(error = %f.message, retry_in = %brief(delay), "login failed"),
+                    None => warn!(error = %error, retry_in = %brief(delay), "login failed"),
                 }
                 delay
             }
@@ -805,6 +831,7 @@ impl Machine {
     }
 
     fn renewed(&mut self, now: Instant, sent: Instant, grant: Grant) {
+        self.said.clear();
         let Some(h) = self.held.as_mut() else {
             return;
         };
@@ -845,6 +872,8 @@ impl Machine {
     }
 
     fn renewal_failed(&mut self, now: Instant, f: Failure) {
+        // A failure repeated on every retry is said in full once, then counted.
+        let error = self.said.say(&f.message).into_owned();
         let Some(h) = self.held.as_mut() else {
             self.plan(Step::Login, Some(now));
             self.start(now);
@@ -856,7 +885,7 @@ impl Machine {
                 h.renewable = false;
                 let unit = self.unit();
                 let d = schedule::two_thirds(remaining, unit);
-                warn!(error = %f.message, relogin_in = %brief(d), "token is not renewable; will log in again before it expires");
+                warn!(error = %error, relogin_in = %brief(d), "token is not renewable; will log in again before it expires");
                 self.plan(Step::Login, Some(now + d));
             }
             FailureKind::Transient | FailureKind::Busy => {
@@ -864,19 +893,19 @@ impl Machine {
                 let unit = self.unit();
                 match schedule::retry_before_expiry(delay, remaining, unit) {
                     Some(d) => {
-                        warn!(error = %f.message, retry_in = %brief(d), token_valid_for = %brief(remaining), "Vault unreachable; keeping the current token and retrying the renewal");
+                        warn!(error = %error, retry_in = %brief(d), token_valid_for = %brief(remaining), "Vault unreachable; keeping the current token and retrying the renewal");
                         self.plan(Step::Renew, Some(now + d));
                     }
                     None => {
                         self.backoff.restart_after_expiry();
-                        warn!(error = %f.message, next = "login", "renewal failed and the token has expired; logging in again");
+                        warn!(error = %error, next = "login", "renewal failed and the token has expired; logging in again");
                         self.plan(Step::Login, Some(now));
                         self.start(now);
                     }
                 }
             }
             _ => {
-                warn!(error = %f.message, "renewal refused; logging in again now");
+                warn!(error = %error, "renewal refused; logging in again now");
                 self.plan(Step::Login, Some(now));
                 self.start(now);
             }
@@ -981,13 +1010,14 @@ impl Machine {
             (Step::Renew, Some(at)) => ("renew", brief(at.saturating_duration_since(now))),
             (Step::Login, Some(at)) => ("login", brief(at.saturating_duration_since(now))),
             (Step::Lookup, Some(at)) => ("lookup", brief(at.saturating_duration_since(now))),
+            (Step::Adopt, Some(at)) => ("adopt", brief(at.saturating_duration_since(now))),
         }
     }
 }
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::machine::events::SecretGrant;
+    use crate::machine::events::{Adoption, SecretGrant};
 
     const S: fn(u64) -> Duration = Duration::from_secs;
     const MS: fn(u64) -> Duration = Duration::from_millis;
@@ -1000,7 +1030,8 @@ mod tests {
             recovery_backoff: S(20),
             renew_increment: None,
             revoke_on_exit: false,
-            secrets: 0,
+            adopt: false,
+            secrets: Vec::new(),
             refresh: Duration::from_secs(300),
         }
     }
@@ -1435,9 +1466,21 @@ mod tests {
     fn an_adopted_token_is_renewed_on_its_schedule_without_a_write_or_new_token_hooks() {
         let t0 = Instant::now();
         let mut s = settings(Goal::Sidecar);
-        s.secrets = 1;
+        s.secrets = vec!["kv/data/app".into()];
+        s.adopt = true;
         let mut m = Machine::new(s, t0, 5);
-        m.adopt(t0, grant(1000, true), S(3600));
+        // A sidecar with a token file first looks at the token a previous run left there.
+        m.handle_timeout(t0);
+        assert_eq!(actions(&mut m), vec![Action::Adopt]);
+        let found = Adoption {
+            grant: grant(1000, true),
+            expected: S(3600),
+        };
+        let adopted = Event::Adopted {
+            sent: t0,
+            found: Some(found),
+        };
+        m.handle(t0, adopted);
         assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::Renewed)]);
         assert!(m.holds_live_token(t0));
         // The secrets are read with it at once; the renewal comes at about 70 % of what is left.
@@ -1455,6 +1498,37 @@ mod tests {
         }));
         renew_done(&mut m, due, due, Ok(grant(3600, true)));
         assert_eq!(m.next_step().0, Step::Renew);
+    }
+
+    #[test]
+    fn nothing_to_adopt_means_a_login_and_once_never_adopts() {
+        let t0 = Instant::now();
+        let mut s = settings(Goal::Sidecar);
+        s.adopt = true;
+        let mut m = Machine::new(s.clone(), t0, 5);
+        m.handle_timeout(t0);
+        assert_eq!(actions(&mut m), vec![Action::Adopt]);
+        // A SIGHUP during the lookup (a hung Vault) logs in at once.
+        m.handle(t0, Event::Relogin);
+        assert!(matches!(actions(&mut m)[..], [Action::Login { .. }]));
+        let mut m = Machine::new(s, t0, 5);
+        m.handle_timeout(t0);
+        actions(&mut m);
+        let t1 = t0 + S(1);
+        m.handle(
+            t1,
+            Event::Adopted {
+                sent: t0,
+                found: None,
+            },
+        );
+        m.handle_timeout(t1);
+        assert!(matches!(actions(&mut m)[..], [Action::Login { .. }]));
+        let mut once = settings(Goal::Once { timeout: S(60) });
+        once.adopt = true;
+        let mut m = Machine::new(once, t0, 5);
+        m.handle_timeout(t0);
+        assert!(matches!(actions(&mut m)[..], [Action::Login { .. }]));
     }
 
     /// Feeds `m` a lookup-self's answer at `now`, for a request sent at `sent`.
@@ -1812,7 +1886,7 @@ mod tests {
     fn with_secrets(goal: Goal, n: usize) -> (Machine, Instant) {
         let t0 = Instant::now();
         let mut s = settings(goal);
-        s.secrets = n;
+        s.secrets = (0..n).map(|i| format!("kv/data/s{i}")).collect();
         s.refresh = S(300);
         let mut m = Machine::new(s, t0, 9);
         m.handle_timeout(t0);

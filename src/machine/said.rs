@@ -8,7 +8,7 @@ use std::borrow::Cow;
 const SHORT: usize = 120;
 
 /// The last error said, and how many times in a row.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Said {
     last: Option<String>,
     times: u32,

@@ -12,6 +12,7 @@ use crate::duration::brief;
 use crate::machine::backoff::{Backoff, Jitter};
 use crate::machine::events::{Action, Goal, Grant, SecretGrant, Settings};
 use crate::machine::failure::{Failure, FailureKind};
+use crate::machine::said::Said;
 use crate::machine::schedule::{self, Lifetime, Next};
 
 /// One secret: what to do next with it and when.
@@ -26,6 +27,8 @@ struct SecretState {
     /// The lease of a dynamic secret.
     lease: Option<Lifetime>,
     backoff: Backoff,
+    /// Its failures as the log says them: a repeat is counted, not said in full again.
+    said: Said,
 }
 
 /// What a finished read or lease renewal means for the rest of the machine.
@@ -61,6 +64,8 @@ pub struct SecretLane {
     parked: bool,
     /// The state a secret added later starts from.
     fresh: SecretState,
+    /// Each secret's API path, for logs.
+    names: Vec<String>,
 }
 
 impl SecretLane {
@@ -72,9 +77,11 @@ impl SecretLane {
             written: false,
             lease: None,
             backoff: Backoff::new(settings.min_backoff, settings.max_backoff),
+            said: Said::default(),
         };
         SecretLane {
-            secrets: vec![state.clone(); settings.secrets],
+            secrets: vec![state.clone(); settings.secrets.len()],
+            names: settings.secrets.clone(),
             in_flight: None,
             refresh: settings.refresh,
             max_backoff: settings.max_backoff,
@@ -86,10 +93,11 @@ impl SecretLane {
 
     /// A secret found while running (a template's read that depends on another read's
     /// answer): due at `now` unless the lane is parked. Its index is the next one.
-    pub fn add(&mut self, now: Instant) -> usize {
+    pub fn add(&mut self, now: Instant, name: String) -> usize {
         let mut s = self.fresh.clone();
         s.due = Some(now);
         self.secrets.push(s);
+        self.names.push(name);
         self.secrets.len() - 1
     }
 
@@ -209,6 +217,7 @@ impl SecretLane {
         let s = &mut self.secrets[index];
         s.written |= grant.problem.is_none();
         s.backoff.reset();
+        s.said.clear();
         match grant.lease.filter(|l| !l.ttl.is_zero()) {
             Some(lease) => {
                 s.lease = Some(Lifetime::granted(sent, lease.ttl, lease.renewable));
@@ -255,7 +264,7 @@ impl SecretLane {
                 let next =
                     schedule::after_renewal(g.ttl, expected, capped, g.renewable, jitter.unit());
                 if capped {
-                    info!(secret = index, ttl = %brief(g.ttl), "lease at its max TTL; new credentials will be read before it expires");
+                    info!(secret = %self.names[index], ttl = %brief(g.ttl), "lease at its max TTL; new credentials will be read before it expires");
                 }
                 self.plan(index, sent, next, now, jitter);
                 Outcome::Same
@@ -306,7 +315,8 @@ impl SecretLane {
             }
             None => (false, delay),
         };
-        warn!(error = %f.message, retry_in = %brief(delay), "secret not read; its file keeps the last good content");
+        let error = s.said.say(&f.message);
+        warn!(error = %error, retry_in = %brief(delay), "secret not read; its file keeps the last good content");
         s.renew = renew;
         s.due = Some(now + delay);
         Outcome::Failed(f.message)
@@ -327,7 +337,8 @@ mod tests {
             recovery_backoff: S(20),
             renew_increment: None,
             revoke_on_exit: false,
-            secrets: count,
+            adopt: false,
+            secrets: (0..count).map(|i| format!("secret/{i}")).collect(),
             refresh: S(300),
         })
     }
@@ -500,12 +511,12 @@ mod tests {
     fn secrets_added_later_are_due_at_once_when_a_token_is_there() {
         let t0 = Instant::now();
         let mut l = lane(Goal::Sidecar, 0);
-        assert_eq!(l.add(t0), 0);
+        assert_eq!(l.add(t0, "kv/added".into()), 0);
         assert_eq!(l.next_due(), None, "parked until a token");
         l.read_all(t0);
         assert_eq!(l.start(t0), Some(Action::ReadSecret { index: 0 }));
         assert!(l.finish(0));
-        assert_eq!(l.add(t0), 1);
+        assert_eq!(l.add(t0, "kv/added".into()), 1);
         assert_eq!(l.start(t0), Some(Action::ReadSecret { index: 1 }));
     }
 

@@ -57,6 +57,9 @@ pub struct TemplateSpec {
     pub mode: Option<u32>,
     /// Agent's `error_on_missing_key = false`: print `<no value>` instead of failing.
     pub lenient: bool,
+    /// Program and arguments to run after this file changes (Agent's per-template `command`,
+    /// vault-k8s's `agent-inject-command-<name>`), if any.
+    pub command: Option<Vec<String>>,
     /// The file the text was read from (`@path`), if any.
     pub origin: Option<PathBuf>,
     /// The parsed template.
@@ -75,6 +78,7 @@ impl fmt::Debug for TemplateSpec {
             .field("file", &self.file)
             .field("mode", &self.mode.map(|m| format!("{m:04o}")))
             .field("lenient", &self.lenient)
+            .field("command", &self.command.as_ref().map(|c| c.len()))
             .field("origin", &self.origin)
             .field("bytes", &self.template.text().len())
             .finish_non_exhaustive()
@@ -88,12 +92,14 @@ impl PartialEq for TemplateSpec {
             &self.file,
             self.mode,
             self.lenient,
+            &self.command,
             &self.origin,
         ) == (
             &other.variable,
             &other.file,
             other.mode,
             other.lenient,
+            &other.command,
             &other.origin,
         ) && self.template.text() == other.template.text()
     }
@@ -260,7 +266,20 @@ fn parse_one(
         }
         None => (value.to_string(), None),
     };
-    let template = Template::parse(&name, &text, funcs).map_err(|e| {
+    template_spec(&name, variable, &text, origin, funcs)
+}
+
+/// A template named `name` (also its file name until told otherwise) from its text, parsed with
+/// `funcs`; errors name `variable` (the variable or annotation it came from) and, for a text
+/// read from `origin`, that file.
+pub fn template_spec(
+    name: &str,
+    variable: &str,
+    text: &str,
+    origin: Option<PathBuf>,
+    funcs: &Funcs,
+) -> Result<TemplateSpec, SpecError> {
+    let template = Template::parse(name, text, funcs).map_err(|e| {
         let place = match &origin {
             Some(p) => format!("{}:{}:{}", p.display(), e.line, e.col),
             None => format!("line {}, column {}", e.line, e.col),
@@ -269,11 +288,12 @@ fn parse_one(
     })?;
     let first_reads = template.discover(&Reads::new(), funcs);
     Ok(TemplateSpec {
-        file: name.clone(),
-        name,
+        file: name.to_string(),
+        name: name.to_string(),
         variable: variable.to_string(),
         mode: None,
         lenient: false,
+        command: None,
         origin,
         template: Arc::new(template),
         first_reads,
