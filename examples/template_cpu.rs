@@ -9,7 +9,7 @@
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use vault_login::template::{Funcs, Read, Reads, Secret, Template};
+use vault_login::secrets::template::{Funcs, Read, Reads, Secret, Template};
 
 fn secret(body: &str) -> Secret {
     Secret::from_vault_json(body).expect("secret json")

@@ -51,6 +51,12 @@ pub enum Error {
     /// Something the process cannot continue without (runtime, signal handlers, stdout).
     #[error("{0}")]
     Fatal(String),
+    /// `vault-login exec`'s program cannot be started: 127 (not found) or 126.
+    #[error("{}", .0.message)]
+    Program(crate::exec::NotRunnable),
+    /// `vault-login install` failed.
+    #[error("{0}")]
+    Install(#[from] crate::exec::install::InstallError),
 }
 
 impl Error {
@@ -64,6 +70,9 @@ impl Error {
             | Error::Secrets(_)
             | Error::Health(_) => EXIT_USAGE,
             Error::GaveUp { .. } | Error::Fatal(_) => EXIT_FAILURE,
+            Error::Program(p) => p.code,
+            Error::Install(crate::exec::install::InstallError::Usage(_)) => EXIT_USAGE,
+            Error::Install(crate::exec::install::InstallError::Io { .. }) => EXIT_FAILURE,
         }
     }
 }

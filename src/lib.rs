@@ -23,16 +23,15 @@
 //!   errors), `tls` (the rustls client configuration), `server_name` (`VAULT_TLS_SERVER_NAME` as
 //!   SNI), `proxy` (HTTP proxies to Vault, as the vault CLI reads them), `login` (one login attempt
 //!   and the classification of its failures), `hints` (what a refusal tells the operator).
-//! - [`secrets`]: secrets to files: the `VAULT_LOGIN_SECRET_<NAME>` specs, rendering (JSON, one
-//!   field, dotenv), the sources (one per distinct read, shared by secret files and templates),
-//!   when to rewrite, read errors, and the secret-file writer. Its part `templates`: the
-//!   `VAULT_LOGIN_TEMPLATE_<NAME>` specs and the book that keeps the reads' answers and renders
-//!   each template once everything it reads is answered.
-//! - [`certs`]: certificates from Vault's PKI: the `VAULT_LOGIN_CERT_<NAME>` specs, the issue
-//!   answer as `tls.crt`/`tls.key`/`ca.crt`, and whether a published one can be kept; its part
-//!   `x509` (PEM, a minimal DER reader, the key match).
-//! - [`template`]: Go `text/template` (Vault Agent's template language) over JSON data, with a
-//!   function table.
+//! - [`secrets`]: what Vault gives the pod as files. The `VAULT_LOGIN_SECRET_<NAME>` specs,
+//!   rendering (JSON, one field, dotenv), the sources (one per distinct read, shared by secret
+//!   files, templates and `exec`'s values), when to rewrite, read errors, and the secret-file
+//!   writer. Its parts: `templates` (the `VAULT_LOGIN_TEMPLATE_<NAME>` specs and the book that
+//!   keeps the reads' answers and renders each template once everything it reads is answered),
+//!   `template` (Go `text/template`, Vault Agent's template language, over JSON data with a
+//!   function table) and `certs` (certificates from Vault's PKI: the `VAULT_LOGIN_CERT_<NAME>`
+//!   specs, the issue answer as `tls.crt`/`tls.key`/`ca.crt`, whether a published one can be
+//!   kept, and `x509`: PEM, a minimal DER reader, the key match).
 //! - [`files`]: files other containers can touch: `safe_fs` (non-blocking, bounded reads),
 //!   `token_file` (atomic, exact-mode writes of the token and secret files), `atomic_dir` (a
 //!   certificate's directory published in generations through a `..data` symlink), `watch` (directory
@@ -45,6 +44,10 @@
 //!   hooks and watches, and feeds results, file changes, signals and timers back. Its parts: `adopt`
 //!   (on a restart in the same pod, the token already in the file, kept if `lookup-self` shows it is
 //!   this role's and this service account's) and `signals` (SIGTERM/SIGINT/SIGHUP into controls).
+//! - [`exec`]: `vault-login exec -- <program>`: the program as a child with its secrets in its
+//!   environment. Its parts: `env` (the `VAULT_LOGIN_ENV_<VAR>` values, rendered from the shared
+//!   reads into memory), `supervisor` (start, signals, restart on a changed environment, exit
+//!   code), `reaper` (orphans, as PID 1) and `install` (`vault-login install <dir>`).
 //! - [`jwt`]: reads the service-account JWT afresh for each login and decodes its claims for hints.
 //! - [`sensitive`]: the [`sensitive::Secret`] wrapper that keeps tokens and JWTs out of logs.
 //! - [`duration`]: durations as settings are written (`1h30m`) and as logs print them.
@@ -55,10 +58,10 @@
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
 pub mod agent;
-pub mod certs;
 pub mod config;
 pub mod duration;
 pub mod error;
+pub mod exec;
 pub mod files;
 pub mod health;
 pub mod hooks;
@@ -67,7 +70,6 @@ pub mod machine;
 pub mod secrets;
 pub mod sensitive;
 pub mod telemetry;
-pub mod template;
 pub mod vault;
 
 pub use error::{Error, Result};

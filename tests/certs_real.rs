@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::{bin, free_port, http_get, run, wait_until, Running};
 use serde_json::{json, Value};
 use vault_emulator::real::Bao;
-use vault_login::certs::x509;
+use vault_login::secrets::certs::x509;
 
 const LIMIT: Duration = Duration::from_secs(30);
 

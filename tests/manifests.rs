@@ -11,6 +11,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -701,6 +702,26 @@ fn run_workload(w: &Doc, docs: &[Doc], prepare: &dyn Fn(&Emulator)) -> Vec<Outco
                 .flatten()
                 .map(|v| v.as_str().unwrap().to_string()),
         );
+        // `vault-login install <dir>` (k8s/deployment-exec.yaml): the binary copied into a
+        // volume for another container's `exec`; it writes no token, so only a failure counts.
+        if args.first().is_some_and(|a| a == "install") {
+            let dir = pod.map(&mounts, args.get(1).map_or("", String::as_str));
+            let out = Command::new(bin())
+                .arg("install")
+                .arg(&dir)
+                .output()
+                .unwrap();
+            let mode = fs::metadata(dir.join("vault-login")).map(|m| m.mode() & 0o7777);
+            if !out.status.success() || mode.as_ref().ok() != Some(&0o755) {
+                problems.push(format!("install did not put a 0755 binary there: {mode:?}"));
+                outcomes.push(Outcome {
+                    token: None,
+                    stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+                    problems,
+                });
+            }
+            continue;
+        }
         let once = args.iter().any(|a| a == "--once")
             || env
                 .get("VAULT_LOGIN_ONCE")

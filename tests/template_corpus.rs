@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use vault_login::template::{Funcs, Read, Reads, Secret, Template};
+use vault_login::secrets::template::{Funcs, Read, Reads, Secret, Template};
 
 const ROOT: &str = "corpus-root-token";
 

@@ -191,7 +191,7 @@ fn plan(pod: &Value, a: &Annotations<'_>, s: &InjectSettings) -> Result<Plan, Re
         .map_err(|(key, problem)| Refusal(format!("{key}: {problem}")))?;
     // A template that cannot parse would crash-loop the pod: refused now, naming its annotation.
     layer
-        .check_templates(&vault_login::template::Funcs::standard())
+        .check_templates(&vault_login::secrets::template::Funcs::standard())
         .map_err(|e| Refusal(format!("{}: {}", e.variable, e.problem)))?;
     if a.get("role").is_none_or(str::is_empty) {
         return Err(refuse(

@@ -8,10 +8,10 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 
 use super::Agent;
-use crate::certs::{self, CertSpec};
 use crate::files::atomic_dir::AtomicDir;
 use crate::machine::events::{CertGrant, Event};
 use crate::machine::failure::{Failure, FailureKind};
+use crate::secrets::certs::{self, CertSpec};
 use crate::sensitive::Secret;
 use crate::vault::VaultError;
 

@@ -11,6 +11,9 @@ use super::adopt;
 use super::certs::CertAnswer;
 use super::secrets::{SecretAnswer, SecretMemo};
 use super::{Agent, Answer, Control, Pending};
+use crate::error::{Error, Result};
+use crate::exec::supervisor::Exited;
+use crate::exec::{Incomplete, Supervisor};
 use crate::files::watch::{self, Watches};
 use crate::jwt;
 use crate::machine::backoff::random_u64;
@@ -40,6 +43,10 @@ pub(super) enum Input {
     JwtChanged,
     /// The machine's timer is due.
     Timer,
+    /// `exec`'s program exited.
+    ChildExited(std::io::Result<std::process::ExitStatus>),
+    /// `exec`'s program did not stop within the stop timeout.
+    KillDue,
 }
 
 /// The loop's state: the machine, and what is in flight on its behalf.
@@ -70,6 +77,11 @@ pub(super) struct Driver<'a> {
     pub(super) started: Instant,
     /// The JWT's subject as read at start: whose token may be adopted.
     sub: String,
+    /// `vault-login exec`'s program.
+    exec: Option<Supervisor>,
+    /// What the run ends with instead of the machine's exit: `exec`'s exit code, or why the
+    /// program was never started.
+    pub(super) outcome: Option<Result<i32>>,
 }
 
 fn now() -> std::time::Instant {
@@ -81,6 +93,7 @@ impl<'a> Driver<'a> {
         agent: &'a Agent,
         control: mpsc::UnboundedReceiver<Control>,
         sub: String,
+        exec: Option<Supervisor>,
     ) -> Self {
         let started = Instant::now();
         let cfg = &agent.cfg;
@@ -114,6 +127,8 @@ impl<'a> Driver<'a> {
             due_at_once: false,
             started,
             sub,
+            exec,
+            outcome: None,
         }
     }
 
@@ -238,13 +253,48 @@ impl<'a> Driver<'a> {
         }
     }
 
-    fn run_hooks(&self, hook: Hook) {
+    fn run_hooks(&mut self, hook: Hook) {
+        // Once per batch, like the hooks: the program sees a whole batch of changes at once.
+        self.apply_env();
         let hooks = &self.agent.hooks;
         match (hook, &self.auth) {
             (Hook::NewToken, Some(a)) => hooks.new_token(a),
             (Hook::Renewed, Some(a)) => hooks.renewed(a),
             (Hook::SecretsChanged, _) => hooks.secrets_changed(),
             (Hook::NewToken | Hook::Renewed, None) => {}
+        }
+    }
+
+    /// Hands `exec`'s program the environment of a finished batch: started the first time,
+    /// restarted (or not) on a change; never started when a value cannot be had.
+    fn apply_env(&mut self) {
+        let Some(exec) = self.exec.as_mut() else {
+            return;
+        };
+        if self.outcome.is_some() {
+            return;
+        }
+        let result = match self.agent.child_env(self.auth.as_ref()) {
+            Ok(env) => exec.update(env).map_err(Error::Program),
+            Err(Incomplete::Failed(message)) if !exec.started() => {
+                Err(Error::Fatal(format!("program not started: {message}")))
+            }
+            Err(Incomplete::Waiting(vars)) if !exec.started() => {
+                info!(waiting = %vars.join(","), "program not started yet: waiting for its values");
+                Ok(())
+            }
+            Err(_) => Ok(()),
+        };
+        if let Err(e) = result {
+            self.finish(Err(e));
+        }
+    }
+
+    /// Ends the run with `outcome` once the machine has stopped (revoking if asked).
+    fn finish(&mut self, outcome: Result<i32>) {
+        if self.outcome.is_none() {
+            self.outcome = Some(outcome);
+            self.machine.handle(now(), Event::Shutdown);
         }
     }
 
@@ -290,6 +340,8 @@ impl<'a> Driver<'a> {
         let token_changed = (self.watches.as_ref())
             .filter(|w| w.watching_token())
             .map(|w| w.token_changed.clone());
+        let kill_at = self.exec.as_ref().and_then(Supervisor::kill_at);
+        let child_running = self.exec.as_ref().is_some_and(Supervisor::running);
         let Driver {
             control,
             control_open,
@@ -299,11 +351,14 @@ impl<'a> Driver<'a> {
             writing,
             hooks_done,
             discarding,
+            exec,
             ..
         } = self;
         tokio::select! {
             biased;
             c = control.recv(), if *control_open => Input::Control(c),
+            st = async { exec.as_mut().expect("guarded by child_running").wait().await }, if child_running => Input::ChildExited(st),
+            () = sleep_until(kill_at.unwrap_or_else(Instant::now)), if kill_at.is_some() => Input::KillDue,
             a = async { request.as_mut().expect("guarded by is_some").await }, if request.is_some() => Input::Answer(a),
             a = async { secret_request.as_mut().expect("guarded by is_some").await }, if secret_request.is_some() => Input::Secret(a),
             a = async { cert_request.as_mut().expect("guarded by is_some").await }, if cert_request.is_some() => Input::Cert(a),
@@ -329,7 +384,27 @@ impl<'a> Driver<'a> {
     /// Hands what finished to the machine as its event.
     pub(super) fn deliver(&mut self, input: Input) {
         let event = match input {
-            Input::Control(c) => self.controlled(c),
+            Input::Control(c) => match self.controlled(c) {
+                Some(event) => event,
+                None => return,
+            },
+            Input::ChildExited(status) => {
+                let Some(exec) = self.exec.as_mut() else {
+                    return;
+                };
+                match exec.exited(status) {
+                    Ok(Exited::Restarted) => {}
+                    Ok(Exited::Done(code)) => self.finish(Ok(code)),
+                    Err(e) => self.finish(Err(Error::Program(e))),
+                }
+                return;
+            }
+            Input::KillDue => {
+                if let Some(exec) = self.exec.as_mut() {
+                    exec.kill();
+                }
+                return;
+            }
             Input::Answer(answer) => {
                 self.request = None;
                 // A renewal's own line says what follows; only a login needs a plan line.
@@ -401,8 +476,9 @@ impl<'a> Driver<'a> {
         self.machine.handle(now(), event);
     }
 
-    fn controlled(&mut self, c: Option<Control>) -> Event {
+    fn controlled(&mut self, c: Option<Control>) -> Option<Event> {
         let event = match c {
+            Some(Control::Forward(sig)) => return self.forward(sig),
             Some(Control::Relogin) => Event::Relogin,
             Some(Control::Shutdown) => Event::Shutdown,
             None => {
@@ -416,6 +492,23 @@ impl<'a> Driver<'a> {
             self.secret_request = None;
             self.cert_request = None;
         }
-        event
+        Some(event)
+    }
+
+    /// `exec`: a signal goes to the program. Before it runs (or after it exited), one that
+    /// ends processes ends vault-login with 128+N, as if the program had died of it.
+    fn forward(&mut self, sig: crate::hooks::AppSignal) -> Option<Event> {
+        let exec = self.exec.as_mut()?;
+        if exec.forward(sig) {
+            return None;
+        }
+        if crate::exec::stops(sig) && self.outcome.is_none() {
+            info!(signal = %sig, "stopping before the program started");
+            self.outcome = Some(Ok(128 + sig.number()));
+            self.request = None;
+            self.secret_request = None;
+            return Some(Event::Shutdown);
+        }
+        None
     }
 }

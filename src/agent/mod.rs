@@ -2,6 +2,7 @@
 //! hooks, revoke, exit) with the real Vault client, token file, hooks and watches, and feeds
 //! the results, file changes, signals and timer expiries back to it. No decision is taken here.
 //!
+//! - `process`: the runtime, health server and signal handlers around the loop, for `main`.
 //! - `driver`: the loop's state and its steps: perform an action, wait for the next event,
 //!   deliver it to the machine.
 //! - `requests`: the I/O it performs: login, renewal and revocation with their deadlines, and
@@ -21,7 +22,8 @@ use tracing::{info, warn};
 
 use crate::config::{Config, TokenSink};
 use crate::duration::brief;
-use crate::error::{self, Error, Result};
+use crate::error::{self, Error, Result, EXIT_OK};
+use crate::exec::{ChildEnv, EnvSpec, Environment, Incomplete, Supervisor};
 use crate::files::token_file::TokenFile;
 use crate::health::status::Status;
 use crate::hooks::Hooks;
@@ -37,6 +39,7 @@ use crate::vault::{Auth, Renewal, VaultClient, VaultError};
 pub mod adopt;
 mod certs;
 mod driver;
+pub mod process;
 mod requests;
 mod secrets;
 pub mod signals;
@@ -50,6 +53,8 @@ pub enum Control {
     Shutdown,
     /// Re-read the JWT and log in again now: SIGHUP.
     Relogin,
+    /// `exec`: a signal for the program (TERM, INT, HUP, QUIT, USR1, USR2, WINCH).
+    Forward(crate::hooks::AppSignal),
 }
 
 /// A finished request, as the driver hands it back to itself.
@@ -74,6 +79,19 @@ pub struct Agent {
     /// The reads (one per distinct request, shared by secrets and templates) and templates.
     book: std::sync::Mutex<self::secrets::Book>,
     writer: SecretWriter,
+    /// Where the environment values start among `secrets` and the book's templates.
+    outputs: Outputs,
+    /// `vault-login exec`'s program, checked at startup; the driver takes it.
+    supervisor: std::sync::Mutex<Option<Supervisor>>,
+}
+
+/// The `VAULT_LOGIN_ENV_*` values ride along the files: field values follow the
+/// `VAULT_LOGIN_SECRET_*` specs and template values follow the `VAULT_LOGIN_TEMPLATE_*`
+/// templates, so the shared reads serve them all; these are the first indexes that are values.
+#[derive(Clone, Copy, Debug)]
+struct Outputs {
+    env_specs: usize,
+    env_templates: usize,
 }
 
 impl Agent {
@@ -93,21 +111,30 @@ impl Agent {
                 })?;
                 Some(f)
             }
-            TokenSink::Stdout => None,
+            TokenSink::Stdout | TokenSink::Memory => None,
         };
         let hooks = Hooks::new(&cfg.hooks);
         let writer = SecretWriter::new(&cfg.secrets.dir, cfg.token_file_mode, cfg.token_file_owner);
-        let secrets = cfg.secrets.specs.clone();
         if !cfg.secrets.is_empty() {
             writer.check()?;
         }
+        let outputs = Outputs {
+            env_specs: cfg.secrets.specs.len(),
+            env_templates: cfg.secrets.templates.len(),
+        };
+        let (secrets, templates) = cfg.reads();
+        let values = cfg.exec.as_ref().map_or(&[][..], |e| &e.values[..]);
+        let supervisor = cfg.exec.clone().map(Supervisor::new).transpose();
+        let supervisor = supervisor.map_err(Error::Program)?;
         status.track_secrets(secrets.iter().map(|s| s.name.clone()));
-        let templates = cfg.secrets.templates.clone();
         status.track_templates(templates.iter().map(|t| t.name.clone()));
         status.track_certs(cfg.certs.specs.iter().map(|c| c.name.clone()));
-        let book = TemplateBook::new(templates, crate::template::Funcs::standard());
+        let env = Environment::new(values.iter().map(EnvSpec::var));
+        let book = TemplateBook::new(templates, crate::secrets::template::Funcs::standard());
         Ok(Agent {
-            book: std::sync::Mutex::new(self::secrets::Book::new(&secrets, book)),
+            book: std::sync::Mutex::new(self::secrets::Book::new(&secrets, book, env)),
+            outputs,
+            supervisor: std::sync::Mutex::new(supervisor),
             cfg,
             client,
             file,
@@ -119,8 +146,14 @@ impl Agent {
     }
 
     /// Runs until the machine says exit: `--once` after the first written token (or at the
-    /// deadline), the sidecar on [`Control::Shutdown`].
+    /// deadline), the sidecar on [`Control::Shutdown`]. (`exec`'s child's exit code is
+    /// [`Agent::run_to_exit`]'s.)
     pub async fn run(self, control: mpsc::UnboundedReceiver<Control>) -> Result<()> {
+        self.run_to_exit(control).await.map(|_| ())
+    }
+
+    /// Like [`Agent::run`], with the code to exit with: `exec`'s program's, else 0.
+    pub async fn run_to_exit(self, control: mpsc::UnboundedReceiver<Control>) -> Result<i32> {
         let claims = jwt::log_claims(&self.cfg.jwt).await;
         let sub = claims.and_then(|c| c.sub).unwrap_or_default();
         if let Some(e) = self.render_readless().await {
@@ -128,12 +161,18 @@ impl Agent {
                 return Err(Error::Fatal(e));
             }
         }
-        let mut driver = Driver::new(&self, control, sub);
+        let supervisor = (self.supervisor.lock())
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        let mut driver = Driver::new(&self, control, sub, supervisor);
         driver.adopt_certs();
         loop {
             while let Some(action) = driver.machine.poll_action() {
                 if let Some(exit) = driver.perform(action) {
-                    return self.exit(exit, driver.started);
+                    if let Some(outcome) = driver.outcome.take() {
+                        return outcome;
+                    }
+                    return self.exit(exit, driver.started).map(|()| EXIT_OK);
                 }
             }
             if !driver.due_now() {
@@ -237,6 +276,24 @@ impl Agent {
             _ => {}
         }
         error::of_exit(exit, self.cfg.once)
+    }
+
+    /// What `exec`'s child gets: every value (or why not yet), and the token with Vault's
+    /// address and namespace when asked for.
+    fn child_env(&self, auth: Option<&Auth>) -> std::result::Result<ChildEnv, Incomplete> {
+        let mut env = self.book().env.snapshot()?;
+        if self.cfg.exec.as_ref().is_some_and(|e| e.pass_token) {
+            let Some(auth) = auth else {
+                return Err(Incomplete::Waiting(vec!["VAULT_TOKEN".into()]));
+            };
+            env.set("VAULT_TOKEN", auth.client_token.expose().as_bytes());
+            let addr = self.cfg.vault.addr.as_str().trim_end_matches('/');
+            env.set("VAULT_ADDR", addr.as_bytes());
+            if let Some(ns) = &self.cfg.vault.namespace {
+                env.set("VAULT_NAMESPACE", ns.as_bytes());
+            }
+        }
+        Ok(env)
     }
 
     fn jwt_file(&self) -> Option<&std::path::Path> {

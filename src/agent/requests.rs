@@ -9,6 +9,7 @@ use tracing::{error, info, warn};
 use serde_json::Value;
 
 use super::{Agent, Answer};
+use crate::files::token_file::TokenSink;
 use crate::machine::events::{Event, Grant};
 use crate::sensitive::Secret;
 use crate::vault::login::{self, LoginError};
@@ -93,7 +94,12 @@ impl Agent {
             }
         }
         let templates = self.book().templates.templates().to_vec();
-        self.writer.remove_all(&self.secrets, &templates);
+        // Only files: the environment values are the program's.
+        let (specs, templates) = (
+            &self.secrets[..self.outputs.env_specs],
+            &templates[..self.outputs.env_templates],
+        );
+        self.writer.remove_all(specs, templates);
         if let Some(token) = token {
             match timeout_at(deadline, self.client.revoke_self(&token)).await {
                 Ok(Ok(())) => info!("token revoked"),
@@ -120,9 +126,11 @@ impl Agent {
         let Some(token) = token else {
             return Event::WriteFailed("no token to write".into());
         };
-        let result = match &self.file {
-            Some(f) => f.put(token, restoring).await,
-            None => {
+        let result = match (&self.file, &self.cfg.token_sink) {
+            (Some(f), _) => f.put(token, restoring).await,
+            // exec without a token file: the token lives in memory only.
+            (None, TokenSink::Memory) => Ok(()),
+            (None, _) => {
                 let mut out = std::io::stdout().lock();
                 writeln!(out, "{}", token.expose())
                     .and_then(|_| out.flush())

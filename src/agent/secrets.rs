@@ -12,14 +12,15 @@ use zeroize::Zeroizing;
 
 use super::requests::until;
 use super::Agent;
+use crate::exec::Environment;
 use crate::machine::events::{Event, Grant, SecretGrant};
 use crate::machine::failure::Failure;
+use crate::secrets::template::{self, Read};
 use crate::secrets::templates::{kv2_read_path, Rendering};
 use crate::secrets::{
     self, Fingerprint, SecretError, SecretSpec, Source, TemplateBook, TemplateSpec,
 };
 use crate::sensitive::Secret;
-use crate::template::{self, Read};
 use crate::vault::{LeaseRenewal, RawAnswer, VaultError};
 
 /// The reads and the templates. The driver has one read in flight at a time, so the lock is
@@ -30,15 +31,18 @@ pub(super) struct Book {
     pub(super) templates: TemplateBook,
     /// The path read for a template's `GET`, once the mount was looked up (KV v2: `data/`).
     read_paths: HashMap<String, String>,
+    /// `exec`'s environment values, rendered.
+    pub(super) env: Environment,
 }
 
 impl Book {
-    /// The book of `specs` and `templates`.
-    pub(super) fn new(specs: &[SecretSpec], templates: TemplateBook) -> Self {
+    /// The book of `specs` and `templates` (files and environment values) and the values.
+    pub(super) fn new(specs: &[SecretSpec], templates: TemplateBook, env: Environment) -> Self {
         Book {
             sources: secrets::sources(specs, templates.templates()),
             templates,
             read_paths: HashMap::new(),
+            env,
         }
     }
 }
@@ -228,7 +232,34 @@ impl Agent {
             Ok(raw) => self.take_answer(&source, &path, &specs, last, raw).await,
         };
         self.render_users(&source.read, &mut report).await;
+        if let Err(e) = &result {
+            self.env_failed(&source, e);
+        }
         SecretAnswer::Read(index, sent, result, report)
+    }
+
+    /// Records why the environment values made from `source` are not had: the child is never
+    /// started without them. An outage is retried, so it is not recorded.
+    fn env_failed(&self, source: &Source, e: &SecretError) {
+        let mut book = self.book();
+        let mut users: Vec<String> = (source.specs.iter())
+            .filter(|i| **i >= self.outputs.env_specs)
+            .map(|i| self.secrets[*i].name.clone())
+            .collect();
+        let templates = book.templates.templates();
+        for i in book.templates.users(&source.read) {
+            if i >= self.outputs.env_templates {
+                users.push(templates[i].name.clone());
+            }
+        }
+        for var in users {
+            match e.is_transient() {
+                true => book.env.clear_failure(&var),
+                false => book
+                    .env
+                    .failed(&var, format!("{}{var}: {e}", crate::exec::ENV_PREFIX)),
+            }
+        }
     }
 
     /// The path a source's request goes to: as written, except a template's `GET` on a KV v2
@@ -300,10 +331,30 @@ impl Agent {
         let rendered: Vec<_> = (specs.iter())
             .map(|spec| secrets::render(spec, &read))
             .collect::<Result<_, _>>()?;
-        let jobs: Vec<_> = (specs.iter().zip(rendered).zip(last))
-            .map(|((spec, r), last)| r.changed_since(last).then(|| (spec.clone(), r)))
-            .collect();
-        let written = self.writer.write_changed(jobs, read.kv2_version).await?;
+        // Environment values are set here; only files go to the writer.
+        let mut values = vec![None; specs.len()];
+        let mut jobs = Vec::with_capacity(specs.len());
+        for (k, ((spec, r), last)) in specs.iter().zip(rendered).zip(last).enumerate() {
+            if !r.changed_since(last) {
+                jobs.push(None);
+                continue;
+            }
+            if source.specs[k] < self.outputs.env_specs {
+                jobs.push(Some((spec.clone(), r)));
+                continue;
+            }
+            let set = self.book().env.set(&spec.name, r.expose());
+            set.map_err(|problem| SecretError::NotRenderable {
+                path: path.to_string(),
+                problem,
+            })?;
+            values[k] = Some(r.fingerprint());
+            jobs.push(None);
+        }
+        let mut written = self.writer.write_changed(jobs, read.kv2_version).await?;
+        for (w, v) in written.iter_mut().zip(values) {
+            *w = w.or(v);
+        }
         Ok(ReadDone {
             lease_id: read.lease_id.clone(),
             lease: read.lease(),
@@ -390,11 +441,25 @@ impl Agent {
                             }
                         }
                     }
+                    Rendering::Changed(bytes, fp) if i >= self.outputs.env_templates => {
+                        let var = book.templates.templates()[i].name.clone();
+                        let set = book.env.set(&var, &bytes);
+                        if set.is_ok() {
+                            book.templates.wrote(i, fp);
+                        }
+                        report.results.push((i, set.map(|()| true)));
+                    }
                     Rendering::Changed(bytes, fp) => {
                         let spec = book.templates.templates()[i].clone();
                         jobs.push((i, spec, bytes, fp));
                     }
                     Rendering::Same => report.results.push((i, Ok(false))),
+                    Rendering::Failed(e) if i >= self.outputs.env_templates => {
+                        warn!(error = %e, "environment value not rendered; the program keeps the value it has");
+                        let var = book.templates.templates()[i].name.clone();
+                        book.env.failed(&var, e.clone());
+                        report.results.push((i, Err(e)));
+                    }
                     Rendering::Failed(e) => {
                         warn!(error = %e, "template not rendered; its file keeps its last good content");
                         report.results.push((i, Err(e)));

@@ -16,9 +16,9 @@ use std::path::{Path, PathBuf};
 
 use crate::files::safe_fs::{read_regular, Links};
 use crate::files::token_file::parse_mode;
+use crate::secrets::template::Funcs;
 use crate::secrets::templates::{read_template_file, template_spec, valid_file_name};
 use crate::secrets::{SpecError, TemplateSpec};
-use crate::template::Funcs;
 
 /// The variable naming the annotations file.
 pub const ANNOTATIONS_FILE_ENV: &str = "VAULT_LOGIN_ANNOTATIONS_FILE";

@@ -18,6 +18,7 @@ pub enum CliError {
 const ABOUT: &str = "Log in to Vault or OpenBao with the pod's Kubernetes service-account JWT and keep the token file fresh";
 const RULES: &str = "A flag wins over its variable; an empty variable counts as unset; a BAO_* variable is read when its VAULT_* twin is unset.\n\
     Secrets to files: VAULT_LOGIN_SECRET_<NAME>=<path>, <path>#<field> or dotenv:<path> writes <dir>/<name>.\n\
+    vault-login exec [flags --] <program> [args...] runs the program with VAULT_LOGIN_ENV_<VAR>=<path>#<field> (or a template) as VAR; vault-login install <dir> copies this binary to <dir>.\n\
     Templates: VAULT_LOGIN_TEMPLATE_<NAME>=<Vault Agent template> or @<file> renders <dir>/<name>; VAULT_LOGIN_TEMPLATE_FILE_<NAME>, _MODE_<NAME>, _LENIENT_<NAME> set its file name, mode, Agent's lenient missing keys.\n\
     Durations: 500ms, 30s, 5m, 1h, 1h30m or a number of seconds. Booleans: true/false, 1/0, yes/no, on/off.";
 
@@ -122,7 +123,8 @@ pub fn unknown_variables(names: &[String]) -> Vec<(String, Option<&'static str>)
         .iter()
         .filter(|n| n.starts_with(OWN_PREFIX) && !n.starts_with(crate::secrets::SECRET_ENV_PREFIX))
         .filter(|n| !n.starts_with(crate::secrets::templates::TEMPLATE_ENV_PREFIX))
-        .filter(|n| !n.starts_with(crate::certs::CERT_ENV_PREFIX))
+        .filter(|n| !n.starts_with(crate::secrets::certs::CERT_ENV_PREFIX))
+        .filter(|n| !n.starts_with(crate::exec::ENV_PREFIX))
         .filter(|n| !known.contains(&n.as_str()))
         .map(|n| {
             let tail = &n[OWN_PREFIX.len()..];

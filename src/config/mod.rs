@@ -21,11 +21,12 @@ use reqwest::Url;
 
 use cli::CliError;
 
-use crate::certs::CertsSettings;
 use crate::config::settings::{self as s, check_readable, About, Setting};
+use crate::exec::{ExecSettings, ENV_PREFIX};
 use crate::hooks::HookSettings;
 use crate::machine::cert_lane::CertSettings;
 use crate::machine::events::{Goal, Settings};
+use crate::secrets::certs::CertsSettings;
 use crate::secrets::{self, SecretsSettings};
 use crate::vault::proxy::ProxySettings;
 use crate::vault::tls::{TlsNames, TlsSettings};
@@ -83,6 +84,8 @@ pub struct Config {
     pub certs: CertsSettings,
     /// `VAULT_LOGIN_*` variables no setting reads, each with the one it resembles: warned of.
     pub unknown_variables: Vec<(String, Option<&'static str>)>,
+    /// `vault-login exec -- <program>`: the program and its environment values.
+    pub exec: Option<ExecSettings>,
 }
 
 /// Why a configuration could not be loaded.
@@ -132,6 +135,8 @@ struct Lookup<'a> {
     /// The names of the environment's `VAULT_LOGIN_*` variables: the `VAULT_LOGIN_SECRET_<NAME>`
     /// family, and misspelt settings.
     names: &'a [String],
+    /// `vault-login exec`: the program and its arguments.
+    program: Option<Vec<OsString>>,
 }
 
 impl Lookup<'_> {
@@ -238,6 +243,7 @@ impl Config {
         I: IntoIterator<Item = T>,
         T: Into<OsString> + Clone,
     {
+        let (args, program) = split_exec(args.into_iter().map(Into::into).collect())?;
         let flags =
             cli::command()
                 .try_get_matches_from(args)
@@ -252,6 +258,7 @@ impl Config {
             env,
             annotations: &annotations,
             names,
+            program,
         })
     }
 
@@ -270,7 +277,15 @@ impl Config {
     pub fn warnings(&self) -> Vec<String> {
         let ignored = "is not a vault-login setting and is ignored";
         let line = |(name, closest): &(String, Option<&str>)| match closest {
+            Some(k) if name.starts_with(ENV_PREFIX) => {
+                format!(
+                    "{name} is read only by `vault-login exec` and is ignored; did you mean {k}?"
+                )
+            }
             Some(k) => format!("{name} {ignored}; did you mean {k}?"),
+            None if name.starts_with(ENV_PREFIX) => {
+                format!("{name} is read only by `vault-login exec -- <program>` and is ignored")
+            }
             None => format!("{name} {ignored}; see --help"),
         };
         self.unknown_variables.iter().map(line).collect()
@@ -292,10 +307,12 @@ impl Config {
             renew_increment: self.renew_increment,
             revoke_on_exit: self.revoke_on_exit,
             adopt: !self.once && matches!(self.token_sink, TokenSink::File(_)),
-            secrets: secrets::sources(&self.secrets.specs, &self.secrets.templates)
-                .iter()
-                .map(|s| s.path().to_string())
-                .collect(),
+            secrets: {
+                let (specs, templates) = self.reads();
+                (secrets::sources(&specs, &templates).iter())
+                    .map(|s| s.path().to_string())
+                    .collect()
+            },
             refresh: self.secrets.refresh,
         }
     }
@@ -306,6 +323,20 @@ impl Config {
             count: self.certs.specs.len(),
             renew_before: self.certs.renew_before,
         }
+    }
+
+    /// Everything the shared reads serve: the secret files' specs then `exec`'s field values,
+    /// the templates then `exec`'s template values.
+    pub fn reads(&self) -> (Vec<secrets::SecretSpec>, Vec<secrets::TemplateSpec>) {
+        let mut specs = self.secrets.specs.clone();
+        let mut templates = self.secrets.templates.clone();
+        for value in self.exec.iter().flat_map(|e| &e.values) {
+            match value {
+                crate::exec::EnvSpec::Field(s) => specs.push(s.clone()),
+                crate::exec::EnvSpec::Template(t) => templates.push(t.clone()),
+            }
+        }
+        (specs, templates)
     }
 
     /// One line describing the effective configuration, without secrets (never the JWT; say
@@ -326,7 +357,12 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
         None => JwtSource::File(lookup.value(&s::JWT_FILE)?),
     };
     let token_file = lookup.parsed(&s::TOKEN_FILE)?;
-    let token_sink = lookup.value(&s::TOKEN_FILE)?;
+    let token_sink = match (&lookup.program, &token_file) {
+        // exec keeps the token in memory unless a file is asked for: a developer's machine
+        // has no /var/run/secrets.
+        (Some(_), None) => TokenSink::Memory,
+        _ => lookup.value(&s::TOKEN_FILE)?,
+    };
     let token_file_mode = lookup.value(&s::TOKEN_FILE_MODE)?;
     let token_file_owner = lookup.get(&s::TOKEN_FILE_OWNER)?;
 
@@ -343,6 +379,7 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
     let hooks = hook_settings(lookup, &token_sink, token_file_mode, token_file_owner)?;
     let secrets = secrets_settings(lookup, &token_sink, hooks.token_info_file.as_deref())?;
     let certs = cert_settings(lookup, &secrets)?;
+    let exec = exec_settings(lookup, &token_sink, &token_file, once)?;
 
     if let (TokenSink::Stdout, Some((_, given)), false) = (&token_sink, &token_file, once) {
         let about = &s::ONCE.about;
@@ -352,8 +389,20 @@ fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
             about.flag_or_name()
         )));
     }
+    let unknown_variables = match exec {
+        Some(_) => cli::unknown_variables(lookup.names),
+        None => cli::unknown_variables(lookup.names)
+            .into_iter()
+            .chain(
+                (lookup.names.iter())
+                    .filter(|n| n.starts_with(ENV_PREFIX))
+                    .map(|n| (n.clone(), None)),
+            )
+            .collect(),
+    };
     Ok(Config {
-        unknown_variables: cli::unknown_variables(lookup.names),
+        exec,
+        unknown_variables,
         vault,
         role,
         mount,
@@ -386,7 +435,7 @@ fn cert_settings(
     lookup: &Lookup<'_>,
     secrets: &SecretsSettings,
 ) -> Result<CertsSettings, ConfigError> {
-    let specs = crate::certs::specs_from_env(lookup.names, lookup.env)
+    let specs = crate::secrets::certs::specs_from_env(lookup.names, lookup.env)
         .map_err(|e| invalid(&e.variable, e.problem))?;
     let renew_before = lookup.get(&s::CERT_RENEW_BEFORE)?;
     let files = (secrets.specs.iter().map(|s| (&s.variable, s.name.as_str()))).chain(
@@ -522,7 +571,7 @@ fn hook_settings(
         token_info_file,
         token_file: match token_sink {
             TokenSink::File(path) => Some(path.clone()),
-            TokenSink::Stdout => None,
+            TokenSink::Stdout | TokenSink::Memory => None,
         },
         file_mode,
         file_owner,
@@ -597,7 +646,7 @@ fn secrets_settings(
         .map_err(|e| invalid(&e.variable, e.problem))?;
     // Parsed with the functions the agent renders with, so a refused or unknown function is
     // a configuration error before any network call.
-    let funcs = crate::template::Funcs::standard();
+    let funcs = crate::secrets::template::Funcs::standard();
     let mut templates = secrets::templates::templates_from_env(lookup.names, lookup.env, &funcs)
         .map_err(|e| invalid(&e.variable, e.problem))?;
     // The pod's per-secret annotations, below the variables: a variable's template writing the
@@ -629,7 +678,7 @@ fn secrets_settings(
                 Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
                 _ => PathBuf::from("."),
             },
-            TokenSink::Stdout => {
+            TokenSink::Stdout | TokenSink::Memory => {
                 let first = (specs.iter().map(|s| &s.variable))
                     .chain(templates.iter().map(|t| &t.variable))
                     .next();
@@ -637,7 +686,11 @@ fn secrets_settings(
                     return Err(invalid(
                         first,
                         format!(
-                            "the token goes to standard output, so there is no token directory to write secrets next to; set {}",
+                            "the token goes to {}, so there is no token directory to write secrets next to; set {}",
+                            match token_sink {
+                                TokenSink::Memory => "no file (exec without VAULT_LOGIN_TOKEN_FILE)",
+                                _ => "standard output",
+                            },
                             secrets::SECRETS_DIR_ENV
                         ),
                     ));
@@ -660,6 +713,72 @@ fn secrets_settings(
         .check_reserved(&reserved)
         .map_err(|e| invalid(&e.variable, e.problem))?;
     Ok(settings)
+}
+
+/// Splits `vault-login exec [flags --] <program> [args...]` into the flags clap reads and the
+/// program with its arguments. Without `--` everything after `exec` is the program, which
+/// then must not look like a flag.
+fn split_exec(args: Vec<OsString>) -> Result<(Vec<OsString>, Option<Vec<OsString>>), ConfigError> {
+    if args.get(1).is_none_or(|a| a != "exec") {
+        return Ok((args, None));
+    }
+    let mut flags = vec![args[0].clone()];
+    let rest = &args[2..];
+    let program = match rest.iter().position(|a| a == "--") {
+        Some(i) => {
+            flags.extend_from_slice(&rest[..i]);
+            rest[i + 1..].to_vec()
+        }
+        None => rest.to_vec(),
+    };
+    match program.first() {
+        None => Err(ConfigError::Usage(
+            "exec: no program given; usage: vault-login exec [flags --] <program> [args...]".into(),
+        )),
+        Some(p) if p.as_encoded_bytes().starts_with(b"-") && !rest.iter().any(|a| a == "--") => {
+            Err(ConfigError::Usage(format!(
+                "exec: {:?} looks like a flag; put flags before -- and the program after it: vault-login exec [flags --] <program> [args...]",
+                p.to_string_lossy()
+            )))
+        }
+        Some(_) => Ok((flags, Some(program))),
+    }
+}
+
+/// `vault-login exec`'s settings, when the command line asked for it.
+fn exec_settings(
+    lookup: &Lookup<'_>,
+    token_sink: &TokenSink,
+    token_file: &Option<(TokenSink, Given)>,
+    once: bool,
+) -> Result<Option<ExecSettings>, ConfigError> {
+    let Some(program) = &lookup.program else {
+        return Ok(None);
+    };
+    if once {
+        let about = &s::ONCE.about;
+        return Err(invalid(
+            about.name(),
+            "exec runs the program until it exits; leave out --once (an init container runs vault-login --once, not exec)",
+        ));
+    }
+    if let (TokenSink::Stdout, Some((_, given))) = (token_sink, token_file) {
+        return Err(given.invalid(
+            "\"-\" (standard output) is the program's in exec mode; give a file path or leave it unset (the token stays in memory)",
+        ));
+    }
+    let funcs = crate::secrets::template::Funcs::standard();
+    let values = crate::exec::env::specs_from_env(lookup.names, lookup.env, &funcs)
+        .map_err(|e| invalid(&e.variable, e.problem))?;
+    Ok(Some(ExecSettings {
+        program: program[0].clone(),
+        args: program[1..].to_vec(),
+        restart: lookup.value(&s::EXEC_RESTART)?,
+        stop_signal: lookup.value(&s::EXEC_STOP_SIGNAL)?,
+        stop_timeout: lookup.value(&s::EXEC_STOP_TIMEOUT)?,
+        pass_token: lookup.value(&s::EXEC_TOKEN)?,
+        values,
+    }))
 }
 
 #[cfg(test)]

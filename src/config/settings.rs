@@ -12,6 +12,7 @@ use std::time::Duration;
 use reqwest::Url;
 
 use crate::duration::{human, parse_duration, DURATION_HINT};
+use crate::exec::{parse_restart, Restart};
 use crate::files::token_file::{parse_mode, parse_owner, Owner, TokenSink, DEFAULT_TOKEN_FILE};
 use crate::hooks::command::split_command;
 use crate::hooks::{parse_signal, AppSignal};
@@ -136,6 +137,10 @@ pub static ALL: &[&About] = &[
     &SECRETS_REFRESH.about,
     &CERT_RENEW_BEFORE.about,
     &ANNOTATIONS_FILE.about,
+    &EXEC_RESTART.about,
+    &EXEC_STOP_SIGNAL.about,
+    &EXEC_STOP_TIMEOUT.about,
+    &EXEC_TOKEN.about,
 ];
 
 /// A setting read from a flag and its variables.
@@ -556,7 +561,7 @@ pub const SECRETS_REFRESH: Setting<Duration> = Setting {
 
 /// How long before NotAfter a certificate is renewed at the latest.
 pub const CERT_RENEW_BEFORE: Setting<Duration> = Setting {
-    about: env_only(&[crate::certs::CERT_RENEW_BEFORE_ENV], None,
+    about: env_only(&[crate::secrets::certs::CERT_RENEW_BEFORE_ENV], None,
         "renew each VAULT_LOGIN_CERT_<NAME> certificate this long before it expires, if that is earlier than 2/3 of its life (±10 % jitter)"),
     parse: positive,
 };
@@ -566,6 +571,40 @@ pub const ANNOTATIONS_FILE: Setting<PathBuf> = Setting {
     about: env_only(&[crate::config::annotations::ANNOTATIONS_FILE_ENV], None,
         "the pod's annotations (downward API, fieldRef metadata.annotations): vault.hashicorp.com/* and openbao.org/* set what flags and variables leave unset"),
     parse: |s| Ok(PathBuf::from(s)),
+};
+
+/// `vault-login exec`: what a changed environment does to the program.
+pub const EXEC_RESTART: Setting<Restart> = Setting {
+    about: env_only(&["VAULT_LOGIN_EXEC_RESTART"], Some("always"),
+        "exec: when a value changes, always (stop the program, start it again), never (keep it running, stale) or signal (send the stop signal only)"),
+    parse: parse_restart,
+};
+
+/// `vault-login exec`: the signal that stops the program.
+pub const EXEC_STOP_SIGNAL: Setting<AppSignal> = Setting {
+    about: env_only(
+        &["VAULT_LOGIN_EXEC_STOP_SIGNAL"],
+        Some("TERM"),
+        "exec: the signal that stops the program for a restart (or, with signal, tells it to reload)",
+    ),
+    parse: parse_signal,
+};
+
+/// `vault-login exec`: how long a stopped program may take.
+pub const EXEC_STOP_TIMEOUT: Setting<Duration> = Setting {
+    about: env_only(
+        &["VAULT_LOGIN_EXEC_STOP_TIMEOUT"],
+        Some("30s"),
+        "exec: how long the program may take to stop before it is killed (SIGKILL)",
+    ),
+    parse: positive,
+};
+
+/// `vault-login exec`: pass the token to the program.
+pub const EXEC_TOKEN: Setting<bool> = Setting {
+    about: env_only(&["VAULT_LOGIN_EXEC_TOKEN"], Some("false"),
+        "exec: also give the program VAULT_TOKEN (and VAULT_ADDR, VAULT_NAMESPACE), for apps that use a Vault SDK"),
+    parse: parse_bool,
 };
 
 /// A duration of more than zero.

@@ -63,7 +63,28 @@ const FIELDS: &[Field] = &[
     ("secrets", secrets),
     ("certs", certs),
     ("templates", templates),
+    ("exec", exec),
 ];
+
+/// The program (never its arguments: they may hold anything), the policy and the variables
+/// it is given (names only).
+fn exec(c: &Config) -> String {
+    let Some(e) = &c.exec else {
+        return none();
+    };
+    let mut vars: Vec<&str> = e.values.iter().map(|v| v.var()).collect();
+    if e.pass_token {
+        vars.push("VAULT_TOKEN");
+    }
+    shown(&format!(
+        "{}:restart={:?}:stop={}/{}:env={}",
+        std::path::Path::new(&e.program).display(),
+        e.restart,
+        e.stop_signal,
+        human(e.stop_timeout),
+        vars.join(",")
+    ))
+}
 
 /// The summary line: every field as `key=value`, separated by spaces.
 pub(super) fn line(c: &Config) -> String {
@@ -106,6 +127,7 @@ fn jwt(c: &Config) -> String {
 fn token_sink(c: &Config) -> String {
     match &c.token_sink {
         TokenSink::Stdout => "stdout".to_string(),
+        TokenSink::Memory => "memory".to_string(),
         TokenSink::File(p) => format!("file:{}", shown(&p.display().to_string())),
     }
 }

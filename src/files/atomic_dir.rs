@@ -15,7 +15,7 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::certs::x509::{civil_from_days, days_from_civil};
+use crate::duration::{civil_from_days, days_from_civil};
 use crate::files::safe_fs::{self, Links};
 use crate::files::token_file::{FileError, Owner};
 

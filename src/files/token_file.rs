@@ -27,6 +27,9 @@ pub enum TokenSink {
     File(PathBuf),
     /// Printed to standard output (once mode only).
     Stdout,
+    /// Kept in memory only: `vault-login exec` without a token file (the program gets it
+    /// through `VAULT_LOGIN_EXEC_TOKEN`, if at all).
+    Memory,
 }
 
 /// Numeric owner to give the token file.

@@ -36,10 +36,12 @@ use zeroize::Zeroizing;
 
 use crate::files::token_file::{FileError, Owner, TokenFile};
 use crate::machine::failure::FailureKind;
+use crate::secrets::template::Read;
 use crate::sensitive::Secret;
-use crate::template::Read;
 use crate::vault::{RawAnswer, SecretRead, VaultError};
 
+pub mod certs;
+pub mod template;
 pub mod templates;
 
 pub use templates::{TemplateBook, TemplateSpec};

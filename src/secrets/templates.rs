@@ -4,7 +4,7 @@
 //!
 //! # The contract
 //! - `VAULT_LOGIN_TEMPLATE_<NAME>=<text>` renders `<text>` (Vault Agent's template language, see
-//!   [`crate::template`]) to `<dir>/<name>`, `<name>` being NAME lower-cased, written like a
+//!   [`crate::secrets::template`]) to `<dir>/<name>`, `<name>` being NAME lower-cased, written like a
 //!   `VAULT_LOGIN_SECRET_<NAME>` file (same directory, owner, atomic write). A value starting
 //!   with `@` names a file holding the text (`@/etc/templates/app.conf.tmpl`, a ConfigMap), read
 //!   once at startup: a regular file (symlinks followed, as a ConfigMap's `..data` links need),
@@ -31,7 +31,7 @@ use zeroize::Zeroizing;
 use super::{spec_error, SpecError};
 use crate::files::safe_fs::{self, Links};
 use crate::files::token_file::parse_mode;
-use crate::template::{Funcs, Read, Reads, Secret, Source, Template};
+use crate::secrets::template::{Funcs, Read, Reads, Secret, Source, Template};
 
 /// The prefix of the variables that name templates: `VAULT_LOGIN_TEMPLATE_<NAME>=<text>`.
 pub const TEMPLATE_ENV_PREFIX: &str = "VAULT_LOGIN_TEMPLATE_";

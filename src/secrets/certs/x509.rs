@@ -4,6 +4,7 @@
 //! inconsistent key). Nothing here verifies signatures: the server issued the certificate, and
 //! what is decided is only "keep it or ask for a new one".
 
+use crate::duration::days_from_civil;
 use std::net::IpAddr;
 
 use base64::Engine as _;
@@ -273,30 +274,6 @@ fn parse_time((tag, v): (u8, &[u8])) -> Res<i64> {
     Ok(days_from_civil(year, month, day) * 86_400 + h * 3600 + m * 60 + s)
 }
 
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-pub fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// The date (year, month, day) of `days` since 1970-01-01.
-pub fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
 /// The public key (as in a certificate's subjectPublicKey bits) of a PEM private key: PKCS#1
 /// (`RSA PRIVATE KEY`), SEC1 (`EC PRIVATE KEY`, P-256/P-384) or PKCS#8 (`PRIVATE KEY`: RSA,
 /// ECDSA, Ed25519), the forms Vault's `private_key_format` gives. `ring` checks the key's
@@ -387,6 +364,7 @@ fn tlv(tag: u8, content: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::duration::civil_from_days;
 
     fn issued(alg: &'static rcgen::SignatureAlgorithm) -> (String, String) {
         let mut params =
