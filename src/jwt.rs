@@ -214,6 +214,19 @@ pub struct Jwt {
     pub claims: Claims,
 }
 
+/// What a JWT file holds now, as a fingerprint to tell a real change from another event in its
+/// directory (a log file written beside it, the kubelet's own temp files): a hash of the token,
+/// or of the reason it cannot be read. Never the token itself.
+pub fn fingerprint(source: &JwtSource) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    match read(source) {
+        Ok(jwt) => jwt.token.expose().hash(&mut h),
+        Err(e) => e.to_string().hash(&mut h),
+    }
+    h.finish()
+}
+
 impl fmt::Debug for Jwt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Jwt")

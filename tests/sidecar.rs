@@ -754,3 +754,31 @@ async fn an_outages_long_hint_is_said_once_per_request_kind_then_counted() {
         "repeats are counted: {log}"
     );
 }
+
+#[test]
+fn other_files_changing_beside_the_jwt_do_not_retry_a_failing_login() {
+    // Found by the bench: a log file written next to the JWT made every write a "JWT changed"
+    // and the failing login was retried at once, about every millisecond.
+    let mut s = Setup::with_role(role(3600, 0));
+    let vol = s.dir.path().join("projected");
+    fs::create_dir_all(&vol).unwrap();
+    let wrong = s.emu.jwt("default", "default", &["wrong-audience"], 3600);
+    projected(&vol, 1, &wrong);
+    s.set(
+        "VAULT_LOGIN_JWT_FILE",
+        vol.join("token").display().to_string(),
+    )
+    .set("VAULT_LOGIN_MIN_BACKOFF", "60s")
+    .set("VAULT_LOGIN_MAX_BACKOFF", "90s");
+    let r = s.spawn(&[]);
+    r.wait_log("login failed", 5 * SEC);
+    for i in 0..50 {
+        fs::write(vol.join("app.log"), format!("line {i}\n")).unwrap();
+        thread::sleep(Duration::from_millis(20));
+    }
+    // The same JWT rewritten in place is no change either.
+    projected(&vol, 2, &wrong);
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(logins(&s.emu), 1, "{}", r.stderr());
+    assert!(!r.stderr().contains("JWT changed"), "{}", r.stderr());
+}

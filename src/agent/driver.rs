@@ -77,6 +77,8 @@ pub(super) struct Driver<'a> {
     pub(super) started: Instant,
     /// The JWT's subject as read at start: whose token may be adopted.
     sub: String,
+    /// The JWT file's fingerprint at the last change delivered ([`jwt::fingerprint`]).
+    jwt_seen: Option<u64>,
     /// `vault-login exec`'s program.
     exec: Option<Supervisor>,
     /// What the run ends with instead of the machine's exit: `exec`'s exit code, or why the
@@ -127,6 +129,7 @@ impl<'a> Driver<'a> {
             due_at_once: false,
             started,
             sub,
+            jwt_seen: Some(jwt::fingerprint(&agent.cfg.jwt)),
             exec,
             outcome: None,
         }
@@ -468,6 +471,13 @@ impl<'a> Driver<'a> {
             Input::JwtChanged => {
                 if let Some(w) = self.watches.as_mut() {
                     w.retarget_jwt();
+                }
+                // The watch sees the whole directory: only a change of the JWT itself is one
+                // (a file written beside it would otherwise retry a failing login at once, in a
+                // loop as fast as the writes).
+                let seen = jwt::fingerprint(&self.agent.cfg.jwt);
+                if self.jwt_seen.replace(seen) == Some(seen) {
+                    return;
                 }
                 Event::JwtChanged
             }
