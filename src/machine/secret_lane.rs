@@ -256,13 +256,20 @@ impl SecretLane {
         match result {
             Ok(g) => {
                 let capped = g.ttl < lease.expected || g.capped_warning;
-                lease.expires_at = (!g.ttl.is_zero()).then(|| sent + g.ttl);
+                // Vault's max-TTL deadline is the issue *second* plus the max TTL, and the TTL
+                // it reports up to it is rounded: a capped grant can overstate what is left by
+                // up to a second, which matters for short-lived credentials.
+                let ttl = match capped && g.ttl > Duration::from_secs(1) {
+                    true => g.ttl - Duration::from_secs(1),
+                    false => g.ttl,
+                };
+                lease.expires_at = (!ttl.is_zero()).then(|| sent + ttl);
                 lease.renewable = g.renewable;
                 let expected = lease.expected;
                 self.secrets[index].backoff.reset();
                 // Capped or not renewable: new credentials before the lease's max TTL.
                 let next =
-                    schedule::after_renewal(g.ttl, expected, capped, g.renewable, jitter.unit());
+                    schedule::after_renewal(ttl, expected, capped, g.renewable, jitter.unit());
                 if capped {
                     info!(secret = %self.names[index], ttl = %brief(g.ttl), "lease at its max TTL; new credentials will be read before it expires");
                 }
@@ -371,6 +378,30 @@ mod tests {
             lease: lease_ttl.and_then(lease),
             problem: None,
         })
+    }
+
+    #[test]
+    fn a_capped_lease_is_counted_a_second_short() {
+        // Vault's max-TTL deadline is the issue second plus the max TTL: a capped renewal's
+        // rounded TTL can overstate what is left by up to a second.
+        let t0 = Instant::now();
+        let mut j = Jitter::new(1);
+        let mut l = lane(Goal::Sidecar, 1);
+        l.read_all(t0);
+        read_next(&mut l, t0, grant(false, Some(6)), &mut j);
+        let due = l.next_due().expect("a renewal is planned");
+        let Some(Action::RenewLease { index, .. }) = l.start(due) else {
+            panic!("a lease renewal at {due:?}");
+        };
+        assert!(l.finish(index));
+        l.lease_renewed(due, index, due, Ok(lease(3).unwrap()), &mut j);
+        let expires = l.secrets[index].lease.and_then(|s| s.expires_at);
+        assert_eq!(expires, Some(due + S(2)), "3 s capped counts as 2 s");
+        let next = l.next_due().expect("new credentials are planned");
+        assert!(
+            next < due + S(2),
+            "new credentials before the counted expiry"
+        );
     }
 
     #[test]
