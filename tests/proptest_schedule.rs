@@ -1252,12 +1252,10 @@ proptest! {
     }
 }
 
-/// Issue 20: adoption is a machine action, so the simulation covers it: a restarted sidecar
-/// whose predecessor left a live token renews that token and never logs in; when Vault does
-/// not answer the lookup, it logs in instead.
-#[test]
-fn the_simulation_adopts_a_predecessors_token_or_logs_in() {
-    let mut w = World {
+/// The edge cases' base world: a 1 s token, every event list empty, two leases and a static
+/// secret; each case changes what it tests.
+fn edges_world() -> World {
+    World {
         ttl: secs(1),
         max_ttl: secs(1),
         renewable: true,
@@ -1280,7 +1278,15 @@ fn the_simulation_adopts_a_predecessors_token_or_logs_in() {
         leases: vec![(secs(1), secs(3)), (secs(3600), secs(7200))],
         statics: 1,
         refresh: secs(60),
-    };
+    }
+}
+
+/// Issue 20: adoption is a machine action, so the simulation covers it: a restarted sidecar
+/// whose predecessor left a live token renews that token and never logs in; when Vault does
+/// not answer the lookup, it logs in instead.
+#[test]
+fn the_simulation_adopts_a_predecessors_token_or_logs_in() {
+    let mut w = edges_world();
     w.ttl = secs(10);
     w.max_ttl = secs(3600);
     w.terminate = secs(30);
@@ -1305,30 +1311,7 @@ fn the_simulation_adopts_a_predecessors_token_or_logs_in() {
 
 #[test]
 fn simulation_covers_the_edges() {
-    let base = World {
-        ttl: secs(1),
-        max_ttl: secs(1),
-        renewable: true,
-        increment: None,
-        min_backoff: Duration::from_millis(1),
-        max_backoff: secs(1),
-        recovery_backoff: secs(1),
-        latency: Duration::from_millis(5),
-        outages: Vec::new(),
-        slow: Vec::new(),
-        denied: Vec::new(),
-        revocations: Vec::new(),
-        deletions: Vec::new(),
-        rotations: Vec::new(),
-        hangups: Vec::new(),
-        terminate: secs(10),
-        revoke_on_exit: true,
-        adopt: None,
-        seed: 1,
-        leases: vec![(secs(1), secs(3)), (secs(3600), secs(7200))],
-        statics: 1,
-        refresh: secs(60),
-    };
+    let base = edges_world();
     for (ttl, max, renewable, increment) in [
         (1, 1, true, None),
         (1, 2, true, None),
