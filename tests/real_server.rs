@@ -134,6 +134,24 @@ impl Real {
         v["data"]["keys"].as_array().unwrap().len()
     }
 
+    /// [`Real::watch_reads`] for `span`, asserting the server called no read dead and that at
+    /// least two tokens were seen (a new one replaced the first in time): the tokens seen.
+    fn live_reads_across_a_replacement(&self, r: &Running, span: Duration) -> Vec<String> {
+        let (seen, dead) = self.watch_reads(span);
+        assert!(
+            dead.is_empty(),
+            "dead reads {dead:?}; stderr:\n{}",
+            r.stderr()
+        );
+        assert!(
+            seen.len() >= 2,
+            "tokens seen: {}; stderr:\n{}",
+            seen.len(),
+            r.stderr()
+        );
+        seen
+    }
+
     /// Reads the token file every 50 ms for `span` while the sidecar runs, and asks the server
     /// about every token read: the distinct tokens seen, in order, and the reads the server
     /// called dead.
@@ -207,19 +225,8 @@ fn renewals_then_a_new_login_before_the_max_ttl_with_no_dead_reads() {
     let s = Real::new(bao, &["token_ttl=4", "token_max_ttl=12"]);
     let r = s.spawn();
     s.wait_token(&r);
-    let (seen, dead) = s.watch_reads(Duration::from_secs(20));
-    assert!(
-        dead.is_empty(),
-        "dead reads {dead:?}; stderr:\n{}",
-        r.stderr()
-    );
     // 20 s of a 12 s max TTL: at least one new login, each token renewed before it.
-    assert!(
-        seen.len() >= 2,
-        "tokens seen: {}; stderr:\n{}",
-        seen.len(),
-        r.stderr()
-    );
+    let seen = s.live_reads_across_a_replacement(&r, Duration::from_secs(20));
     assert!(count(&r, "token renewed") >= 2, "{}", r.stderr());
     assert!(count(&r, "max TTL reached") >= 1, "{}", r.stderr());
     assert!(seen.iter().all(|t| t.starts_with("s.")));
@@ -234,18 +241,7 @@ fn batch_tokens_are_replaced_by_logins_before_they_expire() {
     );
     let r = s.spawn();
     s.wait_token(&r);
-    let (seen, dead) = s.watch_reads(Duration::from_secs(12));
-    assert!(
-        dead.is_empty(),
-        "dead reads {dead:?}; stderr:\n{}",
-        r.stderr()
-    );
-    assert!(
-        seen.len() >= 2,
-        "tokens seen: {}; stderr:\n{}",
-        seen.len(),
-        r.stderr()
-    );
+    let seen = s.live_reads_across_a_replacement(&r, Duration::from_secs(12));
     assert!(seen.iter().all(|t| t.starts_with("b.")), "batch tokens");
     // Batch tokens are never renewed; nothing asked the server to.
     assert_eq!(count(&r, "token renewed"), 0, "{}", r.stderr());
