@@ -75,6 +75,25 @@ struct Unsure {
     capped: bool,
 }
 
+/// Where the run is: each phase says which events still count and what ends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Keeping a token (and the secrets and certificates) valid.
+    Running,
+    /// `--once`: everything is written and the hooks run; their end is the run's.
+    AwaitingHooks,
+    /// Shutting down: only the revocation and a discard in flight are waited for, until
+    /// `deadline` at the latest; the run then ends with [`Exit::Done`].
+    Exiting {
+        /// When to exit even if Vault has not answered.
+        deadline: Instant,
+        /// Whether the revocation on exit is in flight.
+        revoking: bool,
+    },
+    /// The run has ended: [`Action::Exit`] was asked for, nothing more is.
+    Finished,
+}
+
 /// The token loop's state and rules. See the module documentation for the driver's contract.
 #[derive(Debug)]
 pub struct Machine {
@@ -100,21 +119,16 @@ pub struct Machine {
     write_retry: Option<Instant>,
     /// The new token's hooks, waiting for its first successful write.
     unhooked: bool,
-    /// `--once`: waiting for the hooks before exiting.
-    awaiting_hooks: bool,
     attempts: u32,
     last_error: Option<String>,
     /// The token's failures as the log says them: a repeat is counted, not said in full again.
     said: Said,
-    /// Set once shutting down: the exit to take when the revocation finishes or times out.
-    exiting: Option<(Exit, Instant)>,
-    /// The revocation on exit is in flight.
-    revoking: bool,
+    /// Where the run is.
+    phase: Phase,
     /// A fresh token's [`Action::Discard`] is in flight: exiting waits for it too.
     discarding: bool,
     /// The token whose answer came late, until its life is known.
     unsure: Option<Unsure>,
-    finished: bool,
     actions: VecDeque<Action>,
     /// The secrets' lane: one read or lease renewal at a time, beside the token's request.
     secrets: SecretLane,
@@ -150,15 +164,12 @@ impl Machine {
             file_current: false,
             write_retry: None,
             unhooked: false,
-            awaiting_hooks: false,
             attempts: 0,
             last_error: None,
             said: Said::default(),
-            exiting: None,
-            revoking: false,
+            phase: Phase::Running,
             discarding: false,
             unsure: None,
-            finished: false,
             actions: VecDeque::new(),
         }
     }
@@ -192,11 +203,10 @@ impl Machine {
 
     /// When to call [`Machine::handle_timeout`] next (None: only events can wake it).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.finished {
-            return None;
-        }
-        if let Some((_, at)) = &self.exiting {
-            return Some(*at);
+        match self.phase {
+            Phase::Running | Phase::AwaitingHooks => {}
+            Phase::Exiting { deadline, .. } => return Some(deadline),
+            Phase::Finished => return None,
         }
         let step = self.due.filter(|_| self.in_flight.is_none());
         [
@@ -247,7 +257,7 @@ impl Machine {
 
     /// Whether the run has ended.
     pub fn is_finished(&self) -> bool {
-        self.finished
+        self.phase == Phase::Finished
     }
 
     fn deadline(&self) -> Option<Instant> {
@@ -263,16 +273,16 @@ impl Machine {
 
     /// Time has reached [`Machine::poll_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
-        if self.finished {
-            return;
-        }
-        if let Some((exit, at)) = &self.exiting {
-            if *at <= now {
-                warn!("token revocation did not finish in time; exiting");
-                let exit = exit.clone();
-                self.exit(exit);
+        match self.phase {
+            Phase::Running | Phase::AwaitingHooks => {}
+            Phase::Exiting { deadline, .. } => {
+                if deadline <= now {
+                    warn!("token revocation did not finish in time; exiting");
+                    self.exit(Exit::Done);
+                }
+                return;
             }
-            return;
+            Phase::Finished => return,
         }
         if self.deadline().is_some_and(|d| d <= now) {
             let last = self
@@ -304,20 +314,20 @@ impl Machine {
 
     /// Something happened at `now`.
     pub fn handle(&mut self, now: Instant, event: Event) {
-        if self.finished {
-            return;
-        }
         match event {
+            _ if self.phase == Phase::Finished => {}
             Event::Shutdown => self.shutdown(now),
             Event::Revoked => {
-                self.revoking = false;
+                if let Phase::Exiting { revoking, .. } = &mut self.phase {
+                    *revoking = false;
+                }
                 self.exit_when_settled();
             }
             Event::Discarded => {
                 self.discarding = false;
                 self.exit_when_settled();
             }
-            _ if self.exiting.is_some() => {}
+            _ if matches!(self.phase, Phase::Exiting { .. }) => {}
             Event::LoginDone { sent, result } => self.login_done(now, sent, result),
             Event::Adopted { sent, found } => {
                 if self.in_flight == Some(Request::Adopt) {
@@ -369,8 +379,7 @@ impl Machine {
             }
             Event::WriteFailed(message) => self.write_failed(now, message),
             Event::HooksDone => {
-                if self.awaiting_hooks {
-                    self.awaiting_hooks = false;
+                if self.phase == Phase::AwaitingHooks {
                     self.exit(Exit::Done);
                 }
             }
@@ -378,7 +387,7 @@ impl Machine {
             Event::TokenFileChanged => {
                 // Someone replaced or removed the file: put the token back, unless it is
                 // already gone (an expired token is worse than none) or we are about to exit.
-                if !self.awaiting_hooks && self.holds_live_token(now) {
+                if self.phase == Phase::Running && self.holds_live_token(now) {
                     self.file_current = false;
                     self.actions.push_back(Action::Write);
                 }
@@ -452,7 +461,7 @@ impl Machine {
 
     /// SIGHUP: abandon what is in flight and log in now.
     fn relogin(&mut self, now: Instant) {
-        if self.awaiting_hooks {
+        if self.phase == Phase::AwaitingHooks {
             return;
         }
         match self.in_flight {
@@ -471,7 +480,7 @@ impl Machine {
     }
 
     fn shutdown(&mut self, now: Instant) {
-        if self.exiting.take().is_some() {
+        if let Phase::Exiting { .. } = self.phase {
             // A second signal while revoking: go now.
             self.exit(Exit::Done);
             return;
@@ -484,24 +493,26 @@ impl Machine {
         info!("shutting down");
         self.drop_unsure();
         let deadline = now + REVOKE_GRACE;
-        if self.settings.revoke_on_exit {
-            self.revoking = true;
+        let revoking = self.settings.revoke_on_exit;
+        if revoking {
             self.actions.push_back(Action::Revoke {
                 token: self.holds_live_token(now),
                 deadline,
             });
         }
-        self.exiting = Some((Exit::Done, deadline));
+        self.phase = Phase::Exiting { deadline, revoking };
         self.exit_when_settled();
     }
 
     /// Exits once shutting down and neither the revocation nor a discard is still in flight.
     fn exit_when_settled(&mut self) {
-        if self.revoking || self.discarding {
-            return;
-        }
-        if let Some((exit, _)) = self.exiting.take() {
-            self.exit(exit);
+        if let Phase::Exiting {
+            revoking: false, ..
+        } = self.phase
+        {
+            if !self.discarding {
+                self.exit(Exit::Done);
+            }
         }
     }
 
@@ -517,8 +528,7 @@ impl Machine {
     }
 
     fn exit(&mut self, exit: Exit) {
-        self.finished = true;
-        self.exiting = None;
+        self.phase = Phase::Finished;
         self.in_flight = None;
         self.actions.push_back(Action::Exit(exit));
     }
@@ -980,13 +990,13 @@ impl Machine {
         let Some(hook) = self.owed else {
             return;
         };
-        if self.secrets.busy() || self.certs.busy() || self.awaiting_hooks {
+        if self.secrets.busy() || self.certs.busy() || self.phase != Phase::Running {
             return;
         }
         if self.once() {
             if self.secrets_written() && self.certs.all_published() {
                 self.owed = None;
-                self.awaiting_hooks = true;
+                self.phase = Phase::AwaitingHooks;
                 self.actions.push_back(Action::RunHooksAndWait);
             }
             return;
@@ -1440,6 +1450,37 @@ mod tests {
         actions(&mut m);
         m.handle(t0, Event::Shutdown);
         assert_eq!(actions(&mut m), vec![Action::Exit(Exit::Interrupted)]);
+    }
+
+    #[test]
+    fn each_phase_takes_only_its_events() {
+        // Exiting: a request's answer is ignored; a second signal exits without waiting.
+        let (mut m, t0) = logged_in(3600, true);
+        m.settings.revoke_on_exit = true;
+        m.handle(t0, Event::Shutdown);
+        actions(&mut m);
+        m.handle(t0, Event::TokenFileChanged);
+        m.handle(t0, Event::Relogin);
+        assert!(actions(&mut m).is_empty(), "nothing new while exiting");
+        m.handle(t0 + MS(1), Event::Shutdown);
+        assert_eq!(actions(&mut m), vec![Action::Exit(Exit::Done)]);
+        // Finished: nothing at all.
+        m.handle(t0 + MS(2), Event::Shutdown);
+        m.handle_timeout(t0 + S(3600));
+        assert!(actions(&mut m).is_empty());
+
+        // `--once` awaiting its hooks: a SIGHUP or a file change starts nothing.
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Once { timeout: S(60) }), t0, 1);
+        m.handle_timeout(t0);
+        login_done(&mut m, t0, t0, Ok(grant(3600, true)));
+        m.handle(t0, Event::Written);
+        assert!(actions(&mut m).contains(&Action::RunHooksAndWait));
+        m.handle(t0, Event::Relogin);
+        m.handle(t0, Event::TokenFileChanged);
+        assert!(actions(&mut m).is_empty());
+        m.handle(t0, Event::HooksDone);
+        assert_eq!(actions(&mut m), vec![Action::Exit(Exit::Done)]);
     }
 
     #[test]
