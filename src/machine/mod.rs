@@ -32,6 +32,7 @@ pub mod failure;
 pub mod said;
 pub mod schedule;
 pub mod secret_lane;
+mod timer;
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -49,6 +50,7 @@ use crate::machine::failure::{Failure, FailureKind};
 use crate::machine::secret_lane::{Outcome, SecretLane};
 use said::Said;
 use schedule::{Lifetime, Next};
+use timer::{Timer, TimerTable};
 
 /// The request in flight.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -83,10 +85,8 @@ enum Phase {
     /// `--once`: everything is written and the hooks run; their end is the run's.
     AwaitingHooks,
     /// Shutting down: only the revocation and a discard in flight are waited for, until
-    /// `deadline` at the latest; the run then ends with [`Exit::Done`].
+    /// [`Timer::Exit`] at the latest; the run then ends with [`Exit::Done`].
     Exiting {
-        /// When to exit even if Vault has not answered.
-        deadline: Instant,
         /// Whether the revocation on exit is in flight.
         revoking: bool,
     },
@@ -102,9 +102,10 @@ pub struct Machine {
     started: Instant,
     backoff: Backoff,
     held: Option<Lifetime>,
-    /// The next step and when it is due (None: never).
+    /// The next step ([`Timer::Step`] says when).
     step: Step,
-    due: Option<Instant>,
+    /// When each thing the machine waits for is due.
+    timers: TimerTable,
     in_flight: Option<Request>,
     /// Whether the last login failed (a JWT change then retries at once).
     login_failing: bool,
@@ -115,8 +116,6 @@ pub struct Machine {
     resume: Option<Instant>,
     /// Whether the file is known to hold the held token.
     file_current: bool,
-    /// When to retry a failed write.
-    write_retry: Option<Instant>,
     /// The new token's hooks, waiting for its first successful write.
     unhooked: bool,
     attempts: u32,
@@ -146,6 +145,11 @@ impl Machine {
             Goal::Sidecar if settings.adopt => Step::Adopt,
             _ => Step::Login,
         };
+        let mut timers = TimerTable::default();
+        timers.set(Timer::Step, now);
+        if let Goal::Once { timeout } = settings.goal {
+            timers.set(Timer::GiveUp, now + timeout);
+        }
         Machine {
             secrets: SecretLane::new(&settings),
             certs: CertLane::new(&settings, &CertSettings::default()),
@@ -156,13 +160,12 @@ impl Machine {
             started: now,
             held: None,
             step: first,
-            due: Some(now),
+            timers,
             in_flight: None,
             login_failing: false,
             jwt_changed_in_flight: false,
             resume: None,
             file_current: false,
-            write_retry: None,
             unhooked: false,
             attempts: 0,
             last_error: None,
@@ -184,6 +187,7 @@ impl Machine {
     /// at `start`, expiring at `end`; it is renewed on its schedule, not at the next token.
     pub fn adopt_cert(&mut self, index: usize, start: Instant, end: Instant) {
         self.certs.adopt(index, start, end, &mut self.rng);
+        self.arm_lanes();
     }
 
     /// When certificate `index`'s published life ends, if one is published.
@@ -203,33 +207,28 @@ impl Machine {
 
     /// When to call [`Machine::handle_timeout`] next (None: only events can wake it).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match self.phase {
-            Phase::Running | Phase::AwaitingHooks => {}
-            Phase::Exiting { deadline, .. } => return Some(deadline),
-            Phase::Finished => return None,
-        }
-        let step = self.due.filter(|_| self.in_flight.is_none());
-        [
-            step,
-            self.write_retry,
-            self.deadline(),
-            self.next_secret_due(),
-            self.certs.next_due().filter(|_| self.file_current),
-        ]
-        .into_iter()
-        .flatten()
-        .min()
+        self.timers.next()
     }
 
-    /// When the secrets' lane next has work, if the token is in the file to read with.
-    fn next_secret_due(&self) -> Option<Instant> {
-        self.secrets.next_due().filter(|_| self.file_current)
+    /// Re-arms the lanes' timers after an input: each lane keeps its secrets' or certificates'
+    /// own times, the table their earliest, while a written token is there to read with.
+    fn arm_lanes(&mut self) {
+        if !matches!(self.phase, Phase::Running | Phase::AwaitingHooks) {
+            return;
+        }
+        let current = self.file_current;
+        let secrets = self.secrets.next_due().filter(|_| current);
+        self.timers.arm(Timer::Secrets, secrets);
+        self.timers
+            .arm(Timer::Certs, self.certs.next_due().filter(|_| current));
     }
 
     /// A secret found while running (a template's read that depends on another's answer),
     /// read as soon as a token is there; its index is the next one.
     pub fn add_secret(&mut self, now: Instant, name: String) -> usize {
-        self.secrets.add(now, name)
+        let index = self.secrets.add(now, name);
+        self.arm_lanes();
+        index
     }
 
     /// Whether every secret's file has been written.
@@ -237,9 +236,10 @@ impl Machine {
         self.secrets.all_written()
     }
 
-    /// The next step and when it is due, for logs ("renew in 42m").
+    /// The next step and when it is due, for logs ("renew in 42m"); `None` while its request
+    /// is in flight, or for a token that never expires.
     pub fn next_step(&self) -> (Step, Option<Instant>) {
-        (self.step, self.due)
+        (self.step, self.timers.get(Timer::Step))
     }
 
     /// The held token's life as the machine counts it (from the request's sending, a lower
@@ -271,49 +271,61 @@ impl Machine {
         matches!(self.settings.goal, Goal::Once { .. })
     }
 
-    /// Time has reached [`Machine::poll_timeout`].
+    /// Time has reached [`Machine::poll_timeout`]: the timers due by `now` fire, in
+    /// [`Timer::ALL`]'s order.
     pub fn handle_timeout(&mut self, now: Instant) {
-        match self.phase {
-            Phase::Running | Phase::AwaitingHooks => {}
-            Phase::Exiting { deadline, .. } => {
-                if deadline <= now {
-                    warn!("token revocation did not finish in time; exiting");
-                    self.exit(Exit::Done);
+        for timer in Timer::ALL {
+            // Checked one by one: a timer that fires may arm a later one for `now`.
+            if self.timers.expire(timer, now) {
+                self.fire(now, timer);
+            }
+        }
+        if matches!(self.phase, Phase::Running | Phase::AwaitingHooks) {
+            self.start_secret(now);
+            self.settle_hooks(now);
+            self.arm_lanes();
+        }
+    }
+
+    /// `timer` fired at `now`.
+    fn fire(&mut self, now: Instant, timer: Timer) {
+        match timer {
+            Timer::Exit => {
+                warn!("token revocation did not finish in time; exiting");
+                self.exit(Exit::Done);
+            }
+            Timer::GiveUp => {
+                let last = self
+                    .last_error
+                    .clone()
+                    .unwrap_or_else(|| "no attempt finished before the deadline".to_string());
+                self.exit(Exit::GaveUp {
+                    attempts: self.attempts,
+                    elapsed: now.saturating_duration_since(self.started),
+                    last,
+                });
+            }
+            Timer::WriteRetry => {
+                if self.holds_live_token(now) {
+                    self.actions.push_back(Action::Write);
+                } else if self.once() {
+                    // The token expired before the volume took it: a new one is needed.
+                    self.plan(Step::Login, Some(now));
                 }
-                return;
             }
-            Phase::Finished => return,
+            Timer::Step => self.start(now),
+            // Started after the other timers with any work the lanes have due.
+            Timer::Secrets | Timer::Certs => {}
         }
-        if self.deadline().is_some_and(|d| d <= now) {
-            let last = self
-                .last_error
-                .clone()
-                .unwrap_or_else(|| "no attempt finished before the deadline".to_string());
-            self.exit(Exit::GaveUp {
-                attempts: self.attempts,
-                elapsed: now.saturating_duration_since(self.started),
-                last,
-            });
-            return;
-        }
-        if self.write_retry.is_some_and(|at| at <= now) {
-            self.write_retry = None;
-            if self.holds_live_token(now) {
-                self.actions.push_back(Action::Write);
-            } else if self.once() {
-                // The token expired before the volume took it: a new one is needed.
-                self.plan(Step::Login, Some(now));
-            }
-        }
-        if self.in_flight.is_none() && self.due.is_some_and(|at| at <= now) {
-            self.start(now);
-        }
-        self.start_secret(now);
-        self.settle_hooks(now);
     }
 
     /// Something happened at `now`.
     pub fn handle(&mut self, now: Instant, event: Event) {
+        self.deliver(now, event);
+        self.arm_lanes();
+    }
+
+    fn deliver(&mut self, now: Instant, event: Event) {
         match event {
             _ if self.phase == Phase::Finished => {}
             Event::Shutdown => self.shutdown(now),
@@ -455,7 +467,7 @@ impl Machine {
             self.jwt_changed_in_flight = true;
         } else if self.login_failing && self.step == Step::Login && self.in_flight.is_none() {
             info!("service-account JWT changed: retrying the login now");
-            self.due = Some(now);
+            self.timers.set(Timer::Step, now);
         }
     }
 
@@ -473,7 +485,8 @@ impl Machine {
         self.backoff.reset();
         // (A second SIGHUP during the first one's login keeps the first's renewal.)
         if self.step == Step::Renew && self.held.is_some_and(|h| h.renewable) {
-            self.resume = self.due;
+            // A renewal in flight (its timer stopped) was due already.
+            self.resume = Some(self.timers.get(Timer::Step).unwrap_or(now));
         }
         self.plan(Step::Login, Some(now));
         self.start(now);
@@ -500,7 +513,10 @@ impl Machine {
                 deadline,
             });
         }
-        self.phase = Phase::Exiting { deadline, revoking };
+        // Nothing else is waited for now.
+        self.timers.stop_all();
+        self.timers.set(Timer::Exit, deadline);
+        self.phase = Phase::Exiting { revoking };
         self.exit_when_settled();
     }
 
@@ -529,13 +545,19 @@ impl Machine {
 
     fn exit(&mut self, exit: Exit) {
         self.phase = Phase::Finished;
+        self.timers.stop_all();
         self.in_flight = None;
         self.actions.push_back(Action::Exit(exit));
     }
 
+    /// Plans `step` at `at` (None: not on a timer).
     fn plan(&mut self, step: Step, at: Option<Instant>) {
+        debug_assert!(
+            at.is_none() || self.in_flight.is_none(),
+            "a step is planned only once its request is answered"
+        );
         self.step = step;
-        self.due = at;
+        self.timers.arm(Timer::Step, at);
     }
 
     fn plan_next(&mut self, base: Instant, next: Next) {
@@ -568,8 +590,9 @@ impl Machine {
 
     /// Starts the due step.
     fn start(&mut self, now: Instant) {
+        self.timers.stop(Timer::Step);
         match (self.step, self.held) {
-            (Step::Nothing, _) => self.due = None,
+            (Step::Nothing, _) => {}
             (Step::Lookup, _) if self.unsure.is_some() => self.look_up(now),
             (Step::Adopt, _) => {
                 self.in_flight = Some(Request::Adopt);
@@ -631,7 +654,7 @@ impl Machine {
     fn take(&mut self, sent: Instant, grant: Grant) {
         self.held = Some(Lifetime::granted(sent, grant.ttl, grant.renewable));
         self.file_current = false;
-        self.write_retry = None;
+        self.timers.stop(Timer::WriteRetry);
         self.unhooked = true;
         self.actions.push_back(Action::Take);
         self.actions.push_back(Action::Write);
@@ -704,7 +727,7 @@ impl Machine {
         // A fresh token's lookup is not waited for past the held token's expiry: then the new
         // one is taken as it is.
         let deadline = self.held.and_then(|h| h.expires_at).filter(|_| fresh);
-        self.plan(Step::Lookup, Some(now));
+        self.plan(Step::Lookup, None);
         self.in_flight = Some(Request::Lookup);
         self.actions
             .push_back(Action::LookupSelf { fresh, deadline });
@@ -713,7 +736,8 @@ impl Machine {
     /// What `lookup-self` said of the token whose answer came late (sent at `sent`).
     fn looked_up(&mut self, now: Instant, sent: Instant, result: Result<Grant, Failure>) {
         let Some(u) = self.unsure else {
-            return;
+            // Nothing to look up (not expected): a login is the way to a token.
+            return self.plan(Step::Login, Some(now));
         };
         match result {
             // A token that expires and has under a second left is as good as gone.
@@ -725,7 +749,7 @@ impl Machine {
                     self.take(u.sent, u.grant);
                 }
                 let Some(h) = self.held.as_mut() else {
-                    return;
+                    return self.plan(Step::Login, Some(now));
                 };
                 // Both are lower bounds of the expiry; the lookup's is the later one unless
                 // Vault's rounding says otherwise.
@@ -894,7 +918,8 @@ impl Machine {
     fn renewed(&mut self, now: Instant, sent: Instant, grant: Grant) {
         self.said.clear();
         let Some(h) = self.held.as_mut() else {
-            return;
+            // No token to have renewed (not expected): a login is the way to one.
+            return self.plan(Step::Login, Some(now));
         };
         self.backoff.reset();
         let expected = match self.settings.renew_increment {
@@ -975,7 +1000,7 @@ impl Machine {
 
     fn written(&mut self, now: Instant) {
         self.file_current = true;
-        self.write_retry = None;
+        self.timers.stop(Timer::WriteRetry);
         if self.unhooked {
             self.unhooked = false;
             self.owed = Some(Hook::NewToken);
@@ -1066,13 +1091,18 @@ impl Machine {
         };
         error!(error = %message, retry_in = %brief(wait), "token file not written; keeping the token in memory and retrying the write");
         self.last_error = Some(message);
-        self.write_retry = Some(now + wait);
+        self.timers.set(Timer::WriteRetry, now + wait);
     }
 
     /// What the token lane does next, for log fields: `renew`, `login`, `lookup` or `nothing` (a token
     /// that never expires), and in how long, rounded for reading.
     pub fn next_fields(&self, now: Instant) -> (&'static str, String) {
-        match (self.step, self.due) {
+        // A step whose request is in flight is happening now.
+        let due = match self.in_flight {
+            Some(_) => Some(now),
+            None => self.timers.get(Timer::Step),
+        };
+        match (self.step, due) {
             (Step::Nothing, _) | (_, None) => ("nothing", "never".to_string()),
             (Step::Renew, Some(at)) => ("renew", brief(at.saturating_duration_since(now))),
             (Step::Login, Some(at)) => ("login", brief(at.saturating_duration_since(now))),
