@@ -14,6 +14,7 @@ use crate::duration::brief;
 use crate::machine::backoff::{Backoff, Jitter};
 use crate::machine::events::{Action, CertGrant, Goal, Settings};
 use crate::machine::failure::Failure;
+use crate::machine::lane::Timing;
 use crate::machine::schedule;
 use crate::machine::secret_lane::Outcome;
 
@@ -35,11 +36,9 @@ struct Life {
     end: Instant,
 }
 
-/// One certificate: its published life, and when it is next issued.
+/// One certificate: its published life (the lane's [`Timing`] says when it is next issued).
 #[derive(Clone, Debug)]
 struct CertState {
-    /// When the next issue is due (None: not until a token is there).
-    due: Option<Instant>,
     /// The published certificate's life (None: nothing good is published).
     life: Option<Life>,
     backoff: Backoff,
@@ -49,29 +48,27 @@ struct CertState {
 #[derive(Debug)]
 pub struct CertLane {
     certs: Vec<CertState>,
-    in_flight: Option<usize>,
+    /// When each certificate is next issued (None: not until a token is there), and the one
+    /// in flight.
+    timing: Timing,
     renew_before: Option<Duration>,
     max_backoff: Duration,
     once: bool,
-    /// No live token to issue with.
-    parked: bool,
 }
 
 impl CertLane {
     /// The lane for `certs`, nothing due until a token is written.
     pub fn new(settings: &Settings, certs: &CertSettings) -> CertLane {
         let state = CertState {
-            due: None,
             life: None,
             backoff: Backoff::new(settings.min_backoff, settings.max_backoff),
         };
         CertLane {
             certs: vec![state; certs.count],
-            in_flight: None,
+            timing: Timing::new(certs.count),
             renew_before: certs.renew_before,
             max_backoff: settings.max_backoff,
             once: matches!(settings.goal, Goal::Once { .. }),
-            parked: true,
         }
     }
 
@@ -92,7 +89,7 @@ impl CertLane {
 
     /// When certificate `index` is next issued, if planned.
     pub fn due(&self, index: usize) -> Option<Instant> {
-        self.certs.get(index)?.due
+        self.timing.due(index)
     }
 
     /// Keeps the certificate a previous run published (the driver checked its names and key),
@@ -105,25 +102,23 @@ impl CertLane {
         };
         let life = Life { start, end };
         c.life = Some(life);
-        c.due = (!once).then(|| renew_at(life, renew_before, jitter.unit()));
+        let due = (!once).then(|| renew_at(life, renew_before, jitter.unit()));
+        self.timing.set(index, due);
     }
 
     /// Whether an issue is in flight.
     pub fn busy(&self) -> bool {
-        self.in_flight.is_some()
+        self.timing.busy()
     }
 
     /// When the lane next has work, if it is idle.
     pub fn next_due(&self) -> Option<Instant> {
-        if self.busy() || self.parked {
-            return None;
-        }
-        self.certs.iter().filter_map(|c| c.due).min()
+        self.timing.next_due()
     }
 
     /// Whether some certificate's issue is due at `now`.
     pub fn due_at(&self, now: Instant) -> bool {
-        !self.parked && self.certs.iter().any(|c| c.due.is_some_and(|d| d <= now))
+        self.timing.due_at(now)
     }
 
     /// Whether every certificate has one published.
@@ -134,39 +129,28 @@ impl CertLane {
     /// A token is in the file: certificates with nothing published are issued now; published
     /// ones keep their renewal (a new token is no reason to issue a certificate again).
     pub fn token_ready(&mut self, now: Instant) {
-        self.parked = false;
-        for c in &mut self.certs {
-            if c.life.is_none() && c.due.is_none() {
-                c.due = Some(now);
+        self.timing.unpark();
+        for (index, c) in self.certs.iter().enumerate() {
+            if c.life.is_none() && self.timing.due(index).is_none() {
+                self.timing.set(index, Some(now));
             }
         }
     }
 
     /// No live token: nothing is due until the next one.
     pub fn park(&mut self) {
-        self.parked = true;
+        self.timing.park();
     }
 
     /// Starts the earliest due issue, if the lane is idle and a token is there.
     pub fn start(&mut self, now: Instant) -> Option<Action> {
-        if self.busy() || self.parked {
-            return None;
-        }
-        let (_, index) = (self.certs.iter().enumerate())
-            .filter_map(|(i, c)| c.due.filter(|d| *d <= now).map(|d| (d, i)))
-            .min()?;
-        self.certs[index].due = None;
-        self.in_flight = Some(index);
+        let index = self.timing.start(now)?;
         Some(Action::IssueCert { index })
     }
 
     /// Whether `index`'s issue is the one in flight; it no longer is afterwards.
     pub fn finish(&mut self, index: usize) -> bool {
-        let mine = self.in_flight == Some(index);
-        if mine {
-            self.in_flight = None;
-        }
-        mine
+        self.timing.finish(index)
     }
 
     /// Certificate `index`'s issue (sent at `sent`) finished: published, or failed.
@@ -191,7 +175,8 @@ impl CertLane {
             end: grant.not_after,
         };
         c.life = Some(life);
-        c.due = (!once).then(|| renew_at(life, renew_before, jitter.unit()));
+        let due = (!once).then(|| renew_at(life, renew_before, jitter.unit()));
+        self.timing.set(index, due);
         Outcome::Changed
     }
 
@@ -208,7 +193,7 @@ impl CertLane {
             .and_then(|left| schedule::retry_before_expiry(delay, left, u2))
             .unwrap_or(delay);
         warn!(error = %f.message, retry_in = %brief(delay), "certificate not issued; the published one (if any) stays");
-        c.due = Some(now + delay);
+        self.timing.set(index, Some(now + delay));
         Outcome::Failed(f.message)
     }
 }

@@ -29,6 +29,7 @@ pub mod backoff;
 pub mod cert_lane;
 pub mod events;
 pub mod failure;
+mod lane;
 pub mod said;
 pub mod schedule;
 pub mod secret_lane;

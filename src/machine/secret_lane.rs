@@ -12,14 +12,13 @@ use crate::duration::brief;
 use crate::machine::backoff::{Backoff, Jitter};
 use crate::machine::events::{Action, Goal, Grant, SecretGrant, Settings};
 use crate::machine::failure::{Failure, FailureKind};
+use crate::machine::lane::Timing;
 use crate::machine::said::Said;
 use crate::machine::schedule::{self, Lifetime, Next};
 
-/// One secret: what to do next with it and when.
+/// One secret: what to do next with it (the lane's [`Timing`] says when).
 #[derive(Clone, Debug)]
 struct SecretState {
-    /// When the next read or renewal is due (None: nothing planned).
-    due: Option<Instant>,
     /// Renew the lease (true) or read the secret (false).
     renew: bool,
     /// Whether its file has been written since the start.
@@ -54,14 +53,13 @@ pub enum Outcome {
 #[derive(Debug)]
 pub struct SecretLane {
     secrets: Vec<SecretState>,
-    in_flight: Option<usize>,
+    /// When each secret is due, and the one in flight.
+    timing: Timing,
     /// How often a secret without a lease is read again.
     refresh: Duration,
     max_backoff: Duration,
     /// `--once`: read each secret once, plan nothing after.
     once: bool,
-    /// No live token to read with: nothing is due until the next one.
-    parked: bool,
     /// The state a secret added later starts from.
     fresh: SecretState,
     /// Each secret's API path, for logs.
@@ -72,7 +70,6 @@ impl SecretLane {
     /// The lane of the machine with `settings`: its secrets, none due until a token is written.
     pub fn new(settings: &Settings) -> SecretLane {
         let state = SecretState {
-            due: None,
             renew: false,
             written: false,
             lease: None,
@@ -82,11 +79,10 @@ impl SecretLane {
         SecretLane {
             secrets: vec![state.clone(); settings.secrets.len()],
             names: settings.secrets.clone(),
-            in_flight: None,
+            timing: Timing::new(settings.secrets.len()),
             refresh: settings.refresh,
             max_backoff: settings.max_backoff,
             once: matches!(settings.goal, Goal::Once { .. }),
-            parked: true,
             fresh: state,
         }
     }
@@ -94,29 +90,24 @@ impl SecretLane {
     /// A secret found while running (a template's read that depends on another read's
     /// answer): due at `now` unless the lane is parked. Its index is the next one.
     pub fn add(&mut self, now: Instant, name: String) -> usize {
-        let mut s = self.fresh.clone();
-        s.due = Some(now);
-        self.secrets.push(s);
+        self.secrets.push(self.fresh.clone());
         self.names.push(name);
-        self.secrets.len() - 1
+        self.timing.push(Some(now))
     }
 
     /// Whether a read or renewal is in flight.
     pub fn busy(&self) -> bool {
-        self.in_flight.is_some()
+        self.timing.busy()
     }
 
     /// When the lane next has work, if it is idle.
     pub fn next_due(&self) -> Option<Instant> {
-        if self.busy() || self.parked {
-            return None;
-        }
-        self.secrets.iter().filter_map(|s| s.due).min()
+        self.timing.next_due()
     }
 
     /// Whether some secret's read or renewal is due at `now` (a batch is still being read).
     pub fn due_at(&self, now: Instant) -> bool {
-        !self.parked && self.secrets.iter().any(|s| s.due.is_some_and(|d| d <= now))
+        self.timing.due_at(now)
     }
 
     /// Whether every secret's file has been written.
@@ -128,10 +119,10 @@ impl SecretLane {
     /// the old token's children and die with it), are read now; static secrets keep their
     /// refresh: a new token changes nothing in them, so nothing is read or rewritten (no churn).
     pub fn read_all(&mut self, now: Instant) {
-        self.parked = false;
-        for s in &mut self.secrets {
+        self.timing.unpark();
+        for (index, s) in self.secrets.iter_mut().enumerate() {
             if !s.written || s.lease.is_some() {
-                s.due = Some(now);
+                self.timing.set(index, Some(now));
                 s.renew = false;
                 s.lease = None;
             }
@@ -141,24 +132,14 @@ impl SecretLane {
     /// The token is gone: nothing is due until the next one is written ([`SecretLane::read_all`]);
     /// each secret keeps its plan.
     pub fn park(&mut self) {
-        self.parked = true;
+        self.timing.park();
     }
 
     /// Starts the earliest due read or lease renewal, if the lane is idle. The caller checks
     /// that a live token is in the file to read with.
     pub fn start(&mut self, now: Instant) -> Option<Action> {
-        if self.busy() || self.parked {
-            return None;
-        }
-        let (_, index) = self
-            .secrets
-            .iter()
-            .enumerate()
-            .filter_map(|(i, s)| s.due.filter(|d| *d <= now).map(|d| (d, i)))
-            .min()?;
-        let s = &mut self.secrets[index];
-        s.due = None;
-        self.in_flight = Some(index);
+        let index = self.timing.start(now)?;
+        let s = &self.secrets[index];
         Some(match s.lease.filter(|l| s.renew && l.live(now)) {
             Some(lease) => Action::RenewLease {
                 index,
@@ -171,34 +152,30 @@ impl SecretLane {
     /// Whether `index`'s request is the one in flight; it no longer is afterwards. A result of
     /// an abandoned request must be dropped.
     pub fn finish(&mut self, index: usize) -> bool {
-        if self.in_flight == Some(index) {
-            self.in_flight = None;
-            true
-        } else {
-            false
-        }
+        self.timing.finish(index)
     }
 
     /// Plans secret `index`'s next step from a plan relative to `base`.
     fn plan(&mut self, index: usize, base: Instant, next: Next, now: Instant, jitter: &mut Jitter) {
         let s = &mut self.secrets[index];
-        match next {
-            _ if self.once => s.due = None,
+        let due = match next {
+            _ if self.once => None,
             Next::Renew(d) => {
                 s.renew = true;
-                s.due = Some(base + d);
+                Some(base + d)
             }
             Next::Relogin(d) => {
                 s.renew = false;
-                s.due = Some(base + d);
+                Some(base + d)
             }
             Next::Hold => {
                 s.renew = false;
                 // Spread ±10 % so a fleet started together does not read every secret in the
                 // same second forever (the token's renewals are spread the same way).
-                s.due = Some(now + schedule::refresh_in(self.refresh, jitter.unit()));
+                Some(now + schedule::refresh_in(self.refresh, jitter.unit()))
             }
-        }
+        };
+        self.timing.set(index, due);
     }
 
     /// Secret `index`'s read (sent at `sent`) finished.
@@ -291,7 +268,7 @@ impl SecretLane {
                     let s = &mut self.secrets[index];
                     s.lease = None;
                     s.renew = false;
-                    s.due = Some(now);
+                    self.timing.set(index, Some(now));
                     Outcome::Same
                 }
             },
@@ -325,7 +302,7 @@ impl SecretLane {
         let error = s.said.say(&f.message);
         warn!(error = %error, retry_in = %brief(delay), "secret not read; its file keeps the last good content");
         s.renew = renew;
-        s.due = Some(now + delay);
+        self.timing.set(index, Some(now + delay));
         Outcome::Failed(f.message)
     }
 }
@@ -521,12 +498,12 @@ mod tests {
         read_next(&mut l, t0, grant(true, Some(600)), &mut j);
         let denied = Failure::new(FailureKind::Denied, "denied");
         read_next(&mut l, t0, Err(denied), &mut j);
-        let refresh = l.secrets[0].due;
+        let refresh = l.timing.due(0);
         // A new token a minute later: the lease (the old token's child) and the unread secret
         // are read now; the static secret keeps its refresh.
         let t1 = t0 + S(60);
         l.read_all(t1);
-        assert_eq!(l.secrets[0].due, refresh);
+        assert_eq!(l.timing.due(0), refresh);
         assert_eq!(l.start(t1), Some(Action::ReadSecret { index: 1 }));
         assert!(l.finish(1));
         assert_eq!(l.start(t1), Some(Action::ReadSecret { index: 2 }));
@@ -535,7 +512,7 @@ mod tests {
         l.park();
         assert_eq!((l.next_due(), l.start(t1)), (None, None));
         l.read_all(t1);
-        assert_eq!(l.secrets[0].due, refresh);
+        assert_eq!(l.timing.due(0), refresh);
     }
 
     #[test]
