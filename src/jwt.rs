@@ -218,9 +218,13 @@ pub struct Jwt {
 /// directory (a log file written beside it, the kubelet's own temp files): a hash of the token,
 /// or of the reason it cannot be read. Never the token itself.
 pub fn fingerprint(source: &JwtSource) -> u64 {
+    fingerprint_of(&read(source))
+}
+
+fn fingerprint_of(read: &Result<Jwt, JwtError>) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
-    match read(source) {
+    match read {
         Ok(jwt) => jwt.token.expose().hash(&mut h),
         Err(e) => e.to_string().hash(&mut h),
     }
@@ -236,16 +240,26 @@ impl fmt::Debug for Jwt {
     }
 }
 
-/// Logs what the JWT from `source` says (who, for which audiences, until when) or why it is
-/// not usable yet: the first thing an operator checks when a login is refused. Returns the
-/// claims, for the start-up's other uses of them. Read on the blocking pool, like every read of
-/// the JWT (the first login's then reuses the thread).
-pub async fn log_claims(source: &JwtSource) -> Option<Claims> {
+/// What the start-up learns from one read of the JWT.
+#[derive(Clone, Debug, Default)]
+pub struct FirstLook {
+    /// Its claims, if it could be read and decoded.
+    pub claims: Option<Claims>,
+    /// Its [`fingerprint`] (None if the read itself did not finish).
+    pub fingerprint: Option<u64>,
+}
+
+/// Reads the JWT from `source` once at start, on the blocking pool like every read of it (the
+/// first login's then reuses the thread), and logs what it says (who, for which audiences,
+/// until when) or why it is not usable yet: the first thing an operator checks when a login is
+/// refused. The claims and the fingerprint serve the rest of the start-up.
+pub async fn first_look(source: &JwtSource) -> FirstLook {
     let source = source.clone();
-    let read = tokio::task::spawn_blocking(move || read(&source))
-        .await
-        .ok()?;
-    match read {
+    let Ok(read) = tokio::task::spawn_blocking(move || read(&source)).await else {
+        return FirstLook::default();
+    };
+    let fingerprint = Some(fingerprint_of(&read));
+    let claims = match read {
         Ok(j) => {
             tracing::info!(claims = %j.claims.describe(unix_now()), "service-account JWT");
             Some(j.claims)
@@ -254,6 +268,10 @@ pub async fn log_claims(source: &JwtSource) -> Option<Claims> {
             tracing::warn!(error = %e, "service-account JWT not usable yet");
             None
         }
+    };
+    FirstLook {
+        claims,
+        fingerprint,
     }
 }
 
@@ -400,6 +418,23 @@ mod tests {
         let got = read(&JwtSource::File(path.clone())).unwrap();
         assert_eq!(got.token.expose(), jwt);
         assert!(!format!("{got:?}").contains(&jwt));
+    }
+
+    #[tokio::test]
+    async fn the_first_look_gives_the_claims_and_the_fingerprint_of_one_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        let source = JwtSource::File(path.clone());
+        // Missing: no claims, and the fingerprint of why (a later change is told from it).
+        let missing = first_look(&source).await;
+        assert_eq!(missing.claims, None);
+        assert_eq!(missing.fingerprint, Some(fingerprint(&source)));
+        fs::write(&path, make(r#"{"sub":"system:serviceaccount:ns:app"}"#)).unwrap();
+        let first = first_look(&source).await;
+        let sub = first.claims.and_then(|c| c.sub);
+        assert_eq!(sub.as_deref(), Some("system:serviceaccount:ns:app"));
+        assert_eq!(first.fingerprint, Some(fingerprint(&source)));
+        assert_ne!(first.fingerprint, missing.fingerprint);
     }
 
     #[test]

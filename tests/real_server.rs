@@ -725,7 +725,8 @@ fn a_login_answered_after_the_ttl_is_used_once_and_nothing_leaks() {
     );
     std::thread::sleep(Duration::from_secs(3));
     s.bao.resume();
-    r.wait_log("login answered late", LIMIT);
+    // One line for the late login: `login succeeded ... late=true ... next="lookup"`.
+    r.wait_log("late=true", LIMIT);
     r.wait_log("Vault confirmed the token's remaining life", LIMIT);
     // The late token is the one kept and renewed, not replaced by a second login.
     let renewed = count(&r, "token renewed");

@@ -306,6 +306,22 @@ async fn a_login_answered_after_its_ttl_is_used_after_one_lookup_not_repeated() 
     assert_eq!(lookups, 1, "{}", r.stderr());
     assert_eq!(v.token().unwrap(), token);
     assert!(!r.stderr().contains("missing or changed"), "{}", r.stderr());
+    // The late login is one line, saying it came late and what follows.
+    let err = r.stderr();
+    let lines: Vec<&str> = err.lines().filter(|l| l.contains("login")).collect();
+    let logins: Vec<&&str> = lines
+        .iter()
+        .filter(|l| l.contains("login succeeded"))
+        .collect();
+    assert_eq!(logins.len(), 1, "{err}");
+    for field in ["took=25s", "late=true", "replaced=false", "next=\"lookup\""] {
+        assert!(
+            logins[0].contains(field),
+            "{field} missing in {}",
+            logins[0]
+        );
+    }
+    assert!(!err.contains("answered late"), "no second line: {err}");
 }
 
 #[tokio::test(start_paused = true)]

@@ -94,7 +94,7 @@ impl<'a> Driver<'a> {
     pub(super) fn new(
         agent: &'a Agent,
         control: mpsc::UnboundedReceiver<Control>,
-        sub: String,
+        first: jwt::FirstLook,
         exec: Option<Supervisor>,
     ) -> Self {
         let started = Instant::now();
@@ -128,8 +128,9 @@ impl<'a> Driver<'a> {
             discarding: None,
             due_at_once: false,
             started,
-            sub,
-            jwt_seen: Some(jwt::fingerprint(&agent.cfg.jwt)),
+            // The start-up's one read of the JWT serves both.
+            sub: first.claims.and_then(|c| c.sub).unwrap_or_default(),
+            jwt_seen: first.fingerprint,
             exec,
             outcome: None,
         }
@@ -411,7 +412,10 @@ impl<'a> Driver<'a> {
             Input::Answer(answer) => {
                 self.request = None;
                 // A renewal's own line says what follows; only a login needs a plan line.
-                let login = matches!(answer, Answer::Login(_, Ok(_)));
+                let login = match &answer {
+                    Answer::Login(sent, Ok(_)) => Some(sent.elapsed()),
+                    _ => None,
+                };
                 let adopted = matches!(answer, Answer::Adopt(Some(_)));
                 let renewal = matches!(answer, Answer::Renew(_, Ok(_)) | Answer::Lookup(_, Ok(_)));
                 let replaced = self.machine.holds_live_token(now());
@@ -422,10 +426,11 @@ impl<'a> Driver<'a> {
                 // (a lookup-self of a late answer's token corrects it).
                 let status = &self.agent.status;
                 match (&self.fresh, login) {
-                    (Some(a), true) => {
+                    (Some(a), Some(took)) => {
                         status.logged_in(self.token_expiry());
-                        // Logged once the machine has planned, so the line says what is next.
-                        self.agent.log_login(a, replaced, &self.machine);
+                        // Logged once the machine has planned, so the line says what is next
+                        // (and whether the answer came late).
+                        self.agent.log_login(a, took, replaced, &self.machine);
                     }
                     _ if renewal => status.renewed(self.token_expiry()),
                     _ if adopted => status.adopted(self.token_expiry()),

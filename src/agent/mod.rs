@@ -15,6 +15,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -154,8 +155,7 @@ impl Agent {
 
     /// Like [`Agent::run`], with the code to exit with: `exec`'s program's, else 0.
     pub async fn run_to_exit(self, control: mpsc::UnboundedReceiver<Control>) -> Result<i32> {
-        let claims = jwt::log_claims(&self.cfg.jwt).await;
-        let sub = claims.and_then(|c| c.sub).unwrap_or_default();
+        let first = jwt::first_look(&self.cfg.jwt).await;
         if let Some(e) = self.render_readless().await {
             if self.cfg.once {
                 return Err(Error::Fatal(e));
@@ -164,7 +164,7 @@ impl Agent {
         let supervisor = (self.supervisor.lock())
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
-        let mut driver = Driver::new(&self, control, sub, supervisor);
+        let mut driver = Driver::new(&self, control, first, supervisor);
         driver.adopt_certs();
         loop {
             while let Some(action) = driver.machine.poll_action() {
@@ -260,13 +260,22 @@ impl Agent {
         }
     }
 
-    /// The one line a login gives: what Vault granted, and what the machine does next.
-    fn log_login(&self, a: &Auth, replaced: bool, machine: &Machine) {
+    /// The one line a login gives: what Vault granted, how long it `took`, and what the
+    /// machine does next; a late answer's token replaces nothing until Vault confirms its life.
+    fn log_login(&self, a: &Auth, took: Duration, replaced: bool, machine: &Machine) {
         let (next, next_in) = match self.cfg.once {
             true => ("exit", "-".to_string()),
             false => machine.next_fields(Instant::now().into_std()),
         };
-        hints::log_login(a, replaced, next, &next_in);
+        let late = machine.login_answered_late();
+        let login = hints::Login {
+            took,
+            late,
+            replaced: replaced && !late,
+            next,
+            next_in: &next_in,
+        };
+        hints::log_login(a, &login);
     }
 
     fn exit(&self, exit: Exit, started: Instant) -> Result<()> {

@@ -256,6 +256,13 @@ impl Machine {
         self.held.is_some_and(|h| h.live(now)) || self.unsure.is_some_and(|u| !u.fresh)
     }
 
+    /// Whether the last login's answer came late and Vault is being asked its token's
+    /// remaining life (`lookup-self`) before it is planned with; until then a live token held
+    /// before stays in the file.
+    pub fn login_answered_late(&self) -> bool {
+        self.unsure.is_some_and(|u| u.login)
+    }
+
     /// Whether the run has ended.
     pub fn is_finished(&self) -> bool {
         self.phase == Phase::Finished
@@ -673,12 +680,10 @@ impl Machine {
         self.backoff.reset();
         self.last_error = None;
         // The held token, while live, stays in the file until the new one proves alive: a
-        // token issued longer ago than its TTL may already be gone.
+        // token issued longer ago than its TTL may already be gone. (The driver's login line
+        // says it came late: [`Machine::login_answered_late`].)
         let fresh = self.holds_live_token(now);
-        if fresh {
-            info!(took = %brief(took), ttl = %brief(grant.ttl), next = "lookup", "login answered late; the current token stays in the file until Vault confirms the new one's life");
-        } else {
-            info!(took = %brief(took), ttl = %brief(grant.ttl), next = "lookup", "login answered late; writing the new token and asking Vault for its remaining life");
+        if !fresh {
             self.take(sent, grant);
         }
         self.unsure = Some(Unsure {

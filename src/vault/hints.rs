@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tracing::info;
 
+use crate::duration::brief;
 use crate::jwt::Claims;
 use crate::vault::{Auth, VaultError};
 
@@ -135,9 +136,26 @@ impl Verify {
     }
 }
 
+/// What a login's line says beside Vault's answer.
+#[derive(Clone, Copy, Debug)]
+pub struct Login<'a> {
+    /// From the request's sending to its answer.
+    pub took: Duration,
+    /// Whether the answer came too late to count the token's life from the sending (its
+    /// remaining life is asked next).
+    pub late: bool,
+    /// Whether the new token replaced a live one in the file.
+    pub replaced: bool,
+    /// What the loop does next, and in how long.
+    pub next: &'a str,
+    /// How long until `next`, rounded for reading.
+    pub next_in: &'a str,
+}
+
 /// Logs the one line a login gives, `login succeeded`, with the [`Verify`] fields (never the
-/// token), whether it replaced a live token, and what the loop does `next` and when.
-pub fn log_login(auth: &Auth, replaced: bool, next: &str, next_in: &str) {
+/// token), how long it took and whether that was late, whether it replaced a live token, and
+/// what the loop does next and when.
+pub fn log_login(auth: &Auth, login: &Login) {
     let v = Verify::of(auth);
     let [name, namespace, secret_name, uid, role] = &v.token_meta;
     info!(
@@ -151,9 +169,11 @@ pub fn log_login(auth: &Auth, replaced: bool, next: &str, next_in: &str) {
         token_meta_service_account_secret_name = %secret_name,
         token_meta_service_account_uid = %uid,
         token_meta_role = %role,
-        replaced,
-        next,
-        next_in,
+        took = %brief(login.took),
+        late = login.late,
+        replaced = login.replaced,
+        next = login.next,
+        next_in = login.next_in,
         "login succeeded"
     );
 }
