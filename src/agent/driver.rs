@@ -388,107 +388,119 @@ impl<'a> Driver<'a> {
     /// Hands what finished to the machine as its event.
     pub(super) fn deliver(&mut self, input: Input) {
         let event = match input {
-            Input::Control(c) => match self.controlled(c) {
-                Some(event) => event,
-                None => return,
-            },
-            Input::ChildExited(status) => {
-                let Some(exec) = self.exec.as_mut() else {
-                    return;
-                };
-                match exec.exited(status) {
-                    Ok(Exited::Restarted) => {}
-                    Ok(Exited::Done(code)) => self.finish(Ok(code)),
-                    Err(e) => self.finish(Err(Error::Program(e))),
-                }
-                return;
-            }
+            Input::Control(c) => self.controlled(c),
+            Input::ChildExited(status) => return self.child_exited(status),
             Input::KillDue => {
                 if let Some(exec) = self.exec.as_mut() {
                     exec.kill();
                 }
                 return;
             }
-            Input::Answer(answer) => {
-                self.request = None;
-                // A renewal's own line says what follows; only a login needs a plan line.
-                let login = match &answer {
-                    Answer::Login(sent, Ok(_)) => Some(sent.elapsed()),
-                    _ => None,
-                };
-                let adopted = matches!(answer, Answer::Adopt(Some(_)));
-                let renewal = matches!(answer, Answer::Renew(_, Ok(_)) | Answer::Lookup(_, Ok(_)));
-                let replaced = self.machine.holds_live_token(now());
-                let event = (self.agent).answered(answer, &mut self.auth, &mut self.fresh);
-                self.machine.handle(now(), event);
-                // Counted (metrics, expiry) even if the write fails next; readiness follows
-                // the file through file_failed/file_restored. The expiry is the machine's
-                // (a lookup-self of a late answer's token corrects it).
-                let status = &self.agent.status;
-                match (&self.fresh, login) {
-                    (Some(a), Some(took)) => {
-                        status.logged_in(self.token_expiry());
-                        // Logged once the machine has planned, so the line says what is next
-                        // (and whether the answer came late).
-                        self.agent.log_login(a, took, replaced, &self.machine);
-                    }
-                    _ if renewal => status.renewed(self.token_expiry()),
-                    _ if adopted => status.adopted(self.token_expiry()),
-                    _ => {}
-                }
-                return;
-            }
-            Input::Secret(answer) => {
-                self.secret_request = None;
-                let (event, added) = self.agent.secret_answered(answer, &mut self.memos);
-                // Reads a template makes once another's answer is in: the lane's too, due now,
-                // so the batch (and its hooks) waits for them.
-                for name in self.agent.last_source_paths(added) {
-                    self.machine.add_secret(now(), name);
-                    self.memos.push(SecretMemo::default());
-                }
-                event
-            }
+            Input::Answer(answer) => return self.answered(answer),
+            Input::Secret(answer) => Some(self.secret_answered(answer)),
             Input::Cert(answer) => {
                 self.cert_request = None;
-                self.agent.cert_answered(answer)
+                Some(self.agent.cert_answered(answer))
             }
-            Input::Written(event) => {
-                self.writing = None;
-                self.machine.handle(now(), event);
-                if std::mem::take(&mut self.write_again) && self.writing.is_none() {
-                    self.start_write();
-                }
-                return;
-            }
+            Input::Written(event) => return self.written(event),
             Input::HooksDone => {
                 self.hooks_done = None;
-                Event::HooksDone
+                Some(Event::HooksDone)
             }
             Input::Discarded => {
                 self.discarding = None;
-                Event::Discarded
+                Some(Event::Discarded)
             }
             Input::TokenFileChanged => {
                 self.changed = true;
-                Event::TokenFileChanged
+                Some(Event::TokenFileChanged)
             }
-            Input::JwtChanged => {
-                if let Some(w) = self.watches.as_mut() {
-                    w.retarget_jwt();
-                }
-                // The watch sees the whole directory: only a change of the JWT itself is one
-                // (a file written beside it would otherwise retry a failing login at once, in a
-                // loop as fast as the writes).
-                let seen = jwt::fingerprint(&self.agent.cfg.jwt);
-                if self.jwt_seen.replace(seen) == Some(seen) {
-                    return;
-                }
-                Event::JwtChanged
-            }
+            Input::JwtChanged => self.jwt_changed(),
             Input::Timer => return self.machine.handle_timeout(now()),
         };
+        if let Some(event) = event {
+            self.machine.handle(now(), event);
+        }
+    }
+
+    /// `exec`'s program exited: restarted, or the run ends with its code.
+    fn child_exited(&mut self, status: std::io::Result<std::process::ExitStatus>) {
+        let Some(exec) = self.exec.as_mut() else {
+            return;
+        };
+        match exec.exited(status) {
+            Ok(Exited::Restarted) => {}
+            Ok(Exited::Done(code)) => self.finish(Ok(code)),
+            Err(e) => self.finish(Err(Error::Program(e))),
+        }
+    }
+
+    /// The token's request was answered: the machine hears it, then the status and the
+    /// login's one log line follow what it decided.
+    fn answered(&mut self, answer: Answer) {
+        self.request = None;
+        // A renewal's own line says what follows; only a login needs a plan line.
+        let login = match &answer {
+            Answer::Login(sent, Ok(_)) => Some(sent.elapsed()),
+            _ => None,
+        };
+        let adopted = matches!(answer, Answer::Adopt(Some(_)));
+        let renewal = matches!(answer, Answer::Renew(_, Ok(_)) | Answer::Lookup(_, Ok(_)));
+        let replaced = self.machine.holds_live_token(now());
+        let event = (self.agent).answered(answer, &mut self.auth, &mut self.fresh);
         self.machine.handle(now(), event);
+        // Counted (metrics, expiry) even if the write fails next; readiness follows the file
+        // through file_failed/file_restored. The expiry is the machine's (a lookup-self of a
+        // late answer's token corrects it).
+        let status = &self.agent.status;
+        match (&self.fresh, login) {
+            (Some(a), Some(took)) => {
+                status.logged_in(self.token_expiry());
+                // Logged once the machine has planned, so the line says what is next (and
+                // whether the answer came late).
+                self.agent.log_login(a, took, replaced, &self.machine);
+            }
+            _ if renewal => status.renewed(self.token_expiry()),
+            _ if adopted => status.adopted(self.token_expiry()),
+            _ => {}
+        }
+    }
+
+    /// A secret's read or lease renewal finished, as the machine's event.
+    fn secret_answered(&mut self, answer: SecretAnswer) -> Event {
+        self.secret_request = None;
+        let (event, added) = self.agent.secret_answered(answer, &mut self.memos);
+        // Reads a template makes once another's answer is in: the lane's too, due now, so the
+        // batch (and its hooks) waits for them.
+        for name in self.agent.last_source_paths(added) {
+            self.machine.add_secret(now(), name);
+            self.memos.push(SecretMemo::default());
+        }
+        event
+    }
+
+    /// The token file's write finished; a write asked for meanwhile starts now.
+    fn written(&mut self, event: Event) {
+        self.writing = None;
+        self.machine.handle(now(), event);
+        if std::mem::take(&mut self.write_again) && self.writing.is_none() {
+            self.start_write();
+        }
+    }
+
+    /// Something changed in the JWT's directory: an event only if the JWT itself changed.
+    fn jwt_changed(&mut self) -> Option<Event> {
+        if let Some(w) = self.watches.as_mut() {
+            w.retarget_jwt();
+        }
+        // The watch sees the whole directory: only a change of the JWT itself is one (a file
+        // written beside it would otherwise retry a failing login at once, in a loop as fast
+        // as the writes).
+        let seen = jwt::fingerprint(&self.agent.cfg.jwt);
+        if self.jwt_seen.replace(seen) == Some(seen) {
+            return None;
+        }
+        Some(Event::JwtChanged)
     }
 
     fn controlled(&mut self, c: Option<Control>) -> Option<Event> {
