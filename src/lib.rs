@@ -17,7 +17,9 @@
 //!   other), `failure` (the one classification of Vault's answers), `schedule` (pure functions of
 //!   durations: when to renew, when to log in again), `backoff` (exponential backoff with full
 //!   jitter, and the random sources), `secret_lane` (when to read each secret and renew its lease), `cert_lane` (when to issue
-//!   each certificate: once per lifetime, renewed at 2/3 with jitter).
+//!   each certificate: once per lifetime, renewed at 2/3 with jitter), `lane` (the timing both
+//!   lanes share: each entry's due time, one request in flight), `timer` (the named timers;
+//!   `poll_timeout` is the earliest), `said` (a failure said once, then counted).
 //! - [`vault`]: talking to Vault: the HTTP client (login, renew-self, lookup-self, revoke-self,
 //!   secret reads, leases) and its parts: `response` (Vault's JSON answers and the client's
 //!   errors), `tls` (the rustls client configuration), `server_name` (`VAULT_TLS_SERVER_NAME` as
