@@ -49,6 +49,8 @@ struct CertState {
 #[derive(Debug)]
 pub struct CertLane {
     certs: Vec<CertState>,
+    /// A new certificate's state.
+    fresh: CertState,
     in_flight: Option<usize>,
     renew_before: Option<Duration>,
     max_backoff: Duration,
@@ -66,13 +68,23 @@ impl CertLane {
             backoff: Backoff::new(settings.min_backoff, settings.max_backoff),
         };
         CertLane {
-            certs: vec![state; certs.count],
+            certs: vec![state.clone(); certs.count],
+            fresh: state,
             in_flight: None,
             renew_before: certs.renew_before,
             max_backoff: settings.max_backoff,
             once: matches!(settings.goal, Goal::Once { .. }),
             parked: true,
         }
+    }
+
+    /// A certificate found while running (a template's `pkiCert` that depends on another
+    /// read's answer): issued as soon as a token is there; its index is the next one.
+    pub fn add(&mut self, now: Instant) -> usize {
+        let mut c = self.fresh.clone();
+        c.due = (!self.parked).then_some(now);
+        self.certs.push(c);
+        self.certs.len() - 1
     }
 
     /// How many certificates.
@@ -370,6 +382,23 @@ mod tests {
         dues.sort_unstable();
         dues.dedup();
         assert!(dues.len() > 90);
+    }
+
+    #[test]
+    fn a_certificate_added_while_running_is_issued_once_a_token_is_there() {
+        let t0 = Instant::now();
+        let mut j = Jitter::new(2);
+        let mut l = lane(1, None);
+        assert_eq!(l.add(t0), 1, "parked: not due yet");
+        assert_eq!(l.due(1), None);
+        l.token_ready(t0);
+        issue(&mut l, t0, Ok(grant(t0, 0, 60)), &mut j);
+        issue(&mut l, t0, Ok(grant(t0, 0, 60)), &mut j);
+        assert!(l.all_published());
+        let t1 = t0 + S(5);
+        assert_eq!(l.add(t1), 2);
+        assert!(!l.all_published());
+        assert_eq!(l.start(t1), Some(Action::IssueCert { index: 2 }));
     }
 
     #[test]
