@@ -172,7 +172,8 @@ impl<'a> Driver<'a> {
                 continue;
             };
             self.machine.adopt_cert(index, start, end);
-            if !self.machine.cert_due(index).is_some_and(|d| d <= now()) {
+            // Not yet due (or `--once`, which never renews): rendered now from the file's.
+            if self.machine.cert_due(index).is_none_or(|d| d > now()) {
                 self.agent.keep_template_cert(index, pems).await;
             }
         }
