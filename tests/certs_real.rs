@@ -463,7 +463,7 @@ fn bad_parameters_are_a_configuration_error_before_any_network_call() {
 
 /// consul-template's `pkiCert` as users write it: one file with the certificate, its key and
 /// the CA, text around them.
-const PKI_TEMPLATE: &str = "# web\n{{ with pkiCert \"pki/issue/web\" \"common_name=app.shop.svc\" \"alt_names=api.shop.svc\" }}cert:\n{{ .Cert }}key:\n{{ .Key }}ca:\n{{ .CA }}{{ end }}\nserial of the data: {{ with pkiCert \"pki/issue/web\" \"common_name=app.shop.svc\" \"alt_names=api.shop.svc\" }}{{ .Data.Cert | len | printf \"%d\" | len }}{{ end }}\n";
+const PKI_TEMPLATE: &str = "# web\n{{ with pkiCert \"pki/issue/web\" \"common_name=app.shop.svc\" \"alt_names=api.shop.svc\" }}cert:\n{{ .Cert }}key:\n{{ .Key }}ca:\n{{ .CA }}{{ end }}\ndigits in the length of .Data.Cert: {{ with pkiCert \"pki/issue/web\" \"common_name=app.shop.svc\" \"alt_names=api.shop.svc\" }}{{ .Data.Cert | len | printf \"%d\" | len }}{{ end }}\n";
 
 /// `text` with each PEM block replaced by `<LABEL>`: the layout, whichever certificate.
 fn layout(text: &str) -> String {
