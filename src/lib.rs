@@ -33,7 +33,8 @@
 //!   `template` (Go `text/template`, Vault Agent's template language, over JSON data with a
 //!   function table) and `certs` (certificates from Vault's PKI: the `VAULT_LOGIN_CERT_<NAME>`
 //!   specs, the issue answer as `tls.crt`/`tls.key`/`ca.crt`, whether a published one can be
-//!   kept, and `x509`: PEM, a minimal DER reader, the key match).
+//!   kept, `pki_cert`: templates' `pkiCert` and the certificate a destination already holds, and
+//!   `x509`: PEM, a minimal DER reader, the key match).
 //! - [`files`]: files other containers can touch: `safe_fs` (non-blocking, bounded reads),
 //!   `token_file` (atomic, exact-mode writes of the token and secret files), `atomic_dir` (a
 //!   certificate's directory published in generations through a `..data` symlink), `watch` (directory

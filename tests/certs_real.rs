@@ -460,3 +460,317 @@ fn bad_parameters_are_a_configuration_error_before_any_network_call() {
     );
     assert_eq!(out.stderr.trim().lines().count(), 1, "{}", out.stderr);
 }
+
+/// consul-template's `pkiCert` as users write it: one file with the certificate, its key and
+/// the CA, text around them.
+const PKI_TEMPLATE: &str = "# web\n{{ with pkiCert \"pki/issue/web\" \"common_name=app.shop.svc\" \"alt_names=api.shop.svc\" }}cert:\n{{ .Cert }}key:\n{{ .Key }}ca:\n{{ .CA }}{{ end }}\ndigits in the length of .Data.Cert: {{ with pkiCert \"pki/issue/web\" \"common_name=app.shop.svc\" \"alt_names=api.shop.svc\" }}{{ .Data.Cert | len | printf \"%d\" | len }}{{ end }}\n";
+
+/// `text` with each PEM block replaced by `<LABEL>`: the layout, whichever certificate.
+fn layout(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("-----BEGIN ") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 11..];
+        let label = &after[..after.find("-----").expect("a BEGIN line")];
+        let end = format!("-----END {label}-----");
+        let stop = after.find(&end).expect("an END line") + end.len();
+        out.push_str(&format!("<{label}>"));
+        rest = &after[stop..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The leaf, the key and the CA of a rendered `PKI_TEMPLATE` file, as PEM texts.
+fn blocks_of(text: &str) -> (String, String, String) {
+    let mut found = (String::new(), String::new(), String::new());
+    for b in x509::pem_blocks(text).expect("PEM") {
+        let pem = x509::pem_encode(&b.label, &b.der);
+        if b.label.ends_with("PRIVATE KEY") {
+            found.1 = pem;
+        } else if x509::parse_cert(&b.der).expect("certificate").is_ca {
+            found.2 = pem;
+        } else {
+            found.0 = pem;
+        }
+    }
+    found
+}
+
+/// The rendered file's key matches its certificate, which names what was asked for and
+/// verifies against its CA (`openssl verify`, when openssl is here).
+#[track_caller]
+fn assert_good_pair(text: &str, scratch: &Path) {
+    let (cert, key, ca) = blocks_of(text);
+    let info = x509::parse_cert(&x509::pem_blocks(&cert).unwrap()[0].der).unwrap();
+    let key = &x509::pem_blocks(&key).unwrap()[0];
+    assert_eq!(x509::public_key_of(key).unwrap(), info.public_key);
+    assert!(info.covers(&["app.shop.svc".into(), "api.shop.svc".into()], &[]));
+    std::fs::write(scratch.join("leaf.pem"), &cert).unwrap();
+    std::fs::write(scratch.join("ca.pem"), &ca).unwrap();
+    match std::process::Command::new("openssl")
+        .args(["verify", "-CAfile"])
+        .arg(scratch.join("ca.pem"))
+        .arg(scratch.join("leaf.pem"))
+        .output()
+    {
+        Ok(out) => assert!(
+            out.status.success(),
+            "openssl verify: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+        Err(e) => eprintln!("openssl not available ({e}); chain not verified"),
+    }
+}
+
+impl Pki {
+    /// `VAULT_LOGIN_CERT_WEB` off, the `pkiCert` template on (file `web.pem`), from a file.
+    fn with_template(mut self, text: &str) -> Pki {
+        self.env.remove("VAULT_LOGIN_CERT_WEB");
+        let source = self._dir.path().join("web.tmpl");
+        std::fs::write(&source, text).unwrap();
+        self.env.insert(
+            "VAULT_LOGIN_TEMPLATE_WEB".into(),
+            format!("@{}", source.display()),
+        );
+        self.env
+            .insert("VAULT_LOGIN_TEMPLATE_FILE_WEB".into(), "web.pem".into());
+        self
+    }
+
+    /// `vault-login --once`, which must succeed; its stderr.
+    fn once(&self) -> String {
+        let mut cmd = std::process::Command::new(bin());
+        cmd.env_clear().envs(&self.env).arg("--once");
+        let out = run(cmd, Duration::from_secs(60));
+        out.assert_code(0);
+        out.stderr
+    }
+
+    /// The real `bao agent` rendering `text` into `dest` once with the root token.
+    fn agent(&self, text: &str, dest: &Path) {
+        let dir = self._dir.path().join("agent");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("token"), self.bao.root_token()).unwrap();
+        std::fs::write(dir.join("web.tmpl"), text).unwrap();
+        let ca = match self.bao.ca_cert() {
+            Some(ca) => format!(" ca_cert = \"{}\"", ca.display()),
+            None => String::new(),
+        };
+        let hcl = format!(
+            "vault {{ address = \"{}\"{ca} }}\nexit_after_auth = true\n\
+             auto_auth {{ method \"token_file\" {{ config = {{ token_file_path = \"{}\" }} }} }}\n\
+             template_config {{ exit_on_retry_failure = true }}\n\
+             template {{\n  source = \"{}\"\n  destination = \"{}\"\n}}\n",
+            self.bao.addr(),
+            dir.join("token").display(),
+            dir.join("web.tmpl").display(),
+            dest.display(),
+        );
+        std::fs::write(dir.join("agent.hcl"), hcl).unwrap();
+        let mut cmd = std::process::Command::new(self.bao.bin());
+        cmd.args(["agent", "-config"]).arg(dir.join("agent.hcl"));
+        let out = run(cmd, Duration::from_secs(60));
+        assert_eq!(out.code(), 0, "bao agent: {}", out.stderr);
+    }
+}
+
+#[test]
+fn a_pki_cert_template_renders_like_bao_agent_and_each_keeps_the_others_certificate() {
+    let Some(bao) = Bao::start() else { return };
+    let pki = Pki::new(bao, &["ttl=10m", "max_ttl=1h"], true).with_template(PKI_TEMPLATE);
+    let scratch = tempfile::tempdir().unwrap();
+    let agent_file = scratch.path().join("agent-web.pem");
+    pki.agent(PKI_TEMPLATE, &agent_file);
+    assert_eq!(pki.issued(), 1);
+    let log = pki.once();
+    assert_eq!(pki.issued(), 2, "each issues its own:\n{log}");
+    let ours_file = pki.out.join("web.pem");
+    let agent = std::fs::read_to_string(&agent_file).unwrap();
+    let ours = std::fs::read_to_string(&ours_file).unwrap();
+    // Different certificates, the same layout byte for byte; each pair good.
+    assert_ne!(agent, ours);
+    assert_eq!(layout(&ours), layout(&agent));
+    assert!(
+        layout(&ours).contains("<CERTIFICATE>\nkey:\n<RSA PRIVATE KEY>\nca:\n<CERTIFICATE>\n"),
+        "{}",
+        layout(&ours)
+    );
+    assert_good_pair(&agent, scratch.path());
+    assert_good_pair(&ours, scratch.path());
+    assert!(!log.contains("PRIVATE KEY"), "a key in the log");
+
+    // Agent run again on its destination keeps its certificate: nothing issued, same bytes.
+    pki.agent(PKI_TEMPLATE, &agent_file);
+    assert_eq!(pki.issued(), 2, "bao agent re-issued over its own file");
+    assert_eq!(std::fs::read_to_string(&agent_file).unwrap(), agent);
+    // vault-login on Agent's destination keeps Agent's certificate and renders it as Agent
+    // did, byte for byte; Agent on vault-login's keeps ours and renders it as we did.
+    std::fs::write(&ours_file, &agent).unwrap();
+    let log = pki.once();
+    assert!(
+        log.contains("pkiCert certificate kept from the template's destination"),
+        "{log}"
+    );
+    assert_eq!(pki.issued(), 2, "vault-login re-issued:\n{log}");
+    assert_eq!(std::fs::read_to_string(&ours_file).unwrap(), agent);
+    std::fs::write(&agent_file, &ours).unwrap();
+    pki.agent(PKI_TEMPLATE, &agent_file);
+    assert_eq!(
+        pki.issued(),
+        2,
+        "bao agent re-issued over vault-login's file"
+    );
+    assert_eq!(std::fs::read_to_string(&agent_file).unwrap(), ours);
+}
+
+#[test]
+fn a_pki_cert_split_over_templates_matches_and_sighup_or_a_restart_issue_nothing() {
+    let Some(bao) = Bao::start() else { return };
+    let mut pki = Pki::new(bao, &["ttl=10m", "max_ttl=1h"], true);
+    pki.env.remove("VAULT_LOGIN_CERT_WEB");
+    let split = |pki: &mut Pki, names: &str| {
+        for (name, field, file) in [
+            ("CRT", "Cert", "tls.crt"),
+            ("KEY", "Key", "tls.key"),
+            ("CA", "CA", "ca.crt"),
+        ] {
+            pki.env.insert(
+                format!("VAULT_LOGIN_TEMPLATE_{name}"),
+                format!("{{{{ with pkiCert \"pki/issue/web\" {names} }}}}{{{{ .{field} }}}}{{{{ end }}}}"),
+            );
+            pki.env
+                .insert(format!("VAULT_LOGIN_TEMPLATE_FILE_{name}"), file.into());
+        }
+    };
+    split(
+        &mut pki,
+        "\"common_name=app.shop.svc\" \"alt_names=api.shop.svc\"",
+    );
+    let files =
+        || ["tls.crt", "tls.key", "ca.crt"].map(|f| std::fs::read_to_string(pki.out.join(f)).ok());
+    let mut r = pki.spawn();
+    assert!(
+        wait_until(LIMIT, || files().iter().all(Option::is_some)),
+        "templates not rendered:\n{}",
+        r.stderr()
+    );
+    r.wait_log("pkiCert certificate issued", LIMIT);
+    assert_eq!(pki.issued(), 1, "one certificate for the three templates");
+    // The key in one file matches the certificate in another: one certificate, not three.
+    let first = files();
+    let (info, matches) = read_files(&pki.out.join("tls.crt"), &pki.out.join("tls.key"))
+        .map(|(i, k)| {
+            let m = k == i.public_key;
+            (i, m)
+        })
+        .unwrap();
+    assert!(matches, "tls.key does not match tls.crt");
+    assert!(info.dns_names.contains(&"api.shop.svc".to_string()));
+    let scratch = tempfile::tempdir().unwrap();
+    let joined: String = first.iter().flatten().cloned().collect();
+    assert_good_pair(&joined, scratch.path());
+    let token = std::fs::read_to_string(pki.out.join("token")).unwrap();
+
+    // SIGHUP: a new login and token, no new certificate.
+    r.signal("HUP");
+    let new_token = || std::fs::read_to_string(pki.out.join("token")).ok();
+    assert!(
+        wait_until(LIMIT, || new_token().is_some_and(|t| t != token)),
+        "no new token after SIGHUP"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        pki.issued(),
+        1,
+        "SIGHUP issued a certificate:\n{}",
+        r.stderr()
+    );
+
+    // SIGKILL, and a successor in the same pod: kept from the destinations, same files.
+    r.child.kill().unwrap();
+    r.wait(LIMIT);
+    let r2 = pki.spawn();
+    r2.wait_log(
+        "pkiCert certificate kept from the template's destination",
+        LIMIT,
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        pki.issued(),
+        1,
+        "a restart issued a certificate:\n{}",
+        r2.stderr()
+    );
+    assert_eq!(files(), first, "the templates' files changed");
+    drop(r2);
+
+    // Other names in the templates: replaced.
+    split(
+        &mut pki,
+        "\"common_name=app.shop.svc\" \"alt_names=other.shop.svc\"",
+    );
+    let r3 = pki.spawn();
+    r3.wait_log("will be replaced", LIMIT);
+    r3.wait_log("pkiCert certificate issued", LIMIT);
+    assert_eq!(pki.issued(), 2);
+    assert!(
+        wait_until(LIMIT, || read_files(
+            &pki.out.join("tls.crt"),
+            &pki.out.join("tls.key")
+        )
+        .is_some_and(
+            |(i, k)| k == i.public_key && i.dns_names.contains(&"other.shop.svc".to_string())
+        )),
+        "not replaced:\n{}",
+        r3.stderr()
+    );
+}
+
+#[test]
+fn a_pki_cert_template_is_renewed_before_expiry() {
+    let Some(bao) = Bao::start() else { return };
+    let pki = Pki::new(bao, &["ttl=20s", "max_ttl=1h"], true).with_template(PKI_TEMPLATE);
+    let r = pki.spawn();
+    let file = pki.out.join("web.pem");
+    assert!(
+        wait_until(LIMIT, || file.exists()),
+        "not rendered:\n{}",
+        r.stderr()
+    );
+    let (mut reads, mut expired, mut mismatched) = (0u64, 0u64, 0u64);
+    let mut certs = BTreeSet::new();
+    let until = std::time::Instant::now() + Duration::from_secs(45);
+    while std::time::Instant::now() < until {
+        let text = std::fs::read_to_string(&file).unwrap();
+        let (cert, key, _) = blocks_of(&text);
+        let info = x509::parse_cert(&x509::pem_blocks(&cert).unwrap()[0].der).unwrap();
+        let key = x509::public_key_of(&x509::pem_blocks(&key).unwrap()[0]).unwrap();
+        reads += 1;
+        expired += u64::from(info.not_after <= now_unix());
+        mismatched += u64::from(key != info.public_key);
+        certs.insert(info.not_after);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let stderr = r.stderr();
+    eprintln!(
+        "reads={reads} certs={} issued={}",
+        certs.len(),
+        pki.issued()
+    );
+    assert_eq!(
+        expired, 0,
+        "an expired certificate was in the file:\n{stderr}"
+    );
+    assert_eq!(mismatched, 0, "a key not matching its certificate");
+    // 45 s of 20 s lives renewed at 2/3 (±10 %): three or four renewals, not one per read.
+    assert!(
+        certs.len() >= 3,
+        "only {} certificates:\n{stderr}",
+        certs.len()
+    );
+    assert!(pki.issued() <= 6, "{} issues in 45 s", pki.issued());
+    assert!(!stderr.contains("PRIVATE KEY"), "a key in the log");
+}

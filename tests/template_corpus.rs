@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use vault_login::secrets::certs::pki_cert;
 use vault_login::secrets::template::{Funcs, Read, Reads, Secret, Template};
 
 const ROOT: &str = "corpus-root-token";
@@ -107,7 +108,7 @@ impl Server {
     async fn fetch(&self, read: &Read, reads: &mut Reads) {
         let (status, text) = match read {
             Read::Get(p) => self.call("GET", p, None).await,
-            Read::Write(p, kv) => self.call("PUT", p, Some(json!(kv))).await,
+            Read::Write(p, kv) | Read::Cert(p, kv) => self.call("PUT", p, Some(json!(kv))).await,
             Read::List(p) => self.call("LIST", p, None).await,
         };
         if status >= 300 {
@@ -126,6 +127,10 @@ impl Server {
                     })
                     .unwrap_or_default();
                 reads.list(read.clone(), keys);
+            }
+            Read::Cert(..) => {
+                let found = pki_cert::from_answer(text.as_bytes()).expect("an issue answer");
+                reads.cert(read.clone(), found.pems);
             }
             _ => reads.secret(
                 read.clone(),

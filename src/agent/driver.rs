@@ -67,6 +67,8 @@ pub(super) struct Driver<'a> {
     /// Set when the file was found changed: the next write restores it.
     changed: bool,
     memos: Vec<SecretMemo>,
+    /// How many certificates the machine's lane has (the templates' `pkiCert`s can add some).
+    certs_known: usize,
     /// The held token's latest auth block, for renewals, writes, hooks and revocation.
     auth: Option<Auth>,
     /// The last login's auth block, until the machine takes it (or discards it).
@@ -99,8 +101,11 @@ impl<'a> Driver<'a> {
     ) -> Self {
         let started = Instant::now();
         let cfg = &agent.cfg;
+        // The `VAULT_LOGIN_CERT_*` certificates, then the templates' `pkiCert`s.
+        let mut certs = cfg.cert_settings();
+        certs.count += agent.book().certs.len();
         let machine = Machine::new(cfg.machine_settings(), started.into_std(), random_u64())
-            .with_certs(&cfg.cert_settings());
+            .with_certs(&certs);
         // The sidecar watches from the start; `--once` only if it has to wait for the JWT.
         let watches = (!cfg.once).then(|| Watches::new(agent.jwt_file(), agent.token_dir()));
         let memos = (agent.book().sources.iter())
@@ -123,6 +128,7 @@ impl<'a> Driver<'a> {
             write_again: false,
             changed: false,
             memos,
+            certs_known: certs.count,
             auth: None,
             fresh: None,
             discarding: None,
@@ -153,12 +159,43 @@ impl<'a> Driver<'a> {
     }
 
     /// On start, keeps each certificate a previous run published if it is still good for its
-    /// names and its key matches: a restart issues nothing.
-    pub(super) fn adopt_certs(&mut self) {
-        for index in 0..self.agent.cfg.certs.specs.len() {
+    /// names and its key matches: a restart issues nothing. A template's `pkiCert` kept from
+    /// its destination renders its templates now, unless it is already due.
+    pub(super) async fn adopt_certs(&mut self) {
+        let dirs = self.agent.cfg.certs.specs.len();
+        for index in 0..dirs {
             if let Some((start, end)) = self.agent.published_cert(index) {
                 self.machine.adopt_cert(index, start, end);
             }
+        }
+        for index in dirs..self.certs_known {
+            let Some((start, end, pems)) = self.agent.cached_template_cert(index) else {
+                continue;
+            };
+            self.machine.adopt_cert(index, start, end);
+            // Not yet due (or `--once`, which never renews): rendered now from the file's.
+            if self.machine.cert_due(index).is_none_or(|d| d > now()) {
+                self.agent.keep_template_cert(index, pems).await;
+            }
+        }
+        self.grow(0);
+    }
+
+    /// Gives the machine what the templates added: the last `sources` reads (read as soon as
+    /// a token is there, so the batch and its hooks wait for them) and the `pkiCert`
+    /// certificates the book has beyond the lane's.
+    fn grow(&mut self, sources: usize) {
+        for name in self.agent.last_source_paths(sources) {
+            self.machine.add_secret(now(), name);
+            self.memos.push(SecretMemo::default());
+        }
+        let dirs = self.agent.cfg.certs.specs.len();
+        let reads = self.agent.book().certs.clone();
+        while self.certs_known < dirs + reads.len() {
+            let name = super::certs::template_cert_name(&reads, self.certs_known - dirs);
+            self.agent.status.add_cert(name);
+            self.machine.add_cert(now());
+            self.certs_known += 1;
         }
     }
 
@@ -400,7 +437,9 @@ impl<'a> Driver<'a> {
             Input::Secret(answer) => Some(self.secret_answered(answer)),
             Input::Cert(answer) => {
                 self.cert_request = None;
-                Some(self.agent.cert_answered(answer))
+                let (event, added) = self.agent.cert_answered(answer);
+                self.grow(added);
+                Some(event)
             }
             Input::Written(event) => return self.written(event),
             Input::HooksDone => {
@@ -472,10 +511,7 @@ impl<'a> Driver<'a> {
         let (event, added) = self.agent.secret_answered(answer, &mut self.memos);
         // Reads a template makes once another's answer is in: the lane's too, due now, so the
         // batch (and its hooks) waits for them.
-        for name in self.agent.last_source_paths(added) {
-            self.machine.add_secret(now(), name);
-            self.memos.push(SecretMemo::default());
-        }
+        self.grow(added);
         event
     }
 

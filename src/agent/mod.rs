@@ -129,9 +129,12 @@ impl Agent {
         let supervisor = supervisor.map_err(Error::Program)?;
         status.track_secrets(secrets.iter().map(|s| s.name.clone()));
         status.track_templates(templates.iter().map(|t| t.name.clone()));
-        status.track_certs(cfg.certs.specs.iter().map(|c| c.name.clone()));
         let env = Environment::new(values.iter().map(EnvSpec::var));
         let book = TemplateBook::new(templates, crate::secrets::template::Funcs::standard());
+        let pki_certs = book.first_certs();
+        let pki_names = (0..pki_certs.len()).map(|k| certs::template_cert_name(&pki_certs, k));
+        let dir_names = cfg.certs.specs.iter().map(|c| c.name.clone());
+        status.track_certs(dir_names.chain(pki_names));
         Ok(Agent {
             book: std::sync::Mutex::new(self::secrets::Book::new(&secrets, book, env)),
             outputs,
@@ -165,7 +168,7 @@ impl Agent {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
         let mut driver = Driver::new(&self, control, first, supervisor);
-        driver.adopt_certs();
+        driver.adopt_certs().await;
         loop {
             while let Some(action) = driver.machine.poll_action() {
                 if let Some(exit) = driver.perform(action) {

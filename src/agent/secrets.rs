@@ -33,6 +33,9 @@ pub(super) struct Book {
     read_paths: HashMap<String, String>,
     /// `exec`'s environment values, rendered.
     pub(super) env: Environment,
+    /// The templates' `pkiCert` certificates, in the certificates' lane's order after the
+    /// `VAULT_LOGIN_CERT_*` ones; grows like `sources`.
+    pub(super) certs: Vec<Read>,
 }
 
 impl Book {
@@ -40,6 +43,7 @@ impl Book {
     pub(super) fn new(specs: &[SecretSpec], templates: TemplateBook, env: Environment) -> Self {
         Book {
             sources: secrets::sources(specs, templates.templates()),
+            certs: templates.first_certs(),
             templates,
             read_paths: HashMap::new(),
             env,
@@ -60,8 +64,8 @@ pub(super) struct ReadDone {
 /// makes yet (added to the book's sources, in order).
 #[derive(Default)]
 pub(super) struct TemplateReport {
-    results: Vec<(usize, Result<bool, String>)>,
-    added: usize,
+    pub(super) results: Vec<(usize, Result<bool, String>)>,
+    pub(super) added: usize,
 }
 
 /// A finished read of a source or lease renewal.
@@ -208,7 +212,8 @@ impl Agent {
         let path = self.read_path(&token, &source).await;
         let (method, body) = match &source.read {
             Read::Get(_) => ("GET", None),
-            Read::Write(_, pairs) => ("PUT", Some(serde_json::json!(pairs))),
+            // (A `pkiCert` never becomes a source: the certificates' lane issues it.)
+            Read::Write(_, pairs) | Read::Cert(_, pairs) => ("PUT", Some(serde_json::json!(pairs))),
             Read::List(_) => ("LIST", None),
         };
         let answer = self.client.request_raw(&token, method, &path, body).await;
@@ -419,7 +424,7 @@ impl Agent {
 
     /// Renders every template that uses `read` and writes the files that changed; reads the
     /// templates make that no source makes yet become new sources.
-    async fn render_users(&self, read: &Read, report: &mut TemplateReport) {
+    pub(super) async fn render_users(&self, read: &Read, report: &mut TemplateReport) {
         let users = self.book().templates.users(read);
         self.render(users, report).await;
     }
@@ -434,7 +439,13 @@ impl Agent {
                 match book.templates.render(i) {
                     Rendering::Waiting(missing) => {
                         for r in missing {
-                            if !book.sources.iter().any(|s| s.read == r) {
+                            if matches!(r, Read::Cert(..)) {
+                                // The driver gives the certificates' lane the new ones.
+                                if !book.certs.contains(&r) {
+                                    debug!(read = %r, "a template asks for a new certificate");
+                                    book.certs.push(r);
+                                }
+                            } else if !book.sources.iter().any(|s| s.read == r) {
                                 debug!(read = %r, "a template reads a new path");
                                 book.sources.push(Source::new(r, true));
                                 report.added += 1;

@@ -291,6 +291,16 @@ impl Status {
         self.update(|s| s.certs = certs);
     }
 
+    /// One more certificate to track (a template's `pkiCert` found while running), by name.
+    pub fn add_cert(&self, name: String) {
+        self.update(|s| {
+            s.certs.push(CertStatus {
+                name,
+                ..CertStatus::default()
+            })
+        });
+    }
+
     /// Certificate `index` is published, valid until `not_after` (Unix seconds); `issued`: it
     /// was just issued (else kept from a previous run).
     pub fn cert_published(&self, index: usize, not_after: i64, issued: bool) {

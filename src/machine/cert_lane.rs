@@ -51,6 +51,8 @@ pub struct CertLane {
     /// When each certificate is next issued (None: not until a token is there), and the one
     /// in flight.
     timing: Timing,
+    /// A new certificate's state.
+    fresh: CertState,
     renew_before: Option<Duration>,
     max_backoff: Duration,
     once: bool,
@@ -64,12 +66,20 @@ impl CertLane {
             backoff: Backoff::new(settings.min_backoff, settings.max_backoff),
         };
         CertLane {
-            certs: vec![state; certs.count],
+            certs: vec![state.clone(); certs.count],
             timing: Timing::new(certs.count),
+            fresh: state,
             renew_before: certs.renew_before,
             max_backoff: settings.max_backoff,
             once: matches!(settings.goal, Goal::Once { .. }),
         }
+    }
+
+    /// A certificate found while running (a template's `pkiCert` that depends on another
+    /// read's answer): issued as soon as a token is there; its index is the next one.
+    pub fn add(&mut self, now: Instant) -> usize {
+        self.certs.push(self.fresh.clone());
+        self.timing.push((!self.timing.parked()).then_some(now))
     }
 
     /// How many certificates.
@@ -355,6 +365,23 @@ mod tests {
         dues.sort_unstable();
         dues.dedup();
         assert!(dues.len() > 90);
+    }
+
+    #[test]
+    fn a_certificate_added_while_running_is_issued_once_a_token_is_there() {
+        let t0 = Instant::now();
+        let mut j = Jitter::new(2);
+        let mut l = lane(1, None);
+        assert_eq!(l.add(t0), 1, "parked: not due yet");
+        assert_eq!(l.due(1), None);
+        l.token_ready(t0);
+        issue(&mut l, t0, Ok(grant(t0, 0, 60)), &mut j);
+        issue(&mut l, t0, Ok(grant(t0, 0, 60)), &mut j);
+        assert!(l.all_published());
+        let t1 = t0 + S(5);
+        assert_eq!(l.add(t1), 2);
+        assert!(!l.all_published());
+        assert_eq!(l.start(t1), Some(Action::IssueCert { index: 2 }));
     }
 
     #[test]

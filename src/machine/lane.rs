@@ -64,6 +64,11 @@ impl Timing {
         self.parked = true;
     }
 
+    /// Whether the lane waits for a token.
+    pub fn parked(&self) -> bool {
+        self.parked
+    }
+
     /// A token is there to use again.
     pub fn unpark(&mut self) {
         self.parked = false;

@@ -191,6 +191,12 @@ impl Machine {
         self.arm_lanes();
     }
 
+    /// A certificate found while running (a template's `pkiCert` inside a block that waited
+    /// for another read), issued as soon as a token is there; its index is the next one.
+    pub fn add_cert(&mut self, now: Instant) -> usize {
+        self.certs.add(now)
+    }
+
     /// When certificate `index`'s published life ends, if one is published.
     pub fn cert_expiry(&self, index: usize) -> Option<Instant> {
         self.certs.expiry(index)

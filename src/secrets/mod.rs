@@ -624,7 +624,9 @@ pub fn sources(specs: &[SecretSpec], templates: &[TemplateSpec]) -> Vec<Source> 
             }),
         }
     }
-    for read in templates.iter().flat_map(|t| &t.first_reads) {
+    // A `pkiCert` is a certificate, kept by the certificates' lane, not a read to refresh.
+    let reads = templates.iter().flat_map(|t| &t.first_reads);
+    for read in reads.filter(|r| !matches!(r, Read::Cert(..))) {
         match sources.iter_mut().find(|s| s.read == *read) {
             Some(source) => source.templated = true,
             None => sources.push(Source::new(read.clone(), true)),

@@ -31,7 +31,7 @@ use zeroize::Zeroizing;
 use super::{spec_error, SpecError};
 use crate::files::safe_fs::{self, Links};
 use crate::files::token_file::parse_mode;
-use crate::secrets::template::{Funcs, Read, Reads, Secret, Source, Template};
+use crate::secrets::template::{Funcs, PemEncoded, Read, Reads, Secret, Source, Template};
 
 /// The prefix of the variables that name templates: `VAULT_LOGIN_TEMPLATE_<NAME>=<text>`.
 pub const TEMPLATE_ENV_PREFIX: &str = "VAULT_LOGIN_TEMPLATE_";
@@ -388,6 +388,23 @@ impl TemplateBook {
         self.reads.secret(read.clone(), secret);
     }
 
+    /// Records the certificate a `pkiCert` returns (issued, or kept from its destination).
+    pub fn cert(&mut self, read: &Read, pems: PemEncoded) {
+        self.reads.cert(read.clone(), pems);
+    }
+
+    /// The `pkiCert` certificates the templates ask for before anything is answered, each
+    /// once, in the templates' order: the certificates' lane keeps them from the start.
+    pub fn first_certs(&self) -> Vec<Read> {
+        let mut out: Vec<Read> = Vec::new();
+        for r in self.templates.iter().flat_map(|t| &t.first_reads) {
+            if matches!(r, Read::Cert(..)) && !out.contains(r) {
+                out.push(r.clone());
+            }
+        }
+        out
+    }
+
     /// Records the answer to a `secrets` list.
     pub fn list(&mut self, read: &Read, keys: Vec<String>) {
         self.reads.list(read.clone(), keys);
@@ -454,7 +471,7 @@ fn hash(bytes: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashMap;
+    use std::collections::{BTreeMap, HashMap};
 
     fn funcs() -> Funcs {
         Funcs::standard_with(Arc::new(|_| None), Arc::new(std::time::SystemTime::now))
@@ -619,6 +636,76 @@ mod tests {
             assert_eq!(kv2_read_path(raw, "secret/"), want, "{raw}");
         }
         assert_eq!(kv2_read_path("team/kv/x", "team/kv/"), "team/kv/data/x");
+    }
+
+    #[test]
+    fn a_pki_cert_is_one_certificate_for_its_templates_not_a_source() {
+        let specs = parse(&[
+            (
+                "VAULT_LOGIN_TEMPLATE_WEB",
+                "{{ with pkiCert \" /pki/issue/web/\" \" common_name = a.svc\" \"\" }}{{ .Cert }}|{{ .Data.Key }}|{{ .CA }}|{{ toJSON . }}|{{ . }}{{ end }}",
+            ),
+            (
+                "VAULT_LOGIN_TEMPLATE_KEY",
+                "{{ with pkiCert \"pki/issue/web\" \"common_name=a.svc\" }}{{ .Key }}{{ end }}",
+            ),
+            (
+                "VAULT_LOGIN_TEMPLATE_NONE",
+                "{{ with pkiCert }}x{{ else }}nil{{ end }}",
+            ),
+        ])
+        .unwrap();
+        let mut book = TemplateBook::new(specs, funcs());
+        let read = Read::Cert(
+            "pki/issue/web".into(),
+            [("common_name".to_string(), "a.svc".to_string())].into(),
+        );
+        assert_eq!(book.first_certs(), vec![read.clone()]);
+        assert_eq!(book.users(&read), vec![0, 2]);
+        assert!(crate::secrets::sources(&[], book.templates()).is_empty());
+        assert!(matches!(book.render(2), Rendering::Waiting(r) if r == vec![read.clone()]));
+        let pems = PemEncoded {
+            cert: "C\n".into(),
+            key: "K<\n".into(),
+            ca: "A\n".into(),
+        };
+        book.cert(&read, pems);
+        let Rendering::Changed(bytes, _) = book.render(2) else {
+            panic!("not rendered")
+        };
+        assert_eq!(
+            String::from_utf8_lossy(&bytes),
+            "C\n|K<\n|A\n|{\"Cert\":\"C\\n\",\"Key\":\"K\\u003c\\n\",\"CA\":\"A\\n\"}|{C\n K<\n A\n}"
+        );
+        let Rendering::Changed(bytes, _) = book.render(0) else {
+            panic!("not rendered")
+        };
+        assert_eq!(&bytes[..], b"K<\n");
+        let Rendering::Changed(bytes, _) = book.render(1) else {
+            panic!("not rendered")
+        };
+        assert_eq!(
+            &bytes[..],
+            b"nil",
+            "pkiCert without arguments is nil, as in consul-template"
+        );
+        let e = parse(&[(
+            "VAULT_LOGIN_TEMPLATE_X",
+            "{{ with pkiCert \"pki/issue/web\" }}{{ .Serial }}{{ end }}",
+        )])
+        .unwrap();
+        let mut book = TemplateBook::new(e, funcs());
+        book.cert(
+            &Read::Cert("pki/issue/web".into(), BTreeMap::new()),
+            PemEncoded::default(),
+        );
+        match book.render(0) {
+            Rendering::Failed(e) => assert!(
+                e.contains("can't evaluate field Serial in type dependency.PemEncoded"),
+                "{e}"
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

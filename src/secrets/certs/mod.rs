@@ -6,7 +6,10 @@
 //! (`machine::cert_lane`); issuing is the driver's.
 //!
 //! - `x509`: PEM, a minimal DER reader (validity, names, public key) and the key match.
+//! - `pki_cert`: consul-template's `pkiCert` in templates: its `.Cert`/`.Key`/`.CA` from an
+//!   issue answer, and the certificate a template's destination already holds, kept if good.
 
+pub mod pki_cert;
 pub mod x509;
 
 use std::net::IpAddr;

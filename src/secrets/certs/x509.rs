@@ -55,6 +55,26 @@ pub fn pem_blocks(text: &str) -> Option<Vec<PemBlock>> {
     Some(blocks)
 }
 
+/// `der` as PEM the way Go's `pem.EncodeToMemory` writes it (what consul-template's
+/// `pkiCert` fields hold): 64 base64 characters a line, each line and the END line ending in
+/// a newline.
+pub fn pem_encode(label: &str, der: &[u8]) -> String {
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = String::with_capacity(b64.len() + b64.len() / 64 + 2 * label.len() + 40);
+    out.push_str("-----BEGIN ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    // Base64 is ASCII, so every 64-byte chunk is a whole str.
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str("-----END ");
+    out.push_str(label);
+    out.push_str("-----\n");
+    out
+}
+
 /// What a certificate says that matters for keeping it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertInfo {
@@ -72,6 +92,8 @@ pub struct CertInfo {
     pub public_key: Vec<u8>,
     /// Whether the subject and issuer names are the same (a self-signed root).
     pub self_issued: bool,
+    /// Whether its basicConstraints say it is a CA (Go's `IsCA`).
+    pub is_ca: bool,
 }
 
 impl CertInfo {
@@ -158,6 +180,7 @@ impl<'a> Der<'a> {
 const SEQUENCE: u8 = 0x30;
 const OID_COMMON_NAME: &[u8] = &[0x55, 0x04, 0x03];
 const OID_SUBJECT_ALT_NAME: &[u8] = &[0x55, 0x1d, 0x11];
+const OID_BASIC_CONSTRAINTS: &[u8] = &[0x55, 0x1d, 0x13];
 
 /// Parses a DER certificate.
 pub fn parse_cert(der: &[u8]) -> Res<CertInfo> {
@@ -186,6 +209,7 @@ pub fn parse_cert(der: &[u8]) -> Res<CertInfo> {
         ips: Vec::new(),
         public_key,
         self_issued: issuer == subject,
+        is_ca: false,
     };
     while !t.is_empty() {
         let (tag, content) = t.next()?;
@@ -221,6 +245,14 @@ fn read_extensions(content: &[u8], info: &mut CertInfo) -> Res<()> {
             ext.next()?; // critical
         }
         let value = ext.expect(0x04, "bad extension value")?;
+        if oid == OID_BASIC_CONSTRAINTS {
+            // SEQUENCE { cA BOOLEAN DEFAULT FALSE, pathLen INTEGER OPTIONAL }
+            let mut bc = Der::new(Der::new(value).expect(SEQUENCE, "bad basicConstraints")?);
+            if bc.peek_tag() == Some(0x01) {
+                info.is_ca = bc.next()?.1.first().is_some_and(|b| *b != 0);
+            }
+            continue;
+        }
         if oid != OID_SUBJECT_ALT_NAME {
             continue;
         }
@@ -393,6 +425,10 @@ mod tests {
         assert_eq!(info.dns_names, ["app.shop.svc", "app"]);
         assert_eq!(info.ips, ["10.0.0.1".parse::<IpAddr>().unwrap()]);
         assert!(info.self_issued);
+        assert!(!info.is_ca);
+        let again = pem_encode("CERTIFICATE", &blocks[0].der);
+        assert_eq!(again.trim_end(), cert.trim_end().replace("\r\n", "\n"));
+        assert_eq!(pem_blocks(&again).unwrap(), blocks);
         let names = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         assert!(info.covers(&names(&["APP.shop.svc", "app"]), &[]));
         assert!(!info.covers(&names(&["other.shop.svc"]), &[]));
@@ -404,6 +440,18 @@ mod tests {
         let (_, other) = issued(&rcgen::PKCS_ECDSA_P256_SHA256);
         let other = &pem_blocks(&other).unwrap()[0];
         assert_ne!(public_key_of(other).unwrap(), info.public_key);
+    }
+
+    #[test]
+    fn a_ca_is_told_from_a_leaf_by_its_basic_constraints() {
+        let mut params = rcgen::CertificateParams::new(vec![]).unwrap();
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let ca = params.self_signed(&key).unwrap();
+        assert!(parse_cert(ca.der()).unwrap().is_ca);
+        params.is_ca = rcgen::IsCa::ExplicitNoCa;
+        let leaf = params.self_signed(&key).unwrap();
+        assert!(!parse_cert(leaf.der()).unwrap().is_ca);
     }
 
     #[test]

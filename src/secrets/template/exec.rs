@@ -447,6 +447,14 @@ fn field(mut v: Val, names: &[String], mut path: String) -> Result<Val, String> 
                     ))
                 }
             },
+            Val::V(Value::Pem(p)) => match p.field(n) {
+                Some(x) => Val::V(x),
+                None => {
+                    return Err(format!(
+                        "can't evaluate field {n} in type dependency.PemEncoded"
+                    ))
+                }
+            },
             Val::V(other) => {
                 return Err(format!(
                     "can't evaluate field {n} in type {}",

@@ -73,7 +73,6 @@ const REFUSED: &[(&[&str], &str)] = &[
 
 /// consul-template functions not (yet) here: named so the error says so instead of "not defined".
 const NOT_YET: &[&str] = &[
-    "pkiCert",
     "regexReplaceAll",
     "regexMatch",
     "mustEnv",
@@ -116,7 +115,7 @@ const NOT_YET: &[&str] = &[
 ];
 
 /// The function table a template is parsed and rendered with, beyond Go's built-ins. Adding a
-/// function (as `pkiCert` will be) is one [`Funcs::insert`].
+/// function is one [`Funcs::insert`].
 #[derive(Default)]
 pub struct Funcs {
     map: HashMap<String, Func>,
@@ -140,6 +139,14 @@ impl Funcs {
     pub fn standard_with(env: Env, now: Clock) -> Self {
         let mut f = Self::new();
         f.insert("secret", secret);
+        // consul-template's pkiCert; its certificate's life (issue once, renew at 2/3, reuse
+        // the destination's after a restart) is the sidecar's certificate lane's business.
+        f.insert("pkiCert", |ctx, a| {
+            if a.is_empty() {
+                return Ok(Value::Nil);
+            }
+            ctx.read(Read::pki_cert(&strs(a)?)?)
+        });
         f.insert("secrets", |ctx, a| {
             let path = strings(a, 1, "secrets")?.remove(0);
             if path.is_empty() {

@@ -41,7 +41,7 @@ mod yaml;
 pub use exec::Ctx;
 pub use funcs::{Clock, Env, Func, Funcs};
 pub use source::{Read, Reads, Source};
-pub use value::{Map, Secret, Value};
+pub use value::{Map, PemEncoded, Secret, Value};
 
 use std::collections::BTreeSet;
 
@@ -397,7 +397,7 @@ mod tests {
             let e = Template::parse("t", &format!("{{{{ {name} \"x\" }}}}"), &f).unwrap_err();
             assert!(e.message.contains("is refused"), "{name}: {e}");
         }
-        let e = Template::parse("t", "{{ pkiCert \"x\" }}", &f).unwrap_err();
+        let e = Template::parse("t", "{{ regexMatch \"x\" }}", &f).unwrap_err();
         assert!(e.message.contains("not supported by vault-login yet"));
         let e = Template::parse("t", "{{ nosuch 1 }}", &f).unwrap_err();
         assert!(e.message.contains("function \"nosuch\" not defined"));

@@ -1,7 +1,7 @@
 //! Values printed as Go's `fmt` prints them: `%v`, `Sprint`, `Sprintln`, and `Sprintf` with
 //! flags, width, precision and Go's `%!verb(type=value)` forms for mismatches.
 
-use super::value::{Value, SECRET_FIELDS};
+use super::value::{Value, PEM_FIELDS, SECRET_FIELDS};
 
 /// Digits and the decimal point position of `f` (`0.d1d2... x 10^dp`), rounded to `sig`
 /// significant digits (`None`: shortest), trailing zeros removed, as strconv's decimal.
@@ -338,6 +338,13 @@ fn format_one(v: &Value, spec: &Spec, verb: char) -> String {
                 .map(|f| format_one(&s.field(f).unwrap_or(Value::Nil), spec, verb))
                 .collect();
             format!("&{{{}}}", parts.join(" "))
+        }
+        Value::Pem(p) => {
+            let parts: Vec<String> = PEM_FIELDS
+                .iter()
+                .map(|f| format_one(&p.field(f).unwrap_or(Value::Nil), spec, verb))
+                .collect();
+            format!("{{{}}}", parts.join(" "))
         }
         Value::Scratch => "&{{0 0} {0 0} 0 0 {} {}} map[]}".into(),
     }

@@ -3,7 +3,7 @@
 //! sidecar can make one request per distinct [`Read`] and share it between every template and
 //! `VAULT_LOGIN_SECRET_*` file.
 
-use super::value::{Secret, Value};
+use super::value::{PemEncoded, Secret, Value};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -17,13 +17,16 @@ pub enum Read {
     Write(String, BTreeMap<String, String>),
     /// `secrets "path"`: `LIST /v1/<path>`, answered by the sorted `data.keys`.
     List(String),
+    /// `pkiCert "path" "k=v" ...`: a certificate issued by `PUT /v1/<path>` with the pairs,
+    /// kept for its lifetime rather than re-read (the certificates' lane decides when).
+    Cert(String, BTreeMap<String, String>),
 }
 
 impl Read {
     /// The API path after `/v1/`.
     pub fn path(&self) -> &str {
         match self {
-            Read::Get(p) | Read::Write(p, _) | Read::List(p) => p,
+            Read::Get(p) | Read::Write(p, _) | Read::List(p) | Read::Cert(p, _) => p,
         }
     }
 
@@ -35,15 +38,33 @@ impl Read {
         if rest.is_empty() {
             return Ok(Read::Get(path.clone()));
         }
-        let mut body = BTreeMap::new();
-        for kv in rest.iter().filter(|a| !a.is_empty()) {
-            let Some((k, v)) = kv.split_once('=') else {
-                return Err("an argument after the path is not a k=v pair".into());
-            };
-            body.insert(k.trim().to_string(), v.trim().to_string());
-        }
-        Ok(Read::Write(path.clone(), body))
+        Ok(Read::Write(path.clone(), pairs(rest)?))
     }
+
+    /// The certificate `pkiCert` asks for with its string arguments (path, then `k=v`
+    /// pairs); the path is trimmed of spaces and slashes, as consul-template trims it.
+    pub fn pki_cert(args: &[String]) -> Result<Read, String> {
+        let Some((path, rest)) = args.split_first() else {
+            return Err("pkiCert needs a path".into());
+        };
+        let path = path.trim().trim_matches('/');
+        if path.is_empty() {
+            return Err("pkiCert needs a path, e.g. pki/issue/<role>".into());
+        }
+        Ok(Read::Cert(path.to_string(), pairs(rest)?))
+    }
+}
+
+/// consul-template's `k=v` arguments: both sides trimmed, empty arguments skipped.
+fn pairs(args: &[String]) -> Result<BTreeMap<String, String>, String> {
+    let mut body = BTreeMap::new();
+    for kv in args.iter().filter(|a| !a.is_empty()) {
+        let Some((k, v)) = kv.split_once('=') else {
+            return Err("an argument after the path is not a k=v pair".into());
+        };
+        body.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    Ok(body)
 }
 
 impl std::fmt::Display for Read {
@@ -53,6 +74,7 @@ impl std::fmt::Display for Read {
             Read::Get(p) => write!(f, "secret {p:?}"),
             Read::Write(p, _) => write!(f, "secret {p:?} (write)"),
             Read::List(p) => write!(f, "secrets {p:?}"),
+            Read::Cert(p, _) => write!(f, "pkiCert {p:?}"),
         }
     }
 }
@@ -88,6 +110,11 @@ impl Reads {
     /// Records the answer to a `secret` read or write.
     pub fn secret(&mut self, read: Read, secret: Secret) {
         self.map.insert(read, Ok(Value::Secret(Arc::new(secret))));
+    }
+
+    /// Records the certificate `pkiCert` returns for `read`.
+    pub fn cert(&mut self, read: Read, pems: PemEncoded) {
+        self.map.insert(read, Ok(Value::Pem(Arc::new(pems))));
     }
 
     /// Records the answer to a `secrets` list: the keys, sorted as consul-template sorts them.

@@ -187,6 +187,9 @@ impl Enc {
                 self.out.push('}');
             }
             Value::Secret(_) => return Err("toml: cannot encode a secret; use .Data".into()),
+            Value::Pem(_) => {
+                return Err("toml: cannot encode a certificate; use .Cert, .Key or .CA".into())
+            }
         }
         Ok(())
     }

@@ -30,6 +30,8 @@ pub enum Value {
     Map(Arc<Map>),
     /// The `*dependency.Secret` of `secret`.
     Secret(Arc<Secret>),
+    /// The `dependency.PemEncoded` of `pkiCert`.
+    Pem(Arc<PemEncoded>),
     /// consul-template's `scratch` (its state lives in the render).
     Scratch,
 }
@@ -62,6 +64,42 @@ pub(crate) const SECRET_FIELDS: [&str; 8] = [
     "Auth",
     "WrapInfo",
 ];
+
+/// What `pkiCert` returns: consul-template's `dependency.PemEncoded`, each field one PEM block
+/// as Go's `pem.EncodeToMemory` writes it (empty when the block was not had).
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct PemEncoded {
+    /// `.Cert`: the leaf certificate.
+    pub cert: String,
+    /// `.Key`: its private key.
+    pub key: String,
+    /// `.CA`: the issuing CA.
+    pub ca: String,
+}
+
+/// The fields of a [`PemEncoded`], in Go's declaration order.
+pub(crate) const PEM_FIELDS: [&str; 3] = ["Cert", "Key", "CA"];
+
+impl PemEncoded {
+    /// The field `name` as a value (`.Data` is the struct itself, as consul-template's method
+    /// mimicking a secret's `.Data` returns it), or `None` when it has no such field.
+    pub(crate) fn field(self: &Arc<Self>, name: &str) -> Option<Value> {
+        Some(match name {
+            "Cert" => Value::Str(self.cert.clone()),
+            "Key" => Value::Str(self.key.clone()),
+            "CA" => Value::Str(self.ca.clone()),
+            "Data" => Value::Pem(self.clone()),
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Debug for PemEncoded {
+    /// Never prints the key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PemEncoded(...)")
+    }
+}
 
 impl Secret {
     /// Builds the secret from a Vault answer's JSON body (numbers kept as sent).
@@ -179,6 +217,7 @@ impl Value {
             Value::List(_) => "[]interface {}",
             Value::Map(_) => "map[string]interface {}",
             Value::Secret(_) => "*dependency.Secret",
+            Value::Pem(_) => "dependency.PemEncoded",
             Value::Scratch => "*template.Scratch",
         }
     }
@@ -194,7 +233,7 @@ impl Value {
             Value::Number(s) | Value::Str(s) => !s.is_empty(),
             Value::List(l) => !l.is_empty(),
             Value::Map(m) => !m.is_empty(),
-            Value::Secret(_) | Value::Scratch => true,
+            Value::Secret(_) | Value::Pem(_) | Value::Scratch => true,
         }
     }
 
@@ -496,6 +535,26 @@ fn json_into(out: &mut String, v: &Value, indent: Option<&str>, depth: usize, ht
                 json_string(out, k, html);
                 out.push_str(colon);
                 json_into(out, x, indent, depth + 1, html);
+            }
+            newline(out, indent, depth);
+            out.push('}');
+        }
+        Value::Pem(p) => {
+            out.push('{');
+            for (i, f) in PEM_FIELDS.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                newline(out, indent, depth + 1);
+                json_string(out, f, html);
+                out.push_str(colon);
+                json_into(
+                    out,
+                    &p.field(f).unwrap_or(Value::Nil),
+                    indent,
+                    depth + 1,
+                    html,
+                );
             }
             newline(out, indent, depth);
             out.push('}');

@@ -5,7 +5,7 @@
 //! and a `json.Number` written as the int or float it parses as.
 
 use super::print::float;
-use super::value::{Value, SECRET_FIELDS};
+use super::value::{Value, PEM_FIELDS, SECRET_FIELDS};
 
 /// Marshals `v` as yaml.v2 does, without the trailing newline.
 pub(crate) fn to_yaml(v: &Value) -> Result<String, String> {
@@ -44,6 +44,15 @@ impl Emitter {
                 keys.sort_by(|a, b| natural(a, b));
                 let entries: Vec<(String, &Value)> =
                     keys.into_iter().map(|k| (k.clone(), &m[k])).collect();
+                self.mapping(&entries, ind, ctx);
+            }
+            Value::Pem(p) => {
+                let fields: Vec<(String, Value)> = PEM_FIELDS
+                    .iter()
+                    .map(|f| (f.to_lowercase(), p.field(f).unwrap_or(Value::Nil)))
+                    .collect();
+                let entries: Vec<(String, &Value)> =
+                    fields.iter().map(|(k, v)| (k.clone(), v)).collect();
                 self.mapping(&entries, ind, ctx);
             }
             Value::Secret(s) => {
@@ -124,7 +133,7 @@ impl Emitter {
                 }
             }
             Value::Str(s) => self.string(s, ind, false),
-            Value::List(_) | Value::Map(_) | Value::Secret(_) => {}
+            Value::List(_) | Value::Map(_) | Value::Secret(_) | Value::Pem(_) => {}
         }
     }
 
