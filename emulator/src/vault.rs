@@ -88,6 +88,9 @@ fn handle_at(st: &mut State, req: &Request, now: SystemTime) -> Reply {
         Ok(c) => c,
         Err(reply) => return reply,
     };
+    if let Some(rest) = path.strip_prefix("sys/internal/ui/mounts/") {
+        return access::ui_mount(st, req, &caller, &ns, rest);
+    }
     match path {
         "auth/token/renew-self" | "auth/token/lookup-self" | "auth/token/revoke-self" => {
             token_endpoint(st, req, &caller, &ns, path, now)
