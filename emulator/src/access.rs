@@ -139,10 +139,16 @@ pub(crate) fn route(
         true => format!("{path}/"),
         false => path.to_string(),
     };
-    let needed = if list {
-        "list"
-    } else {
-        capability(&req.method)
+    let write = matches!(req.method.as_str(), "PUT" | "POST");
+    let creates = write
+        && st
+            .secrets(ns)
+            .and_then(|s| s.split(path).map(|(m, rest)| secrets::creates(s, &m, rest)))
+            .unwrap_or(false);
+    let needed = match (list, creates) {
+        (true, _) => "list",
+        (_, true) => "create",
+        _ => capability(&req.method),
     };
     if let Err(reply) = authorize(st, caller, ns, &acl_path, needed) {
         return reply;

@@ -480,7 +480,7 @@ pub(crate) fn list(secrets: &Secrets, flavour: Flavour, mount: &str, rest: &str)
                 let live = kv.iter().filter(|(_, s)| !s.versions.is_empty());
                 folder_keys(live.map(|(k, _)| k), &folder(r.trim_start_matches('/')))
             }
-            _ => Vec::new(),
+            _ => return Reply::wrapped(405, "unsupported operation"),
         },
         Some(Engine::KvV1(kv)) => folder_keys(kv.keys(), &folder(rest)),
         Some(Engine::Pki(p)) => match p.list(rest) {
@@ -495,6 +495,18 @@ pub(crate) fn list(secrets: &Secrets, flavour: Flavour, mount: &str, rest: &str)
     }
     let data = json!({ "keys": keys });
     Reply::json(200, envelope(flavour, Envelope::data(data, "kv")))
+}
+
+/// Whether a write of `rest` under the engine at `mount` creates a secret (the ACL then asks
+/// for `create`, not `update`: KV's existence check).
+pub(crate) fn creates(secrets: &Secrets, mount: &str, rest: &str) -> bool {
+    match secrets.mounts.get(mount) {
+        Some(Engine::KvV1(kv)) => !kv.contains_key(rest),
+        Some(Engine::KvV2(kv)) => rest
+            .strip_prefix("data/")
+            .is_some_and(|k| kv.get(k).is_none_or(|s| s.versions.is_empty())),
+        _ => false,
+    }
 }
 
 /// Answers a PUT/POST of `rest` under the engine at `mount` (`path` is the whole path,

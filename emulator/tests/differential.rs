@@ -439,7 +439,9 @@ const APP_POLICY: &[(&str, &[&str])] = &[
     ("pki/certs/", &["list"]),
     ("kv/", &["list"]),
     ("kv/written", &["create", "update", "read"]),
+    ("kv/update-only", &["update"]),
     ("secret/metadata/", &["list"]),
+    ("secret/data/", &["list"]),
     ("secret/data/written", &["create", "update", "read"]),
 ];
 
@@ -1384,6 +1386,124 @@ fn pki_issue_and_its_refusals_answer_as_openbao() {
         "/v1/pki/certs?list=true",
         &t,
         "",
+    );
+    assert_no_differences(&p);
+}
+
+#[test]
+fn template_mount_lookups_lists_and_writes_answer_as_openbao() {
+    let Some(mut p) = setup() else { return };
+    pki_setup(&p);
+    for (path, data) in [("app/sub", "x=1"), ("zz", "x=1")] {
+        p.real.cli(&["kv", "put", &format!("secret/{path}"), data]);
+        p.emu.put_kv2("secret", path, json!({"x": "1"}));
+    }
+    p.real.cli(&["write", "kv/dir/a", "x=1"]);
+    p.emu.put_kv1("kv", "dir/a", json!({"x": "1"}));
+    let t = p.login("login", "app", &[]);
+    // The KV v2 rewrite's lookup (`sys/internal/ui/mounts/<path>`), for each kind of mount.
+    let mounts = "/v1/sys/internal/ui/mounts";
+    for (what, path) in [
+        ("the mount of a KV v2 secret", "secret/app"),
+        (
+            "the mount of a KV v2 secret the token cannot read",
+            "secret/other",
+        ),
+        ("the mount of a KV v1 secret", "kv/app"),
+        ("the mount of a PKI role", "pki/issue/web"),
+        ("a path no mount serves", "nope/x"),
+    ] {
+        p.with(what, "GET", &format!("{mounts}/{path}"), &t, "");
+    }
+    p.with(
+        "a mount lookup without a token",
+        "GET",
+        &format!("{mounts}/secret/app"),
+        &Tokens::same(""),
+        "",
+    );
+    p.with(
+        "PUT on a mount lookup",
+        "PUT",
+        &format!("{mounts}/secret/app"),
+        &t,
+        "{}",
+    );
+    // `secrets` (LIST).
+    for (what, path) in [
+        ("LIST of KV v2 metadata", "/v1/secret/metadata/"),
+        (
+            "LIST of KV v2 metadata without the slash",
+            "/v1/secret/metadata",
+        ),
+        ("LIST of a KV v1 mount", "/v1/kv/"),
+        (
+            "LIST of a KV v1 folder the policy does not grant",
+            "/v1/kv/dir",
+        ),
+    ] {
+        p.with(what, "LIST", path, &t, "");
+    }
+    p.with(
+        "GET ?list=true of a KV v1 mount",
+        "GET",
+        "/v1/kv/?list=true",
+        &t,
+        "",
+    );
+    // `secret` with k=v arguments (a write).
+    let kv = r#"{"password":"written"}"#;
+    p.with("a KV v1 write", "PUT", "/v1/kv/written", &t, kv);
+    p.with("reading the KV v1 write", "GET", "/v1/kv/written", &t, "");
+    p.with(
+        "a KV v1 write the policy denies",
+        "PUT",
+        "/v1/kv/app",
+        &t,
+        kv,
+    );
+    p.with(
+        "a KV v1 write of a new secret with update but not create",
+        "PUT",
+        "/v1/kv/update-only",
+        &t,
+        kv,
+    );
+    p.with("a KV v1 write again", "PUT", "/v1/kv/written", &t, kv);
+    p.with(
+        "LIST of KV v2 data, which is not a folder",
+        "LIST",
+        "/v1/secret/data/",
+        &t,
+        "",
+    );
+    p.with(
+        "a KV v2 write without data",
+        "PUT",
+        "/v1/secret/data/written",
+        &t,
+        kv,
+    );
+    p.with(
+        "a KV v2 write",
+        "PUT",
+        "/v1/secret/data/written",
+        &t,
+        r#"{"data":{"password":"written"}}"#,
+    );
+    p.with(
+        "reading the KV v2 write",
+        "GET",
+        "/v1/secret/data/written",
+        &t,
+        "",
+    );
+    p.with(
+        "a PKI issue from a template",
+        "PUT",
+        "/v1/pki/issue/web",
+        &t,
+        r#"{"common_name":"app.shop.svc","ttl":"1h"}"#,
     );
     assert_no_differences(&p);
 }
