@@ -164,6 +164,11 @@ pub(crate) fn route(
         flavour,
         nsid: (!ns.is_empty()).then(|| flavour.namespace_id(ns)),
         token: &caller.token,
+        display_name: st
+            .tokens
+            .live_mut(&caller.token, now)
+            .map(|t| crate::vault::display_name(t))
+            .unwrap_or_default(),
         query: &req.query,
         now,
     };

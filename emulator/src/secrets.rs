@@ -14,7 +14,7 @@
 //!   `kv get`.
 //! - KV v1 `GET <mount>/<path>` → `data` is the secret itself; `lease_duration` 2764800 (768 h,
 //!   or the secret's own `ttl` key), `lease_id` "", `renewable` false.
-//! - Dynamic `GET <mount>/creds/<role>` → new `username` (`v-kubernet-<role>-<20>-<unix>`, as
+//! - Dynamic `GET <mount>/creds/<role>` → new `username` (`v-<display name, 8>-<role, 8>-<20>-<unix>`, as
 //!   OpenBao's PostgreSQL plugin names them) and `password` every read, `lease_id`
 //!   `<mount>/creds/<role>/<24 base62>` (plus `.<namespace id>` outside the root namespace, as
 //!   `ExpirationManager.Register` writes it), `renewable`, `lease_duration` (see `leases.rs`).
@@ -243,6 +243,8 @@ pub(crate) struct ReadContext<'a> {
     pub nsid: Option<String>,
     /// The token that reads (a dynamic secret's lease dies with it).
     pub token: &'a str,
+    /// Its display name (database user names start with it).
+    pub display_name: String,
     /// The query string, without `?`.
     pub query: &'a str,
     pub now: SystemTime,
@@ -320,13 +322,15 @@ fn issue_creds(
     path: &str,
 ) -> Reply {
     // OpenBao's PostgreSQL plugin: `v-{{display name | truncate 8}}-{{role | truncate 8}}-
-    // {{random 20}}-{{unix time}}`, the display name of a kubernetes login starting `kubernet`.
+    // {{random 20}}-{{unix time}}`, the display name of a kubernetes login starting `kubernet`
+    // (`admin-au` in namespace `admin`).
     let role8: String = role_name.chars().take(8).collect();
+    let name8: String = cx.display_name.chars().take(8).collect();
     let mut data = Map::new();
     data.insert(
         "username".into(),
         json!(format!(
-            "v-kubernet-{role8}-{}-{}",
+            "v-{name8}-{role8}-{}-{}",
             random_base62(20),
             unix_secs(cx.now)
         )),

@@ -429,7 +429,7 @@ fn renew_self(st: &mut State, req: &Request, token: &str, now: SystemTime) -> Re
 /// The token's display name: the mount's path from the root namespace (`kubernetes`, or
 /// `admin/auth/kubernetes` in a namespace, the `auth/` prefix only stripped at the start) with
 /// `/` as `-`, then the service account.
-fn display_name(t: &TokenEntry) -> String {
+pub(crate) fn display_name(t: &TokenEntry) -> String {
     let source = if t.vault_ns.is_empty() {
         t.mount.clone()
     } else {

@@ -397,15 +397,13 @@ fn shape(s: &str) -> String {
             return format!("{path}/<lease>{}", &shape(last)["<accessor>".len()..]);
         }
     }
-    // Database credentials: `v-<display name>-<role>-<20 random>-<unix time>` and a
-    // 20-character password.
-    let parts: Vec<&str> = s.split('-').collect();
-    if parts.len() == 5
-        && parts[0] == "v"
-        && base62(parts[3], 20)
-        && all(parts[4], |c| c.is_ascii_digit())
-    {
-        return format!("v-{}-{}-<random>-<unix time>", parts[1], parts[2]);
+    // Database credentials: `v-<display name>-<role>-<20 random>-<unix time>` (the display
+    // name may hold a `-`: `admin-au` in namespace `admin`) and a 20-character password.
+    let parts: Vec<&str> = s.rsplitn(3, '-').collect();
+    if let [unix, random, head] = parts[..] {
+        if head.starts_with("v-") && base62(random, 20) && all(unix, |c| c.is_ascii_digit()) {
+            return format!("{head}-<random>-<unix time>");
+        }
     }
     if s.len() == 20 && all(s, |c| c.is_ascii_alphanumeric() || c == '-') {
         return "<password>".into();
@@ -1138,6 +1136,7 @@ fn database_credentials_and_their_lease_answer_as_openbao() {
             },
         );
     }
+    namespaced_database_lease(&mut p, &pg);
     assert_no_differences(&p);
 }
 
@@ -1506,4 +1505,118 @@ fn template_mount_lookups_lists_and_writes_answer_as_openbao() {
         r#"{"common_name":"app.shop.svc","ttl":"1h"}"#,
     );
     assert_no_differences(&p);
+}
+
+/// The database engine in namespace `admin`, on the same PostgreSQL: a lease id ending in
+/// `.<namespace id>`, renewed with and without the namespace header (the id names it), revoked,
+/// then gone.
+fn namespaced_database_lease(p: &mut Pair, pg: &Postgres) {
+    let admin = [("X-Vault-Namespace", "admin")];
+    let r = &p.real;
+    r.cli(&["secrets", "enable", "-namespace=admin", "database"]);
+    let root = r.root_token();
+    let post = |path: &str, body: Value| {
+        let (status, answer) = r.http("POST", path, Some(&root), &admin, Some(&body.to_string()));
+        assert!(
+            status < 300,
+            "{path}: {status} {}",
+            String::from_utf8_lossy(&answer)
+        );
+    };
+    post(
+        "/v1/database/config/pg",
+        json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": pg.connection_url(),
+            "username": "postgres",
+            "password": pg.superuser_password(),
+            "allowed_roles": ["app"],
+        }),
+    );
+    post(
+        "/v1/database/roles/app",
+        json!({
+            "db_name": "pg",
+            "creation_statements": [
+                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
+            ],
+            "default_ttl": 60,
+            "max_ttl": 3600,
+        }),
+    );
+    let db_policy: &[(&str, &[&str])] = &[
+        ("database/creds/app", &["read"]),
+        ("sys/leases/revoke", &["update"]),
+    ];
+    post(
+        "/v1/sys/policies/acl/db",
+        json!({ "policy": hcl(db_policy) }),
+    );
+    p.emu.put_policy_in("admin", "db", db_policy);
+    p.emu.put_dynamic_role_in(
+        "admin",
+        "database",
+        "app",
+        DynamicRole {
+            default_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(3600),
+            renewable: true,
+        },
+    );
+    role(p, "admin", "db", 60, 3600, &["db"], false);
+    let t = p.login("login in the namespace", "db", &admin);
+    let (real, emu) = p.ask(
+        "database credentials in the namespace",
+        Ask {
+            method: "GET",
+            path: "/v1/database/creds/app",
+            tokens: (&t.0, &t.1),
+            headers: &admin,
+            bodies: ("", ""),
+        },
+    );
+    let body = |v: &Value, inc: &str| format!(r#"{{"lease_id":{}{inc}}}"#, v["lease_id"]);
+    let renew = (
+        body(&real, r#","increment":30"#),
+        body(&emu, r#","increment":30"#),
+    );
+    let plain = (body(&real, ""), body(&emu, ""));
+    let none: &[(&str, &str)] = &[];
+    for (what, path, headers, bodies) in [
+        (
+            "renewing the namespaced lease",
+            "/v1/sys/leases/renew",
+            &admin[..],
+            &renew,
+        ),
+        (
+            "renewing the namespaced lease without the header",
+            "/v1/sys/leases/renew",
+            none,
+            &renew,
+        ),
+        (
+            "revoking the namespaced lease",
+            "/v1/sys/leases/revoke",
+            &admin[..],
+            &plain,
+        ),
+        (
+            "renewing the revoked namespaced lease",
+            "/v1/sys/leases/renew",
+            &admin[..],
+            &plain,
+        ),
+    ] {
+        p.ask(
+            what,
+            Ask {
+                method: "PUT",
+                path,
+                tokens: (&t.0, &t.1),
+                headers,
+                bodies: (&bodies.0, &bodies.1),
+            },
+        );
+    }
 }
