@@ -20,6 +20,11 @@
 //!   (`….<namespace id>`), whatever the request's namespace: the request is moved there before
 //!   the ACL check. The ACL sees the whole path, so `sys/leases/renew/<id>` (the id in the URL)
 //!   is denied by the `default` policy, which grants the exact path `sys/leases/renew`.
+//! - `GET sys/internal/ui/mounts/<path>`: the mount serving `path` (`type`, `options.version`,
+//!   `path` with its `/`, accessor `<type>_<8 hex>`, …) when the caller's policies grant
+//!   anything under it; otherwise, or with no mount there, a bare 403 `preflight capability
+//!   check returned 403, please ensure client's policies grant access to path "<path>/"`. A bad
+//!   token gets the flavour's 403, another method a bare 405.
 //! - Lease renewal: the increment is validated first (400 field validation), then the lease id
 //!   (400 `lease_id must be specified`); a lease that is gone is the flavour's 400. Revoking an
 //!   unknown lease succeeds (204), as `ExpirationManager.Revoke` returns nil without an entry.

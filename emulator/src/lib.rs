@@ -1,7 +1,9 @@
 //! An in-process emulator of the HashiCorp Vault HTTP API subset that `vault-login` uses: the
 //! kubernetes auth method's login, the token endpoints `renew-self`, `lookup-self` and
-//! `revoke-self`, secret reads from KV v2, KV v1 and a dynamic engine behind ACL policies, and
-//! `sys/leases/renew` / `sys/leases/revoke`, `sys/health` and `sys/seal-status`, with the
+//! `revoke-self`, secret reads, LISTs and writes on KV v2 and KV v1 and reads of a dynamic
+//! engine behind ACL policies, the PKI engine's `issue/<role>` (real certificates from a root CA
+//! made at [`Emulator::enable_pki`]), `sys/internal/ui/mounts/<path>` (the templates' KV v2
+//! lookup), and `sys/leases/renew` / `sys/leases/revoke`, `sys/health` and `sys/seal-status`, with the
 //! server's status codes, error bodies and TTL arithmetic (see the docs of `access.rs`,
 //! `secrets.rs`, `leases.rs`, `policy.rs` and `health.rs` for the facts they follow), in Vault Enterprise / OpenBao
 //! namespaces as well as the root one (`X-Vault-Namespace` and path prefixes; the `_in`
@@ -31,6 +33,16 @@
 //! method is a 403; both serve `sys/health` and `sys/seal-status` (also while
 //! [`Fault::Sealed`]), KV v2's `?version=N`, and refuse a negative renewal increment.
 //!
+//! `tests/differential.rs` compares, request by request (status, error strings, JSON shape),
+//! every kind vault-login sends: login, the token endpoints, KV v2/v1 reads and versions,
+//! database credentials and their leases (in the root and in a namespace, `.<nsid>` ids), the
+//! PKI issue with its refusals, TTL cap, `generate_lease` and `LIST certs` (and the
+//! certificates' subject and extensions with `openssl`), the templates' mount lookup, LIST and
+//! `k=v` writes, health and seal status, namespaces, and the max-TTL edge. Known differences
+//! left: the PKI engine makes EC keys only (OpenBao's default role key is RSA 2048; ring cannot
+//! generate RSA keys), its CA and mount maximum are fixed at 87600 h, `format=der` and
+//! `pem_bundle` are not emulated; the emulator has no root token.
+//!
 //! Tests drive it synchronously: [`Emulator::start`] binds `127.0.0.1:0` and serves from a
 //! background std thread running its own tokio current-thread runtime, so the control API below
 //! works the same from plain `#[test]`s and from inside `#[tokio::test]`s. Dropping the
@@ -57,7 +69,8 @@
 //!   clock.
 //! - `vault`: the router and the login and token endpoints, as plain functions from a recorded
 //!   request to a reply; no I/O. `access`: the caller's token, the ACL check and the routes
-//!   behind it (secret engines, lease endpoints); `health`: `sys/health` and `sys/seal-status`.
+//!   behind it (secret engines, lease endpoints, `sys/internal/ui/mounts`); `health`:
+//!   `sys/health` and `sys/seal-status`.
 //! - `reply`: the answer before it is put on the wire, Vault's error shapes and its envelope;
 //!   `flavour`: every answer that differs between OpenBao and Vault; `paths`: how namespace and
 //!   mount paths compare.
@@ -70,7 +83,8 @@
 //! - `tls`: a throwaway CA with server and client certificates.
 //! - [`real`]: the real OpenBao (`bao server -dev`, fetched on first use) with a fake
 //!   kube-apiserver, and a throwaway PostgreSQL, for the real-server tier of tests.
-//! - `secrets`: KV v2, KV v1 and a dynamic (database-style) engine and how each answers a read;
+//! - `secrets`: KV v2, KV v1, a dynamic (database-style) engine and the PKI engine's mounts, and
+//!   how each answers a read, a LIST and a write; `pki`: the PKI engine (CA, roles, issue);
 //!   `leases`: dynamic-secret leases (issue, renew, revoke, expiry);
 //!   `policy`: ACL policies and the capability check. Their module docs list the Vault facts
 //!   they follow.

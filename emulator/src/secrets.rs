@@ -19,6 +19,13 @@
 //!   `<mount>/creds/<role>/<24 base62>` (plus `.<namespace id>` outside the root namespace, as
 //!   `ExpirationManager.Register` writes it), `renewable`, `lease_duration` (see `leases.rs`).
 //!   An unknown role answers 400 `unknown role: <role>`.
+//! - LIST (or `GET ?list=true`; the ACL asks `list` on the path with a trailing `/`): KV v2
+//!   `metadata/<folder>` and KV v1 `<folder>` answer `keys`, a name's first segment below the
+//!   folder, with `/` when more follows (`app` and `app/` both); an empty folder is 404
+//!   `{"errors":[]}`; KV v2 `data/` is 405.
+//! - Writes: KV v1 `PUT <path>` stores the body (204); KV v2 `PUT data/<path>` needs `data`
+//!   (else 400 `no data provided`) and answers the new version's metadata. A write that creates
+//!   a secret needs `create`, not `update` (KV's existence check).
 //! - `mount_type` (`kv`, `database`) only where the flavour sends it.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
