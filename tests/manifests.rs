@@ -1820,3 +1820,29 @@ fn a_secret_the_policy_does_not_grant_fails() {
     );
     assert!(o.stderr.contains("must grant"), "{}", o.stderr);
 }
+
+#[test]
+fn a_certificate_the_pki_role_does_not_allow_fails() {
+    let docs = all_docs();
+    let mut w = workloads(&docs)
+        .into_iter()
+        .find(|d| d.file.ends_with("deployment-nginx-tls.yaml"))
+        .expect("the nginx example");
+    // A name outside the role's allowed_domains: Vault answers 400, nothing is published, and
+    // the log names the role settings to check.
+    env_mut(&mut w, "VAULT_LOGIN_CERT_NGINX")["value"] =
+        json!("pki/issue/nginx?common_name=nginx.other.svc&ttl=24h");
+    let o = run_one(&w, &docs, &|_| {});
+    assert!(
+        o.problems
+            .iter()
+            .any(|p| p.contains("VAULT_LOGIN_CERT_NGINX") && p.contains("not written")),
+        "{:?}",
+        o.problems
+    );
+    assert!(
+        o.stderr.contains("not allowed by this role") && o.stderr.contains("allowed_domains"),
+        "{}",
+        o.stderr
+    );
+}
