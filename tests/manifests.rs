@@ -237,6 +237,9 @@ fn hcl_blocks(text: &str) -> Vec<Block> {
     blocks
 }
 
+/// One `path "..." { capabilities = [...] }` of a policy: the path and its capabilities.
+type PolicyPath = (String, Vec<String>);
+
 struct Terraform {
     blocks: Vec<Block>,
     text: String,
@@ -394,7 +397,7 @@ impl Terraform {
 
     /// Each `vault_policy`'s name and the paths its heredoc grants (`${res.name.attr}`
     /// interpolations resolved), each with its capabilities (`read` when none are written).
-    fn policies(&self) -> Vec<(String, Vec<(String, Vec<String>)>)> {
+    fn policies(&self) -> Vec<(String, Vec<PolicyPath>)> {
         let mut out = Vec::new();
         let mut lines = self.text.lines();
         while let Some(line) = lines.next() {
