@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use common::*;
 use serde_json::{json, Value};
+use vault_emulator::{PkiKeyType, PkiRole};
 
 const SEC: Duration = Duration::from_secs(1);
 
@@ -236,6 +237,9 @@ fn hcl_blocks(text: &str) -> Vec<Block> {
     blocks
 }
 
+/// One `path "..." { capabilities = [...] }` of a policy: the path and its capabilities.
+type PolicyPath = (String, Vec<String>);
+
 struct Terraform {
     blocks: Vec<Block>,
     text: String,
@@ -339,16 +343,61 @@ impl Terraform {
             roles += 1;
         }
         for (name, paths) in self.policies() {
-            let rules: Vec<(&str, &[&str])> =
-                paths.iter().map(|p| (p.as_str(), &["read"][..])).collect();
+            let caps: Vec<Vec<&str>> = (paths.iter())
+                .map(|(_, c)| c.iter().map(String::as_str).collect())
+                .collect();
+            let rules: Vec<(&str, &[&str])> = (paths.iter().zip(&caps))
+                .map(|((p, _), c)| (p.as_str(), &c[..]))
+                .collect();
             emu.put_policy(&name, &rules);
         }
+        self.configure_pki(emu);
         roles
     }
 
+    /// The PKI engines (`vault_pki_secret_backend_root_cert`) and their roles, on the
+    /// emulator's PKI (EC keys only).
+    fn configure_pki(&self, emu: &Emulator) {
+        for b in self.resources("vault_pki_secret_backend_root_cert") {
+            let mount = self.one(&b.attrs["backend"]);
+            emu.enable_pki(&mount, &self.one(&b.attrs["common_name"]));
+        }
+        for b in self.resources("vault_pki_secret_backend_role") {
+            let get = |k: &str| b.attrs.get(k).map(|v| self.list(v)).unwrap_or_default();
+            let flag = |k: &str| b.attrs.get(k).is_some_and(|v| v == "true");
+            let secs = |k: &str| {
+                get(k)
+                    .first()
+                    .map_or(0, |v| v.parse::<u64>().expect("seconds"))
+            };
+            let key_type = match (
+                get("key_type").first().map(String::as_str),
+                secs("key_bits"),
+            ) {
+                (Some("ec"), 384) => PkiKeyType::EcP384,
+                (Some("ec"), _) => PkiKeyType::EcP256,
+                (other, _) => {
+                    panic!("pki role key_type {other:?}: the emulator makes EC keys only")
+                }
+            };
+            let role = PkiRole {
+                allowed_domains: get("allowed_domains"),
+                allow_subdomains: flag("allow_subdomains"),
+                allow_bare_domains: flag("allow_bare_domains"),
+                ttl: Duration::from_secs(secs("ttl")),
+                max_ttl: Duration::from_secs(secs("max_ttl")),
+                key_type,
+                generate_lease: flag("generate_lease"),
+                ..PkiRole::default()
+            };
+            let mount = self.one(&b.attrs["backend"]);
+            emu.put_pki_role(&mount, &self.one(&b.attrs["name"]), role);
+        }
+    }
+
     /// Each `vault_policy`'s name and the paths its heredoc grants (`${res.name.attr}`
-    /// interpolations resolved); every rule in k8s/ grants read.
-    fn policies(&self) -> Vec<(String, Vec<String>)> {
+    /// interpolations resolved), each with its capabilities (`read` when none are written).
+    fn policies(&self) -> Vec<(String, Vec<PolicyPath>)> {
         let mut out = Vec::new();
         let mut lines = self.text.lines();
         while let Some(line) = lines.next() {
@@ -377,7 +426,12 @@ impl Terraform {
                         let value = self.one(&p[i + 2..j]);
                         p.replace_range(i..=j, &value);
                     }
-                    paths.push(p);
+                    paths.push((p, vec!["read".to_string()]));
+                } else if let Some(caps) = l.strip_prefix("capabilities") {
+                    let caps = caps.trim_start().trim_start_matches('=');
+                    if let Some(last) = paths.last_mut() {
+                        last.1 = self.list(caps);
+                    }
                 }
             }
             out.push((name, paths));
@@ -561,6 +615,7 @@ fn run_workload(w: &Doc, docs: &[Doc], prepare: &dyn Fn(&Emulator)) -> Vec<Outco
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         let mut listen_port = None;
         let mut secrets: Vec<String> = Vec::new();
+        let mut certs: Vec<(String, String)> = Vec::new();
         for e in c["env"].as_array().into_iter().flatten() {
             let name = e["name"].as_str().unwrap().to_string();
             let Some(value) = e["value"].as_str() else {
@@ -585,6 +640,11 @@ fn run_workload(w: &Doc, docs: &[Doc], prepare: &dyn Fn(&Emulator)) -> Vec<Outco
                     name.trim_start_matches("VAULT_LOGIN_SECRET_")
                         .to_ascii_lowercase(),
                 );
+            } else if let Some(cert) = name
+                .strip_prefix(CERT_ENV_PREFIX)
+                .filter(|_| name != "VAULT_LOGIN_CERT_RENEW_BEFORE")
+            {
+                certs.push((cert.to_ascii_lowercase(), name.clone()));
             } else if !known_env_names().contains(&name) {
                 problems.push(format!(
                     "{name} is not a variable vault-login reads (not in --help): a typo?"
@@ -757,6 +817,24 @@ fn run_workload(w: &Doc, docs: &[Doc], prepare: &dyn Fn(&Emulator)) -> Vec<Outco
         for n in secrets.iter().filter(|n| !secrets_dir.join(n).is_file()) {
             problems.push(format!("secret file {n} was not written"));
         }
+        let env_value = |name: &str| {
+            c["env"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|e| e["name"] == name)
+                .and_then(|e| e["value"].as_str())
+                .unwrap_or_default()
+                .to_string()
+        };
+        for (name, variable) in &certs {
+            problems.extend(check_cert(
+                &secrets_dir.join(name),
+                variable,
+                &env_value(variable),
+                &run,
+            ));
+        }
         let token = fs::read_to_string(&token_file)
             .ok()
             .filter(|t| emu.is_valid(t));
@@ -778,10 +856,18 @@ fn run_workload(w: &Doc, docs: &[Doc], prepare: &dyn Fn(&Emulator)) -> Vec<Outco
                     }
                 }
             }
-            if !read_by_app {
+            // An app served by certificates (nginx) needs the certificate, not the token.
+            let cert_read = certs.iter().all(|(name, _)| {
+                let file = secrets_dir.join(name).join("tls.crt");
+                app_reads(&pod, &all, automount, docs, &file)
+            });
+            if certs.is_empty() && !read_by_app {
                 problems.push(format!(
                     "no app container mounts the token's volume and reads {container_token_path}"
                 ));
+            }
+            if !certs.is_empty() && !cert_read {
+                problems.push("no app container mounts the certificate's volume and names its tls.crt (in its spec or a ConfigMap)".into());
             }
         }
         if token.is_some() {
@@ -822,6 +908,91 @@ fn run_workload(w: &Doc, docs: &[Doc], prepare: &dyn Fn(&Emulator)) -> Vec<Outco
     outcomes
 }
 
+/// The prefix of the certificate variables (`VAULT_LOGIN_CERT_<NAME>`).
+const CERT_ENV_PREFIX: &str = "VAULT_LOGIN_CERT_";
+
+/// What is wrong with certificate `variable` (`value` as written) published in `dir`, once the
+/// sidecar `run` had 10 s: the three files, the key not world-readable, the product's own check
+/// (the certificate names every requested name and the key matches it), and `openssl verify`
+/// against `ca.crt` where openssl is installed.
+fn check_cert(dir: &Path, variable: &str, value: &str, run: &Running) -> Vec<String> {
+    use vault_login::files::atomic_dir::AtomicDir;
+    use vault_login::secrets::certs::{check_published, CertSpec};
+    let files = ["tls.crt", "tls.key", "ca.crt"];
+    wait_until(10 * SEC, || {
+        files.iter().all(|f| dir.join(f).is_file())
+            || run.stderr().contains("certificate not issued")
+    });
+    let missing: Vec<&str> = files
+        .into_iter()
+        .filter(|f| !dir.join(f).is_file())
+        .collect();
+    if !missing.is_empty() {
+        return vec![format!(
+            "{variable}: {missing:?} not written in {}",
+            dir.display()
+        )];
+    }
+    let mut problems = Vec::new();
+    let mode = fs::metadata(dir.join("tls.key"))
+        .map(|m| m.mode() & 0o777)
+        .unwrap_or(0o777);
+    if mode & 0o007 != 0 {
+        problems.push(format!(
+            "{variable}: tls.key is world-accessible ({mode:o})"
+        ));
+    }
+    let spec = CertSpec::parse(variable, value).unwrap();
+    if let Err(why) = check_published(
+        &AtomicDir::new(dir, None),
+        &spec,
+        std::time::SystemTime::now(),
+    ) {
+        problems.push(format!("{variable}: the published certificate: {why}"));
+    }
+    match Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(dir.join("ca.crt"))
+        .arg(dir.join("tls.crt"))
+        .output()
+    {
+        Ok(out) if !out.status.success() => problems.push(format!(
+            "{variable}: openssl verify: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )),
+        Ok(_) => {}
+        Err(_) => eprintln!("no openssl here: {variable}'s certificate was not verified"),
+    }
+    problems
+}
+
+/// Whether a container other than vault-login mounts the volume holding `file` (a host path
+/// in `pod`, whose last component may be a symlink, as the published names are) and names it
+/// as it sees it, in its own spec or in a ConfigMap of k8s/.
+fn app_reads(pod: &PodFs, all: &[&Value], automount: bool, docs: &[Doc], file: &Path) -> bool {
+    let (Some(parent), Some(name)) = (file.parent(), file.file_name()) else {
+        return false;
+    };
+    let Ok(host) = fs::canonicalize(parent).map(|p| p.join(name)) else {
+        return false;
+    };
+    let config_maps: Vec<String> = (docs.iter())
+        .filter(|d| d.kind() == "ConfigMap")
+        .map(|d| d.value["data"].to_string())
+        .collect();
+    all.iter().filter(|a| !is_vault_login(a)).any(|app| {
+        mounts_of(app, automount).iter().any(|m| {
+            let dir = pod.volume_dir(&m.volume);
+            let Ok(rest) = host.strip_prefix(fs::canonicalize(&dir).unwrap_or(dir)) else {
+                return false;
+            };
+            let app_path = Path::new(&m.path).join(rest).display().to_string();
+            app.to_string().contains(&app_path) || config_maps.iter().any(|c| c.contains(&app_path))
+        })
+    })
+}
+
 fn run_one(w: &Doc, docs: &[Doc], prepare: &dyn Fn(&Emulator)) -> Outcome {
     let mut v = run_workload(w, docs, prepare);
     assert_eq!(v.len(), 1, "{}: one vault-login container", w.label());
@@ -851,9 +1022,9 @@ fn env_mut<'a>(w: &'a mut Doc, name: &str) -> &'a mut Value {
 fn every_vault_login_container_in_k8s_logs_in_as_written() {
     let docs = all_docs();
     let ws = workloads(&docs);
-    // The tutorial's pod and the five examples in k8s/: none may be skipped silently.
+    // The tutorial's pod and the six examples in k8s/: none may be skipped silently.
     assert!(
-        ws.len() >= 6,
+        ws.len() >= 7,
         "workloads: {:?}",
         ws.iter().map(Doc::label).collect::<Vec<_>>()
     );
@@ -1651,4 +1822,30 @@ fn a_secret_the_policy_does_not_grant_fails() {
         o.problems
     );
     assert!(o.stderr.contains("must grant"), "{}", o.stderr);
+}
+
+#[test]
+fn a_certificate_the_pki_role_does_not_allow_fails() {
+    let docs = all_docs();
+    let mut w = workloads(&docs)
+        .into_iter()
+        .find(|d| d.file.ends_with("deployment-nginx-tls.yaml"))
+        .expect("the nginx example");
+    // A name outside the role's allowed_domains: Vault answers 400, nothing is published, and
+    // the log names the role settings to check.
+    env_mut(&mut w, "VAULT_LOGIN_CERT_NGINX")["value"] =
+        json!("pki/issue/nginx?common_name=nginx.other.svc&ttl=24h");
+    let o = run_one(&w, &docs, &|_| {});
+    assert!(
+        o.problems
+            .iter()
+            .any(|p| p.contains("VAULT_LOGIN_CERT_NGINX") && p.contains("not written")),
+        "{:?}",
+        o.problems
+    );
+    assert!(
+        o.stderr.contains("not allowed by this role") && o.stderr.contains("allowed_domains"),
+        "{}",
+        o.stderr
+    );
 }

@@ -20,20 +20,25 @@
 //!   (`….<namespace id>`), whatever the request's namespace: the request is moved there before
 //!   the ACL check. The ACL sees the whole path, so `sys/leases/renew/<id>` (the id in the URL)
 //!   is denied by the `default` policy, which grants the exact path `sys/leases/renew`.
+//! - `GET sys/internal/ui/mounts/<path>`: the mount serving `path` (`type`, `options.version`,
+//!   `path` with its `/`, accessor `<type>_<8 hex>`, …) when the caller's policies grant
+//!   anything under it; otherwise, or with no mount there, a bare 403 `preflight capability
+//!   check returned 403, please ensure client's policies grant access to path "<path>/"`. A bad
+//!   token gets the flavour's 403, another method a bare 405.
 //! - Lease renewal: the increment is validated first (400 field validation), then the lease id
 //!   (400 `lease_id must be specified`); a lease that is gone is the flavour's 400. Revoking an
 //!   unknown lease succeeds (204), as `ExpirationManager.Revoke` returns nil without an entry.
 
 use std::time::SystemTime;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Map, Value};
 
 use crate::leases::Refusal;
 use crate::paths::{clean, relative_path};
 use crate::reply::{envelope, Envelope, Reply};
-use crate::secrets::{self, ReadContext};
+use crate::secrets::{self, Engine, ReadContext};
 use crate::state::State;
-use crate::tokens::parse_increment;
+use crate::tokens::{parse_increment, stable_uuid};
 use crate::Request;
 
 /// A live token making a request.
@@ -133,7 +138,24 @@ pub(crate) fn route(
     if let Some(op) = lease_op {
         return lease_request(st, req, caller, ns, op, path, now);
     }
-    if let Err(reply) = authorize(st, caller, ns, path, capability(&req.method)) {
+    let list = is_list(req);
+    // Vault lists folders: the ACL sees a LIST's path with a trailing `/`.
+    let acl_path = match list && !path.ends_with('/') {
+        true => format!("{path}/"),
+        false => path.to_string(),
+    };
+    let write = matches!(req.method.as_str(), "PUT" | "POST");
+    let creates = write
+        && st
+            .secrets(ns)
+            .and_then(|s| s.split(path).map(|(m, rest)| secrets::creates(s, &m, rest)))
+            .unwrap_or(false);
+    let needed = match (list, creates) {
+        (true, _) => "list",
+        (_, true) => "create",
+        _ => capability(&req.method),
+    };
+    if let Err(reply) = authorize(st, caller, ns, &acl_path, needed) {
         return reply;
     }
     let Some((mount, rest)) = st.secrets(ns).and_then(|s| s.split(path)) else {
@@ -142,19 +164,106 @@ pub(crate) fn route(
             &format!("no handler for route {path:?}. route entry not found."),
         );
     };
-    if req.method != "GET" {
-        return Reply::wrapped(405, "unsupported operation");
-    }
     let flavour = st.flavour;
     let cx = ReadContext {
         flavour,
         nsid: (!ns.is_empty()).then(|| flavour.namespace_id(ns)),
         token: &caller.token,
+        display_name: st
+            .tokens
+            .live_mut(&caller.token, now)
+            .map(|t| crate::vault::display_name(t))
+            .unwrap_or_default(),
         query: &req.query,
         now,
     };
     let rest = rest.to_string();
-    secrets::read(st.secrets_mut(ns), &cx, &mount, &rest, path)
+    match req.method.as_str() {
+        _ if list => secrets::list(st.secrets_mut(ns), flavour, &mount, &rest),
+        "GET" => secrets::read(st.secrets_mut(ns), &cx, &mount, &rest, path),
+        "PUT" | "POST" => match body_object(req) {
+            Ok(body) => secrets::write(st.secrets_mut(ns), &cx, &mount, &rest, path, body),
+            Err(reply) => reply,
+        },
+        _ => Reply::wrapped(405, "unsupported operation"),
+    }
+}
+
+/// A LIST: the method, or `GET` with `list=true`.
+fn is_list(req: &Request) -> bool {
+    req.method == "LIST"
+        || (req.method == "GET"
+            && req
+                .query
+                .split('&')
+                .any(|kv| matches!(kv, "list=true" | "list=1")))
+}
+
+/// `GET sys/internal/ui/mounts/<path>`: the mount that serves `path` in namespace `ns`, for a
+/// caller whose policies grant something under it (OpenBao's `hasMountAccess`); otherwise a
+/// bare 403 naming the path. Any other method is a bare 405 (the route is unauthenticated).
+pub(crate) fn ui_mount(st: &State, req: &Request, caller: &Caller, ns: &str, path: &str) -> Reply {
+    if req.method != "GET" {
+        return Reply::error(405, "unsupported operation");
+    }
+    let denied = || {
+        let shown = match path.ends_with('/') {
+            true => path.to_string(),
+            false => format!("{path}/"),
+        };
+        Reply::error(403, &format!("preflight capability check returned 403, please ensure client's policies grant access to path {shown:?}"))
+    };
+    let Some(secrets) = st.secrets(ns) else {
+        return denied();
+    };
+    let Some((mount, _)) = secrets.split(path) else {
+        return denied();
+    };
+    let visible = relative_path(&caller.ns, ns, &format!("{mount}/")).is_some_and(|rel| {
+        st.secrets(&caller.ns)
+            .is_some_and(|s| s.policies.grants_under(&caller.policies, &rel))
+    });
+    if !visible {
+        return denied();
+    }
+    let Some(engine) = secrets.mounts.get(&mount) else {
+        return denied();
+    };
+    let seed = stable_uuid(&format!("{ns}/{mount}"));
+    let options = match engine {
+        Engine::KvV2(_) => json!({"version": "2"}),
+        Engine::KvV1(_) => json!({"version": "1"}),
+        _ => Value::Null,
+    };
+    // The dev server's own `secret/` has a description; mounts made later have none.
+    let description = match (engine, mount.as_str()) {
+        (Engine::KvV2(_), "secret") => "key/value secret storage",
+        _ => "",
+    };
+    let max_lease_ttl = match engine {
+        Engine::Pki(_) => 87600 * 3600,
+        _ => 0,
+    };
+    let data = json!({
+        "accessor": format!("{}_{}", engine.kind(), &seed[..8]),
+        "config": {"default_lease_ttl": 0, "force_no_cache": false, "max_lease_ttl": max_lease_ttl},
+        "deprecation_status": "supported",
+        "description": description,
+        "external_entropy_access": false,
+        "local": false,
+        "options": options,
+        "path": format!("{mount}/"),
+        "plugin_version": "",
+        "running_plugin_version": "v2.7.2+builtin.bao",
+        "running_sha256": "",
+        "seal_wrap": false,
+        "type": engine.kind(),
+        "uuid": seed,
+    });
+    Reply::json(
+        200,
+        envelope(st.flavour, Envelope::data(data, engine.kind())),
+    )
 }
 
 /// `sys/leases/renew` or `sys/leases/revoke` (`op`, with an optional id after it in `path`),

@@ -1,7 +1,9 @@
 //! An in-process emulator of the HashiCorp Vault HTTP API subset that `vault-login` uses: the
 //! kubernetes auth method's login, the token endpoints `renew-self`, `lookup-self` and
-//! `revoke-self`, secret reads from KV v2, KV v1 and a dynamic engine behind ACL policies, and
-//! `sys/leases/renew` / `sys/leases/revoke`, `sys/health` and `sys/seal-status`, with the
+//! `revoke-self`, secret reads, LISTs and writes on KV v2 and KV v1 and reads of a dynamic
+//! engine behind ACL policies, the PKI engine's `issue/<role>` (real certificates from a root CA
+//! made at [`Emulator::enable_pki`]), `sys/internal/ui/mounts/<path>` (the templates' KV v2
+//! lookup), and `sys/leases/renew` / `sys/leases/revoke`, `sys/health` and `sys/seal-status`, with the
 //! server's status codes, error bodies and TTL arithmetic (see the docs of `access.rs`,
 //! `secrets.rs`, `leases.rs`, `policy.rs` and `health.rs` for the facts they follow), in Vault Enterprise / OpenBao
 //! namespaces as well as the root one (`X-Vault-Namespace` and path prefixes; the `_in`
@@ -31,6 +33,16 @@
 //! method is a 403; both serve `sys/health` and `sys/seal-status` (also while
 //! [`Fault::Sealed`]), KV v2's `?version=N`, and refuse a negative renewal increment.
 //!
+//! `tests/differential.rs` compares, request by request (status, error strings, JSON shape),
+//! every kind vault-login sends: login, the token endpoints, KV v2/v1 reads and versions,
+//! database credentials and their leases (in the root and in a namespace, `.<nsid>` ids), the
+//! PKI issue with its refusals, TTL cap, `generate_lease` and `LIST certs` (and the
+//! certificates' subject and extensions with `openssl`), the templates' mount lookup, LIST and
+//! `k=v` writes, health and seal status, namespaces, and the max-TTL edge. Known differences
+//! left: the PKI engine makes EC keys only (OpenBao's default role key is RSA 2048; ring cannot
+//! generate RSA keys), its CA and mount maximum are fixed at 87600 h, `format=der` and
+//! `pem_bundle` are not emulated; the emulator has no root token.
+//!
 //! Tests drive it synchronously: [`Emulator::start`] binds `127.0.0.1:0` and serves from a
 //! background std thread running its own tokio current-thread runtime, so the control API below
 //! works the same from plain `#[test]`s and from inside `#[tokio::test]`s. Dropping the
@@ -57,7 +69,8 @@
 //!   clock.
 //! - `vault`: the router and the login and token endpoints, as plain functions from a recorded
 //!   request to a reply; no I/O. `access`: the caller's token, the ACL check and the routes
-//!   behind it (secret engines, lease endpoints); `health`: `sys/health` and `sys/seal-status`.
+//!   behind it (secret engines, lease endpoints, `sys/internal/ui/mounts`); `health`:
+//!   `sys/health` and `sys/seal-status`.
 //! - `reply`: the answer before it is put on the wire, Vault's error shapes and its envelope;
 //!   `flavour`: every answer that differs between OpenBao and Vault; `paths`: how namespace and
 //!   mount paths compare.
@@ -70,7 +83,8 @@
 //! - `tls`: a throwaway CA with server and client certificates.
 //! - [`real`]: the real OpenBao (`bao server -dev`, fetched on first use) with a fake
 //!   kube-apiserver, and a throwaway PostgreSQL, for the real-server tier of tests.
-//! - `secrets`: KV v2, KV v1 and a dynamic (database-style) engine and how each answers a read;
+//! - `secrets`: KV v2, KV v1, a dynamic (database-style) engine and the PKI engine's mounts, and
+//!   how each answers a read, a LIST and a write; `pki`: the PKI engine (CA, roles, issue);
 //!   `leases`: dynamic-secret leases (issue, renew, revoke, expiry);
 //!   `policy`: ACL policies and the capability check. Their module docs list the Vault facts
 //!   they follow.
@@ -82,6 +96,7 @@ mod health;
 mod jwt;
 mod leases;
 mod paths;
+mod pki;
 mod policy;
 pub mod real;
 mod reply;
@@ -174,6 +189,61 @@ impl Default for DynamicRole {
             renewable: true,
         }
     }
+}
+
+/// A PKI role, as `bao write <mount>/roles/<name>` configures one; the defaults are
+/// OpenBao's, except the key type (see [`PkiKeyType`]).
+#[derive(Clone, Debug)]
+pub struct PkiRole {
+    /// Domains whose names the role may certify (with `allow_subdomains` /
+    /// `allow_bare_domains`).
+    pub allowed_domains: Vec<String>,
+    /// Names below an allowed domain (`a.shop.svc`, `*.shop.svc` for `shop.svc`).
+    pub allow_subdomains: bool,
+    /// An allowed domain itself.
+    pub allow_bare_domains: bool,
+    /// `localhost` and `localdomain` (default true).
+    pub allow_localhost: bool,
+    /// Any name at all.
+    pub allow_any_name: bool,
+    /// IP SANs (`ip_sans`; default true).
+    pub allow_ip_sans: bool,
+    /// The TTL when the request names none; zero means the mount default (768 h).
+    pub ttl: Duration,
+    /// The longest TTL; zero means the mount maximum (87600 h here). Longer requests are
+    /// capped with a warning, not refused.
+    pub max_ttl: Duration,
+    /// The key made for each certificate.
+    pub key_type: PkiKeyType,
+    /// Each certificate comes with a lease (not renewable) that ends at its NotAfter.
+    pub generate_lease: bool,
+}
+
+impl Default for PkiRole {
+    fn default() -> Self {
+        PkiRole {
+            allowed_domains: Vec::new(),
+            allow_subdomains: false,
+            allow_bare_domains: false,
+            allow_localhost: true,
+            allow_any_name: false,
+            allow_ip_sans: true,
+            ttl: Duration::ZERO,
+            max_ttl: Duration::ZERO,
+            key_type: PkiKeyType::EcP256,
+            generate_lease: false,
+        }
+    }
+}
+
+/// The key a PKI role makes: ECDSA only, as the emulator's crypto (ring) cannot generate RSA
+/// keys. OpenBao's default is `rsa` 2048; give the real role `key_type=ec` to compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PkiKeyType {
+    /// `key_type=ec key_bits=256` (P-256).
+    EcP256,
+    /// `key_type=ec key_bits=384` (P-384).
+    EcP384,
 }
 
 /// What the emulator knows about a live lease.
@@ -690,6 +760,56 @@ impl Emulator {
         lock(&self.state)
             .secrets_mut(ns)
             .put_role(mount, name, role);
+    }
+
+    /// Enables a PKI engine at `mount` with a new root CA named `common_name` (P-256, valid
+    /// 87600 h; the mount's maximum TTL is 87600 h too) and returns the CA certificate (PEM).
+    /// Like [`Emulator::put_kv2`], this configures the root namespace or the one given to
+    /// [`Emulator::set_namespace_required`]. An existing PKI mount keeps its CA.
+    pub fn enable_pki(&self, mount: &str, common_name: &str) -> String {
+        self.enable_pki_in(&self.primary_ns(), mount, common_name)
+    }
+
+    /// [`Emulator::enable_pki`] in Vault namespace `ns` (`""` is the root; created if needed).
+    pub fn enable_pki_in(&self, ns: &str, mount: &str, common_name: &str) -> String {
+        let mut st = lock(&self.state);
+        let now = st.now();
+        st.secrets_mut(ns).enable_pki(mount, common_name, now)
+    }
+
+    /// Creates or replaces a PKI role read at `<mount>/issue/<name>` (enabling the engine with
+    /// a CA named after the mount if needed).
+    pub fn put_pki_role(&self, mount: &str, name: &str, role: PkiRole) {
+        self.put_pki_role_in(&self.primary_ns(), mount, name, role);
+    }
+
+    /// [`Emulator::put_pki_role`] in Vault namespace `ns` (`""` is the root; created if needed).
+    pub fn put_pki_role_in(&self, ns: &str, mount: &str, name: &str, role: PkiRole) {
+        let mut st = lock(&self.state);
+        let now = st.now();
+        st.secrets_mut(ns).put_pki_role(mount, name, role, now);
+    }
+
+    /// The CA certificate (PEM) of the PKI engine at `mount` in any namespace, if one is
+    /// enabled.
+    pub fn pki_ca_pem(&self, mount: &str) -> Option<String> {
+        let st = lock(&self.state);
+        let found = st
+            .namespaces
+            .values()
+            .find_map(|n| n.secrets.pki(mount).map(|p| p.ca_pem().to_string()));
+        found
+    }
+
+    /// How many certificates the PKI engines at `mount` (in every namespace) issued, the CA not
+    /// counted.
+    pub fn pki_issued(&self, mount: &str) -> usize {
+        lock(&self.state)
+            .namespaces
+            .values()
+            .filter_map(|n| n.secrets.pki(mount))
+            .map(|p| p.issued())
+            .sum()
     }
 
     /// Creates or replaces an ACL policy: `(path pattern, capabilities)` pairs, e.g.

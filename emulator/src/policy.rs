@@ -111,6 +111,25 @@ impl Policies {
         self.by_name.insert(name.to_string(), rules);
     }
 
+    /// Whether `policies` grant anything (a capability other than `deny`) on some path under
+    /// `prefix` (ending in `/`), as `sys/internal/ui/mounts` asks before naming a mount.
+    pub fn grants_under(&self, policies: &[String], prefix: &str) -> bool {
+        if policies.iter().any(|p| p == "root") {
+            return true;
+        }
+        policies
+            .iter()
+            .filter_map(|name| self.by_name.get(name))
+            .flatten()
+            .filter(|rule| rule.capabilities.iter().any(|c| c != "deny"))
+            .any(|rule| {
+                let body = rule.pattern.trim_end_matches('*');
+                rule.pattern.starts_with(prefix)
+                    || (rule.pattern.ends_with('*') && prefix.starts_with(body))
+                    || (body.contains('+') && matches(&rule.pattern, &format!("{prefix}x")))
+            })
+    }
+
     /// Whether a token holding `policies` has `capability` on `path`.
     pub fn allows(&self, policies: &[String], path: &str, capability: &str) -> bool {
         if policies.iter().any(|p| p == "root") {

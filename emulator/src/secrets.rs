@@ -14,14 +14,21 @@
 //!   `kv get`.
 //! - KV v1 `GET <mount>/<path>` → `data` is the secret itself; `lease_duration` 2764800 (768 h,
 //!   or the secret's own `ttl` key), `lease_id` "", `renewable` false.
-//! - Dynamic `GET <mount>/creds/<role>` → new `username` (`v-kubernet-<role>-<20>-<unix>`, as
+//! - Dynamic `GET <mount>/creds/<role>` → new `username` (`v-<display name, 8>-<role, 8>-<20>-<unix>`, as
 //!   OpenBao's PostgreSQL plugin names them) and `password` every read, `lease_id`
 //!   `<mount>/creds/<role>/<24 base62>` (plus `.<namespace id>` outside the root namespace, as
 //!   `ExpirationManager.Register` writes it), `renewable`, `lease_duration` (see `leases.rs`).
 //!   An unknown role answers 400 `unknown role: <role>`.
+//! - LIST (or `GET ?list=true`; the ACL asks `list` on the path with a trailing `/`): KV v2
+//!   `metadata/<folder>` and KV v1 `<folder>` answer `keys`, a name's first segment below the
+//!   folder, with `/` when more follows (`app` and `app/` both); an empty folder is 404
+//!   `{"errors":[]}`; KV v2 `data/` is 405.
+//! - Writes: KV v1 `PUT <path>` stores the body (204); KV v2 `PUT data/<path>` needs `data`
+//!   (else 400 `no data provided`) and answers the new version's metadata. A write that creates
+//!   a secret needs `create`, not `update` (KV's existence check).
 //! - `mount_type` (`kv`, `database`) only where the flavour sends it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::SystemTime;
 
 use serde_json::{json, Map, Value};
@@ -29,10 +36,11 @@ use serde_json::{json, Map, Value};
 use crate::flavour::Flavour;
 use crate::leases::LeaseStore;
 use crate::paths::clean;
+use crate::pki::{self, Pki};
 use crate::policy::{Policies, Rule};
 use crate::reply::{envelope, Envelope, Reply};
 use crate::tokens::{parse_duration, random_base62, rfc3339, unix_secs, MOUNT_TTL_SECS};
-use crate::DynamicRole;
+use crate::{DynamicRole, PkiRole};
 
 /// One version of a KV v2 secret.
 #[derive(Clone, Debug)]
@@ -55,6 +63,18 @@ pub(crate) enum Engine {
     KvV2(HashMap<String, Kv2Secret>),
     KvV1(HashMap<String, Map<String, Value>>),
     Database(HashMap<String, DynamicRole>),
+    Pki(Box<Pki>),
+}
+
+impl Engine {
+    /// The mount's `type`, as `sys/internal/ui/mounts` names it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Engine::KvV2(_) | Engine::KvV1(_) => "kv",
+            Engine::Database(_) => "database",
+            Engine::Pki(_) => "pki",
+        }
+    }
 }
 
 /// The secret engines, policies and leases of one namespace.
@@ -167,12 +187,46 @@ impl Secrets {
         }
     }
 
+    /// Enables a PKI engine at `mount` (keeping one already there) and returns its CA (PEM).
+    pub fn enable_pki(&mut self, mount: &str, common_name: &str, now: SystemTime) -> String {
+        let entry = self
+            .mounts
+            .entry(clean(mount).to_string())
+            .or_insert_with(|| Engine::Pki(Box::new(Pki::new(common_name, now))));
+        if !matches!(entry, Engine::Pki(_)) {
+            *entry = Engine::Pki(Box::new(Pki::new(common_name, now)));
+        }
+        match entry {
+            Engine::Pki(p) => p.ca_pem().to_string(),
+            _ => String::new(),
+        }
+    }
+
+    /// Creates or replaces a PKI role (enabling the engine, its CA named after the mount).
+    pub fn put_pki_role(&mut self, mount: &str, name: &str, role: PkiRole, now: SystemTime) {
+        if self.pki(mount).is_none() {
+            self.enable_pki(mount, clean(mount), now);
+        }
+        if let Some(Engine::Pki(p)) = self.mounts.get_mut(clean(mount)) {
+            p.put_role(name, role);
+        }
+    }
+
+    /// The PKI engine at `mount`, if there is one.
+    pub fn pki(&self, mount: &str) -> Option<&Pki> {
+        match self.mounts.get(clean(mount)) {
+            Some(Engine::Pki(p)) => Some(p),
+            _ => None,
+        }
+    }
+
     /// Creates or replaces a policy from `(pattern, capabilities)` pairs.
     pub fn put_policy(&mut self, name: &str, rules: &[(&str, &[&str])]) {
         let rules = rules
             .iter()
             .map(|(pattern, caps)| Rule {
-                pattern: clean(pattern).to_string(),
+                // A trailing `/` is kept: `kv/` grants a LIST of the folder, not `kv`.
+                pattern: pattern.trim_start_matches('/').to_string(),
                 capabilities: caps.iter().map(|c| c.to_string()).collect(),
             })
             .collect();
@@ -196,6 +250,8 @@ pub(crate) struct ReadContext<'a> {
     pub nsid: Option<String>,
     /// The token that reads (a dynamic secret's lease dies with it).
     pub token: &'a str,
+    /// Its display name (database user names start with it).
+    pub display_name: String,
     /// The query string, without `?`.
     pub query: &'a str,
     pub now: SystemTime,
@@ -250,6 +306,8 @@ pub(crate) fn read(
             }
             None => not_found(),
         },
+        // `issue/<role>` is a write; nothing of the PKI engine's is read here.
+        Engine::Pki(_) => Reply::wrapped(405, "unsupported operation"),
         Engine::Database(roles) => {
             let Some(role_name) = rest.strip_prefix("creds/").filter(|r| !r.contains('/')) else {
                 return Reply::wrapped(404, "unsupported path");
@@ -271,13 +329,15 @@ fn issue_creds(
     path: &str,
 ) -> Reply {
     // OpenBao's PostgreSQL plugin: `v-{{display name | truncate 8}}-{{role | truncate 8}}-
-    // {{random 20}}-{{unix time}}`, the display name of a kubernetes login starting `kubernet`.
+    // {{random 20}}-{{unix time}}`, the display name of a kubernetes login starting `kubernet`
+    // (`admin-au` in namespace `admin`).
     let role8: String = role_name.chars().take(8).collect();
+    let name8: String = cx.display_name.chars().take(8).collect();
     let mut data = Map::new();
     data.insert(
         "username".into(),
         json!(format!(
-            "v-kubernet-{role8}-{}-{}",
+            "v-{name8}-{role8}-{}-{}",
             random_base62(20),
             unix_secs(cx.now)
         )),
@@ -397,4 +457,126 @@ fn read_kv2_metadata(flavour: Flavour, secret: Option<&Kv2Secret>) -> Reply {
         "versions": versions,
     });
     Reply::json(200, envelope(flavour, Envelope::data(data, "kv")))
+}
+
+/// The keys directly under `prefix` (`""` or ending in `/`) among `names`: a name's first
+/// segment below it, with `/` when more follows (Vault lists both `app` and `app/`).
+fn folder_keys<'a>(names: impl Iterator<Item = &'a String>, prefix: &str) -> Vec<String> {
+    let keys: BTreeSet<String> = names
+        .filter_map(|n| n.strip_prefix(prefix))
+        .filter(|rest| !rest.is_empty())
+        .map(|rest| match rest.split_once('/') {
+            Some((first, _)) => format!("{first}/"),
+            None => rest.to_string(),
+        })
+        .collect();
+    keys.into_iter().collect()
+}
+
+/// `rest` as a folder prefix: `""`, or ending in one `/`.
+fn folder(rest: &str) -> String {
+    match rest.trim_end_matches('/') {
+        "" => String::new(),
+        r => format!("{r}/"),
+    }
+}
+
+/// Answers a LIST (or `GET ?list=true`) of `rest` under the engine at `mount`: KV v2
+/// `metadata/<folder>`, KV v1 `<folder>`, PKI `certs` and `roles`. An empty folder is 404
+/// `{"errors":[]}`.
+pub(crate) fn list(secrets: &Secrets, flavour: Flavour, mount: &str, rest: &str) -> Reply {
+    let keys = match secrets.mounts.get(mount) {
+        Some(Engine::KvV2(kv)) => match rest.strip_prefix("metadata") {
+            Some(r) if r.is_empty() || r.starts_with('/') => {
+                let live = kv.iter().filter(|(_, s)| !s.versions.is_empty());
+                folder_keys(live.map(|(k, _)| k), &folder(r.trim_start_matches('/')))
+            }
+            _ => return Reply::wrapped(405, "unsupported operation"),
+        },
+        Some(Engine::KvV1(kv)) => folder_keys(kv.keys(), &folder(rest)),
+        Some(Engine::Pki(p)) => match p.list(rest) {
+            Some(keys) => keys,
+            None => return Reply::wrapped(405, "unsupported operation"),
+        },
+        Some(Engine::Database(_)) => return Reply::wrapped(405, "unsupported operation"),
+        None => Vec::new(),
+    };
+    if keys.is_empty() {
+        return not_found();
+    }
+    let data = json!({ "keys": keys });
+    Reply::json(200, envelope(flavour, Envelope::data(data, "kv")))
+}
+
+/// Whether a write of `rest` under the engine at `mount` creates a secret (the ACL then asks
+/// for `create`, not `update`: KV's existence check).
+pub(crate) fn creates(secrets: &Secrets, mount: &str, rest: &str) -> bool {
+    match secrets.mounts.get(mount) {
+        Some(Engine::KvV1(kv)) => !kv.contains_key(rest),
+        Some(Engine::KvV2(kv)) => rest
+            .strip_prefix("data/")
+            .is_some_and(|k| kv.get(k).is_none_or(|s| s.versions.is_empty())),
+        _ => false,
+    }
+}
+
+/// Answers a PUT/POST of `rest` under the engine at `mount` (`path` is the whole path,
+/// relative to the namespace): a KV v1 write (204), a KV v2 `data/` write (the new version's
+/// metadata), a PKI issue.
+pub(crate) fn write(
+    secrets: &mut Secrets,
+    cx: &ReadContext,
+    mount: &str,
+    rest: &str,
+    path: &str,
+    body: Map<String, Value>,
+) -> Reply {
+    match secrets.mounts.get_mut(mount) {
+        Some(Engine::KvV1(kv)) if !rest.is_empty() => {
+            kv.insert(rest.to_string(), body);
+            Reply::no_content()
+        }
+        Some(Engine::KvV2(_)) => {
+            let Some(key) = rest.strip_prefix("data/").filter(|k| !k.is_empty()) else {
+                return Reply::wrapped(405, "unsupported operation");
+            };
+            let Some(Value::Object(data)) = body.get("data").cloned() else {
+                return Reply::error(400, "no data provided");
+            };
+            let version = secrets.put_kv2(mount, key, data, cx.now);
+            let data = json!({
+                "created_time": rfc3339(cx.now),
+                "custom_metadata": null,
+                "deletion_time": "",
+                "destroyed": false,
+                "version": version,
+            });
+            Reply::json(200, envelope(cx.flavour, Envelope::data(data, "kv")))
+        }
+        Some(Engine::Pki(p)) => {
+            let Some(role) = rest.strip_prefix("issue/").filter(|r| !r.contains('/')) else {
+                return Reply::wrapped(405, "unsupported operation");
+            };
+            let issued = match pki::issue(p, cx, role, &body) {
+                Ok(issued) => issued,
+                Err(reply) => return reply,
+            };
+            if !issued.generate_lease {
+                return pki::answer(cx, &issued, "");
+            }
+            let id = pki::lease_id(clean(path), cx.nsid.as_deref());
+            let now_s = unix_secs(cx.now);
+            let ttl = (issued.not_after - now_s).max(1);
+            let mut lease_data = Map::new();
+            lease_data.insert("serial_number".into(), issued.data["serial_number"].clone());
+            match secrets
+                .leases
+                .issue(id, cx.token, false, ttl, ttl, lease_data, cx.now)
+            {
+                Ok((lease, _)) => pki::answer(cx, &issued, &lease.id),
+                Err(message) => Reply::wrapped(500, message),
+            }
+        }
+        _ => Reply::wrapped(405, "unsupported operation"),
+    }
 }

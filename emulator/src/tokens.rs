@@ -263,8 +263,14 @@ pub(crate) fn parse_duration(value: &serde_json::Value) -> Option<i64> {
 /// integer or a digit string) or a Go duration; a negative value or anything else is a 400
 /// whose message is returned.
 pub(crate) fn parse_increment(value: &serde_json::Value) -> Result<i64, String> {
+    parse_duration_field("increment", value)
+}
+
+/// Parses duration field `name` (a renewal's `increment`, an issue's `ttl`) as OpenBao's field
+/// validation does: see [`parse_increment`].
+pub(crate) fn parse_duration_field(name: &str, value: &serde_json::Value) -> Result<i64, String> {
     let field = |why: String| {
-        format!("Field validation failed: error converting input for field \"increment\": {why}")
+        format!("Field validation failed: error converting input for field \"{name}\": {why}")
     };
     let secs = match value {
         serde_json::Value::Null => return Ok(0),

@@ -88,6 +88,9 @@ fn handle_at(st: &mut State, req: &Request, now: SystemTime) -> Reply {
         Ok(c) => c,
         Err(reply) => return reply,
     };
+    if let Some(rest) = path.strip_prefix("sys/internal/ui/mounts/") {
+        return access::ui_mount(st, req, &caller, &ns, rest);
+    }
     match path {
         "auth/token/renew-self" | "auth/token/lookup-self" | "auth/token/revoke-self" => {
             token_endpoint(st, req, &caller, &ns, path, now)
@@ -426,7 +429,7 @@ fn renew_self(st: &mut State, req: &Request, token: &str, now: SystemTime) -> Re
 /// The token's display name: the mount's path from the root namespace (`kubernetes`, or
 /// `admin/auth/kubernetes` in a namespace, the `auth/` prefix only stripped at the start) with
 /// `/` as `-`, then the service account.
-fn display_name(t: &TokenEntry) -> String {
+pub(crate) fn display_name(t: &TokenEntry) -> String {
     let source = if t.vault_ns.is_empty() {
         t.mount.clone()
     } else {

@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use common::call;
 use serde_json::{json, Map, Value};
 use vault_emulator::real::{Bao, Postgres};
-use vault_emulator::{DynamicRole, Emulator, Fault, Role, TokenType};
+use vault_emulator::{DynamicRole, Emulator, Fault, PkiKeyType, PkiRole, Role, TokenType};
 
 /// One server under test.
 trait Target {
@@ -206,7 +206,13 @@ impl Tokens {
 /// the same instant).
 const TTL_KEYS: [&str; 3] = ["lease_duration", "ttl", "creation_ttl"];
 /// Keys whose integers are unix times: within a few seconds.
-const TIME_KEYS: [&str; 3] = ["creation_time", "last_renewal_time", "server_time_utc"];
+const TIME_KEYS: [&str; 5] = [
+    "creation_time",
+    "last_renewal_time",
+    "server_time_utc",
+    "expiration",
+    "not_before",
+];
 
 fn compare(at: &str, real: &Value, emu: &Value, diffs: &mut Vec<String>) {
     match (real, emu) {
@@ -303,6 +309,40 @@ fn rfc3339(s: &str) -> Option<bool> {
     ok.then(|| s.len() > 20 && b[19] == b'.')
 }
 
+/// A certificate serial as OpenBao writes it: 20 bytes in lower-case hex, colon-separated.
+fn serial(s: &str) -> bool {
+    let bytes: Vec<&str> = s.split(':').collect();
+    bytes.len() == 20
+        && bytes
+            .iter()
+            .all(|b| b.len() == 2 && all(b, |c| c.is_ascii_digit() || ('a'..='f').contains(&c)))
+}
+
+/// PEM as Go writes it (one block, 64-column base64 lines, LF, no newline after the END
+/// line): `<PEM LABEL>`; any other layout is named by what differs.
+fn pem_shape(s: &str) -> Option<String> {
+    let label = s.strip_prefix("-----BEGIN ")?.split("-----").next()?;
+    let lines: Vec<&str> = s.split('\n').collect();
+    let body = &lines[1..lines.len().saturating_sub(1)];
+    let layout_ok = !s.contains('\r')
+        && lines.last() == Some(&format!("-----END {label}-----").as_str())
+        && !body.is_empty()
+        && body[..body.len() - 1].iter().all(|l| l.len() == 64)
+        && body.iter().all(|l| {
+            !l.is_empty()
+                && l.len() <= 64
+                && all(l, |c| c.is_ascii_alphanumeric() || "+/=".contains(c))
+        });
+    Some(match layout_ok {
+        true => format!("<PEM {label}>"),
+        false => format!(
+            "<PEM {label} laid out otherwise: {} lines, ends {:?}>",
+            lines.len(),
+            &s[s.len().saturating_sub(8)..]
+        ),
+    })
+}
+
 /// The class a string belongs to where its value is random or a time; the string itself
 /// otherwise (with the durations of a TTL warning masked, which depend on the second).
 fn shape(s: &str) -> String {
@@ -326,6 +366,21 @@ fn shape(s: &str) -> String {
     if let Some(class) = class {
         return format!("{class}{nsid}");
     }
+    if let Some(pem) = pem_shape(s) {
+        return pem;
+    }
+    if serial(s) {
+        return "<serial number>".into();
+    }
+    // A mount's accessor: `<type>_<8 hex>`.
+    if let Some((kind, hex)) = s.split_once('_') {
+        if hex.len() == 8
+            && all(hex, |c| c.is_ascii_hexdigit())
+            && all(kind, |c| c.is_ascii_lowercase())
+        {
+            return format!("<{kind} mount accessor>");
+        }
+    }
     match rfc3339(s) {
         Some(true) => return "<time with fraction>".into(),
         Some(false) => return "<time in whole seconds>".into(),
@@ -342,15 +397,13 @@ fn shape(s: &str) -> String {
             return format!("{path}/<lease>{}", &shape(last)["<accessor>".len()..]);
         }
     }
-    // Database credentials: `v-<display name>-<role>-<20 random>-<unix time>` and a
-    // 20-character password.
-    let parts: Vec<&str> = s.split('-').collect();
-    if parts.len() == 5
-        && parts[0] == "v"
-        && base62(parts[3], 20)
-        && all(parts[4], |c| c.is_ascii_digit())
-    {
-        return format!("v-{}-{}-<random>-<unix time>", parts[1], parts[2]);
+    // Database credentials: `v-<display name>-<role>-<20 random>-<unix time>` (the display
+    // name may hold a `-`: `admin-au` in namespace `admin`) and a 20-character password.
+    let parts: Vec<&str> = s.rsplitn(3, '-').collect();
+    if let [unix, random, head] = parts[..] {
+        if head.starts_with("v-") && base62(random, 20) && all(unix, |c| c.is_ascii_digit()) {
+            return format!("{head}-<random>-<unix time>");
+        }
     }
     if s.len() == 20 && all(s, |c| c.is_ascii_alphanumeric() || c == '-') {
         return "<password>".into();
@@ -377,6 +430,17 @@ const APP_POLICY: &[(&str, &[&str])] = &[
     ("kv/missing", &["read"]),
     ("database/creds/app", &["read"]),
     ("sys/leases/revoke", &["update"]),
+    ("pki/issue/web", &["update"]),
+    ("pki/issue/lease", &["update"]),
+    ("pki/issue/noip", &["update"]),
+    ("pki/issue/nope", &["update"]),
+    ("pki/certs/", &["list"]),
+    ("kv/", &["list"]),
+    ("kv/written", &["create", "update", "read"]),
+    ("kv/update-only", &["update"]),
+    ("secret/metadata/", &["list"]),
+    ("secret/data/", &["list"]),
+    ("secret/data/written", &["create", "update", "read"]),
 ];
 
 fn hcl(rules: &[(&str, &[&str])]) -> String {
@@ -1072,5 +1136,487 @@ fn database_credentials_and_their_lease_answer_as_openbao() {
             },
         );
     }
+    namespaced_database_lease(&mut p, &pg);
     assert_no_differences(&p);
+}
+
+/// The PKI engine on both: a root CA `shop.svc` (the real one tuned to 87600 h like the
+/// emulator's), roles `web` (EC P-256, `*.shop.svc`, max TTL 72 h), `lease` (the same with
+/// `generate_lease`) and `noip` (no IP SANs).
+fn pki_setup(p: &Pair) {
+    let r = &p.real;
+    r.cli(&["secrets", "enable", "pki"]);
+    r.cli(&["secrets", "tune", "-max-lease-ttl=87600h", "pki"]);
+    r.cli(&[
+        "write",
+        "pki/root/generate/internal",
+        "common_name=shop.svc",
+        "ttl=87600h",
+        "key_type=ec",
+    ]);
+    let base = [
+        "allowed_domains=shop.svc",
+        "allow_subdomains=true",
+        "max_ttl=72h",
+        "key_type=ec",
+        "key_bits=256",
+    ];
+    for (name, extra) in [
+        ("web", None),
+        ("lease", Some("generate_lease=true")),
+        ("noip", Some("allow_ip_sans=false")),
+    ] {
+        let path = format!("pki/roles/{name}");
+        let mut args = vec!["write", path.as_str()];
+        args.extend(base);
+        args.extend(extra);
+        r.cli(&args);
+    }
+    p.emu.enable_pki("pki", "shop.svc");
+    let web = PkiRole {
+        allowed_domains: vec!["shop.svc".into()],
+        allow_subdomains: true,
+        max_ttl: Duration::from_secs(72 * 3600),
+        key_type: PkiKeyType::EcP256,
+        ..PkiRole::default()
+    };
+    p.emu.put_pki_role("pki", "web", web.clone());
+    p.emu.put_pki_role(
+        "pki",
+        "lease",
+        PkiRole {
+            generate_lease: true,
+            ..web.clone()
+        },
+    );
+    p.emu.put_pki_role(
+        "pki",
+        "noip",
+        PkiRole {
+            allow_ip_sans: false,
+            ..web
+        },
+    );
+}
+
+/// What `openssl x509` says of a certificate's subject and extensions (key identifiers
+/// masked), or `None` without openssl.
+fn openssl_view(pem: &str) -> Option<Vec<String>> {
+    let dir = tempfile::tempdir().ok()?;
+    let file = dir.path().join("cert.pem");
+    std::fs::write(&file, pem).ok()?;
+    let out = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-subject", "-ext"])
+        .arg("subjectAltName,keyUsage,extendedKeyUsage,basicConstraints")
+        .arg("-in")
+        .arg(&file)
+        .output()
+        .ok()?;
+    assert!(out.status.success(), "openssl x509: {out:?}");
+    Some(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| l.trim().to_string())
+            .collect(),
+    )
+}
+
+/// `openssl verify` of the leaf `pem` against the CA `ca`: `Some(true)` when it verifies.
+fn openssl_verifies(pem: &str, ca: &str) -> Option<bool> {
+    let dir = tempfile::tempdir().ok()?;
+    let (leaf, root) = (dir.path().join("leaf.pem"), dir.path().join("ca.pem"));
+    std::fs::write(&leaf, pem).ok()?;
+    std::fs::write(&root, ca).ok()?;
+    let out = std::process::Command::new("openssl")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(&root)
+        .arg(&leaf)
+        .output()
+        .ok()?;
+    Some(out.status.success())
+}
+
+#[test]
+fn pki_issue_and_its_refusals_answer_as_openbao() {
+    let Some(mut p) = setup() else { return };
+    pki_setup(&p);
+    let t = p.login("login", "app", &[]);
+    let issue = "/v1/pki/issue/web";
+    let full = r#"{"common_name":"app.shop.svc","alt_names":"api.shop.svc,*.app.shop.svc","ip_sans":"10.0.0.1,::1","ttl":"1h"}"#;
+    let (real, emu) = p.with("an issue with every name", "PUT", issue, &t, full);
+    // The certificates themselves: the same subject and extensions, each verifying against
+    // its own CA.
+    let cert = |v: &Value, k: &str| v["data"][k].as_str().unwrap_or_default().to_string();
+    match (
+        openssl_view(&cert(&real, "certificate")),
+        openssl_view(&cert(&emu, "certificate")),
+    ) {
+        (Some(r), Some(e)) => {
+            if r != e {
+                p.diffs
+                    .push(format!("the certificate: real {r:?}, emulator {e:?}"));
+            }
+            for (side, v) in [("real", &real), ("emulator", &emu)] {
+                let ok = openssl_verifies(&cert(v, "certificate"), &cert(v, "issuing_ca"));
+                assert_eq!(ok, Some(true), "{side}: openssl verify failed");
+            }
+        }
+        _ => eprintln!("no openssl here: the certificates' contents were not compared"),
+    }
+    for (what, body) in [
+        (
+            "an issue without a TTL",
+            r#"{"common_name":"app.shop.svc"}"#,
+        ),
+        (
+            "an issue over the role's max TTL",
+            r#"{"common_name":"app.shop.svc","ttl":"100h"}"#,
+        ),
+        (
+            "an issue with a TTL in seconds",
+            r#"{"common_name":"app.shop.svc","ttl":30}"#,
+        ),
+        (
+            "a name outside the role's domains",
+            r#"{"common_name":"app.other.svc"}"#,
+        ),
+        (
+            "a bare domain the role does not allow",
+            r#"{"common_name":"shop.svc"}"#,
+        ),
+        ("an upper-case name", r#"{"common_name":"App.shop.svc"}"#),
+        (
+            "an alt name outside the role's domains",
+            r#"{"common_name":"app.shop.svc","alt_names":"b.other","ip_sans":"1.2.3"}"#,
+        ),
+        (
+            "a bad IP SAN",
+            r#"{"common_name":"app.shop.svc","ip_sans":"10.0.0"}"#,
+        ),
+        ("no common name", r#"{"ttl":"1h"}"#),
+        (
+            "a TTL that is not a duration",
+            r#"{"common_name":"app.shop.svc","ttl":"soon"}"#,
+        ),
+        (
+            "a negative TTL",
+            r#"{"common_name":"app.shop.svc","ttl":"-5s"}"#,
+        ),
+        (
+            "a PKCS#8 key",
+            r#"{"common_name":"app.shop.svc","ttl":"1h","private_key_format":"pkcs8"}"#,
+        ),
+        (
+            "the common name left out of the SANs",
+            r#"{"common_name":"app.shop.svc","ttl":"1h","exclude_cn_from_sans":"true"}"#,
+        ),
+        (
+            "parameters the endpoint does not know",
+            r#"{"common_name":"app.shop.svc","ttl":"1h","zeta":"1","alpha":"2"}"#,
+        ),
+        (
+            "a format that does not exist",
+            r#"{"common_name":"app.shop.svc","format":"jpeg"}"#,
+        ),
+    ] {
+        p.with(what, "PUT", issue, &t, body);
+    }
+    let cn = r#"{"common_name":"app.shop.svc","ttl":"1h"}"#;
+    p.with(
+        "a role that does not exist",
+        "PUT",
+        "/v1/pki/issue/nope",
+        &t,
+        cn,
+    );
+    p.with(
+        "a role the policy does not grant",
+        "PUT",
+        "/v1/pki/issue/other",
+        &t,
+        cn,
+    );
+    p.with(
+        "IP SANs on a role without them",
+        "PUT",
+        "/v1/pki/issue/noip",
+        &t,
+        r#"{"common_name":"app.shop.svc","ip_sans":"10.0.0.1"}"#,
+    );
+    p.with("GET on the issue path", "GET", issue, &t, "");
+    p.with(
+        "an issue without a token",
+        "PUT",
+        issue,
+        &Tokens::same(""),
+        cn,
+    );
+    // generate_lease: a lease that is not renewable; revoking it.
+    let (real, emu) = p.with(
+        "an issue with a lease",
+        "PUT",
+        "/v1/pki/issue/lease",
+        &t,
+        r#"{"common_name":"app.shop.svc","ttl":"20s"}"#,
+    );
+    let lease = |v: &Value| format!(r#"{{"lease_id":{}}}"#, v["lease_id"]);
+    let bodies = (lease(&real), lease(&emu));
+    for (what, path) in [
+        ("renewing a certificate's lease", "/v1/sys/leases/renew"),
+        ("revoking a certificate's lease", "/v1/sys/leases/revoke"),
+    ] {
+        p.ask(
+            what,
+            Ask {
+                method: "PUT",
+                path,
+                tokens: (&t.0, &t.1),
+                headers: &[],
+                bodies: (&bodies.0, &bodies.1),
+            },
+        );
+    }
+    // The serials of every certificate so far, the CA's among them.
+    p.with("LIST pki/certs", "LIST", "/v1/pki/certs", &t, "");
+    p.with(
+        "GET pki/certs?list=true",
+        "GET",
+        "/v1/pki/certs?list=true",
+        &t,
+        "",
+    );
+    assert_no_differences(&p);
+}
+
+#[test]
+fn template_mount_lookups_lists_and_writes_answer_as_openbao() {
+    let Some(mut p) = setup() else { return };
+    pki_setup(&p);
+    for (path, data) in [("app/sub", "x=1"), ("zz", "x=1")] {
+        p.real.cli(&["kv", "put", &format!("secret/{path}"), data]);
+        p.emu.put_kv2("secret", path, json!({"x": "1"}));
+    }
+    p.real.cli(&["write", "kv/dir/a", "x=1"]);
+    p.emu.put_kv1("kv", "dir/a", json!({"x": "1"}));
+    let t = p.login("login", "app", &[]);
+    // The KV v2 rewrite's lookup (`sys/internal/ui/mounts/<path>`), for each kind of mount.
+    let mounts = "/v1/sys/internal/ui/mounts";
+    for (what, path) in [
+        ("the mount of a KV v2 secret", "secret/app"),
+        (
+            "the mount of a KV v2 secret the token cannot read",
+            "secret/other",
+        ),
+        ("the mount of a KV v1 secret", "kv/app"),
+        ("the mount of a PKI role", "pki/issue/web"),
+        ("a path no mount serves", "nope/x"),
+    ] {
+        p.with(what, "GET", &format!("{mounts}/{path}"), &t, "");
+    }
+    p.with(
+        "a mount lookup without a token",
+        "GET",
+        &format!("{mounts}/secret/app"),
+        &Tokens::same(""),
+        "",
+    );
+    p.with(
+        "PUT on a mount lookup",
+        "PUT",
+        &format!("{mounts}/secret/app"),
+        &t,
+        "{}",
+    );
+    // `secrets` (LIST).
+    for (what, path) in [
+        ("LIST of KV v2 metadata", "/v1/secret/metadata/"),
+        (
+            "LIST of KV v2 metadata without the slash",
+            "/v1/secret/metadata",
+        ),
+        ("LIST of a KV v1 mount", "/v1/kv/"),
+        (
+            "LIST of a KV v1 folder the policy does not grant",
+            "/v1/kv/dir",
+        ),
+    ] {
+        p.with(what, "LIST", path, &t, "");
+    }
+    p.with(
+        "GET ?list=true of a KV v1 mount",
+        "GET",
+        "/v1/kv/?list=true",
+        &t,
+        "",
+    );
+    // `secret` with k=v arguments (a write).
+    let kv = r#"{"password":"written"}"#;
+    p.with("a KV v1 write", "PUT", "/v1/kv/written", &t, kv);
+    p.with("reading the KV v1 write", "GET", "/v1/kv/written", &t, "");
+    p.with(
+        "a KV v1 write the policy denies",
+        "PUT",
+        "/v1/kv/app",
+        &t,
+        kv,
+    );
+    p.with(
+        "a KV v1 write of a new secret with update but not create",
+        "PUT",
+        "/v1/kv/update-only",
+        &t,
+        kv,
+    );
+    p.with("a KV v1 write again", "PUT", "/v1/kv/written", &t, kv);
+    p.with(
+        "LIST of KV v2 data, which is not a folder",
+        "LIST",
+        "/v1/secret/data/",
+        &t,
+        "",
+    );
+    p.with(
+        "a KV v2 write without data",
+        "PUT",
+        "/v1/secret/data/written",
+        &t,
+        kv,
+    );
+    p.with(
+        "a KV v2 write",
+        "PUT",
+        "/v1/secret/data/written",
+        &t,
+        r#"{"data":{"password":"written"}}"#,
+    );
+    p.with(
+        "reading the KV v2 write",
+        "GET",
+        "/v1/secret/data/written",
+        &t,
+        "",
+    );
+    p.with(
+        "a PKI issue from a template",
+        "PUT",
+        "/v1/pki/issue/web",
+        &t,
+        r#"{"common_name":"app.shop.svc","ttl":"1h"}"#,
+    );
+    assert_no_differences(&p);
+}
+
+/// The database engine in namespace `admin`, on the same PostgreSQL: a lease id ending in
+/// `.<namespace id>`, renewed with and without the namespace header (the id names it), revoked,
+/// then gone.
+fn namespaced_database_lease(p: &mut Pair, pg: &Postgres) {
+    let admin = [("X-Vault-Namespace", "admin")];
+    let r = &p.real;
+    r.cli(&["secrets", "enable", "-namespace=admin", "database"]);
+    let root = r.root_token();
+    let post = |path: &str, body: Value| {
+        let (status, answer) = r.http("POST", path, Some(&root), &admin, Some(&body.to_string()));
+        assert!(
+            status < 300,
+            "{path}: {status} {}",
+            String::from_utf8_lossy(&answer)
+        );
+    };
+    post(
+        "/v1/database/config/pg",
+        json!({
+            "plugin_name": "postgresql-database-plugin",
+            "connection_url": pg.connection_url(),
+            "username": "postgres",
+            "password": pg.superuser_password(),
+            "allowed_roles": ["app"],
+        }),
+    );
+    post(
+        "/v1/database/roles/app",
+        json!({
+            "db_name": "pg",
+            "creation_statements": [
+                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
+            ],
+            "default_ttl": 60,
+            "max_ttl": 3600,
+        }),
+    );
+    let db_policy: &[(&str, &[&str])] = &[
+        ("database/creds/app", &["read"]),
+        ("sys/leases/revoke", &["update"]),
+    ];
+    post(
+        "/v1/sys/policies/acl/db",
+        json!({ "policy": hcl(db_policy) }),
+    );
+    p.emu.put_policy_in("admin", "db", db_policy);
+    p.emu.put_dynamic_role_in(
+        "admin",
+        "database",
+        "app",
+        DynamicRole {
+            default_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(3600),
+            renewable: true,
+        },
+    );
+    role(p, "admin", "db", 60, 3600, &["db"], false);
+    let t = p.login("login in the namespace", "db", &admin);
+    let (real, emu) = p.ask(
+        "database credentials in the namespace",
+        Ask {
+            method: "GET",
+            path: "/v1/database/creds/app",
+            tokens: (&t.0, &t.1),
+            headers: &admin,
+            bodies: ("", ""),
+        },
+    );
+    let body = |v: &Value, inc: &str| format!(r#"{{"lease_id":{}{inc}}}"#, v["lease_id"]);
+    let renew = (
+        body(&real, r#","increment":30"#),
+        body(&emu, r#","increment":30"#),
+    );
+    let plain = (body(&real, ""), body(&emu, ""));
+    let none: &[(&str, &str)] = &[];
+    for (what, path, headers, bodies) in [
+        (
+            "renewing the namespaced lease",
+            "/v1/sys/leases/renew",
+            &admin[..],
+            &renew,
+        ),
+        (
+            "renewing the namespaced lease without the header",
+            "/v1/sys/leases/renew",
+            none,
+            &renew,
+        ),
+        (
+            "revoking the namespaced lease",
+            "/v1/sys/leases/revoke",
+            &admin[..],
+            &plain,
+        ),
+        (
+            "renewing the revoked namespaced lease",
+            "/v1/sys/leases/renew",
+            &admin[..],
+            &plain,
+        ),
+    ] {
+        p.ask(
+            what,
+            Ask {
+                method: "PUT",
+                path,
+                tokens: (&t.0, &t.1),
+                headers,
+                bodies: (&bodies.0, &bodies.1),
+            },
+        );
+    }
 }

@@ -95,6 +95,59 @@ resource "vault_kubernetes_auth_backend_role" "internal_app" {
   token_policies = [vault_policy.internal_app.name]
 }
 
+# The nginx example (k8s/deployment-nginx-tls.yaml): a PKI engine with its own root CA, a role for
+# the Service's names, and a login role whose token may issue from it. With the CLI:
+#   vault secrets enable pki && vault secrets tune -max-lease-ttl=87600h pki
+#   vault write pki/root/generate/internal common_name=app.svc ttl=87600h key_type=ec
+#   vault write pki/roles/nginx allowed_domains=app.svc,app.svc.cluster.local \
+#     allow_subdomains=true max_ttl=72h key_type=ec key_bits=256
+resource "vault_mount" "pki" {
+  path                  = "pki"
+  type                  = "pki"
+  max_lease_ttl_seconds = 315360000
+  description           = "Certificates for the nginx example"
+}
+
+resource "vault_pki_secret_backend_root_cert" "pki" {
+  backend     = vault_mount.pki.path
+  type        = "internal"
+  common_name = "app.svc"
+  ttl         = 315360000
+  key_type    = "ec"
+  key_bits    = 256
+}
+
+resource "vault_pki_secret_backend_role" "nginx" {
+  backend          = vault_mount.pki.path
+  name             = "nginx"
+  allowed_domains  = ["app.svc", "app.svc.cluster.local"]
+  allow_subdomains = true
+  # vault-login renews at about 2/3 of the certificate's life; 24h is asked for.
+  max_ttl  = 259200
+  key_type = "ec"
+  key_bits = 256
+}
+
+resource "vault_policy" "nginx" {
+  name   = "nginx"
+  policy = <<-EOT
+    path "${vault_mount.pki.path}/issue/${vault_pki_secret_backend_role.nginx.name}" {
+      capabilities = ["update"]
+    }
+  EOT
+}
+
+resource "vault_kubernetes_auth_backend_role" "nginx" {
+  backend                          = vault_auth_backend.kubernetes.path
+  role_name                        = "nginx"
+  bound_service_account_names      = [var.service_account]
+  bound_service_account_namespaces = [var.app_namespace]
+  audience                         = var.audience
+  token_ttl                        = 3600
+  token_max_ttl                    = 86400
+  token_policies                   = [vault_policy.nginx.name]
+}
+
 output "login_path" {
   description = "Path vault-login posts to (VAULT_LOGIN_MOUNT=kubernetes, VAULT_LOGIN_ROLE=internal-app)."
   value       = "auth/${vault_auth_backend.kubernetes.path}/login"
