@@ -30,7 +30,7 @@ pub fn command() -> Command {
         .bin_name("vault-login")
         .version(env!("CARGO_PKG_VERSION"))
         .about(ABOUT);
-    for about in s::ALL {
+    for about in s::ALL.iter().map(|setting| setting.about()) {
         let Some(flag) = about.flag else {
             let default = about.default.map(|d| format!(" [default: {d}]"));
             let (names, help) = (about.env.join(", "), about.help);
@@ -116,7 +116,7 @@ pub const OWN_PREFIX: &str = "VAULT_LOGIN_";
 pub fn unknown_variables(names: &[String]) -> Vec<(String, Option<&'static str>)> {
     let known: Vec<&'static str> = s::ALL
         .iter()
-        .flat_map(|a| a.env.iter().copied())
+        .flat_map(|setting| setting.about().env.iter().copied())
         .filter(|e| e.starts_with(OWN_PREFIX))
         .collect();
     names

@@ -7,29 +7,25 @@
 //! [`ConfigError::Invalid`] that names the flag or variable it came from and says what to do.
 
 pub mod annotations;
+mod build;
 pub mod cli;
 pub mod settings;
 mod summary;
 
 use std::ffi::OsString;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use clap::ArgMatches;
-use reqwest::Url;
-
 use cli::CliError;
 
-use crate::config::settings::{self as s, check_readable, About, Setting};
+use crate::config::settings::{About, Setting};
 use crate::exec::{ExecSettings, ENV_PREFIX};
 use crate::hooks::HookSettings;
 use crate::machine::cert_lane::CertSettings;
 use crate::machine::events::{Goal, Settings};
 use crate::secrets::certs::CertsSettings;
 use crate::secrets::{self, SecretsSettings};
-use crate::vault::proxy::ProxySettings;
-use crate::vault::tls::{TlsNames, TlsSettings};
 use crate::vault::VaultSettings;
 
 pub use crate::duration::{human, parse_duration, DURATION_HINT, MAX_DURATION};
@@ -180,42 +176,32 @@ impl Lookup<'_> {
         }))
     }
 
-    /// The given value, parsed, with where it came from; `None` when none is given.
-    fn parsed<T>(&self, setting: &Setting<T>) -> Result<Option<(T, Given)>, ConfigError> {
-        let Some(given) = self.given(&setting.about)? else {
-            return Ok(None);
-        };
-        let value = (setting.parse)(&given.value).map_err(|problem| given.invalid(problem))?;
-        Ok(Some((value, given)))
-    }
-
-    /// The given value or else the default, parsed; `None` when there is neither.
-    fn get<T>(&self, setting: &Setting<T>) -> Result<Option<T>, ConfigError> {
-        if let Some((value, _)) = self.parsed(setting)? {
-            return Ok(Some(value));
-        }
-        let about = &setting.about;
-        about
-            .default
-            .map(|d| (setting.parse)(d).map_err(|p| invalid(about.name(), format!("default: {p}"))))
-            .transpose()
-    }
-
-    /// Like [`Lookup::get`], for a setting that must be given or have a default.
+    /// The given value or else the default, parsed, for a setting that must have one.
     fn value<T>(&self, setting: &Setting<T>) -> Result<T, ConfigError> {
         let about = &setting.about;
-        self.get(setting)?.ok_or_else(|| {
-            let (name, flag) = (about.name(), about.flag_or_name());
-            let typo = cli::unknown_variables(self.names)
-                .into_iter()
-                .find(|(_, closest)| *closest == Some(name))
-                .map_or_else(String::new, |(typo, _)| format!("; {typo} is set: a typo?"));
-            let help = about.help;
-            invalid(
-                name,
-                format!("required but not set (set {name} or {flag} to {help}){typo}"),
-            )
-        })
+        let (value, source) = match self.given(about)? {
+            Some(given) => (given.value, given.source),
+            None => match about.default {
+                Some(default) => (default.to_string(), about.name()),
+                None => return Err(self.missing(about)),
+            },
+        };
+        (setting.parse)(&value).map_err(|problem| invalid(source, problem))
+    }
+
+    /// The error for a required setting that has no value: what to set, and a misspelt
+    /// variable that may have been meant.
+    fn missing(&self, about: &About) -> ConfigError {
+        let (name, flag) = (about.name(), about.flag_or_name());
+        let typo = cli::unknown_variables(self.names)
+            .into_iter()
+            .find(|(_, closest)| *closest == Some(name))
+            .map_or_else(String::new, |(typo, _)| format!("; {typo} is set: a typo?"));
+        let help = about.help;
+        invalid(
+            name,
+            format!("required but not set (set {name} or {flag} to {help}){typo}"),
+        )
     }
 }
 
@@ -253,7 +239,7 @@ impl Config {
                 })?;
         let annotations =
             annotations::Layer::load(env).map_err(|(source, problem)| invalid(&source, problem))?;
-        build(&Lookup {
+        build::build(&Lookup {
             flags,
             env,
             annotations: &annotations,
@@ -346,375 +332,6 @@ impl Config {
     }
 }
 
-/// Checks every setting and builds the config; fields are checked in declaration order, then
-/// the rules that tie fields together.
-fn build(lookup: &Lookup<'_>) -> Result<Config, ConfigError> {
-    let vault_addr = lookup.value(&s::VAULT_ADDR)?;
-    let role = lookup.value(&s::ROLE)?;
-    let mount = lookup.value(&s::MOUNT)?;
-    let jwt = match lookup.get(&s::JWT)? {
-        Some(jwt) => JwtSource::Env(jwt),
-        None => JwtSource::File(lookup.value(&s::JWT_FILE)?),
-    };
-    let token_file = lookup.parsed(&s::TOKEN_FILE)?;
-    let token_sink = match (&lookup.program, &token_file) {
-        // exec keeps the token in memory unless a file is asked for: a developer's machine
-        // has no /var/run/secrets.
-        (Some(_), None) => TokenSink::Memory,
-        _ => lookup.value(&s::TOKEN_FILE)?,
-    };
-    let token_file_mode = lookup.value(&s::TOKEN_FILE_MODE)?;
-    let token_file_owner = lookup.get(&s::TOKEN_FILE_OWNER)?;
-
-    let once = lookup.value(&s::ONCE)?;
-    let timeout = lookup.value(&s::TIMEOUT)?;
-    let (min_backoff, max_backoff) = backoffs(lookup)?;
-    let recovery_backoff = lookup.value(&s::RECOVERY_BACKOFF)?;
-    let renew_increment = lookup.get(&s::RENEW_INCREMENT)?;
-    let revoke_on_exit = lookup.value(&s::REVOKE_ON_EXIT)?;
-    let listen = lookup.get(&s::LISTEN)?;
-    let log = lookup.value(&s::LOG)?;
-    let log_format = lookup.value(&s::LOG_FORMAT)?;
-    let vault = vault_settings(lookup, vault_addr)?;
-    let hooks = hook_settings(lookup, &token_sink, token_file_mode, token_file_owner)?;
-    let secrets = secrets_settings(lookup, &token_sink, hooks.token_info_file.as_deref())?;
-    let certs = cert_settings(lookup, &secrets)?;
-    let exec = exec_settings(lookup, &token_sink, &token_file, once)?;
-
-    if let (TokenSink::Stdout, Some((_, given)), false) = (&token_sink, &token_file, once) {
-        let about = &s::ONCE.about;
-        return Err(given.invalid(format!(
-            "\"-\" (standard output) works only in once mode; set {}=true or {} too, or give a file path",
-            about.name(),
-            about.flag_or_name()
-        )));
-    }
-    let unknown_variables = match exec {
-        Some(_) => cli::unknown_variables(lookup.names),
-        None => cli::unknown_variables(lookup.names)
-            .into_iter()
-            .chain(
-                (lookup.names.iter())
-                    .filter(|n| n.starts_with(ENV_PREFIX))
-                    .map(|n| (n.clone(), None)),
-            )
-            .collect(),
-    };
-    Ok(Config {
-        exec,
-        unknown_variables,
-        vault,
-        role,
-        mount,
-        jwt,
-        token_file_setting: token_file
-            .as_ref()
-            .map_or("VAULT_LOGIN_TOKEN_FILE", |(_, g)| g.source),
-        token_sink,
-        token_file_mode,
-        token_file_owner,
-        once,
-        timeout,
-        min_backoff,
-        max_backoff,
-        recovery_backoff,
-        renew_increment,
-        revoke_on_exit,
-        listen,
-        log,
-        log_format,
-        hooks,
-        secrets,
-        certs,
-    })
-}
-
-/// The `VAULT_LOGIN_CERT*` settings: each certificate's directory goes in the secrets'
-/// directory, and must not be a secret file's name.
-fn cert_settings(
-    lookup: &Lookup<'_>,
-    secrets: &SecretsSettings,
-) -> Result<CertsSettings, ConfigError> {
-    let specs = crate::secrets::certs::specs_from_env(lookup.names, lookup.env)
-        .map_err(|e| invalid(&e.variable, e.problem))?;
-    let renew_before = lookup.get(&s::CERT_RENEW_BEFORE)?;
-    let files = (secrets.specs.iter().map(|s| (&s.variable, s.name.as_str()))).chain(
-        secrets
-            .templates
-            .iter()
-            .map(|t| (&t.variable, t.file.as_str())),
-    );
-    for (variable, file) in files {
-        if let Some(c) = specs.iter().find(|c| c.name == file) {
-            return Err(invalid(
-                &c.variable,
-                format!("{variable} writes a file named {file:?} where this certificate's directory goes; give one of them another name"),
-            ));
-        }
-    }
-    if specs.is_empty() {
-        return Ok(CertsSettings::default());
-    }
-    if !secrets.dir.is_dir() {
-        let first = &specs[0].variable;
-        return Err(invalid(
-            first,
-            format!(
-                "{} does not exist: mount the shared volume there or set {}",
-                secrets.dir.display(),
-                secrets::SECRETS_DIR_ENV
-            ),
-        ));
-    }
-    Ok(CertsSettings {
-        dir: secrets.dir.clone(),
-        renew_before,
-        specs,
-    })
-}
-
-/// How to reach Vault: namespace, headers, TLS, timeout, redirects and proxies.
-fn vault_settings(lookup: &Lookup<'_>, addr: Url) -> Result<VaultSettings, ConfigError> {
-    let headers = lookup.get(&s::HEADERS)?.unwrap_or_default();
-    let namespace = lookup.get(&s::NAMESPACE)?.flatten();
-    let tls = tls_settings(lookup)?;
-    let timeout = lookup.value(&s::CLIENT_TIMEOUT)?;
-    let disable_redirects = lookup.value(&s::DISABLE_REDIRECTS)?;
-    let proxy = ProxySettings {
-        all: lookup.get(&s::PROXY_ADDR)?,
-        http: lookup.get(&s::HTTP_PROXY)?,
-        https: lookup.get(&s::HTTPS_PROXY)?,
-        no_proxy: lookup.get(&s::NO_PROXY)?,
-    };
-    Ok(VaultSettings {
-        addr,
-        namespace,
-        headers,
-        tls,
-        proxy,
-        timeout,
-        disable_redirects,
-    })
-}
-
-/// The shortest and longest waits between retries; the shortest may not exceed the longest.
-fn backoffs(lookup: &Lookup<'_>) -> Result<(Duration, Duration), ConfigError> {
-    let min_backoff = lookup.parsed(&s::MIN_BACKOFF)?;
-    let max_backoff = lookup.parsed(&s::MAX_BACKOFF)?;
-    let origin = |backoff: &Option<(Duration, Given)>| match backoff {
-        Some((_, given)) => format!("from {}", given.source),
-        None => "the default".to_string(),
-    };
-    let min = match &min_backoff {
-        Some((d, _)) => *d,
-        None => lookup.value(&s::MIN_BACKOFF)?,
-    };
-    let max = match &max_backoff {
-        Some((d, _)) => *d,
-        None => lookup.value(&s::MAX_BACKOFF)?,
-    };
-    if min > max {
-        let source = min_backoff
-            .as_ref()
-            .map_or(s::MIN_BACKOFF.about.name(), |(_, g)| g.source);
-        return Err(invalid(
-            source,
-            format!(
-                "min backoff {} ({}) is more than max backoff {} ({}); lower the min backoff or raise the max backoff",
-                human(min),
-                origin(&min_backoff),
-                human(max),
-                origin(&max_backoff),
-            ),
-        ));
-    }
-    Ok((min, max))
-}
-
-/// What to do after each new token: the on-change command, the app's signal, the info file.
-fn hook_settings(
-    lookup: &Lookup<'_>,
-    token_sink: &TokenSink,
-    file_mode: u32,
-    file_owner: Option<Owner>,
-) -> Result<HookSettings, ConfigError> {
-    let on_change = lookup.get(&s::ON_CHANGE)?;
-    let on_change_timeout = lookup.value(&s::ON_CHANGE_TIMEOUT)?;
-    let signal_pid_file = lookup.get(&s::SIGNAL_PID_FILE)?;
-    let signal = lookup.given(&s::SIGNAL.about)?;
-    if let (Some(given), None) = (&signal, &signal_pid_file) {
-        let about = &s::SIGNAL_PID_FILE.about;
-        return Err(given.invalid(format!(
-            "a signal needs a process to send it to; set {} or {} too, or neither",
-            about.name(),
-            about.flag_or_name()
-        )));
-    }
-    let signal = lookup.value(&s::SIGNAL)?;
-    let token_info_file = match lookup.parsed(&s::TOKEN_INFO_FILE)? {
-        Some((path, given)) => {
-            if matches!(token_sink, TokenSink::File(token) if *token == path) {
-                return Err(given.invalid(format!(
-                    "{:?} is the token file itself; give another path, e.g. next to it",
-                    given.value
-                )));
-            }
-            Some(path)
-        }
-        None => None,
-    };
-    Ok(HookSettings {
-        on_change,
-        on_change_timeout,
-        signal_pid_file,
-        signal,
-        token_info_file,
-        token_file: match token_sink {
-            TokenSink::File(path) => Some(path.clone()),
-            TokenSink::Stdout | TokenSink::Memory => None,
-        },
-        file_mode,
-        file_owner,
-    })
-}
-
-/// The TLS settings, with the flag or variable each came from for later errors.
-fn tls_settings(lookup: &Lookup<'_>) -> Result<TlsSettings, ConfigError> {
-    let mut names = TlsNames::default();
-    let read = |setting: &Setting<PathBuf>, name: &mut &'static str| {
-        Ok::<_, ConfigError>(lookup.parsed(setting)?.map(|(path, given)| {
-            *name = given.source;
-            (path, given)
-        }))
-    };
-    let ca_cert = read(&s::CA_CERT, &mut names.ca_cert)?.map(|(p, _)| p);
-    let ca_path = read(&s::CA_PATH, &mut names.ca_path)?.map(|(p, _)| p);
-    let cert = read(&s::CLIENT_CERT, &mut names.client_cert)?;
-    let key = read(&s::CLIENT_KEY, &mut names.client_key)?;
-    let ca_cert_bytes = lookup.parsed(&s::CA_CERT_BYTES)?.map(|(pem, given)| {
-        names.ca_cert_bytes = given.source;
-        pem
-    });
-    let server_name = lookup.parsed(&s::TLS_SERVER_NAME)?.map(|(name, given)| {
-        names.server_name = given.source;
-        name
-    });
-    let pair = |given: &Given, needs: &str, other: &About| {
-        given.invalid(format!(
-            "a client {needs}; set {} or {} too, or neither",
-            other.name(),
-            other.flag_or_name()
-        ))
-    };
-    match (&cert, &key) {
-        (Some((_, cert)), None) => {
-            return Err(pair(
-                cert,
-                "certificate needs a client key",
-                &s::CLIENT_KEY.about,
-            ))
-        }
-        (None, Some((_, key))) => {
-            return Err(pair(
-                key,
-                "key needs a client certificate",
-                &s::CLIENT_CERT.about,
-            ))
-        }
-        _ => {}
-    }
-    Ok(TlsSettings {
-        ca_cert,
-        ca_cert_bytes,
-        ca_path,
-        client_cert: cert.map(|(p, _)| p),
-        client_key: key.map(|(p, _)| p),
-        server_name,
-        skip_verify: lookup.value(&s::SKIP_VERIFY)?,
-        names,
-    })
-}
-
-/// The `VAULT_LOGIN_SECRET*` settings; the secret files must not overwrite the token file or
-/// the token info file.
-fn secrets_settings(
-    lookup: &Lookup<'_>,
-    token_sink: &TokenSink,
-    token_info_file: Option<&Path>,
-) -> Result<SecretsSettings, ConfigError> {
-    let specs = secrets::specs_from_env(lookup.names, lookup.env)
-        .map_err(|e| invalid(&e.variable, e.problem))?;
-    // Parsed with the functions the agent renders with, so a refused or unknown function is
-    // a configuration error before any network call.
-    let funcs = crate::secrets::template::Funcs::standard();
-    let mut templates = secrets::templates::templates_from_env(lookup.names, lookup.env, &funcs)
-        .map_err(|e| invalid(&e.variable, e.problem))?;
-    // The pod's per-secret annotations, below the variables: a variable's template writing the
-    // same file wins.
-    let annotated =
-        (lookup.annotations.templates(&funcs)).map_err(|e| invalid(&e.variable, e.problem))?;
-    for spec in annotated {
-        if !templates.iter().any(|t| t.file == spec.file) {
-            templates.push(spec);
-        }
-    }
-    let nothing = specs.is_empty() && templates.is_empty();
-    let refresh = lookup.value(&s::SECRETS_REFRESH)?;
-    let dir = match lookup.given(&s::SECRETS_DIR.about)? {
-        Some(given) => {
-            let dir = PathBuf::from(&given.value);
-            // Checked now only when there is something to write there.
-            if !nothing {
-                check_readable(&dir, true).map_err(|problem| {
-                    given.invalid(format!(
-                        "{problem}; mount the shared volume there or give an existing directory"
-                    ))
-                })?;
-            }
-            dir
-        }
-        None => match token_sink {
-            TokenSink::File(token) => match token.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            },
-            TokenSink::Stdout | TokenSink::Memory => {
-                let first = (specs.iter().map(|s| &s.variable))
-                    .chain(templates.iter().map(|t| &t.variable))
-                    .next();
-                if let Some(first) = first {
-                    return Err(invalid(
-                        first,
-                        format!(
-                            "the token goes to {}, so there is no token directory to write secrets next to; set {}",
-                            match token_sink {
-                                TokenSink::Memory => "no file (exec without VAULT_LOGIN_TOKEN_FILE)",
-                                _ => "standard output",
-                            },
-                            secrets::SECRETS_DIR_ENV
-                        ),
-                    ));
-                }
-                PathBuf::from(".")
-            }
-        },
-    };
-    let settings = SecretsSettings {
-        dir,
-        refresh,
-        specs,
-        templates,
-    };
-    let mut reserved: Vec<&Path> = token_info_file.into_iter().collect();
-    if let TokenSink::File(token) = token_sink {
-        reserved.push(token);
-    }
-    settings
-        .check_reserved(&reserved)
-        .map_err(|e| invalid(&e.variable, e.problem))?;
-    Ok(settings)
-}
-
 /// Splits `vault-login exec [flags --] <program> [args...]` into the flags clap reads and the
 /// program with its arguments. Without `--` everything after `exec` is the program, which
 /// then must not look like a flag.
@@ -745,49 +362,15 @@ fn split_exec(args: Vec<OsString>) -> Result<(Vec<OsString>, Option<Vec<OsString
     }
 }
 
-/// `vault-login exec`'s settings, when the command line asked for it.
-fn exec_settings(
-    lookup: &Lookup<'_>,
-    token_sink: &TokenSink,
-    token_file: &Option<(TokenSink, Given)>,
-    once: bool,
-) -> Result<Option<ExecSettings>, ConfigError> {
-    let Some(program) = &lookup.program else {
-        return Ok(None);
-    };
-    if once {
-        let about = &s::ONCE.about;
-        return Err(invalid(
-            about.name(),
-            "exec runs the program until it exits; leave out --once (an init container runs vault-login --once, not exec)",
-        ));
-    }
-    if let (TokenSink::Stdout, Some((_, given))) = (token_sink, token_file) {
-        return Err(given.invalid(
-            "\"-\" (standard output) is the program's in exec mode; give a file path or leave it unset (the token stays in memory)",
-        ));
-    }
-    let funcs = crate::secrets::template::Funcs::standard();
-    let values = crate::exec::env::specs_from_env(lookup.names, lookup.env, &funcs)
-        .map_err(|e| invalid(&e.variable, e.problem))?;
-    Ok(Some(ExecSettings {
-        program: program[0].clone(),
-        args: program[1..].to_vec(),
-        restart: lookup.value(&s::EXEC_RESTART)?,
-        stop_signal: lookup.value(&s::EXEC_STOP_SIGNAL)?,
-        stop_timeout: lookup.value(&s::EXEC_STOP_TIMEOUT)?,
-        pass_token: lookup.value(&s::EXEC_TOKEN)?,
-        values,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::settings::parse_bool;
     use crate::files::token_file::{parse_mode, parse_owner};
     use crate::hooks::AppSignal;
+    use crate::vault::proxy::ProxySettings;
     use std::collections::HashMap;
+    use std::path::{Path, PathBuf};
 
     const ADDR: &str = "https://vault.example:8200";
     const JWT: &str = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJzeXN0ZW0ifQ.c2lnbmF0dXJl";

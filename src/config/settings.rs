@@ -1,9 +1,12 @@
 //! Every setting, declared once: its flag, the variables read for it (a `VAULT_*` one with its
-//! `BAO_*` twin, or a `VAULT_LOGIN_*` one), its default, its parser and its help line.
+//! `BAO_*` twin, or a `VAULT_LOGIN_*` one), its default, its parser, where its value goes in the
+//! [`Config`] and its help line.
 //!
 //! `--help`, README's configuration table and the error messages are all made from these
-//! declarations, so they cannot drift apart; the config module reads them and assembles the
-//! settings of each module.
+//! declarations, so they cannot drift apart; the config module reads them in a loop, each
+//! declaration's `apply` putting its value into the settings of the module that uses it.
+//! Adding a setting is one declaration here, one field in that module's settings, and a line
+//! in [`ALL`].
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -11,12 +14,13 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+use super::Config;
 use crate::duration::{human, parse_duration, DURATION_HINT};
 use crate::exec::{parse_restart, Restart};
 use crate::files::token_file::{parse_mode, parse_owner, Owner, TokenSink, DEFAULT_TOKEN_FILE};
 use crate::hooks::command::split_command;
 use crate::hooks::{parse_signal, AppSignal};
-use crate::jwt::{DEFAULT_JWT_FILE, JWT_ENV};
+use crate::jwt::{JwtSource, DEFAULT_JWT_FILE, JWT_ENV};
 use crate::secrets::{SECRETS_DIR_ENV, SECRETS_REFRESH_ENV};
 use crate::sensitive::Secret;
 use crate::telemetry::{parse_filter, parse_log_format, LogFormat};
@@ -41,6 +45,8 @@ pub struct About {
     pub required: bool,
     /// What the setting does: one line for `--help` and README.
     pub help: &'static str,
+    /// Read only by `vault-login exec`, and not even parsed otherwise.
+    pub exec_only: bool,
 }
 
 impl About {
@@ -85,62 +91,85 @@ impl About {
     }
 }
 
-/// One setting: what it is, and how its value is read.
+/// One setting: what it is, how its value is read, and where it goes.
 pub struct Setting<T: 'static> {
     /// Flag, variables, default and help.
     pub about: About,
     /// Turns a given value (or the default) into the setting, or says what is wrong and what to do.
     pub parse: fn(&str) -> Result<T, String>,
+    /// Puts the parsed value into the configuration being built, given the flag or variable it
+    /// came from (the main variable for the default), which some settings keep for later errors.
+    pub apply: fn(&mut Config, T, &'static str),
+}
+
+/// A declared setting of any type: what the loop over [`ALL`] needs.
+pub trait Declared: Sync {
+    /// Flag, variables, default and help.
+    fn about(&self) -> &About;
+    /// Parses `value` (which came from `from`) and applies it to `config`; the problem if the
+    /// value is bad.
+    fn read(&self, value: &str, from: &'static str, config: &mut Config) -> Result<(), String>;
+}
+
+impl<T> Declared for Setting<T> {
+    fn about(&self) -> &About {
+        &self.about
+    }
+
+    fn read(&self, value: &str, from: &'static str, config: &mut Config) -> Result<(), String> {
+        (self.apply)(config, (self.parse)(value)?, from);
+        Ok(())
+    }
 }
 
 /// Every setting, in the order of `--help` and README's table.
-pub static ALL: &[&About] = &[
-    &VAULT_ADDR.about,
-    &ROLE.about,
-    &MOUNT.about,
-    &JWT_FILE.about,
-    &JWT.about,
-    &TOKEN_FILE.about,
-    &TOKEN_FILE_MODE.about,
-    &TOKEN_FILE_OWNER.about,
-    &ONCE.about,
-    &TIMEOUT.about,
-    &MIN_BACKOFF.about,
-    &MAX_BACKOFF.about,
-    &RECOVERY_BACKOFF.about,
-    &RENEW_INCREMENT.about,
-    &REVOKE_ON_EXIT.about,
-    &LISTEN.about,
-    &LOG.about,
-    &LOG_FORMAT.about,
-    &NAMESPACE.about,
-    &HEADERS.about,
-    &CA_CERT.about,
-    &CA_CERT_BYTES.about,
-    &CA_PATH.about,
-    &CLIENT_CERT.about,
-    &CLIENT_KEY.about,
-    &TLS_SERVER_NAME.about,
-    &SKIP_VERIFY.about,
-    &CLIENT_TIMEOUT.about,
-    &DISABLE_REDIRECTS.about,
-    &PROXY_ADDR.about,
-    &HTTPS_PROXY.about,
-    &HTTP_PROXY.about,
-    &NO_PROXY.about,
-    &ON_CHANGE.about,
-    &ON_CHANGE_TIMEOUT.about,
-    &SIGNAL_PID_FILE.about,
-    &SIGNAL.about,
-    &TOKEN_INFO_FILE.about,
-    &SECRETS_DIR.about,
-    &SECRETS_REFRESH.about,
-    &CERT_RENEW_BEFORE.about,
-    &ANNOTATIONS_FILE.about,
-    &EXEC_RESTART.about,
-    &EXEC_STOP_SIGNAL.about,
-    &EXEC_STOP_TIMEOUT.about,
-    &EXEC_TOKEN.about,
+pub static ALL: &[&dyn Declared] = &[
+    &VAULT_ADDR,
+    &ROLE,
+    &MOUNT,
+    &JWT_FILE,
+    &JWT,
+    &TOKEN_FILE,
+    &TOKEN_FILE_MODE,
+    &TOKEN_FILE_OWNER,
+    &ONCE,
+    &TIMEOUT,
+    &MIN_BACKOFF,
+    &MAX_BACKOFF,
+    &RECOVERY_BACKOFF,
+    &RENEW_INCREMENT,
+    &REVOKE_ON_EXIT,
+    &LISTEN,
+    &LOG,
+    &LOG_FORMAT,
+    &NAMESPACE,
+    &HEADERS,
+    &CA_CERT,
+    &CA_CERT_BYTES,
+    &CA_PATH,
+    &CLIENT_CERT,
+    &CLIENT_KEY,
+    &TLS_SERVER_NAME,
+    &SKIP_VERIFY,
+    &CLIENT_TIMEOUT,
+    &DISABLE_REDIRECTS,
+    &PROXY_ADDR,
+    &HTTPS_PROXY,
+    &HTTP_PROXY,
+    &NO_PROXY,
+    &ON_CHANGE,
+    &ON_CHANGE_TIMEOUT,
+    &SIGNAL_PID_FILE,
+    &SIGNAL,
+    &TOKEN_INFO_FILE,
+    &SECRETS_DIR,
+    &SECRETS_REFRESH,
+    &CERT_RENEW_BEFORE,
+    &ANNOTATIONS_FILE,
+    &EXEC_RESTART,
+    &EXEC_STOP_SIGNAL,
+    &EXEC_STOP_TIMEOUT,
+    &EXEC_TOKEN,
 ];
 
 /// A setting read from a flag and its variables.
@@ -158,6 +187,7 @@ const fn flag(
         default,
         required: false,
         help,
+        exec_only: false,
     }
 }
 
@@ -174,6 +204,19 @@ const fn env_only(
         default,
         required: false,
         help,
+        exec_only: false,
+    }
+}
+
+/// A setting of `vault-login exec`, read from the environment only.
+const fn exec_env(
+    env: &'static [&'static str],
+    default: Option<&'static str>,
+    help: &'static str,
+) -> About {
+    About {
+        exec_only: true,
+        ..env_only(env, default, help)
     }
 }
 
@@ -190,6 +233,7 @@ pub const VAULT_ADDR: Setting<Url> = Setting {
         )
     },
     parse: parse_vault_addr,
+    apply: |c, v, _| c.vault.addr = v,
 };
 /// The kubernetes auth role.
 pub const ROLE: Setting<String> = Setting {
@@ -204,6 +248,7 @@ pub const ROLE: Setting<String> = Setting {
         )
     },
     parse: parse_role,
+    apply: |c, v, _| c.role = v,
 };
 /// The kubernetes auth mount.
 pub const MOUNT: Setting<String> = Setting {
@@ -215,6 +260,7 @@ pub const MOUNT: Setting<String> = Setting {
         "path the kubernetes auth method is mounted at (may contain /)",
     ),
     parse: parse_mount,
+    apply: |c, v, _| c.mount = v,
 };
 /// The service-account JWT file.
 pub const JWT_FILE: Setting<PathBuf> = Setting {
@@ -226,12 +272,19 @@ pub const JWT_FILE: Setting<PathBuf> = Setting {
         "projected service-account token file, re-read at every login",
     ),
     parse: |s| parse_file_path(s, "the service-account token"),
+    apply: |c, v, _| {
+        // VAULT_LOGIN_JWT, read after this, wins.
+        if !matches!(c.jwt, JwtSource::Env(_)) {
+            c.jwt = JwtSource::File(v);
+        }
+    },
 };
 /// The JWT itself.
 pub const JWT: Setting<Secret> = Setting {
     about: env_only(&[JWT_ENV], None,
         "the JWT itself, for local debugging (never a flag: process arguments are visible to others); wins over the file"),
     parse: |s| Ok(Secret::new(s.to_string())),
+    apply: |c, v, _| c.jwt = JwtSource::Env(v),
 };
 /// Where the token goes.
 pub const TOKEN_FILE: Setting<TokenSink> = Setting {
@@ -246,6 +299,10 @@ pub const TOKEN_FILE: Setting<TokenSink> = Setting {
         "-" => Ok(TokenSink::Stdout),
         _ => parse_file_path(s, "the vault token").map(TokenSink::File),
     },
+    apply: |c, v, from| {
+        c.token_sink = v;
+        c.token_file_setting = from;
+    },
 };
 /// The token file's mode.
 pub const TOKEN_FILE_MODE: Setting<u32> = Setting {
@@ -257,6 +314,10 @@ pub const TOKEN_FILE_MODE: Setting<u32> = Setting {
         "octal permission bits of the token file, exact on every write (umask ignored)",
     ),
     parse: parse_mode,
+    apply: |c, v, _| {
+        c.token_file_mode = v;
+        c.hooks.file_mode = v;
+    },
 };
 /// The token file's owner.
 pub const TOKEN_FILE_OWNER: Setting<Owner> = Setting {
@@ -268,6 +329,10 @@ pub const TOKEN_FILE_OWNER: Setting<Owner> = Setting {
         "numeric owner to chown the token file to at every write, UID or UID:GID",
     ),
     parse: parse_owner,
+    apply: |c, v, _| {
+        c.token_file_owner = Some(v);
+        c.hooks.file_owner = Some(v);
+    },
 };
 /// Once (init container) mode.
 pub const ONCE: Setting<bool> = Setting {
@@ -279,6 +344,7 @@ pub const ONCE: Setting<bool> = Setting {
         "init-container mode: log in, write the token and exit 0",
     ),
     parse: parse_bool,
+    apply: |c, v, _| c.once = v,
 };
 /// The once-mode deadline.
 pub const TIMEOUT: Setting<Duration> = Setting {
@@ -290,6 +356,7 @@ pub const TIMEOUT: Setting<Duration> = Setting {
         "in once mode, give up (exit 1) after this long",
     ),
     parse: positive,
+    apply: |c, v, _| c.timeout = v,
 };
 /// The shortest retry wait.
 pub const MIN_BACKOFF: Setting<Duration> = Setting {
@@ -301,6 +368,7 @@ pub const MIN_BACKOFF: Setting<Duration> = Setting {
         "shortest wait between retries",
     ),
     parse: positive,
+    apply: |c, v, _| c.min_backoff = v,
 };
 /// The longest retry wait.
 pub const MAX_BACKOFF: Setting<Duration> = Setting {
@@ -312,6 +380,7 @@ pub const MAX_BACKOFF: Setting<Duration> = Setting {
         "longest wait between retries",
     ),
     parse: positive,
+    apply: |c, v, _| c.max_backoff = v,
 };
 /// The longest retry wait without a valid token.
 pub const RECOVERY_BACKOFF: Setting<Duration> = Setting {
@@ -323,6 +392,7 @@ pub const RECOVERY_BACKOFF: Setting<Duration> = Setting {
         "longest wait between logins while no valid token is held (Vault busy or sealed: max backoff)",
     ),
     parse: positive,
+    apply: |c, v, _| c.recovery_backoff = v,
 };
 /// The renewal increment.
 pub const RENEW_INCREMENT: Setting<Duration> = Setting {
@@ -334,6 +404,7 @@ pub const RENEW_INCREMENT: Setting<Duration> = Setting {
         "increment to ask for when renewing the token, at least 1s (unset: Vault decides)",
     ),
     parse: at_least_a_second,
+    apply: |c, v, _| c.renew_increment = Some(v),
 };
 /// Revoke on exit.
 pub const REVOKE_ON_EXIT: Setting<bool> = Setting {
@@ -345,6 +416,7 @@ pub const REVOKE_ON_EXIT: Setting<bool> = Setting {
         "on SIGTERM/SIGINT, revoke the token (800ms bound) and remove the file",
     ),
     parse: parse_bool,
+    apply: |c, v, _| c.revoke_on_exit = v,
 };
 /// The health/metrics address.
 pub const LISTEN: Setting<SocketAddr> = Setting {
@@ -356,6 +428,7 @@ pub const LISTEN: Setting<SocketAddr> = Setting {
         "address of the /healthz, /readyz and /metrics server, e.g. 0.0.0.0:9102 or :9102",
     ),
     parse: parse_listen,
+    apply: |c, v, _| c.listen = Some(v),
 };
 /// The log filter.
 pub const LOG: Setting<String> = Setting {
@@ -367,6 +440,7 @@ pub const LOG: Setting<String> = Setting {
         "log filter: levels and target=level directives (RUST_LOG syntax without span or field filters), e.g. info or vault_login=debug",
     ),
     parse: parse_filter,
+    apply: |c, v, _| c.log = v,
 };
 /// The log format.
 pub const LOG_FORMAT: Setting<LogFormat> = Setting {
@@ -378,6 +452,7 @@ pub const LOG_FORMAT: Setting<LogFormat> = Setting {
         "log format on stderr: text, or json (one object per line)",
     ),
     parse: parse_log_format,
+    apply: |c, v, _| c.log_format = v,
 };
 /// The Vault namespace; "/" (the root namespace) parses to none.
 pub const NAMESPACE: Setting<Option<String>> = Setting {
@@ -389,12 +464,14 @@ pub const NAMESPACE: Setting<Option<String>> = Setting {
         "Enterprise/OpenBao namespace, sent as X-Vault-Namespace",
     ),
     parse: parse_namespace,
+    apply: |c, v, _| c.vault.namespace = v,
 };
 /// Extra request headers.
 pub const HEADERS: Setting<Vec<(String, Secret)>> = Setting {
     about: env_only(&["VAULT_HEADERS", "BAO_HEADERS"], None,
         "extra headers for every request, a JSON object of names to string values (e.g. an API gateway's key); X-Vault-* refused as in the vault CLI; values never logged"),
     parse: parse_headers,
+    apply: |c, v, _| c.vault.headers = v,
 };
 /// The CA file.
 pub const CA_CERT: Setting<PathBuf> = Setting {
@@ -406,6 +483,10 @@ pub const CA_CERT: Setting<PathBuf> = Setting {
         "PEM file of CA certificates to trust instead of the built-in public roots",
     ),
     parse: |s| readable(s, false, "give the path of a PEM file of CA certificates"),
+    apply: |c, v, from| {
+        c.vault.tls.ca_cert = Some(v);
+        c.vault.tls.names.ca_cert = from;
+    },
 };
 /// The CA certificates' PEM text.
 pub const CA_CERT_BYTES: Setting<String> = Setting {
@@ -415,12 +496,20 @@ pub const CA_CERT_BYTES: Setting<String> = Setting {
         "the CA certificates' PEM text itself",
     ),
     parse: |s| count_pem_certificates(s).map(|_| s.to_string()),
+    apply: |c, v, from| {
+        c.vault.tls.ca_cert_bytes = Some(v);
+        c.vault.tls.names.ca_cert_bytes = from;
+    },
 };
 /// The CA directory.
 pub const CA_PATH: Setting<PathBuf> = Setting {
     about: flag("--ca-path", &["VAULT_CAPATH", "BAO_CAPATH"], Some("DIR"), None,
         "directory of PEM CA certificates to trust; as in the vault CLI the first CA setting given (file, text, directory) decides"),
     parse: |s| readable(s, true, "give a directory of PEM CA certificates"),
+    apply: |c, v, from| {
+        c.vault.tls.ca_path = Some(v);
+        c.vault.tls.names.ca_path = from;
+    },
 };
 /// The mTLS client certificate.
 pub const CLIENT_CERT: Setting<PathBuf> = Setting {
@@ -432,6 +521,10 @@ pub const CLIENT_CERT: Setting<PathBuf> = Setting {
         "PEM client certificate for mTLS (needs the client key)",
     ),
     parse: |s| readable(s, false, "give the path of the PEM client certificate"),
+    apply: |c, v, from| {
+        c.vault.tls.client_cert = Some(v);
+        c.vault.tls.names.client_cert = from;
+    },
 };
 /// The mTLS client key.
 pub const CLIENT_KEY: Setting<PathBuf> = Setting {
@@ -443,12 +536,20 @@ pub const CLIENT_KEY: Setting<PathBuf> = Setting {
         "PEM client key for mTLS (needs the client certificate)",
     ),
     parse: |s| readable(s, false, "give the path of the PEM client key"),
+    apply: |c, v, from| {
+        c.vault.tls.client_key = Some(v);
+        c.vault.tls.names.client_key = from;
+    },
 };
 /// The TLS server name.
 pub const TLS_SERVER_NAME: Setting<String> = Setting {
     about: flag("--tls-server-name", &["VAULT_TLS_SERVER_NAME", "BAO_TLS_SERVER_NAME"], Some("NAME"), None,
         "name sent as SNI and checked in Vault's certificate, while connecting to VAULT_ADDR's host (an IP address, or through a proxy: only checked)"),
     parse: parse_server_name,
+    apply: |c, v, from| {
+        c.vault.tls.server_name = Some(v);
+        c.vault.tls.names.server_name = from;
+    },
 };
 /// Skip certificate verification.
 pub const SKIP_VERIFY: Setting<bool> = Setting {
@@ -460,6 +561,7 @@ pub const SKIP_VERIFY: Setting<bool> = Setting {
         "do not verify Vault's certificate (dangerous; warns at every start)",
     ),
     parse: parse_bool,
+    apply: |c, v, _| c.vault.tls.skip_verify = v,
 };
 /// The per-request timeout.
 pub const CLIENT_TIMEOUT: Setting<Duration> = Setting {
@@ -471,18 +573,21 @@ pub const CLIENT_TIMEOUT: Setting<Duration> = Setting {
         "timeout of each request to Vault",
     ),
     parse: positive,
+    apply: |c, v, _| c.vault.timeout = v,
 };
 /// Do not follow redirects.
 pub const DISABLE_REDIRECTS: Setting<bool> = Setting {
     about: flag("--disable-redirects", &["VAULT_DISABLE_REDIRECTS", "BAO_DISABLE_REDIRECTS"], None, Some("false"),
         "do not follow a standby's redirect to the active node (one hop is followed otherwise, never from https to http)"),
     parse: parse_bool,
+    apply: |c, v, _| c.vault.disable_redirects = v,
 };
 /// The proxy for every request.
 pub const PROXY_ADDR: Setting<Url> = Setting {
     about: flag("--proxy-addr", &["VAULT_PROXY_ADDR", "BAO_PROXY_ADDR", "VAULT_HTTP_PROXY", "BAO_HTTP_PROXY"], Some("URL"), None,
         "HTTP proxy for every request to Vault, NO_PROXY notwithstanding; without it HTTPS_PROXY, HTTP_PROXY and NO_PROXY apply"),
     parse: parse_proxy_url,
+    apply: |c, v, _| c.vault.proxy.all = Some(v),
 };
 // The usual proxy variables, upper case first as in Go; they have no flags.
 /// The proxy for an https Vault.
@@ -490,6 +595,7 @@ pub const HTTPS_PROXY: Setting<Url> = Setting {
     about: env_only(&["HTTPS_PROXY", "https_proxy"], None,
         "without VAULT_PROXY_ADDR, the proxy for an https Vault (tunnelled with CONNECT; user:password@ is sent as Proxy-Authorization, never logged)"),
     parse: parse_proxy_url,
+    apply: |c, v, _| c.vault.proxy.https = Some(v),
 };
 /// The proxy for an http Vault.
 pub const HTTP_PROXY: Setting<Url> = Setting {
@@ -499,18 +605,21 @@ pub const HTTP_PROXY: Setting<Url> = Setting {
         "without VAULT_PROXY_ADDR, the proxy for an http Vault",
     ),
     parse: parse_proxy_url,
+    apply: |c, v, _| c.vault.proxy.http = Some(v),
 };
 /// Hosts reached directly.
 pub const NO_PROXY: Setting<String> = Setting {
     about: env_only(&["NO_PROXY", "no_proxy"], None,
         "hosts, .domain suffixes and networks reached without HTTPS_PROXY/HTTP_PROXY; loopback and localhost are always direct"),
     parse: |s| Ok(s.to_string()),
+    apply: |c, v, _| c.vault.proxy.no_proxy = Some(v),
 };
 /// The on-change command.
 pub const ON_CHANGE: Setting<Vec<String>> = Setting {
     about: flag("--on-change", &["VAULT_LOGIN_ON_CHANGE"], Some("COMMAND"), None,
         "program and arguments to run after each new token, split like a shell would (no shell runs)"),
     parse: parse_on_change,
+    apply: |c, v, _| c.hooks.on_change = Some(v),
 };
 /// The on-change command's time limit.
 pub const ON_CHANGE_TIMEOUT: Setting<Duration> = Setting {
@@ -522,6 +631,7 @@ pub const ON_CHANGE_TIMEOUT: Setting<Duration> = Setting {
         "kill the on-change command (and its children) after this long",
     ),
     parse: positive,
+    apply: |c, v, _| c.hooks.on_change_timeout = v,
 };
 /// The app's pid file.
 pub const SIGNAL_PID_FILE: Setting<PathBuf> = Setting {
@@ -533,30 +643,35 @@ pub const SIGNAL_PID_FILE: Setting<PathBuf> = Setting {
         "file holding the pid of the app to signal after each new token",
     ),
     parse: |s| parse_file_path(s, "the app's process id"),
+    apply: |c, v, _| c.hooks.signal_pid_file = Some(v),
 };
 /// The signal for the app.
 pub const SIGNAL: Setting<AppSignal> = Setting {
     about: flag("--signal", &["VAULT_LOGIN_SIGNAL"], Some("SIGNAL"), Some("HUP"),
         "signal to send to that app: a name with or without SIG (HUP, USR1, USR2, TERM, INT, QUIT, WINCH, ...) or its number"),
     parse: parse_signal,
+    apply: |c, v, _| c.hooks.signal = v,
 };
 /// The token info file.
 pub const TOKEN_INFO_FILE: Setting<PathBuf> = Setting {
     about: flag("--token-info-file", &["VAULT_LOGIN_TOKEN_INFO_FILE"], Some("FILE"), None,
         "file for the token's JSON metadata (never the token), rewritten at every login and renewal"),
     parse: parse_info_file,
+    apply: |c, v, _| c.hooks.token_info_file = Some(v),
 };
 /// Where secret files go; checked only when there are secrets.
 pub const SECRETS_DIR: Setting<PathBuf> = Setting {
     about: env_only(&[SECRETS_DIR_ENV], None,
         "where the VAULT_LOGIN_SECRET_<NAME> files go (unset: the token file's directory), written like the token file"),
     parse: |s| Ok(PathBuf::from(s)),
+    apply: |c, v, _| c.secrets.dir = v,
 };
 /// How often secrets are read again.
 pub const SECRETS_REFRESH: Setting<Duration> = Setting {
     about: env_only(&[SECRETS_REFRESH_ENV], Some("5m"),
         "how often the sidecar reads each secret again; a file is rewritten only when its content (KV v2: version) changes"),
     parse: at_least_a_second,
+    apply: |c, v, _| c.secrets.refresh = v,
 };
 
 /// How long before NotAfter a certificate is renewed at the latest.
@@ -564,6 +679,7 @@ pub const CERT_RENEW_BEFORE: Setting<Duration> = Setting {
     about: env_only(&[crate::secrets::certs::CERT_RENEW_BEFORE_ENV], None,
         "renew each VAULT_LOGIN_CERT_<NAME> certificate this long before it expires, if that is earlier than 2/3 of its life (±10 % jitter)"),
     parse: positive,
+    apply: |c, v, _| c.certs.renew_before = Some(v),
 };
 
 /// The pod's annotations file (downward API), read as a layer below flags and environment.
@@ -571,40 +687,62 @@ pub const ANNOTATIONS_FILE: Setting<PathBuf> = Setting {
     about: env_only(&[crate::config::annotations::ANNOTATIONS_FILE_ENV], None,
         "the pod's annotations (downward API, fieldRef metadata.annotations): vault.hashicorp.com/* and openbao.org/* set what flags and variables leave unset"),
     parse: |s| Ok(PathBuf::from(s)),
+    // Read before every other setting, as the layer below them: nothing left to apply.
+    apply: |_, _, _| {},
 };
 
 /// `vault-login exec`: what a changed environment does to the program.
 pub const EXEC_RESTART: Setting<Restart> = Setting {
-    about: env_only(&["VAULT_LOGIN_EXEC_RESTART"], Some("always"),
+    about: exec_env(&["VAULT_LOGIN_EXEC_RESTART"], Some("always"),
         "exec: when a value changes, always (stop the program, start it again), never (keep it running, stale) or signal (send the stop signal only)"),
     parse: parse_restart,
+    apply: |c, v, _| {
+        if let Some(exec) = &mut c.exec {
+            exec.restart = v;
+        }
+    },
 };
 
 /// `vault-login exec`: the signal that stops the program.
 pub const EXEC_STOP_SIGNAL: Setting<AppSignal> = Setting {
-    about: env_only(
+    about: exec_env(
         &["VAULT_LOGIN_EXEC_STOP_SIGNAL"],
         Some("TERM"),
         "exec: the signal that stops the program for a restart (or, with signal, tells it to reload)",
     ),
     parse: parse_signal,
+    apply: |c, v, _| {
+        if let Some(exec) = &mut c.exec {
+            exec.stop_signal = v;
+        }
+    },
 };
 
 /// `vault-login exec`: how long a stopped program may take.
 pub const EXEC_STOP_TIMEOUT: Setting<Duration> = Setting {
-    about: env_only(
+    about: exec_env(
         &["VAULT_LOGIN_EXEC_STOP_TIMEOUT"],
         Some("30s"),
         "exec: how long the program may take to stop before it is killed (SIGKILL)",
     ),
     parse: positive,
+    apply: |c, v, _| {
+        if let Some(exec) = &mut c.exec {
+            exec.stop_timeout = v;
+        }
+    },
 };
 
 /// `vault-login exec`: pass the token to the program.
 pub const EXEC_TOKEN: Setting<bool> = Setting {
-    about: env_only(&["VAULT_LOGIN_EXEC_TOKEN"], Some("false"),
+    about: exec_env(&["VAULT_LOGIN_EXEC_TOKEN"], Some("false"),
         "exec: also give the program VAULT_TOKEN (and VAULT_ADDR, VAULT_NAMESPACE), for apps that use a Vault SDK"),
     parse: parse_bool,
+    apply: |c, v, _| {
+        if let Some(exec) = &mut c.exec {
+            exec.pass_token = v;
+        }
+    },
 };
 
 /// A duration of more than zero.
@@ -778,7 +916,7 @@ mod tests {
 
     #[test]
     fn readme_table_is_the_declarations() {
-        let want: Vec<String> = ALL.iter().map(|a| a.readme_row()).collect();
+        let want: Vec<String> = ALL.iter().map(|s| s.about().readme_row()).collect();
         assert_eq!(
             readme_rows(),
             want,
@@ -792,7 +930,7 @@ mod tests {
         // Parsing each typed default is what Config::load does; here only the names are checked,
         // and config's tests load a configuration that uses every default.
         let mut seen = std::collections::HashSet::new();
-        for about in ALL {
+        for about in ALL.iter().map(|s| s.about()) {
             for name in about.env.iter().chain(about.flag.iter()) {
                 assert!(seen.insert(*name), "{name} is declared twice");
             }
