@@ -1,12 +1,12 @@
 //! Every setting, declared once: its flag, the variables read for it (a `VAULT_*` one with its
 //! `BAO_*` twin, or a `VAULT_LOGIN_*` one), its default, its parser, where its value goes in the
-//! [`Config`] and its help line.
+//! [`Config`], its field in the startup summary and its help line.
 //!
-//! `--help`, README's configuration table and the error messages are all made from these
-//! declarations, so they cannot drift apart; the config module reads them in a loop, each
-//! declaration's `apply` putting its value into the settings of the module that uses it.
-//! Adding a setting is one declaration here, one field in that module's settings, and a line
-//! in [`ALL`].
+//! `--help`, README's configuration table, the startup summary and the error messages are all
+//! made from these declarations, so they cannot drift apart; the config module reads them in a
+//! loop, each declaration's `apply` putting its value into the settings of the module that uses
+//! it. Adding a setting is one declaration here, a line in [`ALL`], and its field in that
+//! module's settings.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use reqwest::Url;
 
+use super::summary::{self, none, opt, path, shown};
 use super::Config;
 use crate::duration::{human, parse_duration, DURATION_HINT};
 use crate::exec::{parse_restart, Restart};
@@ -100,7 +101,13 @@ pub struct Setting<T: 'static> {
     /// Puts the parsed value into the configuration being built, given the flag or variable it
     /// came from (the main variable for the default), which some settings keep for later errors.
     pub apply: fn(&mut Config, T, &'static str),
+    /// The setting's fields in the startup summary, shown from the checked configuration
+    /// (never a secret); none when another setting's field shows it.
+    pub summary: &'static [SummaryField],
 }
+
+/// A field of the startup summary: its key and how to show it from the checked configuration.
+pub type SummaryField = (&'static str, fn(&Config) -> String);
 
 /// A declared setting of any type: what the loop over [`ALL`] needs.
 pub trait Declared: Sync {
@@ -109,6 +116,8 @@ pub trait Declared: Sync {
     /// Parses `value` (which came from `from`) and applies it to `config`; the problem if the
     /// value is bad.
     fn read(&self, value: &str, from: &'static str, config: &mut Config) -> Result<(), String>;
+    /// The setting's fields in the startup summary.
+    fn summary(&self) -> &'static [SummaryField];
 }
 
 impl<T> Declared for Setting<T> {
@@ -119,6 +128,10 @@ impl<T> Declared for Setting<T> {
     fn read(&self, value: &str, from: &'static str, config: &mut Config) -> Result<(), String> {
         (self.apply)(config, (self.parse)(value)?, from);
         Ok(())
+    }
+
+    fn summary(&self) -> &'static [SummaryField] {
+        self.summary
     }
 }
 
@@ -234,6 +247,9 @@ pub const VAULT_ADDR: Setting<Url> = Setting {
     },
     parse: parse_vault_addr,
     apply: |c, v, _| c.vault.addr = v,
+    summary: &[("vault_addr", |c| {
+        shown(c.vault.addr.as_str().trim_end_matches('/'))
+    })],
 };
 /// The kubernetes auth role.
 pub const ROLE: Setting<String> = Setting {
@@ -249,6 +265,7 @@ pub const ROLE: Setting<String> = Setting {
     },
     parse: parse_role,
     apply: |c, v, _| c.role = v,
+    summary: &[("role", |c| shown(&c.role))],
 };
 /// The kubernetes auth mount.
 pub const MOUNT: Setting<String> = Setting {
@@ -261,6 +278,7 @@ pub const MOUNT: Setting<String> = Setting {
     ),
     parse: parse_mount,
     apply: |c, v, _| c.mount = v,
+    summary: &[("mount", |c| shown(&c.mount))],
 };
 /// The service-account JWT file.
 pub const JWT_FILE: Setting<PathBuf> = Setting {
@@ -278,6 +296,7 @@ pub const JWT_FILE: Setting<PathBuf> = Setting {
             c.jwt = JwtSource::File(v);
         }
     },
+    summary: &[("jwt", summary::jwt)],
 };
 /// The JWT itself.
 pub const JWT: Setting<Secret> = Setting {
@@ -285,6 +304,8 @@ pub const JWT: Setting<Secret> = Setting {
         "the JWT itself, for local debugging (never a flag: process arguments are visible to others); wins over the file"),
     parse: |s| Ok(Secret::new(s.to_string())),
     apply: |c, v, _| c.jwt = JwtSource::Env(v),
+    // Shown in JWT_FILE's jwt field.
+    summary: &[],
 };
 /// Where the token goes.
 pub const TOKEN_FILE: Setting<TokenSink> = Setting {
@@ -303,6 +324,7 @@ pub const TOKEN_FILE: Setting<TokenSink> = Setting {
         c.token_sink = v;
         c.token_file_setting = from;
     },
+    summary: &[("token_sink", summary::token_sink)],
 };
 /// The token file's mode.
 pub const TOKEN_FILE_MODE: Setting<u32> = Setting {
@@ -318,6 +340,7 @@ pub const TOKEN_FILE_MODE: Setting<u32> = Setting {
         c.token_file_mode = v;
         c.hooks.file_mode = v;
     },
+    summary: &[("token_file_mode", |c| format!("{:04o}", c.token_file_mode))],
 };
 /// The token file's owner.
 pub const TOKEN_FILE_OWNER: Setting<Owner> = Setting {
@@ -333,6 +356,7 @@ pub const TOKEN_FILE_OWNER: Setting<Owner> = Setting {
         c.token_file_owner = Some(v);
         c.hooks.file_owner = Some(v);
     },
+    summary: &[("token_file_owner", summary::owner)],
 };
 /// Once (init container) mode.
 pub const ONCE: Setting<bool> = Setting {
@@ -345,6 +369,7 @@ pub const ONCE: Setting<bool> = Setting {
     ),
     parse: parse_bool,
     apply: |c, v, _| c.once = v,
+    summary: &[("once", |c| c.once.to_string())],
 };
 /// The once-mode deadline.
 pub const TIMEOUT: Setting<Duration> = Setting {
@@ -357,6 +382,7 @@ pub const TIMEOUT: Setting<Duration> = Setting {
     ),
     parse: positive,
     apply: |c, v, _| c.timeout = v,
+    summary: &[("timeout", |c| human(c.timeout))],
 };
 /// The shortest retry wait.
 pub const MIN_BACKOFF: Setting<Duration> = Setting {
@@ -369,6 +395,7 @@ pub const MIN_BACKOFF: Setting<Duration> = Setting {
     ),
     parse: positive,
     apply: |c, v, _| c.min_backoff = v,
+    summary: &[("min_backoff", |c| human(c.min_backoff))],
 };
 /// The longest retry wait.
 pub const MAX_BACKOFF: Setting<Duration> = Setting {
@@ -381,6 +408,7 @@ pub const MAX_BACKOFF: Setting<Duration> = Setting {
     ),
     parse: positive,
     apply: |c, v, _| c.max_backoff = v,
+    summary: &[("max_backoff", |c| human(c.max_backoff))],
 };
 /// The longest retry wait without a valid token.
 pub const RECOVERY_BACKOFF: Setting<Duration> = Setting {
@@ -393,6 +421,7 @@ pub const RECOVERY_BACKOFF: Setting<Duration> = Setting {
     ),
     parse: positive,
     apply: |c, v, _| c.recovery_backoff = v,
+    summary: &[("recovery_backoff", |c| human(c.recovery_backoff))],
 };
 /// The renewal increment.
 pub const RENEW_INCREMENT: Setting<Duration> = Setting {
@@ -405,6 +434,9 @@ pub const RENEW_INCREMENT: Setting<Duration> = Setting {
     ),
     parse: at_least_a_second,
     apply: |c, v, _| c.renew_increment = Some(v),
+    summary: &[("renew_increment", |c| {
+        c.renew_increment.map_or_else(none, human)
+    })],
 };
 /// Revoke on exit.
 pub const REVOKE_ON_EXIT: Setting<bool> = Setting {
@@ -417,6 +449,7 @@ pub const REVOKE_ON_EXIT: Setting<bool> = Setting {
     ),
     parse: parse_bool,
     apply: |c, v, _| c.revoke_on_exit = v,
+    summary: &[("revoke_on_exit", |c| c.revoke_on_exit.to_string())],
 };
 /// The health/metrics address.
 pub const LISTEN: Setting<SocketAddr> = Setting {
@@ -429,6 +462,7 @@ pub const LISTEN: Setting<SocketAddr> = Setting {
     ),
     parse: parse_listen,
     apply: |c, v, _| c.listen = Some(v),
+    summary: &[("listen", |c| c.listen.map_or_else(none, |a| a.to_string()))],
 };
 /// The log filter.
 pub const LOG: Setting<String> = Setting {
@@ -441,6 +475,7 @@ pub const LOG: Setting<String> = Setting {
     ),
     parse: parse_filter,
     apply: |c, v, _| c.log = v,
+    summary: &[("log", |c| shown(&c.log))],
 };
 /// The log format.
 pub const LOG_FORMAT: Setting<LogFormat> = Setting {
@@ -453,6 +488,7 @@ pub const LOG_FORMAT: Setting<LogFormat> = Setting {
     ),
     parse: parse_log_format,
     apply: |c, v, _| c.log_format = v,
+    summary: &[("log_format", summary::log_format)],
 };
 /// The Vault namespace; "/" (the root namespace) parses to none.
 pub const NAMESPACE: Setting<Option<String>> = Setting {
@@ -465,6 +501,7 @@ pub const NAMESPACE: Setting<Option<String>> = Setting {
     ),
     parse: parse_namespace,
     apply: |c, v, _| c.vault.namespace = v,
+    summary: &[("namespace", |c| opt(c.vault.namespace.as_deref()))],
 };
 /// Extra request headers.
 pub const HEADERS: Setting<Vec<(String, Secret)>> = Setting {
@@ -472,6 +509,7 @@ pub const HEADERS: Setting<Vec<(String, Secret)>> = Setting {
         "extra headers for every request, a JSON object of names to string values (e.g. an API gateway's key); X-Vault-* refused as in the vault CLI; values never logged"),
     parse: parse_headers,
     apply: |c, v, _| c.vault.headers = v,
+    summary: &[("headers", summary::headers)],
 };
 /// The CA file.
 pub const CA_CERT: Setting<PathBuf> = Setting {
@@ -487,6 +525,7 @@ pub const CA_CERT: Setting<PathBuf> = Setting {
         c.vault.tls.ca_cert = Some(v);
         c.vault.tls.names.ca_cert = from;
     },
+    summary: &[("ca_cert", |c| path(&c.vault.tls.ca_cert))],
 };
 /// The CA certificates' PEM text.
 pub const CA_CERT_BYTES: Setting<String> = Setting {
@@ -500,6 +539,7 @@ pub const CA_CERT_BYTES: Setting<String> = Setting {
         c.vault.tls.ca_cert_bytes = Some(v);
         c.vault.tls.names.ca_cert_bytes = from;
     },
+    summary: &[("ca_cert_bytes", summary::ca_cert_bytes)],
 };
 /// The CA directory.
 pub const CA_PATH: Setting<PathBuf> = Setting {
@@ -510,6 +550,7 @@ pub const CA_PATH: Setting<PathBuf> = Setting {
         c.vault.tls.ca_path = Some(v);
         c.vault.tls.names.ca_path = from;
     },
+    summary: &[("ca_path", |c| path(&c.vault.tls.ca_path))],
 };
 /// The mTLS client certificate.
 pub const CLIENT_CERT: Setting<PathBuf> = Setting {
@@ -525,6 +566,7 @@ pub const CLIENT_CERT: Setting<PathBuf> = Setting {
         c.vault.tls.client_cert = Some(v);
         c.vault.tls.names.client_cert = from;
     },
+    summary: &[("client_cert", |c| path(&c.vault.tls.client_cert))],
 };
 /// The mTLS client key.
 pub const CLIENT_KEY: Setting<PathBuf> = Setting {
@@ -540,6 +582,7 @@ pub const CLIENT_KEY: Setting<PathBuf> = Setting {
         c.vault.tls.client_key = Some(v);
         c.vault.tls.names.client_key = from;
     },
+    summary: &[("client_key", |c| path(&c.vault.tls.client_key))],
 };
 /// The TLS server name.
 pub const TLS_SERVER_NAME: Setting<String> = Setting {
@@ -550,6 +593,7 @@ pub const TLS_SERVER_NAME: Setting<String> = Setting {
         c.vault.tls.server_name = Some(v);
         c.vault.tls.names.server_name = from;
     },
+    summary: &[("tls_server_name", |c| opt(c.vault.tls.server_name.as_deref()))],
 };
 /// Skip certificate verification.
 pub const SKIP_VERIFY: Setting<bool> = Setting {
@@ -562,6 +606,7 @@ pub const SKIP_VERIFY: Setting<bool> = Setting {
     ),
     parse: parse_bool,
     apply: |c, v, _| c.vault.tls.skip_verify = v,
+    summary: &[("tls_skip_verify", |c| c.vault.tls.skip_verify.to_string())],
 };
 /// The per-request timeout.
 pub const CLIENT_TIMEOUT: Setting<Duration> = Setting {
@@ -574,6 +619,7 @@ pub const CLIENT_TIMEOUT: Setting<Duration> = Setting {
     ),
     parse: positive,
     apply: |c, v, _| c.vault.timeout = v,
+    summary: &[("client_timeout", |c| human(c.vault.timeout))],
 };
 /// Do not follow redirects.
 pub const DISABLE_REDIRECTS: Setting<bool> = Setting {
@@ -581,6 +627,7 @@ pub const DISABLE_REDIRECTS: Setting<bool> = Setting {
         "do not follow a standby's redirect to the active node (one hop is followed otherwise, never from https to http)"),
     parse: parse_bool,
     apply: |c, v, _| c.vault.disable_redirects = v,
+    summary: &[("disable_redirects", |c| c.vault.disable_redirects.to_string())],
 };
 /// The proxy for every request.
 pub const PROXY_ADDR: Setting<Url> = Setting {
@@ -588,6 +635,7 @@ pub const PROXY_ADDR: Setting<Url> = Setting {
         "HTTP proxy for every request to Vault, NO_PROXY notwithstanding; without it HTTPS_PROXY, HTTP_PROXY and NO_PROXY apply"),
     parse: parse_proxy_url,
     apply: |c, v, _| c.vault.proxy.all = Some(v),
+    summary: &[("proxy", |c| summary::proxy(&c.vault.proxy))],
 };
 // The usual proxy variables, upper case first as in Go; they have no flags.
 /// The proxy for an https Vault.
@@ -596,6 +644,8 @@ pub const HTTPS_PROXY: Setting<Url> = Setting {
         "without VAULT_PROXY_ADDR, the proxy for an https Vault (tunnelled with CONNECT; user:password@ is sent as Proxy-Authorization, never logged)"),
     parse: parse_proxy_url,
     apply: |c, v, _| c.vault.proxy.https = Some(v),
+    // Shown in PROXY_ADDR's proxy field.
+    summary: &[],
 };
 /// The proxy for an http Vault.
 pub const HTTP_PROXY: Setting<Url> = Setting {
@@ -606,6 +656,8 @@ pub const HTTP_PROXY: Setting<Url> = Setting {
     ),
     parse: parse_proxy_url,
     apply: |c, v, _| c.vault.proxy.http = Some(v),
+    // Shown in PROXY_ADDR's proxy field.
+    summary: &[],
 };
 /// Hosts reached directly.
 pub const NO_PROXY: Setting<String> = Setting {
@@ -613,6 +665,8 @@ pub const NO_PROXY: Setting<String> = Setting {
         "hosts, .domain suffixes and networks reached without HTTPS_PROXY/HTTP_PROXY; loopback and localhost are always direct"),
     parse: |s| Ok(s.to_string()),
     apply: |c, v, _| c.vault.proxy.no_proxy = Some(v),
+    // Shown in PROXY_ADDR's proxy field.
+    summary: &[],
 };
 /// The on-change command.
 pub const ON_CHANGE: Setting<Vec<String>> = Setting {
@@ -620,6 +674,7 @@ pub const ON_CHANGE: Setting<Vec<String>> = Setting {
         "program and arguments to run after each new token, split like a shell would (no shell runs)"),
     parse: parse_on_change,
     apply: |c, v, _| c.hooks.on_change = Some(v),
+    summary: &[("on_change", summary::on_change)],
 };
 /// The on-change command's time limit.
 pub const ON_CHANGE_TIMEOUT: Setting<Duration> = Setting {
@@ -632,6 +687,7 @@ pub const ON_CHANGE_TIMEOUT: Setting<Duration> = Setting {
     ),
     parse: positive,
     apply: |c, v, _| c.hooks.on_change_timeout = v,
+    summary: &[("on_change_timeout", |c| human(c.hooks.on_change_timeout))],
 };
 /// The app's pid file.
 pub const SIGNAL_PID_FILE: Setting<PathBuf> = Setting {
@@ -644,6 +700,7 @@ pub const SIGNAL_PID_FILE: Setting<PathBuf> = Setting {
     ),
     parse: |s| parse_file_path(s, "the app's process id"),
     apply: |c, v, _| c.hooks.signal_pid_file = Some(v),
+    summary: &[("signal_pid_file", |c| path(&c.hooks.signal_pid_file))],
 };
 /// The signal for the app.
 pub const SIGNAL: Setting<AppSignal> = Setting {
@@ -651,6 +708,7 @@ pub const SIGNAL: Setting<AppSignal> = Setting {
         "signal to send to that app: a name with or without SIG (HUP, USR1, USR2, TERM, INT, QUIT, WINCH, ...) or its number"),
     parse: parse_signal,
     apply: |c, v, _| c.hooks.signal = v,
+    summary: &[("signal", summary::signal)],
 };
 /// The token info file.
 pub const TOKEN_INFO_FILE: Setting<PathBuf> = Setting {
@@ -658,6 +716,7 @@ pub const TOKEN_INFO_FILE: Setting<PathBuf> = Setting {
         "file for the token's JSON metadata (never the token), rewritten at every login and renewal"),
     parse: parse_info_file,
     apply: |c, v, _| c.hooks.token_info_file = Some(v),
+    summary: &[("token_info_file", |c| path(&c.hooks.token_info_file))],
 };
 /// Where secret files go; checked only when there are secrets.
 pub const SECRETS_DIR: Setting<PathBuf> = Setting {
@@ -665,6 +724,7 @@ pub const SECRETS_DIR: Setting<PathBuf> = Setting {
         "where the VAULT_LOGIN_SECRET_<NAME> files go (unset: the token file's directory), written like the token file"),
     parse: |s| Ok(PathBuf::from(s)),
     apply: |c, v, _| c.secrets.dir = v,
+    summary: &[("secrets", summary::secrets), ("templates", summary::templates)],
 };
 /// How often secrets are read again.
 pub const SECRETS_REFRESH: Setting<Duration> = Setting {
@@ -672,6 +732,8 @@ pub const SECRETS_REFRESH: Setting<Duration> = Setting {
         "how often the sidecar reads each secret again; a file is rewritten only when its content (KV v2: version) changes"),
     parse: at_least_a_second,
     apply: |c, v, _| c.secrets.refresh = v,
+    // Shown in SECRETS_DIR's secrets field.
+    summary: &[],
 };
 
 /// How long before NotAfter a certificate is renewed at the latest.
@@ -680,6 +742,7 @@ pub const CERT_RENEW_BEFORE: Setting<Duration> = Setting {
         "renew each VAULT_LOGIN_CERT_<NAME> certificate this long before it expires, if that is earlier than 2/3 of its life (±10 % jitter)"),
     parse: positive,
     apply: |c, v, _| c.certs.renew_before = Some(v),
+    summary: &[("certs", summary::certs)],
 };
 
 /// The pod's annotations file (downward API), read as a layer below flags and environment.
@@ -689,6 +752,8 @@ pub const ANNOTATIONS_FILE: Setting<PathBuf> = Setting {
     parse: |s| Ok(PathBuf::from(s)),
     // Read before every other setting, as the layer below them: nothing left to apply.
     apply: |_, _, _| {},
+    // What the annotations set is shown in each setting's field.
+    summary: &[],
 };
 
 /// `vault-login exec`: what a changed environment does to the program.
@@ -701,6 +766,7 @@ pub const EXEC_RESTART: Setting<Restart> = Setting {
             exec.restart = v;
         }
     },
+    summary: &[("exec", summary::exec)],
 };
 
 /// `vault-login exec`: the signal that stops the program.
@@ -716,6 +782,8 @@ pub const EXEC_STOP_SIGNAL: Setting<AppSignal> = Setting {
             exec.stop_signal = v;
         }
     },
+    // Shown in EXEC_RESTART's exec field.
+    summary: &[],
 };
 
 /// `vault-login exec`: how long a stopped program may take.
@@ -731,6 +799,8 @@ pub const EXEC_STOP_TIMEOUT: Setting<Duration> = Setting {
             exec.stop_timeout = v;
         }
     },
+    // Shown in EXEC_RESTART's exec field.
+    summary: &[],
 };
 
 /// `vault-login exec`: pass the token to the program.
@@ -743,6 +813,8 @@ pub const EXEC_TOKEN: Setting<bool> = Setting {
             exec.pass_token = v;
         }
     },
+    // Shown in EXEC_RESTART's exec field.
+    summary: &[],
 };
 
 /// A duration of more than zero.
@@ -937,6 +1009,15 @@ mod tests {
             assert!(!(about.required && about.default.is_some()), "{about:?}");
             assert!(about.flag.is_some() || about.value.is_none(), "{about:?}");
         }
+    }
+
+    #[test]
+    fn every_summary_key_is_declared_once() {
+        let mut seen = std::collections::HashSet::new();
+        for (key, _) in ALL.iter().flat_map(|s| s.summary()) {
+            assert!(seen.insert(*key), "summary key {key} is declared twice");
+        }
+        assert!(seen.len() > 30, "{seen:?}");
     }
 
     #[test]
