@@ -386,3 +386,163 @@ fn unknown_variables(names: &[String], exec: bool) -> Vec<(String, Option<&'stat
     }
     unknown
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+    use super::*;
+
+    #[test]
+    fn token_file_stdout_only_in_once_mode() {
+        let (source, problem) = bad(&["--token-file", "-"], &[]);
+        assert_eq!(source, "--token-file");
+        assert!(problem.contains("once"), "{problem}");
+        let (source, _) = bad(&[], &[("VAULT_LOGIN_TOKEN_FILE", "-")]);
+        assert_eq!(source, "VAULT_LOGIN_TOKEN_FILE");
+        let c = ok(
+            &[],
+            &[
+                ("VAULT_LOGIN_TOKEN_FILE", "-"),
+                ("VAULT_LOGIN_ONCE", "true"),
+            ],
+        );
+        assert_eq!(c.token_sink, TokenSink::Stdout);
+        assert!(summary_has(&c, "token_sink=stdout"));
+        let c = ok(&["--token-file=-", "--once"], &[]);
+        assert_eq!(c.token_sink, TokenSink::Stdout);
+    }
+
+    #[test]
+    fn backoff_min_must_not_exceed_max() {
+        let (source, problem) = bad(
+            &[],
+            &[
+                ("VAULT_LOGIN_MIN_BACKOFF", "10s"),
+                ("VAULT_LOGIN_MAX_BACKOFF", "5s"),
+            ],
+        );
+        assert_eq!(source, "VAULT_LOGIN_MIN_BACKOFF");
+        assert!(
+            problem.contains("10s") && problem.contains("5s"),
+            "{problem}"
+        );
+        // A min above the default max.
+        let (source, problem) = bad(&[], &[("VAULT_LOGIN_MIN_BACKOFF", "10m")]);
+        assert_eq!(source, "VAULT_LOGIN_MIN_BACKOFF");
+        assert!(problem.contains("5m0s"), "{problem}");
+        // A max below the default min.
+        let (source, problem) = bad(&["--max-backoff", "500ms"], &[]);
+        assert_eq!(source, "VAULT_LOGIN_MIN_BACKOFF");
+        assert!(problem.contains("--max-backoff"), "{problem}");
+        let (source, _) = bad(&["--min-backoff", "2m", "--max-backoff", "1m"], &[]);
+        assert_eq!(source, "--min-backoff");
+        let c = ok(
+            &[],
+            &[
+                ("VAULT_LOGIN_MIN_BACKOFF", "3s"),
+                ("VAULT_LOGIN_MAX_BACKOFF", "3s"),
+            ],
+        );
+        assert_eq!((c.min_backoff, c.max_backoff), (secs(3), secs(3)));
+    }
+
+    #[test]
+    fn client_cert_and_key_come_together() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("x.pem");
+        std::fs::write(&file, "pem").unwrap();
+        let file = file.display().to_string();
+        let (source, problem) = bad(&[], &[("VAULT_CLIENT_KEY", &file)]);
+        assert_eq!(source, "VAULT_CLIENT_KEY");
+        assert!(problem.contains("needs a client certificate"), "{problem}");
+        assert!(problem.contains("VAULT_CLIENT_CERT"), "{problem}");
+        let (source, problem) = bad(&["--client-cert", &file], &[]);
+        assert_eq!(source, "--client-cert");
+        assert!(problem.contains("needs a client key"), "{problem}");
+        let (source, _) = bad(&[], &[("BAO_CLIENT_KEY", &file)]);
+        assert_eq!(source, "BAO_CLIENT_KEY");
+    }
+
+    #[test]
+    fn secrets_default_to_the_token_directory_and_five_minutes() {
+        let c = ok(
+            &["--token-file", "/vault/token"],
+            &[
+                ("VAULT_LOGIN_SECRET_DB", "internal/data/database/config"),
+                (
+                    "VAULT_LOGIN_SECRET_DB_PASSWORD",
+                    "internal/data/database/config#password",
+                ),
+            ],
+        );
+        assert_eq!(c.secrets.dir, PathBuf::from("/vault"));
+        assert_eq!(c.secrets.refresh, Duration::from_secs(300));
+        let names: Vec<&str> = c.secrets.specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, vec!["db", "db_password"]);
+        assert!(
+            summary_has(&c, "secrets=2(dir=/vault,refresh=5m0s)"),
+            "{}",
+            c.summary()
+        );
+        assert!(summary_has(&ok(&[], &[]), "secrets=none"));
+        assert!(ok(&[], &[]).secrets.specs.is_empty());
+    }
+
+    #[test]
+    fn secrets_dir_and_refresh_are_read_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path().to_str().unwrap();
+        let c = ok(
+            &[],
+            &[
+                ("VAULT_LOGIN_SECRET_APP", "dotenv:kv/app"),
+                ("VAULT_LOGIN_SECRETS_DIR", d),
+                ("VAULT_LOGIN_SECRETS_REFRESH", "90s"),
+            ],
+        );
+        assert_eq!(c.secrets.dir, dir.path());
+        assert_eq!(c.secrets.refresh, Duration::from_secs(90));
+        let (source, problem) = bad(
+            &[],
+            &[
+                ("VAULT_LOGIN_SECRET_APP", "kv/app"),
+                ("VAULT_LOGIN_SECRETS_DIR", "/no/such/dir"),
+            ],
+        );
+        assert_eq!(source, "VAULT_LOGIN_SECRETS_DIR");
+        assert!(problem.contains("does not exist"), "{problem}");
+        // Without secrets the directory is not needed, so not checked.
+        assert!(load(&[], &[("VAULT_LOGIN_SECRETS_DIR", "/no/such/dir")]).is_ok());
+        for value in ["0", "500ms", "soon"] {
+            let (source, _) = bad(&[], &[("VAULT_LOGIN_SECRETS_REFRESH", value)]);
+            assert_eq!(source, "VAULT_LOGIN_SECRETS_REFRESH");
+        }
+    }
+
+    #[test]
+    fn bad_secret_settings_are_one_line_errors_naming_the_variable() {
+        let (source, problem) = bad(&[], &[("VAULT_LOGIN_SECRET_DB", "internal/data/db#")]);
+        assert_eq!(source, "VAULT_LOGIN_SECRET_DB");
+        assert!(problem.contains("nothing after '#'"), "{problem}");
+        let (source, problem) = bad(
+            &["--token-file", "/vault/token"],
+            &[("VAULT_LOGIN_SECRET_TOKEN", "kv/app")],
+        );
+        assert_eq!(source, "VAULT_LOGIN_SECRET_TOKEN");
+        assert!(
+            problem.contains("/vault/token is already written"),
+            "{problem}"
+        );
+        let (source, problem) = bad(
+            &["--once", "--token-file", "-"],
+            &[("VAULT_LOGIN_SECRET_DB", "kv/app")],
+        );
+        assert_eq!(source, "VAULT_LOGIN_SECRET_DB");
+        assert!(problem.contains("set VAULT_LOGIN_SECRETS_DIR"), "{problem}");
+        let err = load(&[], &[("VAULT_LOGIN_SECRET_DB", "/v1/kv/app")]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "VAULT_LOGIN_SECRET_DB: \"/v1/kv/app\" starts with v1/; give the API path without /v1/, e.g. internal/data/database/config"
+        );
+    }
+}

@@ -251,6 +251,7 @@ pub const VAULT_ADDR: Setting<Url> = Setting {
         shown(c.vault.addr.as_str().trim_end_matches('/'))
     })],
 };
+
 /// The kubernetes auth role.
 pub const ROLE: Setting<String> = Setting {
     about: About {
@@ -267,6 +268,7 @@ pub const ROLE: Setting<String> = Setting {
     apply: |c, v, _| c.role = v,
     summary: &[("role", |c| shown(&c.role))],
 };
+
 /// The kubernetes auth mount.
 pub const MOUNT: Setting<String> = Setting {
     about: flag(
@@ -280,6 +282,7 @@ pub const MOUNT: Setting<String> = Setting {
     apply: |c, v, _| c.mount = v,
     summary: &[("mount", |c| shown(&c.mount))],
 };
+
 /// The service-account JWT file.
 pub const JWT_FILE: Setting<PathBuf> = Setting {
     about: flag(
@@ -298,6 +301,7 @@ pub const JWT_FILE: Setting<PathBuf> = Setting {
     },
     summary: &[("jwt", summary::jwt)],
 };
+
 /// The JWT itself.
 pub const JWT: Setting<Secret> = Setting {
     about: env_only(&[JWT_ENV], None,
@@ -307,6 +311,7 @@ pub const JWT: Setting<Secret> = Setting {
     // Shown in JWT_FILE's jwt field.
     summary: &[],
 };
+
 /// Where the token goes.
 pub const TOKEN_FILE: Setting<TokenSink> = Setting {
     about: flag(
@@ -326,6 +331,7 @@ pub const TOKEN_FILE: Setting<TokenSink> = Setting {
     },
     summary: &[("token_sink", summary::token_sink)],
 };
+
 /// The token file's mode.
 pub const TOKEN_FILE_MODE: Setting<u32> = Setting {
     about: flag(
@@ -342,6 +348,7 @@ pub const TOKEN_FILE_MODE: Setting<u32> = Setting {
     },
     summary: &[("token_file_mode", |c| format!("{:04o}", c.token_file_mode))],
 };
+
 /// The token file's owner.
 pub const TOKEN_FILE_OWNER: Setting<Owner> = Setting {
     about: flag(
@@ -358,6 +365,7 @@ pub const TOKEN_FILE_OWNER: Setting<Owner> = Setting {
     },
     summary: &[("token_file_owner", summary::owner)],
 };
+
 /// Once (init container) mode.
 pub const ONCE: Setting<bool> = Setting {
     about: flag(
@@ -384,6 +392,7 @@ pub const TIMEOUT: Setting<Duration> = Setting {
     apply: |c, v, _| c.timeout = v,
     summary: &[("timeout", |c| human(c.timeout))],
 };
+
 /// The shortest retry wait.
 pub const MIN_BACKOFF: Setting<Duration> = Setting {
     about: flag(
@@ -464,6 +473,7 @@ pub const LISTEN: Setting<SocketAddr> = Setting {
     apply: |c, v, _| c.listen = Some(v),
     summary: &[("listen", |c| c.listen.map_or_else(none, |a| a.to_string()))],
 };
+
 /// The log filter.
 pub const LOG: Setting<String> = Setting {
     about: flag(
@@ -490,6 +500,7 @@ pub const LOG_FORMAT: Setting<LogFormat> = Setting {
     apply: |c, v, _| c.log_format = v,
     summary: &[("log_format", summary::log_format)],
 };
+
 /// The Vault namespace; "/" (the root namespace) parses to none.
 pub const NAMESPACE: Setting<Option<String>> = Setting {
     about: flag(
@@ -503,6 +514,7 @@ pub const NAMESPACE: Setting<Option<String>> = Setting {
     apply: |c, v, _| c.vault.namespace = v,
     summary: &[("namespace", |c| opt(c.vault.namespace.as_deref()))],
 };
+
 /// Extra request headers.
 pub const HEADERS: Setting<Vec<(String, Secret)>> = Setting {
     about: env_only(&["VAULT_HEADERS", "BAO_HEADERS"], None,
@@ -552,6 +564,7 @@ pub const CA_PATH: Setting<PathBuf> = Setting {
     },
     summary: &[("ca_path", |c| path(&c.vault.tls.ca_path))],
 };
+
 /// The mTLS client certificate.
 pub const CLIENT_CERT: Setting<PathBuf> = Setting {
     about: flag(
@@ -584,6 +597,7 @@ pub const CLIENT_KEY: Setting<PathBuf> = Setting {
     },
     summary: &[("client_key", |c| path(&c.vault.tls.client_key))],
 };
+
 /// The TLS server name.
 pub const TLS_SERVER_NAME: Setting<String> = Setting {
     about: flag("--tls-server-name", &["VAULT_TLS_SERVER_NAME", "BAO_TLS_SERVER_NAME"], Some("NAME"), None,
@@ -595,6 +609,7 @@ pub const TLS_SERVER_NAME: Setting<String> = Setting {
     },
     summary: &[("tls_server_name", |c| opt(c.vault.tls.server_name.as_deref()))],
 };
+
 /// Skip certificate verification.
 pub const SKIP_VERIFY: Setting<bool> = Setting {
     about: flag(
@@ -637,6 +652,7 @@ pub const PROXY_ADDR: Setting<Url> = Setting {
     apply: |c, v, _| c.vault.proxy.all = Some(v),
     summary: &[("proxy", |c| summary::proxy(&c.vault.proxy))],
 };
+
 // The usual proxy variables, upper case first as in Go; they have no flags.
 /// The proxy for an https Vault.
 pub const HTTPS_PROXY: Setting<Url> = Setting {
@@ -647,6 +663,7 @@ pub const HTTPS_PROXY: Setting<Url> = Setting {
     // Shown in PROXY_ADDR's proxy field.
     summary: &[],
 };
+
 /// The proxy for an http Vault.
 pub const HTTP_PROXY: Setting<Url> = Setting {
     about: env_only(
@@ -668,6 +685,7 @@ pub const NO_PROXY: Setting<String> = Setting {
     // Shown in PROXY_ADDR's proxy field.
     summary: &[],
 };
+
 /// The on-change command.
 pub const ON_CHANGE: Setting<Vec<String>> = Setting {
     about: flag("--on-change", &["VAULT_LOGIN_ON_CHANGE"], Some("COMMAND"), None,
@@ -676,6 +694,7 @@ pub const ON_CHANGE: Setting<Vec<String>> = Setting {
     apply: |c, v, _| c.hooks.on_change = Some(v),
     summary: &[("on_change", summary::on_change)],
 };
+
 /// The on-change command's time limit.
 pub const ON_CHANGE_TIMEOUT: Setting<Duration> = Setting {
     about: flag(
@@ -710,6 +729,7 @@ pub const SIGNAL: Setting<AppSignal> = Setting {
     apply: |c, v, _| c.hooks.signal = v,
     summary: &[("signal", summary::signal)],
 };
+
 /// The token info file.
 pub const TOKEN_INFO_FILE: Setting<PathBuf> = Setting {
     about: flag("--token-info-file", &["VAULT_LOGIN_TOKEN_INFO_FILE"], Some("FILE"), None,
@@ -718,6 +738,7 @@ pub const TOKEN_INFO_FILE: Setting<PathBuf> = Setting {
     apply: |c, v, _| c.hooks.token_info_file = Some(v),
     summary: &[("token_info_file", |c| path(&c.hooks.token_info_file))],
 };
+
 /// Where secret files go; checked only when there are secrets.
 pub const SECRETS_DIR: Setting<PathBuf> = Setting {
     about: env_only(&[SECRETS_DIR_ENV], None,
@@ -965,6 +986,749 @@ pub fn parse_bool(s: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::testing::*;
+
+    // The tests of each setting, in the order of the declarations; the rules between settings
+    // are tested in config::build.
+
+    #[test]
+    fn vault_addr_accepts_http_and_https_with_a_path_prefix() {
+        let cases = [
+            ("http://127.0.0.1:8200", "http://127.0.0.1:8200/"),
+            ("https://vault.example:8200/", "https://vault.example:8200/"),
+            ("https://vault.example///", "https://vault.example/"),
+            ("https://lb.example/vault/", "https://lb.example/vault"),
+            ("https://lb.example/a/b//", "https://lb.example/a/b"),
+            ("HTTPS://Vault.Example", "https://vault.example/"),
+            ("http://[::1]:8200", "http://[::1]:8200/"),
+        ];
+        for (input, want) in cases {
+            let c = ok(&[], &[("VAULT_ADDR", input)]);
+            assert_eq!(c.vault.addr.as_str(), want, "{input}");
+        }
+        let c = ok(&[], &[("VAULT_ADDR", "https://lb.example/vault/")]);
+        assert!(summary_has(&c, "vault_addr=https://lb.example/vault"));
+        let c = ok(&[], &[]);
+        assert!(summary_has(&c, "vault_addr=https://vault.example:8200"));
+    }
+
+    #[test]
+    fn role_rejects_whitespace() {
+        rejects("VAULT_LOGIN_ROLE", "--role", "my role", "whitespace");
+        rejects("VAULT_LOGIN_ROLE", "--role", "app\n", "whitespace");
+    }
+
+    #[test]
+    fn mount_is_normalised() {
+        for (input, want) in [
+            ("kubernetes", "kubernetes"),
+            ("/kubernetes/", "kubernetes"),
+            ("//k8s/cluster-1//", "k8s/cluster-1"),
+            ("a/b/c", "a/b/c"),
+        ] {
+            assert_eq!(
+                ok(&[], &[("VAULT_LOGIN_MOUNT", input)]).mount,
+                want,
+                "{input}"
+            );
+            assert_eq!(ok(&["--mount", input], &[]).mount, want, "{input}");
+        }
+    }
+
+    #[test]
+    fn mount_rejects_bad_paths() {
+        rejects("VAULT_LOGIN_MOUNT", "--mount", "/", "not a mount path");
+        rejects("VAULT_LOGIN_MOUNT", "--mount", "///", "not a mount path");
+        rejects("VAULT_LOGIN_MOUNT", "--mount", "a//b", "empty segment");
+        rejects("VAULT_LOGIN_MOUNT", "--mount", "a/../b", "\"..\" segment");
+        rejects("VAULT_LOGIN_MOUNT", "--mount", "..", "\"..\" segment");
+        rejects("VAULT_LOGIN_MOUNT", "--mount", "./k8s", "\".\" segment");
+        rejects("VAULT_LOGIN_MOUNT", "--mount", "k8s prod", "whitespace");
+        rejects("VAULT_LOGIN_MOUNT", "--mount", " kubernetes", "whitespace");
+        rejects("VAULT_LOGIN_MOUNT", "--mount", "k8s\t", "whitespace");
+        rejects("VAULT_LOGIN_MOUNT", "--mount", "k8s?x", "'?'");
+        rejects("VAULT_LOGIN_MOUNT", "--mount", "k8s%2f", "'%'");
+    }
+
+    #[test]
+    fn jwt_file_path_must_name_a_file() {
+        rejects(
+            "VAULT_LOGIN_JWT_FILE",
+            "--jwt-file",
+            "/var/run/",
+            "not a file path",
+        );
+        let c = ok(&[], &[("VAULT_LOGIN_JWT_FILE", "/run/token")]);
+        assert!(summary_has(&c, "jwt=file:/run/token"));
+    }
+
+    #[test]
+    fn jwt_from_the_environment_wins_over_the_file() {
+        let c = ok(
+            &["--jwt-file", "/x"],
+            &[("VAULT_LOGIN_JWT", A_JWT), ("VAULT_LOGIN_JWT_FILE", "/y")],
+        );
+        match &c.jwt {
+            JwtSource::Env(secret) => assert_eq!(secret.expose(), A_JWT),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_jwt_is_never_printed() {
+        let c = ok(&[], &[("VAULT_LOGIN_JWT", A_JWT)]);
+        let summary = c.summary();
+        assert!(summary.contains("jwt=env:VAULT_LOGIN_JWT"), "{summary}");
+        assert!(!summary.contains(A_JWT));
+        assert!(!summary.contains("eyJ"));
+        let debug = format!("{c:?}");
+        assert!(!debug.contains(A_JWT), "{debug}");
+        assert!(!debug.contains("eyJ"), "{debug}");
+    }
+
+    #[test]
+    fn there_is_no_jwt_flag() {
+        for args in [vec!["--jwt", A_JWT], vec![A_JWT]] {
+            match load(&args, &[]) {
+                Err(ConfigError::Usage(message)) => {
+                    assert!(!message.contains(A_JWT), "{message}");
+                    assert!(!message.contains("eyJ"), "{message}");
+                }
+                other => panic!("{other:?}"),
+            }
+        }
+        match load(&[&format!("--jwt={A_JWT}")], &[]) {
+            Err(ConfigError::Usage(message)) => assert!(!message.contains(A_JWT), "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn token_file_path_must_name_a_file() {
+        rejects(
+            "VAULT_LOGIN_TOKEN_FILE",
+            "--token-file",
+            "/var/run/secrets/",
+            "not a file path",
+        );
+        rejects(
+            "VAULT_LOGIN_TOKEN_FILE",
+            "--token-file",
+            "/",
+            "not a file path",
+        );
+        rejects(
+            "VAULT_LOGIN_TOKEN_FILE",
+            "--token-file",
+            "/tmp/..",
+            "not a file path",
+        );
+        let c = ok(&[], &[("VAULT_LOGIN_TOKEN_FILE", "token")]);
+        assert_eq!(c.token_sink, TokenSink::File(PathBuf::from("token")));
+    }
+
+    #[test]
+    fn token_file_mode_names_its_source() {
+        rejects(
+            "VAULT_LOGIN_TOKEN_FILE_MODE",
+            "--token-file-mode",
+            "0778",
+            "octal",
+        );
+        rejects(
+            "VAULT_LOGIN_TOKEN_FILE_MODE",
+            "--token-file-mode",
+            "1000",
+            "0777",
+        );
+        let c = ok(&[], &[("VAULT_LOGIN_TOKEN_FILE_MODE", "440")]);
+        assert!(summary_has(&c, "token_file_mode=0440"));
+    }
+
+    #[test]
+    fn token_file_owner_names_its_source() {
+        rejects(
+            "VAULT_LOGIN_TOKEN_FILE_OWNER",
+            "--token-file-owner",
+            "-1",
+            "numeric",
+        );
+        rejects(
+            "VAULT_LOGIN_TOKEN_FILE_OWNER",
+            "--token-file-owner",
+            "1000:",
+            "numeric",
+        );
+        let (source, _) = bad(&["--token-file-owner", "-1"], &[]);
+        assert_eq!(source, "--token-file-owner");
+        let c = ok(&[], &[("VAULT_LOGIN_TOKEN_FILE_OWNER", "1000:2000")]);
+        assert!(summary_has(&c, "token_file_owner=1000:2000"));
+    }
+
+    #[test]
+    fn negative_duration_flag_is_a_value_not_a_flag() {
+        let (source, problem) = bad(&["--timeout", "-5s"], &[]);
+        assert_eq!(source, "--timeout");
+        assert!(problem.contains("negative"), "{problem}");
+    }
+
+    #[test]
+    fn listen_addresses() {
+        let listen = |v: &str| ok(&[], &[("VAULT_LOGIN_LISTEN", v)]).listen;
+        assert_eq!(
+            listen("0.0.0.0:9102"),
+            Some("0.0.0.0:9102".parse().unwrap())
+        );
+        assert_eq!(listen(":9102"), Some("0.0.0.0:9102".parse().unwrap()));
+        assert_eq!(listen("127.0.0.1:0"), Some("127.0.0.1:0".parse().unwrap()));
+        assert_eq!(listen("[::]:9102"), Some("[::]:9102".parse().unwrap()));
+        assert_eq!(listen("[::1]:80"), Some("[::1]:80".parse().unwrap()));
+        for input in [
+            "9102",
+            "localhost:9102",
+            ":",
+            ":99999",
+            ":+80",
+            "0.0.0.0",
+            "1.2.3.4:x",
+            "::1:80",
+        ] {
+            rejects("VAULT_LOGIN_LISTEN", "--listen", input, "not an address");
+        }
+        let c = ok(&["--listen", ":9102"], &[]);
+        assert!(summary_has(&c, "listen=0.0.0.0:9102"));
+    }
+
+    #[test]
+    fn log_settings() {
+        assert_eq!(
+            ok(&[], &[("VAULT_LOGIN_LOG", "debug,hyper=off")]).log,
+            "debug,hyper=off"
+        );
+        assert_eq!(
+            ok(&["--log", "trace"], &[("VAULT_LOGIN_LOG", "warn")]).log,
+            "trace"
+        );
+        assert_eq!(
+            ok(&[], &[("VAULT_LOGIN_LOG_FORMAT", "Text")]).log_format,
+            LogFormat::Text
+        );
+        assert_eq!(
+            ok(&["--log-format", "json"], &[]).log_format,
+            LogFormat::Json
+        );
+        rejects(
+            "VAULT_LOGIN_LOG_FORMAT",
+            "--log-format",
+            "xml",
+            "text or json",
+        );
+    }
+
+    #[test]
+    fn log_errors_name_the_flag_or_variable_used() {
+        for (args, vars, source) in [
+            (vec!["--log", "info,[[["], vec![], "--log"),
+            (
+                vec![],
+                vec![("VAULT_LOGIN_LOG", "info,[[[")],
+                "VAULT_LOGIN_LOG",
+            ),
+            (vec!["--log-format", "xml"], vec![], "--log-format"),
+        ] {
+            let (name, problem) = bad(&args, &vars);
+            assert_eq!(name, source, "{problem}");
+        }
+    }
+
+    #[test]
+    fn namespace_strips_slashes() {
+        let ns = |v: &str| ok(&[], &[("VAULT_NAMESPACE", v)]).vault.namespace;
+        assert_eq!(ns("admin").as_deref(), Some("admin"));
+        assert_eq!(ns("/admin/team-a/").as_deref(), Some("admin/team-a"));
+        assert_eq!(ns("/"), None);
+        rejects("VAULT_NAMESPACE", "--namespace", "a//b", "empty segment");
+        rejects("VAULT_NAMESPACE", "--namespace", "a b", "whitespace");
+        rejects(
+            "VAULT_NAMESPACE",
+            "--namespace",
+            "ns\r\nX-Evil: 1",
+            "whitespace",
+        );
+    }
+
+    #[test]
+    fn tls_files_must_be_readable() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("ca.pem");
+        std::fs::write(&file, "pem").unwrap();
+        let missing = dir.path().join("missing.pem").display().to_string();
+        let dir_s = dir.path().display().to_string();
+        let file_s = file.display().to_string();
+
+        rejects("VAULT_CACERT", "--ca-cert", &missing, "does not exist");
+        rejects("VAULT_CACERT", "--ca-cert", &dir_s, "is a directory");
+        rejects("VAULT_CAPATH", "--ca-path", &missing, "does not exist");
+        rejects("VAULT_CAPATH", "--ca-path", &file_s, "not a directory");
+        let (source, _) = bad(&[], &[("BAO_CACERT", &missing)]);
+        assert_eq!(source, "BAO_CACERT");
+
+        let (source, problem) = bad(
+            &[],
+            &[
+                ("VAULT_CLIENT_CERT", &missing),
+                ("VAULT_CLIENT_KEY", &file_s),
+            ],
+        );
+        assert_eq!(source, "VAULT_CLIENT_CERT");
+        assert!(
+            problem.contains("does not exist") && problem.contains("client certificate"),
+            "{problem}"
+        );
+        let (source, problem) = bad(&["--client-cert", &file_s, "--client-key", &missing], &[]);
+        assert_eq!(source, "--client-key");
+        assert!(problem.contains("does not exist"), "{problem}");
+    }
+
+    #[test]
+    fn tls_errors_name_the_flag_or_variable_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let junk = dir.path().join("junk.pem");
+        std::fs::write(&junk, "no certificate here\n").unwrap();
+        let junk = junk.to_str().unwrap();
+        let empty_dir = dir.path().join("empty");
+        std::fs::create_dir(&empty_dir).unwrap();
+        let empty_dir = empty_dir.to_str().unwrap();
+        type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+        let cases: [Case; 6] = [
+            (&[], &[("VAULT_CACERT", junk)], "VAULT_CACERT: "),
+            (&[], &[("BAO_CACERT", junk)], "BAO_CACERT: "),
+            (
+                &["--ca-cert", junk],
+                &[("VAULT_CACERT", junk)],
+                "--ca-cert: ",
+            ),
+            (&[], &[("BAO_CAPATH", empty_dir)], "BAO_CAPATH: "),
+            (&["--ca-path", empty_dir], &[], "--ca-path: "),
+            (
+                &["--client-cert", junk],
+                &[("BAO_CLIENT_KEY", junk)],
+                "--client-cert: ",
+            ),
+        ];
+        for (args, vars, prefix) in cases {
+            let c = ok(args, vars);
+            let err = crate::vault::tls::client_config(&c.vault.tls).unwrap_err();
+            assert!(err.to_string().starts_with(prefix), "{prefix}: {err}");
+        }
+        // A key file without a key, named by the twin that gave it.
+        let signed = rcgen::generate_simple_self_signed(vec!["client".to_string()]).unwrap();
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(&cert, signed.cert.pem()).unwrap();
+        let cert = cert.to_str().unwrap();
+        let c = ok(
+            &[],
+            &[("VAULT_CLIENT_CERT", cert), ("BAO_CLIENT_KEY", junk)],
+        );
+        let err = crate::vault::tls::client_config(&c.vault.tls).unwrap_err();
+        assert!(err.to_string().starts_with("BAO_CLIENT_KEY: "), "{err}");
+    }
+
+    #[test]
+    fn tls_server_name_rejects_whitespace() {
+        rejects(
+            "VAULT_TLS_SERVER_NAME",
+            "--tls-server-name",
+            "vault example",
+            "whitespace",
+        );
+    }
+
+    #[test]
+    fn proxy_addr_precedence_like_the_vault_cli() {
+        let url = |c: &Config| c.vault.proxy.all.as_ref().map(|u| u.as_str().to_string());
+        let c = ok(
+            &[],
+            &[
+                ("VAULT_HTTP_PROXY", "http://old:3128"),
+                ("VAULT_PROXY_ADDR", "http://new:3128"),
+            ],
+        );
+        assert_eq!(url(&c).as_deref(), Some("http://new:3128/"));
+        let c = ok(&[], &[("VAULT_HTTP_PROXY", "old:3128")]);
+        assert_eq!(
+            url(&c).as_deref(),
+            Some("http://old:3128/"),
+            "http:// assumed"
+        );
+        let c = ok(&[], &[("BAO_PROXY_ADDR", "https://bao-proxy")]);
+        assert_eq!(url(&c).as_deref(), Some("https://bao-proxy/"));
+        let c = ok(
+            &["--proxy-addr", "http://flag:1"],
+            &[("VAULT_PROXY_ADDR", "http://env:2")],
+        );
+        assert_eq!(url(&c).as_deref(), Some("http://flag:1/"));
+        assert_eq!(
+            ok(&[], &[]).vault.proxy,
+            crate::vault::proxy::ProxySettings::default()
+        );
+    }
+
+    #[test]
+    fn environment_proxies_upper_case_first() {
+        let c = ok(
+            &[],
+            &[
+                ("HTTPS_PROXY", "http://upper:1"),
+                ("https_proxy", "http://lower:2"),
+                ("http_proxy", "lower-http:3"),
+                ("no_proxy", ".svc,.cluster.local"),
+            ],
+        );
+        assert_eq!(c.vault.proxy.https.unwrap().as_str(), "http://upper:1/");
+        assert_eq!(c.vault.proxy.http.unwrap().as_str(), "http://lower-http:3/");
+        assert_eq!(
+            c.vault.proxy.no_proxy.as_deref(),
+            Some(".svc,.cluster.local")
+        );
+        assert_eq!(c.vault.proxy.all, None);
+    }
+
+    #[test]
+    fn bad_proxies_are_named_without_their_credentials() {
+        for (name, value, needle) in [
+            (
+                "HTTPS_PROXY",
+                "socks5://u:pw@proxy:1080",
+                "http:// or https://",
+            ),
+            ("HTTP_PROXY", "http://u:pw@", "not a valid proxy url"),
+            ("VAULT_PROXY_ADDR", "ftp://proxy", "http:// or https://"),
+        ] {
+            let (source, problem) = bad(&[], &[(name, value)]);
+            assert_eq!(source, name, "{problem}");
+            assert!(problem.contains(needle), "{problem}");
+            assert!(!problem.contains("pw"), "{problem}");
+        }
+        let (source, _) = bad(&["--proxy-addr=socks5://x"], &[]);
+        assert_eq!(source, "--proxy-addr");
+    }
+
+    #[test]
+    fn on_change_must_split_and_name_a_program() {
+        rejects(
+            "VAULT_LOGIN_ON_CHANGE",
+            "--on-change",
+            "/bin/sh -c 'echo",
+            "unclosed single quote",
+        );
+        rejects(
+            "VAULT_LOGIN_ON_CHANGE",
+            "--on-change",
+            "/bin/sh -c \"echo",
+            "unclosed double quote",
+        );
+        rejects(
+            "VAULT_LOGIN_ON_CHANGE",
+            "--on-change",
+            "nginx -s reload && echo done",
+            "no shell",
+        );
+        let (source, problem) = bad(&[], &[("VAULT_LOGIN_ON_CHANGE", "/no/such/program --flag")]);
+        assert_eq!(source, "VAULT_LOGIN_ON_CHANGE");
+        assert!(
+            problem.contains("\"/no/such/program\" does not exist"),
+            "{problem}"
+        );
+        rejects(
+            "VAULT_LOGIN_ON_CHANGE",
+            "--on-change",
+            "/",
+            "is a directory",
+        );
+        rejects(
+            "VAULT_LOGIN_ON_CHANGE",
+            "--on-change",
+            "''",
+            "names no program",
+        );
+        // A bare name is looked up in PATH at run time.
+        assert_eq!(
+            ok(&[], &[("VAULT_LOGIN_ON_CHANGE", "reload-app now")])
+                .hooks
+                .on_change,
+            Some(vec!["reload-app".to_string(), "now".into()])
+        );
+        rejects(
+            "VAULT_LOGIN_ON_CHANGE_TIMEOUT",
+            "--on-change-timeout",
+            "0s",
+            "more than zero",
+        );
+        rejects(
+            "VAULT_LOGIN_ON_CHANGE_TIMEOUT",
+            "--on-change-timeout",
+            "soon",
+            "not a duration",
+        );
+    }
+
+    #[test]
+    fn signal_needs_a_known_name_and_a_pid_file() {
+        let pid = ("VAULT_LOGIN_SIGNAL_PID_FILE", "/run/app.pid");
+        for value in ["FOO", "SIGKILL", "9", "0", "reload"] {
+            let (source, problem) = bad(&[], &[pid, ("VAULT_LOGIN_SIGNAL", value)]);
+            assert_eq!(source, "VAULT_LOGIN_SIGNAL");
+            assert!(problem.contains(&format!("{value:?}")), "{problem}");
+            assert!(problem.contains("HUP, USR1"), "{problem}");
+        }
+        let (source, _) = bad(&["--signal=BOGUS"], &[pid]);
+        assert_eq!(source, "--signal");
+        let (source, problem) = bad(&[], &[("VAULT_LOGIN_SIGNAL", "HUP")]);
+        assert_eq!(source, "VAULT_LOGIN_SIGNAL");
+        assert!(problem.contains("VAULT_LOGIN_SIGNAL_PID_FILE"), "{problem}");
+        rejects(
+            "VAULT_LOGIN_SIGNAL_PID_FILE",
+            "--signal-pid-file",
+            "/run/",
+            "not a file path",
+        );
+        // Names with or without SIG, any case, and numbers.
+        for (value, want) in [("hup", "SIGHUP"), ("SIGQUIT", "SIGQUIT"), ("2", "SIGINT")] {
+            let c = ok(&[], &[pid, ("VAULT_LOGIN_SIGNAL", value)]);
+            assert_eq!(c.hooks.signal.to_string(), want);
+        }
+        assert!(summary_has(&ok(&[], &[pid]), "signal=SIGHUP"));
+    }
+
+    #[test]
+    fn token_info_file_needs_an_existing_directory_and_its_own_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("plain");
+        std::fs::write(&file, "x").unwrap();
+        let missing = dir.path().join("missing").join("info.json");
+        let under_file = file.join("info.json");
+        rejects(
+            "VAULT_LOGIN_TOKEN_INFO_FILE",
+            "--token-info-file",
+            &missing.display().to_string(),
+            "does not exist",
+        );
+        rejects(
+            "VAULT_LOGIN_TOKEN_INFO_FILE",
+            "--token-info-file",
+            &under_file.display().to_string(),
+            "not a directory",
+        );
+        rejects(
+            "VAULT_LOGIN_TOKEN_INFO_FILE",
+            "--token-info-file",
+            &format!("{}/", dir.path().display()),
+            "not a file path",
+        );
+        let token = dir.path().join("token").display().to_string();
+        let (source, problem) = bad(
+            &[],
+            &[
+                ("VAULT_LOGIN_TOKEN_FILE", &token),
+                ("VAULT_LOGIN_TOKEN_INFO_FILE", &token),
+            ],
+        );
+        assert_eq!(source, "VAULT_LOGIN_TOKEN_INFO_FILE");
+        assert!(problem.contains("the token file itself"), "{problem}");
+    }
+
+    #[test]
+    fn hooks_are_off_by_default() {
+        let c = ok(&[], &[]);
+        assert_eq!(c.hooks.on_change, None);
+        assert_eq!(c.hooks.on_change_timeout, secs(30));
+        assert_eq!(c.hooks.signal_pid_file, None);
+        assert_eq!(c.hooks.signal, AppSignal::HUP);
+        assert_eq!(c.hooks.token_info_file, None);
+        for part in [
+            "on_change=none",
+            "on_change_timeout=30s",
+            "signal_pid_file=none",
+            "signal=none",
+            "token_info_file=none",
+        ] {
+            assert!(summary_has(&c, part), "{part} missing from {}", c.summary());
+        }
+    }
+
+    #[test]
+    fn hook_settings_from_the_environment_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let info = dir.path().join("info.json").display().to_string();
+        let c = ok(
+            &[],
+            &[
+                (
+                    "VAULT_LOGIN_ON_CHANGE",
+                    "/bin/sh -c 'kill -HUP \"$(cat /run/app.pid)\"' --token hunter2",
+                ),
+                ("VAULT_LOGIN_ON_CHANGE_TIMEOUT", "5s"),
+                ("VAULT_LOGIN_SIGNAL_PID_FILE", "/run/app/app.pid"),
+                ("VAULT_LOGIN_SIGNAL", "sigusr1"),
+                ("VAULT_LOGIN_TOKEN_INFO_FILE", &info),
+            ],
+        );
+        assert_eq!(
+            c.hooks.on_change.as_deref(),
+            Some(
+                &[
+                    "/bin/sh".to_string(),
+                    "-c".into(),
+                    "kill -HUP \"$(cat /run/app.pid)\"".into(),
+                    "--token".into(),
+                    "hunter2".into(),
+                ][..]
+            )
+        );
+        assert_eq!(c.hooks.on_change_timeout, secs(5));
+        assert_eq!(
+            c.hooks.signal_pid_file,
+            Some(PathBuf::from("/run/app/app.pid"))
+        );
+        assert_eq!(c.hooks.signal.to_string(), "SIGUSR1");
+        assert_eq!(c.hooks.token_info_file, Some(PathBuf::from(&info)));
+        // The summary names the program, never its arguments.
+        assert!(
+            c.summary().contains("on_change=\"/bin/sh +4 args\""),
+            "{}",
+            c.summary()
+        );
+        assert!(!c.summary().contains("hunter2"), "{}", c.summary());
+        assert!(summary_has(&c, "signal=SIGUSR1"));
+        assert!(summary_has(&c, "signal_pid_file=/run/app/app.pid"));
+        assert!(summary_has(&c, "on_change_timeout=5s"));
+
+        let on_change = "--on-change=curl -X POST 'http://127.0.0.1:8080/-/reload'";
+        let info_flag = format!("--token-info-file={info}");
+        let c = ok(
+            &[
+                on_change,
+                "--on-change-timeout=1m",
+                "--signal-pid-file=/run/app.pid",
+                "--signal=15",
+                &info_flag,
+            ],
+            &[
+                ("VAULT_LOGIN_ON_CHANGE", "/bin/false"),
+                ("VAULT_LOGIN_SIGNAL", "USR2"),
+            ],
+        );
+        assert_eq!(
+            c.hooks.on_change.as_deref(),
+            Some(
+                &[
+                    "curl".to_string(),
+                    "-X".into(),
+                    "POST".into(),
+                    "http://127.0.0.1:8080/-/reload".into()
+                ][..]
+            )
+        );
+        assert_eq!(c.hooks.on_change_timeout, secs(60));
+        assert_eq!(c.hooks.signal.to_string(), "SIGTERM");
+        assert_eq!(c.hooks.token_info_file, Some(PathBuf::from(&info)));
+    }
+
+    #[test]
+    fn duration_settings_check_their_bounds() {
+        rejects("VAULT_LOGIN_TIMEOUT", "--timeout", "0", "more than zero");
+        rejects("VAULT_LOGIN_TIMEOUT", "--timeout", "0s", "more than zero");
+        rejects("VAULT_LOGIN_TIMEOUT", "--timeout", "-5s", "negative");
+        rejects("VAULT_LOGIN_TIMEOUT", "--timeout", "5x", "not a duration");
+        rejects(
+            "VAULT_LOGIN_MIN_BACKOFF",
+            "--min-backoff",
+            "0ms",
+            "more than zero",
+        );
+        rejects(
+            "VAULT_LOGIN_MAX_BACKOFF",
+            "--max-backoff",
+            "0",
+            "more than zero",
+        );
+        rejects(
+            "VAULT_LOGIN_RENEW_INCREMENT",
+            "--renew-increment",
+            "500ms",
+            "less than 1s",
+        );
+        rejects(
+            "VAULT_LOGIN_RENEW_INCREMENT",
+            "--renew-increment",
+            "0",
+            "more than zero",
+        );
+        rejects(
+            "VAULT_CLIENT_TIMEOUT",
+            "--client-timeout",
+            "0",
+            "more than zero",
+        );
+        rejects(
+            "VAULT_CLIENT_TIMEOUT",
+            "--client-timeout",
+            "11y",
+            "not a duration",
+        );
+        rejects(
+            "VAULT_CLIENT_TIMEOUT",
+            "--client-timeout",
+            "100000h",
+            "too long",
+        );
+        assert_eq!(
+            ok(&["--renew-increment", "1s"], &[]).renew_increment,
+            Some(secs(1))
+        );
+    }
+
+    #[test]
+    fn booleans() {
+        for input in [
+            "true", "TRUE", "True", "1", "yes", "YES", "on", "On", " true ",
+        ] {
+            assert_eq!(parse_bool(input), Ok(true), "{input}");
+        }
+        for input in ["false", "FALSE", "0", "no", "No", "off", "OFF"] {
+            assert_eq!(parse_bool(input), Ok(false), "{input}");
+        }
+        for input in ["", "maybe", "2", "y", "n", "t", "enable", "-1"] {
+            let e = parse_bool(input).unwrap_err();
+            assert!(e.contains("not a boolean"), "{input}: {e}");
+            check_problem(&e);
+        }
+        for name in [
+            "VAULT_LOGIN_ONCE",
+            "VAULT_LOGIN_REVOKE_ON_EXIT",
+            "VAULT_SKIP_VERIFY",
+        ] {
+            let (source, problem) = bad(&[], &[(name, "maybe")]);
+            assert_eq!(source, name);
+            assert!(
+                problem.contains("\"maybe\"") && problem.contains("true or false"),
+                "{problem}"
+            );
+        }
+        let (source, _) = bad(&[], &[("BAO_SKIP_VERIFY", "sure")]);
+        assert_eq!(source, "BAO_SKIP_VERIFY");
+    }
+
+    #[test]
+    fn boolean_flags_take_no_value() {
+        for arg in ["--once=true", "--revoke-on-exit=yes", "--tls-skip-verify=1"] {
+            assert!(
+                matches!(load(&[arg], &[]), Err(ConfigError::Usage(_))),
+                "{arg}"
+            );
+        }
+    }
 
     #[test]
     fn revoke_help_states_the_real_bound() {

@@ -190,3 +190,80 @@ pub(super) fn shown(s: &str) -> String {
         s.to_string()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn summary_is_one_line_with_every_setting() {
+        let c = ok(
+            &[],
+            &[
+                ("VAULT_NAMESPACE", "ns"),
+                ("VAULT_LOGIN_RENEW_INCREMENT", "90m"),
+            ],
+        );
+        let s = c.summary();
+        assert!(!s.contains('\n'));
+        for part in [
+            "vault_addr=https://vault.example:8200",
+            "namespace=ns",
+            "role=app",
+            "mount=kubernetes",
+            "jwt=file:/var/run/secrets/kubernetes.io/serviceaccount/token",
+            "token_sink=file:/var/run/secrets/vaultproject.io/token",
+            "token_file_mode=0600",
+            "token_file_owner=none",
+            "once=false",
+            "timeout=5m0s",
+            "min_backoff=1s",
+            "max_backoff=5m0s",
+            "recovery_backoff=20s",
+            "renew_increment=1h30m0s",
+            "revoke_on_exit=false",
+            "listen=none",
+            "log=info",
+            "log_format=text",
+            "ca_cert=none",
+            "tls_skip_verify=false",
+            "client_timeout=1m0s",
+        ] {
+            assert!(summary_has(&c, part), "{part} missing from {s}");
+        }
+    }
+
+    #[test]
+    fn summary_quotes_values_with_spaces() {
+        let c = ok(&[], &[("VAULT_LOGIN_JWT_FILE", "/my dir/token")]);
+        assert!(
+            c.summary().contains("jwt=file:\"/my dir/token\""),
+            "{}",
+            c.summary()
+        );
+    }
+
+    #[test]
+    fn proxies_are_summarised_without_credentials() {
+        let c = ok(
+            &[],
+            &[
+                ("HTTPS_PROXY", "http://agent:pw@proxy:3128"),
+                ("NO_PROXY", ".svc"),
+            ],
+        );
+        let line = c.summary();
+        assert!(
+            line.contains("proxy=env(https=http://***@proxy:3128,no_proxy=.svc)"),
+            "{line}"
+        );
+        assert!(!line.contains("pw"), "{line}");
+        let c = ok(&[], &[("VAULT_PROXY_ADDR", "http://p:1")]);
+        assert!(c.summary().contains("proxy=http://p:1 (all requests)"));
+        assert!(ok(&[], &[]).summary().contains("proxy=none"));
+        // NO_PROXY alone changes nothing.
+        assert!(ok(&[], &[("NO_PROXY", "*")])
+            .summary()
+            .contains("proxy=none"));
+    }
+}
