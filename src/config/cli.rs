@@ -33,7 +33,7 @@ pub fn command() -> Command {
     for about in s::ALL.iter().map(|setting| setting.about()) {
         let Some(flag) = about.flag else {
             let default = about.default.map(|d| format!(" [default: {d}]"));
-            let (names, help) = (about.env.join(", "), about.help);
+            let (names, help) = (about.env.join(", "), about.help());
             let default = default.unwrap_or_default();
             env_only.push_str(&format!("  {names}: {help}{default}\n"));
             continue;

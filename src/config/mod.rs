@@ -197,7 +197,7 @@ impl Lookup<'_> {
             .into_iter()
             .find(|(_, closest)| *closest == Some(name))
             .map_or_else(String::new, |(typo, _)| format!("; {typo} is set: a typo?"));
-        let help = about.help;
+        let help = about.help();
         invalid(
             name,
             format!("required but not set (set {name} or {flag} to {help}){typo}"),

@@ -22,6 +22,7 @@ use crate::files::token_file::{parse_mode, parse_owner, Owner, TokenSink, DEFAUL
 use crate::hooks::command::split_command;
 use crate::hooks::{parse_signal, AppSignal};
 use crate::jwt::{JwtSource, DEFAULT_JWT_FILE, JWT_ENV};
+use crate::machine::events::REVOKE_GRACE;
 use crate::secrets::{SECRETS_DIR_ENV, SECRETS_REFRESH_ENV};
 use crate::sensitive::Secret;
 use crate::telemetry::{parse_filter, parse_log_format, LogFormat};
@@ -44,7 +45,8 @@ pub struct About {
     pub default: Option<&'static str>,
     /// Whether there is no default and the setting must be given.
     pub required: bool,
-    /// What the setting does: one line for `--help` and README.
+    /// What the setting does: one line for `--help` and README, in which each `{name}` of
+    /// [`help_values`] stands for the constant it names; read it with [`About::help`].
     pub help: &'static str,
     /// Read only by `vault-login exec`, and not even parsed otherwise.
     pub exec_only: bool,
@@ -61,9 +63,16 @@ impl About {
         self.env[0]
     }
 
+    /// What the setting does, with the values of the constants it states.
+    pub fn help(&self) -> String {
+        (help_values().iter()).fold(self.help.to_string(), |help, (name, value)| {
+            help.replace(name, value)
+        })
+    }
+
     /// The help line with the variables and the default, as `--help` shows it.
     pub fn help_line(&self) -> String {
-        let mut line = format!("{} [env: {}]", self.help, self.env.join(", "));
+        let mut line = format!("{} [env: {}]", self.help(), self.env.join(", "));
         if let Some(default) = self.default {
             line.push_str(&format!(" [default: {default}]"));
         }
@@ -87,7 +96,7 @@ impl About {
             env.join(" "),
             self.flag.map_or_else(|| "(env only)".to_string(), code),
             default,
-            self.help
+            self.help()
         )
     }
 }
@@ -184,6 +193,15 @@ pub static ALL: &[&dyn Declared] = &[
     &EXEC_STOP_TIMEOUT,
     &EXEC_TOKEN,
 ];
+
+/// The values help texts state, each made from the constant it describes so that the two
+/// cannot drift apart: `{name}` in a declaration's help stands for the value.
+fn help_values() -> [(&'static str, String); 2] {
+    [
+        ("{revoke_grace}", human(REVOKE_GRACE)),
+        ("{shortest_period}", human(SHORTEST_PERIOD)),
+    ]
+}
 
 /// A setting read from a flag and its variables.
 const fn flag(
@@ -439,7 +457,7 @@ pub const RENEW_INCREMENT: Setting<Duration> = Setting {
         &["VAULT_LOGIN_RENEW_INCREMENT"],
         Some("DURATION"),
         None,
-        "increment to ask for when renewing the token, at least 1s (unset: Vault decides)",
+        "increment to ask for when renewing the token, at least {shortest_period} (unset: Vault decides)",
     ),
     parse: at_least_a_second,
     apply: |c, v, _| c.renew_increment = Some(v),
@@ -454,7 +472,7 @@ pub const REVOKE_ON_EXIT: Setting<bool> = Setting {
         &["VAULT_LOGIN_REVOKE_ON_EXIT"],
         None,
         Some("false"),
-        "on SIGTERM/SIGINT, revoke the token (800ms bound) and remove the file",
+        "on SIGTERM/SIGINT, revoke the token ({revoke_grace} bound) and remove the file",
     ),
     parse: parse_bool,
     apply: |c, v, _| c.revoke_on_exit = v,
@@ -847,13 +865,16 @@ fn positive(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-/// A duration of at least one second.
+/// The shortest renewal increment or secrets refresh period: shorter would only load Vault.
+const SHORTEST_PERIOD: Duration = Duration::from_secs(1);
+
+/// A duration of at least [`SHORTEST_PERIOD`].
 fn at_least_a_second(s: &str) -> Result<Duration, String> {
     let d = positive(s)?;
-    if d < Duration::from_secs(1) {
+    if d < SHORTEST_PERIOD {
         return Err(format!(
             "{s:?} is less than {}; {DURATION_HINT}",
-            human(Duration::from_secs(1))
+            human(SHORTEST_PERIOD)
         ));
     }
     Ok(d)
@@ -1732,8 +1753,36 @@ mod tests {
 
     #[test]
     fn revoke_help_states_the_real_bound() {
-        let bound = format!("({} bound)", human(crate::machine::events::REVOKE_GRACE));
-        assert!(REVOKE_ON_EXIT.about.help.contains(&bound), "{bound}");
+        let bound = format!("({} bound)", human(REVOKE_GRACE));
+        assert!(REVOKE_ON_EXIT.about.help().contains(&bound), "{bound}");
+        let least = format!("at least {}", human(SHORTEST_PERIOD));
+        assert!(RENEW_INCREMENT.about.help().contains(&least), "{least}");
+    }
+
+    #[test]
+    fn every_help_value_is_used_and_filled_in() {
+        for (name, _) in help_values() {
+            let users = ALL.iter().filter(|s| s.about().help.contains(name)).count();
+            assert!(users > 0, "{name} is in no help text");
+        }
+        for about in ALL.iter().map(|s| s.about()) {
+            let help = about.help();
+            assert!(!help.contains('{') && !help.contains('}'), "{help}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_the_constants_the_code_uses() {
+        assert_eq!(
+            (SECRETS_REFRESH.parse)(SECRETS_REFRESH.about.default.unwrap()),
+            Ok(crate::secrets::DEFAULT_REFRESH)
+        );
+        assert_eq!(JWT_FILE.about.default, Some(DEFAULT_JWT_FILE));
+        assert_eq!(TOKEN_FILE.about.default, Some(DEFAULT_TOKEN_FILE));
+        assert_eq!(
+            (SIGNAL.parse)(SIGNAL.about.default.unwrap()),
+            Ok(AppSignal::HUP)
+        );
     }
 
     /// README's configuration table: the rows between its header and the first line that is
