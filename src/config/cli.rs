@@ -30,10 +30,10 @@ pub fn command() -> Command {
         .bin_name("vault-login")
         .version(env!("CARGO_PKG_VERSION"))
         .about(ABOUT);
-    for about in s::ALL {
+    for about in s::ALL.iter().map(|setting| setting.about()) {
         let Some(flag) = about.flag else {
             let default = about.default.map(|d| format!(" [default: {d}]"));
-            let (names, help) = (about.env.join(", "), about.help);
+            let (names, help) = (about.env.join(", "), about.help());
             let default = default.unwrap_or_default();
             env_only.push_str(&format!("  {names}: {help}{default}\n"));
             continue;
@@ -116,7 +116,7 @@ pub const OWN_PREFIX: &str = "VAULT_LOGIN_";
 pub fn unknown_variables(names: &[String]) -> Vec<(String, Option<&'static str>)> {
     let known: Vec<&'static str> = s::ALL
         .iter()
-        .flat_map(|a| a.env.iter().copied())
+        .flat_map(|setting| setting.about().env.iter().copied())
         .filter(|e| e.starts_with(OWN_PREFIX))
         .collect();
     names
@@ -157,6 +157,7 @@ fn distance(a: &str, b: &str) -> usize {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testing::*;
     use super::*;
 
     #[test]
@@ -199,5 +200,77 @@ mod tests {
                 ("VAULT_LOGIN_XYZ".to_string(), None),
             ]
         );
+    }
+
+    #[test]
+    fn help_and_version() {
+        match load_with(&["--help"], &[]) {
+            Err(ConfigError::Help(text)) => {
+                assert!(text.contains("Usage: vault-login"), "{text}");
+                for name in [
+                    "[env: VAULT_ADDR, BAO_ADDR]",
+                    "[env: VAULT_LOGIN_ROLE]",
+                    "[env: VAULT_LOGIN_TOKEN_FILE_MODE]",
+                    "[env: VAULT_CLIENT_TIMEOUT, BAO_CLIENT_TIMEOUT]",
+                    "VAULT_LOGIN_JWT",
+                ] {
+                    assert!(text.contains(name), "help lacks {name}: {text}");
+                }
+                assert!(!text.contains("--jwt "), "{text}");
+            }
+            other => panic!("{other:?}"),
+        }
+        match load_with(&["-V"], &[]) {
+            Err(ConfigError::Help(text)) => {
+                assert_eq!(
+                    text.trim(),
+                    format!("vault-login {}", env!("CARGO_PKG_VERSION"))
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_flag_documents_its_variable() {
+        let command = command();
+        for arg in command.get_arguments() {
+            let id = arg.get_id().as_str();
+            if id == "help" || id == "version" {
+                continue;
+            }
+            let help = arg.get_help().map(|h| h.to_string()).unwrap_or_default();
+            assert!(
+                help.contains("[env: "),
+                "--{id} help lacks its variable: {help}"
+            );
+        }
+    }
+
+    #[test]
+    fn usage_errors_are_one_line() {
+        for args in [
+            vec!["--bogus"],
+            vec!["--role"],
+            vec!["--role", "a", "--role", "b"],
+            vec!["--once", "--once"],
+            vec!["stray"],
+        ] {
+            match load(&args, &[]) {
+                Err(ConfigError::Usage(message)) => {
+                    assert!(!message.contains('\n'), "{message}");
+                    assert!(message.ends_with("; see --help"), "{message}");
+                    assert!(!message.starts_with("error:"), "{message}");
+                    assert!(!message.contains("Usage:"), "{message}");
+                }
+                other => panic!("{args:?}: {other:?}"),
+            }
+        }
+        match load(&["--bogus"], &[]) {
+            Err(ConfigError::Usage(message)) => {
+                assert_eq!(message, "unexpected argument '--bogus' found; see --help");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 }

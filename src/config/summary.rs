@@ -1,7 +1,7 @@
-//! The startup summary: one `key=value` field per setting (or group of settings), in a table
-//! of small functions so that adding a setting adds one row. Never a secret: the JWT is named by
-//! its source, headers by their names, proxies without credentials, the on-change command by its
-//! program only.
+//! The startup summary: one `key=value` field per setting (or group of settings), each declared
+//! with its setting in [`super::settings`]; here the loop over them and the fields that take
+//! more than a line. Never a secret: the JWT is named by its source, headers by their names,
+//! proxies without credentials, the on-change command by its program only.
 
 use std::path::PathBuf;
 
@@ -13,62 +13,9 @@ use crate::telemetry::LogFormat;
 use crate::vault::proxy::{redacted, ProxySettings};
 use crate::vault::tls::count_pem_certificates;
 
-/// A summary field: its key and how to show it from the checked configuration.
-type Field = (&'static str, fn(&Config) -> String);
-
-/// Every field, in the order the summary line prints them.
-const FIELDS: &[Field] = &[
-    ("vault_addr", |c| {
-        shown(c.vault.addr.as_str().trim_end_matches('/'))
-    }),
-    ("namespace", |c| opt(c.vault.namespace.as_deref())),
-    ("headers", headers),
-    ("role", |c| shown(&c.role)),
-    ("mount", |c| shown(&c.mount)),
-    ("jwt", jwt),
-    ("token_sink", token_sink),
-    ("token_file_mode", |c| format!("{:04o}", c.token_file_mode)),
-    ("token_file_owner", owner),
-    ("once", |c| c.once.to_string()),
-    ("timeout", |c| human(c.timeout)),
-    ("min_backoff", |c| human(c.min_backoff)),
-    ("max_backoff", |c| human(c.max_backoff)),
-    ("recovery_backoff", |c| human(c.recovery_backoff)),
-    ("renew_increment", |c| {
-        c.renew_increment.map_or_else(none, human)
-    }),
-    ("revoke_on_exit", |c| c.revoke_on_exit.to_string()),
-    ("listen", |c| c.listen.map_or_else(none, |a| a.to_string())),
-    ("log", |c| shown(&c.log)),
-    ("log_format", log_format),
-    ("ca_cert", |c| path(&c.vault.tls.ca_cert)),
-    ("ca_cert_bytes", ca_cert_bytes),
-    ("ca_path", |c| path(&c.vault.tls.ca_path)),
-    ("client_cert", |c| path(&c.vault.tls.client_cert)),
-    ("client_key", |c| path(&c.vault.tls.client_key)),
-    ("tls_server_name", |c| {
-        opt(c.vault.tls.server_name.as_deref())
-    }),
-    ("tls_skip_verify", |c| c.vault.tls.skip_verify.to_string()),
-    ("disable_redirects", |c| {
-        c.vault.disable_redirects.to_string()
-    }),
-    ("proxy", |c| proxy(&c.vault.proxy)),
-    ("client_timeout", |c| human(c.vault.timeout)),
-    ("on_change", on_change),
-    ("on_change_timeout", |c| human(c.hooks.on_change_timeout)),
-    ("signal_pid_file", |c| path(&c.hooks.signal_pid_file)),
-    ("signal", signal),
-    ("token_info_file", |c| path(&c.hooks.token_info_file)),
-    ("secrets", secrets),
-    ("certs", certs),
-    ("templates", templates),
-    ("exec", exec),
-];
-
 /// The program (never its arguments: they may hold anything), the policy and the variables
 /// it is given (names only).
-fn exec(c: &Config) -> String {
+pub(super) fn exec(c: &Config) -> String {
     let Some(e) = &c.exec else {
         return none();
     };
@@ -88,28 +35,28 @@ fn exec(c: &Config) -> String {
 
 /// The summary line: every field as `key=value`, separated by spaces.
 pub(super) fn line(c: &Config) -> String {
-    let fields: Vec<String> = FIELDS
-        .iter()
+    let fields: Vec<String> = (super::settings::ALL.iter())
+        .flat_map(|setting| setting.summary())
         .map(|(key, show)| format!("{key}={}", show(c)))
         .collect();
     fields.join(" ")
 }
 
-fn none() -> String {
+pub(super) fn none() -> String {
     "none".to_string()
 }
 
-fn opt(s: Option<&str>) -> String {
+pub(super) fn opt(s: Option<&str>) -> String {
     s.map_or_else(none, shown)
 }
 
-fn path(p: &Option<PathBuf>) -> String {
+pub(super) fn path(p: &Option<PathBuf>) -> String {
     p.as_deref()
         .map_or_else(none, |p| shown(&p.display().to_string()))
 }
 
 /// Header names only: their values may be credentials.
-fn headers(c: &Config) -> String {
+pub(super) fn headers(c: &Config) -> String {
     if c.vault.headers.is_empty() {
         return none();
     }
@@ -117,14 +64,14 @@ fn headers(c: &Config) -> String {
     shown(&names.join(","))
 }
 
-fn jwt(c: &Config) -> String {
+pub(super) fn jwt(c: &Config) -> String {
     match &c.jwt {
         JwtSource::Env(_) => format!("env:{JWT_ENV}"),
         JwtSource::File(p) => format!("file:{}", shown(&p.display().to_string())),
     }
 }
 
-fn token_sink(c: &Config) -> String {
+pub(super) fn token_sink(c: &Config) -> String {
     match &c.token_sink {
         TokenSink::Stdout => "stdout".to_string(),
         TokenSink::Memory => "memory".to_string(),
@@ -132,21 +79,21 @@ fn token_sink(c: &Config) -> String {
     }
 }
 
-fn owner(c: &Config) -> String {
+pub(super) fn owner(c: &Config) -> String {
     c.token_file_owner.map_or_else(none, |o| match o.gid {
         Some(gid) => format!("{}:{gid}", o.uid),
         None => o.uid.to_string(),
     })
 }
 
-fn log_format(c: &Config) -> String {
+pub(super) fn log_format(c: &Config) -> String {
     match c.log_format {
         LogFormat::Text => "text".to_string(),
         LogFormat::Json => "json".to_string(),
     }
 }
 
-fn ca_cert_bytes(c: &Config) -> String {
+pub(super) fn ca_cert_bytes(c: &Config) -> String {
     c.vault
         .tls
         .ca_cert_bytes
@@ -158,7 +105,7 @@ fn ca_cert_bytes(c: &Config) -> String {
 }
 
 /// Proxies without their credentials.
-fn proxy(p: &ProxySettings) -> String {
+pub(super) fn proxy(p: &ProxySettings) -> String {
     if let Some(all) = &p.all {
         return format!("{} (all requests)", redacted(all));
     }
@@ -179,7 +126,7 @@ fn proxy(p: &ProxySettings) -> String {
 }
 
 /// Only the program: arguments may carry credentials (e.g. a header for curl).
-fn on_change(c: &Config) -> String {
+pub(super) fn on_change(c: &Config) -> String {
     match c
         .hooks
         .on_change
@@ -191,14 +138,14 @@ fn on_change(c: &Config) -> String {
     }
 }
 
-fn signal(c: &Config) -> String {
+pub(super) fn signal(c: &Config) -> String {
     match &c.hooks.signal_pid_file {
         Some(_) => c.hooks.signal.to_string(),
         None => none(),
     }
 }
 
-fn secrets(c: &Config) -> String {
+pub(super) fn secrets(c: &Config) -> String {
     match c.secrets.specs.len() {
         0 => none(),
         n => format!(
@@ -209,7 +156,7 @@ fn secrets(c: &Config) -> String {
     }
 }
 
-fn certs(c: &Config) -> String {
+pub(super) fn certs(c: &Config) -> String {
     let names: Vec<&str> = c.certs.specs.iter().map(|s| s.name.as_str()).collect();
     match (names.len(), c.certs.renew_before) {
         (0, _) => none(),
@@ -221,7 +168,7 @@ fn certs(c: &Config) -> String {
     }
 }
 
-fn templates(c: &Config) -> String {
+pub(super) fn templates(c: &Config) -> String {
     let names: Vec<&str> = (c.secrets.templates.iter())
         .map(|t| t.file.as_str())
         .collect();
@@ -241,5 +188,82 @@ pub(super) fn shown(s: &str) -> String {
         format!("{s:?}")
     } else {
         s.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::*;
+
+    #[test]
+    fn summary_is_one_line_with_every_setting() {
+        let c = ok(
+            &[],
+            &[
+                ("VAULT_NAMESPACE", "ns"),
+                ("VAULT_LOGIN_RENEW_INCREMENT", "90m"),
+            ],
+        );
+        let s = c.summary();
+        assert!(!s.contains('\n'));
+        for part in [
+            "vault_addr=https://vault.example:8200",
+            "namespace=ns",
+            "role=app",
+            "mount=kubernetes",
+            "jwt=file:/var/run/secrets/kubernetes.io/serviceaccount/token",
+            "token_sink=file:/var/run/secrets/vaultproject.io/token",
+            "token_file_mode=0600",
+            "token_file_owner=none",
+            "once=false",
+            "timeout=5m0s",
+            "min_backoff=1s",
+            "max_backoff=5m0s",
+            "recovery_backoff=20s",
+            "renew_increment=1h30m0s",
+            "revoke_on_exit=false",
+            "listen=none",
+            "log=info",
+            "log_format=text",
+            "ca_cert=none",
+            "tls_skip_verify=false",
+            "client_timeout=1m0s",
+        ] {
+            assert!(summary_has(&c, part), "{part} missing from {s}");
+        }
+    }
+
+    #[test]
+    fn summary_quotes_values_with_spaces() {
+        let c = ok(&[], &[("VAULT_LOGIN_JWT_FILE", "/my dir/token")]);
+        assert!(
+            c.summary().contains("jwt=file:\"/my dir/token\""),
+            "{}",
+            c.summary()
+        );
+    }
+
+    #[test]
+    fn proxies_are_summarised_without_credentials() {
+        let c = ok(
+            &[],
+            &[
+                ("HTTPS_PROXY", "http://agent:pw@proxy:3128"),
+                ("NO_PROXY", ".svc"),
+            ],
+        );
+        let line = c.summary();
+        assert!(
+            line.contains("proxy=env(https=http://***@proxy:3128,no_proxy=.svc)"),
+            "{line}"
+        );
+        assert!(!line.contains("pw"), "{line}");
+        let c = ok(&[], &[("VAULT_PROXY_ADDR", "http://p:1")]);
+        assert!(c.summary().contains("proxy=http://p:1 (all requests)"));
+        assert!(ok(&[], &[]).summary().contains("proxy=none"));
+        // NO_PROXY alone changes nothing.
+        assert!(ok(&[], &[("NO_PROXY", "*")])
+            .summary()
+            .contains("proxy=none"));
     }
 }

@@ -383,6 +383,16 @@ mod tests {
     use super::*;
     use std::os::unix::fs::MetadataExt;
 
+    /// Checks a problem's shape: one line, lowercase, no trailing period.
+    fn check_problem(problem: &str) {
+        assert!(!problem.contains('\n'), "multi-line problem: {problem}");
+        assert!(!problem.ends_with('.'), "trailing period: {problem}");
+        assert!(
+            problem.starts_with(|c: char| !c.is_uppercase()),
+            "{problem}"
+        );
+    }
+
     fn files_in(dir: &Path) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(dir)
             .unwrap()
@@ -505,5 +515,91 @@ mod tests {
         tf.remove().unwrap();
         tf.remove().unwrap();
         assert!(!tf.path().exists());
+    }
+
+    #[test]
+    fn modes() {
+        for (input, want) in [
+            ("0600", 0o600),
+            ("600", 0o600),
+            ("0o640", 0o640),
+            ("0O640", 0o640),
+            ("0777", 0o777),
+            ("0", 0),
+            ("000400", 0o400),
+            (" 0644 ", 0o644),
+        ] {
+            assert_eq!(parse_mode(input), Ok(want), "{input}");
+        }
+        for input in [
+            "0778",
+            "8",
+            "rw-r--r--",
+            "",
+            "0o",
+            "0x1ff",
+            "+600",
+            "-600",
+            "6 00",
+        ] {
+            let e = parse_mode(input).unwrap_err();
+            assert!(e.contains("not an octal file mode"), "{input}: {e}");
+            check_problem(&e);
+        }
+        for input in ["1000", "4755", "07777", "777777777777777777777"] {
+            let e = parse_mode(input).unwrap_err();
+            assert!(e.contains("more than 0777"), "{input}: {e}");
+        }
+    }
+
+    #[test]
+    fn owners() {
+        assert_eq!(
+            parse_owner("1000"),
+            Ok(Owner {
+                uid: 1000,
+                gid: None
+            })
+        );
+        assert_eq!(
+            parse_owner("1000:2000"),
+            Ok(Owner {
+                uid: 1000,
+                gid: Some(2000)
+            })
+        );
+        assert_eq!(
+            parse_owner("0:0"),
+            Ok(Owner {
+                uid: 0,
+                gid: Some(0)
+            })
+        );
+        assert_eq!(
+            parse_owner("4294967294"),
+            Ok(Owner {
+                uid: 4_294_967_294,
+                gid: None
+            })
+        );
+        for input in [
+            "1000:",
+            ":1000",
+            "-1",
+            "nobody",
+            "1000:staff",
+            "1:2:3",
+            "",
+            "+5",
+            "1 000",
+        ] {
+            let e = parse_owner(input).unwrap_err();
+            assert!(e.contains("not an owner"), "{input}: {e}");
+            check_problem(&e);
+        }
+        for input in ["4294967295", "4294967296", "1:99999999999999999999999"] {
+            let e = parse_owner(input).unwrap_err();
+            assert!(e.contains("out of range"), "{input}: {e}");
+        }
     }
 }

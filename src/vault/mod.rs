@@ -596,6 +596,51 @@ pub fn parse_headers(s: &str) -> Result<Vec<(String, Secret)>, String> {
 mod tests {
     use super::*;
 
+    /// Checks a problem's shape: one line, lowercase, no trailing period.
+    fn one_lowercase_line(problem: &str) {
+        assert!(!problem.contains('\n'), "multi-line problem: {problem}");
+        assert!(!problem.ends_with('.'), "trailing period: {problem}");
+        assert!(
+            problem.starts_with(|c: char| !c.is_uppercase()),
+            "{problem}"
+        );
+    }
+
+    /// Asserts that `value` is refused as Vault's address, quoted, with `needle` in the problem.
+    fn bad_addr(value: &str, needle: &str) {
+        let problem = parse_vault_addr(value).unwrap_err();
+        one_lowercase_line(&problem);
+        assert!(
+            problem.contains(&format!("{value:?}")),
+            "{problem} does not quote {value:?}"
+        );
+        assert!(
+            problem.contains(needle),
+            "{problem} does not say {needle:?}"
+        );
+    }
+
+    #[test]
+    fn vault_addr_rejects_bad_urls() {
+        bad_addr("vault.example:8200", "no scheme");
+        bad_addr("localhost", "no scheme");
+        bad_addr("ftp://vault.example", "http:// or https://");
+        bad_addr("unix:///run/vault.sock", "http:// or https://");
+        bad_addr("https://vault.example/?x=1", "query");
+        bad_addr("https://vault.example?", "query");
+        bad_addr("https://vault.example/#top", "fragment");
+        bad_addr("http://", "not a valid url");
+        bad_addr("https://vault.example:99999", "not a valid url");
+    }
+
+    #[test]
+    fn vault_addr_with_credentials_is_rejected_without_quoting_them() {
+        let problem = parse_vault_addr("https://user:hunter2@vault.example").unwrap_err();
+        one_lowercase_line(&problem);
+        assert!(problem.contains("user name or password"), "{problem}");
+        assert!(!problem.contains("hunter2"), "{problem}");
+    }
+
     #[test]
     fn multi_error_strings_are_folded() {
         let e = VaultError::Status {
