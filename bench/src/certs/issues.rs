@@ -180,6 +180,18 @@ impl Client {
         Ok(())
     }
 
+    /// An error if it has exited by itself (a configuration the program refused, say).
+    fn check_running(&mut self) -> Result<(), String> {
+        match self.child.as_mut().map(Child::try_wait) {
+            Some(Ok(Some(status))) => Err(format!(
+                "{:?} exited by itself ({status}); its log: {}",
+                self.way,
+                self.slot.log.display()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// SIGKILL, as a node or an OOM kill does: nothing is cleaned up.
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -278,6 +290,10 @@ pub fn run(report: &mut Report, vault_login: &Path, day: &Day) -> Result<(), Str
     while result.is_ok() && begin.elapsed() < day.window {
         let until = next_restart.min(day.window);
         std::thread::sleep(until.saturating_sub(begin.elapsed()));
+        if let Some(e) = clients.iter_mut().find_map(|c| c.check_running().err()) {
+            result = Err(e);
+            break;
+        }
         if begin.elapsed() >= next_restart && next_restart < day.window {
             eprintln!("   SIGKILL + restart at {} s", next_restart.as_secs());
             for c in &mut clients {

@@ -96,10 +96,13 @@ impl AgentConfig {
     }
 }
 
-/// An HCL string literal with backslashes and double quotes escaped. (The agent parses HCL 1,
+/// An HCL string literal with backslashes, double quotes and newlines escaped. (The agent parses HCL 1,
 /// which has no `$${` escape; the bench's own paths never hold `${`.)
 fn quote(s: &str) -> String {
-    let escaped = s.replace('\\', "\\\\").replace('"', "\\\"");
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
     format!("\"{escaped}\"")
 }
 
@@ -111,6 +114,8 @@ mod tests {
     fn quote_escapes_what_hcl_would_read() {
         assert_eq!(quote("plain"), "\"plain\"");
         assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        // A literal newline would end the string for HCL.
+        assert_eq!(quote("a\nb"), r#""a\nb""#);
     }
 
     #[test]
