@@ -1342,24 +1342,44 @@ fn parse_metrics(text: &str) -> Samples {
         .collect()
 }
 
-/// A PromQL subset evaluated on one target's scrape: unlabelled metric names, numbers,
-/// parentheses, `* / + -`, the filtering comparisons and `and`/`or`/`unless`, with PromQL's
-/// precedence. A vector is at most one sample here (`None`: empty).
+/// A PromQL subset evaluated on one target's scrape: metric names (every label set of the
+/// name; no selectors), numbers, `time()`, parentheses, `* / + -`, the filtering comparisons
+/// and `and`/`or`/`unless`, with PromQL's precedence and its one-to-one matching of two
+/// vectors on identical label sets. `time()` is the evaluation time the test hands in.
 mod promql {
+    use std::collections::BTreeMap;
+
     use super::Samples;
 
-    #[derive(Clone, Copy, Debug, PartialEq)]
+    /// A vector: label set (`{cert="web"}`, or empty) → value.
+    pub type Series = BTreeMap<String, f64>;
+
+    #[derive(Clone, Debug, PartialEq)]
     pub enum V {
         Scalar(f64),
-        Vector(Option<f64>),
+        Vector(Series),
     }
 
-    pub fn eval(expr: &str, s: &Samples) -> V {
+    impl V {
+        /// A vector of one unlabelled sample.
+        pub fn one(v: f64) -> V {
+            V::Vector([(String::new(), v)].into_iter().collect())
+        }
+
+        /// The empty vector: an alert expression that does not hold.
+        pub fn empty() -> V {
+            V::Vector(Series::new())
+        }
+    }
+
+    /// `expr` on the scrape `s`, with `time()` = `now` (Unix seconds).
+    pub fn eval(expr: &str, s: &Samples, now: f64) -> V {
         let tokens = lex(expr);
         let mut p = Parser {
             t: &tokens,
             i: 0,
             s,
+            now,
         };
         let v = p.binary(0);
         assert_eq!(
@@ -1404,6 +1424,7 @@ mod promql {
         t: &'a [String],
         i: usize,
         s: &'a Samples,
+        now: f64,
     }
 
     const LEVELS: [&[&str]; 4] = [
@@ -1416,6 +1437,11 @@ mod promql {
     impl Parser<'_> {
         fn peek(&self) -> Option<&str> {
             self.t.get(self.i).map(String::as_str)
+        }
+
+        fn expect(&mut self, tok: &str) {
+            assert_eq!(self.peek(), Some(tok), "at token {}", self.i);
+            self.i += 1;
         }
 
         fn binary(&mut self, level: usize) -> V {
@@ -1448,15 +1474,24 @@ mod promql {
             self.i += 1;
             if tok == "(" {
                 let v = self.binary(0);
-                assert_eq!(self.peek(), Some(")"));
-                self.i += 1;
+                self.expect(")");
                 return v;
+            }
+            if tok == "time" {
+                self.expect("(");
+                self.expect(")");
+                return V::Scalar(self.now);
             }
             if let Ok(n) = tok.parse::<f64>() {
                 return V::Scalar(n);
             }
             assert!(tok.starts_with("vault_login_"), "unsupported term {tok:?}");
-            V::Vector(self.s.get(&tok).copied())
+            // Every series of the name, keyed by its label set.
+            let series = self.s.iter().filter_map(|(k, v)| {
+                let labels = k.strip_prefix(tok.as_str())?;
+                (labels.is_empty() || labels.starts_with('{')).then(|| (labels.to_string(), *v))
+            });
+            V::Vector(series.collect())
         }
     }
 
@@ -1478,30 +1513,65 @@ mod promql {
             ">=" => a >= b,
             _ => unreachable!(),
         };
+        // One-to-one matching: the left-hand samples whose label set the right has, each with
+        // the right-hand value.
+        let matched = |a: Series, b: &Series| -> Vec<(String, f64, f64)> {
+            a.into_iter()
+                .filter_map(|(k, x)| b.get(&k).map(|y| (k, x, *y)))
+                .collect()
+        };
         match op {
             "and" => match (l, r) {
-                (Vector(a), Vector(b)) => Vector(a.filter(|_| b.is_some())),
+                (Vector(a), Vector(b)) => {
+                    Vector(a.into_iter().filter(|(k, _)| b.contains_key(k)).collect())
+                }
                 _ => panic!("and needs vectors"),
             },
             "or" => match (l, r) {
-                (Vector(a), Vector(b)) => Vector(a.or(b)),
+                (Vector(mut a), Vector(b)) => {
+                    for (k, y) in b {
+                        a.entry(k).or_insert(y);
+                    }
+                    Vector(a)
+                }
                 _ => panic!("or needs vectors"),
             },
             "unless" => match (l, r) {
-                (Vector(a), Vector(b)) => Vector(a.filter(|_| b.is_none())),
+                (Vector(a), Vector(b)) => {
+                    Vector(a.into_iter().filter(|(k, _)| !b.contains_key(k)).collect())
+                }
                 _ => panic!("unless needs vectors"),
             },
             "+" | "-" | "*" | "/" => match (l, r) {
                 (Scalar(a), Scalar(b)) => Scalar(arith(a, b)),
-                (Vector(a), Scalar(b)) => Vector(a.map(|a| arith(a, b))),
-                (Scalar(a), Vector(b)) => Vector(b.map(|b| arith(a, b))),
-                (Vector(a), Vector(b)) => Vector(a.zip(b).map(|(a, b)| arith(a, b))),
+                (Vector(a), Scalar(b)) => {
+                    Vector(a.into_iter().map(|(k, a)| (k, arith(a, b))).collect())
+                }
+                (Scalar(a), Vector(b)) => {
+                    Vector(b.into_iter().map(|(k, b)| (k, arith(a, b))).collect())
+                }
+                (Vector(a), Vector(b)) => Vector(
+                    matched(a, &b)
+                        .into_iter()
+                        .map(|(k, x, y)| (k, arith(x, y)))
+                        .collect(),
+                ),
             },
             _ => match (l, r) {
                 // Filtering comparisons keep the left-hand sample (the right one for scalar < vector).
-                (Vector(a), Scalar(b)) => Vector(a.filter(|a| cmp(*a, b))),
-                (Scalar(a), Vector(b)) => Vector(b.filter(|b| cmp(a, *b))),
-                (Vector(a), Vector(b)) => Vector(a.filter(|a| b.is_some_and(|b| cmp(*a, b)))),
+                (Vector(a), Scalar(b)) => {
+                    Vector(a.into_iter().filter(|(_, a)| cmp(*a, b)).collect())
+                }
+                (Scalar(a), Vector(b)) => {
+                    Vector(b.into_iter().filter(|(_, b)| cmp(a, *b)).collect())
+                }
+                (Vector(a), Vector(b)) => Vector(
+                    matched(a, &b)
+                        .into_iter()
+                        .filter(|(_, x, y)| cmp(*x, *y))
+                        .map(|(k, x, _)| (k, x))
+                        .collect(),
+                ),
                 (Scalar(_), Scalar(_)) => panic!("scalar comparison needs bool"),
             },
         }
@@ -1524,11 +1594,20 @@ fn alert_rules() -> Vec<(String, String)> {
     out
 }
 
-/// Which alerts' expressions hold on this scrape.
-fn firing(rules: &[(String, String)], s: &Samples) -> Vec<String> {
+/// One scrape checked against the rules: its name, its samples, the evaluation time (Unix
+/// seconds, whole: promtool evaluates at a whole second) and the alerts expected to hold.
+type Scenario<'a> = (&'a str, Samples, f64, Vec<&'a str>);
+
+/// Whole Unix seconds of a wall-clock time, as `time()` sees it.
+fn unix_seconds(t: std::time::SystemTime) -> f64 {
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as f64
+}
+
+/// Which alerts' expressions hold on this scrape, evaluated at `now` (Unix seconds).
+fn firing(rules: &[(String, String)], s: &Samples, now: f64) -> Vec<String> {
     rules
         .iter()
-        .filter(|(_, expr)| matches!(promql::eval(expr, s), promql::V::Vector(Some(_))))
+        .filter(|(_, expr)| promql::eval(expr, s, now) != promql::V::empty())
         .map(|(a, _)| a.clone())
         .collect()
 }
@@ -1537,40 +1616,80 @@ fn firing(rules: &[(String, String)], s: &Samples) -> Vec<String> {
 fn the_expression_evaluator_follows_promql() {
     use promql::{eval, V};
     let s: Samples = [
-        ("vault_login_a".to_string(), 2.0),
-        ("vault_login_b".to_string(), 10.0),
+        ("vault_login_a", 2.0),
+        ("vault_login_ab", 7.0),
+        ("vault_login_b", 10.0),
+        ("vault_login_c{cert=\"web\"}", 100.0),
+        ("vault_login_c{cert=\"db\"}", 200.0),
+        ("vault_login_d{cert=\"web\"}", 40.0),
+        ("vault_login_d{cert=\"api\"}", 1.0),
     ]
     .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
     .collect();
+    let eval = |e: &str| eval(e, &s, 1000.0);
+    let labelled = |pairs: &[(&str, f64)]| {
+        V::Vector(
+            pairs
+                .iter()
+                .map(|(c, v)| (format!("{{cert=\"{c}\"}}"), *v))
+                .collect(),
+        )
+    };
+    assert_eq!(eval("vault_login_a < 0.25 * vault_login_b"), V::one(2.0));
+    assert_eq!(eval("vault_login_a < 0.1 * vault_login_b"), V::empty());
+    assert_eq!(eval("vault_login_b - vault_login_a * 2"), V::one(6.0));
+    assert_eq!(eval("(vault_login_b - vault_login_a) * 2"), V::one(16.0));
+    assert_eq!(eval("vault_login_missing >= 0"), V::empty());
+    assert_eq!(eval("vault_login_a == 2 and vault_login_b"), V::one(2.0));
+    assert_eq!(eval("vault_login_a == 2 unless vault_login_b"), V::empty());
+    assert_eq!(eval("vault_login_a > 5 or vault_login_b"), V::one(10.0));
+    // time() is the evaluation time handed in; a scalar.
+    assert_eq!(eval("time() - 1"), V::Scalar(999.0));
+    assert_eq!(eval("vault_login_b + time()"), V::one(1010.0));
+    assert_eq!(eval("vault_login_b > time()"), V::empty());
+    // A name takes every label set of that name, and no other name it is a prefix of.
     assert_eq!(
-        eval("vault_login_a < 0.25 * vault_login_b", &s),
-        V::Vector(Some(2.0))
+        eval("vault_login_c"),
+        labelled(&[("db", 200.0), ("web", 100.0)])
+    );
+    assert_eq!(eval("vault_login_a"), V::one(2.0));
+    // Two vectors match one-to-one on identical label sets; the rest is dropped.
+    assert_eq!(
+        eval("vault_login_c - vault_login_d"),
+        labelled(&[("web", 60.0)])
     );
     assert_eq!(
-        eval("vault_login_a < 0.1 * vault_login_b", &s),
-        V::Vector(None)
+        eval("vault_login_c > vault_login_d"),
+        labelled(&[("web", 100.0)])
+    );
+    assert_eq!(eval("vault_login_c < vault_login_d"), V::empty());
+    assert_eq!(eval("vault_login_c - vault_login_a"), V::empty());
+    assert_eq!(eval("vault_login_c > 150"), labelled(&[("db", 200.0)]));
+    assert_eq!(
+        eval("vault_login_c and vault_login_d"),
+        labelled(&[("web", 100.0)])
     );
     assert_eq!(
-        eval("vault_login_b - vault_login_a * 2", &s),
-        V::Vector(Some(6.0))
+        eval("vault_login_c unless vault_login_d"),
+        labelled(&[("db", 200.0)])
     );
     assert_eq!(
-        eval("(vault_login_b - vault_login_a) * 2", &s),
-        V::Vector(Some(16.0))
+        eval("vault_login_c or vault_login_d"),
+        labelled(&[("api", 1.0), ("db", 200.0), ("web", 100.0)])
     );
-    assert_eq!(eval("vault_login_missing >= 0", &s), V::Vector(None));
-    assert_eq!(
-        eval("vault_login_a == 2 and vault_login_b", &s),
-        V::Vector(Some(2.0))
-    );
-    assert_eq!(
-        eval("vault_login_a == 2 unless vault_login_b", &s),
-        V::Vector(None)
-    );
-    assert_eq!(
-        eval("vault_login_a > 5 or vault_login_b", &s),
-        V::Vector(Some(10.0))
-    );
+    // The certificate alert's shape: under 10 % of (expiry - start) left at time().
+    let at = |now: f64| {
+        promql::eval(
+            "(vault_login_c - time()) < 0.1 * (vault_login_c - vault_login_d)",
+            &s,
+            now,
+        )
+    };
+    // web: from 40 to 100, the last tenth is after 94.
+    assert_eq!(at(93.0), V::empty());
+    assert_eq!(at(95.0), labelled(&[("web", 5.0)]));
+    assert_eq!(at(101.0), labelled(&[("web", -1.0)]));
 }
 
 /// Scrapes /metrics of a real sidecar through a healthy token, a Vault outage and an expired
@@ -1588,7 +1707,8 @@ async fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
         [
             "VaultLoginTokenExpiringSoon",
             "VaultLoginFailing",
-            "VaultLoginNotReady"
+            "VaultLoginNotReady",
+            "VaultLoginCertificateExpiringSoon"
         ]
     );
     let mut s = virtual_time::Virtual::with_role(Role {
@@ -1604,7 +1724,9 @@ async fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
         let body = vault_login::health::render_metrics(&r.status.snapshot(), r.status.now());
         parse_metrics(&body)
     };
-    let mut scenarios: Vec<(&str, Samples, Vec<&str>)> = Vec::new();
+    // The evaluation time: the wall clock the scrape's timestamps are on.
+    let wall = || unix_seconds(r.status.now().wall);
+    let mut scenarios: Vec<Scenario> = Vec::new();
 
     assert!(
         virtual_time::wait_for(10 * SEC, || scrape().get("vault_login_token_ready")
@@ -1615,11 +1737,11 @@ async fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
     );
     let healthy = scrape();
     assert_eq!(
-        firing(&rules, &healthy),
+        firing(&rules, &healthy, wall()),
         Vec::<String>::new(),
         "{healthy:?}"
     );
-    scenarios.push(("healthy", healthy, vec![]));
+    scenarios.push(("healthy", healthy, wall(), vec![]));
 
     // Vault goes away: the renewal at about 14 s fails and is retried.
     s.emu.set_fault(Fault::Down);
@@ -1632,7 +1754,7 @@ async fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
         r.stderr()
     );
     let failing = scrape();
-    let f = firing(&rules, &failing);
+    let f = firing(&rules, &failing, wall());
     assert!(
         f.contains(&"VaultLoginFailing".to_string()),
         "{f:?} {failing:?}"
@@ -1648,7 +1770,7 @@ async fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
         .copied()
         .filter(|n| f.iter().any(|a| a == n))
         .collect();
-    scenarios.push(("failing", failing, expected));
+    scenarios.push(("failing", failing, wall(), expected));
 
     // Under a quarter of the 20 s left: expiring soon, still ready.
     assert!(
@@ -1660,7 +1782,7 @@ async fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
         r.stderr()
     );
     let expiring = scrape();
-    let f = firing(&rules, &expiring);
+    let f = firing(&rules, &expiring, wall());
     assert_eq!(
         f,
         ["VaultLoginTokenExpiringSoon", "VaultLoginFailing"],
@@ -1669,6 +1791,7 @@ async fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
     scenarios.push((
         "expiring",
         expiring,
+        wall(),
         vec!["VaultLoginTokenExpiringSoon", "VaultLoginFailing"],
     ));
 
@@ -1682,7 +1805,7 @@ async fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
     );
     let expired = scrape();
     assert_eq!(
-        firing(&rules, &expired),
+        firing(&rules, &expired, wall()),
         [
             "VaultLoginTokenExpiringSoon",
             "VaultLoginFailing",
@@ -1693,6 +1816,7 @@ async fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
     scenarios.push((
         "expired",
         expired,
+        wall(),
         vec![
             "VaultLoginTokenExpiringSoon",
             "VaultLoginFailing",
@@ -1711,18 +1835,171 @@ async fn alert_expressions_hold_on_real_metrics_exactly_when_they_should() {
     );
     let recovered = scrape();
     assert_eq!(
-        firing(&rules, &recovered),
+        firing(&rules, &recovered, wall()),
         Vec::<String>::new(),
         "{recovered:?}"
     );
-    scenarios.push(("recovered", recovered, vec![]));
+    scenarios.push(("recovered", recovered, wall(), vec![]));
+
+    promtool_check(&rules, &scenarios);
+}
+
+/// The certificate metrics' names the alert reads.
+const CERT_START: &str = "vault_login_certificate_not_before_timestamp_seconds{cert=\"web\"}";
+const CERT_END: &str = "vault_login_certificate_expiry_timestamp_seconds{cert=\"web\"}";
+
+/// Wall-clock Unix seconds now.
+fn wall_now() -> f64 {
+    unix_seconds(std::time::SystemTime::now())
+}
+
+/// Sleeps until the wall clock reads at least `at` (Unix seconds).
+fn sleep_until_wall(at: f64) {
+    let left = at - wall_now() + 0.2;
+    if left > 0.0 {
+        std::thread::sleep(Duration::from_secs_f64(left));
+    }
+}
+
+/// The certificate alert on `/metrics` of the real binary holding a certificate from the real
+/// OpenBao 2.7.2 `pki` engine (root CA generated here, a role with a 20 s TTL; Vault back-dates
+/// NotBefore by 30 s, so a life of about 50 s). On one scrape, with the evaluation time set by
+/// the test: quiet at issue, at half and at 85 % of the life, holding at 95 % and after expiry.
+/// On the real clock: with Vault up, the sidecar has renewed before 95 % of the first life, so
+/// the alert stays quiet; with Vault killed, the renewal fails and at 95 % of the second
+/// certificate's life the alert holds, the token alerts do not. Passes with one line when the
+/// real server cannot run here (unless `VAULT_LOGIN_REQUIRE_REAL=1`).
+#[test]
+fn the_certificate_alert_holds_in_the_last_tenth_of_a_real_certificates_life() {
+    const ALERT: &str = "VaultLoginCertificateExpiringSoon";
+    let Some(mut bao) = vault_emulator::real::Bao::start() else {
+        return;
+    };
+    bao.cli(&["secrets", "enable", "pki"]);
+    bao.cli(&["secrets", "tune", "-max-lease-ttl=87600h", "pki"]);
+    bao.cli(&[
+        "write",
+        "pki/root/generate/internal",
+        "common_name=shop.svc",
+        "ttl=87600h",
+    ]);
+    bao.cli(&[
+        "write",
+        "pki/roles/web",
+        "allowed_domains=shop.svc",
+        "allow_subdomains=true",
+        "ttl=20s",
+    ]);
+    let policy = r#"path "pki/issue/web" { capabilities = ["update"] }"#;
+    bao.api(
+        "PUT",
+        "/v1/sys/policies/acl/pki",
+        Some(json!({ "policy": policy })),
+    );
+    bao.cli(&[
+        "write",
+        "auth/kubernetes/role/default",
+        "bound_service_account_names=default",
+        "bound_service_account_namespaces=default",
+        "audience=k3s",
+        "token_ttl=3600",
+        "token_policies=default,pki",
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let jwt = dir.path().join("jwt");
+    fs::write(&jwt, bao.jwt("default", "default", &["k3s"], 3600)).unwrap();
+    let port = free_port();
+    let mut cmd = Command::new(bin());
+    cmd.env_clear()
+        .env("VAULT_ADDR", bao.addr())
+        .env("VAULT_LOGIN_ROLE", "default")
+        .env("VAULT_LOGIN_JWT_FILE", &jwt)
+        .env("VAULT_LOGIN_TOKEN_FILE", dir.path().join("token"))
+        .env(
+            "VAULT_LOGIN_CERT_WEB",
+            "pki/issue/web?common_name=app.shop.svc",
+        )
+        .env("VAULT_LOGIN_LISTEN", format!("127.0.0.1:{port}"))
+        .env("VAULT_LOGIN_MIN_BACKOFF", "200ms")
+        .env("VAULT_LOGIN_MAX_BACKOFF", "1s")
+        .env("VAULT_LOGIN_LOG", "info");
+    let r = Running::start(cmd);
+    let scrape = || {
+        http_get(port, "/metrics")
+            .map(|(_, body)| parse_metrics(&body))
+            .unwrap_or_default()
+    };
+    let validity = |m: &Samples| Some((*m.get(CERT_START)?, *m.get(CERT_END)?));
+    let rules = alert_rules();
+    let mut scenarios: Vec<Scenario> = Vec::new();
+
+    assert!(
+        wait_until(Duration::from_secs(30), || validity(&scrape()).is_some()),
+        "no certificate in /metrics; stderr:\n{}",
+        r.stderr()
+    );
+    let issued = scrape();
+    let now = wall_now();
+    let (start, end) = validity(&issued).unwrap();
+    // The gauges are the published certificate's own NotBefore and NotAfter.
+    let pem = fs::read_to_string(dir.path().join("web/tls.crt")).unwrap();
+    let leaf = &vault_login::secrets::certs::x509::pem_blocks(&pem).unwrap()[0];
+    let info = vault_login::secrets::certs::x509::parse_cert(&leaf.der).unwrap();
+    assert_eq!(
+        (info.not_before as f64, info.not_after as f64),
+        (start, end)
+    );
+    let life = end - start;
+    assert!((48.0..=52.0).contains(&life), "life {life}");
+    // Whole seconds inside the life, as promtool evaluates.
+    let at = |m: &Samples, fraction: f64| {
+        let (start, end) = validity(m).unwrap();
+        (start + (end - start) * fraction).floor()
+    };
+    assert!(firing(&rules, &issued, now).is_empty(), "{issued:?}");
+    for (fraction, expected) in [
+        (0.5, vec![]),
+        (0.85, vec![]),
+        (0.95, vec![ALERT]),
+        (1.2, vec![ALERT]),
+    ] {
+        let when = at(&issued, fraction);
+        assert_eq!(
+            firing(&rules, &issued, when),
+            expected,
+            "at {fraction} of the life: {issued:?}"
+        );
+        scenarios.push(("certificate", issued.clone(), when, expected));
+    }
+
+    // Vault up: renewed at about 2/3 (±10 %) of the 20 s from the issue, well before 95 % of
+    // the first life; the new certificate's life starts over.
+    sleep_until_wall(start + 0.95 * life);
+    let renewed = scrape();
+    let now = wall_now();
+    let (start2, end2) = validity(&renewed).unwrap();
+    assert!(start2 > start, "not renewed: {renewed:?}\n{}", r.stderr());
+    assert!(firing(&rules, &renewed, now).is_empty(), "{renewed:?}");
+    scenarios.push(("renewed", renewed, now.floor(), vec![]));
+
+    // Vault gone: the renewal of the second certificate fails and is retried; at 95 % of its
+    // life the published certificate is still the second one, and the alert holds.
+    bao.stop();
+    sleep_until_wall(start2 + 0.95 * (end2 - start2));
+    let stuck = scrape();
+    let now = wall_now();
+    assert_eq!(validity(&stuck), Some((start2, end2)), "{stuck:?}");
+    let failed = "vault_login_certificate_issues_total{cert=\"web\",result=\"failure\"}";
+    assert!(stuck[failed] >= 1.0, "{stuck:?}");
+    assert_eq!(firing(&rules, &stuck, now), [ALERT], "{stuck:?}");
+    scenarios.push(("stuck", stuck, now.floor(), vec![ALERT]));
 
     promtool_check(&rules, &scenarios);
 }
 
 /// `promtool check rules` and `promtool test rules` on the scraped samples, when promtool is
 /// installed (Debian: `apt-get install prometheus`).
-fn promtool_check(rules: &[(String, String)], scenarios: &[(&str, Samples, Vec<&str>)]) {
+fn promtool_check(rules: &[(String, String)], scenarios: &[Scenario]) {
     if Command::new("promtool").arg("--version").output().is_err() {
         eprintln!("promtool not installed: expressions checked with the built-in evaluator only");
         return;
@@ -1752,12 +2029,18 @@ fn promtool_check(rules: &[(String, String)], scenarios: &[(&str, Samples, Vec<&
     );
 
     let mut tests = Vec::new();
-    for (name, samples, expected) in scenarios {
+    for (name, samples, now, expected) in scenarios {
+        // promtool loads the series step by step while it evaluates the rules at every
+        // evaluation interval up to the eval time, which cannot be a Unix time (billions of
+        // steps). So it evaluates at 0, with every timestamp shifted by -now: the rules only
+        // compare differences of timestamps and time(), which the shift keeps.
         let series: Vec<Value> = samples
             .iter()
             .map(|(k, v)| {
                 let v = if v.is_infinite() {
                     "Inf".to_string()
+                } else if k.split('{').next().unwrap().ends_with("_timestamp_seconds") {
+                    (v - now).to_string()
                 } else {
                     v.to_string()
                 };
@@ -1768,8 +2051,8 @@ fn promtool_check(rules: &[(String, String)], scenarios: &[(&str, Samples, Vec<&
             .iter()
             .map(|(alert, expr)| {
                 let fires = expected.contains(&alert.as_str());
-                let value = match promql::eval(expr, samples) {
-                    promql::V::Vector(Some(v)) => Some(v),
+                let value = match promql::eval(expr, samples, *now) {
+                    promql::V::Vector(v) if !v.is_empty() => Some(v.values().sum::<f64>()),
                     _ => None,
                 };
                 assert_eq!(value.is_some(), fires, "{name}: {alert}");

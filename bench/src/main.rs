@@ -16,6 +16,9 @@
 //! - `fleet`: section 5, hundreds of sidecars through a Vault outage.
 //! - `incumbent`: section 6, the real `bao agent` beside vault-login against the real OpenBao
 //!   (`vault_emulator::real`); only with `--only agent`.
+//! - `certs`: section 7, certificates issued per pod-day vs the real `bao agent` (`secret` and
+//!   `pkiCert` templates) through restarts and re-logins, and a fleet's renewal spread; only
+//!   with `--only certs`.
 //! - `procfs`: `/proc` readers. `stats`: medians and a seeded random source.
 //! - `report`: the results table.
 //!
@@ -24,6 +27,7 @@
 #![forbid(unsafe_code)]
 
 mod binaries;
+mod certs;
 mod cold_start;
 mod fleet;
 mod idle;
@@ -52,6 +56,9 @@ Builds vault-login (release and static musl), then measures, against the in-repo
   fleet  5 sidecars through a 10 s Vault outage (300, or 20 with --quick)
   agent  6 the real `bao agent` (OpenBao 2.7.2) beside vault-login against the real OpenBao:
          cold start, idle, requests, outages (~18 min; only when named, never in the default set)
+  certs  7 certificates issued per compressed pod-day through restarts and re-logins, vault-login
+         vs the real `bao agent` with `secret \"pki/issue/…\"` and with `pkiCert`, against the real
+         OpenBao pki engine, and a fleet's renewal spread (~5 min, 2 with --quick; only when named)
   --quick         few runs, short idle window, fleet of 20: a smoke test (< 60 s once built)
   --only LIST     comma-separated sections, e.g. --only cold,sim
   --agent-parts LIST  with --only agent: some of its scenes (cold,idle,steady,outage,recovery)";
@@ -69,8 +76,8 @@ impl Args {
     fn wants(&self, section: &str) -> bool {
         match &self.only {
             Some(list) => list.iter().any(|s| s == section),
-            // Section 6 takes minutes and a 182 MB download: only when named.
-            None => section != "agent",
+            // Sections 6 and 7 take minutes and a 182 MB download: only when named.
+            None => !["agent", "certs"].contains(&section),
         }
     }
 }
@@ -89,7 +96,8 @@ fn parse() -> Result<Args, String> {
                 let list = argv.next().ok_or("--only needs a list, e.g. cold,sim")?;
                 let list: Vec<String> = list.split(',').map(|s| s.trim().to_string()).collect();
                 if let Some(bad) = list.iter().find(|s| {
-                    !["cold", "idle", "size", "sim", "fleet", "agent"].contains(&s.as_str())
+                    !["cold", "idle", "size", "sim", "fleet", "agent", "certs"]
+                        .contains(&s.as_str())
                 }) {
                     return Err(format!("unknown section {bad:?}"));
                 }
@@ -209,7 +217,7 @@ fn main() -> ExitCode {
         )
     };
 
-    let needs_release = ["cold", "idle", "size", "fleet", "agent"]
+    let needs_release = ["cold", "idle", "size", "fleet", "agent", "certs"]
         .iter()
         .any(|s| args.wants(s));
     let mut release: Option<PathBuf> = None;
@@ -350,6 +358,19 @@ fn main() -> ExitCode {
             };
             section(&mut report, &mut failures, "6 vs OpenBao Agent", |r| {
                 incumbent::run(r, bin, &plan, &args.agent_parts)
+            });
+        }
+    }
+
+    if args.wants("certs") {
+        if let Some(bin) = &release {
+            let day = if args.quick {
+                certs::Day::quick()
+            } else {
+                certs::Day::full()
+            };
+            section(&mut report, &mut failures, certs::SECTION, |r| {
+                certs::run(r, bin, &day)
             });
         }
     }

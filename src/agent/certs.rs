@@ -117,7 +117,8 @@ impl Agent {
                 let start = start.max(instant_of(p.info.not_before, now, wall));
                 let end = instant_of(p.info.not_after, now, wall);
                 info!(cert = %spec.name, not_after = %crate::hooks::rfc3339(p.info.not_after), "published certificate kept: valid for its names, key matches");
-                self.status.cert_published(index, p.info.not_after, false);
+                self.status
+                    .cert_published(index, p.info.not_before, p.info.not_after, false);
                 Some((start, end))
             }
             Err(why) if dir.current().is_none() => {
@@ -199,7 +200,8 @@ impl Agent {
         let name = self.cert_name(index);
         let not_after = found.info.not_after;
         info!(cert = %name, serial = %serial, not_after = %crate::hooks::rfc3339(not_after), "pkiCert certificate issued for the templates");
-        self.status.cert_published(index, not_after, true);
+        self.status
+            .cert_published(index, found.info.not_before, not_after, true);
         Ok(Issued {
             not_before: found.info.not_before,
             not_after,
@@ -270,7 +272,7 @@ impl Agent {
                 let end = instant_of(found.info.not_after, now, wall);
                 info!(cert = %name, not_after = %crate::hooks::rfc3339(found.info.not_after), "pkiCert certificate kept from the template's destination: valid for its names, key matches");
                 self.status
-                    .cert_published(index, found.info.not_after, false);
+                    .cert_published(index, found.info.not_before, found.info.not_after, false);
                 Some((start, end, found.pems))
             }
             Err(why) => {
@@ -348,7 +350,8 @@ impl Agent {
         published
             .map_err(|m| Failure::new(FailureKind::Other, format!("{}: {m}", spec.variable)))?;
         info!(cert = %spec.name, serial = %serial, not_after = %crate::hooks::rfc3339(not_after), lease, "certificate issued and published");
-        self.status.cert_published(index, not_after, true);
+        self.status
+            .cert_published(index, not_before, not_after, true);
         Ok(Issued {
             not_before,
             not_after,

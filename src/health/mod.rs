@@ -445,7 +445,8 @@ fn secret_metrics(m: &mut Exposition, s: &Snapshot) {
     }
 }
 
-/// Each certificate's expiry and issues by result (absent without certificates).
+/// Each certificate's validity (NotBefore, NotAfter) and issues by result (absent without
+/// certificates).
 fn cert_metrics(m: &mut Exposition, s: &Snapshot) {
     if s.certs.is_empty() {
         return;
@@ -462,6 +463,21 @@ fn cert_metrics(m: &mut Exposition, s: &Snapshot) {
                 "vault_login_certificate_expiry_timestamp_seconds",
                 &labels,
                 &end.to_string(),
+            );
+        }
+    }
+    m.family(
+        "vault_login_certificate_not_before_timestamp_seconds",
+        "gauge",
+        "NotBefore of each published certificate, in seconds since the Unix epoch (Vault back-dates it by the role's not_before_duration, 30s by default); expiry minus this is the lifetime.",
+    );
+    for c in &s.certs {
+        if let Some(start) = c.not_before {
+            let labels = format!("{{cert=\"{}\"}}", c.name);
+            m.sample(
+                "vault_login_certificate_not_before_timestamp_seconds",
+                &labels,
+                &start.to_string(),
             );
         }
     }
@@ -685,6 +701,58 @@ mod tests {
         assert_eq!(m["vault_login_renewals_total{result=\"success\"}"], 7.0);
         assert_eq!(m["vault_login_renewals_total{result=\"failure\"}"], 2.0);
         assert_eq!(m["vault_login_consecutive_failures"], 0.0);
+    }
+
+    #[test]
+    fn certificate_metrics_give_validity_and_issues_but_nothing_before_publication() {
+        let s = Snapshot {
+            certs: vec![
+                status::CertStatus {
+                    name: "web".into(),
+                    not_before: Some(NOW as i64 - 30),
+                    not_after: Some(NOW as i64 + 3600),
+                    issues_ok: 2,
+                    issues_failed: 1,
+                    last_error: None,
+                },
+                status::CertStatus {
+                    name: "db".into(),
+                    issues_failed: 4,
+                    last_error: Some("permission denied".into()),
+                    ..status::CertStatus::default()
+                },
+            ],
+            ..valid(3600)
+        };
+        let (m, types) = parse(&render_metrics(&s, at(NOW)));
+        let web = "{cert=\"web\"}";
+        assert_eq!(
+            m[&format!("vault_login_certificate_not_before_timestamp_seconds{web}")],
+            (NOW - 30) as f64
+        );
+        assert_eq!(
+            m[&format!("vault_login_certificate_expiry_timestamp_seconds{web}")],
+            (NOW + 3600) as f64
+        );
+        assert_eq!(
+            m["vault_login_certificate_issues_total{cert=\"web\",result=\"success\"}"],
+            2.0
+        );
+        assert_eq!(
+            m["vault_login_certificate_issues_total{cert=\"db\",result=\"failure\"}"],
+            4.0
+        );
+        // Unpublished: no validity samples (the expiry alert cannot fire on a zero).
+        assert!(!m
+            .keys()
+            .any(|k| k.contains("timestamp") && k.contains("db")));
+        assert_eq!(
+            types["vault_login_certificate_not_before_timestamp_seconds"],
+            "gauge"
+        );
+        // Without certificates, no certificate families at all.
+        let none = render_metrics(&valid(3600), at(NOW));
+        assert!(!none.contains("certificate"), "{none}");
     }
 
     #[test]

@@ -89,6 +89,9 @@ pub struct Snapshot {
 pub struct CertStatus {
     /// The directory's name (`VAULT_LOGIN_CERT_<NAME>` lower-cased).
     pub name: String,
+    /// The published certificate's NotBefore, in Unix seconds (None: none published yet);
+    /// with `not_after`, its lifetime, which the expiry alert takes a fraction of.
+    pub not_before: Option<i64>,
     /// The published certificate's NotAfter, in Unix seconds (None: none published yet).
     pub not_after: Option<i64>,
     /// Certificates issued and published.
@@ -301,11 +304,12 @@ impl Status {
         });
     }
 
-    /// Certificate `index` is published, valid until `not_after` (Unix seconds); `issued`: it
-    /// was just issued (else kept from a previous run).
-    pub fn cert_published(&self, index: usize, not_after: i64, issued: bool) {
+    /// Certificate `index` is published, valid from `not_before` until `not_after` (Unix
+    /// seconds); `issued`: it was just issued (else kept from a previous run).
+    pub fn cert_published(&self, index: usize, not_before: i64, not_after: i64, issued: bool) {
         self.update(|s| {
             if let Some(x) = s.certs.get_mut(index) {
+                x.not_before = Some(not_before);
                 x.not_after = Some(not_after);
                 x.issues_ok += u64::from(issued);
                 x.last_error = None;

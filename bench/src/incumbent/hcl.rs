@@ -18,6 +18,16 @@ pub struct Template {
     pub interval: Duration,
 }
 
+/// A template given by its text, rendered as is (the certificate scenes' `secret` and
+/// `pkiCert` templates).
+#[derive(Clone, Debug)]
+pub struct RawTemplate {
+    /// consul-template's text.
+    pub contents: String,
+    /// The file it renders to.
+    pub destination: String,
+}
+
 /// What one agent is told.
 #[derive(Clone, Debug)]
 pub struct AgentConfig {
@@ -31,6 +41,8 @@ pub struct AgentConfig {
     pub token_file: String,
     /// A KV secret to render, or none.
     pub template: Option<Template>,
+    /// More templates, given by their text.
+    pub raw_templates: Vec<RawTemplate>,
 }
 
 impl AgentConfig {
@@ -42,6 +54,7 @@ impl AgentConfig {
             jwt_file: jwt_file.to_string_lossy().into_owned(),
             token_file: token_file.to_string_lossy().into_owned(),
             template: None,
+            raw_templates: Vec::new(),
         }
     }
 
@@ -72,14 +85,24 @@ impl AgentConfig {
                 quote(&t.destination),
             ));
         }
+        for t in &self.raw_templates {
+            out.push_str(&format!(
+                "template {{\n  contents = {}\n  destination = {}\n}}\n",
+                quote(&t.contents),
+                quote(&t.destination),
+            ));
+        }
         out
     }
 }
 
-/// An HCL string literal with backslashes and double quotes escaped. (The agent parses HCL 1,
+/// An HCL string literal with backslashes, double quotes and newlines escaped. (The agent parses HCL 1,
 /// which has no `$${` escape; the bench's own paths never hold `${`.)
 fn quote(s: &str) -> String {
-    let escaped = s.replace('\\', "\\\\").replace('"', "\\\"");
+    let escaped = s
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
     format!("\"{escaped}\"")
 }
 
@@ -91,6 +114,8 @@ mod tests {
     fn quote_escapes_what_hcl_would_read() {
         assert_eq!(quote("plain"), "\"plain\"");
         assert_eq!(quote(r#"a"b\c"#), r#""a\"b\\c""#);
+        // A literal newline would end the string for HCL.
+        assert_eq!(quote("a\nb"), r#""a\nb""#);
     }
 
     #[test]
@@ -135,5 +160,24 @@ mod tests {
         );
         assert!(hcl.contains("destination = \"/out/db_password\""), "{hcl}");
         assert_eq!(hcl.matches('{').count(), hcl.matches('}').count());
+    }
+
+    #[test]
+    fn raw_templates_are_quoted_as_they_are() {
+        let mut c = AgentConfig::new("http://x", "r", Path::new("/j"), Path::new("/t"));
+        c.raw_templates.push(RawTemplate {
+            contents: r#"{{ with pkiCert "pki/issue/web" "common_name=a.b" }}{{ .Cert }}{{ end }}"#
+                .into(),
+            destination: "/out/web.pem".into(),
+        });
+        let hcl = c.render();
+        assert!(
+            hcl.contains(
+                r#"contents = "{{ with pkiCert \"pki/issue/web\" \"common_name=a.b\" }}{{ .Cert }}{{ end }}""#
+            ),
+            "{hcl}"
+        );
+        assert!(hcl.contains("destination = \"/out/web.pem\""), "{hcl}");
+        assert!(!hcl.contains("template_config"), "{hcl}");
     }
 }

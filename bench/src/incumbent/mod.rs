@@ -15,14 +15,14 @@
 //! Figures are reported, never asserted. The section needs minutes and the 182 MB `bao`
 //! binary, so it runs only when named (`--only agent`), never in `--quick`.
 
-mod audit;
+pub(crate) mod audit;
 mod cold;
 mod gate;
 mod hcl;
 mod idle;
 mod outage;
 mod recovery;
-mod stage;
+pub(crate) mod stage;
 mod steady;
 
 use std::path::Path;

@@ -12,7 +12,7 @@ use serde_json::json;
 use vault_emulator::real::{bao_bin, Bao, BaoOptions};
 
 use super::audit;
-use super::hcl::{AgentConfig, Template};
+use super::hcl::{AgentConfig, RawTemplate, Template};
 
 /// The namespace of every client's service account.
 pub const NAMESPACE: &str = "bench";
@@ -115,6 +115,13 @@ impl Stage {
     /// (Re)writes the role: any service account of the bench namespace, tokens of `ttl` up to
     /// `max_ttl`, allowed to read the secret.
     pub fn set_role(&self, ttl: Duration, max_ttl: Duration) {
+        self.set_role_with(ttl, max_ttl, &[]);
+    }
+
+    /// [`Stage::set_role`] with more policies on its tokens (the certificate scenes' pki one).
+    pub fn set_role_with(&self, ttl: Duration, max_ttl: Duration, policies: &[&str]) {
+        let mut all = vec!["default", "bench-kv"];
+        all.extend_from_slice(policies);
         self.bao.api(
             "POST",
             &format!("/v1/auth/kubernetes/role/{ROLE}"),
@@ -124,7 +131,7 @@ impl Stage {
                 "audience": AUDIENCE,
                 "token_ttl": ttl.as_secs(),
                 "token_max_ttl": max_ttl.as_secs(),
-                "token_policies": ["default", "bench-kv"],
+                "token_policies": all,
             })),
         );
     }
@@ -180,6 +187,7 @@ impl Stage {
             token_file: dir.join("out/token"),
             secret_file: dir.join("out/db_password"),
             log: dir.join("log"),
+            name,
             jwt_file,
             dir,
             vault_login: self.vault_login.clone(),
@@ -194,6 +202,43 @@ impl Drop for Stage {
             eprintln!("   kept {}", self.dir.display());
         } else {
             let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// How a client keeps a certificate from `pki/issue/<role>` (the certificate scenes).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CertWay {
+    /// vault-login's `VAULT_LOGIN_CERT_<NAME>`.
+    VaultLogin,
+    /// The agent with a template calling `secret "pki/issue/<role>" "common_name=..."`.
+    AgentSecret,
+    /// The agent with a template calling `pkiCert "pki/issue/<role>" "common_name=..."`.
+    AgentPkiCert,
+}
+
+impl CertWay {
+    /// The three, in the order the report lists them.
+    pub const ALL: [CertWay; 3] = [
+        CertWay::VaultLogin,
+        CertWay::AgentSecret,
+        CertWay::AgentPkiCert,
+    ];
+
+    /// The program that runs it.
+    pub fn kind(self) -> Kind {
+        match self {
+            CertWay::VaultLogin => Kind::VaultLogin,
+            CertWay::AgentSecret | CertWay::AgentPkiCert => Kind::Agent,
+        }
+    }
+
+    /// Its name in the report.
+    pub fn label(self) -> &'static str {
+        match self {
+            CertWay::VaultLogin => "vault-login `VAULT_LOGIN_CERT_WEB`",
+            CertWay::AgentSecret => "`bao agent`, template `secret \"pki/issue/…\"`",
+            CertWay::AgentPkiCert => "`bao agent`, template `pkiCert`",
         }
     }
 }
@@ -221,6 +266,8 @@ pub struct Slot {
     pub secret_file: PathBuf,
     /// Its stderr and stdout.
     pub log: PathBuf,
+    /// Its service account's name, unique on the stage.
+    pub name: String,
     jwt_file: PathBuf,
     dir: PathBuf,
     vault_login: PathBuf,
@@ -230,6 +277,15 @@ pub struct Slot {
 impl Slot {
     /// The command that runs this client against `vault_addr` (the server, or a gate).
     pub fn command(&self, vault_addr: &str, mode: Mode) -> Result<Command, String> {
+        let cmd = match self.kind {
+            Kind::VaultLogin => self.vault_login_command(vault_addr, mode),
+            Kind::Agent => self.agent_command(vault_addr, mode)?,
+        };
+        self.logging(cmd)
+    }
+
+    /// `cmd` with its stdout and stderr appended to the slot's log.
+    fn logging(&self, mut cmd: Command) -> Result<Command, String> {
         let log = File::options()
             .create(true)
             .append(true)
@@ -238,10 +294,6 @@ impl Slot {
         let log2 = log
             .try_clone()
             .map_err(|e| format!("{}: {e}", self.log.display()))?;
-        let mut cmd = match self.kind {
-            Kind::VaultLogin => self.vault_login_command(vault_addr, mode),
-            Kind::Agent => self.agent_command(vault_addr, mode)?,
-        };
         cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
         Ok(cmd)
     }
@@ -286,6 +338,15 @@ impl Slot {
                 interval: every,
             });
         }
+        let mut cmd = self.agent_with(&config)?;
+        if mode == Mode::Once {
+            cmd.arg("-exit-after-auth");
+        }
+        Ok(cmd)
+    }
+
+    /// `bao agent` with `config`, written to the slot's `agent.hcl`.
+    fn agent_with(&self, config: &AgentConfig) -> Result<Command, String> {
         let path = self.dir.join("agent.hcl");
         fs::write(&path, config.render())
             .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -298,10 +359,43 @@ impl Slot {
                 std::env::var_os("PATH").unwrap_or_else(|| "/usr/bin:/bin".into()),
             )
             .env("HOME", &self.dir);
-        if mode == Mode::Once {
-            cmd.arg("-exit-after-auth");
-        }
         Ok(cmd)
+    }
+
+    /// The sidecar that also keeps a certificate for `common_name` from `issue` (`<mount>/issue/<role>`)
+    /// the `way` given (which must be one of this slot's program), in `out/`.
+    pub fn cert_command(
+        &self,
+        vault_addr: &str,
+        way: CertWay,
+        issue: &str,
+        common_name: &str,
+    ) -> Result<Command, String> {
+        if way.kind() != self.kind {
+            return Err(format!("{} cannot run {way:?}", self.kind.label()));
+        }
+        if way == CertWay::VaultLogin {
+            let mut cmd = self.vault_login_command(vault_addr, Mode::Sidecar);
+            cmd.env(
+                "VAULT_LOGIN_CERT_WEB",
+                format!("{issue}?common_name={common_name}"),
+            );
+            return self.logging(cmd);
+        }
+        let mut config = AgentConfig::new(vault_addr, ROLE, &self.jwt_file, &self.token_file);
+        // The certificate and its key in one file: two templates would issue two certificates
+        // (vault#19787), which would only make `secret` look worse.
+        let contents = if way == CertWay::AgentSecret {
+            format!("{{{{ with secret \"{issue}\" \"common_name={common_name}\" }}}}{{{{ .Data.certificate }}}}\n{{{{ .Data.private_key }}}}\n{{{{ end }}}}")
+        } else {
+            format!("{{{{ with pkiCert \"{issue}\" \"common_name={common_name}\" }}}}{{{{ .Cert }}}}{{{{ .Key }}}}{{{{ end }}}}")
+        };
+        config.raw_templates.push(RawTemplate {
+            contents,
+            destination: self.dir.join("out/web.pem").to_string_lossy().into_owned(),
+        });
+        let cmd = self.agent_with(&config)?;
+        self.logging(cmd)
     }
 
     /// Starts it as a long-running child.
