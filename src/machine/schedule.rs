@@ -202,7 +202,8 @@ pub const CERT_RENEW_AT: f64 = 2.0 / 3.0;
 
 /// When a certificate whose life is `lifetime` is renewed, counted from the start of that life:
 /// at [`CERT_RENEW_AT`] of it with ±10 % jitter (`unit` in `[0, 1)`: pods issued together renew
-/// apart, unlike consul-template's `pkiCert`, whose jitter term rounds to zero), or
+/// apart: consul-template's `pkiCert` jitter term rounds to zero, and OpenBao 2.7.2's
+/// bundled template library's takes six values, so its fleet renews at six instants), or
 /// `renew_before` before its end, whichever is earlier. A `renew_before` as long as the whole
 /// life would renew at once, forever: the share alone decides then.
 pub fn cert_renew_in(lifetime: Duration, renew_before: Option<Duration>, unit: f64) -> Duration {
