@@ -2,7 +2,8 @@
 //! or `@file`) rendered to files with their own name and mode, parse errors refused before any
 //! request (exit 64), render errors leaving the file as it was (`--once` exits 1 naming the
 //! template, line:column and key or path), one read per distinct path shared by every template
-//! and secret file, readiness and metrics, and no refetch on a new token.
+//! and secret file, readiness and metrics, no refetch on a new token, and a render error
+//! repeated at every refresh said in full once.
 
 mod common;
 
@@ -327,4 +328,72 @@ fn a_new_token_neither_refetches_nor_rewrites_static_secrets() {
     assert_eq!(std::fs::metadata(out(&s, "app")).unwrap().ino(), inode);
     r.signal("TERM");
     assert!(r.wait(5 * SEC).is_some());
+}
+
+#[test]
+fn a_render_error_repeated_at_every_refresh_is_said_in_full_once_then_counted() {
+    let mut s = setup();
+    s.set("VAULT_LOGIN_SECRETS_REFRESH", "1s").set(
+        "VAULT_LOGIN_TEMPLATE_APP",
+        format!("{{{{ with secret \"{DB}\" }}}}{{{{ .Data.data.port }}}}{{{{ end }}}}"),
+    );
+    let r = s.spawn(&[]);
+    let failures = |text: &str| -> (usize, usize) {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("template not rendered"))
+            .collect();
+        let short = lines
+            .iter()
+            .filter(|l| l.contains("(the same error as above, "))
+            .count();
+        (lines.len() - short, short)
+    };
+    assert!(
+        wait_until(30 * SEC, || failures(&r.stderr()).1 >= 3),
+        "{}",
+        r.stderr()
+    );
+    let text = r.stderr();
+    assert_eq!(failures(&text).0, 1, "said in full once: {text}");
+    let full = text
+        .lines()
+        .find(|l| l.contains("template not rendered"))
+        .unwrap();
+    assert!(
+        full.contains("map has no entry for key \".Data.data.port\""),
+        "{full}"
+    );
+    assert!(
+        text.contains("(the same error as above, 3 times in a row)"),
+        "{text}"
+    );
+
+    // It renders again: the run of repeats ends, and the next failure is said in full.
+    s.emu.put_kv2(
+        "internal",
+        "database/config",
+        json!({"username": "u", "password": PASSWORD, "port": 5432}),
+    );
+    assert!(
+        wait_until(10 * SEC, || read(&s, "app").as_deref() == Some("5432")),
+        "{}",
+        r.stderr()
+    );
+    s.emu.put_kv2(
+        "internal",
+        "database/config",
+        json!({"username": "u", "password": PASSWORD}),
+    );
+    assert!(
+        wait_until(10 * SEC, || failures(&r.stderr()).0 >= 2),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(
+        read(&s, "app").as_deref(),
+        Some("5432"),
+        "last good content"
+    );
+    assert!(!r.stderr().contains(PASSWORD));
 }

@@ -15,6 +15,7 @@ use super::Agent;
 use crate::exec::Environment;
 use crate::machine::events::{Event, Grant, SecretGrant};
 use crate::machine::failure::Failure;
+use crate::machine::said::Said;
 use crate::secrets::template::{self, Read};
 use crate::secrets::templates::{kv2_read_path, Rendering};
 use crate::secrets::{
@@ -33,6 +34,9 @@ pub(super) struct Book {
     read_paths: HashMap<String, String>,
     /// `exec`'s environment values, rendered.
     pub(super) env: Environment,
+    /// Per template, its render error as last logged: a template failing at every refresh
+    /// logs its error in full once, then a short line with a count, until it renders again.
+    said: Vec<Said>,
 }
 
 impl Book {
@@ -40,6 +44,7 @@ impl Book {
     pub(super) fn new(specs: &[SecretSpec], templates: TemplateBook, env: Environment) -> Self {
         Book {
             sources: secrets::sources(specs, templates.templates()),
+            said: vec![Said::default(); templates.templates().len()],
             templates,
             read_paths: HashMap::new(),
             env,
@@ -442,6 +447,7 @@ impl Agent {
                         }
                     }
                     Rendering::Changed(bytes, fp) if i >= self.outputs.env_templates => {
+                        book.said[i].clear();
                         let var = book.templates.templates()[i].name.clone();
                         let set = book.env.set(&var, &bytes);
                         if set.is_ok() {
@@ -450,18 +456,23 @@ impl Agent {
                         report.results.push((i, set.map(|()| true)));
                     }
                     Rendering::Changed(bytes, fp) => {
+                        book.said[i].clear();
                         let spec = book.templates.templates()[i].clone();
                         jobs.push((i, spec, bytes, fp));
                     }
-                    Rendering::Same => report.results.push((i, Ok(false))),
+                    Rendering::Same => {
+                        book.said[i].clear();
+                        report.results.push((i, Ok(false)));
+                    }
                     Rendering::Failed(e) if i >= self.outputs.env_templates => {
-                        warn!(error = %e, "environment value not rendered; the program keeps the value it has");
+                        let said = book.said[i].say(&e).into_owned();
+                        warn!(error = %said, "environment value not rendered; the program keeps the value it has");
                         let var = book.templates.templates()[i].name.clone();
                         book.env.failed(&var, e.clone());
                         report.results.push((i, Err(e)));
                     }
                     Rendering::Failed(e) => {
-                        warn!(error = %e, "template not rendered; its file keeps its last good content");
+                        warn!(error = %book.said[i].say(&e), "template not rendered; its file keeps its last good content");
                         report.results.push((i, Err(e)));
                     }
                 }
