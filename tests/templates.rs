@@ -397,3 +397,90 @@ fn a_render_error_repeated_at_every_refresh_is_said_in_full_once_then_counted() 
     );
     assert!(!r.stderr().contains(PASSWORD));
 }
+
+#[test]
+fn a_restarted_sidecar_leaves_files_that_hold_their_content_and_runs_no_hook() {
+    let mut s = setup();
+    let hook = s
+        .token_path
+        .parent()
+        .unwrap()
+        .with_file_name("hook-runs.txt");
+    s.set(
+        "VAULT_LOGIN_TEMPLATE_APP",
+        "{{ (secret \"kv/app\").Data.api_key }}",
+    )
+    .set("VAULT_LOGIN_TEMPLATE_MODE_APP", "0640")
+    .set("VAULT_LOGIN_SECRET_DB", DB)
+    .set(
+        "VAULT_LOGIN_ON_CHANGE",
+        format!("/bin/sh -c \"echo run >> '{}'\"", hook.display()),
+    );
+    let runs = || {
+        std::fs::read_to_string(&hook)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let mut first = s.spawn(&[]);
+    assert!(
+        wait_until(10 * SEC, || read(&s, "app").is_some()
+            && read(&s, "db").is_some()
+            && runs() >= 1),
+        "{}",
+        first.stderr()
+    );
+    // Let the first run's hooks finish before counting them.
+    std::thread::sleep(SEC);
+    let hooks_before = runs();
+    let stamp = |name: &str| {
+        let m = std::fs::metadata(out(&s, name)).unwrap();
+        (m.ino(), m.mtime(), m.mtime_nsec(), m.mode() & 0o777)
+    };
+    let (app, db) = (stamp("app"), stamp("db"));
+    assert_eq!(app.3, 0o640);
+
+    // A crash: no revocation, no clean-up; the files stay on the volume.
+    first.signal("KILL");
+    assert!(first.wait(5 * SEC).is_some());
+    let second = s.spawn(&[]);
+    assert!(
+        wait_until(10 * SEC, || reads_of(&s, "kv/app") >= 2
+            && reads_of(&s, DB) >= 2),
+        "{}",
+        second.stderr()
+    );
+    // Give a rewrite or a hook every chance to happen, then check there was none.
+    std::thread::sleep(2 * SEC);
+    assert!(
+        second.stderr().contains("adopt"),
+        "the token is adopted: {}",
+        second.stderr()
+    );
+    assert_eq!(stamp("app"), app, "{}", second.stderr());
+    assert_eq!(stamp("db"), db, "{}", second.stderr());
+    assert_eq!(runs(), hooks_before, "no hook: {}", second.stderr());
+    for line in ["template rendered", "secret written"] {
+        assert!(
+            !second.stderr().contains(line),
+            "{line}: {}",
+            second.stderr()
+        );
+    }
+
+    // A file that no longer holds its content is rewritten (and the hook runs).
+    std::fs::write(out(&s, "app"), "stale").unwrap();
+    std::fs::set_permissions(out(&s, "app"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    drop(second);
+    let third = s.spawn(&[]);
+    assert!(
+        wait_until(10 * SEC, || read(&s, "app").as_deref() == Some("k-1")),
+        "{}",
+        third.stderr()
+    );
+    assert!(
+        wait_until(10 * SEC, || runs() > hooks_before),
+        "{}",
+        third.stderr()
+    );
+    assert_eq!(stamp("db"), db, "{}", third.stderr());
+}

@@ -52,12 +52,12 @@ impl Book {
     }
 }
 
-/// A finished read: the lease it holds and the fingerprint of each spec file written for it
-/// (None: unchanged, not written).
+/// A finished read: the lease it holds and, for each spec file, the fingerprint of what it now
+/// holds and whether it was rewritten (None: unchanged, not looked at).
 pub(super) struct ReadDone {
     lease_id: String,
     lease: Option<Grant>,
-    written: Vec<Option<Fingerprint>>,
+    written: Vec<Option<(Fingerprint, bool)>>,
 }
 
 /// What the templates made of a read: each rendered template's result (`Ok(true)`: its file
@@ -144,11 +144,13 @@ impl Agent {
                 let result = match result {
                     Ok(done) => {
                         let memo = &mut memos[index];
-                        let changed = rewritten || done.written.iter().any(Option::is_some);
+                        let changed =
+                            rewritten || done.written.iter().any(|w| matches!(w, Some((_, true))));
                         let files = specs.iter().zip(done.written).zip(&mut memo.written);
-                        for ((spec, fingerprint), last) in files {
-                            self.status.secret_read(*spec, fingerprint.is_some());
-                            *last = fingerprint.or(*last);
+                        for ((spec, written), last) in files {
+                            self.status
+                                .secret_read(*spec, matches!(written, Some((_, true))));
+                            *last = written.map(|(fingerprint, _)| fingerprint).or(*last);
                         }
                         memo.lease_id = done.lease.map(|_| done.lease_id);
                         Ok(SecretGrant {
@@ -353,7 +355,7 @@ impl Agent {
                 path: path.to_string(),
                 problem,
             })?;
-            values[k] = Some(r.fingerprint());
+            values[k] = Some((r.fingerprint(), true));
             jobs.push(None);
         }
         let mut written = self.writer.write_changed(jobs, read.kv2_version).await?;
@@ -487,7 +489,7 @@ impl Agent {
                 (jobs.into_iter())
                 .map(|(i, spec, bytes, fp)| {
                     let written = writer.write_template(&spec, &bytes);
-                    if let Ok(path) = &written {
+                    if let Ok(Some(path)) = &written {
                         info!(template = %spec.name, path = %path.display(), "template rendered");
                     }
                     (i, fp, written.map_err(|e| format!("{}: {e}", spec.variable)))
@@ -503,7 +505,12 @@ impl Agent {
             let mut book = self.book();
             for (i, fp, result) in results {
                 match result {
-                    Ok(_) => {
+                    // the file already held these bytes (a restart): nothing changed, no command
+                    Ok(None) => {
+                        book.templates.wrote(i, fp);
+                        report.results.push((i, Ok(false)));
+                    }
+                    Ok(Some(_)) => {
                         book.templates.wrote(i, fp);
                         report.results.push((i, Ok(true)));
                         let spec = &book.templates.templates()[i];
