@@ -128,7 +128,7 @@ async fn a_kv2_file_is_rewritten_only_when_the_version_changes() {
     let (read, next) = fetch(&client, &token, spec).await.unwrap();
     assert_eq!(read.kv2_version, Some(2));
     assert!(next.changed_since(Some(first.fingerprint())));
-    let path = writer(&cfg).write(spec, &next).unwrap();
+    let path = writer(&cfg).write(spec, &next).unwrap().expect("rewritten");
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     assert_eq!(v["password"], "rotated");
 }
@@ -342,7 +342,10 @@ async fn a_dotenv_file_from_vault_is_sourced_by_sh_with_the_exact_values() {
     let (client, token) = login(&s, &cfg).await;
     let spec = spec(&cfg, "db_env");
     let (_, rendered) = fetch(&client, &token, spec).await.unwrap();
-    let path = writer(&cfg).write(spec, &rendered).unwrap();
+    let path = writer(&cfg)
+        .write(spec, &rendered)
+        .unwrap()
+        .expect("written");
     let out = std::process::Command::new("/bin/sh")
         .arg("-c")
         .arg(r#". "$1" && printf '%s|%s' "$DB_USER" "$DB_PASSWORD""#)

@@ -2,7 +2,8 @@
 //! or `@file`) rendered to files with their own name and mode, parse errors refused before any
 //! request (exit 64), render errors leaving the file as it was (`--once` exits 1 naming the
 //! template, line:column and key or path), one read per distinct path shared by every template
-//! and secret file, readiness and metrics, and no refetch on a new token.
+//! and secret file, readiness and metrics, no refetch on a new token, and a render error
+//! repeated at every refresh said in full once.
 
 mod common;
 
@@ -204,17 +205,9 @@ fn a_hundred_templates_over_twenty_paths_cost_one_read_per_path_per_refresh() {
     // The sidecar: every path read again each refresh (1 s ± 10 %), files not rewritten.
     s.emu.clear_requests();
     s.set("VAULT_LOGIN_SECRETS_REFRESH", "1s");
-    let r = s.spawn(&[]);
-    // This process has not written them yet: each file once (the --once run's files are there,
-    // but a new process does not know what they hold).
-    assert!(
-        wait_until(10 * SEC, || r.stderr().matches("template rendered").count()
-            == 100),
-        "{}",
-        r.stderr()
-    );
-    let started = Instant::now();
     let inode = std::fs::metadata(out(&s, "t0")).unwrap().ino();
+    let started = Instant::now();
+    let r = s.spawn(&[]);
     assert!(
         wait_until(15 * SEC, || (0..20)
             .all(|p| reads_of(&s, &format!("kv/p{p}")) >= 4)),
@@ -232,8 +225,9 @@ fn a_hundred_templates_over_twenty_paths_cost_one_read_per_path_per_refresh() {
             r.stderr()
         );
     }
+    // The --once run's files already hold what this process renders: none is rewritten.
     let writes = r.stderr().matches("template rendered").count();
-    assert_eq!(writes, 100, "each file written once, then left alone");
+    assert_eq!(writes, 0, "the files are left alone: {}", r.stderr());
     assert_eq!(std::fs::metadata(out(&s, "t0")).unwrap().ino(), inode);
 }
 
@@ -327,4 +321,159 @@ fn a_new_token_neither_refetches_nor_rewrites_static_secrets() {
     assert_eq!(std::fs::metadata(out(&s, "app")).unwrap().ino(), inode);
     r.signal("TERM");
     assert!(r.wait(5 * SEC).is_some());
+}
+
+#[test]
+fn a_render_error_repeated_at_every_refresh_is_said_in_full_once_then_counted() {
+    let mut s = setup();
+    s.set("VAULT_LOGIN_SECRETS_REFRESH", "1s").set(
+        "VAULT_LOGIN_TEMPLATE_APP",
+        format!("{{{{ with secret \"{DB}\" }}}}{{{{ .Data.data.port }}}}{{{{ end }}}}"),
+    );
+    let r = s.spawn(&[]);
+    let failures = |text: &str| -> (usize, usize) {
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| l.contains("template not rendered"))
+            .collect();
+        let short = lines
+            .iter()
+            .filter(|l| l.contains("(the same error as above, "))
+            .count();
+        (lines.len() - short, short)
+    };
+    assert!(
+        wait_until(30 * SEC, || failures(&r.stderr()).1 >= 3),
+        "{}",
+        r.stderr()
+    );
+    let text = r.stderr();
+    assert_eq!(failures(&text).0, 1, "said in full once: {text}");
+    let full = text
+        .lines()
+        .find(|l| l.contains("template not rendered"))
+        .unwrap();
+    assert!(
+        full.contains("map has no entry for key \".Data.data.port\""),
+        "{full}"
+    );
+    assert!(
+        text.contains("(the same error as above, 3 times in a row)"),
+        "{text}"
+    );
+
+    // It renders again: the run of repeats ends, and the next failure is said in full.
+    s.emu.put_kv2(
+        "internal",
+        "database/config",
+        json!({"username": "u", "password": PASSWORD, "port": 5432}),
+    );
+    assert!(
+        wait_until(10 * SEC, || read(&s, "app").as_deref() == Some("5432")),
+        "{}",
+        r.stderr()
+    );
+    s.emu.put_kv2(
+        "internal",
+        "database/config",
+        json!({"username": "u", "password": PASSWORD}),
+    );
+    assert!(
+        wait_until(10 * SEC, || failures(&r.stderr()).0 >= 2),
+        "{}",
+        r.stderr()
+    );
+    assert_eq!(
+        read(&s, "app").as_deref(),
+        Some("5432"),
+        "last good content"
+    );
+    assert!(!r.stderr().contains(PASSWORD));
+}
+
+#[test]
+fn a_restarted_sidecar_leaves_files_that_hold_their_content_and_runs_no_hook() {
+    let mut s = setup();
+    let hook = s
+        .token_path
+        .parent()
+        .unwrap()
+        .with_file_name("hook-runs.txt");
+    s.set(
+        "VAULT_LOGIN_TEMPLATE_APP",
+        "{{ (secret \"kv/app\").Data.api_key }}",
+    )
+    .set("VAULT_LOGIN_TEMPLATE_MODE_APP", "0640")
+    .set("VAULT_LOGIN_SECRET_DB", DB)
+    .set(
+        "VAULT_LOGIN_ON_CHANGE",
+        format!("/bin/sh -c \"echo run >> '{}'\"", hook.display()),
+    );
+    let runs = || {
+        std::fs::read_to_string(&hook)
+            .map(|t| t.lines().count())
+            .unwrap_or(0)
+    };
+    let mut first = s.spawn(&[]);
+    assert!(
+        wait_until(10 * SEC, || read(&s, "app").is_some()
+            && read(&s, "db").is_some()
+            && runs() >= 1),
+        "{}",
+        first.stderr()
+    );
+    // Let the first run's hooks finish before counting them.
+    std::thread::sleep(SEC);
+    let hooks_before = runs();
+    let stamp = |name: &str| {
+        let m = std::fs::metadata(out(&s, name)).unwrap();
+        (m.ino(), m.mtime(), m.mtime_nsec(), m.mode() & 0o777)
+    };
+    let (app, db) = (stamp("app"), stamp("db"));
+    assert_eq!(app.3, 0o640);
+
+    // A crash: no revocation, no clean-up; the files stay on the volume.
+    first.signal("KILL");
+    assert!(first.wait(5 * SEC).is_some());
+    let second = s.spawn(&[]);
+    assert!(
+        wait_until(10 * SEC, || reads_of(&s, "kv/app") >= 2
+            && reads_of(&s, DB) >= 2),
+        "{}",
+        second.stderr()
+    );
+    // Give a rewrite or a hook every chance to happen, then check there was none.
+    std::thread::sleep(2 * SEC);
+    assert!(
+        second.stderr().contains("adopt"),
+        "the token is adopted: {}",
+        second.stderr()
+    );
+    assert_eq!(stamp("app"), app, "{}", second.stderr());
+    assert_eq!(stamp("db"), db, "{}", second.stderr());
+    assert_eq!(runs(), hooks_before, "no hook: {}", second.stderr());
+    for line in ["template rendered", "secret written"] {
+        assert!(
+            !second.stderr().contains(line),
+            "{line}: {}",
+            second.stderr()
+        );
+    }
+
+    // A file that no longer holds its content is rewritten (and the hook runs).
+    std::fs::write(out(&s, "app"), "stale").unwrap();
+    std::fs::set_permissions(out(&s, "app"), std::fs::Permissions::from_mode(0o640)).unwrap();
+    drop(second);
+    let third = s.spawn(&[]);
+    assert!(
+        wait_until(10 * SEC, || read(&s, "app").as_deref() == Some("k-1")),
+        "{}",
+        third.stderr()
+    );
+    assert!(
+        wait_until(10 * SEC, || runs() > hooks_before),
+        "{}",
+        third.stderr()
+    );
+    assert_eq!(stamp("db"), db, "{}", third.stderr());
 }

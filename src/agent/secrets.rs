@@ -15,6 +15,7 @@ use super::Agent;
 use crate::exec::Environment;
 use crate::machine::events::{Event, Grant, SecretGrant};
 use crate::machine::failure::Failure;
+use crate::machine::said::Said;
 use crate::secrets::template::{self, Read};
 use crate::secrets::templates::{kv2_read_path, Rendering};
 use crate::secrets::{
@@ -36,6 +37,9 @@ pub(super) struct Book {
     /// The templates' `pkiCert` certificates, in the certificates' lane's order after the
     /// `VAULT_LOGIN_CERT_*` ones; grows like `sources`.
     pub(super) certs: Vec<Read>,
+    /// Per template, its render error as last logged: a template failing at every refresh
+    /// logs its error in full once, then a short line with a count, until it renders again.
+    said: Vec<Said>,
 }
 
 impl Book {
@@ -44,6 +48,7 @@ impl Book {
         Book {
             sources: secrets::sources(specs, templates.templates()),
             certs: templates.first_certs(),
+            said: vec![Said::default(); templates.templates().len()],
             templates,
             read_paths: HashMap::new(),
             env,
@@ -51,12 +56,12 @@ impl Book {
     }
 }
 
-/// A finished read: the lease it holds and the fingerprint of each spec file written for it
-/// (None: unchanged, not written).
+/// A finished read: the lease it holds and, for each spec file, the fingerprint of what it now
+/// holds and whether it was rewritten (None: unchanged, not looked at).
 pub(super) struct ReadDone {
     lease_id: String,
     lease: Option<Grant>,
-    written: Vec<Option<Fingerprint>>,
+    written: Vec<Option<(Fingerprint, bool)>>,
 }
 
 /// What the templates made of a read: each rendered template's result (`Ok(true)`: its file
@@ -143,11 +148,13 @@ impl Agent {
                 let result = match result {
                     Ok(done) => {
                         let memo = &mut memos[index];
-                        let changed = rewritten || done.written.iter().any(Option::is_some);
+                        let changed =
+                            rewritten || done.written.iter().any(|w| matches!(w, Some((_, true))));
                         let files = specs.iter().zip(done.written).zip(&mut memo.written);
-                        for ((spec, fingerprint), last) in files {
-                            self.status.secret_read(*spec, fingerprint.is_some());
-                            *last = fingerprint.or(*last);
+                        for ((spec, written), last) in files {
+                            self.status
+                                .secret_read(*spec, matches!(written, Some((_, true))));
+                            *last = written.map(|(fingerprint, _)| fingerprint).or(*last);
                         }
                         memo.lease_id = done.lease.map(|_| done.lease_id);
                         Ok(SecretGrant {
@@ -353,7 +360,7 @@ impl Agent {
                 path: path.to_string(),
                 problem,
             })?;
-            values[k] = Some(r.fingerprint());
+            values[k] = Some((r.fingerprint(), true));
             jobs.push(None);
         }
         let mut written = self.writer.write_changed(jobs, read.kv2_version).await?;
@@ -453,6 +460,7 @@ impl Agent {
                         }
                     }
                     Rendering::Changed(bytes, fp) if i >= self.outputs.env_templates => {
+                        book.said[i].clear();
                         let var = book.templates.templates()[i].name.clone();
                         let set = book.env.set(&var, &bytes);
                         if set.is_ok() {
@@ -461,18 +469,23 @@ impl Agent {
                         report.results.push((i, set.map(|()| true)));
                     }
                     Rendering::Changed(bytes, fp) => {
+                        book.said[i].clear();
                         let spec = book.templates.templates()[i].clone();
                         jobs.push((i, spec, bytes, fp));
                     }
-                    Rendering::Same => report.results.push((i, Ok(false))),
+                    Rendering::Same => {
+                        book.said[i].clear();
+                        report.results.push((i, Ok(false)));
+                    }
                     Rendering::Failed(e) if i >= self.outputs.env_templates => {
-                        warn!(error = %e, "environment value not rendered; the program keeps the value it has");
+                        let said = book.said[i].say(&e).into_owned();
+                        warn!(error = %said, "environment value not rendered; the program keeps the value it has");
                         let var = book.templates.templates()[i].name.clone();
                         book.env.failed(&var, e.clone());
                         report.results.push((i, Err(e)));
                     }
                     Rendering::Failed(e) => {
-                        warn!(error = %e, "template not rendered; its file keeps its last good content");
+                        warn!(error = %book.said[i].say(&e), "template not rendered; its file keeps its last good content");
                         report.results.push((i, Err(e)));
                     }
                 }
@@ -487,7 +500,7 @@ impl Agent {
                 (jobs.into_iter())
                 .map(|(i, spec, bytes, fp)| {
                     let written = writer.write_template(&spec, &bytes);
-                    if let Ok(path) = &written {
+                    if let Ok(Some(path)) = &written {
                         info!(template = %spec.name, path = %path.display(), "template rendered");
                     }
                     (i, fp, written.map_err(|e| format!("{}: {e}", spec.variable)))
@@ -503,7 +516,12 @@ impl Agent {
             let mut book = self.book();
             for (i, fp, result) in results {
                 match result {
-                    Ok(_) => {
+                    // the file already held these bytes (a restart): nothing changed, no command
+                    Ok(None) => {
+                        book.templates.wrote(i, fp);
+                        report.results.push((i, Ok(false)));
+                    }
+                    Ok(Some(_)) => {
                         book.templates.wrote(i, fp);
                         report.results.push((i, Ok(true)));
                         let spec = &book.templates.templates()[i];

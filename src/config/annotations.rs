@@ -387,7 +387,7 @@ impl Layer {
             }
             specs.push(spec);
         }
-        specs.sort_by(|a, b| a.name.cmp(&b.name));
+        crate::secrets::templates::sort_by_name(&mut specs);
         Ok(specs)
     }
 }

@@ -34,6 +34,7 @@ use serde_json::Value;
 use tracing::{info, warn};
 use zeroize::Zeroizing;
 
+use crate::files::safe_fs::{self, Links};
 use crate::files::token_file::{FileError, Owner, TokenFile};
 use crate::machine::failure::FailureKind;
 use crate::secrets::template::Read;
@@ -711,13 +712,15 @@ impl SecretWriter {
     }
 
     /// Writes the files of the `jobs` that are `Some` on a blocking thread (a slow volume never
-    /// stalls the runtime); their fingerprints, in order (None where nothing was written).
-    /// `version` is the KV v2 version read, for the log.
+    /// stalls the runtime); for each job in order, the fingerprint of what its file now holds
+    /// and whether it was rewritten (`false`: it already held exactly that, see
+    /// [`SecretWriter::holds`]), None where there was no job. `version` is the KV v2 version
+    /// read, for the log.
     pub async fn write_changed(
         &self,
         jobs: Vec<Option<(SecretSpec, Rendered)>>,
         version: Option<u64>,
-    ) -> Result<Vec<Option<Fingerprint>>, SecretError> {
+    ) -> Result<Vec<Option<(Fingerprint, bool)>>, SecretError> {
         if jobs.iter().all(Option::is_none) {
             return Ok(vec![None; jobs.len()]);
         }
@@ -725,8 +728,10 @@ impl SecretWriter {
         let write = tokio::task::spawn_blocking(move || {
             let write_one = |(spec, rendered): (SecretSpec, Rendered)| {
                 let path = writer.write(&spec, &rendered)?;
-                info!(secret = %spec.name, path = %path.display(), version, "secret written");
-                Ok(rendered.fingerprint())
+                if let Some(path) = &path {
+                    info!(secret = %spec.name, path = %path.display(), version, "secret written");
+                }
+                Ok((rendered.fingerprint(), path.is_some()))
             };
             jobs.into_iter()
                 .map(|job| job.map(write_one).transpose())
@@ -740,12 +745,12 @@ impl SecretWriter {
     }
 
     /// Atomically replaces template `spec`'s file with `bytes`, with its mode (or the writer's);
-    /// returns its path.
+    /// returns its path, or None when the file already held exactly that (not rewritten).
     pub fn write_template(
         &self,
         spec: &TemplateSpec,
         bytes: &[u8],
-    ) -> Result<PathBuf, SecretError> {
+    ) -> Result<Option<PathBuf>, SecretError> {
         let file = self.dir.join(&spec.file);
         if !templates::valid_file_name(&spec.file) {
             // Specs come from `templates_from_env`, which allows only these names.
@@ -756,17 +761,52 @@ impl SecretWriter {
                 ),
             });
         }
-        TokenFile::new(&file, spec.mode.unwrap_or(self.mode), self.owner)
+        let mode = spec.mode.unwrap_or(self.mode);
+        if self.holds(&file, mode, bytes) {
+            return Ok(None);
+        }
+        TokenFile::new(&file, mode, self.owner)
             .write_bytes(bytes)
             .map_err(|source| SecretError::File {
                 file: file.clone(),
                 source,
             })?;
-        Ok(file)
+        Ok(Some(file))
     }
 
-    /// Atomically replaces `spec`'s file with `rendered`; returns its path.
-    pub fn write(&self, spec: &SecretSpec, rendered: &Rendered) -> Result<PathBuf, SecretError> {
+    /// Whether `file` already holds exactly `bytes` as a regular file with `mode` and this
+    /// writer's owner (or, without one, this process's user). A restarted sidecar finds the
+    /// files it published on the volume: rewriting the same bytes would give them a new inode
+    /// and run the change hooks for nothing. Anything else (missing, a symlink, another
+    /// mode or owner, other bytes, unreadable) is rewritten.
+    pub fn holds(&self, file: &Path, mode: u32, bytes: &[u8]) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(f) = safe_fs::open_regular_nonblocking(file, Links::Refuse) else {
+            return false;
+        };
+        let Ok(meta) = f.metadata() else {
+            return false;
+        };
+        let owner_ok = match self.owner {
+            Some(o) => meta.uid() == o.uid && o.gid.is_none_or(|g| meta.gid() == g),
+            None => meta.uid() == rustix::process::geteuid().as_raw(),
+        };
+        if meta.mode() & 0o7777 != mode || !owner_ok || meta.len() != bytes.len() as u64 {
+            return false;
+        }
+        match safe_fs::read_bounded(f, bytes.len() as u64) {
+            Ok(held) => Zeroizing::new(held).as_slice() == bytes,
+            Err(_) => false,
+        }
+    }
+
+    /// Atomically replaces `spec`'s file with `rendered`; returns its path, or None when the
+    /// file already held exactly that (not rewritten).
+    pub fn write(
+        &self,
+        spec: &SecretSpec,
+        rendered: &Rendered,
+    ) -> Result<Option<PathBuf>, SecretError> {
         let file = self.path_for(spec);
         if !valid_name(&spec.name) {
             // Specs come from `SecretSpec::parse`, which allows only these names; a hand-made
@@ -778,13 +818,16 @@ impl SecretWriter {
                 ),
             });
         }
+        if self.holds(&file, self.mode, rendered.expose()) {
+            return Ok(None);
+        }
         TokenFile::new(&file, self.mode, self.owner)
             .write_bytes(rendered.expose())
             .map_err(|source| SecretError::File {
                 file: file.clone(),
                 source,
             })?;
-        Ok(file)
+        Ok(Some(file))
     }
 }
 
@@ -1138,13 +1181,58 @@ mod tests {
     }
 
     #[test]
+    fn a_file_that_already_holds_its_content_is_left_as_it_is() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let writer = SecretWriter::new(dir.path(), 0o640, None);
+        let s = spec("kv/app#k");
+        let r = render(&s, &read(json!({"k": "v1"}), None)).unwrap();
+        let path = writer.write(&s, &r).unwrap().expect("written");
+        let ino = || std::fs::metadata(&path).unwrap().ino();
+        let first = ino();
+        assert_eq!(
+            writer.write(&s, &r).unwrap(),
+            None,
+            "same bytes, mode, owner"
+        );
+        assert_eq!(ino(), first);
+        // another mode, other bytes (same length, longer), a symlink: rewritten
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(writer.write(&s, &r).unwrap().is_some());
+        assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, 0o640);
+        for other in [&b"v2"[..], b"v1\n"] {
+            std::fs::write(&path, other).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+            assert!(writer.write(&s, &r).unwrap().is_some());
+            assert_eq!(std::fs::read(&path).unwrap(), b"v1");
+        }
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::write(&elsewhere, b"v1").unwrap();
+        std::fs::set_permissions(&elsewhere, std::fs::Permissions::from_mode(0o640)).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        assert!(writer.write(&s, &r).unwrap().is_some());
+        assert!(std::fs::symlink_metadata(&path).unwrap().is_file());
+        let not_ours = SecretWriter::new(
+            dir.path(),
+            0o640,
+            Some(Owner {
+                uid: rustix::process::geteuid().as_raw() + 1,
+                gid: None,
+            }),
+        );
+        assert!(!not_ours.holds(&path, 0o640, b"v1"), "another owner");
+        assert!(writer.holds(&path, 0o640, b"v1"));
+    }
+
+    #[test]
     fn the_writer_publishes_like_the_token_file_and_never_escapes_the_dir() {
         let dir = tempfile::tempdir().unwrap();
         let writer = SecretWriter::new(dir.path(), 0o640, None);
         writer.check().unwrap();
         let s = spec("kv/app#k");
         let r = render(&s, &read(json!({"k": "v1"}), None)).unwrap();
-        let path = writer.write(&s, &r).unwrap();
+        let path = writer.write(&s, &r).unwrap().expect("written");
         assert_eq!(path, dir.path().join("db_password"));
         assert_eq!(std::fs::read(&path).unwrap(), b"v1");
         assert_eq!(std::fs::metadata(&path).unwrap().mode() & 0o7777, 0o640);

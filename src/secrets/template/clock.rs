@@ -1,5 +1,6 @@
 //! Go's `time.Format` for `timestamp`, in UTC (consul-template formats `time.Now().UTC()`).
 
+use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Go's `time.RFC3339` layout.
@@ -65,68 +66,92 @@ pub(crate) fn format(t: SystemTime, layout: &str) -> String {
     let yday = days - days_before_year(y) + 1;
     let month = MONTHS[(mo - 1) as usize];
     let h12 = if h % 12 == 0 { 12 } else { h % 12 };
-    let tokens: [(&str, String); 28] = [
-        ("January", month.into()),
-        ("Jan", month[..3].into()),
-        ("Monday", DAYS[wd].into()),
-        ("Mon", DAYS[wd][..3].into()),
-        ("MST", "UTC".into()),
-        ("2006", format!("{y:04}")),
-        ("Z07:00:00", "Z".into()),
-        ("-07:00:00", "+00:00:00".into()),
-        ("Z07:00", "Z".into()),
-        ("-07:00", "+00:00".into()),
-        ("Z0700", "Z".into()),
-        ("-0700", "+0000".into()),
-        ("Z07", "Z".into()),
-        ("-07", "+00".into()),
-        ("002", format!("{yday:03}")),
-        ("__2", format!("{yday:>3}")),
-        ("01", format!("{mo:02}")),
-        ("02", format!("{d:02}")),
-        ("_2", format!("{d:>2}")),
-        ("03", format!("{h12:02}")),
-        ("04", format!("{mi:02}")),
-        ("05", format!("{s:02}")),
-        ("06", format!("{:02}", y.rem_euclid(100))),
-        ("15", format!("{h:02}")),
-        ("PM", if h >= 12 { "PM" } else { "AM" }.into()),
-        ("pm", if h >= 12 { "pm" } else { "am" }.into()),
-        ("1", mo.to_string()),
-        ("2", d.to_string()),
-    ];
     let mut out = String::new();
     let mut rest = layout;
-    'outer: while !rest.is_empty() {
+    while !rest.is_empty() {
         if let Some(frac) = fraction(rest, nanos) {
             out.push_str(&frac.0);
             rest = &rest[frac.1..];
             continue;
         }
-        for (tok, val) in &tokens {
-            if rest.starts_with(tok) {
-                out.push_str(val);
-                rest = &rest[tok.len()..];
-                continue 'outer;
-            }
-        }
-        for (tok, val) in [
-            ("3", h12.to_string()),
-            ("4", mi.to_string()),
-            ("5", s.to_string()),
-        ] {
-            if rest.starts_with(tok) {
-                out.push_str(&val);
-                rest = &rest[tok.len()..];
-                continue 'outer;
-            }
-        }
-        let c = rest.chars().next().unwrap_or(' ');
-        out.push(c);
-        rest = &rest[c.len_utf8()..];
+        let Some(i) = TOKENS.iter().position(|tok| rest.starts_with(tok)) else {
+            let c = rest.chars().next().unwrap_or(' ');
+            out.push(c);
+            rest = &rest[c.len_utf8()..];
+            continue;
+        };
+        rest = &rest[TOKENS[i].len()..];
+        // Each value is written only when its token is met (a table of every value, formatted
+        // up front, cost several KB of binary); writing to a String cannot fail.
+        let _ = match i {
+            0 => write!(out, "{month}"),
+            1 => write!(out, "{}", &month[..3]),
+            2 => write!(out, "{}", DAYS[wd]),
+            3 => write!(out, "{}", &DAYS[wd][..3]),
+            4 => write!(out, "UTC"),
+            5 => write!(out, "{y:04}"),
+            6 | 8 | 10 | 12 => write!(out, "Z"),
+            7 => write!(out, "+00:00:00"),
+            9 => write!(out, "+00:00"),
+            11 => write!(out, "+0000"),
+            13 => write!(out, "+00"),
+            14 => write!(out, "{yday:03}"),
+            15 => write!(out, "{yday:>3}"),
+            16 => write!(out, "{mo:02}"),
+            17 => write!(out, "{d:02}"),
+            18 => write!(out, "{d:>2}"),
+            19 => write!(out, "{h12:02}"),
+            20 => write!(out, "{mi:02}"),
+            21 => write!(out, "{s:02}"),
+            22 => write!(out, "{:02}", y.rem_euclid(100)),
+            23 => write!(out, "{h:02}"),
+            24 => write!(out, "{}", if h >= 12 { "PM" } else { "AM" }),
+            25 => write!(out, "{}", if h >= 12 { "pm" } else { "am" }),
+            26 => write!(out, "{mo}"),
+            27 => write!(out, "{d}"),
+            28 => write!(out, "{h12}"),
+            29 => write!(out, "{mi}"),
+            _ => write!(out, "{s}"),
+        };
     }
     out
 }
+
+/// Go's layout tokens, longest first where one is a prefix of another (the order they are
+/// tried in); [`format`] writes each one's value by its index.
+const TOKENS: [&str; 31] = [
+    "January",
+    "Jan",
+    "Monday",
+    "Mon",
+    "MST",
+    "2006",
+    "Z07:00:00",
+    "-07:00:00",
+    "Z07:00",
+    "-07:00",
+    "Z0700",
+    "-0700",
+    "Z07",
+    "-07",
+    "002",
+    "__2",
+    "01",
+    "02",
+    "_2",
+    "03",
+    "04",
+    "05",
+    "06",
+    "15",
+    "PM",
+    "pm",
+    "1",
+    "2",
+    "3",
+    "4",
+    "5",
+];
 
 fn days_before_year(y: i64) -> i64 {
     // days from 1970-01-01 to y-01-01

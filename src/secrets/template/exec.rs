@@ -192,12 +192,8 @@ impl State<'_> {
 
     fn range(&mut self, p: &Pipe, body: &[Node], else_: &[Node], dot: &Val) -> R<Flow> {
         let mark = self.vars.len();
-        let items_pipe = Pipe {
-            decl: Vec::new(),
-            assign: false,
-            cmds: p.cmds.clone(),
-        };
-        let v = self.pipe(&items_pipe, dot)?;
+        // the range's variables are bound per element below, not to the whole value
+        let v = self.cmds(&p.cmds, dot)?;
         let items: Vec<(Value, Value)> = match v {
             Val::Missing { .. } | Val::V(Value::Nil) => Vec::new(),
             Val::V(Value::List(a)) => a
@@ -255,15 +251,20 @@ impl State<'_> {
     }
 
     fn pipe(&mut self, p: &Pipe, dot: &Val) -> R<Val> {
-        let mut v: Option<Val> = None;
-        for c in &p.cmds {
-            v = Some(self.cmd(c, dot, v)?);
-        }
-        let v = v.unwrap_or(Val::V(Value::Nil));
+        let v = self.cmds(&p.cmds, dot)?;
         for name in &p.decl {
             self.assign_or_declare(name, v.clone(), p.assign);
         }
         Ok(v)
+    }
+
+    /// A pipeline's commands, each one's value passed as the next one's last argument.
+    fn cmds(&mut self, cmds: &[Cmd], dot: &Val) -> R<Val> {
+        let mut v: Option<Val> = None;
+        for c in cmds {
+            v = Some(self.cmd(c, dot, v)?);
+        }
+        Ok(v.unwrap_or(Val::V(Value::Nil)))
     }
 
     fn cmd(&mut self, c: &Cmd, dot: &Val, fin: Option<Val>) -> R<Val> {

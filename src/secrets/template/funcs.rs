@@ -8,13 +8,16 @@ use super::value::{to_json, Value};
 use super::{clock, toml, yaml};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine as _;
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
 /// A template function: arguments in, a value or an error message out. Messages must not
 /// contain argument values (they may be secrets). `Ctx` gives access to Vault's answers.
 pub type Func = Box<dyn Fn(&mut Ctx<'_>, &[Value]) -> Result<Value, String> + Send + Sync>;
+
+/// A built-in helper: a plain function, so all helpers share one `Func` vtable (a closure per
+/// helper would bring its own vtable and call shim: about 10 KB of binary for the table).
+type Builtin = fn(&mut Ctx<'_>, &[Value]) -> Result<Value, String>;
 
 /// Where `env` looks variables up (the process environment, or a test's map).
 pub type Env = Arc<dyn Fn(&str) -> Option<String> + Send + Sync>;
@@ -118,7 +121,9 @@ const NOT_YET: &[&str] = &[
 /// function is one [`Funcs::insert`].
 #[derive(Default)]
 pub struct Funcs {
-    map: HashMap<String, Func>,
+    // A list, not a hash map: about 25 names, looked up by a short scan, and no hash table
+    // code in the binary for it.
+    map: Vec<(String, Func)>,
 }
 
 impl Funcs {
@@ -138,23 +143,23 @@ impl Funcs {
     /// [`Funcs::standard`] with `env` and `now` given (tests, and the sidecar's own view).
     pub fn standard_with(env: Env, now: Clock) -> Self {
         let mut f = Self::new();
-        f.insert("secret", secret);
+        f.add("secret", secret);
         // consul-template's pkiCert; its certificate's life (issue once, renew at 2/3, reuse
         // the destination's after a restart) is the sidecar's certificate lane's business.
-        f.insert("pkiCert", |ctx, a| {
+        f.add("pkiCert", |ctx, a| {
             if a.is_empty() {
                 return Ok(Value::Nil);
             }
             ctx.read(Read::pki_cert(&strs(a)?)?)
         });
-        f.insert("secrets", |ctx, a| {
+        f.add("secrets", |ctx, a| {
             let path = strings(a, 1, "secrets")?.remove(0);
             if path.is_empty() {
                 return Ok(Value::list(Vec::new()));
             }
             ctx.read(Read::List(path))
         });
-        f.insert("scratch", |_, a| {
+        f.add("scratch", |_, a| {
             arity(a, 0)?;
             Ok(Value::Scratch)
         });
@@ -180,58 +185,58 @@ impl Funcs {
     }
 
     fn helpers(&mut self) {
-        self.insert("toJSON", |_, a| Ok(to_json(one(a)?, None, true).into()));
-        self.insert("toJSONPretty", |_, a| {
+        self.add("toJSON", |_, a| Ok(to_json(one(a)?, None, true).into()));
+        self.add("toJSONPretty", |_, a| {
             Ok(to_json(one(a)?, Some("  "), true).into())
         });
-        self.insert("toYAML", |_, a| yaml::to_yaml(one(a)?).map(Value::Str));
-        self.insert("toTOML", |_, a| toml::to_toml(one(a)?).map(Value::Str));
-        self.insert("parseJSON", |_, a| {
+        self.add("toYAML", |_, a| yaml::to_yaml(one(a)?).map(Value::Str));
+        self.add("toTOML", |_, a| toml::to_toml(one(a)?).map(Value::Str));
+        self.add("parseJSON", |_, a| {
             let s = strings(a, 1, "parseJSON")?.remove(0);
             if s.is_empty() {
                 return Ok(Value::map(Default::default()));
             }
             Value::from_json(&s, true)
         });
-        self.insert("base64Encode", |_, a| {
+        self.add("base64Encode", |_, a| {
             let s = strings(a, 1, "base64Encode")?.remove(0);
             Ok(STD.encode(s).into())
         });
-        self.insert("base64URLEncode", |_, a| {
+        self.add("base64URLEncode", |_, a| {
             let s = strings(a, 1, "base64URLEncode")?.remove(0);
             Ok(URL.encode(s).into())
         });
-        self.insert("base64Decode", |_, a| {
+        self.add("base64Decode", |_, a| {
             decode(&STD, &strings(a, 1, "base64Decode")?[0], "base64Decode")
         });
-        self.insert("base64URLDecode", |_, a| {
+        self.add("base64URLDecode", |_, a| {
             decode(
                 &URL,
                 &strings(a, 1, "base64URLDecode")?[0],
                 "base64URLDecode",
             )
         });
-        self.insert("trimSpace", |_, a| {
+        self.add("trimSpace", |_, a| {
             Ok(go_trim_space(&strings(a, 1, "trimSpace")?[0]).into())
         });
-        self.insert("toUpper", |_, a| {
+        self.add("toUpper", |_, a| {
             Ok(map_chars(&strings(a, 1, "toUpper")?[0], char::to_uppercase))
         });
-        self.insert("toLower", |_, a| {
+        self.add("toLower", |_, a| {
             Ok(map_chars(&strings(a, 1, "toLower")?[0], char::to_lowercase))
         });
-        self.insert("toTitle", |_, a| {
+        self.add("toTitle", |_, a| {
             Ok(title(&strings(a, 1, "toTitle")?[0]).into())
         });
-        self.insert("replaceAll", |_, a| {
+        self.add("replaceAll", |_, a| {
             let s = strings(a, 3, "replaceAll")?;
             Ok(replace_all(&s[2], &s[0], &s[1]).into())
         });
-        self.insert("split", |_, a| {
+        self.add("split", |_, a| {
             let s = strings(a, 2, "split")?;
             Ok(split(&s[0], &s[1]))
         });
-        self.insert("join", |_, a| {
+        self.add("join", |_, a| {
             let [Value::Str(sep), Value::List(l)] = a else {
                 return Err("join takes a separator and a list of strings".into());
             };
@@ -249,16 +254,16 @@ impl Funcs {
             }
             Ok(parts.join(sep).into())
         });
-        self.insert("contains", |_, a| match a {
+        self.add("contains", |_, a| match a {
             [v, l] => Ok(Value::Bool(contained(l, v))),
             _ => Err(format!("wrong number of args: want 2 got {}", a.len())),
         });
-        self.insert("containsAny", |_, a| match a {
+        self.add("containsAny", |_, a| match a {
             [Value::List(v), l] => Ok(Value::Bool(v.iter().any(|x| contained(l, x)))),
             [_, _] => Err("the first argument must be a list".into()),
             _ => Err(format!("wrong number of args: want 2 got {}", a.len())),
         });
-        self.insert("sha256Hex", |_, a| {
+        self.add("sha256Hex", |_, a| {
             let s = strings(a, 1, "sha256Hex")?.remove(0);
             let d = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
             Ok(d.as_ref()
@@ -274,17 +279,29 @@ impl Funcs {
     where
         F: Fn(&mut Ctx<'_>, &[Value]) -> Result<Value, String> + Send + Sync + 'static,
     {
-        self.map.insert(name.to_string(), Box::new(f));
+        self.put(name, Box::new(f));
+    }
+
+    /// Adds a built-in helper (a plain function, see [`Builtin`]).
+    fn add(&mut self, name: &str, f: Builtin) {
+        self.put(name, Box::new(f));
+    }
+
+    fn put(&mut self, name: &str, f: Func) {
+        match self.map.iter_mut().find(|(n, _)| n == name) {
+            Some(slot) => slot.1 = f,
+            None => self.map.push((name.to_string(), f)),
+        }
     }
 
     pub(crate) fn get(&self, name: &str) -> Option<&Func> {
-        self.map.get(name)
+        self.map.iter().find(|(n, _)| n == name).map(|(_, f)| f)
     }
 
     /// Whether a template may call `name`: Go's built-ins and this table's functions; refused
     /// and not-yet-supported consul-template functions get a message saying so.
     pub fn check(&self, name: &str) -> Result<(), String> {
-        if super::exec::BUILTINS.contains(&name) || self.map.contains_key(name) {
+        if super::exec::BUILTINS.contains(&name) || self.get(name).is_some() {
             return Ok(());
         }
         if let Some((_, why)) = REFUSED.iter().find(|(names, _)| names.contains(&name)) {

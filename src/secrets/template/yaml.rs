@@ -40,10 +40,13 @@ impl Emitter {
     fn node(&mut self, v: &Value, ind: usize, ctx: Ctx) {
         match v {
             Value::Map(m) if !m.is_empty() => {
-                let mut keys: Vec<&String> = m.keys().collect();
-                keys.sort_by(|a, b| natural(a, b));
-                let entries: Vec<(String, &Value)> =
-                    keys.into_iter().map(|k| (k.clone(), &m[k])).collect();
+                // A stable insertion in natural order (the map gives byte order): smaller in
+                // the binary than a `sort_by` instance, and maps are small.
+                let mut entries: Vec<(String, &Value)> = Vec::with_capacity(m.len());
+                for (k, v) in m.iter() {
+                    let at = entries.partition_point(|(e, _)| natural(e, k).is_le());
+                    entries.insert(at, (k.clone(), v));
+                }
                 self.mapping(&entries, ind, ctx);
             }
             Value::Pem(p) => {
