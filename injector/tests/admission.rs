@@ -411,7 +411,8 @@ async fn what_vault_login_would_refuse_is_refused_at_admission() {
         ),
         (
             "vault.hashicorp.com/agent-inject-template-db",
-            "{{ pkiCert \"pki/issue/web\" }}",
+            // A function reaching outside Vault (`pkiCert` is Agent's and ours since issue 23).
+            "{{ file \"/etc/passwd\" }}",
             "line 1, column",
         ),
         (
