@@ -28,6 +28,8 @@ struct SecretState {
     backoff: Backoff,
     /// Its failures as the log says them: a repeat is counted, not said in full again.
     said: Said,
+    /// No consumer uses it any more ([`SecretLane::retire`]): never planned again.
+    retired: bool,
 }
 
 /// What a finished read or lease renewal means for the rest of the machine.
@@ -75,6 +77,7 @@ impl SecretLane {
             lease: None,
             backoff: Backoff::new(settings.min_backoff, settings.max_backoff),
             said: Said::default(),
+            retired: false,
         };
         SecretLane {
             secrets: vec![state.clone(); settings.secrets.len()],
@@ -95,6 +98,33 @@ impl SecretLane {
         self.timing.push(Some(now))
     }
 
+    /// Secret `index` is used by no template, file or value any more: it is neither read nor
+    /// renewed again, and counts as written. Its index stays (the others keep theirs). A lease
+    /// it holds is left to expire, not revoked: the app may still hold credentials rendered
+    /// from it until it reloads (consul-template and Agent stop watching a dependency their
+    /// templates dropped; they do not revoke it). A read of it in flight still finishes; its
+    /// answer plans nothing.
+    pub fn retire(&mut self, index: usize) {
+        if let Some(s) = self.secrets.get_mut(index) {
+            s.retired = true;
+            self.timing.set(index, None);
+        }
+    }
+
+    /// A retired secret `index` is used again: read afresh at `now` (unless the lane is parked).
+    pub fn revive(&mut self, now: Instant, index: usize) {
+        if let Some(s) = self.secrets.get_mut(index) {
+            *s = self.fresh.clone();
+            self.timing.set(index, Some(now));
+        }
+    }
+
+    /// Plans secret `index` for `due`, unless it is retired.
+    fn set_due(&mut self, index: usize, due: Option<Instant>) {
+        let due = due.filter(|_| !self.secrets[index].retired);
+        self.timing.set(index, due);
+    }
+
     /// Whether a read or renewal is in flight.
     pub fn busy(&self) -> bool {
         self.timing.busy()
@@ -112,7 +142,7 @@ impl SecretLane {
 
     /// Whether every secret's file has been written.
     pub fn all_written(&self) -> bool {
-        self.secrets.iter().all(|s| s.written)
+        self.secrets.iter().all(|s| s.written || s.retired)
     }
 
     /// A new token is in the file. Secrets not read yet, and dynamic secrets (their leases are
@@ -121,7 +151,7 @@ impl SecretLane {
     pub fn read_all(&mut self, now: Instant) {
         self.timing.unpark();
         for (index, s) in self.secrets.iter_mut().enumerate() {
-            if !s.written || s.lease.is_some() {
+            if !s.retired && (!s.written || s.lease.is_some()) {
                 self.timing.set(index, Some(now));
                 s.renew = false;
                 s.lease = None;
@@ -175,7 +205,7 @@ impl SecretLane {
                 Some(now + schedule::refresh_in(self.refresh, jitter.unit()))
             }
         };
-        self.timing.set(index, due);
+        self.set_due(index, due);
     }
 
     /// Secret `index`'s read (sent at `sent`) finished.
@@ -268,7 +298,7 @@ impl SecretLane {
                     let s = &mut self.secrets[index];
                     s.lease = None;
                     s.renew = false;
-                    self.timing.set(index, Some(now));
+                    self.set_due(index, Some(now));
                     Outcome::Same
                 }
             },
@@ -302,7 +332,7 @@ impl SecretLane {
         let error = s.said.say(&f.message);
         warn!(error = %error, retry_in = %brief(delay), "secret not read; its file keeps the last good content");
         s.renew = renew;
-        self.timing.set(index, Some(now + delay));
+        self.set_due(index, Some(now + delay));
         Outcome::Failed(f.message)
     }
 }

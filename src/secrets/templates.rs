@@ -360,6 +360,10 @@ pub struct TemplateBook {
     reads: Reads,
     /// What each template's last render read (its dependencies).
     needs: Vec<BTreeSet<Read>>,
+    /// What each file's (or value's) current content was rendered from: kept in use while a
+    /// later render waits or fails, so the credentials the app holds stay renewed until
+    /// content from the new reads replaces them.
+    shown: Vec<BTreeSet<Read>>,
     /// The fingerprint of what each file holds (None: not written by this run).
     written: Vec<Option<u64>>,
 }
@@ -380,6 +384,7 @@ impl TemplateBook {
         let written = vec![None; templates.len()];
         TemplateBook {
             funcs,
+            shown: vec![BTreeSet::new(); templates.len()],
             templates,
             reads: Reads::new(),
             needs,
@@ -427,6 +432,18 @@ impl TemplateBook {
         }
     }
 
+    /// Whether some template's last render read `read`, or its file still holds content
+    /// rendered from it.
+    pub fn in_use(&self, read: &Read) -> bool {
+        (self.needs.iter().chain(&self.shown)).any(|n| n.contains(read))
+    }
+
+    /// Forgets `read`'s answer (no template uses it any more): a template that reads it again
+    /// waits for a fresh answer instead of rendering a stale one.
+    pub fn forget(&mut self, read: &Read) {
+        self.reads.forget(read);
+    }
+
     /// The templates whose last render read `read`, in order.
     pub fn users(&self, read: &Read) -> Vec<usize> {
         (0..self.templates.len())
@@ -455,6 +472,7 @@ impl TemplateBook {
                 let bytes = Zeroizing::new(text.into_bytes());
                 let fingerprint = hash(&bytes);
                 if self.written[index] == Some(fingerprint) {
+                    self.shown[index] = self.needs[index].clone();
                     Rendering::Same
                 } else {
                     Rendering::Changed(bytes, fingerprint)
@@ -467,6 +485,7 @@ impl TemplateBook {
     /// Template `index`'s file now holds the content with `fingerprint`.
     pub fn wrote(&mut self, index: usize, fingerprint: u64) {
         self.written[index] = Some(fingerprint);
+        self.shown[index] = self.needs[index].clone();
     }
 }
 
