@@ -559,6 +559,45 @@ mod tests {
     }
 
     #[test]
+    fn a_retired_secret_is_neither_read_nor_renewed_until_revived() {
+        let t0 = Instant::now();
+        let mut j = Jitter::new(1);
+        let mut l = lane(Goal::Sidecar, 3);
+        l.read_all(t0);
+        read_next(&mut l, t0, grant(true, None), &mut j);
+        read_next(&mut l, t0, grant(true, Some(600)), &mut j);
+        // Secret 2's read is in flight when it is retired: its answer plans nothing.
+        assert_eq!(l.start(t0), Some(Action::ReadSecret { index: 2 }));
+        l.retire(2);
+        assert!(l.finish(2));
+        l.read(t0, 2, t0, grant(true, Some(600)), &mut j);
+        assert_eq!(l.timing.due(2), None);
+        // The static secret 0 and the leased 1 retired: nothing is due for them again, over
+        // an hour of refreshes and a new token.
+        l.retire(0);
+        l.retire(1);
+        assert_eq!((l.timing.due(0), l.timing.due(1)), (None, None));
+        assert_eq!(l.next_due(), None);
+        l.read_all(t0 + S(60));
+        assert_eq!(l.next_due(), None, "a new token reads no retired secret");
+        assert_eq!(l.start(t0 + S(3600)), None);
+        assert!(l.all_written(), "a retired secret holds no batch back");
+        // The indices stay: a secret added later takes the next one.
+        assert_eq!(l.add(t0, "kv/new".into()), 3);
+        assert_eq!(l.start(t0), Some(Action::ReadSecret { index: 3 }));
+        assert!(l.finish(3));
+        // Used again: read afresh (not renewed: its old lease may be gone), then refreshed.
+        let t1 = t0 + S(900);
+        l.revive(t1, 1);
+        assert!(!l.all_written(), "revived: not written until read again");
+        assert_eq!(l.start(t1), Some(Action::ReadSecret { index: 1 }));
+        assert!(l.finish(1));
+        l.read(t1, 1, t1, grant(true, None), &mut j);
+        let next = l.timing.due(1).expect("planned again");
+        assert!(next >= t1 + S(270) && next <= t1 + S(330), "{next:?}");
+    }
+
+    #[test]
     fn once_reads_each_secret_once_and_plans_nothing_after() {
         let t0 = Instant::now();
         let mut j = Jitter::new(1);

@@ -737,6 +737,46 @@ mod tests {
     }
 
     #[test]
+    fn a_read_stays_in_use_until_the_file_no_longer_holds_content_from_it() {
+        let specs = parse(&[(
+            "VAULT_LOGIN_TEMPLATE_APP",
+            "{{ with secret \"kv/app\" }}{{ with secret (printf \"kv/%s\" .Data.next) }}{{ .Data.k }}{{ end }}{{ end }}",
+        )])
+        .unwrap();
+        let mut book = TemplateBook::new(specs, funcs());
+        let sec = |b: &str| Secret::from_vault_json(b).unwrap();
+        let [app, a, b] = ["kv/app", "kv/a", "kv/b"].map(|p| Read::Get(p.into()));
+        book.secret(&app, sec(r#"{"data":{"next":"a"}}"#));
+        assert!(matches!(book.render(0), Rendering::Waiting(_)));
+        book.secret(&a, sec(r#"{"data":{"k":"from-a"}}"#));
+        let Rendering::Changed(_, fp) = book.render(0) else {
+            panic!("not rendered")
+        };
+        book.wrote(0, fp);
+        assert!(book.in_use(&app) && book.in_use(&a) && !book.in_use(&b));
+        // kv/app now points at kv/b: while kv/b is not read, and while its answer does not
+        // render, the file holds kv/a's content, so kv/a stays in use.
+        book.secret(&app, sec(r#"{"data":{"next":"b"}}"#));
+        assert!(matches!(book.render(0), Rendering::Waiting(r) if r == vec![b.clone()]));
+        assert!(book.in_use(&a) && book.in_use(&b));
+        book.secret(&b, sec(r#"{"data":{"other":"x"}}"#));
+        assert!(matches!(book.render(0), Rendering::Failed(_)));
+        assert!(book.in_use(&a), "the file still holds kv/a's content");
+        book.secret(&b, sec(r#"{"data":{"k":"from-b"}}"#));
+        let Rendering::Changed(bytes, fp) = book.render(0) else {
+            panic!("not rendered")
+        };
+        assert_eq!(&bytes[..], b"from-b");
+        book.wrote(0, fp);
+        assert!(!book.in_use(&a), "nothing uses kv/a any more");
+        assert!(book.in_use(&app) && book.in_use(&b));
+        // Forgotten, kv/a is waited for afresh when kv/app points back at it.
+        book.forget(&a);
+        book.secret(&app, sec(r#"{"data":{"next":"a"}}"#));
+        assert!(matches!(book.render(0), Rendering::Waiting(r) if r == vec![a.clone()]));
+    }
+
+    #[test]
     fn the_book_waits_for_every_read_then_renders_once_per_change() {
         let specs = parse(&[(
             "VAULT_LOGIN_TEMPLATE_APP",
