@@ -172,7 +172,7 @@ pub(crate) fn route(
         display_name: st
             .tokens
             .live_mut(&caller.token, now)
-            .map(|t| crate::vault::display_name(t))
+            .map(|t| crate::tokens::display_name(t))
             .unwrap_or_default(),
         query: &req.query,
         now,

@@ -49,8 +49,8 @@ use rcgen::{
 };
 use serde_json::{json, Map, Value};
 
+use crate::reply::ReadContext;
 use crate::reply::{envelope, Envelope, Reply};
-use crate::secrets::ReadContext;
 use crate::tokens::{go_duration, parse_duration_field, random_base62, random_bytes_vec};
 use crate::{PkiKeyType, PkiRole};
 

@@ -243,19 +243,7 @@ impl Secrets {
     }
 }
 
-/// What a read needs besides the engine: who asks, when, and how to answer.
-pub(crate) struct ReadContext<'a> {
-    pub flavour: Flavour,
-    /// The namespace's id, outside the root namespace (for lease ids).
-    pub nsid: Option<String>,
-    /// The token that reads (a dynamic secret's lease dies with it).
-    pub token: &'a str,
-    /// Its display name (database user names start with it).
-    pub display_name: String,
-    /// The query string, without `?`.
-    pub query: &'a str,
-    pub now: SystemTime,
-}
+pub(crate) use crate::reply::ReadContext;
 
 fn not_found() -> Reply {
     Reply::errors::<&str>(404, &[])

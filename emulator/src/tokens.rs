@@ -367,6 +367,23 @@ fn parse_duration_str(s: &str) -> Option<i64> {
 
 /// Whole unix seconds by the system clock, for tests of the arithmetic; the server reads
 /// [`crate::state::State::now`].
+/// The token's display name: the mount's path from the root namespace (`kubernetes`, or
+/// `admin/auth/kubernetes` in a namespace, the `auth/` prefix only stripped at the start) with
+/// `/` as `-`, then the service account.
+pub(crate) fn display_name(t: &TokenEntry) -> String {
+    let source = if t.vault_ns.is_empty() {
+        t.mount.clone()
+    } else {
+        format!("{}/auth/{}", t.vault_ns, t.mount)
+    };
+    format!(
+        "{}-{}-{}",
+        source.replace('/', "-"),
+        t.sa.namespace,
+        t.sa.name
+    )
+}
+
 #[cfg(test)]
 pub(crate) fn unix_now() -> i64 {
     unix_secs(SystemTime::now())

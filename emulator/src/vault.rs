@@ -14,7 +14,7 @@ use crate::paths::clean;
 use crate::reply::{envelope, Envelope, Reply};
 use crate::state::State;
 use crate::tokens::{
-    calculate_ttl, parse_duration, parse_increment, rfc3339, stable_uuid, unix_secs,
+    calculate_ttl, display_name, parse_duration, parse_increment, rfc3339, stable_uuid, unix_secs,
     ServiceAccount, TokenEntry, TtlInput,
 };
 use crate::{Request, Role, TokenType};
@@ -423,23 +423,6 @@ fn renew_self(st: &mut State, req: &Request, token: &str, now: SystemTime) -> Re
         auth_block(t, outcome.ttl),
         &outcome.warnings,
         "token",
-    )
-}
-
-/// The token's display name: the mount's path from the root namespace (`kubernetes`, or
-/// `admin/auth/kubernetes` in a namespace, the `auth/` prefix only stripped at the start) with
-/// `/` as `-`, then the service account.
-pub(crate) fn display_name(t: &TokenEntry) -> String {
-    let source = if t.vault_ns.is_empty() {
-        t.mount.clone()
-    } else {
-        format!("{}/auth/{}", t.vault_ns, t.mount)
-    };
-    format!(
-        "{}-{}-{}",
-        source.replace('/', "-"),
-        t.sa.namespace,
-        t.sa.name
     )
 }
 

@@ -24,6 +24,9 @@ use crate::secrets::{
 use crate::sensitive::Secret;
 use crate::vault::{LeaseRenewal, RawAnswer, VaultError};
 
+/// A rendered template's file to write: its index, its spec, the bytes and their fingerprint.
+type RenderJob = (usize, TemplateSpec, Zeroizing<Vec<u8>>, u64);
+
 /// The reads and the templates. The driver has one read in flight at a time, so the lock is
 /// never waited for; it is never held across an `.await`.
 pub(super) struct Book {
@@ -470,59 +473,71 @@ impl Agent {
         self.render(users, report).await;
     }
 
+    /// Renders template `i` and takes in the result: new reads it waits for, an environment
+    /// value set, a file to write (pushed to `jobs`), or its error said.
+    fn take_rendering(
+        &self,
+        book: &mut Book,
+        i: usize,
+        report: &mut TemplateReport,
+        jobs: &mut Vec<RenderJob>,
+    ) {
+        match book.templates.render(i) {
+            Rendering::Waiting(missing) => {
+                for r in missing {
+                    if matches!(r, Read::Cert(..)) {
+                        // The driver gives the certificates' lane the new ones.
+                        if !book.certs.contains(&r) {
+                            debug!(read = %r, "a template asks for a new certificate");
+                            book.certs.push(r);
+                        }
+                    } else if !book.sources.iter().any(|s| s.read == r) {
+                        debug!(read = %r, "a template reads a new path");
+                        book.sources.push(Source::new(r, true));
+                        report.added += 1;
+                    }
+                }
+            }
+            Rendering::Changed(bytes, fp) if i >= self.outputs.env_templates => {
+                book.said[i].clear();
+                let var = book.templates.templates()[i].name.clone();
+                let set = book.env.set(&var, &bytes);
+                if set.is_ok() {
+                    book.templates.wrote(i, fp);
+                }
+                report.results.push((i, set.map(|()| true)));
+            }
+            Rendering::Changed(bytes, fp) => {
+                book.said[i].clear();
+                let spec = book.templates.templates()[i].clone();
+                jobs.push((i, spec, bytes, fp));
+            }
+            Rendering::Same => {
+                book.said[i].clear();
+                report.results.push((i, Ok(false)));
+            }
+            Rendering::Failed(e) if i >= self.outputs.env_templates => {
+                let said = book.said[i].say(&e).into_owned();
+                warn!(error = %said, "environment value not rendered; the program keeps the value it has");
+                let var = book.templates.templates()[i].name.clone();
+                book.env.failed(&var, e.clone());
+                report.results.push((i, Err(e)));
+            }
+            Rendering::Failed(e) => {
+                warn!(error = %book.said[i].say(&e), "template not rendered; its file keeps its last good content");
+                report.results.push((i, Err(e)));
+            }
+        }
+    }
+
     /// Renders templates `which` and writes the files that changed; reads they make that no
     /// source makes yet become new sources.
     async fn render(&self, which: Vec<usize>, report: &mut TemplateReport) {
-        let mut jobs: Vec<(usize, TemplateSpec, Zeroizing<Vec<u8>>, u64)> = Vec::new();
+        let mut jobs = Vec::new();
         {
             let mut book = self.book();
             for i in which {
-                match book.templates.render(i) {
-                    Rendering::Waiting(missing) => {
-                        for r in missing {
-                            if matches!(r, Read::Cert(..)) {
-                                // The driver gives the certificates' lane the new ones.
-                                if !book.certs.contains(&r) {
-                                    debug!(read = %r, "a template asks for a new certificate");
-                                    book.certs.push(r);
-                                }
-                            } else if !book.sources.iter().any(|s| s.read == r) {
-                                debug!(read = %r, "a template reads a new path");
-                                book.sources.push(Source::new(r, true));
-                                report.added += 1;
-                            }
-                        }
-                    }
-                    Rendering::Changed(bytes, fp) if i >= self.outputs.env_templates => {
-                        book.said[i].clear();
-                        let var = book.templates.templates()[i].name.clone();
-                        let set = book.env.set(&var, &bytes);
-                        if set.is_ok() {
-                            book.templates.wrote(i, fp);
-                        }
-                        report.results.push((i, set.map(|()| true)));
-                    }
-                    Rendering::Changed(bytes, fp) => {
-                        book.said[i].clear();
-                        let spec = book.templates.templates()[i].clone();
-                        jobs.push((i, spec, bytes, fp));
-                    }
-                    Rendering::Same => {
-                        book.said[i].clear();
-                        report.results.push((i, Ok(false)));
-                    }
-                    Rendering::Failed(e) if i >= self.outputs.env_templates => {
-                        let said = book.said[i].say(&e).into_owned();
-                        warn!(error = %said, "environment value not rendered; the program keeps the value it has");
-                        let var = book.templates.templates()[i].name.clone();
-                        book.env.failed(&var, e.clone());
-                        report.results.push((i, Err(e)));
-                    }
-                    Rendering::Failed(e) => {
-                        warn!(error = %book.said[i].say(&e), "template not rendered; its file keeps its last good content");
-                        report.results.push((i, Err(e)));
-                    }
-                }
+                self.take_rendering(&mut book, i, report, &mut jobs);
             }
         }
         if jobs.is_empty() {
