@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use serde_json::json;
+use vault_emulator::DynamicRole;
 
 const SEC: Duration = Duration::from_secs(1);
 const PASSWORD: &str = TUTORIAL_PASSWORD;
@@ -476,4 +477,121 @@ fn a_restarted_sidecar_leaves_files_that_hold_their_content_and_runs_no_hook() {
         third.stderr()
     );
     assert_eq!(stamp("db"), db, "{}", third.stderr());
+}
+
+/// The lease renewals of leases under `prefix` (`database/creds/prod/`).
+fn renewals_of(s: &Setup, prefix: &str) -> usize {
+    s.emu.count_requests(|r| {
+        r.path == "/v1/sys/leases/renew"
+            && r.json()["lease_id"]
+                .as_str()
+                .is_some_and(|id| id.starts_with(prefix))
+    })
+}
+
+#[test]
+fn a_path_no_template_reads_any_more_is_neither_read_nor_renewed_and_comes_back_fresh() {
+    let mut s = setup();
+    s.emu.put_policy(
+        "app",
+        &[("kv/*", &["read"]), ("database/creds/*", &["read"])],
+    );
+    s.emu
+        .put_kv1("kv", "staging", json!({"host": "db.staging"}));
+    // Short leases, so renewals come every two seconds or so.
+    let leases = DynamicRole {
+        default_ttl: Duration::from_secs(3),
+        max_ttl: Duration::from_secs(3600),
+        renewable: true,
+    };
+    for env in ["prod", "staging"] {
+        s.emu.put_dynamic_role("database", env, leases.clone());
+    }
+    // Both templates' second read is computed from kv/app's answer.
+    s.set("VAULT_LOGIN_SECRETS_REFRESH", "1s")
+        .set(
+            "VAULT_LOGIN_TEMPLATE_APP",
+            "{{ with secret \"kv/app\" }}{{ with secret (printf \"kv/%s\" .Data.env) }}host={{ .Data.host }}{{ end }}{{ end }}",
+        )
+        .set(
+            "VAULT_LOGIN_TEMPLATE_CREDS",
+            "{{ with secret \"kv/app\" }}{{ with secret (printf \"database/creds/%s\" .Data.env) }}{{ .LeaseID }}{{ end }}{{ end }}",
+        );
+    let r = s.spawn(&[]);
+    let lease_of = |s: &Setup| read(s, "creds").unwrap_or_default();
+    assert!(
+        wait_until(10 * SEC, || read(&s, "app").as_deref()
+            == Some("host=db.prod")
+            && lease_of(&s).starts_with("database/creds/prod/")),
+        "{}",
+        r.stderr()
+    );
+    assert!(
+        wait_until(10 * SEC, || renewals_of(&s, "database/creds/prod/") >= 1),
+        "the prod lease is renewed while used: {}",
+        r.stderr()
+    );
+
+    // kv/app now names staging: both templates move to the staging paths.
+    s.emu
+        .put_kv1("kv", "app", json!({"api_key": "k-1", "env": "staging"}));
+    assert!(
+        wait_until(10 * SEC, || read(&s, "app").as_deref()
+            == Some("host=db.staging")
+            && lease_of(&s).starts_with("database/creds/staging/")),
+        "{}",
+        r.stderr()
+    );
+    let retired = |path: &str| {
+        r.stderr()
+            .lines()
+            .any(|l| l.contains("no template reads this path any more") && l.contains(path))
+    };
+    assert!(
+        wait_until(5 * SEC, || retired("kv/prod")
+            && retired("database/creds/prod")),
+        "{}",
+        r.stderr()
+    );
+    let (kv_prod, creds_prod) = (reads_of(&s, "kv/prod"), reads_of(&s, "database/creds/prod"));
+    let prod_renewals = renewals_of(&s, "database/creds/prod/");
+    let (app_reads, staging_renewals) = (
+        reads_of(&s, "kv/app"),
+        renewals_of(&s, "database/creds/staging/"),
+    );
+    // Two refreshes of kv/app, and a renewal of the lease in use, later...
+    assert!(
+        wait_until(15 * SEC, || reads_of(&s, "kv/app") >= app_reads + 2
+            && renewals_of(&s, "database/creds/staging/") > staging_renewals),
+        "{}",
+        r.stderr()
+    );
+    // ...the retired paths were not read again, nor the old lease renewed or revoked.
+    assert_eq!(reads_of(&s, "kv/prod"), kv_prod, "{}", r.stderr());
+    assert_eq!(reads_of(&s, "database/creds/prod"), creds_prod);
+    assert_eq!(renewals_of(&s, "database/creds/prod/"), prod_renewals);
+    let revokes = s
+        .emu
+        .count_requests(|r| r.path.starts_with("/v1/sys/leases/revoke"));
+    assert_eq!(revokes, 0, "a dropped lease is left to expire");
+
+    // Back to prod, whose secret changed meanwhile: read afresh, not the forgotten answer.
+    s.emu.put_kv1("kv", "prod", json!({"host": "db.prod2"}));
+    s.emu
+        .put_kv1("kv", "app", json!({"api_key": "k-1", "env": "prod"}));
+    assert!(
+        wait_until(10 * SEC, || read(&s, "app").as_deref()
+            == Some("host=db.prod2")),
+        "{}",
+        r.stderr()
+    );
+    assert!(reads_of(&s, "kv/prod") > kv_prod);
+    assert!(r.stderr().contains("a template reads this path again"));
+    assert!(
+        wait_until(10 * SEC, || lease_of(&s)
+            .starts_with("database/creds/prod/")
+            && renewals_of(&s, "database/creds/prod/") > prod_renewals),
+        "new prod credentials, renewed again: {}",
+        r.stderr()
+    );
 }

@@ -183,7 +183,9 @@ impl<'a> Driver<'a> {
 
     /// Gives the machine what the templates added: the last `sources` reads (read as soon as
     /// a token is there, so the batch and its hooks wait for them) and the `pkiCert`
-    /// certificates the book has beyond the lane's.
+    /// certificates the book has beyond the lane's; and takes from it the reads nothing uses
+    /// any more. Called before the machine hears the answer that rendered, so a retired read
+    /// is never started by it.
     fn grow(&mut self, sources: usize) {
         for name in self.agent.last_source_paths(sources) {
             self.machine.add_secret(now(), name);
@@ -196,6 +198,13 @@ impl<'a> Driver<'a> {
             self.agent.status.add_cert(name);
             self.machine.add_cert(now());
             self.certs_known += 1;
+        }
+        let (retired, revived) = self.agent.book().sweep();
+        for index in retired {
+            self.machine.retire_secret(index);
+        }
+        for index in revived {
+            self.machine.revive_secret(now(), index);
         }
     }
 

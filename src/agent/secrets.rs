@@ -3,7 +3,7 @@
 //! changed, render the templates that use it, renew its lease, and report to the machine and
 //! the status.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{MutexGuard, PoisonError};
 
 use tokio::time::Instant;
@@ -32,6 +32,8 @@ type RenderJob = (usize, TemplateSpec, Zeroizing<Vec<u8>>, u64);
 pub(super) struct Book {
     /// One per distinct read; grows when a template's read depends on another's answer.
     pub(super) sources: Vec<Source>,
+    /// The sources nothing uses any more ([`Book::sweep`]); they keep their index.
+    retired: BTreeSet<usize>,
     pub(super) templates: TemplateBook,
     /// The path read for a template's `GET`, once the mount was looked up (KV v2: `data/`).
     read_paths: HashMap<String, String>,
@@ -53,9 +55,41 @@ impl Book {
             certs: templates.first_certs(),
             said: vec![Said::default(); templates.templates().len()],
             templates,
+            retired: BTreeSet::new(),
             read_paths: HashMap::new(),
             env,
         }
+    }
+
+    /// After a render: the sources nothing uses any more (no `VAULT_LOGIN_SECRET_*` file or
+    /// value, no template's last render, no file's current content), newly so, and the retired
+    /// ones a template reads again. A retired source's answer is forgotten (again after a read
+    /// of it that was in flight), so a template coming back to it waits for a fresh read
+    /// instead of rendering a stale answer.
+    pub(super) fn sweep(&mut self) -> (Vec<usize>, Vec<usize>) {
+        let (mut retire, mut revive) = (Vec::new(), Vec::new());
+        for (index, source) in self.sources.iter().enumerate() {
+            let used = !source.specs.is_empty() || self.templates.in_use(&source.read);
+            match (used, self.retired.contains(&index)) {
+                (false, false) => {
+                    info!(path = source.path(), "no template reads this path any more: no more reads or renewals (a lease is left to expire)");
+                    retire.push(index);
+                }
+                (true, true) => {
+                    info!(path = source.path(), "a template reads this path again");
+                    revive.push(index);
+                }
+                _ => {}
+            }
+            if !used {
+                self.templates.forget(&source.read);
+            }
+        }
+        self.retired.extend(&retire);
+        for index in &revive {
+            self.retired.remove(index);
+        }
+        (retire, revive)
     }
 }
 

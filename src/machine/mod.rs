@@ -238,6 +238,19 @@ impl Machine {
         index
     }
 
+    /// Secret `index` is used by nothing any more: no more reads or renewals
+    /// ([`SecretLane::retire`]).
+    pub fn retire_secret(&mut self, index: usize) {
+        self.secrets.retire(index);
+        self.arm_lanes();
+    }
+
+    /// Retired secret `index` is used again: read as soon as a token is there.
+    pub fn revive_secret(&mut self, now: Instant, index: usize) {
+        self.secrets.revive(now, index);
+        self.arm_lanes();
+    }
+
     /// Whether every secret's file has been written.
     pub fn secrets_written(&self) -> bool {
         self.secrets.all_written()

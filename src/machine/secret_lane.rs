@@ -28,6 +28,8 @@ struct SecretState {
     backoff: Backoff,
     /// Its failures as the log says them: a repeat is counted, not said in full again.
     said: Said,
+    /// No consumer uses it any more ([`SecretLane::retire`]): never planned again.
+    retired: bool,
 }
 
 /// What a finished read or lease renewal means for the rest of the machine.
@@ -75,6 +77,7 @@ impl SecretLane {
             lease: None,
             backoff: Backoff::new(settings.min_backoff, settings.max_backoff),
             said: Said::default(),
+            retired: false,
         };
         SecretLane {
             secrets: vec![state.clone(); settings.secrets.len()],
@@ -95,6 +98,33 @@ impl SecretLane {
         self.timing.push(Some(now))
     }
 
+    /// Secret `index` is used by no template, file or value any more: it is neither read nor
+    /// renewed again, and counts as written. Its index stays (the others keep theirs). A lease
+    /// it holds is left to expire, not revoked: the app may still hold credentials rendered
+    /// from it until it reloads (consul-template and Agent stop watching a dependency their
+    /// templates dropped; they do not revoke it). A read of it in flight still finishes; its
+    /// answer plans nothing.
+    pub fn retire(&mut self, index: usize) {
+        if let Some(s) = self.secrets.get_mut(index) {
+            s.retired = true;
+            self.timing.set(index, None);
+        }
+    }
+
+    /// A retired secret `index` is used again: read afresh at `now` (unless the lane is parked).
+    pub fn revive(&mut self, now: Instant, index: usize) {
+        if let Some(s) = self.secrets.get_mut(index) {
+            *s = self.fresh.clone();
+            self.timing.set(index, Some(now));
+        }
+    }
+
+    /// Plans secret `index` for `due`, unless it is retired.
+    fn set_due(&mut self, index: usize, due: Option<Instant>) {
+        let due = due.filter(|_| !self.secrets[index].retired);
+        self.timing.set(index, due);
+    }
+
     /// Whether a read or renewal is in flight.
     pub fn busy(&self) -> bool {
         self.timing.busy()
@@ -112,7 +142,7 @@ impl SecretLane {
 
     /// Whether every secret's file has been written.
     pub fn all_written(&self) -> bool {
-        self.secrets.iter().all(|s| s.written)
+        self.secrets.iter().all(|s| s.written || s.retired)
     }
 
     /// A new token is in the file. Secrets not read yet, and dynamic secrets (their leases are
@@ -121,7 +151,7 @@ impl SecretLane {
     pub fn read_all(&mut self, now: Instant) {
         self.timing.unpark();
         for (index, s) in self.secrets.iter_mut().enumerate() {
-            if !s.written || s.lease.is_some() {
+            if !s.retired && (!s.written || s.lease.is_some()) {
                 self.timing.set(index, Some(now));
                 s.renew = false;
                 s.lease = None;
@@ -175,7 +205,7 @@ impl SecretLane {
                 Some(now + schedule::refresh_in(self.refresh, jitter.unit()))
             }
         };
-        self.timing.set(index, due);
+        self.set_due(index, due);
     }
 
     /// Secret `index`'s read (sent at `sent`) finished.
@@ -268,7 +298,7 @@ impl SecretLane {
                     let s = &mut self.secrets[index];
                     s.lease = None;
                     s.renew = false;
-                    self.timing.set(index, Some(now));
+                    self.set_due(index, Some(now));
                     Outcome::Same
                 }
             },
@@ -302,7 +332,7 @@ impl SecretLane {
         let error = s.said.say(&f.message);
         warn!(error = %error, retry_in = %brief(delay), "secret not read; its file keeps the last good content");
         s.renew = renew;
-        self.timing.set(index, Some(now + delay));
+        self.set_due(index, Some(now + delay));
         Outcome::Failed(f.message)
     }
 }
@@ -526,6 +556,45 @@ mod tests {
         assert!(l.finish(0));
         assert_eq!(l.add(t0, "kv/added".into()), 1);
         assert_eq!(l.start(t0), Some(Action::ReadSecret { index: 1 }));
+    }
+
+    #[test]
+    fn a_retired_secret_is_neither_read_nor_renewed_until_revived() {
+        let t0 = Instant::now();
+        let mut j = Jitter::new(1);
+        let mut l = lane(Goal::Sidecar, 3);
+        l.read_all(t0);
+        read_next(&mut l, t0, grant(true, None), &mut j);
+        read_next(&mut l, t0, grant(true, Some(600)), &mut j);
+        // Secret 2's read is in flight when it is retired: its answer plans nothing.
+        assert_eq!(l.start(t0), Some(Action::ReadSecret { index: 2 }));
+        l.retire(2);
+        assert!(l.finish(2));
+        l.read(t0, 2, t0, grant(true, Some(600)), &mut j);
+        assert_eq!(l.timing.due(2), None);
+        // The static secret 0 and the leased 1 retired: nothing is due for them again, over
+        // an hour of refreshes and a new token.
+        l.retire(0);
+        l.retire(1);
+        assert_eq!((l.timing.due(0), l.timing.due(1)), (None, None));
+        assert_eq!(l.next_due(), None);
+        l.read_all(t0 + S(60));
+        assert_eq!(l.next_due(), None, "a new token reads no retired secret");
+        assert_eq!(l.start(t0 + S(3600)), None);
+        assert!(l.all_written(), "a retired secret holds no batch back");
+        // The indices stay: a secret added later takes the next one.
+        assert_eq!(l.add(t0, "kv/new".into()), 3);
+        assert_eq!(l.start(t0), Some(Action::ReadSecret { index: 3 }));
+        assert!(l.finish(3));
+        // Used again: read afresh (not renewed: its old lease may be gone), then refreshed.
+        let t1 = t0 + S(900);
+        l.revive(t1, 1);
+        assert!(!l.all_written(), "revived: not written until read again");
+        assert_eq!(l.start(t1), Some(Action::ReadSecret { index: 1 }));
+        assert!(l.finish(1));
+        l.read(t1, 1, t1, grant(true, None), &mut j);
+        let next = l.timing.due(1).expect("planned again");
+        assert!(next >= t1 + S(270) && next <= t1 + S(330), "{next:?}");
     }
 
     #[test]

@@ -360,6 +360,10 @@ pub struct TemplateBook {
     reads: Reads,
     /// What each template's last render read (its dependencies).
     needs: Vec<BTreeSet<Read>>,
+    /// What each file's (or value's) current content was rendered from: kept in use while a
+    /// later render waits or fails, so the credentials the app holds stay renewed until
+    /// content from the new reads replaces them.
+    shown: Vec<BTreeSet<Read>>,
     /// The fingerprint of what each file holds (None: not written by this run).
     written: Vec<Option<u64>>,
 }
@@ -380,6 +384,7 @@ impl TemplateBook {
         let written = vec![None; templates.len()];
         TemplateBook {
             funcs,
+            shown: vec![BTreeSet::new(); templates.len()],
             templates,
             reads: Reads::new(),
             needs,
@@ -427,6 +432,18 @@ impl TemplateBook {
         }
     }
 
+    /// Whether some template's last render read `read`, or its file still holds content
+    /// rendered from it.
+    pub fn in_use(&self, read: &Read) -> bool {
+        (self.needs.iter().chain(&self.shown)).any(|n| n.contains(read))
+    }
+
+    /// Forgets `read`'s answer (no template uses it any more): a template that reads it again
+    /// waits for a fresh answer instead of rendering a stale one.
+    pub fn forget(&mut self, read: &Read) {
+        self.reads.forget(read);
+    }
+
     /// The templates whose last render read `read`, in order.
     pub fn users(&self, read: &Read) -> Vec<usize> {
         (0..self.templates.len())
@@ -455,6 +472,7 @@ impl TemplateBook {
                 let bytes = Zeroizing::new(text.into_bytes());
                 let fingerprint = hash(&bytes);
                 if self.written[index] == Some(fingerprint) {
+                    self.shown[index] = self.needs[index].clone();
                     Rendering::Same
                 } else {
                     Rendering::Changed(bytes, fingerprint)
@@ -467,6 +485,7 @@ impl TemplateBook {
     /// Template `index`'s file now holds the content with `fingerprint`.
     pub fn wrote(&mut self, index: usize, fingerprint: u64) {
         self.written[index] = Some(fingerprint);
+        self.shown[index] = self.needs[index].clone();
     }
 }
 
@@ -715,6 +734,46 @@ mod tests {
             ),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_read_stays_in_use_until_the_file_no_longer_holds_content_from_it() {
+        let specs = parse(&[(
+            "VAULT_LOGIN_TEMPLATE_APP",
+            "{{ with secret \"kv/app\" }}{{ with secret (printf \"kv/%s\" .Data.next) }}{{ .Data.k }}{{ end }}{{ end }}",
+        )])
+        .unwrap();
+        let mut book = TemplateBook::new(specs, funcs());
+        let sec = |b: &str| Secret::from_vault_json(b).unwrap();
+        let [app, a, b] = ["kv/app", "kv/a", "kv/b"].map(|p| Read::Get(p.into()));
+        book.secret(&app, sec(r#"{"data":{"next":"a"}}"#));
+        assert!(matches!(book.render(0), Rendering::Waiting(_)));
+        book.secret(&a, sec(r#"{"data":{"k":"from-a"}}"#));
+        let Rendering::Changed(_, fp) = book.render(0) else {
+            panic!("not rendered")
+        };
+        book.wrote(0, fp);
+        assert!(book.in_use(&app) && book.in_use(&a) && !book.in_use(&b));
+        // kv/app now points at kv/b: while kv/b is not read, and while its answer does not
+        // render, the file holds kv/a's content, so kv/a stays in use.
+        book.secret(&app, sec(r#"{"data":{"next":"b"}}"#));
+        assert!(matches!(book.render(0), Rendering::Waiting(r) if r == vec![b.clone()]));
+        assert!(book.in_use(&a) && book.in_use(&b));
+        book.secret(&b, sec(r#"{"data":{"other":"x"}}"#));
+        assert!(matches!(book.render(0), Rendering::Failed(_)));
+        assert!(book.in_use(&a), "the file still holds kv/a's content");
+        book.secret(&b, sec(r#"{"data":{"k":"from-b"}}"#));
+        let Rendering::Changed(bytes, fp) = book.render(0) else {
+            panic!("not rendered")
+        };
+        assert_eq!(&bytes[..], b"from-b");
+        book.wrote(0, fp);
+        assert!(!book.in_use(&a), "nothing uses kv/a any more");
+        assert!(book.in_use(&app) && book.in_use(&b));
+        // Forgotten, kv/a is waited for afresh when kv/app points back at it.
+        book.forget(&a);
+        book.secret(&app, sec(r#"{"data":{"next":"a"}}"#));
+        assert!(matches!(book.render(0), Rendering::Waiting(r) if r == vec![a.clone()]));
     }
 
     #[test]

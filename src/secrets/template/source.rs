@@ -129,6 +129,11 @@ impl Reads {
         self.map.insert(read, Err(message));
     }
 
+    /// Forgets `read`'s answer: a template that reads it again waits for a new one.
+    pub fn forget(&mut self, read: &Read) {
+        self.map.remove(read);
+    }
+
     /// Whether `read` has an answer.
     pub fn contains(&self, read: &Read) -> bool {
         self.map.contains_key(read)
