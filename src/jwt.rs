@@ -221,6 +221,14 @@ pub fn fingerprint(source: &JwtSource) -> u64 {
     fingerprint_of(&read(source))
 }
 
+/// [`fingerprint`] read on the blocking pool (the file is another container's: the async
+/// runtime's thread never waits on it).
+pub async fn fingerprint_off_thread(source: JwtSource) -> u64 {
+    let read = tokio::task::spawn_blocking(move || fingerprint(&source)).await;
+    // A read that panicked (it does not) counts as a change: the login that follows reads again.
+    read.unwrap_or(0)
+}
+
 fn fingerprint_of(read: &Result<Jwt, JwtError>) -> u64 {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();

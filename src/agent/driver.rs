@@ -39,8 +39,8 @@ pub(super) enum Input {
     Discarded,
     /// The token file changed (or, without a watch, may have).
     TokenFileChanged,
-    /// The JWT file changed.
-    JwtChanged,
+    /// Something changed in the JWT's directory; the JWT's fingerprint as read then.
+    JwtChanged(u64),
     /// The machine's timer is due.
     Timer,
     /// `exec`'s program exited.
@@ -294,13 +294,13 @@ impl<'a> Driver<'a> {
         let agent = self.agent;
         let w = (self.watches).get_or_insert_with(|| Watches::new(agent.jwt_file(), None));
         w.retarget_jwt();
-        // It may have appeared between the failed read and the watch.
-        match jwt::read(&agent.cfg.jwt) {
-            Ok(_) => self.machine.handle(now(), Event::JwtChanged),
-            Err(e) => {
-                info!(error = %e, watching = w.watching_jwt(), "waiting for the service-account JWT file")
-            }
-        }
+        info!(
+            watching = w.watching_jwt(),
+            "waiting for the service-account JWT file"
+        );
+        // It may have appeared between the failed read and the watch: look once more, through
+        // the watch's own path (a read on the blocking pool, an event only if it changed).
+        w.jwt_changed.notify_one();
     }
 
     fn run_hooks(&mut self, hook: Hook) {
@@ -387,6 +387,7 @@ impl<'a> Driver<'a> {
     pub(super) async fn next_event(&mut self) -> Input {
         let wake = self.machine.poll_timeout().map(Instant::from_std);
         let jwt_changed = self.watches.as_ref().map(|w| w.jwt_changed.clone());
+        let jwt_source = self.agent.cfg.jwt.clone();
         let token_changed = (self.watches.as_ref())
             .filter(|w| w.watching_token())
             .map(|w| w.token_changed.clone());
@@ -418,7 +419,11 @@ impl<'a> Driver<'a> {
             // Our own writes land here too: the write checks the content first, so an
             // unchanged file is not rewritten.
             () = watch::notified(token_changed.as_deref()), if token_changed.is_some() => Input::TokenFileChanged,
-            () = watch::notified(jwt_changed.as_deref()), if jwt_changed.is_some() => Input::JwtChanged,
+            // The watch sees the whole directory: whether the JWT itself changed takes a read,
+            // made on the blocking pool like every read of it.
+            () = watch::notified(jwt_changed.as_deref()), if jwt_changed.is_some() => {
+                Input::JwtChanged(jwt::fingerprint_off_thread(jwt_source).await)
+            }
             () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
                 // Without a directory watch, check the file at every wake-up instead.
                 let unwatched = token_changed.is_none() && !self.agent.cfg.once && self.auth.is_some();
@@ -463,7 +468,7 @@ impl<'a> Driver<'a> {
                 self.changed = true;
                 Some(Event::TokenFileChanged)
             }
-            Input::JwtChanged => self.jwt_changed(),
+            Input::JwtChanged(seen) => self.jwt_changed(seen),
             Input::Timer => return self.machine.handle_timeout(now()),
         };
         if let Some(event) = event {
@@ -534,14 +539,13 @@ impl<'a> Driver<'a> {
     }
 
     /// Something changed in the JWT's directory: an event only if the JWT itself changed.
-    fn jwt_changed(&mut self) -> Option<Event> {
+    fn jwt_changed(&mut self, seen: u64) -> Option<Event> {
         if let Some(w) = self.watches.as_mut() {
             w.retarget_jwt();
         }
-        // The watch sees the whole directory: only a change of the JWT itself is one (a file
-        // written beside it would otherwise retry a failing login at once, in a loop as fast
-        // as the writes).
-        let seen = jwt::fingerprint(&self.agent.cfg.jwt);
+        // The watch sees the whole directory: only a change of the JWT itself (`seen` is its
+        // fingerprint now) is one; a file written beside it would otherwise retry a failing
+        // login at once, in a loop as fast as the writes.
         if self.jwt_seen.replace(seen) == Some(seen) {
             return None;
         }
