@@ -271,8 +271,12 @@ impl Agent {
                 let start = instant_of(written.max(found.info.not_before), now, wall);
                 let end = instant_of(found.info.not_after, now, wall);
                 info!(cert = %name, not_after = %crate::hooks::rfc3339(found.info.not_after), "pkiCert certificate kept from the template's destination: valid for its names, key matches");
-                self.status
-                    .cert_published(index, found.info.not_before, found.info.not_after, false);
+                self.status.cert_published(
+                    index,
+                    found.info.not_before,
+                    found.info.not_after,
+                    false,
+                );
                 Some((start, end, found.pems))
             }
             Err(why) => {

@@ -316,7 +316,7 @@ fn lex_number(text: &str, p: usize) -> PResult<(Tok, usize)> {
     } else if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Value::Int(i64::from_str_radix(&h.replace('_', ""), 16).map_err(|_| bad())?)
     } else if s.contains(['.', 'e', 'E']) {
-        let f: f64 = s.parse().map_err(|_| bad())?;
+        let f = super::float::parse(s).ok_or_else(bad)?;
         if !f.is_finite() {
             return Err(bad());
         }

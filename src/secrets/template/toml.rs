@@ -150,7 +150,7 @@ impl Enc {
                     self.out.push('0');
                 } else if let Ok(i) = n.parse::<i64>() {
                     let _ = write!(self.out, "{i}");
-                } else if let Ok(f) = n.parse::<f64>() {
+                } else if let Some(f) = super::float::parse(n) {
                     self.out.push_str(&float(f));
                 } else {
                     return Err("toml: a number is neither an int nor a float".into());

@@ -412,8 +412,8 @@ impl Json<'_> {
         self.i = j;
         let text = String::from_utf8_lossy(&self.b[s..j]).into_owned();
         if self.floats {
-            match text.parse::<f64>() {
-                Ok(f) if f.is_finite() => Ok(Value::Float(f)),
+            match super::float::parse(&text) {
+                Some(f) if f.is_finite() => Ok(Value::Float(f)),
                 _ => self.err("number out of range"),
             }
         } else {

@@ -357,7 +357,7 @@ fn analyze(s: &str) -> Analysis {
 
 /// strconv's `ParseFloat` on text that is not an int (`1.5`, `1e3`); `None` otherwise.
 fn go_parse_float(s: &str) -> Option<f64> {
-    s.parse::<f64>().ok().filter(|f| f.is_finite())
+    super::float::parse(s).filter(|f| f.is_finite())
 }
 
 fn yaml_float(f: f64) -> String {
