@@ -86,6 +86,9 @@ fn plain(v: Val) -> Value {
     }
 }
 
+/// Out of line and cold: called from many error paths, inlined it would copy the clone into each.
+#[cold]
+#[inline(never)]
 fn cmd_err(c: &Cmd, m: String) -> ExecErr {
     (c.at, c.src.clone(), m)
 }

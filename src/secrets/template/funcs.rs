@@ -220,10 +220,10 @@ impl Funcs {
             Ok(go_trim_space(&strings(a, 1, "trimSpace")?[0]).into())
         });
         self.add("toUpper", |_, a| {
-            Ok(map_chars(&strings(a, 1, "toUpper")?[0], char::to_uppercase))
+            Ok(map_case(&strings(a, 1, "toUpper")?[0], true))
         });
         self.add("toLower", |_, a| {
-            Ok(map_chars(&strings(a, 1, "toLower")?[0], char::to_lowercase))
+            Ok(map_case(&strings(a, 1, "toLower")?[0], false))
         });
         self.add("toTitle", |_, a| {
             Ok(title(&strings(a, 1, "toTitle")?[0]).into())
@@ -266,11 +266,7 @@ impl Funcs {
         self.add("sha256Hex", |_, a| {
             let s = strings(a, 1, "sha256Hex")?.remove(0);
             let d = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
-            Ok(d.as_ref()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-                .into())
+            Ok(super::print::hex(d.as_ref(), false).into())
         });
     }
 
@@ -340,7 +336,8 @@ const URL: GeneralPurpose = GeneralPurpose::new(
 );
 
 fn decode(engine: &GeneralPurpose, s: &str, name: &str) -> Result<Value, String> {
-    let clean: String = s.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+    // line breaks are ASCII, so bytes will do (no UTF-8 decoding and re-encoding)
+    let clean: Vec<u8> = s.bytes().filter(|c| *c != b'\r' && *c != b'\n').collect();
     let bytes = engine
         .decode(clean)
         .map_err(|_| format!("{name}: illegal base64 data"))?;
@@ -382,18 +379,25 @@ fn strings(a: &[Value], n: usize, _name: &str) -> Result<Vec<String>, String> {
     strs(a)
 }
 
-/// Go's `strings.TrimSpace`: Unicode white space at both ends.
+/// Go's `strings.TrimSpace`: Unicode white space at both ends. Go's `unicode.IsSpace` is the
+/// White_Space property (U+0085 and U+00A0 included), which is what `str::trim` strips too.
 fn go_trim_space(s: &str) -> String {
-    s.trim_matches(|c: char| c.is_whitespace() || c == '\u{85}' || c == '\u{a0}')
-        .to_string()
+    s.trim().to_string()
 }
 
-/// Go's `strings.ToUpper`/`ToLower` map each rune to one rune (no `ß` -> `SS`).
-fn map_chars<I: Iterator<Item = char>>(s: &str, f: impl Fn(char) -> I) -> Value {
+/// Go's `strings.ToUpper`/`ToLower` map each rune to one rune (no `ß` -> `SS`). One function
+/// for both, not one generic instance per case.
+fn map_case(s: &str, upper: bool) -> Value {
     s.chars()
         .map(|c| {
-            let mut it = f(c);
-            match (it.next(), it.next()) {
+            let (a, b) = if upper {
+                let mut it = c.to_uppercase();
+                (it.next(), it.next())
+            } else {
+                let mut it = c.to_lowercase();
+                (it.next(), it.next())
+            };
+            match (a, b) {
                 (Some(u), None) => u,
                 _ => c,
             }

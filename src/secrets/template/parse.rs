@@ -55,7 +55,36 @@ pub(crate) enum Node {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tree {
     pub root: Vec<Node>,
-    pub defs: std::collections::BTreeMap<String, Vec<Node>>,
+    pub defs: Defs,
+}
+
+/// The named templates, sorted by name: a few entries, so a sorted list rather than a map
+/// (a `BTreeMap` of this type brought its own insert, search and drop code, about 3 KB).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Defs(Vec<(String, Vec<Node>)>);
+
+impl Defs {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name))
+    }
+
+    /// Adds or replaces the template `name`.
+    fn insert(&mut self, name: String, body: Vec<Node>) {
+        match self.find(&name) {
+            Ok(i) => self.0[i].1 = body,
+            Err(i) => self.0.insert(i, (name, body)),
+        }
+    }
+
+    /// The body of the template `name`.
+    pub fn get(&self, name: &str) -> Option<&Vec<Node>> {
+        self.find(name).ok().map(|i| &self.0[i].1)
+    }
+
+    /// The bodies in name order.
+    fn values(&self) -> impl Iterator<Item = &Vec<Node>> {
+        self.0.iter().map(|(_, b)| b)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -337,7 +366,7 @@ struct Parser<'t> {
     ranges: usize,
     /// Where the current action's closing delimiter starts.
     act_end: usize,
-    defs: std::collections::BTreeMap<String, Vec<Node>>,
+    defs: Defs,
     check: &'t dyn Fn(&str) -> Result<(), String>,
 }
 
@@ -378,7 +407,7 @@ fn called_templates_exist(tree: &Tree) -> PResult<()> {
     fn walk(nodes: &[Node], tree: &Tree) -> PResult<()> {
         for n in nodes {
             match n {
-                Node::Template(name, _, at) if !tree.defs.contains_key(name) => {
+                Node::Template(name, _, at) if tree.defs.get(name).is_none() => {
                     return Err((*at, format!("no such template {name:?}")))
                 }
                 Node::If(_, a, b) | Node::Range(_, a, b) | Node::With(_, a, b) => {

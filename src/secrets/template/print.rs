@@ -29,11 +29,11 @@ fn exp_suffix(out: &mut String, e: i32, upper: bool) {
 /// strconv's `%e` with `prec` digits after the point from (digits, dp).
 fn fmt_e(d: &str, dp: i32, prec: usize, upper: bool) -> String {
     let mut out = String::new();
-    let mut it = d.chars();
-    out.push(it.next().unwrap_or('0'));
+    // `d` is ASCII digits
+    out.push_str(d.get(..1).unwrap_or("0"));
     if prec > 0 {
         out.push('.');
-        let rest: String = it.collect();
+        let rest = d.get(1..).unwrap_or("");
         out.push_str(&format!("{rest:0<prec$}"));
     }
     let e = if d == "0" { 0 } else { dp - 1 };
@@ -267,6 +267,21 @@ fn char_of(i: i64) -> char {
         .unwrap_or('\u{FFFD}')
 }
 
+/// Two hex digits per byte (`%x` of a string, `sha256Hex`): one loop, not a `format!` per byte.
+pub(crate) fn hex(bytes: &[u8], upper: bool) -> String {
+    let digits = if upper {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        out.push(char::from(digits[usize::from(b >> 4)]));
+        out.push(char::from(digits[usize::from(b & 15)]));
+    }
+    out
+}
+
 fn str_verb(s: &str, spec: &Spec, verb: char) -> Option<String> {
     let s: String = match spec.prec {
         Some(p) => s.chars().take(p).collect(),
@@ -275,8 +290,7 @@ fn str_verb(s: &str, spec: &Spec, verb: char) -> Option<String> {
     Some(match verb {
         'v' | 's' => s,
         'q' => quote(&s),
-        'x' => s.bytes().map(|b| format!("{b:02x}")).collect(),
-        'X' => s.bytes().map(|b| format!("{b:02X}")).collect(),
+        'x' | 'X' => hex(s.as_bytes(), verb == 'X'),
         _ => return None,
     })
 }
@@ -447,7 +461,10 @@ fn number(
     if *i == start {
         return None;
     }
-    f[start..*i].iter().collect::<String>().parse().ok()
+    // as `str::parse::<usize>`: None on overflow
+    f[start..*i].iter().try_fold(0usize, |n, c| {
+        n.checked_mul(10)?.checked_add(c.to_digit(10)? as usize)
+    })
 }
 
 #[cfg(test)]
