@@ -517,7 +517,8 @@ fn eq(a: &[Value]) -> Result<Value, String> {
     for y in rest {
         let same = match (kind(x), kind(y)) {
             (Some(kx), Some(ky)) if kx == ky => match kx {
-                Kind::Bool => x == y,
+                // not `x == y`: that would link Value's deep PartialEq for two bools
+                Kind::Bool => matches!((x, y), (Value::Bool(a), Value::Bool(b)) if a == b),
                 _ => order(x, y)? == std::cmp::Ordering::Equal,
             },
             (Some(_), Some(_)) => return Err("incompatible types for comparison".into()),
