@@ -197,17 +197,11 @@ impl State<'_> {
         let mark = self.vars.len();
         // the range's variables are bound per element below, not to the whole value
         let v = self.cmds(&p.cmds, dot)?;
-        let items: Vec<(Value, Value)> = match v {
-            Val::Missing { .. } | Val::V(Value::Nil) => Vec::new(),
-            Val::V(Value::List(a)) => a
-                .iter()
-                .enumerate()
-                .map(|(i, x)| (Value::Int(i as i64), x.clone()))
-                .collect(),
-            Val::V(Value::Map(m)) => m
-                .iter()
-                .map(|(k, x)| (Value::Str(k.clone()), x.clone()))
-                .collect(),
+        // the elements are walked in place (no list of (key, element) pairs built first)
+        let empty = match &v {
+            Val::Missing { .. } | Val::V(Value::Nil) => true,
+            Val::V(Value::List(a)) => a.is_empty(),
+            Val::V(Value::Map(m)) => m.is_empty(),
             Val::V(other) => {
                 let c = p.cmds.first();
                 return Err((
@@ -220,27 +214,44 @@ impl State<'_> {
                 ));
             }
         };
-        if items.is_empty() {
+        if empty {
             return self.walk(else_, dot);
         }
-        for (k, x) in items {
-            let inner = self.vars.len();
-            match p.decl.as_slice() {
-                [v] => self.assign_or_declare(v, Val::V(x.clone()), p.assign),
-                [a, b] => {
-                    self.assign_or_declare(a, Val::V(k), p.assign);
-                    self.assign_or_declare(b, Val::V(x.clone()), p.assign);
+        match &v {
+            Val::V(Value::List(a)) => {
+                for (i, x) in a.iter().enumerate() {
+                    if self.range_one(p, body, Value::Int(i as i64), x)? {
+                        break;
+                    }
                 }
-                _ => {}
             }
-            let flow = self.walk(body, &Val::V(x))?;
-            self.vars.truncate(inner);
-            if flow == Flow::Break {
-                break;
+            Val::V(Value::Map(m)) => {
+                for (k, x) in m.iter() {
+                    if self.range_one(p, body, Value::Str(k.clone()), x)? {
+                        break;
+                    }
+                }
             }
+            _ => {}
         }
         self.vars.truncate(mark);
         Ok(Flow::Normal)
+    }
+
+    /// One element of a range: binds its variables, walks the body; true on `{{break}}`.
+    fn range_one(&mut self, p: &Pipe, body: &[Node], k: Value, x: &Value) -> R<bool> {
+        let inner = self.vars.len();
+        match p.decl.as_slice() {
+            [v] => self.assign_or_declare(v, Val::V(x.clone()), p.assign),
+            [a, b] => {
+                self.assign_or_declare(a, Val::V(k), p.assign);
+                self.assign_or_declare(b, Val::V(x.clone()), p.assign);
+            }
+            _ => {}
+        }
+        let flow = self.walk(body, &Val::V(x.clone()))?;
+        self.vars.truncate(inner);
+        Ok(flow == Flow::Break)
     }
 
     fn assign_or_declare(&mut self, name: &str, v: Val, assign: bool) {

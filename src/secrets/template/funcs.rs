@@ -361,17 +361,21 @@ fn one(a: &[Value]) -> Result<&Value, String> {
 
 /// Every argument as a Go `string` (a `json.Number` is not one, as in Go).
 fn strs(a: &[Value]) -> Result<Vec<String>, String> {
-    a.iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Value::Str(s) => Ok(s.clone()),
-            other => Err(format!(
-                "wrong type for value; expected string; got {} (argument {})",
-                other.type_name(),
-                i + 1
-            )),
-        })
-        .collect()
+    // a loop, not `collect::<Result<..>>` (its adapter instances cost more than this)
+    let mut out = Vec::with_capacity(a.len());
+    for (i, v) in a.iter().enumerate() {
+        match v {
+            Value::Str(s) => out.push(s.clone()),
+            other => {
+                return Err(format!(
+                    "wrong type for value; expected string; got {} (argument {})",
+                    other.type_name(),
+                    i + 1
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn strings(a: &[Value], n: usize, _name: &str) -> Result<Vec<String>, String> {
@@ -452,11 +456,17 @@ fn split(sep: &str, s: &str) -> Value {
     if s.is_empty() {
         return Value::list(Vec::new());
     }
-    let parts: Vec<Value> = if sep.is_empty() {
-        s.chars().map(|c| Value::Str(c.to_string())).collect()
+    // pushes, not two `collect` instances
+    let mut parts = Vec::new();
+    if sep.is_empty() {
+        for c in s.chars() {
+            parts.push(Value::Str(c.to_string()));
+        }
     } else {
-        s.split(sep).map(|p| Value::Str(p.to_string())).collect()
-    };
+        for p in s.split(sep) {
+            parts.push(Value::Str(p.to_string()));
+        }
+    }
     Value::list(parts)
 }
 

@@ -10,14 +10,22 @@ fn digits(f: f64, sig: Option<usize>) -> (String, i32) {
         Some(p) => format!("{:.*e}", p.max(1) - 1, f.abs()),
         None => format!("{:e}", f.abs()),
     };
-    let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-    let e: i32 = e.parse().unwrap_or(0);
-    let d: String = m.chars().filter(char::is_ascii_digit).collect();
+    let (m, e) = split_exp(&s);
+    // `m` is the digits and maybe a point (of `f.abs()`: no sign)
+    let d = m.replace('.', "");
     let d = d.trim_end_matches('0').to_string();
     if d.is_empty() {
         return ("0".into(), 1);
     }
     (d, e + 1)
+}
+
+/// Rust's `{:e}` text split into mantissa and exponent (`1.5e-7` -> `("1.5", -7)`); one copy
+/// of the `i32` parsing for both callers.
+#[inline(never)]
+pub(crate) fn split_exp(s: &str) -> (&str, i32) {
+    let (m, e) = s.split_once('e').unwrap_or((s, "0"));
+    (m, e.parse().unwrap_or(0))
 }
 
 fn exp_suffix(out: &mut String, e: i32, upper: bool) {

@@ -63,6 +63,25 @@ fn quote(s: &str) -> String {
     out
 }
 
+type Entries<'a> = Vec<(&'a String, &'a Value)>;
+
+/// A map's non-null entries: plain values first, then tables (BurntSushi/toml's order). One
+/// function for both callers, not one `partition` instance each.
+fn entries(m: &Map) -> (Entries<'_>, Entries<'_>) {
+    let (mut direct, mut sub) = (Vec::new(), Vec::new());
+    for (k, v) in m.iter() {
+        if matches!(v, Value::Nil) {
+            continue;
+        }
+        if is_table(v) {
+            sub.push((k, v));
+        } else {
+            direct.push((k, v));
+        }
+    }
+    (direct, sub)
+}
+
 fn float(f: f64) -> String {
     if f.is_nan() {
         return "nan".into();
@@ -97,10 +116,7 @@ impl Enc {
     }
 
     fn table(&mut self, path: &[String], m: &Map) -> Result<(), String> {
-        let (direct, sub): (Vec<_>, Vec<_>) = m
-            .iter()
-            .filter(|(_, v)| !matches!(v, Value::Nil))
-            .partition(|(_, v)| !is_table(v));
+        let (direct, sub) = entries(m);
         for (k, v) in direct {
             let mut p = path.to_vec();
             p.push(k.clone());
@@ -172,12 +188,8 @@ impl Enc {
             }
             Value::Map(m) => {
                 self.out.push('{');
-                let (direct, sub): (Vec<_>, Vec<_>) = m
-                    .iter()
-                    .filter(|(_, v)| !matches!(v, Value::Nil))
-                    .partition(|(_, v)| !is_table(v));
-                let all: Vec<_> = direct.into_iter().chain(sub).collect();
-                for (i, (k, x)) in all.iter().enumerate() {
+                let (direct, sub) = entries(m);
+                for (i, (k, x)) in direct.iter().chain(&sub).enumerate() {
                     if i > 0 {
                         self.out.push_str(", ");
                     }

@@ -117,14 +117,16 @@ impl Secret {
             _ => None,
         };
         let warnings = match m.get("warnings") {
-            Some(Value::List(l)) if !l.is_empty() => Some(
-                l.iter()
-                    .map(|w| match w {
+            Some(Value::List(l)) if !l.is_empty() => {
+                let mut ws = Vec::with_capacity(l.len());
+                for w in l.iter() {
+                    ws.push(match w {
                         Value::Str(s) => s.clone(),
                         other => other.to_string(),
-                    })
-                    .collect(),
-            ),
+                    });
+                }
+                Some(ws)
+            }
             _ => None,
         };
         Ok(Secret {
@@ -148,13 +150,13 @@ impl Secret {
             "LeaseDuration" => Value::Int(self.lease_duration),
             "Renewable" => Value::Bool(self.renewable),
             "Data" => Value::Map(self.data.clone().unwrap_or_default()),
-            "Warnings" => Value::List(Arc::new(
-                self.warnings
-                    .iter()
-                    .flatten()
-                    .map(|w| Value::Str(w.clone()))
-                    .collect(),
-            )),
+            "Warnings" => {
+                let mut l = Vec::new();
+                for w in self.warnings.iter().flatten() {
+                    l.push(Value::Str(w.clone()));
+                }
+                Value::list(l)
+            }
             "Auth" | "WrapInfo" => Value::Nil,
             _ => return None,
         })
@@ -587,8 +589,7 @@ fn json_float(f: f64) -> String {
     let a = f.abs();
     if a != 0.0 && !(1e-6..1e21).contains(&a) {
         let s = format!("{f:e}");
-        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-        let e: i32 = e.parse().unwrap_or(0);
+        let (m, e) = super::print::split_exp(&s);
         let sign = if e < 0 { '-' } else { '+' };
         format!("{m}e{sign}{:02}", e.abs())
             .replace("e-0", "e-")
