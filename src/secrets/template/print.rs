@@ -1,7 +1,7 @@
 //! Values printed as Go's `fmt` prints them: `%v`, `Sprint`, `Sprintln`, and `Sprintf` with
 //! flags, width, precision and Go's `%!verb(type=value)` forms for mismatches.
 
-use super::value::{Value, PEM_FIELDS, SECRET_FIELDS};
+use super::value::Value;
 
 /// Digits and the decimal point position of `f` (`0.d1d2... x 10^dp`), rounded to `sig`
 /// significant digits (`None`: shortest), trailing zeros removed, as strconv's decimal.
@@ -144,8 +144,15 @@ fn is_string(v: &Value) -> bool {
 
 /// Go's `fmt.Sprintln`: spaces always, and a newline.
 pub(crate) fn sprintln(args: &[Value]) -> String {
-    let parts: Vec<String> = args.iter().map(value).collect();
-    format!("{}\n", parts.join(" "))
+    let mut out = String::new();
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&value(a));
+    }
+    out.push('\n');
+    out
 }
 
 /// Flags, width and precision of one verb.
@@ -337,36 +344,46 @@ fn format_one(v: &Value, spec: &Spec, verb: char) -> String {
             prim(s, true)
         }
         Value::Number(s) | Value::Str(s) => prim(str_verb(s, spec, verb), false),
+        // composites written in place: no list of parts per kind, joined after
         Value::List(l) => {
-            let parts: Vec<String> = l.iter().map(|x| format_one(x, spec, verb)).collect();
-            format!("[{}]", parts.join(" "))
+            let mut out = String::from("[");
+            for (i, x) in l.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(&format_one(x, spec, verb));
+            }
+            out.push(']');
+            out
         }
         Value::Map(m) => {
-            let parts: Vec<String> = m
-                .iter()
-                .map(|(k, x)| {
-                    format!(
-                        "{}:{}",
-                        format_one(&Value::Str(k.clone()), spec, verb),
-                        format_one(x, spec, verb)
-                    )
-                })
-                .collect();
-            format!("map[{}]", parts.join(" "))
+            let mut out = String::from("map[");
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(&format_one(&Value::Str(k.clone()), spec, verb));
+                out.push(':');
+                out.push_str(&format_one(x, spec, verb));
+            }
+            out.push(']');
+            out
         }
-        Value::Secret(s) => {
-            let parts: Vec<String> = SECRET_FIELDS
-                .iter()
-                .map(|f| format_one(&s.field(f).unwrap_or(Value::Nil), spec, verb))
-                .collect();
-            format!("&{{{}}}", parts.join(" "))
-        }
-        Value::Pem(p) => {
-            let parts: Vec<String> = PEM_FIELDS
-                .iter()
-                .map(|f| format_one(&p.field(f).unwrap_or(Value::Nil), spec, verb))
-                .collect();
-            format!("{{{}}}", parts.join(" "))
+        // Go prints a struct pointer `&{...}`, a struct `{...}`
+        Value::Secret(_) | Value::Pem(_) => {
+            let mut out = String::from(if matches!(v, Value::Secret(_)) {
+                "&{"
+            } else {
+                "{"
+            });
+            for (i, f) in v.struct_fields().iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(&format_one(&v.struct_field(f), spec, verb));
+            }
+            out.push('}');
+            out
         }
         Value::Scratch => "&{{0 0} {0 0} 0 0 {} {}} map[]}".into(),
     }

@@ -239,6 +239,26 @@ impl Value {
         }
     }
 
+    /// The Go field names of a `*dependency.Secret` or `dependency.PemEncoded`, in declaration
+    /// order (none for other values).
+    pub(crate) fn struct_fields(&self) -> &'static [&'static str] {
+        match self {
+            Value::Secret(_) => &SECRET_FIELDS,
+            Value::Pem(_) => &PEM_FIELDS,
+            _ => &[],
+        }
+    }
+
+    /// The field `name` of a `*dependency.Secret` or `dependency.PemEncoded` (nil otherwise).
+    pub(crate) fn struct_field(&self, name: &str) -> Value {
+        match self {
+            Value::Secret(s) => s.field(name),
+            Value::Pem(p) => p.field(name),
+            _ => None,
+        }
+        .unwrap_or(Value::Nil)
+    }
+
     /// The string inside a `string` or `json.Number` (Go's string kind).
     pub fn as_str(&self) -> Option<&str> {
         match self {
@@ -541,29 +561,9 @@ fn json_into(out: &mut String, v: &Value, indent: Option<&str>, depth: usize, ht
             newline(out, indent, depth);
             out.push('}');
         }
-        Value::Pem(p) => {
+        Value::Pem(_) | Value::Secret(_) => {
             out.push('{');
-            for (i, f) in PEM_FIELDS.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                newline(out, indent, depth + 1);
-                json_string(out, f, html);
-                out.push_str(colon);
-                json_into(
-                    out,
-                    &p.field(f).unwrap_or(Value::Nil),
-                    indent,
-                    depth + 1,
-                    html,
-                );
-            }
-            newline(out, indent, depth);
-            out.push('}');
-        }
-        Value::Secret(s) => {
-            out.push('{');
-            for (i, f) in SECRET_FIELDS.iter().enumerate() {
+            for (i, f) in v.struct_fields().iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -571,10 +571,10 @@ fn json_into(out: &mut String, v: &Value, indent: Option<&str>, depth: usize, ht
                 json_string(out, f, html);
                 out.push_str(colon);
                 // Go marshals a nil map or slice as null
-                let x = match *f {
-                    "Data" if s.data.is_none() => Value::Nil,
-                    "Warnings" if s.warnings.is_none() => Value::Nil,
-                    _ => s.field(f).unwrap_or(Value::Nil),
+                let x = match (v, *f) {
+                    (Value::Secret(s), "Data") if s.data.is_none() => Value::Nil,
+                    (Value::Secret(s), "Warnings") if s.warnings.is_none() => Value::Nil,
+                    _ => v.struct_field(f),
                 };
                 json_into(out, &x, indent, depth + 1, html);
             }

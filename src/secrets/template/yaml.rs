@@ -5,7 +5,7 @@
 //! and a `json.Number` written as the int or float it parses as.
 
 use super::print::float;
-use super::value::{Value, PEM_FIELDS, SECRET_FIELDS};
+use super::value::Value;
 
 /// Marshals `v` as yaml.v2 does, without the trailing newline.
 pub(crate) fn to_yaml(v: &Value) -> Result<String, String> {
@@ -49,19 +49,12 @@ impl Emitter {
                 }
                 self.mapping(&entries, ind, ctx);
             }
-            Value::Pem(p) => {
-                let fields: Vec<(String, Value)> = PEM_FIELDS
+            Value::Pem(_) | Value::Secret(_) => {
+                // yaml.v2 lower-cases Go's field names (ASCII here)
+                let fields: Vec<(String, Value)> = v
+                    .struct_fields()
                     .iter()
-                    .map(|f| (f.to_lowercase(), p.field(f).unwrap_or(Value::Nil)))
-                    .collect();
-                let entries: Vec<(String, &Value)> =
-                    fields.iter().map(|(k, v)| (k.clone(), v)).collect();
-                self.mapping(&entries, ind, ctx);
-            }
-            Value::Secret(s) => {
-                let fields: Vec<(String, Value)> = SECRET_FIELDS
-                    .iter()
-                    .map(|f| (f.to_lowercase(), s.field(f).unwrap_or(Value::Nil)))
+                    .map(|f| (f.to_ascii_lowercase(), v.struct_field(f)))
                     .collect();
                 let entries: Vec<(String, &Value)> =
                     fields.iter().map(|(k, v)| (k.clone(), v)).collect();
