@@ -454,7 +454,12 @@ impl Parser<'_> {
                             return Err((at, format!("unexpected tokens after {word}")));
                         }
                         "end" => return Ok((nodes, Stop::End(at))),
-                        "else" => return Ok((nodes, Stop::Else(toks[1..].to_vec(), at))),
+                        "else" => {
+                            // moved, not copied: no clone code for tokens
+                            let mut rest = toks;
+                            rest.remove(0);
+                            return Ok((nodes, Stop::Else(rest, at)));
+                        }
                         "if" | "range" | "with" => {
                             nodes.push(self.control(&word, &toks[1..], at)?)
                         }
