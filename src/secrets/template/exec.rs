@@ -391,7 +391,13 @@ impl State<'_> {
             "MapValues" => {
                 want(1)?;
                 Ok(match self.scratch.get(&key(0)?) {
-                    Some(Value::Map(m)) => Value::list(m.values().cloned().collect()),
+                    Some(Value::Map(m)) => {
+                        let mut l = Vec::with_capacity(m.len());
+                        for v in m.values() {
+                            l.push(v.clone());
+                        }
+                        Value::list(l)
+                    }
                     _ => Value::Nil,
                 })
             }

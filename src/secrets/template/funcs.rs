@@ -4,6 +4,7 @@
 
 use super::exec::Ctx;
 use super::source::Read;
+use super::value::push;
 use super::value::{to_json, Value};
 use super::{clock, toml, yaml};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -426,11 +427,11 @@ fn title(s: &str) -> String {
         if word_char && !in_word {
             let mut up = c.to_uppercase();
             match (up.next(), up.next()) {
-                (Some(u), None) => out.push(u),
-                _ => out.push(c),
+                (Some(u), None) => push(&mut out, u),
+                _ => push(&mut out, c),
             }
         } else {
-            out.push(c);
+            push(&mut out, c);
         }
         in_word = word_char || joiner;
     }
@@ -444,7 +445,7 @@ fn replace_all(s: &str, from: &str, to: &str) -> String {
     }
     let mut out = String::from(to);
     for c in s.chars() {
-        out.push(c);
+        push(&mut out, c);
         out.push_str(to);
     }
     out

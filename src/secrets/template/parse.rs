@@ -1,5 +1,6 @@
 //! Lexing and parsing of Go `text/template` source into a tree.
 
+use super::value::push;
 use super::value::Value;
 
 /// One operand of a command.
@@ -283,9 +284,9 @@ fn lex_string(text: &str, p: usize) -> PResult<(Tok, usize)> {
                 let Some(c) = unescape(&mut chars) else {
                     return Err((p, "bad escape in quoted string".into()));
                 };
-                out.push(c);
+                push(&mut out, c);
             }
-            _ => out.push(ch),
+            _ => push(&mut out, ch),
         }
     }
     Err((p, "unterminated quoted string".into()))

@@ -1,6 +1,7 @@
 //! Values printed as Go's `fmt` prints them: `%v`, `Sprint`, `Sprintln`, and `Sprintf` with
 //! flags, width, precision and Go's `%!verb(type=value)` forms for mismatches.
 
+use super::value::push;
 use super::value::Value;
 
 /// Digits and the decimal point position of `f` (`0.d1d2... x 10^dp`), rounded to `sig`
@@ -67,7 +68,7 @@ fn fmt_f(d: &str, dp: i32, prec: usize) -> String {
             } else {
                 '0'
             };
-            out.push(c);
+            push(&mut out, c);
         }
     }
     out
@@ -226,7 +227,7 @@ fn quote(s: &str) -> String {
                     out.push_str(&format!("\\U{:08x}", c as u32))
                 }
             }
-            c => out.push(c),
+            c => push(&mut out, c),
         }
     }
     out.push('"');
@@ -405,7 +406,7 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
     let mut i = 0;
     while i < f.len() {
         if f[i] != '%' {
-            out.push(f[i]);
+            push(&mut out, f[i]);
             i += 1;
             continue;
         }

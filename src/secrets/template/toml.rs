@@ -3,6 +3,7 @@
 //! `json.Number` written as the int or float it parses as, floats in `%f` form with `.0`; lists
 //! of only maps become `[[arrays of tables]]`, other maps in lists inline tables.
 
+use super::value::push;
 use super::value::{Map, Value};
 use std::fmt::Write as _;
 
@@ -56,7 +57,7 @@ fn quote(s: &str) -> String {
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 let _ = write!(out, "\\u{:04X}", c as u32);
             }
-            c => out.push(c),
+            c => push(&mut out, c),
         }
     }
     out.push('"');

@@ -10,7 +10,7 @@ use std::sync::Arc;
 pub type Map = BTreeMap<String, Value>;
 
 /// A Go value as a template meets it.
-#[derive(Clone, PartialEq)]
+#[derive(PartialEq)]
 pub enum Value {
     /// A nil `interface{}` (JSON `null`).
     Nil,
@@ -163,6 +163,26 @@ impl Secret {
     }
 }
 
+impl Clone for Value {
+    /// Out of line: the derived clone was inlined at each of the engine's many clones.
+    #[inline(never)]
+    fn clone(&self) -> Value {
+        match self {
+            Value::Nil => Value::Nil,
+            Value::Bool(b) => Value::Bool(*b),
+            Value::Int(i) => Value::Int(*i),
+            Value::Float(f) => Value::Float(*f),
+            Value::Number(s) => Value::Number(s.clone()),
+            Value::Str(s) => Value::Str(s.clone()),
+            Value::List(l) => Value::List(l.clone()),
+            Value::Map(m) => Value::Map(m.clone()),
+            Value::Secret(s) => Value::Secret(s.clone()),
+            Value::Pem(p) => Value::Pem(p.clone()),
+            Value::Scratch => Value::Scratch,
+        }
+    }
+}
+
 impl std::fmt::Debug for Value {
     /// Names the type only: values may be secrets.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -285,6 +305,13 @@ impl Value {
         }
         Ok(v)
     }
+}
+
+/// `out.push(c)`, out of line: `String::push` inlined is its UTF-8 encoding and growth code,
+/// about 200 bytes at each of the engine's many character loops.
+#[inline(never)]
+pub(crate) fn push(out: &mut String, c: char) {
+    out.push(c);
 }
 
 /// A JSON reader that keeps numbers' text.
@@ -617,7 +644,7 @@ fn json_string(out: &mut String, s: &str, html: bool) {
             c if (c as u32) < 0x20 => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
-            c => out.push(c),
+            c => push(out, c),
         }
     }
     out.push('"');

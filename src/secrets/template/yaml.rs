@@ -5,6 +5,7 @@
 //! and a `json.Number` written as the int or float it parses as.
 
 use super::print::float;
+use super::value::push;
 use super::value::Value;
 
 /// Marshals `v` as yaml.v2 does, without the trailing newline.
@@ -185,7 +186,7 @@ impl Emitter {
                 continue;
             }
             prev_space = c == ' ';
-            self.out.push(c);
+            push(&mut self.out, c);
         }
     }
 
@@ -218,7 +219,7 @@ impl Emitter {
                         self.out.push_str(&format!("\\U{u:08X}"));
                     }
                 }
-                c => self.out.push(c),
+                c => push(&mut self.out, c),
             }
         }
         self.out.push('"');
