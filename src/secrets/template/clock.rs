@@ -76,7 +76,7 @@ pub(crate) fn format(t: SystemTime, layout: &str) -> String {
         }
         let Some(i) = TOKENS.iter().position(|tok| rest.starts_with(tok)) else {
             let c = rest.chars().next().unwrap_or(' ');
-            out.push(c);
+            super::value::push(&mut out, c);
             rest = &rest[c.len_utf8()..];
             continue;
         };

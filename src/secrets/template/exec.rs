@@ -86,6 +86,9 @@ fn plain(v: Val) -> Value {
     }
 }
 
+/// Out of line and cold: called from many error paths, inlined it would copy the clone into each.
+#[cold]
+#[inline(never)]
 fn cmd_err(c: &Cmd, m: String) -> ExecErr {
     (c.at, c.src.clone(), m)
 }
@@ -194,17 +197,11 @@ impl State<'_> {
         let mark = self.vars.len();
         // the range's variables are bound per element below, not to the whole value
         let v = self.cmds(&p.cmds, dot)?;
-        let items: Vec<(Value, Value)> = match v {
-            Val::Missing { .. } | Val::V(Value::Nil) => Vec::new(),
-            Val::V(Value::List(a)) => a
-                .iter()
-                .enumerate()
-                .map(|(i, x)| (Value::Int(i as i64), x.clone()))
-                .collect(),
-            Val::V(Value::Map(m)) => m
-                .iter()
-                .map(|(k, x)| (Value::Str(k.clone()), x.clone()))
-                .collect(),
+        // the elements are walked in place (no list of (key, element) pairs built first)
+        let empty = match &v {
+            Val::Missing { .. } | Val::V(Value::Nil) => true,
+            Val::V(Value::List(a)) => a.is_empty(),
+            Val::V(Value::Map(m)) => m.is_empty(),
             Val::V(other) => {
                 let c = p.cmds.first();
                 return Err((
@@ -217,27 +214,44 @@ impl State<'_> {
                 ));
             }
         };
-        if items.is_empty() {
+        if empty {
             return self.walk(else_, dot);
         }
-        for (k, x) in items {
-            let inner = self.vars.len();
-            match p.decl.as_slice() {
-                [v] => self.assign_or_declare(v, Val::V(x.clone()), p.assign),
-                [a, b] => {
-                    self.assign_or_declare(a, Val::V(k), p.assign);
-                    self.assign_or_declare(b, Val::V(x.clone()), p.assign);
+        match &v {
+            Val::V(Value::List(a)) => {
+                for (i, x) in a.iter().enumerate() {
+                    if self.range_one(p, body, Value::Int(i as i64), x)? {
+                        break;
+                    }
                 }
-                _ => {}
             }
-            let flow = self.walk(body, &Val::V(x))?;
-            self.vars.truncate(inner);
-            if flow == Flow::Break {
-                break;
+            Val::V(Value::Map(m)) => {
+                for (k, x) in m.iter() {
+                    if self.range_one(p, body, Value::Str(k.clone()), x)? {
+                        break;
+                    }
+                }
             }
+            _ => {}
         }
         self.vars.truncate(mark);
         Ok(Flow::Normal)
+    }
+
+    /// One element of a range: binds its variables, walks the body; true on `{{break}}`.
+    fn range_one(&mut self, p: &Pipe, body: &[Node], k: Value, x: &Value) -> R<bool> {
+        let inner = self.vars.len();
+        match p.decl.as_slice() {
+            [v] => self.assign_or_declare(v, Val::V(x.clone()), p.assign),
+            [a, b] => {
+                self.assign_or_declare(a, Val::V(k), p.assign);
+                self.assign_or_declare(b, Val::V(x.clone()), p.assign);
+            }
+            _ => {}
+        }
+        let flow = self.walk(body, &Val::V(x.clone()))?;
+        self.vars.truncate(inner);
+        Ok(flow == Flow::Break)
     }
 
     fn assign_or_declare(&mut self, name: &str, v: Val, assign: bool) {
@@ -377,7 +391,13 @@ impl State<'_> {
             "MapValues" => {
                 want(1)?;
                 Ok(match self.scratch.get(&key(0)?) {
-                    Some(Value::Map(m)) => Value::list(m.values().cloned().collect()),
+                    Some(Value::Map(m)) => {
+                        let mut l = Vec::with_capacity(m.len());
+                        for v in m.values() {
+                            l.push(v.clone());
+                        }
+                        Value::list(l)
+                    }
                     _ => Value::Nil,
                 })
             }
@@ -514,7 +534,8 @@ fn eq(a: &[Value]) -> Result<Value, String> {
     for y in rest {
         let same = match (kind(x), kind(y)) {
             (Some(kx), Some(ky)) if kx == ky => match kx {
-                Kind::Bool => x == y,
+                // not `x == y`: that would link Value's deep PartialEq for two bools
+                Kind::Bool => matches!((x, y), (Value::Bool(a), Value::Bool(b)) if a == b),
                 _ => order(x, y)? == std::cmp::Ordering::Equal,
             },
             (Some(_), Some(_)) => return Err("incompatible types for comparison".into()),

@@ -4,6 +4,7 @@
 
 use super::exec::Ctx;
 use super::source::Read;
+use super::value::push;
 use super::value::{to_json, Value};
 use super::{clock, toml, yaml};
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -220,10 +221,10 @@ impl Funcs {
             Ok(go_trim_space(&strings(a, 1, "trimSpace")?[0]).into())
         });
         self.add("toUpper", |_, a| {
-            Ok(map_chars(&strings(a, 1, "toUpper")?[0], char::to_uppercase))
+            Ok(map_case(&strings(a, 1, "toUpper")?[0], true))
         });
         self.add("toLower", |_, a| {
-            Ok(map_chars(&strings(a, 1, "toLower")?[0], char::to_lowercase))
+            Ok(map_case(&strings(a, 1, "toLower")?[0], false))
         });
         self.add("toTitle", |_, a| {
             Ok(title(&strings(a, 1, "toTitle")?[0]).into())
@@ -266,11 +267,7 @@ impl Funcs {
         self.add("sha256Hex", |_, a| {
             let s = strings(a, 1, "sha256Hex")?.remove(0);
             let d = ring::digest::digest(&ring::digest::SHA256, s.as_bytes());
-            Ok(d.as_ref()
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<String>()
-                .into())
+            Ok(super::print::hex(d.as_ref(), false).into())
         });
     }
 
@@ -340,7 +337,8 @@ const URL: GeneralPurpose = GeneralPurpose::new(
 );
 
 fn decode(engine: &GeneralPurpose, s: &str, name: &str) -> Result<Value, String> {
-    let clean: String = s.chars().filter(|c| *c != '\r' && *c != '\n').collect();
+    // line breaks are ASCII, so bytes will do (no UTF-8 decoding and re-encoding)
+    let clean: Vec<u8> = s.bytes().filter(|c| *c != b'\r' && *c != b'\n').collect();
     let bytes = engine
         .decode(clean)
         .map_err(|_| format!("{name}: illegal base64 data"))?;
@@ -364,17 +362,21 @@ fn one(a: &[Value]) -> Result<&Value, String> {
 
 /// Every argument as a Go `string` (a `json.Number` is not one, as in Go).
 fn strs(a: &[Value]) -> Result<Vec<String>, String> {
-    a.iter()
-        .enumerate()
-        .map(|(i, v)| match v {
-            Value::Str(s) => Ok(s.clone()),
-            other => Err(format!(
-                "wrong type for value; expected string; got {} (argument {})",
-                other.type_name(),
-                i + 1
-            )),
-        })
-        .collect()
+    // a loop, not `collect::<Result<..>>` (its adapter instances cost more than this)
+    let mut out = Vec::with_capacity(a.len());
+    for (i, v) in a.iter().enumerate() {
+        match v {
+            Value::Str(s) => out.push(s.clone()),
+            other => {
+                return Err(format!(
+                    "wrong type for value; expected string; got {} (argument {})",
+                    other.type_name(),
+                    i + 1
+                ))
+            }
+        }
+    }
+    Ok(out)
 }
 
 fn strings(a: &[Value], n: usize, _name: &str) -> Result<Vec<String>, String> {
@@ -382,18 +384,25 @@ fn strings(a: &[Value], n: usize, _name: &str) -> Result<Vec<String>, String> {
     strs(a)
 }
 
-/// Go's `strings.TrimSpace`: Unicode white space at both ends.
+/// Go's `strings.TrimSpace`: Unicode white space at both ends. Go's `unicode.IsSpace` is the
+/// White_Space property (U+0085 and U+00A0 included), which is what `str::trim` strips too.
 fn go_trim_space(s: &str) -> String {
-    s.trim_matches(|c: char| c.is_whitespace() || c == '\u{85}' || c == '\u{a0}')
-        .to_string()
+    s.trim().to_string()
 }
 
-/// Go's `strings.ToUpper`/`ToLower` map each rune to one rune (no `ß` -> `SS`).
-fn map_chars<I: Iterator<Item = char>>(s: &str, f: impl Fn(char) -> I) -> Value {
+/// Go's `strings.ToUpper`/`ToLower` map each rune to one rune (no `ß` -> `SS`). One function
+/// for both, not one generic instance per case.
+fn map_case(s: &str, upper: bool) -> Value {
     s.chars()
         .map(|c| {
-            let mut it = f(c);
-            match (it.next(), it.next()) {
+            let (a, b) = if upper {
+                let mut it = c.to_uppercase();
+                (it.next(), it.next())
+            } else {
+                let mut it = c.to_lowercase();
+                (it.next(), it.next())
+            };
+            match (a, b) {
                 (Some(u), None) => u,
                 _ => c,
             }
@@ -418,11 +427,11 @@ fn title(s: &str) -> String {
         if word_char && !in_word {
             let mut up = c.to_uppercase();
             match (up.next(), up.next()) {
-                (Some(u), None) => out.push(u),
-                _ => out.push(c),
+                (Some(u), None) => push(&mut out, u),
+                _ => push(&mut out, c),
             }
         } else {
-            out.push(c);
+            push(&mut out, c);
         }
         in_word = word_char || joiner;
     }
@@ -436,7 +445,7 @@ fn replace_all(s: &str, from: &str, to: &str) -> String {
     }
     let mut out = String::from(to);
     for c in s.chars() {
-        out.push(c);
+        push(&mut out, c);
         out.push_str(to);
     }
     out
@@ -448,11 +457,17 @@ fn split(sep: &str, s: &str) -> Value {
     if s.is_empty() {
         return Value::list(Vec::new());
     }
-    let parts: Vec<Value> = if sep.is_empty() {
-        s.chars().map(|c| Value::Str(c.to_string())).collect()
+    // pushes, not two `collect` instances
+    let mut parts = Vec::new();
+    if sep.is_empty() {
+        for c in s.chars() {
+            parts.push(Value::Str(c.to_string()));
+        }
     } else {
-        s.split(sep).map(|p| Value::Str(p.to_string())).collect()
-    };
+        for p in s.split(sep) {
+            parts.push(Value::Str(p.to_string()));
+        }
+    }
     Value::list(parts)
 }
 

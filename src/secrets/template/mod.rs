@@ -30,6 +30,7 @@
 
 mod clock;
 mod exec;
+mod float;
 mod funcs;
 mod parse;
 mod print;

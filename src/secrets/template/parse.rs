@@ -1,5 +1,6 @@
 //! Lexing and parsing of Go `text/template` source into a tree.
 
+use super::value::push;
 use super::value::Value;
 
 /// One operand of a command.
@@ -55,7 +56,36 @@ pub(crate) enum Node {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Tree {
     pub root: Vec<Node>,
-    pub defs: std::collections::BTreeMap<String, Vec<Node>>,
+    pub defs: Defs,
+}
+
+/// The named templates, sorted by name: a few entries, so a sorted list rather than a map
+/// (a `BTreeMap` of this type brought its own insert, search and drop code, about 3 KB).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Defs(Vec<(String, Vec<Node>)>);
+
+impl Defs {
+    fn find(&self, name: &str) -> Result<usize, usize> {
+        self.0.binary_search_by(|(n, _)| n.as_str().cmp(name))
+    }
+
+    /// Adds or replaces the template `name`.
+    fn insert(&mut self, name: String, body: Vec<Node>) {
+        match self.find(&name) {
+            Ok(i) => self.0[i].1 = body,
+            Err(i) => self.0.insert(i, (name, body)),
+        }
+    }
+
+    /// The body of the template `name`.
+    pub fn get(&self, name: &str) -> Option<&Vec<Node>> {
+        self.find(name).ok().map(|i| &self.0[i].1)
+    }
+
+    /// The bodies in name order.
+    fn values(&self) -> impl Iterator<Item = &Vec<Node>> {
+        self.0.iter().map(|(_, b)| b)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -254,9 +284,9 @@ fn lex_string(text: &str, p: usize) -> PResult<(Tok, usize)> {
                 let Some(c) = unescape(&mut chars) else {
                     return Err((p, "bad escape in quoted string".into()));
                 };
-                out.push(c);
+                push(&mut out, c);
             }
-            _ => out.push(ch),
+            _ => push(&mut out, ch),
         }
     }
     Err((p, "unterminated quoted string".into()))
@@ -316,7 +346,7 @@ fn lex_number(text: &str, p: usize) -> PResult<(Tok, usize)> {
     } else if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         Value::Int(i64::from_str_radix(&h.replace('_', ""), 16).map_err(|_| bad())?)
     } else if s.contains(['.', 'e', 'E']) {
-        let f: f64 = s.parse().map_err(|_| bad())?;
+        let f = super::float::parse(s).ok_or_else(bad)?;
         if !f.is_finite() {
             return Err(bad());
         }
@@ -337,7 +367,7 @@ struct Parser<'t> {
     ranges: usize,
     /// Where the current action's closing delimiter starts.
     act_end: usize,
-    defs: std::collections::BTreeMap<String, Vec<Node>>,
+    defs: Defs,
     check: &'t dyn Fn(&str) -> Result<(), String>,
 }
 
@@ -378,7 +408,7 @@ fn called_templates_exist(tree: &Tree) -> PResult<()> {
     fn walk(nodes: &[Node], tree: &Tree) -> PResult<()> {
         for n in nodes {
             match n {
-                Node::Template(name, _, at) if !tree.defs.contains_key(name) => {
+                Node::Template(name, _, at) if tree.defs.get(name).is_none() => {
                     return Err((*at, format!("no such template {name:?}")))
                 }
                 Node::If(_, a, b) | Node::Range(_, a, b) | Node::With(_, a, b) => {
@@ -425,7 +455,12 @@ impl Parser<'_> {
                             return Err((at, format!("unexpected tokens after {word}")));
                         }
                         "end" => return Ok((nodes, Stop::End(at))),
-                        "else" => return Ok((nodes, Stop::Else(toks[1..].to_vec(), at))),
+                        "else" => {
+                            // moved, not copied: no clone code for tokens
+                            let mut rest = toks;
+                            rest.remove(0);
+                            return Ok((nodes, Stop::Else(rest, at)));
+                        }
                         "if" | "range" | "with" => {
                             nodes.push(self.control(&word, &toks[1..], at)?)
                         }

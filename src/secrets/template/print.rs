@@ -1,7 +1,8 @@
 //! Values printed as Go's `fmt` prints them: `%v`, `Sprint`, `Sprintln`, and `Sprintf` with
 //! flags, width, precision and Go's `%!verb(type=value)` forms for mismatches.
 
-use super::value::{Value, PEM_FIELDS, SECRET_FIELDS};
+use super::value::push;
+use super::value::Value;
 
 /// Digits and the decimal point position of `f` (`0.d1d2... x 10^dp`), rounded to `sig`
 /// significant digits (`None`: shortest), trailing zeros removed, as strconv's decimal.
@@ -10,14 +11,22 @@ fn digits(f: f64, sig: Option<usize>) -> (String, i32) {
         Some(p) => format!("{:.*e}", p.max(1) - 1, f.abs()),
         None => format!("{:e}", f.abs()),
     };
-    let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-    let e: i32 = e.parse().unwrap_or(0);
-    let d: String = m.chars().filter(char::is_ascii_digit).collect();
+    let (m, e) = split_exp(&s);
+    // `m` is the digits and maybe a point (of `f.abs()`: no sign)
+    let d = m.replace('.', "");
     let d = d.trim_end_matches('0').to_string();
     if d.is_empty() {
         return ("0".into(), 1);
     }
     (d, e + 1)
+}
+
+/// Rust's `{:e}` text split into mantissa and exponent (`1.5e-7` -> `("1.5", -7)`); one copy
+/// of the `i32` parsing for both callers.
+#[inline(never)]
+pub(crate) fn split_exp(s: &str) -> (&str, i32) {
+    let (m, e) = s.split_once('e').unwrap_or((s, "0"));
+    (m, e.parse().unwrap_or(0))
 }
 
 fn exp_suffix(out: &mut String, e: i32, upper: bool) {
@@ -29,11 +38,11 @@ fn exp_suffix(out: &mut String, e: i32, upper: bool) {
 /// strconv's `%e` with `prec` digits after the point from (digits, dp).
 fn fmt_e(d: &str, dp: i32, prec: usize, upper: bool) -> String {
     let mut out = String::new();
-    let mut it = d.chars();
-    out.push(it.next().unwrap_or('0'));
+    // `d` is ASCII digits
+    out.push_str(d.get(..1).unwrap_or("0"));
     if prec > 0 {
         out.push('.');
-        let rest: String = it.collect();
+        let rest = d.get(1..).unwrap_or("");
         out.push_str(&format!("{rest:0<prec$}"));
     }
     let e = if d == "0" { 0 } else { dp - 1 };
@@ -59,7 +68,7 @@ fn fmt_f(d: &str, dp: i32, prec: usize) -> String {
             } else {
                 '0'
             };
-            out.push(c);
+            push(&mut out, c);
         }
     }
     out
@@ -136,8 +145,15 @@ fn is_string(v: &Value) -> bool {
 
 /// Go's `fmt.Sprintln`: spaces always, and a newline.
 pub(crate) fn sprintln(args: &[Value]) -> String {
-    let parts: Vec<String> = args.iter().map(value).collect();
-    format!("{}\n", parts.join(" "))
+    let mut out = String::new();
+    for (i, a) in args.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&value(a));
+    }
+    out.push('\n');
+    out
 }
 
 /// Flags, width and precision of one verb.
@@ -211,7 +227,7 @@ fn quote(s: &str) -> String {
                     out.push_str(&format!("\\U{:08x}", c as u32))
                 }
             }
-            c => out.push(c),
+            c => push(&mut out, c),
         }
     }
     out.push('"');
@@ -267,6 +283,21 @@ fn char_of(i: i64) -> char {
         .unwrap_or('\u{FFFD}')
 }
 
+/// Two hex digits per byte (`%x` of a string, `sha256Hex`): one loop, not a `format!` per byte.
+pub(crate) fn hex(bytes: &[u8], upper: bool) -> String {
+    let digits = if upper {
+        b"0123456789ABCDEF"
+    } else {
+        b"0123456789abcdef"
+    };
+    let mut out = String::with_capacity(2 * bytes.len());
+    for b in bytes {
+        out.push(char::from(digits[usize::from(b >> 4)]));
+        out.push(char::from(digits[usize::from(b & 15)]));
+    }
+    out
+}
+
 fn str_verb(s: &str, spec: &Spec, verb: char) -> Option<String> {
     let s: String = match spec.prec {
         Some(p) => s.chars().take(p).collect(),
@@ -275,8 +306,7 @@ fn str_verb(s: &str, spec: &Spec, verb: char) -> Option<String> {
     Some(match verb {
         'v' | 's' => s,
         'q' => quote(&s),
-        'x' => s.bytes().map(|b| format!("{b:02x}")).collect(),
-        'X' => s.bytes().map(|b| format!("{b:02X}")).collect(),
+        'x' | 'X' => hex(s.as_bytes(), verb == 'X'),
         _ => return None,
     })
 }
@@ -315,36 +345,46 @@ fn format_one(v: &Value, spec: &Spec, verb: char) -> String {
             prim(s, true)
         }
         Value::Number(s) | Value::Str(s) => prim(str_verb(s, spec, verb), false),
+        // composites written in place: no list of parts per kind, joined after
         Value::List(l) => {
-            let parts: Vec<String> = l.iter().map(|x| format_one(x, spec, verb)).collect();
-            format!("[{}]", parts.join(" "))
+            let mut out = String::from("[");
+            for (i, x) in l.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(&format_one(x, spec, verb));
+            }
+            out.push(']');
+            out
         }
         Value::Map(m) => {
-            let parts: Vec<String> = m
-                .iter()
-                .map(|(k, x)| {
-                    format!(
-                        "{}:{}",
-                        format_one(&Value::Str(k.clone()), spec, verb),
-                        format_one(x, spec, verb)
-                    )
-                })
-                .collect();
-            format!("map[{}]", parts.join(" "))
+            let mut out = String::from("map[");
+            for (i, (k, x)) in m.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(&format_one(&Value::Str(k.clone()), spec, verb));
+                out.push(':');
+                out.push_str(&format_one(x, spec, verb));
+            }
+            out.push(']');
+            out
         }
-        Value::Secret(s) => {
-            let parts: Vec<String> = SECRET_FIELDS
-                .iter()
-                .map(|f| format_one(&s.field(f).unwrap_or(Value::Nil), spec, verb))
-                .collect();
-            format!("&{{{}}}", parts.join(" "))
-        }
-        Value::Pem(p) => {
-            let parts: Vec<String> = PEM_FIELDS
-                .iter()
-                .map(|f| format_one(&p.field(f).unwrap_or(Value::Nil), spec, verb))
-                .collect();
-            format!("{{{}}}", parts.join(" "))
+        // Go prints a struct pointer `&{...}`, a struct `{...}`
+        Value::Secret(_) | Value::Pem(_) => {
+            let mut out = String::from(if matches!(v, Value::Secret(_)) {
+                "&{"
+            } else {
+                "{"
+            });
+            for (i, f) in v.struct_fields().iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(&format_one(&v.struct_field(f), spec, verb));
+            }
+            out.push('}');
+            out
         }
         Value::Scratch => "&{{0 0} {0 0} 0 0 {} {}} map[]}".into(),
     }
@@ -366,7 +406,7 @@ pub(crate) fn sprintf(format: &str, args: &[Value]) -> String {
     let mut i = 0;
     while i < f.len() {
         if f[i] != '%' {
-            out.push(f[i]);
+            push(&mut out, f[i]);
             i += 1;
             continue;
         }
@@ -447,7 +487,10 @@ fn number(
     if *i == start {
         return None;
     }
-    f[start..*i].iter().collect::<String>().parse().ok()
+    // as `str::parse::<usize>`: None on overflow
+    f[start..*i].iter().try_fold(0usize, |n, c| {
+        n.checked_mul(10)?.checked_add(c.to_digit(10)? as usize)
+    })
 }
 
 #[cfg(test)]

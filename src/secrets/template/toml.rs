@@ -3,6 +3,7 @@
 //! `json.Number` written as the int or float it parses as, floats in `%f` form with `.0`; lists
 //! of only maps become `[[arrays of tables]]`, other maps in lists inline tables.
 
+use super::value::push;
 use super::value::{Map, Value};
 use std::fmt::Write as _;
 
@@ -56,11 +57,30 @@ fn quote(s: &str) -> String {
             c if (c as u32) < 0x20 || c as u32 == 0x7f => {
                 let _ = write!(out, "\\u{:04X}", c as u32);
             }
-            c => out.push(c),
+            c => push(&mut out, c),
         }
     }
     out.push('"');
     out
+}
+
+type Entries<'a> = Vec<(&'a String, &'a Value)>;
+
+/// A map's non-null entries: plain values first, then tables (BurntSushi/toml's order). One
+/// function for both callers, not one `partition` instance each.
+fn entries(m: &Map) -> (Entries<'_>, Entries<'_>) {
+    let (mut direct, mut sub) = (Vec::new(), Vec::new());
+    for (k, v) in m.iter() {
+        if matches!(v, Value::Nil) {
+            continue;
+        }
+        if is_table(v) {
+            sub.push((k, v));
+        } else {
+            direct.push((k, v));
+        }
+    }
+    (direct, sub)
 }
 
 fn float(f: f64) -> String {
@@ -97,10 +117,7 @@ impl Enc {
     }
 
     fn table(&mut self, path: &[String], m: &Map) -> Result<(), String> {
-        let (direct, sub): (Vec<_>, Vec<_>) = m
-            .iter()
-            .filter(|(_, v)| !matches!(v, Value::Nil))
-            .partition(|(_, v)| !is_table(v));
+        let (direct, sub) = entries(m);
         for (k, v) in direct {
             let mut p = path.to_vec();
             p.push(k.clone());
@@ -150,7 +167,7 @@ impl Enc {
                     self.out.push('0');
                 } else if let Ok(i) = n.parse::<i64>() {
                     let _ = write!(self.out, "{i}");
-                } else if let Ok(f) = n.parse::<f64>() {
+                } else if let Some(f) = super::float::parse(n) {
                     self.out.push_str(&float(f));
                 } else {
                     return Err("toml: a number is neither an int nor a float".into());
@@ -172,12 +189,8 @@ impl Enc {
             }
             Value::Map(m) => {
                 self.out.push('{');
-                let (direct, sub): (Vec<_>, Vec<_>) = m
-                    .iter()
-                    .filter(|(_, v)| !matches!(v, Value::Nil))
-                    .partition(|(_, v)| !is_table(v));
-                let all: Vec<_> = direct.into_iter().chain(sub).collect();
-                for (i, (k, x)) in all.iter().enumerate() {
+                let (direct, sub) = entries(m);
+                for (i, (k, x)) in direct.iter().chain(&sub).enumerate() {
                     if i > 0 {
                         self.out.push_str(", ");
                     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 pub type Map = BTreeMap<String, Value>;
 
 /// A Go value as a template meets it.
-#[derive(Clone, PartialEq)]
+#[derive(PartialEq)]
 pub enum Value {
     /// A nil `interface{}` (JSON `null`).
     Nil,
@@ -117,14 +117,16 @@ impl Secret {
             _ => None,
         };
         let warnings = match m.get("warnings") {
-            Some(Value::List(l)) if !l.is_empty() => Some(
-                l.iter()
-                    .map(|w| match w {
+            Some(Value::List(l)) if !l.is_empty() => {
+                let mut ws = Vec::with_capacity(l.len());
+                for w in l.iter() {
+                    ws.push(match w {
                         Value::Str(s) => s.clone(),
                         other => other.to_string(),
-                    })
-                    .collect(),
-            ),
+                    });
+                }
+                Some(ws)
+            }
             _ => None,
         };
         Ok(Secret {
@@ -148,16 +150,36 @@ impl Secret {
             "LeaseDuration" => Value::Int(self.lease_duration),
             "Renewable" => Value::Bool(self.renewable),
             "Data" => Value::Map(self.data.clone().unwrap_or_default()),
-            "Warnings" => Value::List(Arc::new(
-                self.warnings
-                    .iter()
-                    .flatten()
-                    .map(|w| Value::Str(w.clone()))
-                    .collect(),
-            )),
+            "Warnings" => {
+                let mut l = Vec::new();
+                for w in self.warnings.iter().flatten() {
+                    l.push(Value::Str(w.clone()));
+                }
+                Value::list(l)
+            }
             "Auth" | "WrapInfo" => Value::Nil,
             _ => return None,
         })
+    }
+}
+
+impl Clone for Value {
+    /// Out of line: the derived clone was inlined at each of the engine's many clones.
+    #[inline(never)]
+    fn clone(&self) -> Value {
+        match self {
+            Value::Nil => Value::Nil,
+            Value::Bool(b) => Value::Bool(*b),
+            Value::Int(i) => Value::Int(*i),
+            Value::Float(f) => Value::Float(*f),
+            Value::Number(s) => Value::Number(s.clone()),
+            Value::Str(s) => Value::Str(s.clone()),
+            Value::List(l) => Value::List(l.clone()),
+            Value::Map(m) => Value::Map(m.clone()),
+            Value::Secret(s) => Value::Secret(s.clone()),
+            Value::Pem(p) => Value::Pem(p.clone()),
+            Value::Scratch => Value::Scratch,
+        }
     }
 }
 
@@ -237,6 +259,26 @@ impl Value {
         }
     }
 
+    /// The Go field names of a `*dependency.Secret` or `dependency.PemEncoded`, in declaration
+    /// order (none for other values).
+    pub(crate) fn struct_fields(&self) -> &'static [&'static str] {
+        match self {
+            Value::Secret(_) => &SECRET_FIELDS,
+            Value::Pem(_) => &PEM_FIELDS,
+            _ => &[],
+        }
+    }
+
+    /// The field `name` of a `*dependency.Secret` or `dependency.PemEncoded` (nil otherwise).
+    pub(crate) fn struct_field(&self, name: &str) -> Value {
+        match self {
+            Value::Secret(s) => s.field(name),
+            Value::Pem(p) => p.field(name),
+            _ => None,
+        }
+        .unwrap_or(Value::Nil)
+    }
+
     /// The string inside a `string` or `json.Number` (Go's string kind).
     pub fn as_str(&self) -> Option<&str> {
         match self {
@@ -263,6 +305,13 @@ impl Value {
         }
         Ok(v)
     }
+}
+
+/// `out.push(c)`, out of line: `String::push` inlined is its UTF-8 encoding and growth code,
+/// about 200 bytes at each of the engine's many character loops.
+#[inline(never)]
+pub(crate) fn push(out: &mut String, c: char) {
+    out.push(c);
 }
 
 /// A JSON reader that keeps numbers' text.
@@ -412,8 +461,8 @@ impl Json<'_> {
         self.i = j;
         let text = String::from_utf8_lossy(&self.b[s..j]).into_owned();
         if self.floats {
-            match text.parse::<f64>() {
-                Ok(f) if f.is_finite() => Ok(Value::Float(f)),
+            match super::float::parse(&text) {
+                Some(f) if f.is_finite() => Ok(Value::Float(f)),
                 _ => self.err("number out of range"),
             }
         } else {
@@ -539,29 +588,9 @@ fn json_into(out: &mut String, v: &Value, indent: Option<&str>, depth: usize, ht
             newline(out, indent, depth);
             out.push('}');
         }
-        Value::Pem(p) => {
+        Value::Pem(_) | Value::Secret(_) => {
             out.push('{');
-            for (i, f) in PEM_FIELDS.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                newline(out, indent, depth + 1);
-                json_string(out, f, html);
-                out.push_str(colon);
-                json_into(
-                    out,
-                    &p.field(f).unwrap_or(Value::Nil),
-                    indent,
-                    depth + 1,
-                    html,
-                );
-            }
-            newline(out, indent, depth);
-            out.push('}');
-        }
-        Value::Secret(s) => {
-            out.push('{');
-            for (i, f) in SECRET_FIELDS.iter().enumerate() {
+            for (i, f) in v.struct_fields().iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -569,10 +598,10 @@ fn json_into(out: &mut String, v: &Value, indent: Option<&str>, depth: usize, ht
                 json_string(out, f, html);
                 out.push_str(colon);
                 // Go marshals a nil map or slice as null
-                let x = match *f {
-                    "Data" if s.data.is_none() => Value::Nil,
-                    "Warnings" if s.warnings.is_none() => Value::Nil,
-                    _ => s.field(f).unwrap_or(Value::Nil),
+                let x = match (v, *f) {
+                    (Value::Secret(s), "Data") if s.data.is_none() => Value::Nil,
+                    (Value::Secret(s), "Warnings") if s.warnings.is_none() => Value::Nil,
+                    _ => v.struct_field(f),
                 };
                 json_into(out, &x, indent, depth + 1, html);
             }
@@ -587,8 +616,7 @@ fn json_float(f: f64) -> String {
     let a = f.abs();
     if a != 0.0 && !(1e-6..1e21).contains(&a) {
         let s = format!("{f:e}");
-        let (m, e) = s.split_once('e').unwrap_or((&s, "0"));
-        let e: i32 = e.parse().unwrap_or(0);
+        let (m, e) = super::print::split_exp(&s);
         let sign = if e < 0 { '-' } else { '+' };
         format!("{m}e{sign}{:02}", e.abs())
             .replace("e-0", "e-")
@@ -616,7 +644,7 @@ fn json_string(out: &mut String, s: &str, html: bool) {
             c if (c as u32) < 0x20 => {
                 let _ = write!(out, "\\u{:04x}", c as u32);
             }
-            c => out.push(c),
+            c => push(out, c),
         }
     }
     out.push('"');

@@ -5,7 +5,8 @@
 //! and a `json.Number` written as the int or float it parses as.
 
 use super::print::float;
-use super::value::{Value, PEM_FIELDS, SECRET_FIELDS};
+use super::value::push;
+use super::value::Value;
 
 /// Marshals `v` as yaml.v2 does, without the trailing newline.
 pub(crate) fn to_yaml(v: &Value) -> Result<String, String> {
@@ -49,19 +50,12 @@ impl Emitter {
                 }
                 self.mapping(&entries, ind, ctx);
             }
-            Value::Pem(p) => {
-                let fields: Vec<(String, Value)> = PEM_FIELDS
+            Value::Pem(_) | Value::Secret(_) => {
+                // yaml.v2 lower-cases Go's field names (ASCII here)
+                let fields: Vec<(String, Value)> = v
+                    .struct_fields()
                     .iter()
-                    .map(|f| (f.to_lowercase(), p.field(f).unwrap_or(Value::Nil)))
-                    .collect();
-                let entries: Vec<(String, &Value)> =
-                    fields.iter().map(|(k, v)| (k.clone(), v)).collect();
-                self.mapping(&entries, ind, ctx);
-            }
-            Value::Secret(s) => {
-                let fields: Vec<(String, Value)> = SECRET_FIELDS
-                    .iter()
-                    .map(|f| (f.to_lowercase(), s.field(f).unwrap_or(Value::Nil)))
+                    .map(|f| (f.to_ascii_lowercase(), v.struct_field(f)))
                     .collect();
                 let entries: Vec<(String, &Value)> =
                     fields.iter().map(|(k, v)| (k.clone(), v)).collect();
@@ -192,7 +186,7 @@ impl Emitter {
                 continue;
             }
             prev_space = c == ' ';
-            self.out.push(c);
+            push(&mut self.out, c);
         }
     }
 
@@ -225,7 +219,7 @@ impl Emitter {
                         self.out.push_str(&format!("\\U{u:08X}"));
                     }
                 }
-                c => self.out.push(c),
+                c => push(&mut self.out, c),
             }
         }
         self.out.push('"');
@@ -357,7 +351,7 @@ fn analyze(s: &str) -> Analysis {
 
 /// strconv's `ParseFloat` on text that is not an int (`1.5`, `1e3`); `None` otherwise.
 fn go_parse_float(s: &str) -> Option<f64> {
-    s.parse::<f64>().ok().filter(|f| f.is_finite())
+    super::float::parse(s).filter(|f| f.is_finite())
 }
 
 fn yaml_float(f: f64) -> String {
@@ -382,24 +376,24 @@ fn resolves_to_non_string(s: &str) -> bool {
     if WORDS.contains(&s) || s == "<<" {
         return true;
     }
-    let first = s.chars().next().unwrap_or(' ');
-    if !(first.is_ascii_digit() || matches!(first, '-' | '+' | '.')) {
+    // ASCII tests on bytes: no UTF-8 decoding loop per test (a non-ASCII char fails them alike)
+    let first = s.as_bytes().first().copied().unwrap_or(b' ');
+    if !(first.is_ascii_digit() || matches!(first, b'-' | b'+' | b'.')) {
         return false;
     }
+    let digits = |t: &str| t.bytes().all(|c| c.is_ascii_digit());
     let plain = s.replace('_', "");
     let body = plain.trim_start_matches(['-', '+']);
+    let prefixed = |p: &str, ok: fn(u8) -> bool| {
+        body.strip_prefix(p)
+            .is_some_and(|b| !b.is_empty() && b.bytes().all(ok))
+    };
     // ints: decimal, 0b, 0o/0 octal, 0x hex (yaml.v2 uses strconv.ParseInt with base 0)
     let int = !body.is_empty()
-        && (body.chars().all(|c| c.is_ascii_digit())
-            || body
-                .strip_prefix("0b")
-                .is_some_and(|b| !b.is_empty() && b.chars().all(|c| c == '0' || c == '1'))
-            || body
-                .strip_prefix("0x")
-                .is_some_and(|b| !b.is_empty() && b.chars().all(|c| c.is_ascii_hexdigit()))
-            || body
-                .strip_prefix("0o")
-                .is_some_and(|b| !b.is_empty() && b.chars().all(|c| ('0'..='7').contains(&c))));
+        && (digits(body)
+            || prefixed("0b", |c| c == b'0' || c == b'1')
+            || prefixed("0x", |c| c.is_ascii_hexdigit())
+            || prefixed("0o", |c| (b'0'..=b'7').contains(&c)));
     if int {
         return true;
     }
@@ -410,17 +404,13 @@ fn resolves_to_non_string(s: &str) -> bool {
             None => (body, None),
         };
         let mant_ok = match mant.split_once('.') {
-            Some(("", frac)) => !frac.is_empty() && frac.chars().all(|c| c.is_ascii_digit()),
-            Some((int, frac)) => {
-                !int.is_empty()
-                    && int.chars().all(|c| c.is_ascii_digit())
-                    && frac.chars().all(|c| c.is_ascii_digit())
-            }
-            None => !mant.is_empty() && mant.chars().all(|c| c.is_ascii_digit()),
+            Some(("", frac)) => !frac.is_empty() && digits(frac),
+            Some((int, frac)) => !int.is_empty() && digits(int) && digits(frac),
+            None => !mant.is_empty() && digits(mant),
         };
         let exp_ok = exp.is_none_or(|e| {
             let d = e.trim_start_matches(['-', '+']);
-            e.len() - d.len() <= 1 && !d.is_empty() && d.chars().all(|c| c.is_ascii_digit())
+            e.len() - d.len() <= 1 && !d.is_empty() && digits(d)
         });
         mant_ok && exp_ok
     };
@@ -429,8 +419,8 @@ fn resolves_to_non_string(s: &str) -> bool {
         && s.split(':').enumerate().all(|(i, p)| {
             !p.is_empty()
                 && p.trim_start_matches(['-', '+'])
-                    .chars()
-                    .all(|c| c.is_ascii_digit() || c == '_' || (c == '.' && i > 0))
+                    .bytes()
+                    .all(|c| c.is_ascii_digit() || c == b'_' || (c == b'.' && i > 0))
         });
     float || base60
 }
