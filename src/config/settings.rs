@@ -46,7 +46,7 @@ pub struct About {
     /// Whether there is no default and the setting must be given.
     pub required: bool,
     /// What the setting does: one line for `--help` and README, in which each `{name}` of
-    /// [`help_values`] stands for the constant it names; read it with [`About::help`].
+    /// `help_values` stands for the constant it names; read it with [`About::help`].
     pub help: &'static str,
     /// Read only by `vault-login exec`, and not even parsed otherwise.
     pub exec_only: bool,

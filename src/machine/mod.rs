@@ -299,7 +299,7 @@ impl Machine {
     }
 
     /// Time has reached [`Machine::poll_timeout`]: the timers due by `now` fire, in
-    /// [`Timer::ALL`]'s order.
+    /// `Timer::ALL`'s order.
     pub fn handle_timeout(&mut self, now: Instant) {
         for timer in Timer::ALL {
             // Checked one by one: a timer that fires may arm a later one for `now`.
