@@ -63,7 +63,6 @@ pub(super) struct Driver<'a> {
     /// The token file write in flight (on a blocking thread), and whether another was asked
     /// for meanwhile.
     writing: Option<Pending<'a, Event>>,
-    write_again: bool,
     /// Set when the file was found changed: the next write restores it.
     changed: bool,
     memos: Vec<SecretMemo>,
@@ -125,7 +124,6 @@ impl<'a> Driver<'a> {
             cert_request: None,
             hooks_done: None,
             writing: None,
-            write_again: false,
             changed: false,
             memos,
             certs_known: certs.count,
@@ -255,10 +253,7 @@ impl<'a> Driver<'a> {
                 let deadline = deadline.map(Instant::from_std);
                 self.request = Some(Box::pin(agent.renew(self.token(), increment, deadline)));
             }
-            // One write at a time: two on blocking threads would race each other's renames
-            // (and each other's inotify events). A write asked for meanwhile runs once the
-            // current one is done, with the token held then.
-            Action::Write if self.writing.is_some() => self.write_again = true,
+            // The machine asks for one write at a time (it merges the ones needed meanwhile).
             Action::Write => self.start_write(),
             Action::WatchJwt => self.watch_jwt(),
             Action::RunHooks(hook) => self.run_hooks(hook),
@@ -357,7 +352,6 @@ impl<'a> Driver<'a> {
         // A write still in flight finishes first, or it would put the token back after the
         // file is removed (the machine's deadline still holds).
         let in_flight = self.writing.take();
-        self.write_again = false;
         let revoke = self
             .agent
             .revoke(token, leases, Instant::from_std(deadline));
@@ -533,9 +527,6 @@ impl<'a> Driver<'a> {
     fn written(&mut self, event: Event) {
         self.writing = None;
         self.machine.handle(now(), event);
-        if std::mem::take(&mut self.write_again) && self.writing.is_none() {
-            self.start_write();
-        }
     }
 
     /// Something changed in the JWT's directory: an event only if the JWT itself changed.

@@ -12,7 +12,7 @@
 //! - at most one request (login or renewal) is in flight; a new request action replaces the
 //!   one in flight (drop it: its result must not be fed back);
 //! - a [`Action::Write`]'s outcome is fed back with [`Event::Written`] or
-//!   [`Event::WriteFailed`]; a new one replaces one still in flight;
+//!   [`Event::WriteFailed`]; the machine asks for one write at a time;
 //! - a request's `sent` is the instant it was sent: a token's expiry counts from then, so a
 //!   slow answer never makes a token look longer-lived than it is;
 //! - a login's token waits in the driver until [`Action::Take`] makes it the held one (a late
@@ -127,6 +127,10 @@ pub struct Machine {
     phase: Phase,
     /// A fresh token's [`Action::Discard`] is in flight: exiting waits for it too.
     discarding: bool,
+    /// An [`Action::Write`] is in flight, and whether another was needed meanwhile: one write
+    /// at a time (see [`Machine::write`]).
+    writing: bool,
+    write_again: bool,
     /// The token whose answer came late, until its life is known.
     unsure: Option<Unsure>,
     actions: VecDeque<Action>,
@@ -173,6 +177,8 @@ impl Machine {
             said: Said::default(),
             phase: Phase::Running,
             discarding: false,
+            writing: false,
+            write_again: false,
             unsure: None,
             actions: VecDeque::new(),
         }
@@ -334,7 +340,7 @@ impl Machine {
             }
             Timer::WriteRetry => {
                 if self.holds_live_token(now) {
-                    self.actions.push_back(Action::Write);
+                    self.write();
                 } else if self.once() {
                     // The token expired before the volume took it: a new one is needed.
                     self.plan(Step::Login, Some(now));
@@ -411,12 +417,25 @@ impl Machine {
                 sent,
                 result,
             } => self.cert_done(now, index, sent, result),
+            Event::Written if std::mem::take(&mut self.write_again) => {
+                // What landed is already old (a newer token was taken meanwhile): the file is
+                // not current and the new token's hooks wait for its own write.
+                self.writing = false;
+                self.write();
+            }
             Event::Written => {
+                self.writing = false;
                 self.written(now);
                 self.start_secret(now);
                 self.settle_hooks(now);
             }
-            Event::WriteFailed(message) => self.write_failed(now, message),
+            Event::WriteFailed(message) => {
+                self.writing = false;
+                self.write_failed(now, message);
+                if std::mem::take(&mut self.write_again) {
+                    self.write();
+                }
+            }
             Event::HooksDone => {
                 if self.phase == Phase::AwaitingHooks {
                     self.exit(Exit::Done);
@@ -428,7 +447,7 @@ impl Machine {
                 // already gone (an expired token is worse than none) or we are about to exit.
                 if self.phase == Phase::Running && self.holds_live_token(now) {
                     self.file_current = false;
-                    self.actions.push_back(Action::Write);
+                    self.write();
                 }
             }
             Event::Relogin => self.relogin(now),
@@ -684,7 +703,19 @@ impl Machine {
         self.timers.stop(Timer::WriteRetry);
         self.unhooked = true;
         self.actions.push_back(Action::Take);
-        self.actions.push_back(Action::Write);
+        self.write();
+    }
+
+    /// Asks for the token file's write, one at a time: two on blocking threads would race
+    /// each other's renames (and each other's inotify events). A write needed while one is in
+    /// flight is asked for once that one's outcome is in, and writes the token held then.
+    fn write(&mut self) {
+        if self.writing {
+            self.write_again = true;
+        } else {
+            self.writing = true;
+            self.actions.push_back(Action::Write);
+        }
     }
 
     /// A login answered with a token: taken at once, unless the answer came late.
@@ -1383,6 +1414,31 @@ mod tests {
         assert_eq!(actions(&mut m), vec![Action::Write]);
         m.handle(t0 + S(5), Event::Written);
         assert!(actions(&mut m).is_empty(), "hooks ran once already");
+    }
+
+    #[test]
+    fn one_write_at_a_time_and_the_one_needed_meanwhile_follows_with_its_own_hooks() {
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Sidecar), t0, 3);
+        m.handle_timeout(t0);
+        actions(&mut m);
+        login_done(&mut m, t0, t0, Ok(grant(3600, true)));
+        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
+        // The file is replaced while the first write is in flight: no second write yet.
+        m.handle(t0, Event::TokenFileChanged);
+        assert!(actions(&mut m).is_empty(), "one write at a time");
+        // The first lands: what it wrote may be old, so the next write follows at once and
+        // the new token's hooks wait for it.
+        m.handle(t0, Event::Written);
+        assert_eq!(actions(&mut m), vec![Action::Write]);
+        m.handle(t0, Event::Written);
+        assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
+        // A failed write with another needed meanwhile: that one is asked for at once.
+        m.handle(t0 + S(5), Event::TokenFileChanged);
+        assert_eq!(actions(&mut m), vec![Action::Write]);
+        m.handle(t0 + S(5), Event::TokenFileChanged);
+        m.handle(t0 + S(5), Event::WriteFailed("disk full".into()));
+        assert_eq!(actions(&mut m), vec![Action::Write]);
     }
 
     #[test]
