@@ -3,7 +3,7 @@
 //! changed, render the templates that use it, renew its lease, and report to the machine and
 //! the status.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{MutexGuard, PoisonError};
 
 use tokio::time::Instant;
@@ -32,8 +32,9 @@ type RenderJob = (usize, TemplateSpec, Zeroizing<Vec<u8>>, u64);
 pub(super) struct Book {
     /// One per distinct read; grows when a template's read depends on another's answer.
     pub(super) sources: Vec<Source>,
-    /// The sources nothing uses any more ([`Book::sweep`]); they keep their index.
-    retired: BTreeSet<usize>,
+    /// The sources nothing uses any more ([`Book::sweep`]); they keep their index. A few at
+    /// most, so a `Vec` scanned linearly: a set type instantiated only for this cost ~4 KB.
+    retired: Vec<usize>,
     pub(super) templates: TemplateBook,
     /// The path read for a template's `GET`, once the mount was looked up (KV v2: `data/`).
     read_paths: HashMap<String, String>,
@@ -55,7 +56,7 @@ impl Book {
             certs: templates.first_certs(),
             said: vec![Said::default(); templates.templates().len()],
             templates,
-            retired: BTreeSet::new(),
+            retired: Vec::new(),
             read_paths: HashMap::new(),
             env,
         }
@@ -70,25 +71,23 @@ impl Book {
         let (mut retire, mut revive) = (Vec::new(), Vec::new());
         for (index, source) in self.sources.iter().enumerate() {
             let used = !source.specs.is_empty() || self.templates.in_use(&source.read);
-            match (used, self.retired.contains(&index)) {
-                (false, false) => {
-                    info!(path = source.path(), "no template reads this path any more: no more reads or renewals (a lease is left to expire)");
-                    retire.push(index);
-                }
-                (true, true) => {
-                    info!(path = source.path(), "a template reads this path again");
-                    revive.push(index);
-                }
-                _ => {}
+            let was_retired = self.retired.contains(&index);
+            if used == was_retired {
+                // One log call site for both changes: each `info!` with fields expands to ~1 KB.
+                let said = if used {
+                    "a template reads this path again"
+                } else {
+                    "no template reads this path any more: no more reads or renewals (a lease is left to expire)"
+                };
+                info!(path = source.path(), "{said}");
+                if used { &mut revive } else { &mut retire }.push(index);
             }
             if !used {
                 self.templates.forget(&source.read);
             }
         }
-        self.retired.extend(&retire);
-        for index in &revive {
-            self.retired.remove(index);
-        }
+        self.retired.extend_from_slice(&retire);
+        self.retired.retain(|index| !revive.contains(index));
         (retire, revive)
     }
 }
