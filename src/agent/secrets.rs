@@ -63,12 +63,12 @@ impl Book {
     }
 
     /// After a render: the sources nothing uses any more (no `VAULT_LOGIN_SECRET_*` file or
-    /// value, no template's last render, no file's current content), newly so, and the retired
-    /// ones a template reads again. A retired source's answer is forgotten (again after a read
-    /// of it that was in flight), so a template coming back to it waits for a fresh read
-    /// instead of rendering a stale answer.
-    pub(super) fn sweep(&mut self) -> (Vec<usize>, Vec<usize>) {
-        let (mut retire, mut revive) = (Vec::new(), Vec::new());
+    /// value, no template's last render, no file's current content), newly so, with `false`,
+    /// and the retired ones a template reads again, with `true`, in index order. A retired
+    /// source's answer is forgotten (again after a read of it that was in flight), so a
+    /// template coming back to it waits for a fresh read instead of rendering a stale answer.
+    pub(super) fn sweep(&mut self) -> Vec<(usize, bool)> {
+        let mut changes = Vec::new();
         for (index, source) in self.sources.iter().enumerate() {
             let used = !source.specs.is_empty() || self.templates.in_use(&source.read);
             let was_retired = self.retired.contains(&index);
@@ -80,15 +80,20 @@ impl Book {
                     "no template reads this path any more: no more reads or renewals (a lease is left to expire)"
                 };
                 info!(path = source.path(), "{said}");
-                if used { &mut revive } else { &mut retire }.push(index);
+                changes.push((index, used));
             }
             if !used {
                 self.templates.forget(&source.read);
             }
         }
-        self.retired.extend_from_slice(&retire);
-        self.retired.retain(|index| !revive.contains(index));
-        (retire, revive)
+        for &(index, used) in &changes {
+            if used {
+                self.retired.retain(|i| *i != index);
+            } else {
+                self.retired.push(index);
+            }
+        }
+        changes
     }
 }
 
