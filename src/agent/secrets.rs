@@ -489,14 +489,26 @@ impl Agent {
         match book.templates.render(i) {
             Rendering::Waiting(missing) => {
                 for r in missing {
-                    if matches!(r, Read::Cert(..)) {
-                        // The driver gives the certificates' lane the new ones.
-                        if !book.certs.contains(&r) {
-                            debug!(read = %r, "a template asks for a new certificate");
-                            book.certs.push(r);
-                        }
-                    } else if !book.sources.iter().any(|s| s.read == r) {
-                        debug!(read = %r, "a template reads a new path");
+                    // The driver gives the certificates' lane the new ones.
+                    let cert = matches!(r, Read::Cert(..));
+                    let new = if cert {
+                        !book.certs.contains(&r)
+                    } else {
+                        !book.sources.iter().any(|s| s.read == r)
+                    };
+                    if !new {
+                        continue;
+                    }
+                    // One log call site for both (each `debug!` with fields expands to ~1 KB).
+                    let what = if cert {
+                        "a template asks for a new certificate"
+                    } else {
+                        "a template reads a new path"
+                    };
+                    debug!(read = %r, "{what}");
+                    if cert {
+                        book.certs.push(r);
+                    } else {
                         book.sources.push(Source::new(r, true));
                         report.added += 1;
                     }
@@ -520,15 +532,19 @@ impl Agent {
                 book.said[i].clear();
                 report.results.push((i, Ok(false)));
             }
-            Rendering::Failed(e) if i >= self.outputs.env_templates => {
-                let said = book.said[i].say(&e).into_owned();
-                warn!(error = %said, "environment value not rendered; the program keeps the value it has");
-                let var = book.templates.templates()[i].name.clone();
-                book.env.failed(&var, e.clone());
-                report.results.push((i, Err(e)));
-            }
             Rendering::Failed(e) => {
-                warn!(error = %book.said[i].say(&e), "template not rendered; its file keeps its last good content");
+                let env = i >= self.outputs.env_templates;
+                // One log call site for both kinds (each `warn!` with fields expands to ~1 KB).
+                let what = if env {
+                    "environment value not rendered; the program keeps the value it has"
+                } else {
+                    "template not rendered; its file keeps its last good content"
+                };
+                warn!(error = %book.said[i].say(&e), "{what}");
+                if env {
+                    let var = book.templates.templates()[i].name.clone();
+                    book.env.failed(&var, e.clone());
+                }
                 report.results.push((i, Err(e)));
             }
         }
