@@ -197,12 +197,9 @@ impl<'a> Driver<'a> {
             self.machine.add_cert(now());
             self.certs_known += 1;
         }
-        let (retired, revived) = self.agent.book().sweep();
-        for index in retired {
-            self.machine.retire_secret(index);
-        }
-        for index in revived {
-            self.machine.revive_secret(now(), index);
+        let changes = self.agent.book().sweep();
+        for (index, used) in changes {
+            self.machine.secret_used(now(), index, used);
         }
     }
 

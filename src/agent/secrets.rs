@@ -3,7 +3,7 @@
 //! changed, render the templates that use it, renew its lease, and report to the machine and
 //! the status.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{MutexGuard, PoisonError};
 
 use tokio::time::Instant;
@@ -32,8 +32,9 @@ type RenderJob = (usize, TemplateSpec, Zeroizing<Vec<u8>>, u64);
 pub(super) struct Book {
     /// One per distinct read; grows when a template's read depends on another's answer.
     pub(super) sources: Vec<Source>,
-    /// The sources nothing uses any more ([`Book::sweep`]); they keep their index.
-    retired: BTreeSet<usize>,
+    /// The sources nothing uses any more ([`Book::sweep`]); they keep their index. A few at
+    /// most, so a `Vec` scanned linearly: a set type instantiated only for this cost ~4 KB.
+    retired: Vec<usize>,
     pub(super) templates: TemplateBook,
     /// The path read for a template's `GET`, once the mount was looked up (KV v2: `data/`).
     read_paths: HashMap<String, String>,
@@ -55,41 +56,44 @@ impl Book {
             certs: templates.first_certs(),
             said: vec![Said::default(); templates.templates().len()],
             templates,
-            retired: BTreeSet::new(),
+            retired: Vec::new(),
             read_paths: HashMap::new(),
             env,
         }
     }
 
     /// After a render: the sources nothing uses any more (no `VAULT_LOGIN_SECRET_*` file or
-    /// value, no template's last render, no file's current content), newly so, and the retired
-    /// ones a template reads again. A retired source's answer is forgotten (again after a read
-    /// of it that was in flight), so a template coming back to it waits for a fresh read
-    /// instead of rendering a stale answer.
-    pub(super) fn sweep(&mut self) -> (Vec<usize>, Vec<usize>) {
-        let (mut retire, mut revive) = (Vec::new(), Vec::new());
+    /// value, no template's last render, no file's current content), newly so, with `false`,
+    /// and the retired ones a template reads again, with `true`, in index order. A retired
+    /// source's answer is forgotten (again after a read of it that was in flight), so a
+    /// template coming back to it waits for a fresh read instead of rendering a stale answer.
+    pub(super) fn sweep(&mut self) -> Vec<(usize, bool)> {
+        let mut changes = Vec::new();
         for (index, source) in self.sources.iter().enumerate() {
             let used = !source.specs.is_empty() || self.templates.in_use(&source.read);
-            match (used, self.retired.contains(&index)) {
-                (false, false) => {
-                    info!(path = source.path(), "no template reads this path any more: no more reads or renewals (a lease is left to expire)");
-                    retire.push(index);
-                }
-                (true, true) => {
-                    info!(path = source.path(), "a template reads this path again");
-                    revive.push(index);
-                }
-                _ => {}
+            let was_retired = self.retired.contains(&index);
+            if used == was_retired {
+                // One log call site for both changes: each `info!` with fields expands to ~1 KB.
+                let said = if used {
+                    "a template reads this path again"
+                } else {
+                    "no template reads this path any more: no more reads or renewals (a lease is left to expire)"
+                };
+                info!(path = source.path(), "{said}");
+                changes.push((index, used));
             }
             if !used {
                 self.templates.forget(&source.read);
             }
         }
-        self.retired.extend(&retire);
-        for index in &revive {
-            self.retired.remove(index);
+        for &(index, used) in &changes {
+            if used {
+                self.retired.retain(|i| *i != index);
+            } else {
+                self.retired.push(index);
+            }
         }
-        (retire, revive)
+        changes
     }
 }
 
@@ -485,14 +489,26 @@ impl Agent {
         match book.templates.render(i) {
             Rendering::Waiting(missing) => {
                 for r in missing {
-                    if matches!(r, Read::Cert(..)) {
-                        // The driver gives the certificates' lane the new ones.
-                        if !book.certs.contains(&r) {
-                            debug!(read = %r, "a template asks for a new certificate");
-                            book.certs.push(r);
-                        }
-                    } else if !book.sources.iter().any(|s| s.read == r) {
-                        debug!(read = %r, "a template reads a new path");
+                    // The driver gives the certificates' lane the new ones.
+                    let cert = matches!(r, Read::Cert(..));
+                    let new = if cert {
+                        !book.certs.contains(&r)
+                    } else {
+                        !book.sources.iter().any(|s| s.read == r)
+                    };
+                    if !new {
+                        continue;
+                    }
+                    // One log call site for both (each `debug!` with fields expands to ~1 KB).
+                    let what = if cert {
+                        "a template asks for a new certificate"
+                    } else {
+                        "a template reads a new path"
+                    };
+                    debug!(read = %r, "{what}");
+                    if cert {
+                        book.certs.push(r);
+                    } else {
                         book.sources.push(Source::new(r, true));
                         report.added += 1;
                     }
@@ -516,15 +532,19 @@ impl Agent {
                 book.said[i].clear();
                 report.results.push((i, Ok(false)));
             }
-            Rendering::Failed(e) if i >= self.outputs.env_templates => {
-                let said = book.said[i].say(&e).into_owned();
-                warn!(error = %said, "environment value not rendered; the program keeps the value it has");
-                let var = book.templates.templates()[i].name.clone();
-                book.env.failed(&var, e.clone());
-                report.results.push((i, Err(e)));
-            }
             Rendering::Failed(e) => {
-                warn!(error = %book.said[i].say(&e), "template not rendered; its file keeps its last good content");
+                let env = i >= self.outputs.env_templates;
+                // One log call site for both kinds (each `warn!` with fields expands to ~1 KB).
+                let what = if env {
+                    "environment value not rendered; the program keeps the value it has"
+                } else {
+                    "template not rendered; its file keeps its last good content"
+                };
+                warn!(error = %book.said[i].say(&e), "{what}");
+                if env {
+                    let var = book.templates.templates()[i].name.clone();
+                    book.env.failed(&var, e.clone());
+                }
                 report.results.push((i, Err(e)));
             }
         }

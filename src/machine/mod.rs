@@ -244,16 +244,15 @@ impl Machine {
         index
     }
 
-    /// Secret `index` is used by nothing any more: no more reads or renewals
-    /// ([`SecretLane::retire`]).
-    pub fn retire_secret(&mut self, index: usize) {
-        self.secrets.retire(index);
-        self.arm_lanes();
-    }
-
-    /// Retired secret `index` is used again: read as soon as a token is there.
-    pub fn revive_secret(&mut self, now: Instant, index: usize) {
-        self.secrets.revive(now, index);
+    /// Secret `index` is used by nothing any more (`used` false: no more reads or renewals,
+    /// [`SecretLane::retire`]), or a retired one is used again (read as soon as a token is
+    /// there). One method for both: one inlined copy of the lanes' re-arming, not two.
+    pub fn secret_used(&mut self, now: Instant, index: usize, used: bool) {
+        if used {
+            self.secrets.revive(now, index);
+        } else {
+            self.secrets.retire(index);
+        }
         self.arm_lanes();
     }
 

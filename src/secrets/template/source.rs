@@ -89,14 +89,16 @@ pub trait Source {
 /// A [`Source`] kept in a map: each read's answer, as the sidecar's shared cache would hold it.
 #[derive(Default, Clone)]
 pub struct Reads {
-    map: BTreeMap<Read, Result<Value, String>>,
+    /// `None`: forgotten ([`Reads::forget`]). Kept as a key rather than removed: the map's
+    /// removal code, instantiated for this one use, cost ~3 KB of binary.
+    map: BTreeMap<Read, Option<Result<Value, String>>>,
 }
 
 impl std::fmt::Debug for Reads {
     /// Lists the requests, not the answers (they are secrets).
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_list()
-            .entries(self.map.keys().map(ToString::to_string))
+            .entries(self.reads().map(ToString::to_string))
             .finish()
     }
 }
@@ -109,44 +111,47 @@ impl Reads {
 
     /// Records the answer to a `secret` read or write.
     pub fn secret(&mut self, read: Read, secret: Secret) {
-        self.map.insert(read, Ok(Value::Secret(Arc::new(secret))));
+        self.map
+            .insert(read, Some(Ok(Value::Secret(Arc::new(secret)))));
     }
 
     /// Records the certificate `pkiCert` returns for `read`.
     pub fn cert(&mut self, read: Read, pems: PemEncoded) {
-        self.map.insert(read, Ok(Value::Pem(Arc::new(pems))));
+        self.map.insert(read, Some(Ok(Value::Pem(Arc::new(pems)))));
     }
 
     /// Records the answer to a `secrets` list: the keys, sorted as consul-template sorts them.
     pub fn list(&mut self, read: Read, mut keys: Vec<String>) {
         keys.sort();
         let v = Value::list(keys.into_iter().map(Value::Str).collect());
-        self.map.insert(read, Ok(v));
+        self.map.insert(read, Some(Ok(v)));
     }
 
     /// Records a failed read (`message` names the path and cause, not secret values).
     pub fn failed(&mut self, read: Read, message: String) {
-        self.map.insert(read, Err(message));
+        self.map.insert(read, Some(Err(message)));
     }
 
     /// Forgets `read`'s answer: a template that reads it again waits for a new one.
     pub fn forget(&mut self, read: &Read) {
-        self.map.remove(read);
+        if let Some(answer) = self.map.get_mut(read) {
+            *answer = None;
+        }
     }
 
     /// Whether `read` has an answer.
     pub fn contains(&self, read: &Read) -> bool {
-        self.map.contains_key(read)
+        matches!(self.map.get(read), Some(Some(_)))
     }
 
     /// The reads answered, in order.
     pub fn reads(&self) -> impl Iterator<Item = &Read> {
-        self.map.keys()
+        self.map.iter().filter(|(_, a)| a.is_some()).map(|(r, _)| r)
     }
 }
 
 impl Source for Reads {
     fn answer(&self, read: &Read) -> Option<Result<Value, String>> {
-        self.map.get(read).cloned()
+        self.map.get(read).cloned().flatten()
     }
 }
