@@ -985,7 +985,7 @@ fn simulate(w: &World) -> Run {
                     }
                     m.handle(at(now), Event::Discarded);
                 }
-                Action::Write => {
+                Action::Write { .. } => {
                     sim.file = sim.held;
                     if let Some(i) = sim.held {
                         sim.handed[i] = true;

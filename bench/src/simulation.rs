@@ -311,7 +311,7 @@ fn drive(
                     },
                 },
                 // The file is a tmpfs: writes succeed.
-                Action::Write => Event::Written,
+                Action::Write { .. } => Event::Written,
                 Action::ReadSecret { index } => {
                     reads += 1;
                     let lease = (index >= statics).then(|| {

@@ -63,8 +63,8 @@ pub(super) struct Driver<'a> {
     /// The token file write in flight (on a blocking thread), and whether another was asked
     /// for meanwhile.
     writing: Option<Pending<'a, Event>>,
-    /// Set when the file was found changed: the next write restores it.
-    changed: bool,
+    /// Whether the machine was last told the token file is watched.
+    token_watched: Option<bool>,
     memos: Vec<SecretMemo>,
     /// How many certificates the machine's lane has (the templates' `pkiCert`s can add some).
     certs_known: usize,
@@ -124,7 +124,7 @@ impl<'a> Driver<'a> {
             cert_request: None,
             hooks_done: None,
             writing: None,
-            changed: false,
+            token_watched: None,
             memos,
             certs_known: certs.count,
             auth: None,
@@ -213,8 +213,7 @@ impl<'a> Driver<'a> {
         self.auth.as_ref().map(|a| a.client_token.clone())
     }
 
-    fn start_write(&mut self) {
-        let restoring = std::mem::take(&mut self.changed);
+    fn start_write(&mut self, restoring: bool) {
         self.writing = Some(Box::pin(self.agent.write(self.token(), restoring)));
     }
 
@@ -228,9 +227,6 @@ impl<'a> Driver<'a> {
             Action::Take => {
                 if let Some(a) = self.fresh.take() {
                     self.auth = Some(a);
-                    // A new token's first write restores nothing: a change seen before it was
-                    // our own previous write.
-                    self.changed = false;
                 }
             }
             Action::LookupSelf { fresh, deadline } => {
@@ -251,7 +247,7 @@ impl<'a> Driver<'a> {
                 self.request = Some(Box::pin(agent.renew(self.token(), increment, deadline)));
             }
             // The machine asks for one write at a time (it merges the ones needed meanwhile).
-            Action::Write => self.start_write(),
+            Action::Write { restore } => self.start_write(restore),
             Action::WatchJwt => self.watch_jwt(),
             Action::RunHooks(hook) => self.run_hooks(hook),
             Action::ReadSecret { index } => {
@@ -382,6 +378,11 @@ impl<'a> Driver<'a> {
         let token_changed = (self.watches.as_ref())
             .filter(|w| w.watching_token())
             .map(|w| w.token_changed.clone());
+        // A fact for the machine, which decides what an unwatched file needs.
+        let watched = token_changed.is_some();
+        if self.token_watched.replace(watched) != Some(watched) {
+            self.machine.handle(now(), Event::TokenWatched(watched));
+        }
         let kill_at = self.exec.as_ref().and_then(Supervisor::kill_at);
         let child_running = self.exec.as_ref().is_some_and(Supervisor::running);
         let Driver {
@@ -415,15 +416,7 @@ impl<'a> Driver<'a> {
             () = watch::notified(jwt_changed.as_deref()), if jwt_changed.is_some() => {
                 Input::JwtChanged(jwt::fingerprint_off_thread(jwt_source).await)
             }
-            () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => {
-                // Without a directory watch, check the file at every wake-up instead.
-                let unwatched = token_changed.is_none() && !self.agent.cfg.once && self.auth.is_some();
-                if unwatched {
-                    self.changed = true;
-                    self.machine.handle(now(), Event::TokenFileChanged);
-                }
-                Input::Timer
-            }
+            () = sleep_until(wake.unwrap_or_else(Instant::now)), if wake.is_some() => Input::Timer,
         }
     }
 
@@ -455,10 +448,7 @@ impl<'a> Driver<'a> {
                 self.discarding = None;
                 Some(Event::Discarded)
             }
-            Input::TokenFileChanged => {
-                self.changed = true;
-                Some(Event::TokenFileChanged)
-            }
+            Input::TokenFileChanged => Some(Event::TokenFileChanged),
             Input::JwtChanged(seen) => self.jwt_changed(seen),
             Input::Timer => return self.machine.handle_timeout(now()),
         };

@@ -165,7 +165,11 @@ pub enum Action {
     },
     /// Make the token file hold the current token (a no-op if it already does); feed back
     /// [`Event::Written`] or [`Event::WriteFailed`].
-    Write,
+    Write {
+        /// The file was found missing or changed since the token was taken: a rewrite
+        /// restores it (and says so).
+        restore: bool,
+    },
     /// Watch the JWT file's directory so its appearance is fed back as [`Event::JwtChanged`].
     WatchJwt,
     /// Run these hooks in the background.
@@ -260,6 +264,9 @@ pub enum Event {
     JwtChanged,
     /// The token file was changed or removed by someone else.
     TokenFileChanged,
+    /// Whether the token file's directory is watched now. Without a watch, the file is
+    /// checked at every wake-up instead (a sidecar only).
+    TokenWatched(bool),
     /// SIGHUP: log in again now.
     Relogin,
     /// SIGTERM or SIGINT: stop.

@@ -11,7 +11,7 @@
 //! Contract with the driver:
 //! - at most one request (login or renewal) is in flight; a new request action replaces the
 //!   one in flight (drop it: its result must not be fed back);
-//! - a [`Action::Write`]'s outcome is fed back with [`Event::Written`] or
+//! - a [`Action::Write { restore: false }`]'s outcome is fed back with [`Event::Written`] or
 //!   [`Event::WriteFailed`]; the machine asks for one write at a time;
 //! - a request's `sent` is the instant it was sent: a token's expiry counts from then, so a
 //!   slow answer never makes a token look longer-lived than it is;
@@ -127,10 +127,15 @@ pub struct Machine {
     phase: Phase,
     /// A fresh token's [`Action::Discard`] is in flight: exiting waits for it too.
     discarding: bool,
-    /// An [`Action::Write`] is in flight, and whether another was needed meanwhile: one write
+    /// An [`Action::Write { restore: false }`] is in flight, and whether another was needed meanwhile: one write
     /// at a time (see [`Machine::write`]).
     writing: bool,
     write_again: bool,
+    /// The file was found missing or changed since the token was taken: the next write
+    /// restores it.
+    restore: bool,
+    /// Whether the token file's directory is watched ([`Event::TokenWatched`]).
+    token_watched: bool,
     /// The token whose answer came late, until its life is known.
     unsure: Option<Unsure>,
     actions: VecDeque<Action>,
@@ -179,6 +184,8 @@ impl Machine {
             discarding: false,
             writing: false,
             write_again: false,
+            restore: false,
+            token_watched: true,
             unsure: None,
             actions: VecDeque::new(),
         }
@@ -306,6 +313,11 @@ impl Machine {
     /// Time has reached [`Machine::poll_timeout`]: the timers due by `now` fire, in
     /// `Timer::ALL`'s order.
     pub fn handle_timeout(&mut self, now: Instant) {
+        // Without a watch on its directory, the token file is checked at every wake-up
+        // instead (the write checks the content first, so an intact file is not rewritten).
+        if !self.token_watched && !self.once() {
+            self.file_changed(now);
+        }
         for timer in Timer::ALL {
             // Checked one by one: a timer that fires may arm a later one for `now`.
             if self.timers.expire(timer, now) {
@@ -441,14 +453,8 @@ impl Machine {
                 }
             }
             Event::JwtChanged => self.jwt_changed(now),
-            Event::TokenFileChanged => {
-                // Someone replaced or removed the file: put the token back, unless it is
-                // already gone (an expired token is worse than none) or we are about to exit.
-                if self.phase == Phase::Running && self.holds_live_token(now) {
-                    self.file_current = false;
-                    self.write();
-                }
-            }
+            Event::TokenFileChanged => self.file_changed(now),
+            Event::TokenWatched(watched) => self.token_watched = watched,
             Event::Relogin => self.relogin(now),
         }
     }
@@ -701,6 +707,8 @@ impl Machine {
         self.file_current = false;
         self.timers.stop(Timer::WriteRetry);
         self.unhooked = true;
+        // A change seen before this token's first write was our own previous write.
+        self.restore = false;
         self.actions.push_back(Action::Take);
         self.write();
     }
@@ -713,7 +721,18 @@ impl Machine {
             self.write_again = true;
         } else {
             self.writing = true;
-            self.actions.push_back(Action::Write);
+            let restore = std::mem::take(&mut self.restore);
+            self.actions.push_back(Action::Write { restore });
+        }
+    }
+
+    /// The token file may have been replaced or removed: put the token back, unless it is
+    /// already gone (an expired token is worse than none) or we are about to exit.
+    fn file_changed(&mut self, now: Instant) {
+        if self.phase == Phase::Running && self.holds_live_token(now) {
+            self.file_current = false;
+            self.restore = true;
+            self.write();
         }
     }
 
@@ -1239,7 +1258,10 @@ mod tests {
         m.handle_timeout(t0);
         assert_eq!(actions(&mut m), vec![Action::Login { deadline: None }]);
         login_done(&mut m, t0, t0, Ok(grant(ttl, renewable)));
-        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::Take, Action::Write { restore: false }]
+        );
         m.handle(t0, Event::Written);
         assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
         (m, t0)
@@ -1298,7 +1320,10 @@ mod tests {
         // The answer took 9 s (on time: under a tenth of the TTL): the token's life started
         // when the request left.
         login_done(&mut m, t0 + S(9), t0, Ok(grant(100, true)));
-        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::Take, Action::Write { restore: false }]
+        );
         m.handle(t0 + S(9), Event::Written);
         let due = m.poll_timeout().unwrap();
         assert!(due <= t0 + S(77), "{:?}", due - t0);
@@ -1383,7 +1408,7 @@ mod tests {
         }
         // Once the token is gone, the file is not rewritten with it.
         m.handle(now, Event::TokenFileChanged);
-        assert!(!actions(&mut m).contains(&Action::Write));
+        assert!(!actions(&mut m).contains(&Action::Write { restore: false }));
     }
 
     #[test]
@@ -1393,7 +1418,10 @@ mod tests {
         m.handle_timeout(t0);
         actions(&mut m);
         login_done(&mut m, t0, t0, Ok(grant(3600, true)));
-        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::Take, Action::Write { restore: false }]
+        );
         m.handle(t0, Event::WriteFailed("read-only file system".into()));
         assert!(
             actions(&mut m).is_empty(),
@@ -1401,7 +1429,7 @@ mod tests {
         );
         assert_eq!(m.poll_timeout(), Some(t0 + WRITE_RETRY_FLOOR));
         m.handle_timeout(t0 + WRITE_RETRY_FLOOR);
-        assert_eq!(actions(&mut m), vec![Action::Write]);
+        assert_eq!(actions(&mut m), vec![Action::Write { restore: false }]);
         m.handle(t0 + WRITE_RETRY_FLOOR, Event::Written);
         assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
     }
@@ -1410,9 +1438,32 @@ mod tests {
     fn file_change_rewrites_a_live_token() {
         let (mut m, t0) = logged_in(3600, true);
         m.handle(t0 + S(5), Event::TokenFileChanged);
-        assert_eq!(actions(&mut m), vec![Action::Write]);
+        assert_eq!(actions(&mut m), vec![Action::Write { restore: true }]);
         m.handle(t0 + S(5), Event::Written);
         assert!(actions(&mut m).is_empty(), "hooks ran once already");
+    }
+
+    #[test]
+    fn an_unwatched_token_file_is_checked_at_every_wake_up_of_a_sidecar_only() {
+        let (mut m, t0) = logged_in(3600, true);
+        m.handle(t0, Event::TokenWatched(false));
+        assert!(actions(&mut m).is_empty(), "a fact, not yet a check");
+        m.handle_timeout(t0 + S(1));
+        assert_eq!(actions(&mut m)[0], Action::Write { restore: true });
+        m.handle(t0 + S(1), Event::Written);
+        m.handle(t0 + S(1), Event::TokenWatched(true));
+        m.handle_timeout(t0 + S(2));
+        assert!(!actions(&mut m)
+            .iter()
+            .any(|a| matches!(a, Action::Write { .. })));
+        // `--once` never checks: it exits after its write.
+        let t0 = Instant::now();
+        let mut m = Machine::new(settings(Goal::Once { timeout: S(60) }), t0, 3);
+        m.handle(t0, Event::TokenWatched(false));
+        m.handle_timeout(t0);
+        assert!(!actions(&mut m)
+            .iter()
+            .any(|a| matches!(a, Action::Write { .. })));
     }
 
     #[test]
@@ -1422,22 +1473,25 @@ mod tests {
         m.handle_timeout(t0);
         actions(&mut m);
         login_done(&mut m, t0, t0, Ok(grant(3600, true)));
-        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::Take, Action::Write { restore: false }]
+        );
         // The file is replaced while the first write is in flight: no second write yet.
         m.handle(t0, Event::TokenFileChanged);
         assert!(actions(&mut m).is_empty(), "one write at a time");
         // The first lands: what it wrote may be old, so the next write follows at once and
         // the new token's hooks wait for it.
         m.handle(t0, Event::Written);
-        assert_eq!(actions(&mut m), vec![Action::Write]);
+        assert_eq!(actions(&mut m), vec![Action::Write { restore: true }]);
         m.handle(t0, Event::Written);
         assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
         // A failed write with another needed meanwhile: that one is asked for at once.
         m.handle(t0 + S(5), Event::TokenFileChanged);
-        assert_eq!(actions(&mut m), vec![Action::Write]);
+        assert_eq!(actions(&mut m), vec![Action::Write { restore: true }]);
         m.handle(t0 + S(5), Event::TokenFileChanged);
         m.handle(t0 + S(5), Event::WriteFailed("disk full".into()));
-        assert_eq!(actions(&mut m), vec![Action::Write]);
+        assert_eq!(actions(&mut m), vec![Action::Write { restore: true }]);
     }
 
     #[test]
@@ -1605,7 +1659,10 @@ mod tests {
             }]
         );
         login_done(&mut m, t0, t0, Ok(grant(3600, true)));
-        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::Take, Action::Write { restore: false }]
+        );
         m.handle(t0, Event::Written);
         assert_eq!(actions(&mut m), vec![Action::RunHooksAndWait]);
         assert!(!m.is_finished());
@@ -1762,7 +1819,7 @@ mod tests {
             actions(&mut m),
             vec![
                 Action::Take,
-                Action::Write,
+                Action::Write { restore: false },
                 Action::LookupSelf {
                     fresh: false,
                     deadline: None
@@ -1813,7 +1870,10 @@ mod tests {
         assert_eq!(actions(&mut m), vec![Action::Login { deadline: None }]);
         // A lookup that reports no time left is the same.
         login_done(&mut m, t1 + S(1), t1, Ok(grant(20, true)));
-        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::Take, Action::Write { restore: false }]
+        );
         let (mut m, _) = logged_in(20, true);
         let t = Instant::now() + S(1);
         m.handle(t, Event::Relogin);
@@ -1877,10 +1937,13 @@ mod tests {
         );
         // The file still holds the live token: a change puts that one back.
         m.handle(t1, Event::TokenFileChanged);
-        assert_eq!(actions(&mut m), vec![Action::Write]);
+        assert_eq!(actions(&mut m), vec![Action::Write { restore: true }]);
         m.handle(t1, Event::Written);
         looked_up(&mut m, t1 + S(1), t1, Ok(grant(99, false)));
-        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::Take, Action::Write { restore: false }]
+        );
         m.handle(t1 + S(1), Event::Written);
         assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
         let (step, at) = m.next_step();
@@ -1920,7 +1983,7 @@ mod tests {
             actions(&mut m),
             vec![
                 Action::Take,
-                Action::Write,
+                Action::Write { restore: false },
                 Action::LookupSelf {
                     fresh: false,
                     deadline: None
@@ -2100,7 +2163,10 @@ mod tests {
         m.handle_timeout(t0);
         actions(&mut m);
         login_done(&mut m, t0, t0, Ok(grant(3600, true)));
-        assert_eq!(actions(&mut m), vec![Action::Take, Action::Write]);
+        assert_eq!(
+            actions(&mut m),
+            vec![Action::Take, Action::Write { restore: false }]
+        );
         m.handle(t0, Event::Written);
         (m, t0)
     }
