@@ -39,7 +39,7 @@
 //!   `token_file` (atomic, exact-mode writes of the token and secret files), `atomic_dir` (a
 //!   certificate's directory published in generations through a `..data` symlink), `watch` (directory
 //!   watches for the JWT and token files, degrading to timers).
-//! - [`hooks`]: after a new token: the token info file, the on-change `command` (split like a
+//! - `hooks` (crate-private): after a new token: the token info file, the on-change `command` (split like a
 //!   shell would, without a shell), the app's signal.
 //! - [`health`]: the `/healthz`, `/readyz` and `/metrics` HTTP server on `VAULT_LOGIN_LISTEN`, and
 //!   `status`, the token's state it serves.
@@ -51,9 +51,9 @@
 //!   environment. Its parts: `env` (the `VAULT_LOGIN_ENV_<VAR>` values, rendered from the shared
 //!   reads into memory), `supervisor` (start, signals, restart on a changed environment, exit
 //!   code), `reaper` (orphans, as PID 1) and `install` (`vault-login install <dir>`).
-//! - [`jwt`]: reads the service-account JWT afresh for each login and decodes its claims for hints.
+//! - `jwt` (crate-private): reads the service-account JWT afresh for each login and decodes its claims for hints.
 //! - [`sensitive`]: the [`sensitive::Secret`] wrapper that keeps tokens and JWTs out of logs.
-//! - [`duration`]: durations as settings are written (`1h30m`) and as logs print them.
+//! - `duration` (crate-private): durations as settings are written (`1h30m`) and as logs print them.
 //! - [`telemetry`]: log output (text or JSON on stderr).
 //! - [`error`]: the crate's error type and exit codes.
 #![forbid(unsafe_code)]
@@ -62,13 +62,13 @@
 
 pub mod agent;
 pub mod config;
-pub mod duration;
+pub(crate) mod duration;
 pub mod error;
 pub mod exec;
 pub mod files;
 pub mod health;
-pub mod hooks;
-pub mod jwt;
+pub(crate) mod hooks;
+pub(crate) mod jwt;
 pub mod machine;
 pub mod secrets;
 pub mod sensitive;
