@@ -217,22 +217,9 @@ fn renew_at(life: Life, renew_before: Option<Duration>, unit: f64) -> Instant {
 mod tests {
     use super::*;
     use crate::machine::failure::FailureKind;
+    use crate::machine::tests::settings;
 
     const S: fn(u64) -> Duration = Duration::from_secs;
-
-    fn settings(goal: Goal) -> Settings {
-        Settings {
-            goal,
-            min_backoff: S(1),
-            max_backoff: S(300),
-            recovery_backoff: S(20),
-            renew_increment: None,
-            revoke_on_exit: false,
-            adopt: false,
-            secrets: Vec::new(),
-            refresh: S(300),
-        }
-    }
 
     fn lane(count: usize, renew_before: Option<Duration>) -> CertLane {
         let certs = CertSettings {

@@ -1193,7 +1193,8 @@ mod tests {
     const S: fn(u64) -> Duration = Duration::from_secs;
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
-    fn settings(goal: Goal) -> Settings {
+    /// The machine's settings the tests start from (the lanes' tests too).
+    pub(super) fn settings(goal: Goal) -> Settings {
         Settings {
             goal,
             min_backoff: S(1),
@@ -1252,9 +1253,10 @@ mod tests {
     }
 
     /// A sidecar that logged in at `t0` with `ttl` and wrote its file.
-    fn logged_in(ttl: u64, renewable: bool) -> (Machine, Instant) {
+    /// A sidecar whose first login's token is taken, its write in flight.
+    fn taken(ttl: u64, renewable: bool, seed: u64) -> (Machine, Instant) {
         let t0 = Instant::now();
-        let mut m = Machine::new(settings(Goal::Sidecar), t0, 7);
+        let mut m = Machine::new(settings(Goal::Sidecar), t0, seed);
         m.handle_timeout(t0);
         assert_eq!(actions(&mut m), vec![Action::Login { deadline: None }]);
         login_done(&mut m, t0, t0, Ok(grant(ttl, renewable)));
@@ -1262,6 +1264,11 @@ mod tests {
             actions(&mut m),
             vec![Action::Take, Action::Write { restore: false }]
         );
+        (m, t0)
+    }
+
+    fn logged_in(ttl: u64, renewable: bool) -> (Machine, Instant) {
+        let (mut m, t0) = taken(ttl, renewable, 7);
         m.handle(t0, Event::Written);
         assert_eq!(actions(&mut m), vec![Action::RunHooks(Hook::NewToken)]);
         (m, t0)
@@ -1408,20 +1415,14 @@ mod tests {
         }
         // Once the token is gone, the file is not rewritten with it.
         m.handle(now, Event::TokenFileChanged);
-        assert!(!actions(&mut m).contains(&Action::Write { restore: false }));
+        assert!(!actions(&mut m)
+            .iter()
+            .any(|a| matches!(a, Action::Write { .. })));
     }
 
     #[test]
     fn write_failure_is_retried_and_hooks_wait_for_the_write() {
-        let t0 = Instant::now();
-        let mut m = Machine::new(settings(Goal::Sidecar), t0, 3);
-        m.handle_timeout(t0);
-        actions(&mut m);
-        login_done(&mut m, t0, t0, Ok(grant(3600, true)));
-        assert_eq!(
-            actions(&mut m),
-            vec![Action::Take, Action::Write { restore: false }]
-        );
+        let (mut m, t0) = taken(3600, true, 3);
         m.handle(t0, Event::WriteFailed("read-only file system".into()));
         assert!(
             actions(&mut m).is_empty(),
@@ -1468,15 +1469,7 @@ mod tests {
 
     #[test]
     fn one_write_at_a_time_and_the_one_needed_meanwhile_follows_with_its_own_hooks() {
-        let t0 = Instant::now();
-        let mut m = Machine::new(settings(Goal::Sidecar), t0, 3);
-        m.handle_timeout(t0);
-        actions(&mut m);
-        login_done(&mut m, t0, t0, Ok(grant(3600, true)));
-        assert_eq!(
-            actions(&mut m),
-            vec![Action::Take, Action::Write { restore: false }]
-        );
+        let (mut m, t0) = taken(3600, true, 3);
         // The file is replaced while the first write is in flight: no second write yet.
         m.handle(t0, Event::TokenFileChanged);
         assert!(actions(&mut m).is_empty(), "one write at a time");
