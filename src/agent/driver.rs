@@ -189,10 +189,15 @@ impl<'a> Driver<'a> {
             self.machine.add_secret(now(), name);
             self.memos.push(SecretMemo::default());
         }
+        // Only the new ones are named (most answers add none): no copy of the book's reads.
         let dirs = self.agent.cfg.certs.specs.len();
-        let reads = self.agent.book().certs.clone();
-        while self.certs_known < dirs + reads.len() {
-            let name = super::certs::template_cert_name(&reads, self.certs_known - dirs);
+        let names: Vec<String> = {
+            let book = self.agent.book();
+            (self.certs_known - dirs..book.certs.len())
+                .map(|k| super::certs::template_cert_name(&book.certs, k))
+                .collect()
+        };
+        for name in names {
             self.agent.status.add_cert(name);
             self.machine.add_cert(now());
             self.certs_known += 1;
